@@ -1,0 +1,55 @@
+import { BatchWriter } from '../proto/codec';
+import { nowMicros } from '../proto/time';
+import type { TelemetryPoint } from '../proto/types';
+
+export interface BatcherConfig {
+  gatewayId: string;
+  maxPoints: number;
+  maxBytes: number;
+  lingerMs: number;
+  /** batch_seq of the first batch this batcher closes; then +1 per batch. */
+  firstSeq: number;
+}
+
+export interface ClosedBatch {
+  seq: number;
+  points: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Groups points into batches, closing one at a point count, a byte size or a linger time,
+ * whichever comes first. Points are encoded as they arrive, so the size is exact and
+ * closing costs one copy.
+ */
+export class Batcher {
+  private readonly writer = new BatchWriter();
+  private nextSeq: number;
+  private lingerTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly config: BatcherConfig,
+    private readonly onBatch: (batch: ClosedBatch) => void,
+  ) {
+    this.nextSeq = config.firstSeq;
+  }
+
+  add(point: TelemetryPoint): void {
+    this.writer.add(point);
+    if (this.writer.pointCount >= this.config.maxPoints || this.writer.byteLength >= this.config.maxBytes) {
+      this.close();
+    } else if (this.lingerTimer === undefined) {
+      this.lingerTimer = setTimeout(() => this.close(), this.config.lingerMs);
+    }
+  }
+
+  /** Closes the open batch now, if it holds any point. */
+  close(): void {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    const points = this.writer.pointCount;
+    if (points === 0) return;
+    const seq = this.nextSeq++;
+    this.onBatch({ seq, points, payload: this.writer.finish(this.config.gatewayId, seq, nowMicros()) });
+  }
+}

@@ -1,0 +1,476 @@
+import { nowMicros } from '../proto/time';
+import { ID_PATTERN } from '../proto/topics';
+import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import type { Source, SourceOutput } from './source';
+
+export interface SimulatorOptions {
+  /** Drone ids are `${gatewayId}-d0001` and up. */
+  gatewayId: string;
+  drones: number;
+  /** Points per second per drone; fractional rates are fine. */
+  hz: number;
+  /** Seed of the fleet's PRNG; defaults to a hash of gatewayId, so a gateway replays the same fleet. */
+  seed?: number;
+  /** The seq of the first point a drone emits; later points count up by one. */
+  firstSeq: (droneId: string) => number;
+  /** The depot every drone flies from and back to. */
+  home?: { lat: number; lon: number; altM: number };
+  /** Wall clock in microseconds since the epoch. */
+  clock?: () => number;
+}
+
+// Ticks this often so a drone at 100 Hz owes only a handful of points per tick.
+const TICK_MS = 50;
+const MAX_DRONES = 9999; // ids carry a 4-digit number
+const MAX_HZ = 1000; // well above any telemetry link, far below the 1 µs ts resolution
+// Flights reach 8 km plus the pad grid from home; these bounds keep every fix inside WGS84 ranges.
+const MAX_HOME_ABS_LAT = 80;
+const MAX_HOME_ABS_LON = 179;
+const DEFAULT_HOME = { lat: 47.3769, lon: 8.5417, altM: 408 };
+
+const M_PER_DEG_LAT = 111_320;
+const PAD_SPACING_M = 6;
+const CLIMB_MPS = 3;
+const DESCEND_MPS = 2;
+const MIN_DROP_M = 1000;
+const MAX_DROP_M = 8000;
+// A drone starts somewhere in its cycle; the longest cycle (8 km each way at 12 m/s) is ~28 min.
+const WARMUP_MAX_S = 1800;
+
+// Battery drain in percent per second. Hovering and climbing draw the most current; a
+// mission of 1-8 km uses about 10-50 %, 25 % on average.
+const DRAIN_CLIMB = 0.09;
+const DRAIN_HOVER = 0.075;
+const DRAIN_DESCEND = 0.06;
+const DRAIN_LAND = 0.05;
+const DRAIN_CRUISE_BASE = 0.016;
+const DRAIN_CRUISE_PER_MPS = 0.0008;
+// The longest mission uses ~50 %, so charging below 60 % lands every flight with 10 % left.
+const RECHARGE_BELOW_PCT = 60;
+// Time-compressed so a charge takes about a minute instead of an hour.
+const CHARGE_PCT_PER_S = 1;
+// Pack voltage drops under load by this many volts per cell per %/s of drain.
+const SAG_V_PER_DRAIN = 1;
+const CELLS = 6;
+
+const FIX_CHANGE_MEAN_S = 60;
+const SAT_CHANGE_MEAN_S = 8;
+// GPS error wanders rather than jumping from point to point; this is its correlation time.
+const GPS_ERR_TAU_S = 20;
+const SQRT3 = Math.sqrt(3);
+
+interface FixProfile {
+  readonly fix: GpsFix;
+  /** Cumulative probability: a uniform draw below it picks this profile. */
+  readonly upTo: number;
+  readonly satMin: number;
+  readonly satMax: number;
+  /** Standard deviation of the horizontal error, metres. */
+  readonly errM: number;
+}
+
+const RTK_FIXED: FixProfile = { fix: GpsFix.rtkFixed, upTo: 1, satMin: 14, satMax: 20, errM: 0.02 };
+const FIX_PROFILES: readonly FixProfile[] = [
+  { fix: GpsFix.fix2d, upTo: 0.02, satMin: 6, satMax: 7, errM: 4 },
+  { fix: GpsFix.fix3d, upTo: 0.72, satMin: 8, satMax: 15, errM: 1.5 },
+  { fix: GpsFix.dgps, upTo: 0.84, satMin: 10, satMax: 17, errM: 0.6 },
+  { fix: GpsFix.rtkFloat, upTo: 0.92, satMin: 12, satMax: 19, errM: 0.25 },
+  RTK_FIXED,
+];
+
+function pickFix(r: number): FixProfile {
+  for (const p of FIX_PROFILES) if (r < p.upTo) return p;
+  return RTK_FIXED;
+}
+
+/** Finer steps of a mission than FlightState names; each maps to one FlightState. */
+const Stage = {
+  charging: 0,
+  idle: 1,
+  takeoff: 2,
+  cruise: 3,
+  dropDescend: 4,
+  dropHover: 5,
+  dropClimb: 6,
+  returning: 7,
+  landing: 8,
+  landed: 9,
+} as const;
+type Stage = (typeof Stage)[keyof typeof Stage];
+
+interface Home {
+  readonly lat: number;
+  readonly lon: number;
+  readonly altM: number;
+  readonly mPerDegLon: number;
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** One drone: a mission state machine moved by elapsed time, and the sensors that report it. */
+class Drone {
+  /** Where in a sample period this drone reports, so drones do not all share one microsecond. */
+  readonly offset: number;
+  /** Sample slots that fell due since start, whether emitted or skipped while the agent was full. */
+  slots = 0;
+  seq = 0;
+  /** Time of the last point; the physics has advanced up to here. */
+  lastUs = 0;
+
+  private rng: number;
+  private stage: Stage = Stage.idle;
+  private state: FlightState = FlightState.idle;
+  /** Seconds until the current stage ends. */
+  private left: number;
+  // Metres east and north of home, metres above home, and their rates of change.
+  private x: number;
+  private y: number;
+  private rel = 0;
+  private vx = 0;
+  private vy = 0;
+  private vs = 0;
+  private gs = 0;
+  private heading: number;
+  private pct: number;
+  /** Percent per second; negative while charging. */
+  private drain = 0;
+  private chargeTo = 0;
+
+  private missions = 0;
+  private missionId: string | null = null;
+  private cruiseAlt = 0;
+  private speed = 0;
+  private dropX = 0;
+  private dropY = 0;
+  private dropAlt = 0;
+  private hoverS = 0;
+
+  private gps: FixProfile;
+  private sats: number;
+  private errX = 0;
+  private errY = 0;
+
+  constructor(
+    readonly id: string,
+    seed: number,
+    private readonly padX: number,
+    private readonly padY: number,
+    private readonly home: Home,
+  ) {
+    this.rng = seed;
+    this.offset = this.rand();
+    this.x = padX;
+    this.y = padY;
+    this.heading = this.rand() * 360;
+    this.pct = 60 + this.rand() * 40;
+    this.left = this.rand() * 15;
+    this.gps = pickFix(this.rand());
+    this.sats = this.randomSats();
+    this.advance(this.rand() * WARMUP_MAX_S);
+  }
+
+  /** mulberry32: small, fast and good enough for noise. */
+  private rand(): number {
+    let t = (this.rng = (this.rng + 0x6d2b79f5) | 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  private randomSats(): number {
+    return this.gps.satMin + Math.floor(this.rand() * (this.gps.satMax - this.gps.satMin + 1));
+  }
+
+  /** The drone's point at `ts`, after flying the time since its last one. */
+  next(ts: number): TelemetryPoint {
+    if (ts <= this.lastUs) ts = this.lastUs + 1;
+    const dt = (ts - this.lastUs) / 1e6;
+    this.lastUs = ts;
+    this.advance(dt);
+    this.sense(dt);
+
+    // A charging drone sits in the hangar, where GPS sees too few satellites to fix.
+    const indoors = this.stage === Stage.charging;
+    const rel = this.rel + (this.rand() - 0.5) * 0.3;
+    const x = this.pct / 100;
+    const u = 1 - x;
+    const cell =
+      3.3 +
+      0.9 * (0.6 * (1 - u * u * u) + 0.4 * x * x * x) -
+      (this.drain > 0 ? this.drain * SAG_V_PER_DRAIN : 0) +
+      (this.rand() - 0.5) * 0.01;
+    const heading = this.heading + (this.rand() - 0.5) * 4;
+    return {
+      drone_id: this.id,
+      seq: this.seq++,
+      ts,
+      lat: indoors ? null : this.home.lat + (this.y + this.errY) / M_PER_DEG_LAT,
+      lon: indoors ? null : this.home.lon + (this.x + this.errX) / this.home.mPerDegLon,
+      alt_m: this.home.altM + rel,
+      rel_alt_m: rel,
+      ground_speed_mps: indoors ? null : Math.abs(this.gs + (this.rand() - 0.5) * 0.4),
+      vertical_speed_mps: this.vs + (this.rand() - 0.5) * 0.2,
+      heading_deg: ((heading % 360) + 360) % 360,
+      battery_pct: this.pct,
+      battery_voltage_v: CELLS * cell,
+      gps_fix: indoors ? GpsFix.none : this.gps.fix,
+      satellites: indoors ? Math.floor(this.rand() * 4) : this.sats,
+      flight_state: this.state,
+      armed: this.missionId !== null,
+      mission_id: this.missionId,
+    };
+  }
+
+  /** Moves the GPS along: fix changes now and then, and an error that drifts with a correlation time. */
+  private sense(dt: number): void {
+    if (this.rand() < dt / FIX_CHANGE_MEAN_S) {
+      this.gps = pickFix(this.rand());
+      this.sats = this.randomSats();
+    } else if (this.rand() < dt / SAT_CHANGE_MEAN_S) {
+      const s = this.sats + (this.rand() < 0.5 ? -1 : 1);
+      if (s >= this.gps.satMin && s <= this.gps.satMax) this.sats = s;
+    }
+    // Ornstein-Uhlenbeck step: the error's spread stays errM whatever the sample rate.
+    const decay = Math.exp(-dt / GPS_ERR_TAU_S);
+    const kick = this.gps.errM * Math.sqrt(1 - decay * decay) * SQRT3;
+    this.errX = this.errX * decay + kick * (2 * this.rand() - 1);
+    this.errY = this.errY * decay + kick * (2 * this.rand() - 1);
+  }
+
+  /** Flies `dt` seconds, crossing as many stage boundaries as fall inside them. */
+  private advance(dt: number): void {
+    while (dt > 0) {
+      const step = dt < this.left ? dt : this.left;
+      this.x += this.vx * step;
+      this.y += this.vy * step;
+      this.rel += this.vs * step;
+      this.pct -= this.drain * step;
+      this.left -= step;
+      dt -= step;
+      if (this.left <= 0) this.nextStage();
+    }
+  }
+
+  // Each transition snaps position, altitude and charge to the stage's exact end, so
+  // rounding in `advance` never accumulates across missions.
+  private nextStage(): void {
+    switch (this.stage) {
+      case Stage.charging:
+        this.pct = this.chargeTo;
+        this.idle();
+        break;
+      case Stage.idle:
+        this.takeOff();
+        break;
+      case Stage.takeoff:
+        this.rel = this.cruiseAlt;
+        this.vs = 0;
+        this.stage = Stage.cruise;
+        this.state = FlightState.cruise;
+        this.flyTo(this.dropX, this.dropY);
+        break;
+      case Stage.cruise:
+        this.arrive(this.dropX, this.dropY);
+        this.stage = Stage.dropDescend;
+        this.state = FlightState.delivering;
+        this.vs = -DESCEND_MPS;
+        this.drain = DRAIN_DESCEND;
+        this.left = (this.cruiseAlt - this.dropAlt) / DESCEND_MPS;
+        break;
+      case Stage.dropDescend:
+        this.rel = this.dropAlt;
+        this.stage = Stage.dropHover;
+        this.vs = 0;
+        this.drain = DRAIN_HOVER;
+        this.left = this.hoverS;
+        break;
+      case Stage.dropHover:
+        this.stage = Stage.dropClimb;
+        this.vs = CLIMB_MPS;
+        this.drain = DRAIN_CLIMB;
+        this.left = (this.cruiseAlt - this.dropAlt) / CLIMB_MPS;
+        break;
+      case Stage.dropClimb:
+        this.rel = this.cruiseAlt;
+        this.vs = 0;
+        this.stage = Stage.returning;
+        this.state = FlightState.returning;
+        this.flyTo(this.padX, this.padY);
+        break;
+      case Stage.returning:
+        this.arrive(this.padX, this.padY);
+        this.stage = Stage.landing;
+        this.state = FlightState.landing;
+        this.vs = -DESCEND_MPS;
+        this.drain = DRAIN_LAND;
+        this.left = this.cruiseAlt / DESCEND_MPS;
+        break;
+      case Stage.landing:
+        this.rel = 0;
+        this.vs = 0;
+        this.drain = 0;
+        this.missionId = null;
+        this.stage = Stage.landed;
+        this.state = FlightState.landed;
+        this.left = 3 + this.rand() * 5;
+        break;
+      case Stage.landed:
+        if (this.pct < RECHARGE_BELOW_PCT) {
+          this.chargeTo = 95 + this.rand() * 5;
+          this.stage = Stage.charging;
+          this.state = FlightState.idle;
+          this.drain = -CHARGE_PCT_PER_S;
+          this.left = (this.chargeTo - this.pct) / CHARGE_PCT_PER_S;
+        } else {
+          this.idle();
+        }
+        break;
+    }
+  }
+
+  private idle(): void {
+    this.stage = Stage.idle;
+    this.state = FlightState.idle;
+    this.drain = 0;
+    // Loading the parcel and preflight checks.
+    this.left = 10 + this.rand() * 30;
+  }
+
+  private takeOff(): void {
+    this.missions++;
+    this.missionId = `M-${this.id}-${this.missions}`;
+    this.cruiseAlt = 60 + this.rand() * 60;
+    this.speed = 12 + this.rand() * 6;
+    const dist = MIN_DROP_M + this.rand() * (MAX_DROP_M - MIN_DROP_M);
+    const bearing = this.rand() * 2 * Math.PI;
+    this.dropX = this.padX + dist * Math.sin(bearing);
+    this.dropY = this.padY + dist * Math.cos(bearing);
+    this.dropAlt = 10 + this.rand() * 10;
+    this.hoverS = 10 + this.rand() * 20;
+    this.stage = Stage.takeoff;
+    this.state = FlightState.takeoff;
+    this.vs = CLIMB_MPS;
+    this.drain = DRAIN_CLIMB;
+    this.left = this.cruiseAlt / CLIMB_MPS;
+  }
+
+  /** Starts a straight leg at cruise speed; every leg is at least a kilometre long. */
+  private flyTo(tx: number, ty: number): void {
+    const dx = tx - this.x;
+    const dy = ty - this.y;
+    const dist = Math.sqrt(dx * dx + dy * dy);
+    this.vx = (dx / dist) * this.speed;
+    this.vy = (dy / dist) * this.speed;
+    this.gs = this.speed;
+    this.heading = ((Math.atan2(dx, dy) * 180) / Math.PI + 360) % 360;
+    this.drain = DRAIN_CRUISE_BASE + DRAIN_CRUISE_PER_MPS * this.speed;
+    this.left = dist / this.speed;
+  }
+
+  private arrive(x: number, y: number): void {
+    this.x = x;
+    this.y = y;
+    this.vx = 0;
+    this.vy = 0;
+    this.gs = 0;
+  }
+}
+
+class SimulatedFleet implements Source {
+  readonly name = 'simulator';
+  private readonly drones: Drone[] = [];
+  private readonly hzPerUs: number;
+  private readonly clock: () => number;
+  private readonly firstSeq: (droneId: string) => number;
+  private out: SourceOutput | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private startUs = 0;
+  private count = 0;
+
+  constructor(opts: SimulatorOptions) {
+    const { gatewayId, drones, hz } = opts;
+    if (!Number.isInteger(drones) || drones < 1 || drones > MAX_DRONES) {
+      throw new RangeError(`drones must be an integer in 1..${MAX_DRONES}, got ${drones}`);
+    }
+    if (!(hz > 0 && hz <= MAX_HZ)) throw new RangeError(`hz must be in (0, ${MAX_HZ}], got ${hz}`);
+    const h = opts.home ?? DEFAULT_HOME;
+    if (!(Math.abs(h.lat) <= MAX_HOME_ABS_LAT && Math.abs(h.lon) <= MAX_HOME_ABS_LON && Number.isFinite(h.altM))) {
+      throw new RangeError(`home must lie within ±${MAX_HOME_ABS_LAT}° lat and ±${MAX_HOME_ABS_LON}° lon`);
+    }
+    const home: Home = { ...h, mPerDegLon: M_PER_DEG_LAT * Math.cos((h.lat * Math.PI) / 180) };
+    this.hzPerUs = hz / 1e6;
+    this.clock = opts.clock ?? nowMicros;
+    this.firstSeq = opts.firstSeq;
+
+    const seed = opts.seed ?? fnv1a(gatewayId);
+    const cols = Math.ceil(Math.sqrt(drones));
+    for (let i = 0; i < drones; i++) {
+      const id = `${gatewayId}-d${String(i + 1).padStart(4, '0')}`;
+      if (!ID_PATTERN.test(id)) throw new RangeError(`gatewayId ${JSON.stringify(gatewayId)} makes invalid drone id ${id}`);
+      const droneSeed = fnv1a(`${seed}:${i}`);
+      const padX = (i % cols) * PAD_SPACING_M;
+      const padY = Math.floor(i / cols) * PAD_SPACING_M;
+      this.drones.push(new Drone(id, droneSeed, padX, padY, home));
+    }
+  }
+
+  get generated(): number {
+    return this.count;
+  }
+
+  start(out: SourceOutput): void {
+    if (this.out !== null) throw new Error('simulator already started');
+    // Read at start, not construction, so an agent can restore its spool's seqs in between.
+    for (const d of this.drones) {
+      const seq = this.firstSeq(d.id);
+      if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`firstSeq(${d.id}) gave ${seq}`);
+      d.seq = seq;
+    }
+    this.startUs = this.clock();
+    for (const d of this.drones) {
+      d.slots = 0;
+      // A restart resumes the flight where it stopped rather than flying through the pause.
+      d.lastUs = Math.max(d.lastUs, this.startUs);
+    }
+    this.out = out;
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.out = null;
+  }
+
+  private tick(): void {
+    const out = this.out;
+    if (out === null) return;
+    const now = this.clock();
+    const periods = (now - this.startUs) * this.hzPerUs;
+    if (!out.accepting) {
+      // The owed points are dropped, not deferred: the next points carry later times.
+      for (const d of this.drones) d.slots = Math.max(d.slots, Math.floor(periods + d.offset));
+      return;
+    }
+    for (const d of this.drones) {
+      const due = Math.floor(periods + d.offset);
+      // Re-checks `out` because emit may call stop().
+      while (d.slots < due && this.out === out) {
+        d.slots++;
+        // Each point carries the time its slot fell due, so points stay evenly spaced
+        // however late the tick runs.
+        out.emit(d.next(this.startUs + Math.floor((d.slots - d.offset) / this.hzPerUs)));
+        this.count++;
+      }
+    }
+  }
+}
+
+/** A simulated fleet of delivery drones flying missions from one depot. */
+export function createSimulatedFleet(opts: SimulatorOptions): Source & { readonly generated: number } {
+  return new SimulatedFleet(opts);
+}

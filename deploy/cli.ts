@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { startAgent } from '../agent/agent';
+import { agentOptions } from '../agent/options';
+import { brokerOptions } from '../broker/options';
+import { startBroker } from '../broker/server';
+import { sinkOptions } from '../sink/options';
+import { startSink } from '../sink/sink';
+import { createLogger } from './log';
+import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
+import { untilShutdown } from './signals';
+import { runUp, upOptions } from './up';
+
+interface Command<S extends OptionSpecs> {
+  summary: string;
+  usage: string;
+  options: S;
+  run(options: ParsedOptions<S>): Promise<number>;
+}
+
+const command = <S extends OptionSpecs>(c: Command<S>): Command<S> => c;
+
+const commands = {
+  up: command({
+    summary: 'Run broker, sink and a simulated fleet on loopback, writing Parquet to a local lake.',
+    usage: 'dronelake up [--lake DIR] [--drones N] [--hz H] [--duration S] [--json]',
+    options: upOptions,
+    async run(options) {
+      const summary = await runUp(options, untilShutdown());
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(summary)}\n`);
+      } else {
+        process.stdout.write(
+          `generated ${summary.generated}, committed ${summary.committed} in ${summary.files} files under ${summary.lake} ` +
+            `(${summary.seconds.toFixed(1)} s; invalid ${summary.invalid}, rejected batches ${summary.rejected_batches}, re-sent batches ${summary.resent_batches})\n`,
+        );
+      }
+      return summary.generated === summary.committed ? 0 : 1;
+    },
+  }),
+  broker: command({
+    summary: 'Run the MQTT broker (Aedes) that gateways publish to and the sink reads from.',
+    usage: 'dronelake broker [--host ADDR] [--port N]',
+    options: brokerOptions,
+    async run(options) {
+      const broker = await startBroker(options, createLogger(options.logLevel, 'broker'));
+      await untilShutdown();
+      await broker.close();
+      return 0;
+    },
+  }),
+  sink: command({
+    summary: 'Run the sink: telemetry from the broker into partitioned Parquet under the lake, with commit acks back.',
+    usage: 'dronelake sink [--broker URL] [--lake DIR]',
+    options: sinkOptions,
+    async run(options) {
+      const sink = await startSink(options, createLogger(options.logLevel, 'sink'));
+      await untilShutdown();
+      await sink.close();
+      return 0;
+    },
+  }),
+  agent: command({
+    summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',
+    usage: 'dronelake agent --gateway ID [--broker URL] [--simulate N --hz H]',
+    options: agentOptions,
+    async run(options) {
+      const log = createLogger(options.logLevel, 'agent');
+      const agent = await startAgent(options, log);
+      await untilShutdown();
+      const drained = await agent.drain(10_000);
+      if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
+      await agent.close();
+      return drained ? 0 : 1;
+    },
+  }),
+};
+
+const TOP_HELP = `Usage: dronelake <command> [options]
+
+Edge-to-cloud ingestion of drone telemetry: agent -> MQTT broker -> sink -> Parquet lake.
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(8)}${c.summary}`)
+  .join('\n')}
+
+Run 'dronelake <command> --help' for a command's options.
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(TOP_HELP);
+    return 0;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (!Object.hasOwn(commands, name)) throw new UsageError(`unknown command "${name}"; run 'dronelake --help'`);
+  const cmd = commands[name as keyof typeof commands] as Command<OptionSpecs>;
+  const parsed = (() => {
+    try {
+      return parseOptions(cmd.options, rest);
+    } catch (err) {
+      // --help wins over a missing required option.
+      if (err instanceof UsageError && (rest.includes('--help') || rest.includes('-h'))) return null;
+      throw err;
+    }
+  })();
+  if (parsed === null || parsed.help) {
+    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options));
+    return 0;
+  }
+  return cmd.run(parsed.options);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`dronelake: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`dronelake: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,78 @@
+import protobuf from 'protobufjs';
+import { BatchType, CommitAckType, PointType } from './schema';
+import type { CommitAck, TelemetryBatch, TelemetryPoint } from './types';
+
+// encode() takes plain objects as they are (no fromObject/verify pass): callers hand over
+// values typed by proto/types.ts, and the sink validates whatever it decodes.
+
+const LENGTH_DELIMITED = 2;
+const VARINT = 0;
+const field = (name: string): number => {
+  const f = BatchType.fields[name];
+  if (!f) throw new Error(`telemetry.proto: Batch has no field ${name}`);
+  return f.id;
+};
+const TAG_GATEWAY_ID = (field('gateway_id') << 3) | LENGTH_DELIMITED;
+const TAG_BATCH_SEQ = (field('batch_seq') << 3) | VARINT;
+const TAG_SENT_AT = (field('sent_at') << 3) | VARINT;
+const TAG_POINTS = (field('points') << 3) | LENGTH_DELIMITED;
+
+/**
+ * Builds one Batch incrementally: each point is encoded as it arrives, so the batcher
+ * knows the exact byte size at all times and closing a batch costs one copy. The bytes
+ * are those encodeBatch() would give (protobuf readers accept fields in any order).
+ */
+export class BatchWriter {
+  private points = protobuf.Writer.create();
+  private count = 0;
+
+  get pointCount(): number {
+    return this.count;
+  }
+
+  /** Encoded size of the points so far, in bytes. */
+  get byteLength(): number {
+    return this.points.len;
+  }
+
+  add(point: TelemetryPoint): void {
+    PointType.encode(point, this.points.uint32(TAG_POINTS).fork()).ldelim();
+    this.count++;
+  }
+
+  /** The finished Batch; the writer is empty afterwards. */
+  finish(gatewayId: string, batchSeq: number, sentAt: number): Uint8Array {
+    const head = protobuf.Writer.create()
+      .uint32(TAG_GATEWAY_ID)
+      .string(gatewayId)
+      .uint32(TAG_BATCH_SEQ)
+      .uint64(batchSeq)
+      .uint32(TAG_SENT_AT)
+      .int64(sentAt)
+      .finish();
+    const body = this.points.finish();
+    const out = new Uint8Array(head.length + body.length);
+    out.set(head, 0);
+    out.set(body, head.length);
+    this.points = protobuf.Writer.create();
+    this.count = 0;
+    return out;
+  }
+}
+
+export function encodeBatch(batch: TelemetryBatch): Uint8Array {
+  return BatchType.encode(batch).finish();
+}
+
+/** Throws on bytes that are not a Batch (truncated, wrong wire types). */
+export function decodeBatch(bytes: Uint8Array): TelemetryBatch {
+  return BatchType.decode(bytes) as unknown as TelemetryBatch;
+}
+
+export function encodeAck(ack: CommitAck): Uint8Array {
+  return CommitAckType.encode(ack).finish();
+}
+
+export function decodeAck(bytes: Uint8Array): CommitAck {
+  return CommitAckType.decode(bytes) as unknown as CommitAck;
+}

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import { logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
+
+export const sinkOptions = {
+  broker: { type: 'string', describe: 'MQTT broker URL', schema: optionSchemas.brokerUrl().default('mqtt://127.0.0.1:1883') },
+  lake: { type: 'string', describe: 'lake root directory', schema: z.string().min(1).default('./lake') },
+  clientId: {
+    type: 'string',
+    describe: 'MQTT client id; the broker keeps this persistent session while the sink is away',
+    schema: optionSchemas.id().default('dronelake-sink'),
+  },
+  flushInterval: {
+    type: 'string',
+    describe: 'seconds between commits to the lake',
+    schema: optionSchemas.positive().default(5),
+  },
+  commitPoints: {
+    type: 'string',
+    describe: 'commit early once this many points are staged',
+    schema: optionSchemas.count(1, 100_000_000).default(500_000),
+  },
+  maxStagedPoints: {
+    type: 'string',
+    describe: 'stop taking messages while this many points await commit (bounds memory)',
+    schema: optionSchemas.count(1, 100_000_000).default(2_000_000),
+  },
+  maxFutureSkew: {
+    type: 'string',
+    describe: 'seconds an event time may lie ahead of the sink clock before the point is rejected',
+    schema: optionSchemas.positive().default(300),
+  },
+  duckdbMemory: { type: 'string', describe: "DuckDB memory limit, e.g. '1GB'", schema: z.string().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, "expected a size such as '512MB' or '2GB'").default('1GB') },
+  duckdbThreads: { type: 'string', describe: 'DuckDB worker threads', schema: optionSchemas.count(1, 256).default(2) },
+  logLevel: logLevelOption,
+} satisfies OptionSpecs;

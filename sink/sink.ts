@@ -1,0 +1,159 @@
+import { randomBytes } from 'node:crypto';
+import { DuckDBInstance } from '@duckdb/node-api';
+import mqtt from 'mqtt';
+import type { Logger } from 'pino';
+import type { ParsedOptions } from '../deploy/options';
+import { nowMicros } from '../proto/time';
+import { TELEMETRY_WILDCARD } from '../proto/topics';
+import { invalidReason } from '../proto/validate';
+import { publishAcks } from './acks';
+import { writeCommit } from './commit';
+import { decodeTelemetry } from './decode';
+import { BatchLedger } from './dedupe';
+import { STAGING_PREFIX } from './layout';
+import type { sinkOptions } from './options';
+import { closeStageBuffer, createStageBuffer, recordBatch, stagePoint, type StageBuffer } from './stage';
+import { emptySinkStats, type SinkStats } from './stats';
+import { localStorage } from './storage';
+
+export type SinkConfig = ParsedOptions<typeof sinkOptions>;
+
+export interface Sink {
+  readonly lake: string;
+  stats(): SinkStats;
+  /** Commits whatever is staged now; resolves when its acks are out. */
+  flush(): Promise<void>;
+  /** Stops taking messages, commits what was taken, acks it, disconnects. */
+  close(): Promise<void>;
+}
+
+export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
+  const storage = await localStorage(config.lake, STAGING_PREFIX);
+  const db = await DuckDBInstance.create(':memory:', {
+    threads: String(config.duckdbThreads),
+    memory_limit: config.duckdbMemory,
+  });
+  const conn = await db.connect();
+  await conn.run("SET TimeZone = 'UTC'");
+
+  const stats = emptySinkStats();
+  const ledger = new BatchLedger();
+  // Unique per process start, so names of files from different runs never collide.
+  const instance = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  let commitNumber = 0;
+  let bufferNumber = 0;
+  const nextBuffer = () => createStageBuffer(db, `stage_${bufferNumber++}`);
+  let open: StageBuffer = await nextBuffer();
+  let spare: Promise<StageBuffer> = nextBuffer();
+  let committing: Promise<void> = Promise.resolve();
+  let closing = false;
+  const maxFutureSkewUs = config.maxFutureSkew * 1e6;
+
+  const client = mqtt.connect(config.broker, {
+    clientId: config.clientId,
+    // A persistent session: the broker queues telemetry while the sink restarts.
+    clean: false,
+    reconnectPeriod: 1000,
+    connectTimeout: 10_000,
+  });
+  client.on('connect', () => log.info({ broker: config.broker }, 'sink connected'));
+  client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
+
+  async function commitOnce(): Promise<void> {
+    if (open.points === 0 && open.batches.size === 0) return;
+    const buffer = open;
+    open = await spare;
+    spare = nextBuffer();
+    const tag = `${instance}-${String(commitNumber++).padStart(6, '0')}`;
+    try {
+      const files = await writeCommit(conn, buffer, storage, tag);
+      for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
+      stats.commits++;
+      stats.files += files.length;
+      stats.pointsCommitted += buffer.points;
+      stats.pointsStaged -= buffer.points;
+      for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
+      log.debug({ tag, files: files.length, points: buffer.points }, 'committed');
+      stats.acksPublished += await publishAcks(client, buffer.batches);
+    } catch (err) {
+      // Nothing of this commit is visible and nothing was acked: the agents re-send.
+      stats.commitErrors++;
+      stats.pointsStaged -= buffer.points;
+      for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.unstage(gatewayId, seq);
+      log.error({ tag, err: (err as Error).message }, 'commit failed; its batches will be taken again when re-sent');
+    }
+  }
+
+  function commit(): Promise<void> {
+    committing = committing.then(commitOnce);
+    return committing;
+  }
+
+  function take(topic: string, payload: Buffer): void {
+    stats.batchesReceived++;
+    const decoded = decodeTelemetry(topic, payload);
+    if (!decoded.ok) {
+      stats.batchesRejected[decoded.reason]++;
+      log.warn({ topic, reason: decoded.reason, detail: decoded.detail, bytes: payload.length }, 'batch rejected');
+      return;
+    }
+    const { batch } = decoded;
+    const state = ledger.state(batch.gateway_id, batch.batch_seq);
+    if (state !== 'new') {
+      stats.batchesDuplicate++;
+      // The first ack may have been lost: say again that the batch is in the lake.
+      if (state === 'committed') void publishAcks(client, new Map([[batch.gateway_id, [batch.batch_seq]]])).catch(() => undefined);
+      return;
+    }
+    if (batch.points.length === 0) stats.batchesEmpty++;
+    const now = nowMicros();
+    for (const point of batch.points) {
+      stats.pointsReceived++;
+      const reason = invalidReason(point, now, maxFutureSkewUs);
+      if (reason) {
+        stats.pointsInvalid[reason]++;
+        continue;
+      }
+      stagePoint(open, point, batch.gateway_id, now);
+      stats.pointsStaged++;
+    }
+    ledger.markStaged(batch.gateway_id, batch.batch_seq);
+    recordBatch(open, batch.gateway_id, batch.batch_seq);
+    if (open.points >= config.commitPoints) void commit();
+  }
+
+  // MQTT.js takes the next inbound message only after this callback: holding it is the
+  // sink's backpressure (invariant 6), and messages held at shutdown are never PUBACKed,
+  // so the broker delivers them again to this session.
+  client.handleMessage = (packet, done) => {
+    if (closing) return;
+    try {
+      take(packet.topic, packet.payload as Buffer);
+    } catch (err) {
+      log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
+    }
+    if (stats.pointsStaged >= config.maxStagedPoints) void commit().then(() => done());
+    else done();
+  };
+
+  await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+  const timer = setInterval(() => void commit(), config.flushInterval * 1000);
+  log.info({ lake: storage.root, topic: TELEMETRY_WILDCARD }, 'sink started');
+
+  return {
+    lake: storage.root,
+    stats: () => structuredClone(stats),
+    flush: commit,
+    async close() {
+      closing = true;
+      clearInterval(timer);
+      await commit();
+      await client.endAsync();
+      closeStageBuffer(await spare);
+      closeStageBuffer(open);
+      conn.closeSync();
+      db.closeSync();
+      log.info({ committed: stats.pointsCommitted, files: stats.files }, 'sink stopped');
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
+
+/** Why a whole batch was turned away. */
+export const BATCH_REJECT_REASONS = ['undecodable', 'gateway_mismatch', 'batch_seq_range'] as const;
+export type BatchRejectReason = (typeof BATCH_REJECT_REASONS)[number];
+
+export interface SinkStats {
+  batchesReceived: number;
+  batchesRejected: Record<BatchRejectReason, number>;
+  batchesEmpty: number;
+  batchesDuplicate: number;
+  batchesCommitted: number;
+  pointsReceived: number;
+  pointsInvalid: Record<InvalidReason, number>;
+  pointsCommitted: number;
+  pointsStaged: number;
+  files: number;
+  commits: number;
+  commitErrors: number;
+  acksPublished: number;
+}
+
+const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
+  Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+
+export function emptySinkStats(): SinkStats {
+  return {
+    batchesReceived: 0,
+    batchesRejected: zeroes(BATCH_REJECT_REASONS),
+    batchesEmpty: 0,
+    batchesDuplicate: 0,
+    batchesCommitted: 0,
+    pointsReceived: 0,
+    pointsInvalid: zeroes(INVALID_REASONS),
+    pointsCommitted: 0,
+    pointsStaged: 0,
+    files: 0,
+    commits: 0,
+    commitErrors: 0,
+    acksPublished: 0,
+  };
+}
