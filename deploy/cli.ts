@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { startAgent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { brokerOptions } from '../broker/options';
-import { startBroker } from '../broker/server';
 import { sinkOptions } from '../sink/options';
-import { startSink } from '../sink/sink';
 import { createLogger } from './log';
 import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
 import { untilShutdown } from './signals';
-import { runUp, upOptions } from './up';
+import { upOptions } from './up-options';
+
+// Each command loads its component when it runs, so `--help` and the agent on a small
+// gateway never load DuckDB or the broker.
 
 interface Command<S extends OptionSpecs> {
   summary: string;
@@ -26,6 +26,7 @@ const commands = {
     usage: 'dronelake up [--lake DIR] [--drones N] [--hz H] [--duration S] [--json]',
     options: upOptions,
     async run(options) {
+      const { runUp } = await import('./up');
       const summary = await runUp(options, untilShutdown());
       if (options.json) {
         process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -43,6 +44,7 @@ const commands = {
     usage: 'dronelake broker [--host ADDR] [--port N]',
     options: brokerOptions,
     async run(options) {
+      const { startBroker } = await import('../broker/server');
       const broker = await startBroker(options, createLogger(options.logLevel, 'broker'));
       await untilShutdown();
       await broker.close();
@@ -54,6 +56,7 @@ const commands = {
     usage: 'dronelake sink [--broker URL] [--lake DIR]',
     options: sinkOptions,
     async run(options) {
+      const { startSink } = await import('../sink/sink');
       const sink = await startSink(options, createLogger(options.logLevel, 'sink'));
       await untilShutdown();
       await sink.close();
@@ -66,6 +69,7 @@ const commands = {
     options: agentOptions,
     async run(options) {
       const log = createLogger(options.logLevel, 'agent');
+      const { startAgent } = await import('../agent/agent');
       const agent = await startAgent(options, log);
       await untilShutdown();
       const drained = await agent.drain(10_000);

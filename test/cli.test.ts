@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { cli, duck, lakeGlob, tempDir } from './helpers';
+
+describe('dronelake CLI', () => {
+  it('prints help for the tool and for each command', async () => {
+    const top = await cli(['--help']);
+    expect(top.code).toBe(0);
+    for (const name of ['up', 'broker', 'sink', 'agent']) expect(top.stdout).toContain(`  ${name} `);
+    for (const name of ['up', 'broker', 'sink', 'agent']) {
+      const r = await cli([name, '--help']);
+      expect(r.code, name).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^Usage: dronelake ${name}`));
+      expect(r.stdout).toContain('--log-level');
+    }
+  });
+
+  it.each([
+    [['fly'], "dronelake: unknown command \"fly\"; run 'dronelake --help'"],
+    [['up', '--drones', 'many'], 'dronelake: --drones: Invalid input: expected number, received NaN (got "many")'],
+    [['up', '--drones', '0'], 'dronelake: --drones: Too small: expected number to be >=1 (got "0")'],
+    [['up', '--bogus'], "dronelake: Unknown option '--bogus'"],
+    [['agent'], 'dronelake: --gateway is required'],
+    [['agent', '--gateway', 'a/b'], 'dronelake: --gateway: expected 1-64 characters of A-Z a-z 0-9 . _ - (got "a/b")'],
+    [['sink', '--broker', 'http://x'], 'dronelake: --broker: expected a URL such as mqtt://127.0.0.1:1883 (got "http://x")'],
+    [['sink', '--duckdb-memory', 'lots'], `dronelake: --duckdb-memory: expected a size such as '512MB' or '2GB' (got "lots")`],
+    [['broker', '--port', '70000'], 'dronelake: --port: Too small'.replace('Too small', 'Too big: expected number to be <=65535') + ' (got "70000")'],
+    [['up', 'extra'], 'dronelake: unexpected argument "extra"'],
+  ])('reports %j as one clear line and exits 2', async (args, message) => {
+    const r = await cli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`${message}\n`);
+    expect(r.stdout).toBe('');
+  });
+
+  it('up: generates, drains and commits every point, then prints a JSON summary', async () => {
+    const { dir, remove } = await tempDir('up');
+    try {
+      const r = await cli(['up', '--drones', '40', '--hz', '10', '--duration', '3', '--flush-interval', '1', '--lake', dir, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const lines = r.stdout.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      const summary = JSON.parse(lines[0]!) as Record<string, unknown>;
+      expect(summary['generated']).toBeGreaterThan(800);
+      expect(summary['committed']).toBe(summary['generated']);
+      expect(summary['lake']).toBe(dir);
+      expect(summary['files']).toBeGreaterThan(0);
+      expect(r.stderr).toMatch(/generated \d+ {2}committed \d+ {2}files \d+ {2}lag \d+ points/);
+      const [row] = await duck(`SELECT count(*) AS n, count(DISTINCT (drone_id, seq)) AS k FROM read_parquet('${lakeGlob(dir)}', hive_partitioning = true)`);
+      expect(Number(row!['n'])).toBe(summary['committed']);
+      expect(Number(row!['k'])).toBe(summary['committed']);
+    } finally {
+      await remove();
+    }
+  });
+});

@@ -1,0 +1,132 @@
+import mqtt from 'mqtt';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startBroker, type Broker } from '../broker/server';
+import { parseOptions } from '../deploy/options';
+import { decodeAck, encodeBatch } from '../proto/codec';
+import { nowMicros } from '../proto/time';
+import { ackTopic, telemetryTopic } from '../proto/topics';
+import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
+import { sinkOptions } from '../sink/options';
+import { startSink, type Sink } from '../sink/sink';
+import { duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
+
+const GW = 'gw-test';
+
+function goodPoint(drone: string, seq: number, ts = nowMicros() - 1_000_000): TelemetryPoint {
+  return { drone_id: drone, seq, ts, lat: 47.1, lon: 8.2, alt_m: 500, battery_pct: 80, gps_fix: GpsFix.fix3d, satellites: 11, flight_state: FlightState.cruise, armed: true };
+}
+
+/** One point breaking each validation rule, by the rule's name. */
+function badPoints(): Record<InvalidReason, TelemetryPoint> {
+  const base = goodPoint('bad-drone', 0);
+  return {
+    drone_id_pattern: { ...base, drone_id: 'no spaces allowed' },
+    seq_range: { ...base, seq: -5 },
+    ts_before_2000: { ...base, ts: 900_000_000_000_000 },
+    ts_in_future: { ...base, ts: nowMicros() + 3_600_000_000 },
+    not_finite: { ...base, alt_m: Number.NaN },
+    lat_range: { ...base, lat: 91 },
+    lon_range: { ...base, lon: 181 },
+    battery_pct_range: { ...base, battery_pct: 140 },
+    enum_unknown: { ...base, flight_state: 77 },
+  };
+}
+
+describe('sink', () => {
+  let broker: Broker;
+  let sink: Sink;
+  let gateway: mqtt.MqttClient;
+  let lake: string;
+  let removeLake: () => Promise<void>;
+  const acked: number[] = [];
+
+  beforeEach(async () => {
+    ({ dir: lake, remove: removeLake } = await tempDir('sink'));
+    broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+    gateway = await mqtt.connectAsync(broker.url, { clientId: `${GW}-1` });
+    acked.length = 0;
+    gateway.on('message', (_t, payload) => acked.push(...decodeAck(payload).batch_seqs));
+    await gateway.subscribeAsync(ackTopic(GW), { qos: 1 });
+  });
+
+  afterEach(async () => {
+    await gateway.endAsync();
+    await sink.close();
+    await broker.close();
+    await removeLake();
+  });
+
+  const publish = (payload: Uint8Array, gatewayId = GW) => gateway.publishAsync(telemetryTopic(gatewayId), Buffer.from(payload), { qos: 1 });
+  const batch = (seq: number, points: TelemetryPoint[], gatewayId = GW) => encodeBatch({ gateway_id: gatewayId, batch_seq: seq, sent_at: nowMicros(), points });
+  const lakeRows = async () => Number((await duck(`SELECT count(*) AS n FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true)`))[0]!['n']);
+
+  it('counts each kind of bad payload, stays up, and keeps writing good data', async () => {
+    let x = 7;
+    const random = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const randomPayloads = Array.from({ length: 25 }, () => Uint8Array.from({ length: 1 + Math.floor(random() * 300) }, () => Math.floor(random() * 256)));
+    for (const p of randomPayloads) await publish(p);
+
+    const whole = batch(1, Array.from({ length: 10 }, (_, i) => goodPoint('d-trunc', i)));
+    await publish(whole.subarray(0, Math.floor(whole.length * 0.6)));
+    await publish(batch(2, []));
+    await publish(batch(3, [goodPoint('d-spoof', 0)], 'gw-other'));
+    const bad = badPoints();
+    const mixed = [goodPoint('d-mixed', 0), ...Object.values(bad), goodPoint('d-mixed', 1)];
+    await publish(batch(4, mixed));
+    const later = Array.from({ length: 50 }, (_, i) => goodPoint('d-later', i));
+    await publish(batch(5, later));
+
+    const sent = randomPayloads.length + 5;
+    await waitFor('every message taken', () => sink.stats().batchesReceived === sent);
+    await waitFor('acks for the empty and the good batches', () => [2, 4, 5].every((s) => acked.includes(s)));
+
+    const s = sink.stats();
+    const r = s.batchesRejected;
+    // Random bytes fail to parse, or parse into something that is not this gateway's batch.
+    expect(r.undecodable + r.gateway_mismatch + r.batch_seq_range).toBe(randomPayloads.length + 2);
+    expect(r.gateway_mismatch).toBeGreaterThanOrEqual(1);
+    expect(r.undecodable).toBeGreaterThanOrEqual(1);
+    expect(s.batchesEmpty).toBe(1);
+    for (const reason of INVALID_REASONS) expect(s.pointsInvalid[reason], reason).toBe(1);
+    expect(s.pointsCommitted).toBe(52);
+    expect(await lakeRows()).toBe(52);
+    expect(acked).not.toContain(1);
+    expect(acked).not.toContain(3);
+  });
+
+  it('stores a batch delivered twice only once, and acks it again when it comes back after the commit', async () => {
+    const a = batch(10, Array.from({ length: 40 }, (_, i) => goodPoint('d-dup', i)));
+    const b = batch(11, Array.from({ length: 30 }, (_, i) => goodPoint('d-dup', 40 + i)));
+    await publish(a);
+    await publish(b);
+    await publish(a);
+    await publish(b);
+    await waitFor('both batches acked', () => acked.includes(10) && acked.includes(11));
+    expect(sink.stats().batchesDuplicate).toBe(2);
+
+    const acksOfA = () => acked.filter((s) => s === 10).length;
+    const before = acksOfA();
+    await publish(a);
+    await waitFor('one more ack for the committed batch', () => acksOfA() === before + 1);
+    expect(sink.stats().batchesDuplicate).toBe(3);
+    await sink.flush();
+
+    const [row] = await duck(`SELECT count(*) AS n, count(DISTINCT (drone_id, seq)) AS k FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true)`);
+    expect(Number(row!['n'])).toBe(70);
+    expect(Number(row!['k'])).toBe(70);
+  });
+
+  it('writes points hours apart into their own hour partitions, by event time in UTC', async () => {
+    const base = Date.UTC(2019, 6, 4, 23, 30) * 1000;
+    await publish(batch(20, [goodPoint('d-old', 0, base), goodPoint('d-old', 1, base + 3_600_000_000), goodPoint('d-old', 2, base + 2 * 3_600_000_000)]));
+    await waitFor('ack', () => acked.includes(20));
+    const rows = await duck(`SELECT date, hour, seq FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true) ORDER BY seq`);
+    expect(rows.map((r) => [r['date'], Number(r['hour'])])).toEqual([
+      ['2019-07-04', 23],
+      ['2019-07-05', 0],
+      ['2019-07-05', 1],
+    ]);
+  });
+});
