@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { cli: 'deploy/cli.ts' },
+  entry: { cli: 'deploy/cli.ts', 'bench-parquet-writers': 'bench/parquet-writers.ts' },
   format: ['esm'],
   platform: 'node',
   target: 'node20',

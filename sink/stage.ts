@@ -24,8 +24,9 @@ export function lakeExpression(column: LakeColumn): string {
     case 'uint64':
       return `${column.name}::UBIGINT AS ${column.name}`;
     case 'timestamp':
-      // Interval arithmetic on the epoch is exact and independent of the session time zone.
-      return `to_timestamp(0) + to_microseconds(${column.name}::BIGINT) AS ${column.name}`;
+      // Integer microseconds in, exact, whatever the session time zone; casting a
+      // TIMESTAMP to TIMESTAMPTZ instead would shift it by the zone's offset.
+      return `make_timestamptz(${column.name}::BIGINT) AS ${column.name}`;
     default:
       return column.name;
   }

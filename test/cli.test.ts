@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, duck, lakeGlob, tempDir } from './helpers';
+import { cli, duck, lakeGlob, ROOT, runCli, tempDir, waitFor } from './helpers';
 
 describe('dronelake CLI', () => {
   it('prints help for the tool and for each command', async () => {
@@ -11,6 +13,14 @@ describe('dronelake CLI', () => {
       expect(r.code, name).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: dronelake ${name}`));
       expect(r.stdout).toContain('--log-level');
+    }
+  });
+
+  it('README shows each command\'s help exactly as the command prints it', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    for (const name of ['up', 'broker', 'sink', 'agent']) {
+      const r = await cli([name, '--help']);
+      expect(readme, `README's ${name} help`).toContain(r.stdout.trimEnd());
     }
   });
 
@@ -48,6 +58,25 @@ describe('dronelake CLI', () => {
       const [row] = await duck(`SELECT count(*) AS n, count(DISTINCT (drone_id, seq)) AS k FROM read_parquet('${lakeGlob(dir)}', hive_partitioning = true)`);
       expect(Number(row!['n'])).toBe(summary['committed']);
       expect(Number(row!['k'])).toBe(summary['committed']);
+    } finally {
+      await remove();
+    }
+  });
+
+  it('up: on Ctrl-C stops generating, drains within seconds and exits 0', async () => {
+    const { dir, remove } = await tempDir('up-sigint');
+    try {
+      const up = runCli(['up', '--drones', '20', '--hz', '10', '--progress', '0.5', '--lake', dir, '--json']);
+      await waitFor('a progress line', () => /generated [1-9]\d*/.test(up.stderr()));
+      const interruptedAt = Date.now();
+      up.child.kill('SIGINT');
+      const code = await up.exited;
+      expect(code, up.stderr()).toBe(0);
+      // The sink's default flush interval is 5 s; a drain must not wait it out.
+      expect(Date.now() - interruptedAt).toBeLessThan(5000);
+      const summary = JSON.parse(up.stdout()) as Record<string, number>;
+      expect(summary['committed']).toBe(summary['generated']);
+      expect(summary['generated']).toBeGreaterThan(0);
     } finally {
       await remove();
     }
