@@ -131,6 +131,6 @@ export class Publisher {
 
   async close(): Promise<void> {
     clearInterval(this.resendTimer);
-    await this.client.endAsync();
+    await this.client.endAsync(!this.client.connected);
   }
 }

@@ -17,10 +17,16 @@ export interface SimulatorOptions {
   home?: { lat: number; lon: number; altM: number };
   /** Wall clock in microseconds since the epoch. */
   clock?: () => number;
+  /**
+   * Points a late tick may catch up on, in milliseconds of each drone's time; older slots
+   * are skipped. Infinity suits a fast fake clock that is meant to generate a backlog.
+   */
+  maxBacklogMs?: number;
 }
 
 // Ticks this often so a drone at 100 Hz owes only a handful of points per tick.
 const TICK_MS = 50;
+const DEFAULT_MAX_BACKLOG_MS = 4 * TICK_MS;
 const MAX_DRONES = 9999; // ids carry a 4-digit number
 const MAX_HZ = 1000; // well above any telemetry link, far below the 1 µs ts resolution
 // Flights reach 8 km plus the pad grid from home; these bounds keep every fix inside WGS84 ranges.
@@ -384,6 +390,7 @@ class SimulatedFleet implements Source {
   readonly name = 'simulator';
   private readonly drones: Drone[] = [];
   private readonly hzPerUs: number;
+  private readonly maxBacklogUs: number;
   private readonly clock: () => number;
   private readonly firstSeq: (droneId: string) => number;
   private out: SourceOutput | null = null;
@@ -403,6 +410,7 @@ class SimulatedFleet implements Source {
     }
     const home: Home = { ...h, mPerDegLon: M_PER_DEG_LAT * Math.cos((h.lat * Math.PI) / 180) };
     this.hzPerUs = hz / 1e6;
+    this.maxBacklogUs = (opts.maxBacklogMs ?? DEFAULT_MAX_BACKLOG_MS) * 1000;
     this.clock = opts.clock ?? nowMicros;
     this.firstSeq = opts.firstSeq;
 
@@ -451,13 +459,18 @@ class SimulatedFleet implements Source {
     if (out === null) return;
     const now = this.clock();
     const periods = (now - this.startUs) * this.hzPerUs;
-    if (!out.accepting) {
-      // The owed points are dropped, not deferred: the next points carry later times.
-      for (const d of this.drones) d.slots = Math.max(d.slots, Math.floor(periods + d.offset));
-      return;
-    }
+    // A drone owes at most maxBacklogMs of points. A tick that runs late because
+    // the process is saturated then costs bounded work instead of a burst that grows
+    // with the delay; like a paused source, the skipped slots are dropped, not deferred.
+    const maxOwed = Math.ceil(this.maxBacklogUs * this.hzPerUs);
     for (const d of this.drones) {
       const due = Math.floor(periods + d.offset);
+      if (!out.accepting) {
+        // The owed points are dropped, not deferred: the next points carry later times.
+        d.slots = Math.max(d.slots, due);
+        continue;
+      }
+      d.slots = Math.max(d.slots, due - maxOwed);
       // Re-checks `out` because emit may call stop().
       while (d.slots < due && this.out === out) {
         d.slots++;

@@ -40,24 +40,37 @@ export class BatchWriter {
     this.count++;
   }
 
-  /** The finished Batch; the writer is empty afterwards. */
-  finish(gatewayId: string, batchSeq: number, sentAt: number): Uint8Array {
-    const head = protobuf.Writer.create()
-      .uint32(TAG_GATEWAY_ID)
-      .string(gatewayId)
-      .uint32(TAG_BATCH_SEQ)
-      .uint64(batchSeq)
-      .uint32(TAG_SENT_AT)
-      .int64(sentAt)
-      .finish();
+  /** The encoded points alone; joined to a batchHead() they make a Batch. Empties the writer. */
+  finishPoints(): Uint8Array {
     const body = this.points.finish();
-    const out = new Uint8Array(head.length + body.length);
-    out.set(head, 0);
-    out.set(body, head.length);
     this.points = protobuf.Writer.create();
     this.count = 0;
-    return out;
+    return body;
   }
+
+  /** The finished Batch; the writer is empty afterwards. */
+  finish(gatewayId: string, batchSeq: number, sentAt: number): Uint8Array {
+    return joinBatch(batchHead(gatewayId, batchSeq, sentAt), this.finishPoints());
+  }
+}
+
+/** The Batch fields other than its points. */
+export function batchHead(gatewayId: string, batchSeq: number, sentAt: number): Uint8Array {
+  return protobuf.Writer.create()
+    .uint32(TAG_GATEWAY_ID)
+    .string(gatewayId)
+    .uint32(TAG_BATCH_SEQ)
+    .uint64(batchSeq)
+    .uint32(TAG_SENT_AT)
+    .int64(sentAt)
+    .finish();
+}
+
+export function joinBatch(head: Uint8Array, points: Uint8Array): Uint8Array {
+  const out = new Uint8Array(head.length + points.length);
+  out.set(head, 0);
+  out.set(points, head.length);
+  return out;
 }
 
 export function encodeBatch(batch: TelemetryBatch): Uint8Array {

@@ -3,9 +3,14 @@ import { encodeAck } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic } from '../proto/topics';
 
+/** How long to wait for the broker to take the acks. The rows are committed either way. */
+const ACK_TIMEOUT_MS = 10_000;
+
 /**
  * Invariant 2: tells each gateway which of its batches are in the lake. Called only
- * after the commit that holds them is visible. Resolves once the broker has them.
+ * after the commit that holds them is visible. Resolves once the broker has them, or
+ * after ACK_TIMEOUT_MS while the broker is away: a gateway whose ack is lost sends the
+ * batch again, and the sink, finding it committed, acks it again.
  */
 export async function publishAcks(client: MqttClient, batches: Map<string, number[]>): Promise<number> {
   const committedAt = nowMicros();
@@ -14,6 +19,9 @@ export async function publishAcks(client: MqttClient, batches: Map<string, numbe
       qos: 1,
     }),
   );
-  await Promise.all(sends);
-  return sends.length;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ACK_TIMEOUT_MS)));
+  const outcome = await Promise.race([Promise.all(sends), timedOut]);
+  clearTimeout(timer);
+  return outcome === 'timeout' ? 0 : sends.length;
 }

@@ -10,6 +10,7 @@ import { publishAcks } from './acks';
 import { writeCommit } from './commit';
 import { decodeTelemetry } from './decode';
 import { BatchLedger } from './dedupe';
+import { LatencyHistogram } from './latency';
 import { STAGING_PREFIX } from './layout';
 import type { sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagePoint, type StageBuffer } from './stage';
@@ -20,7 +21,9 @@ export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 export interface Sink {
   readonly lake: string;
-  stats(): SinkStats;
+  stats(): SinkStats & { latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  /** Event-to-commit latency of every point committed since start (or the last reset). */
+  readonly latency: LatencyHistogram;
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Stops taking messages, commits what was taken, acks it, disconnects. */
@@ -37,6 +40,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   await conn.run("SET TimeZone = 'UTC'");
 
   const stats = emptySinkStats();
+  const latency = new LatencyHistogram();
   const ledger = new BatchLedger();
   // Unique per process start, so names of files from different runs never collide.
   const instance = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -58,6 +62,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   });
   client.on('connect', () => log.info({ broker: config.broker }, 'sink connected'));
   client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
+  // Acks go out on a connection of their own. MQTT.js reads nothing on a connection
+  // while a message handler holds its callback, PUBACKs included, so a commit that
+  // waited for its acks' PUBACKs on the telemetry connection, while that connection was
+  // held for backpressure, would wait forever.
+  const ackClient = mqtt.connect(config.broker, { clientId: `${config.clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+  ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
 
   async function commitOnce(): Promise<void> {
     if (open.points === 0 && open.batches.size === 0) return;
@@ -66,7 +76,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     spare = nextBuffer();
     const tag = `${instance}-${String(commitNumber++).padStart(6, '0')}`;
     try {
-      const files = await writeCommit(conn, buffer, storage, tag);
+      const files = await writeCommit(conn, buffer, storage, tag, latency);
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
       stats.commits++;
       stats.files += files.length;
@@ -74,7 +84,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       stats.pointsStaged -= buffer.points;
       for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
       log.debug({ tag, files: files.length, points: buffer.points }, 'committed');
-      stats.acksPublished += await publishAcks(client, buffer.batches);
+      stats.acksPublished += await publishAcks(ackClient, buffer.batches);
     } catch (err) {
       // Nothing of this commit is visible and nothing was acked: the agents re-send.
       stats.commitErrors++;
@@ -102,7 +112,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     if (state !== 'new') {
       stats.batchesDuplicate++;
       // The first ack may have been lost: say again that the batch is in the lake.
-      if (state === 'committed') void publishAcks(client, new Map([[batch.gateway_id, [batch.batch_seq]]])).catch(() => undefined);
+      if (state === 'committed') void publishAcks(ackClient, new Map([[batch.gateway_id, [batch.batch_seq]]])).catch(() => undefined);
       return;
     }
     if (batch.points.length === 0) stats.batchesEmpty++;
@@ -142,13 +152,20 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
 
   return {
     lake: storage.root,
-    stats: () => structuredClone(stats),
+    stats: () => ({
+      ...structuredClone(stats),
+      latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
+    }),
+    latency,
     flush: commit,
     async close() {
       closing = true;
       clearInterval(timer);
       await commit();
-      await client.endAsync();
+      // Forced: a graceful end would wait for the messages held above, which stay
+      // unacknowledged on purpose so that the broker delivers them to this session again.
+      await client.endAsync(true);
+      await ackClient.endAsync(!ackClient.connected);
       closeStageBuffer(await spare);
       closeStageBuffer(open);
       conn.closeSync();

@@ -1,46 +1,114 @@
-import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import duckdb from '@duckdb/node-bindings';
+import {
+  BOOLEAN,
+  DOUBLE,
+  DuckDBDataChunk,
+  UINTEGER,
+  UTINYINT,
+  type DuckDBAppender,
+  type DuckDBConnection,
+  type DuckDBInstance,
+  type DuckDBType,
+} from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 
-// Staging types: 64-bit values are staged as DOUBLE (exact below 2^53, which every
-// sequence number and microsecond time is) so that appending needs no BigInt per value;
-// the commit's SELECT turns them into the lake's types.
-const STAGE_TYPE: Record<LakeColumn['kind'], string> = {
-  string: 'VARCHAR',
-  uint64: 'DOUBLE',
-  timestamp: 'DOUBLE',
-  double: 'DOUBLE',
-  uint32: 'UINTEGER',
-  bool: 'BOOLEAN',
-  enum: 'VARCHAR',
+// Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
+// size at a time, and each full chunk is copied into DuckDB's vectors with one memcpy per
+// column. Per-value appender calls cost ~250 ns each across the JS/C++ boundary, which
+// capped the sink at ~140k points/s; whole-chunk copies make staging a small part of a
+// point's cost. So every staged column is fixed-width:
+// - strings become ids into a per-buffer dictionary (a table joined at commit);
+// - enums stay as their numbers and are named at commit;
+// - 64-bit values are staged as DOUBLE, exact below 2^53 as every sequence number and
+//   microsecond time is, so no BigInt is made per value.
+
+type StageKind = 'f64' | 'u32' | 'u8' | 'bool' | 'dict';
+
+const STAGE_KIND: Record<LakeColumn['kind'], StageKind> = {
+  string: 'dict',
+  uint64: 'f64',
+  timestamp: 'f64',
+  double: 'f64',
+  uint32: 'u32',
+  bool: 'bool',
+  enum: 'u8',
 };
 
-const POINT_COLUMNS = LAKE_COLUMNS.filter((c) => c.origin === 'point');
+const STAGE_TYPE: Record<StageKind, { sql: string; duck: DuckDBType; bytes: number }> = {
+  f64: { sql: 'DOUBLE', duck: DOUBLE, bytes: 8 },
+  u32: { sql: 'UINTEGER', duck: UINTEGER, bytes: 4 },
+  u8: { sql: 'UTINYINT', duck: UTINYINT, bytes: 1 },
+  bool: { sql: 'BOOLEAN', duck: BOOLEAN, bytes: 1 },
+  dict: { sql: 'UINTEGER', duck: UINTEGER, bytes: 4 },
+};
 
-/** The SQL expression that turns a staged column into its lake type. */
-export function lakeExpression(column: LakeColumn): string {
+const CHUNK_ROWS = duckdb.vector_size();
+const VALIDITY_BYTES = Math.ceil(CHUNK_ROWS / 64) * 8;
+
+const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
+const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;
+const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
+const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
+
+const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
+
+/** The SQL expression that turns a staged column of table alias `t` into its lake type. */
+function lakeExpression(column: LakeColumn): string {
+  const staged = `t.${column.name}`;
   switch (column.kind) {
+    case 'string':
+      // An uncorrelated subquery, computed once: 25 % faster than a join per string column.
+      return `(SELECT list(s ORDER BY id) FROM dict)[${staged} + 1] AS ${column.name}`;
     case 'uint64':
-      return `${column.name}::UBIGINT AS ${column.name}`;
+      return `${staged}::UBIGINT AS ${column.name}`;
     case 'timestamp':
       // Integer microseconds in, exact, whatever the session time zone; casting a
       // TIMESTAMP to TIMESTAMPTZ instead would shift it by the zone's offset.
-      return `make_timestamptz(${column.name}::BIGINT) AS ${column.name}`;
+      return `make_timestamptz(${staged}::BIGINT) AS ${column.name}`;
+    case 'enum':
+      return `[${column.enumNames!.map(sqlString).join(', ')}][${staged} + 1] AS ${column.name}`;
     default:
-      return column.name;
+      return `${staged} AS ${column.name}`;
   }
+}
+
+/**
+ * The query that reads a staged buffer as lake rows, for rows whose event time lies in
+ * [fromUs, toUs). Strings come back through the buffer's dictionary.
+ */
+export function lakeRowsSql(buffer: StageBuffer, fromUs: number, toUs: number): string {
+  const columns = LAKE_COLUMNS.map(lakeExpression).join(', ');
+  return (
+    `WITH dict AS (SELECT id, s FROM ${buffer.table}_dict) ` +
+    `SELECT ${columns} FROM ${buffer.table} t WHERE t.ts >= ${fromUs} AND t.ts < ${toUs}`
+  );
+}
+
+interface ColumnBuffer {
+  kind: StageKind;
+  values: Float64Array | Uint32Array | Uint8Array;
+  /** DuckDB's validity mask: bit i set when row i is not null. */
+  validity: Uint8Array;
 }
 
 /**
  * Points staged for one commit: a DuckDB table, its appender, and what they hold. Each
  * buffer has a connection of its own, because a DuckDB connection runs one statement at
- * a time and the appender flushes through it while other buffers are being committed.
+ * a time, and appenders flush through it while other buffers are being committed.
  */
 export interface StageBuffer {
   readonly connection: DuckDBConnection;
   readonly table: string;
   readonly appender: DuckDBAppender;
+  readonly dictAppender: DuckDBAppender;
+  readonly dict: Map<string, number>;
+  readonly columns: ColumnBuffer[];
+  readonly chunk: DuckDBDataChunk;
+  /** Rows in the typed arrays, not yet handed to DuckDB. */
+  chunkRows: number;
+  sealed: boolean;
   points: number;
   /** Rows per event-time hour (hours since the epoch): one Parquet file each. */
   readonly hours: Map<number, number>;
@@ -48,18 +116,30 @@ export interface StageBuffer {
   readonly batches: Map<string, number[]>;
 }
 
-export async function createStageBuffer(db: DuckDBInstance, table: string): Promise<StageBuffer> {
-  const connection = await db.connect();
-  const columns = LAKE_COLUMNS.map((c) => `${c.name} ${STAGE_TYPE[c.kind]}`).join(', ');
-  await connection.run(`CREATE OR REPLACE TABLE ${table} (${columns})`);
-  const appender = await connection.createAppender(table);
-  return { connection, table, appender, points: 0, hours: new Map(), batches: new Map() };
+function newColumn(kind: StageKind): ColumnBuffer {
+  const values = kind === 'f64' ? new Float64Array(CHUNK_ROWS) : kind === 'u32' || kind === 'dict' ? new Uint32Array(CHUNK_ROWS) : new Uint8Array(CHUNK_ROWS);
+  return { kind, values, validity: new Uint8Array(VALIDITY_BYTES).fill(0xff) };
 }
 
-/** Releases a buffer that will take no more points. */
-export function closeStageBuffer(buffer: StageBuffer): void {
-  buffer.appender.closeSync();
-  buffer.connection.closeSync();
+export async function createStageBuffer(db: DuckDBInstance, table: string): Promise<StageBuffer> {
+  const connection = await db.connect();
+  const columns = STAGE_COLUMNS.map(({ column, kind }) => `${column.name} ${STAGE_TYPE[kind].sql}`).join(', ');
+  await connection.run(`CREATE OR REPLACE TABLE ${table} (${columns})`);
+  await connection.run(`CREATE OR REPLACE TABLE ${table}_dict (id UINTEGER, s VARCHAR)`);
+  return {
+    connection,
+    table,
+    appender: await connection.createAppender(table),
+    dictAppender: await connection.createAppender(`${table}_dict`),
+    dict: new Map(),
+    columns: STAGE_COLUMNS.map(({ kind }) => newColumn(kind)),
+    chunk: DuckDBDataChunk.create(STAGE_COLUMNS.map(({ kind }) => STAGE_TYPE[kind].duck)),
+    chunkRows: 0,
+    sealed: false,
+    points: 0,
+    hours: new Map(),
+    batches: new Map(),
+  };
 }
 
 export function recordBatch(buffer: StageBuffer, gatewayId: string, batchSeq: number): void {
@@ -68,36 +148,82 @@ export function recordBatch(buffer: StageBuffer, gatewayId: string, batchSeq: nu
   else buffer.batches.set(gatewayId, [batchSeq]);
 }
 
-/** Appends one valid point. The hot path: no allocation beyond what DuckDB's appender does. */
-export function stagePoint(buffer: StageBuffer, p: TelemetryPoint, gatewayId: string, ingestedAt: number): void {
-  const a = buffer.appender;
-  for (const column of POINT_COLUMNS) {
-    const v = p[column.name as keyof TelemetryPoint];
-    if (v == null) {
-      a.appendNull();
-      continue;
-    }
-    switch (column.kind) {
-      case 'string':
-        a.appendVarchar(v as string);
-        break;
-      case 'uint32':
-        a.appendUInteger(v as number);
-        break;
-      case 'bool':
-        a.appendBoolean(v as boolean);
-        break;
-      case 'enum':
-        a.appendVarchar(column.enumNames![v as number]!);
-        break;
-      default:
-        a.appendDouble(v as number);
-    }
+function dictId(buffer: StageBuffer, s: string): number {
+  let id = buffer.dict.get(s);
+  if (id === undefined) {
+    id = buffer.dict.size;
+    buffer.dict.set(s, id);
+    buffer.dictAppender.appendUInteger(id);
+    buffer.dictAppender.appendVarchar(s);
+    buffer.dictAppender.endRow();
   }
-  a.appendVarchar(gatewayId);
-  a.appendDouble(ingestedAt);
-  a.endRow();
+  return id;
+}
+
+function setValue(buffer: StageBuffer, col: ColumnBuffer, row: number, v: unknown): void {
+  if (v == null) {
+    col.validity[row >> 3]! &= ~(1 << (row & 7));
+    return;
+  }
+  switch (col.kind) {
+    case 'dict':
+      col.values[row] = dictId(buffer, v as string);
+      break;
+    case 'bool':
+      col.values[row] = v ? 1 : 0;
+      break;
+    default:
+      col.values[row] = v as number;
+  }
+}
+
+/** Hands the rows in the typed arrays to DuckDB, one memcpy per column. */
+function flushChunk(buffer: StageBuffer): void {
+  const rows = buffer.chunkRows;
+  if (rows === 0) return;
+  const chunk = buffer.chunk;
+  chunk.reset();
+  for (let i = 0; i < buffer.columns.length; i++) {
+    const col = buffer.columns[i]!;
+    const vector = duckdb.data_chunk_get_vector(chunk.chunk, i);
+    const bytes = STAGE_TYPE[col.kind].bytes;
+    duckdb.copy_data_to_vector(vector, 0, col.values.buffer as ArrayBuffer, 0, rows * bytes);
+    duckdb.vector_ensure_validity_writable(vector);
+    duckdb.copy_data_to_vector_validity(vector, 0, col.validity.buffer as ArrayBuffer, 0, VALIDITY_BYTES);
+    col.validity.fill(0xff);
+  }
+  chunk.rowCount = rows;
+  buffer.appender.appendDataChunk(chunk);
+  buffer.chunkRows = 0;
+}
+
+/** Stages one valid point. The hot path: typed-array writes, no allocation. */
+export function stagePoint(buffer: StageBuffer, p: TelemetryPoint, gatewayId: string, ingestedAt: number): void {
+  const row = buffer.chunkRows;
+  const columns = buffer.columns;
+  for (let i = 0; i < POINT_COLUMN_COUNT; i++) {
+    setValue(buffer, columns[i]!, row, p[STAGE_COLUMNS[i]!.column.name as keyof TelemetryPoint]);
+  }
+  columns[GATEWAY_INDEX]!.values[row] = dictId(buffer, gatewayId);
+  columns[INGESTED_INDEX]!.values[row] = ingestedAt;
+  buffer.chunkRows = row + 1;
+  if (buffer.chunkRows === CHUNK_ROWS) flushChunk(buffer);
   buffer.points++;
   const hour = Math.floor(p.ts / MICROS_PER_HOUR);
   buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + 1);
+}
+
+/** Makes everything staged readable by other connections; the buffer takes no more points. */
+export function sealStageBuffer(buffer: StageBuffer): void {
+  if (buffer.sealed) return;
+  buffer.sealed = true;
+  flushChunk(buffer);
+  buffer.appender.closeSync();
+  buffer.dictAppender.closeSync();
+}
+
+/** Releases a buffer and its connection. */
+export function closeStageBuffer(buffer: StageBuffer): void {
+  sealStageBuffer(buffer);
+  buffer.connection.closeSync();
 }

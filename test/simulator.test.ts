@@ -210,7 +210,7 @@ describe('simulated fleet', () => {
   it('flies whole delivery missions that make physical sense', async () => {
     const out = new Collector();
     const { clock, now } = steppingClock(120e6);
-    const fleet = createSimulatedFleet(options({ drones: 6, hz: 1, clock }));
+    const fleet = createSimulatedFleet(options({ drones: 6, hz: 1, clock, maxBacklogMs: Number.POSITIVE_INFINITY }));
     const allStates = [...NEXT_STATE.keys()];
     const flewWholeMissions = () => {
       const streams = byDrone(out.points);
@@ -252,7 +252,7 @@ describe('simulated fleet', () => {
   it('staggers drones so a 15-second run of the fleet shows many flight states', async () => {
     const out = new Collector();
     const { clock } = steppingClock(15e6);
-    const fleet = createSimulatedFleet(options({ drones: 100, hz: 1, clock }));
+    const fleet = createSimulatedFleet(options({ drones: 100, hz: 1, clock, maxBacklogMs: Number.POSITIVE_INFINITY }));
     fleet.start(out);
     await until(() => fleet.generated >= 100 * 14, 3000);
     await fleet.stop();
@@ -267,7 +267,7 @@ describe('simulated fleet', () => {
   it('spaces points 1/hz apart at fractional rates', async () => {
     const out = new Collector();
     const { clock, now } = steppingClock(10e6);
-    const fleet = createSimulatedFleet(options({ drones: 3, hz: 0.5, clock }));
+    const fleet = createSimulatedFleet(options({ drones: 3, hz: 0.5, clock, maxBacklogMs: Number.POSITIVE_INFINITY }));
     fleet.start(out);
     await until(() => fleet.generated >= 30, 3000);
     await fleet.stop();
@@ -281,7 +281,7 @@ describe('simulated fleet', () => {
   it('replays the same fleet from the same seed', async () => {
     const run = async (seed: number | undefined) => {
       const out = new Collector();
-      const fleet = createSimulatedFleet(options({ drones: 5, hz: 2, seed, clock: steppingClock(10e6).clock }));
+      const fleet = createSimulatedFleet(options({ drones: 5, hz: 2, seed, clock: steppingClock(10e6).clock, maxBacklogMs: Number.POSITIVE_INFINITY }));
       fleet.start(out);
       await until(() => fleet.generated >= 300, 3000);
       await fleet.stop();
@@ -323,7 +323,7 @@ describe('simulated fleet', () => {
         else if (count === 950_000) t2 = performance.now();
       },
     };
-    const fleet = createSimulatedFleet(options({ drones: 1000, hz: 100, clock: steppingClock(5e6).clock }));
+    const fleet = createSimulatedFleet(options({ drones: 1000, hz: 100, clock: steppingClock(5e6).clock, maxBacklogMs: Number.POSITIVE_INFINITY }));
     fleet.start(out);
     await until(() => count >= 950_000, 20_000);
     await fleet.stop();
@@ -331,5 +331,32 @@ describe('simulated fleet', () => {
     expect(seqSum).toBeGreaterThan(0);
     const rate = 400_000 / ((t2 - t1) / 1000);
     console.log(`simulator: generates ${Math.round(rate).toLocaleString('en')} points/s`);
+  });
+});
+
+describe('a saturated process', () => {
+  it('catches up on at most maxBacklogMs of points per drone when a tick runs late', async () => {
+    const points: TelemetryPoint[] = [];
+    // Every tick sees 10 s pass: far later than the default backlog of 200 ms allows.
+    const fleet = createSimulatedFleet(options({ drones: 4, hz: 100, clock: steppingClock(10e6).clock }));
+    fleet.start({ accepting: true, emit: (p) => points.push(p) });
+    await until(() => points.length >= 400, 5000);
+    await fleet.stop();
+    expect(points.length).toBeGreaterThanOrEqual(400);
+    for (const [id, ps] of byDrone(points)) {
+      // A tick's points are 10 ms apart; between ticks the skipped slots show as a jump.
+      let run = 1;
+      for (let i = 1; i < ps.length; i++) {
+        const gap = ps[i]!.ts - ps[i - 1]!.ts;
+        expect(ps[i]!.seq - ps[i - 1]!.seq, id).toBe(1);
+        if (gap <= 10_001) run++;
+        else {
+          expect(gap).toBeGreaterThan(9_000_000);
+          run = 1;
+        }
+        // 200 ms at 100 Hz, plus the slot the tick is in.
+        expect(run).toBeLessThanOrEqual(21);
+      }
+    }
   });
 });
