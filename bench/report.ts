@@ -13,6 +13,8 @@ export interface BenchContext {
   tmp: string;
   /** Progress for the operator, on stderr. */
   progress(line: string): void;
+  /** A figure measured earlier in this run, or null. */
+  earlier(key: string): number | null;
 }
 
 export function figure(section: string, key: string, label: string, value: number | string | null, unit = ''): Figure {

@@ -1,0 +1,129 @@
+import mqtt from 'mqtt';
+import { startAgent, type Agent } from '../agent/agent';
+import { agentOptions } from '../agent/options';
+import { startBroker } from '../broker/server';
+import { parseOptions, type OptionSpecs } from '../deploy/options';
+import { batchHead, BatchWriter, decodeAck, decodeBatch, encodeAck, joinBatch } from '../proto/codec';
+import { nowMicros } from '../proto/time';
+import { ackTopic, TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
+import { sinkOptions } from '../sink/options';
+import { startSink } from '../sink/sink';
+import { naiveRoles } from './naive';
+import { simulatedPoints } from './points';
+import type { RoleArgs } from './procs';
+import type { RoleStarter } from './worker';
+
+const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Role args -> the component's validated options, through the same parser as the CLI. */
+function optionsFrom<S extends OptionSpecs>(specs: S, args: RoleArgs) {
+  const argv = Object.entries(args)
+    .filter(([k]) => k in specs)
+    .flatMap(([k, v]) => (typeof v === 'boolean' ? (v ? [`--${kebab(k)}`] : []) : [`--${kebab(k)}`, String(v)]));
+  return parseOptions(specs, argv).options;
+}
+
+const sumOf = (agents: Agent[], key: 'pointsIn' | 'pointsAcked' | 'pendingPoints' | 'pendingBytes' | 'resent') =>
+  agents.reduce((n, a) => n + a.stats()[key], 0);
+
+export const roles: Record<string, RoleStarter> = {
+  async broker(args, log) {
+    const broker = await startBroker({ host: '127.0.0.1', port: Number(args['port'] ?? 0) }, log);
+    return { info: { url: broker.url }, stats: () => ({ ...broker.stats() }), stop: () => broker.close() };
+  },
+
+  async sink(args, log) {
+    const sink = await startSink(optionsFrom(sinkOptions, args), log);
+    return { info: {}, stats: () => ({ ...sink.stats() }), stop: () => sink.close() };
+  },
+
+  /** `gateways` agents, each with a simulated fleet, sharing `drones` drones at `hz`. */
+  async agents(args, log) {
+    const gateways = Number(args['gateways']);
+    const drones = Number(args['drones']);
+    const agents: Agent[] = [];
+    for (let g = 0; g < gateways; g++) {
+      const share = Math.floor(drones / gateways) + (g < drones % gateways ? 1 : 0);
+      const options = optionsFrom(agentOptions, { ...args, gateway: `${String(args['prefix'] ?? 'gw')}-${g}`, simulate: share });
+      agents.push(await startAgent(options, log));
+    }
+    return {
+      info: {},
+      stats: () => ({
+        pointsIn: sumOf(agents, 'pointsIn'),
+        pointsAcked: sumOf(agents, 'pointsAcked'),
+        pendingPoints: sumOf(agents, 'pendingPoints'),
+        pendingBytes: sumOf(agents, 'pendingBytes'),
+        resent: sumOf(agents, 'resent'),
+      }),
+      async stop() {
+        await Promise.all(agents.map((a) => a.drain(Number(args['drainMs'] ?? 30_000))));
+        await Promise.all(agents.map((a) => a.close()));
+      },
+    };
+  },
+
+  /**
+   * A light load generator, as mqtt-benchmark is: each gateway replays one pre-encoded
+   * batch body under fresh batch numbers, keeping `window` batches unacknowledged.
+   */
+  async replay(args) {
+    const gateways = Number(args['gateways']);
+    const window = Number(args['window'] ?? 64);
+    const batchPoints = Number(args['batchPoints'] ?? 1000);
+    const points = await simulatedPoints(batchPoints, Math.min(200, batchPoints));
+    const writer = new BatchWriter();
+    for (const p of points) writer.add(p);
+    const body = writer.finishPoints();
+    let sent = 0;
+    let acked = 0;
+    let running = true;
+    const clients = await Promise.all(
+      Array.from({ length: gateways }, async (_, g) => {
+        const gatewayId = `replay-${g}`;
+        const client = await mqtt.connectAsync(String(args['broker']), { clientId: `${gatewayId}-bench` });
+        let seq = nowMicros();
+        let inFlight = 0;
+        const pump = () => {
+          while (running && inFlight < window) {
+            inFlight++;
+            sent += batchPoints;
+            client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(gatewayId, seq++, nowMicros()), body)), { qos: 1 });
+          }
+        };
+        client.on('message', (_t, payload) => {
+          const n = decodeAck(payload).batch_seqs.length;
+          inFlight -= n;
+          acked += n * batchPoints;
+          pump();
+        });
+        await client.subscribeAsync(ackTopic(gatewayId), { qos: 1 });
+        pump();
+        return client;
+      }),
+    );
+    return {
+      info: {},
+      stats: () => ({ pointsSent: sent, pointsAcked: acked, wireBytesPerBatch: body.length }),
+      async stop() {
+        running = false;
+        await Promise.all(clients.map((c) => c.endAsync()));
+      },
+    };
+  },
+
+  /** Acks every batch at once: a stand-in sink, so the agent alone is what is measured. */
+  async acker(args) {
+    const client = await mqtt.connectAsync(String(args['broker']), { clientId: 'bench-acker' });
+    let batches = 0;
+    client.on('message', (_t, payload) => {
+      const batch = decodeBatch(payload);
+      batches++;
+      client.publish(ackTopic(batch.gateway_id), Buffer.from(encodeAck({ gateway_id: batch.gateway_id, batch_seqs: [batch.batch_seq], committed_at: nowMicros() })), { qos: 0 });
+    });
+    await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 0 });
+    return { info: {}, stats: () => ({ batches }), stop: () => client.endAsync() };
+  },
+
+  ...naiveRoles,
+};
