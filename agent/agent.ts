@@ -3,12 +3,15 @@ import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/options';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { Batcher } from './batcher';
+import { Batcher, type ClosedBatch } from './batcher';
+import { serveAgentHttp, type AgentHttp } from './http';
+import { createIngestSource } from './ingest-api';
+import { agentMetrics } from './metrics';
 import type { agentOptions } from './options';
-import { PendingBatches } from './pending';
 import { Publisher, type PublisherStats } from './publisher';
 import { createSimulatedFleet } from './simulator';
 import type { Source, SourceOutput } from './source';
+import { Spool, type SpoolStats } from './spool';
 
 export type AgentConfig = ParsedOptions<typeof agentOptions>;
 
@@ -18,20 +21,33 @@ export interface AgentStats extends PublisherStats {
   pendingBatches: number;
   pendingPoints: number;
   pendingBytes: number;
+  spool: SpoolStats;
+  oldestUnackedAgeSeconds: number | null;
 }
 
 export interface Agent {
   stats(): AgentStats;
+  /** The agent's HTTP address when --http is set. */
+  readonly http: AgentHttp | null;
   /** Stops the sources and waits until every batch is acked or the timeout passes; true when all were. */
   drain(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
 export async function startAgent(config: AgentConfig, log: Logger, extraSources: Source[] = []): Promise<Agent> {
-  // Counters continue from the clock, so they keep increasing across restarts while the
-  // pending batches live in memory; the disk spool will carry them instead.
-  const startedAt = nowMicros();
-  const pending = new PendingBatches();
+  const spool = await Spool.open({
+    dir: config.spool,
+    maxBytes: config.spoolMaxBytes,
+    whenFull: config.spoolFull,
+    fsyncIntervalMs: config.fsyncInterval,
+    // Batch numbers never fall below the clock, so even a wiped spool cannot reuse one.
+    minBatchSeq: nowMicros(),
+    onError: (err) => log.warn({ err: (err as Error).message }, 'spool background work failed; it is retried or repaired at the next open'),
+  });
+  const recovery = spool.stats().recovery;
+  if (recovery.truncatedBytes > 0 || recovery.corruptRecords > 0) log.warn({ recovery }, 'spool recovered from damage');
+  log.info({ spool: config.spool, unacked: spool.count, recovery }, 'spool open');
+
   const publisher = new Publisher(
     {
       broker: config.broker,
@@ -39,41 +55,101 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       clientId: `${config.gateway}-${hostname().replace(/[^A-Za-z0-9]/g, '').slice(0, 16)}-${process.pid}`,
       window: config.window,
       ackTimeoutMs: config.ackTimeout * 1000,
+      reconnectMinMs: config.reconnectMin * 1000,
+      reconnectMaxMs: config.reconnectMax * 1000,
+      username: config.username,
+      password: config.password,
+      ca: config.ca,
+      cert: config.cert,
+      key: config.key,
     },
-    pending,
+    spool,
     log,
   );
+
   let batchesClosed = 0;
   let pointsIn = 0;
+  // Appends are chained, so a flush that waits on the last one waits on all before it.
+  let lastAppend: Promise<void> = Promise.resolve();
+  let lastSeqs = new Map<string, number>();
   const batcher = new Batcher(
     {
       gatewayId: config.gateway,
       maxPoints: config.batchPoints,
       maxBytes: config.batchBytes,
       lingerMs: config.linger * 1000,
-      firstSeq: startedAt,
+      firstSeq: spool.nextBatchSeq(),
     },
-    (batch) => {
+    (batch: ClosedBatch) => {
       batchesClosed++;
-      pending.append(batch);
-      publisher.enqueue(batch);
+      const seqs = lastSeqs;
+      lastSeqs = new Map();
+      const appended = lastAppend.then(() => spool.append(batch, seqs));
+      lastAppend = appended.catch(() => undefined);
+      appended.then(
+        () => publisher.enqueue(batch),
+        (err: unknown) => log.error({ seq: batch.seq, err: (err as Error).message }, 'spool append failed; the batch is lost'),
+      );
     },
   );
   const output: SourceOutput = {
     emit(point: TelemetryPoint) {
       pointsIn++;
+      lastSeqs.set(point.drone_id, point.seq);
+      spool.noteDroneSeq(point.drone_id, point.seq);
       batcher.add(point);
     },
     get accepting() {
-      return pending.bytes < config.maxPendingBytes;
+      return spool.hasSpace();
+    },
+    async flush() {
+      batcher.close();
+      await lastAppend;
     },
   };
+
   const sources = [...extraSources];
   if (config.simulate > 0) {
-    sources.push(createSimulatedFleet({ gatewayId: config.gateway, drones: config.simulate, hz: config.hz, firstSeq: () => startedAt }));
+    sources.push(
+      createSimulatedFleet({
+        gatewayId: config.gateway,
+        drones: config.simulate,
+        hz: config.hz,
+        firstSeq: (droneId) => (spool.droneSeq(droneId) ?? -1) + 1,
+      }),
+    );
   }
+  const ingest = config.http ? createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6 }) : null;
+  if (ingest) sources.push(ingest);
+
+  const oldestAgeSeconds = () => {
+    const at = spool.oldestUnackedAppendedAt();
+    return at === null ? null : (Date.now() - at) / 1000;
+  };
+  const stats = (): AgentStats => ({
+    ...publisher.stats,
+    pointsIn,
+    batchesClosed,
+    pendingBatches: spool.count,
+    pendingPoints: spool.points,
+    pendingBytes: spool.bytes,
+    spool: spool.stats(),
+    oldestUnackedAgeSeconds: oldestAgeSeconds(),
+  });
+  const http = config.http
+    ? await serveAgentHttp(config.http, {
+        ingest: ingest!,
+        metrics: agentMetrics(stats),
+        health: () => {
+          const age = oldestAgeSeconds();
+          const healthy = age === null || age <= config.healthMaxUnackedAge;
+          return { healthy, body: { status: healthy ? 'ok' : 'unhealthy', oldestUnackedAgeSeconds: age, maxUnackedAgeSeconds: config.healthMaxUnackedAge, connected: publisher.stats.connected } };
+        },
+      })
+    : null;
+
   for (const source of sources) source.start(output);
-  log.info({ gateway: config.gateway, sources: sources.map((s) => s.name) }, 'agent started');
+  log.info({ gateway: config.gateway, sources: sources.map((s) => s.name), http: http?.url }, 'agent started');
 
   let stopped = false;
   async function stopSources(): Promise<void> {
@@ -81,28 +157,23 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     stopped = true;
     await Promise.all(sources.map((s) => s.stop()));
     batcher.close();
+    await lastAppend;
   }
-
-  const stats = (): AgentStats => ({
-    ...publisher.stats,
-    pointsIn,
-    batchesClosed,
-    pendingBatches: pending.count,
-    pendingPoints: pending.points,
-    pendingBytes: pending.bytes,
-  });
 
   return {
     stats,
+    http,
     async drain(timeoutMs) {
       await stopSources();
       const deadline = Date.now() + timeoutMs;
-      while (pending.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      return pending.count === 0;
+      while (spool.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return spool.count === 0;
     },
     async close() {
       await stopSources();
+      await http?.close();
       await publisher.close();
+      await spool.close();
       const { pointsIn: points, sent, resent, acked, pointsAcked, pendingBatches } = stats();
       log.info({ pointsIn: points, sent, resent, acked, pointsAcked, pending: pendingBatches }, 'agent stopped');
     },

@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { ackTopic, telemetryTopic } from '../proto/topics';
 import { ackedSeqs } from './acks';
+import { backoffDelayMs } from './backoff';
 import type { ClosedBatch } from './batcher';
-import type { PendingBatches } from './pending';
+import type { Spool } from './spool';
 
 export interface PublisherConfig {
   broker: string;
@@ -13,6 +15,14 @@ export interface PublisherConfig {
   window: number;
   /** Re-send a batch when its commit ack is this late. */
   ackTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** PEM files, for TLS to the broker. */
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
 }
 
 export interface PublisherStats {
@@ -31,19 +41,38 @@ export interface PublisherStats {
  */
 export class Publisher {
   private readonly client: mqtt.MqttClient;
-  private readonly queue: number[] = [];
-  private queueHead = 0;
+  // Batches made while the link is up go out first; what piled up during an outage (and
+  // what the spool held at start) drains in the window's remaining room, so live points
+  // keep flowing while the backlog drains.
+  private readonly live = new Queue();
+  private readonly backlog = new Queue();
+  private reconnectAttempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closing = false;
   private readonly inFlight = new Map<number, number>();
   private readonly resendTimer: NodeJS.Timeout;
   readonly stats: PublisherStats = { sent: 0, resent: 0, acked: 0, pointsAcked: 0, badAcks: 0, connected: false, reconnects: 0 };
 
   constructor(
     private readonly config: PublisherConfig,
-    private readonly pending: PendingBatches,
+    private readonly pending: Spool,
     private readonly log: Logger,
   ) {
     const topic = ackTopic(config.gatewayId);
-    this.client = mqtt.connect(config.broker, { clientId: config.clientId, clean: true, reconnectPeriod: 1000 });
+    const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
+    this.client = mqtt.connect(config.broker, {
+      clientId: config.clientId,
+      clean: true,
+      // Reconnects are scheduled below, with backoff and jitter.
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      ...(config.username ? { username: config.username } : {}),
+      ...(config.password ? { password: config.password } : {}),
+      ...(config.ca ? { ca: read(config.ca) } : {}),
+      ...(config.cert ? { cert: read(config.cert) } : {}),
+      ...(config.key ? { key: read(config.key) } : {}),
+    });
+    for (const batch of pending.unacked()) this.backlog.push(batch.seq);
     this.client.on('connect', () => {
       // Send only once acks can be heard. With a clean session, acks published while
       // the link was down are gone, so whatever was in flight is sent again at once.
@@ -54,13 +83,16 @@ export class Publisher {
           return;
         }
         this.stats.connected = true;
+        this.reconnectAttempt = 0;
         log.info({ broker: config.broker }, 'agent connected');
-        this.resend(Number.POSITIVE_INFINITY);
+        this.requeueInFlight();
         this.pump();
       });
     });
-    this.client.on('reconnect', () => this.stats.reconnects++);
-    this.client.on('close', () => (this.stats.connected = false));
+    this.client.on('close', () => {
+      this.stats.connected = false;
+      this.scheduleReconnect();
+    });
     this.client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
     this.client.on('message', (t, payload) => {
       if (t === topic) this.onAck(payload);
@@ -69,7 +101,7 @@ export class Publisher {
   }
 
   get unsent(): number {
-    return this.queue.length - this.queueHead;
+    return this.live.size + this.backlog.size;
   }
 
   get inFlightCount(): number {
@@ -77,19 +109,37 @@ export class Publisher {
   }
 
   enqueue(batch: ClosedBatch): void {
-    this.queue.push(batch.seq);
+    (this.stats.connected ? this.live : this.backlog).push(batch.seq);
     this.pump();
   }
 
   private pump(): void {
-    while (this.stats.connected && this.inFlight.size < this.config.window && this.queueHead < this.queue.length) {
-      const seq = this.queue[this.queueHead++]!;
+    while (this.stats.connected && this.inFlight.size < this.config.window) {
+      const seq = this.live.shift() ?? this.backlog.shift();
+      if (seq === undefined) break;
       if (this.send(seq)) this.stats.sent++;
     }
-    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-      this.queue.splice(0, this.queueHead);
-      this.queueHead = 0;
-    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closing || this.reconnectTimer) return;
+    const delay = backoffDelayMs(this.reconnectAttempt++, this.config.reconnectMinMs, this.config.reconnectMaxMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.stats.reconnects++;
+      this.client.reconnect();
+    }, delay);
+  }
+
+  /**
+   * With a clean session, acks published while the link was down are gone: whatever was
+   * in flight goes back to the front of the backlog, oldest first.
+   */
+  private requeueInFlight(): void {
+    const seqs = [...this.inFlight.keys()].sort((a, b) => a - b);
+    this.inFlight.clear();
+    for (let i = seqs.length - 1; i >= 0; i--) this.backlog.unshift(seqs[i]!);
+    this.live.drainInto(this.backlog);
   }
 
   private send(seq: number): boolean {
@@ -109,11 +159,11 @@ export class Publisher {
     }
     for (const seq of seqs) {
       this.inFlight.delete(seq);
+      const batch = this.pending.get(seq);
       // invariant 2: free only after the sink's commit ack.
-      const freed = this.pending.free(seq);
-      if (freed) {
+      if (batch && this.pending.ack(seq)) {
         this.stats.acked++;
-        this.stats.pointsAcked += freed.points;
+        this.stats.pointsAcked += batch.points;
       }
     }
     this.pump();
@@ -130,7 +180,43 @@ export class Publisher {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.reconnectTimer);
     clearInterval(this.resendTimer);
     await this.client.endAsync(!this.client.connected);
+  }
+}
+
+/** A FIFO of batch numbers with O(1) shift. */
+class Queue {
+  private items: number[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(seq: number): void {
+    this.items.push(seq);
+  }
+
+  unshift(seq: number): void {
+    if (this.head > 0) this.items[--this.head] = seq;
+    else this.items.unshift(seq);
+  }
+
+  shift(): number | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const seq = this.items[this.head++];
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return seq;
+  }
+
+  /** Moves every item to the end of `other`, in order. */
+  drainInto(other: Queue): void {
+    for (let seq = this.shift(); seq !== undefined; seq = this.shift()) other.push(seq);
   }
 }

@@ -5,9 +5,14 @@ export interface SourceOutput {
   emit(point: TelemetryPoint): void;
   /** False while the agent cannot take more points; a source pauses until it turns true. */
   readonly accepting: boolean;
+  /**
+   * Closes the open batch now; resolves once every point emitted before the call is
+   * durably in the spool. Rejects if the spool could not take them.
+   */
+  flush(): Promise<void>;
 }
 
-/** A producer of telemetry points: the simulated fleet now, drone links later. */
+/** A producer of telemetry points: the simulated fleet, the local ingest API, drone links. */
 export interface Source {
   readonly name: string;
   start(out: SourceOutput): void;

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { figure, type BenchContext, type Figure } from './report';
 import { sleep } from './pipeline';
 import { startRole, type RoleHandle } from './procs';
@@ -16,7 +17,7 @@ async function measureAgent(ctx: BenchContext, pointsPerSec: number) {
     const acker = startRole('acker', { broker: url });
     started.push(acker);
     await acker.ready;
-    const agents = startRole('agents', { broker: url, ...fleetArgs(1, pointsPerSec, pointsPerSec < 50_000 ? { hz: 10 } : {}) });
+    const agents = startRole('agents', { broker: url, spoolRoot: path.join(ctx.tmp, `agent-spool-${pointsPerSec}`), ...fleetArgs(1, pointsPerSec, pointsPerSec < 50_000 ? { hz: 10 } : {}) });
     started.push(agents);
     await agents.ready;
     // Quick runs measure three agents, so each gets half the usual window.

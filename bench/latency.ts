@@ -73,7 +73,7 @@ export async function runCatchUp(ctx: BenchContext): Promise<Figure[]> {
   const outageMs = ctx.quick ? 2000 : 60_000;
   const clientId = 'bench-sink-catchup';
   const sinkArgs = { clientId, flushInterval: 1 };
-  const p = await startPipeline(ctx, { role: 'agents', args: fleetArgs(10, rate, { hz: 10, maxPendingBytes: 2 ** 31 }) }, { sink: sinkArgs });
+  const p = await startPipeline(ctx, { role: 'agents', args: fleetArgs(10, rate, { hz: 10, spoolMaxBytes: 2 ** 31 }) }, { sink: sinkArgs });
   let sink = p.sink;
   try {
     await sleep(windows(ctx).warmMs + (ctx.quick ? 1000 : 5000));

@@ -27,7 +27,7 @@ export async function startPipeline(
     const sink = startRole('sink', { broker: brokerUrl, lake, clientId: `bench-sink-${runs}`, ...options.sink });
     started.push(sink);
     await sink.ready;
-    const generator = startRole(load.role, { broker: brokerUrl, ...load.args });
+    const generator = startRole(load.role, { broker: brokerUrl, spoolRoot: path.join(ctx.tmp, `spool-${runs}`), ...load.args });
     started.push(generator);
     await generator.ready;
     return {

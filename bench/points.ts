@@ -12,6 +12,7 @@ export async function simulatedPoints(count: number, drones: number, gatewayId =
   await new Promise<void>((resolve) => {
     fleet.start({
       accepting: true,
+      flush: async () => undefined,
       emit(p) {
         if (points.length < count) points.push(p);
         if (points.length === count) resolve();

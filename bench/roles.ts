@@ -44,7 +44,8 @@ export const roles: Record<string, RoleStarter> = {
     const agents: Agent[] = [];
     for (let g = 0; g < gateways; g++) {
       const share = Math.floor(drones / gateways) + (g < drones % gateways ? 1 : 0);
-      const options = optionsFrom(agentOptions, { ...args, gateway: `${String(args['prefix'] ?? 'gw')}-${g}`, simulate: share });
+      const gateway = `${String(args['prefix'] ?? 'gw')}-${g}`;
+      const options = optionsFrom(agentOptions, { ...args, gateway, simulate: share, spool: `${String(args['spoolRoot'])}/${gateway}` });
       agents.push(await startAgent(options, log));
     }
     return {

@@ -28,7 +28,7 @@ export const throughputSink = (ctx: BenchContext): RoleArgs => ({ flushInterval:
  */
 export function fleetArgs(gateways: number, pointsPerSec: number, extra: RoleArgs = {}): RoleArgs {
   const hz = Number(extra['hz'] ?? HZ);
-  return { gateways, drones: Math.max(gateways, Math.round(pointsPerSec / hz)), hz, prefix: `gw${gateways}`, logLevel: 'warn', maxPendingBytes: 8 * 2 ** 20, drainMs: 0, ...extra };
+  return { gateways, drones: Math.max(gateways, Math.round(pointsPerSec / hz)), hz, prefix: `gw${gateways}`, logLevel: 'warn', spoolMaxBytes: 8 * 2 ** 20, drainMs: 0, ...extra };
 }
 
 export interface Measured {
@@ -71,7 +71,7 @@ export function footprint(m: Measured, section: string, suffix: string): Figure[
 }
 
 async function runFleet(ctx: BenchContext, gateways: number, brokerUrl?: string): Promise<Measured> {
-  const args = fleetArgs(gateways, OFFERED_PER_SEC, { maxPendingBytes: (ctx.quick ? 4 : 8) * 2 ** 20 });
+  const args = fleetArgs(gateways, OFFERED_PER_SEC, { spoolMaxBytes: (ctx.quick ? 4 : 8) * 2 ** 20 });
   const p = await startPipeline(ctx, { role: 'agents', args }, { sink: throughputSink(ctx), ...(brokerUrl ? { brokerUrl } : {}) });
   try {
     const m = await measure(ctx, p, 'pointsIn', saturatedWarmMs(ctx));

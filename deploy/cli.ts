@@ -65,7 +65,7 @@ const commands = {
   }),
   agent: command({
     summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',
-    usage: 'dronelake agent --gateway ID [--broker URL] [--simulate N --hz H]',
+    usage: 'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--simulate N --hz H] [--config FILE]',
     options: agentOptions,
     async run(options) {
       const log = createLogger(options.logLevel, 'agent');
@@ -111,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
   const cmd = commands[name as keyof typeof commands] as Command<OptionSpecs>;
   const parsed = (() => {
     try {
-      return parseOptions(cmd.options, rest);
+      return parseOptions(cmd.options, rest, 0, { env: process.env, envPrefix: `DRONELAKE_${name.toUpperCase()}_` });
     } catch (err) {
       // --help wins over a missing required option.
       if (err instanceof UsageError && (rest.includes('--help') || rest.includes('-h'))) return null;
@@ -119,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
     }
   })();
   if (parsed === null || parsed.help) {
-    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options));
+    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options, `DRONELAKE_${name.toUpperCase()}_`));
     return 0;
   }
   return cmd.run(parsed.options);

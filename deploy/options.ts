@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ID_PATTERN } from '../proto/topics';
 
@@ -23,7 +25,60 @@ export interface Parsed<S extends OptionSpecs> {
   help: boolean;
 }
 
-export function parseOptions<S extends OptionSpecs>(specs: S, argv: string[], maxPositionals = 0): Parsed<S> {
+/** Where option values may come from besides the command line, weakest first: a config file, then the environment. */
+export interface OptionSources {
+  /** Environment variables, e.g. process.env; a variable is `${envPrefix}${KEY_IN_SNAKE_CASE}`. */
+  env?: NodeJS.ProcessEnv;
+  envPrefix?: string;
+}
+
+const snakeUpper = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function fromEnvString(spec: OptionSpec, value: string, where: string): unknown {
+  if (spec.type === 'string') return value;
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  throw new UsageError(`${where}: expected true or false (got "${value}")`);
+}
+
+/** Reads a YAML or JSON file of options keyed by their names (camelCase or kebab-case). */
+function loadConfigFile(specs: OptionSpecs, file: string): Record<string, { value: unknown; where: string }> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--config: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new UsageError(`--config: ${file} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`--config: ${file} must hold a mapping of option names to values`);
+  const out: Record<string, { value: unknown; where: string }> = {};
+  for (const [name, value] of Object.entries(doc)) {
+    const key = camel(name);
+    const spec = specs[key];
+    if (!spec || key === 'config') throw new UsageError(`--config: ${file}: "${name}" is not an option of this command`);
+    const where = `${file}: ${name}`;
+    if (spec.type === 'boolean' && typeof value !== 'boolean') throw new UsageError(`${where}: expected true or false (got ${JSON.stringify(value)})`);
+    if (spec.type === 'string' && typeof value !== 'string' && typeof value !== 'number') {
+      throw new UsageError(`${where}: expected a string or a number (got ${JSON.stringify(value)})`);
+    }
+    out[key] = { value: typeof value === 'number' ? String(value) : value, where };
+  }
+  return out;
+}
+
+/**
+ * Parses `argv` against `specs` and validates every value. Values come from the command
+ * line, else the environment, else the file named by a `config` option, else the default.
+ * A bad value is reported as one line naming its option and where it came from.
+ */
+export function parseOptions<S extends OptionSpecs>(specs: S, argv: string[], maxPositionals = 0, sources: OptionSources = {}): Parsed<S> {
   const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const [key, spec] of Object.entries(specs)) {
     config[kebab(key)] = spec.short ? { type: spec.type, short: spec.short } : { type: spec.type };
@@ -38,21 +93,32 @@ export function parseOptions<S extends OptionSpecs>(specs: S, argv: string[], ma
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`unexpected argument "${parsed.positionals[maxPositionals]}"`);
   }
+  const envName = (key: string) => `${sources.envPrefix ?? ''}${snakeUpper(key)}`;
+  const raw = (key: string): { value: unknown; where: string } | undefined => {
+    const flag = kebab(key);
+    if (parsed.values[flag] !== undefined) return { value: parsed.values[flag], where: `--${flag}` };
+    const env = sources.env?.[envName(key)];
+    if (sources.env && env !== undefined && env !== '') return { value: fromEnvString(specs[key]!, env, `${envName(key)}`), where: envName(key) };
+    return undefined;
+  };
+  const configFile = 'config' in specs ? raw('config') : undefined;
+  const fileValues = configFile ? loadConfigFile(specs, String(configFile.value)) : {};
+
   const options: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) {
-    const flag = kebab(key);
-    const raw = parsed.values[flag];
-    const result = spec.schema.safeParse(raw);
+    const given = raw(key) ?? fileValues[key];
+    const result = spec.schema.safeParse(given?.value);
     if (!result.success) {
-      if (raw === undefined) throw new UsageError(`--${flag} is required`);
-      throw new UsageError(`--${flag}: ${result.error.issues[0]?.message ?? 'invalid value'} (got "${String(raw)}")`);
+      if (given === undefined) throw new UsageError(`--${kebab(key)} is required`);
+      const where = given.where.startsWith('--') ? given.where : `--${kebab(key)} (from ${given.where})`;
+      throw new UsageError(`${where}: ${result.error.issues[0]?.message ?? 'invalid value'} (got "${String(given.value)}")`);
     }
     options[key] = result.data;
   }
   return { options: options as ParsedOptions<S>, positionals: parsed.positionals, help: parsed.values.help === true };
 }
 
-export function helpText(usage: string, summary: string, specs: OptionSpecs): string {
+export function helpText(usage: string, summary: string, specs: OptionSpecs, envPrefix: string): string {
   const rows = Object.entries(specs).map(([key, spec]) => {
     const flag = `${spec.short ? `-${spec.short}, ` : '    '}--${kebab(key)}${spec.type === 'string' ? ' <value>' : ''}`;
     const fallback = spec.schema.safeParse(undefined);
@@ -62,7 +128,8 @@ export function helpText(usage: string, summary: string, specs: OptionSpecs): st
   rows.push(['-h, --help', 'print this help and exit']);
   const width = Math.max(...rows.map(([f]) => f.length)) + 2;
   const lines = rows.map(([f, d]) => `  ${f.padEnd(width)}${d}`);
-  return `Usage: ${usage}\n\n${summary}\n\nOptions:\n${lines.join('\n')}\n`;
+  const env = `Each option can also be set in the environment as ${envPrefix}<NAME>, e.g. ${envPrefix}${snakeUpper(Object.keys(specs).find((k) => k !== 'config') ?? 'logLevel')}.`;
+  return `Usage: ${usage}\n\n${summary}\n\nOptions:\n${lines.join('\n')}\n\n${env}\n`;
 }
 
 // Schemas shared by the commands' option tables.
@@ -82,4 +149,10 @@ export const logLevelOption = {
   type: 'string',
   describe: `log level: ${LOG_LEVELS.join(', ')}`,
   schema: z.enum(LOG_LEVELS).default('info'),
+} satisfies OptionSpec;
+
+export const configOption = {
+  type: 'string',
+  describe: 'a YAML or JSON file of options (keys as the flags); flags and environment variables override it',
+  schema: z.string().min(1).optional(),
 } satisfies OptionSpec;

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker } from '../broker/server';
@@ -32,10 +35,14 @@ export async function runUp(config: UpConfig, stopSignal: Promise<unknown>): Pro
     parseOptions(sinkOptions, ['--broker', broker.url, '--lake', config.lake, '--flush-interval', String(config.flushInterval)]).options,
     createLogger(config.logLevel, 'sink'),
   );
+  // The demo's spools are its own and go away with it: its sink keeps no state across
+  // runs, so batches left from an earlier run must not be re-sent into a new lake.
+  const spools = await mkdtemp(path.join(os.tmpdir(), 'dronelake-up-'));
   const agents: Agent[] = [];
   for (let g = 0; g < config.gateways; g++) {
     const drones = Math.floor(config.drones / config.gateways) + (g < config.drones % config.gateways ? 1 : 0);
-    const argv = ['--broker', broker.url, '--gateway', `gw-${String(g + 1).padStart(3, '0')}`, '--simulate', String(drones), '--hz', String(config.hz)];
+    const gateway = `gw-${String(g + 1).padStart(3, '0')}`;
+    const argv = ['--broker', broker.url, '--gateway', gateway, '--spool', path.join(spools, gateway), '--simulate', String(drones), '--hz', String(config.hz)];
     agents.push(await startAgent(parseOptions(agentOptions, argv).options, createLogger(config.logLevel, 'agent')));
   }
 
@@ -69,6 +76,7 @@ export async function runUp(config: UpConfig, stopSignal: Promise<unknown>): Pro
   await Promise.all(agents.map((a) => a.close()));
   await sink.close();
   await broker.close();
+  await rm(spools, { recursive: true, force: true });
   const s = sink.stats();
   return {
     generated: generated(),

@@ -34,3 +34,32 @@ export class BatchLedger {
     this.staged.get(gatewayId)?.delete(batchSeq);
   }
 }
+
+/**
+ * Invariant 3 for points: which (drone_id, seq) are committed or staged. A point sent
+ * twice, in two batches and hours apart (an agent re-sending after a crash, a client
+ * retrying its ingest request), is stored once. `seq` only grows per drone, so each
+ * drone's set stays a few ranges. Staged points are kept per buffer, so a failed commit
+ * forgets exactly its own.
+ */
+export class PointLedger {
+  private readonly committed = new Map<string, RangeSet>();
+
+  /** Records the point in `staged` unless it is already committed or staged; false for a duplicate. */
+  take(droneId: string, seq: number, staged: Map<string, RangeSet>, alsoStaged: Map<string, RangeSet> | null): boolean {
+    if (this.committed.get(droneId)?.has(seq)) return false;
+    if (alsoStaged?.get(droneId)?.has(seq)) return false;
+    let set = staged.get(droneId);
+    if (!set) staged.set(droneId, (set = new RangeSet()));
+    return set.add(seq);
+  }
+
+  /** Moves a committed buffer's points into the committed set. */
+  commit(staged: Map<string, RangeSet>): void {
+    for (const [droneId, set] of staged) {
+      let into = this.committed.get(droneId);
+      if (!into) this.committed.set(droneId, (into = new RangeSet()));
+      for (const [from, to] of set.ranges()) into.addRange(from, to);
+    }
+  }
+}

@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
+import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
 export const sinkOptions = {
+  config: configOption,
   broker: { type: 'string', describe: 'MQTT broker URL', schema: optionSchemas.brokerUrl().default('mqtt://127.0.0.1:1883') },
   lake: { type: 'string', describe: 'lake root directory', schema: z.string().min(1).default('./lake') },
   clientId: {

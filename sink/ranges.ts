@@ -55,6 +55,28 @@ export class RangeSet {
     return true;
   }
 
+  /** Adds every number in [from, to]. */
+  addRange(from: number, to: number): void {
+    let n = from;
+    while (n <= to) {
+      const covering = this.floor(n);
+      if (covering >= 0 && n <= this.ends[covering]!) {
+        n = this.ends[covering]! + 1;
+        continue;
+      }
+      this.add(n);
+      const i = this.floor(n);
+      // Stretch the range holding n up to `to`, short of the next range, then join it if they touch.
+      this.ends[i] = Math.max(this.ends[i]!, Math.min(to, (this.starts[i + 1] ?? Number.POSITIVE_INFINITY) - 1));
+      if (this.starts[i + 1] === this.ends[i]! + 1) {
+        this.ends[i] = this.ends[i + 1]!;
+        this.starts.splice(i + 1, 1);
+        this.ends.splice(i + 1, 1);
+      }
+      n = this.ends[i]! + 1;
+    }
+  }
+
   /** The ranges as [start, end] pairs, inclusive. */
   ranges(): Array<[number, number]> {
     return this.starts.map((s, i) => [s, this.ends[i]!]);

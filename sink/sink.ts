@@ -9,7 +9,7 @@ import { invalidReason } from '../proto/validate';
 import { publishAcks } from './acks';
 import { writeCommit } from './commit';
 import { decodeTelemetry } from './decode';
-import { BatchLedger } from './dedupe';
+import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
 import { STAGING_PREFIX } from './layout';
 import type { sinkOptions } from './options';
@@ -42,6 +42,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const stats = emptySinkStats();
   const latency = new LatencyHistogram();
   const ledger = new BatchLedger();
+  const pointLedger = new PointLedger();
+  let committingBuffer: StageBuffer | null = null;
   // Unique per process start, so names of files from different runs never collide.
   const instance = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   let commitNumber = 0;
@@ -72,12 +74,14 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   async function commitOnce(): Promise<void> {
     if (open.points === 0 && open.batches.size === 0) return;
     const buffer = open;
+    committingBuffer = buffer;
     open = await spare;
     spare = nextBuffer();
     const tag = `${instance}-${String(commitNumber++).padStart(6, '0')}`;
     try {
       const files = await writeCommit(conn, buffer, storage, tag, latency);
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
+      pointLedger.commit(buffer.pointKeys);
       stats.commits++;
       stats.files += files.length;
       stats.pointsCommitted += buffer.points;
@@ -91,6 +95,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       stats.pointsStaged -= buffer.points;
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.unstage(gatewayId, seq);
       log.error({ tag, err: (err as Error).message }, 'commit failed; its batches will be taken again when re-sent');
+    } finally {
+      committingBuffer = null;
     }
   }
 
@@ -122,6 +128,10 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       const reason = invalidReason(point, now, maxFutureSkewUs);
       if (reason) {
         stats.pointsInvalid[reason]++;
+        continue;
+      }
+      if (!pointLedger.take(point.drone_id, point.seq, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
+        stats.pointsDuplicate++;
         continue;
       }
       stagePoint(open, point, batch.gateway_id, now);

@@ -13,6 +13,7 @@ import {
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
+import type { RangeSet } from './ranges';
 
 // Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
 // size at a time, and each full chunk is copied into DuckDB's vectors with one memcpy per
@@ -114,6 +115,8 @@ export interface StageBuffer {
   readonly hours: Map<number, number>;
   /** Batch sequence numbers per gateway, to be acknowledged once the commit lands. */
   readonly batches: Map<string, number[]>;
+  /** The (drone_id, seq) staged here, for dedupe until the commit lands. */
+  readonly pointKeys: Map<string, RangeSet>;
 }
 
 function newColumn(kind: StageKind): ColumnBuffer {
@@ -139,6 +142,7 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     points: 0,
     hours: new Map(),
     batches: new Map(),
+    pointKeys: new Map(),
   };
 }
 

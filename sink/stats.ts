@@ -12,6 +12,8 @@ export interface SinkStats {
   batchesCommitted: number;
   pointsReceived: number;
   pointsInvalid: Record<InvalidReason, number>;
+  /** Points whose (drone_id, seq) was already committed or staged. */
+  pointsDuplicate: number;
   pointsCommitted: number;
   pointsStaged: number;
   files: number;
@@ -32,6 +34,7 @@ export function emptySinkStats(): SinkStats {
     batchesCommitted: 0,
     pointsReceived: 0,
     pointsInvalid: zeroes(INVALID_REASONS),
+    pointsDuplicate: 0,
     pointsCommitted: 0,
     pointsStaged: 0,
     files: 0,

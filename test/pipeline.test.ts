@@ -48,7 +48,7 @@ describe('agent -> broker -> sink -> Parquet, as separate processes over TCP', (
     });
     await observer.subscribeAsync('dronelake/v1/telemetry/+', { qos: 1 });
 
-    const agent = runCli(['agent', '--broker', url, '--gateway', 'gw-it', '--simulate', '20', '--hz', '25', '--linger', '0.2', '--log-level', 'info']);
+    const agent = runCli(['agent', '--broker', url, '--gateway', 'gw-it', '--spool', path.join(lake, '..', `${path.basename(lake)}-spool`), '--simulate', '20', '--hz', '25', '--linger', '0.2', '--log-level', 'info']);
     procs.push(agent);
     const sentPoints = () => [...sent.values()].reduce((n, pts) => n + pts.length, 0);
     await waitFor('3000 points on the wire', () => sentPoints() >= 3000, 30_000);

@@ -39,3 +39,21 @@ describe('RangeSet', () => {
     expect(s.ranges()).toEqual([[1_000_000, 1_001_999]]);
   });
 });
+
+describe('RangeSet.addRange', () => {
+  it('agrees with adding one by one, for overlapping and touching ranges in any order', () => {
+    let x = 99;
+    const rand = (n: number) => (x = (x * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let trial = 0; trial < 200; trial++) {
+      const a = new RangeSet();
+      const b = new RangeSet();
+      for (let k = 0; k < 6; k++) {
+        const from = rand(200);
+        const to = from + rand(40);
+        a.addRange(from, to);
+        for (let n = from; n <= to; n++) b.add(n);
+      }
+      expect(a.ranges()).toEqual(b.ranges());
+    }
+  });
+});

@@ -15,6 +15,7 @@ class Collector implements SourceOutput {
   emit(point: TelemetryPoint): void {
     this.points.push(point);
   }
+  async flush(): Promise<void> {}
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -316,6 +317,7 @@ describe('simulated fleet', () => {
     // 550k..950k stays inside the second tick, past the first tick's warm-up.
     const out: SourceOutput = {
       accepting: true,
+      flush: async () => undefined,
       emit(p) {
         seqSum += p.seq;
         count++;
@@ -339,7 +341,7 @@ describe('a saturated process', () => {
     const points: TelemetryPoint[] = [];
     // Every tick sees 10 s pass: far later than the default backlog of 200 ms allows.
     const fleet = createSimulatedFleet(options({ drones: 4, hz: 100, clock: steppingClock(10e6).clock }));
-    fleet.start({ accepting: true, emit: (p) => points.push(p) });
+    fleet.start({ accepting: true, emit: (p) => points.push(p), flush: async () => undefined });
     await until(() => points.length >= 400, 5000);
     await fleet.stop();
     expect(points.length).toBeGreaterThanOrEqual(400);

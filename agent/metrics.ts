@@ -1,0 +1,51 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { AgentStats } from './agent';
+
+/**
+ * Prometheus metrics read from the agent's counters at scrape time, so the hot path
+ * keeps plain counters and pays nothing per point for metrics.
+ */
+export function agentMetrics(stats: () => AgentStats): Registry {
+  const registry = new Registry();
+  let current: AgentStats = stats();
+  const refresh = () => {
+    current = stats();
+  };
+  const counter = (name: string, help: string, read: (s: AgentStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        refresh();
+        this.reset();
+        this.inc(read(current));
+      },
+    });
+  const gauge = (name: string, help: string, read: (s: AgentStats) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        refresh();
+        this.set(read(current) ?? 0);
+      },
+    });
+  counter('dronelake_agent_points_in_total', 'Points handed to the agent by its sources.', (s) => s.pointsIn);
+  counter('dronelake_agent_batches_sent_total', 'Batches published (first sends).', (s) => s.sent);
+  counter('dronelake_agent_batches_acked_total', 'Batches the sink acknowledged as committed.', (s) => s.acked);
+  counter('dronelake_agent_batches_resent_total', 'Batches published again because their ack was late or the link dropped.', (s) => s.resent);
+  counter('dronelake_agent_reconnects_total', 'Reconnect attempts to the broker.', (s) => s.reconnects);
+  counter('dronelake_agent_bad_acks_total', 'Commit acks that could not be read.', (s) => s.badAcks);
+  gauge('dronelake_agent_spool_bytes', 'Bytes of batches in the spool.', (s) => s.pendingBytes);
+  gauge('dronelake_agent_spool_batches', 'Batches in the spool, awaiting their commit ack.', (s) => s.pendingBatches);
+  gauge('dronelake_agent_oldest_unacked_age_seconds', 'Age of the oldest batch not yet acknowledged.', (s) => s.oldestUnackedAgeSeconds);
+  gauge('dronelake_agent_connected', '1 while connected to the broker.', (s) => (s.connected ? 1 : 0));
+  counter('dronelake_agent_dropped_points_total', 'Points dropped by the spool-full policy drop-oldest.', (s) => s.spool.dropped.points);
+  counter('dronelake_agent_spool_corrupt_records_total', 'Spool records found corrupt and skipped when the spool was opened.', (s) => s.spool.recovery.corruptRecords);
+  counter('dronelake_agent_spool_truncated_bytes_total', 'Bytes of a torn spool tail truncated when the spool was opened.', (s) => s.spool.recovery.truncatedBytes);
+  gauge('dronelake_agent_fsync_seconds', 'Duration of the last spool fsync.', (s) => s.spool.fsyncLastMs / 1000);
+  gauge('dronelake_agent_fsync_max_seconds', 'Longest spool fsync so far.', (s) => s.spool.fsyncMaxMs / 1000);
+  return registry;
+}

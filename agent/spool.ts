@@ -1,0 +1,912 @@
+import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
+import CRC32C from 'crc-32/crc32c.js';
+import type { ClosedBatch } from './batcher';
+
+/*
+ * On-disk layout. Every record is a frame
+ *
+ *   [u32 LE body length][u32 LE crc32c(body)][body]
+ *
+ * whose body starts with a type byte. Segment files `seg-<16-digit id>.log` hold
+ *
+ *   BATCH       [u8 1][f64 LE batch seq][u32 LE points][f64 LE appendedAt, ms since the epoch]
+ *               [u32 LE payload length][payload][lastSeqs]
+ *               lastSeqs: UTF-8 JSON {"droneId": seq} with the highest seq per drone in the
+ *               batch; it fills the rest of the body and is empty when none was given.
+ *   CHECKPOINT  [u8 2][UTF-8 JSON Checkpoint]
+ *
+ * and `acks.log` holds
+ *
+ *   ACK         [u8 3][f64 LE batch seq]
+ *
+ * Seqs are f64: batch seqs are safe integers (a clock in µs fits), and an f64 reads back
+ * exactly without u64 arithmetic. The append time is stored in the record, so the age of a
+ * recovered batch is its real age, not the age of a file.
+ *
+ * Every segment begins with a CHECKPOINT; more follow after a drop and on close. Recovery
+ * replays records in file order, later checkpoints and lastSeqs overriding earlier values,
+ * so the counters survive the deletion of any older segment.
+ */
+
+const BATCH = 1;
+const CHECKPOINT = 2;
+const ACK = 3;
+const FRAME_HEADER = 8;
+/** type, seq, points, appendedAt, payload length */
+const BATCH_HEADER = 25;
+const ACK_BODY = 9;
+const ACK_LOG = 'acks.log';
+const ACK_LOG_TMP = 'acks.log.tmp';
+const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const MiB = 1024 * 1024;
+
+export type SpoolFullPolicy = 'block' | 'drop-oldest';
+
+export interface SpoolOptions {
+  dir: string;
+  /** Total bytes of live segment files at most. Default 64 MiB. */
+  maxBytes?: number;
+  /** A segment is closed once it would grow past this; at most maxBytes / 4. Default 8 MiB. */
+  segmentBytes?: number;
+  /** Group commit: at most one fsync per this many ms; 0 syncs as soon as a write lands. Default 50. */
+  fsyncIntervalMs?: number;
+  /** When full: `block` makes append wait for acks; `drop-oldest` deletes the oldest segment. Default `block`. */
+  whenFull?: SpoolFullPolicy;
+  /**
+   * nextBatchSeq() never returns less. Pass a clock in µs: then a lost or wiped spool dir
+   * cannot make batch seqs start again below ones the sink has already taken (and dedupes).
+   */
+  minBatchSeq?: number;
+  /** Failures of background work (ack records, segment deletion); nothing is lost by them. */
+  onError?: (err: unknown) => void;
+}
+
+export interface SpoolRecovery {
+  /** Segment files read at open. */
+  segments: number;
+  /** Valid records read from the segments (batches and checkpoints). */
+  recordsRecovered: number;
+  /** Bytes of torn or corrupt tails cut off segments, or dropped from the end of acks.log. */
+  truncatedBytes: number;
+  /** Corrupt stretches skipped between valid records, in segments and acks.log. */
+  corruptRecords: number;
+}
+
+export interface SpoolStats {
+  appends: number;
+  acks: number;
+  /** Group-commit rounds, each one fsync per file written since the last. */
+  fsyncs: number;
+  fsyncLastMs: number;
+  fsyncMaxMs: number;
+  segments: number;
+  /** Bytes of live segment files. */
+  bytes: number;
+  dropped: { batches: number; points: number };
+  recovery: SpoolRecovery;
+}
+
+interface Checkpoint {
+  nextBatchSeq: number;
+  droneSeqs: Record<string, number>;
+  dropped: { batches: number; points: number };
+  /** Every batch below this seq was dropped, even if a crash left its segment behind. */
+  dropBelow: number;
+}
+
+interface BatchRecord {
+  type: typeof BATCH;
+  batch: ClosedBatch;
+  appendedAt: number;
+  lastSeqs: Record<string, number>;
+}
+
+type SegmentRecord = BatchRecord | { type: typeof CHECKPOINT; checkpoint: Checkpoint };
+
+interface Segment {
+  readonly id: number;
+  readonly path: string;
+  /** The CHECKPOINT a new segment starts with, until the file is created; recovered ones have none. */
+  header: Uint8Array | undefined;
+  handle: FileHandle | undefined;
+  /** Bytes written or queued. */
+  size: number;
+  batches: number;
+  /** Batches neither acked nor dropped; at 0 a sealed segment can go. */
+  live: number;
+  lastSeq: number;
+  /** Acked seqs, so acks.log can be rewritten with just those of live segments. */
+  acked: number[];
+}
+
+interface Entry {
+  batch: ClosedBatch;
+  appendedAt: number;
+  /** Unset while the append waits for room. */
+  segment: Segment | undefined;
+  acked: boolean;
+}
+
+/**
+ * The agent's batches on disk until the sink's commit ack frees them: an append-only log of
+ * segments with group-committed fsyncs, an ack log, and recovery that keeps every valid
+ * record of whatever a crash or a bad disk left behind.
+ *
+ * Payloads also stay in memory (bounded by maxBytes) so get() is synchronous like the
+ * in-memory store it replaces.
+ */
+export class Spool {
+  private readonly dir: string;
+  private readonly maxBytes: number;
+  private readonly segmentBytes: number;
+  private readonly fsyncIntervalMs: number;
+  private readonly whenFull: SpoolFullPolicy;
+  private readonly minBatchSeq: number;
+  private readonly onError: (err: unknown) => void;
+
+  /** Unacked batches; insertion order is seq order because appends must increase. */
+  private readonly entries = new Map<number, Entry>();
+  private payloadBytes = 0;
+  private pointCount = 0;
+  /** Live segment files, oldest first; the last one is the active one. */
+  private segments: Segment[] = [];
+  private nextSegmentId = 1;
+  private diskBytes = 0;
+  /** Frames of appends still waiting for room, so hasSpace() counts them. */
+  private queuedBytes = 0;
+  private lastFrameBytes = 0;
+  private checkpointBytes = 0;
+
+  private nextSeq = 0;
+  private readonly droneSeqs = new Map<string, number>();
+  private readonly dropped = { batches: 0, points: 0 };
+  private dropBelow = 0;
+
+  private ackHandle: FileHandle | undefined;
+  /** Handles written since their last fsync. */
+  private readonly dirty = new Set<FileHandle>();
+  /** Every file operation runs on this chain, one at a time, in order. */
+  private io: Promise<unknown> = Promise.resolve();
+  /** Appends take room and a place in the log one at a time, in call order. */
+  private admission: Promise<unknown> = Promise.resolve();
+  /** The next group commit, while it has not started; appends that wrote before it join it. */
+  private pendingSync: Promise<void> | undefined;
+  private lastSyncAt = 0;
+  private reclaimQueued = false;
+  private waiters: Array<() => void> = [];
+  private closed = false;
+  private readonly counters = { appends: 0, acks: 0, fsyncs: 0, fsyncLastMs: 0, fsyncMaxMs: 0 };
+  private readonly recovery: SpoolRecovery = { segments: 0, recordsRecovered: 0, truncatedBytes: 0, corruptRecords: 0 };
+
+  private constructor(options: SpoolOptions) {
+    this.dir = options.dir;
+    this.maxBytes = checkCount('maxBytes', options.maxBytes ?? 64 * MiB);
+    // A segment is the unit that acks and drops free; larger than a quarter of the budget,
+    // the spool would wait or drop in steps too coarse for the budget.
+    this.segmentBytes = Math.min(checkCount('segmentBytes', options.segmentBytes ?? 8 * MiB), Math.floor(this.maxBytes / 4));
+    this.fsyncIntervalMs = checkCount('fsyncIntervalMs', options.fsyncIntervalMs ?? 50);
+    this.whenFull = options.whenFull ?? 'block';
+    this.minBatchSeq = checkCount('minBatchSeq', options.minBatchSeq ?? 0);
+    this.onError = options.onError ?? (() => {});
+  }
+
+  /** Opens the spool in `dir` (created if missing), recovering what is there. Bad data never makes it fail. */
+  static async open(options: SpoolOptions): Promise<Spool> {
+    const spool = new Spool(options);
+    await spool.recover();
+    return spool;
+  }
+
+  get count(): number {
+    return this.entries.size;
+  }
+
+  /** Payload bytes of unacked batches. */
+  get bytes(): number {
+    return this.payloadBytes;
+  }
+
+  get points(): number {
+    return this.pointCount;
+  }
+
+  /** The seq the next batch must have at least; it only grows, across restarts too. */
+  nextBatchSeq(): number {
+    return this.nextSeq;
+  }
+
+  /** Remembers a drone's latest seq; it is persisted with the next checkpoint (segment roll or close). */
+  noteDroneSeq(droneId: string, seq: number): void {
+    this.droneSeqs.set(droneId, checkCount('drone seq', seq));
+  }
+
+  droneSeq(droneId: string): number | undefined {
+    return this.droneSeqs.get(droneId);
+  }
+
+  /** Whether an append of the usual size would go through without waiting. Always true under drop-oldest. */
+  hasSpace(): boolean {
+    if (this.whenFull === 'drop-oldest') return true;
+    return this.diskBytes + this.queuedBytes + this.lastFrameBytes <= this.maxBytes;
+  }
+
+  get(seq: number): ClosedBatch | undefined {
+    return this.entries.get(seq)?.batch;
+  }
+
+  /** Unacked batches in seq order, e.g. to send again after a restart. */
+  unacked(): ClosedBatch[] {
+    return Array.from(this.entries.values(), (e) => e.batch);
+  }
+
+  /** When the oldest unacked batch was appended (ms since the epoch), or null if none is. */
+  oldestUnackedAppendedAt(): number | null {
+    return this.entries.values().next().value?.appendedAt ?? null;
+  }
+
+  stats(): SpoolStats {
+    return {
+      ...this.counters,
+      segments: this.segments.length,
+      bytes: this.diskBytes,
+      dropped: { ...this.dropped },
+      recovery: { ...this.recovery },
+    };
+  }
+
+  /**
+   * Stores a batch; resolves once an fsync covering it has completed. The batch is visible to
+   * get() and ack() at once. `lastSeqs` (highest seq per drone in the batch) is stored with
+   * it, so droneSeq() survives a crash. Seqs must increase from nextBatchSeq().
+   */
+  async append(batch: ClosedBatch, lastSeqs?: ReadonlyMap<string, number>): Promise<void> {
+    if (this.closed) throw new Error('spool is closed');
+    if (!Number.isSafeInteger(batch.seq) || batch.seq < this.nextSeq) {
+      throw new RangeError(`batch seq ${batch.seq} is below the spool's next batch seq ${this.nextSeq}`);
+    }
+    if (!Number.isInteger(batch.points) || batch.points < 0 || batch.points > 0xffffffff) {
+      throw new RangeError(`batch ${batch.seq} has ${batch.points} points`);
+    }
+    for (const [droneId, seq] of lastSeqs ?? []) checkCount(`seq of drone ${droneId}`, seq);
+    const appendedAt = Date.now();
+    const frame = batchFrame(batch, appendedAt, lastSeqs);
+    if (frame.length + this.checkpointBytes > this.maxBytes) {
+      throw new Error(`batch ${batch.seq} takes ${frame.length} bytes on disk; the spool's maxBytes of ${this.maxBytes} cannot hold it`);
+    }
+
+    this.nextSeq = batch.seq + 1;
+    for (const [droneId, seq] of lastSeqs ?? []) this.droneSeqs.set(droneId, seq);
+    const entry: Entry = { batch, appendedAt, segment: undefined, acked: false };
+    this.remember(entry);
+    this.counters.appends++;
+    this.queuedBytes += frame.length;
+    this.lastFrameBytes = frame.length;
+
+    const admitted = this.admission.then(() => this.admit(entry, frame));
+    this.admission = admitted.catch(() => undefined);
+    const { written } = await admitted;
+    await written;
+    await this.requestSync();
+  }
+
+  /** Frees a batch on the sink's commit ack; false if it is not held (unknown, or already acked or dropped). */
+  ack(seq: number): boolean {
+    const entry = this.entries.get(seq);
+    if (!entry || this.closed) return false;
+    this.forget(entry);
+    entry.acked = true;
+    this.counters.acks++;
+    // Without a segment yet, the batch waits for room; admit() records the ack once it has one.
+    if (entry.segment) this.recordAck(seq, entry.segment);
+    this.signal();
+    return true;
+  }
+
+  /** Stops taking appends (those waiting for room fail), persists the counters, fsyncs and closes the files. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.signal();
+    await this.admission;
+    // Drone seqs noted since the last checkpoint are kept too.
+    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
+    await this.serial(async () => {
+      await this.syncRound();
+      for (const seg of this.segments) {
+        await seg.handle?.close();
+        seg.handle = undefined;
+      }
+      await this.ackHandle?.close();
+      this.ackHandle = undefined;
+    });
+  }
+
+  // --- recovery ---
+
+  private async recover(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    let lastSeq = -1;
+    for (const id of await listSegmentIds(this.dir)) {
+      const seg = await this.recoverSegment(id);
+      for (const record of seg.records) {
+        // The append path writes seqs in increasing order; a record out of it cannot be ours.
+        if (record.type === BATCH && record.batch.seq <= lastSeq) {
+          this.recovery.corruptRecords++;
+          continue;
+        }
+        this.recovery.recordsRecovered++;
+        if (record.type === CHECKPOINT) this.restore(record.checkpoint);
+        else lastSeq = this.replayBatch(seg.segment, record);
+      }
+    }
+    for (const seq of await this.readAckLog()) {
+      const entry = this.entries.get(seq);
+      if (entry?.segment) this.release(entry, entry.segment).acked.push(seq);
+    }
+    // Dropped and counted before a crash that left their segment behind.
+    for (const entry of this.entries.values()) {
+      if (entry.batch.seq >= this.dropBelow) break;
+      if (entry.segment) this.release(entry, entry.segment);
+    }
+    this.nextSeq = Math.max(this.nextSeq, this.minBatchSeq);
+    this.nextSegmentId = (this.segments.at(-1)?.id ?? 0) + 1;
+    // A fresh segment per start seals the old ones, so those fully acked can go now.
+    this.roll();
+    await this.reclaimNow();
+  }
+
+  private async recoverSegment(id: number): Promise<{ segment: Segment; records: SegmentRecord[] }> {
+    const path = join(this.dir, segmentName(id));
+    const data = bytesOf(await readFile(path));
+    const { records, validEnd, corrupt } = scan(data, decodeSegmentRecord);
+    if (validEnd < data.length) await truncateFile(path, validEnd);
+    this.recovery.segments++;
+    this.recovery.truncatedBytes += data.length - validEnd;
+    this.recovery.corruptRecords += corrupt;
+    const segment = newSegment(id, path, undefined);
+    segment.size = validEnd;
+    this.segments.push(segment);
+    this.diskBytes += validEnd;
+    return { segment, records };
+  }
+
+  private restore(checkpoint: Checkpoint): void {
+    this.nextSeq = Math.max(this.nextSeq, checkpoint.nextBatchSeq);
+    for (const [droneId, seq] of Object.entries(checkpoint.droneSeqs)) this.droneSeqs.set(droneId, seq);
+    this.dropped.batches = checkpoint.dropped.batches;
+    this.dropped.points = checkpoint.dropped.points;
+    this.dropBelow = Math.max(this.dropBelow, checkpoint.dropBelow);
+  }
+
+  private replayBatch(segment: Segment, record: BatchRecord): number {
+    const { batch, appendedAt, lastSeqs } = record;
+    // A copy, so a surviving batch does not pin its whole segment's buffer.
+    const copy: ClosedBatch = { seq: batch.seq, points: batch.points, payload: batch.payload.slice() };
+    this.remember({ batch: copy, appendedAt, segment, acked: false });
+    segment.batches++;
+    segment.live++;
+    segment.lastSeq = batch.seq;
+    this.nextSeq = Math.max(this.nextSeq, batch.seq + 1);
+    for (const [droneId, seq] of Object.entries(lastSeqs)) this.droneSeqs.set(droneId, seq);
+    return batch.seq;
+  }
+
+  private async readAckLog(): Promise<number[]> {
+    let data: Uint8Array;
+    try {
+      data = bytesOf(await readFile(join(this.dir, ACK_LOG)));
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw err;
+    }
+    // Not truncated in place: reclaimNow() rewrites the log from what survived.
+    const { records, validEnd, corrupt } = scan(data, decodeAck);
+    this.recovery.truncatedBytes += data.length - validEnd;
+    this.recovery.corruptRecords += corrupt;
+    return records;
+  }
+
+  // --- appending ---
+
+  private async admit(entry: Entry, frame: Uint8Array): Promise<{ written: Promise<void> }> {
+    try {
+      await this.makeRoom(frame.length);
+    } catch (err) {
+      this.forget(entry);
+      throw err;
+    } finally {
+      this.queuedBytes -= frame.length;
+    }
+    if (this.rollsFor(frame.length)) this.roll();
+    const segment = this.active;
+    segment.batches++;
+    segment.live++;
+    segment.lastSeq = entry.batch.seq;
+    entry.segment = segment;
+    const { written } = this.writeRecord(segment, frame);
+    if (entry.acked) this.recordAck(entry.batch.seq, segment);
+    return { written };
+  }
+
+  private async makeRoom(frameBytes: number): Promise<void> {
+    for (;;) {
+      if (this.closed) throw new Error('spool closed while the append waited for room');
+      const need = frameBytes + (this.rollsFor(frameBytes) ? this.checkpointBytes : 0);
+      if (this.diskBytes + need <= this.maxBytes) return;
+      if (this.segments.some((s) => s !== this.active && s.live === 0)) await this.reclaimNow();
+      // Acked data in the active segment is freed by sealing it.
+      else if (this.active.batches > 0 && this.active.live === 0) this.roll();
+      else if (this.whenFull === 'block') await this.changed();
+      else if (this.segments.length > 1 || this.active.batches > 0) await this.dropOldest();
+      else throw new Error(`the spool cannot make room for ${frameBytes} bytes within maxBytes ${this.maxBytes}`);
+    }
+  }
+
+  private rollsFor(frameBytes: number): boolean {
+    return this.active.batches > 0 && this.active.size + frameBytes > this.segmentBytes;
+  }
+
+  /** Drops the oldest segment whole, which a single unlink makes crash-atomic. */
+  private async dropOldest(): Promise<void> {
+    if (this.segments.length === 1) this.roll();
+    const oldest = this.segments[0]!;
+    for (const entry of this.entries.values()) {
+      if (entry.segment !== oldest) break;
+      this.release(entry, oldest);
+      this.dropped.batches++;
+      this.dropped.points += entry.batch.points;
+    }
+    this.dropBelow = Math.max(this.dropBelow, oldest.lastSeq + 1);
+    // Durable before the unlink: a crash in between finds the drop counted and its batches
+    // below dropBelow, so they are neither resurrected nor counted twice.
+    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
+    await this.requestSync();
+    await this.reclaimNow();
+  }
+
+  /** Seals the active segment and starts a new one; its file is created on first write. */
+  private roll(): void {
+    const previous = this.segments.at(-1);
+    const header = checkpointFrame(this.checkpoint());
+    const id = this.nextSegmentId++;
+    const segment = newSegment(id, join(this.dir, segmentName(id)), header);
+    segment.size = header.length;
+    this.segments.push(segment);
+    this.diskBytes += header.length;
+    this.checkpointBytes = header.length;
+    if (previous?.live === 0) this.scheduleReclaim();
+  }
+
+  /** The segment appends go to; open() leaves one, and nothing ever removes it. */
+  private get active(): Segment {
+    return this.segments.at(-1)!;
+  }
+
+  private checkpoint(): Checkpoint {
+    return {
+      nextBatchSeq: this.nextSeq,
+      droneSeqs: Object.fromEntries(this.droneSeqs),
+      dropped: { ...this.dropped },
+      dropBelow: this.dropBelow,
+    };
+  }
+
+  /** Queues a frame for `segment`; `written` resolves once it is in the file (not yet fsynced). */
+  private writeRecord(segment: Segment, frame: Uint8Array): { written: Promise<void> } {
+    segment.size += frame.length;
+    this.diskBytes += frame.length;
+    const written = this.serial(async () => {
+      const handle = await this.openSegment(segment);
+      await writeAll(handle, frame);
+      this.dirty.add(handle);
+    });
+    return { written };
+  }
+
+  private async openSegment(segment: Segment): Promise<FileHandle> {
+    if (segment.handle) return segment.handle;
+    if (!segment.header) throw new Error(`${segment.path} was recovered and is never written again`);
+    // 'w', so a retry after a failed creation starts the file over from its checkpoint.
+    const handle = await open(segment.path, 'w');
+    try {
+      await writeAll(handle, segment.header);
+      await handle.sync();
+      await syncDir(this.dir);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    segment.handle = handle;
+    segment.header = undefined;
+    return handle;
+  }
+
+  // --- group commit ---
+
+  private requestSync(): Promise<void> {
+    this.pendingSync ??= this.scheduleSync();
+    return this.pendingSync;
+  }
+
+  private async scheduleSync(): Promise<void> {
+    const wait = this.lastSyncAt + this.fsyncIntervalMs - Date.now();
+    if (wait > 0) await delay(wait);
+    await this.serial(() => {
+      // From here on, a write needs the next round: this one may run before it lands.
+      this.pendingSync = undefined;
+      return this.syncRound();
+    });
+  }
+
+  private async syncRound(): Promise<void> {
+    this.lastSyncAt = Date.now();
+    const handles = [...this.dirty];
+    this.dirty.clear();
+    if (handles.length === 0) return;
+    const started = performance.now();
+    try {
+      await Promise.all(handles.map((h) => h.sync()));
+    } catch (err) {
+      // Still unsynced: the next round tries again, and its waiters hear of it if it fails too.
+      for (const h of handles) this.dirty.add(h);
+      throw err;
+    }
+    const ms = performance.now() - started;
+    this.counters.fsyncs++;
+    this.counters.fsyncLastMs = ms;
+    this.counters.fsyncMaxMs = Math.max(this.counters.fsyncMaxMs, ms);
+    await this.closeSealed();
+  }
+
+  /** Sealed segments are never written again; their handles go once their data is synced. */
+  private async closeSealed(): Promise<void> {
+    for (const seg of this.segments) {
+      if (seg === this.active || !seg.handle || this.dirty.has(seg.handle)) continue;
+      await seg.handle.close();
+      seg.handle = undefined;
+    }
+  }
+
+  // --- acks and reclaiming ---
+
+  private recordAck(seq: number, segment: Segment): void {
+    segment.live--;
+    segment.acked.push(seq);
+    // Best effort: a lost ack record only means the batch is sent again after a restart.
+    const frame = frameOf(ackBody(seq));
+    this.serial(async () => {
+      if (!this.ackHandle) return;
+      await writeAll(this.ackHandle, frame);
+      this.dirty.add(this.ackHandle);
+    })
+      .then(() => this.requestSync())
+      .catch(this.onError);
+    if (segment !== this.active && segment.live === 0) this.scheduleReclaim();
+  }
+
+  private scheduleReclaim(): void {
+    if (this.reclaimQueued || this.closed) return;
+    this.reclaimQueued = true;
+    this.reclaimNow().catch(this.onError);
+  }
+
+  /**
+   * Deletes sealed segments without live batches, then rewrites acks.log to hold only acks for
+   * the segments left. Each step leaves a state recovery accepts: an ack for a deleted
+   * segment is ignored, and a segment whose acks are lost is just sent again.
+   */
+  private reclaimNow(): Promise<void> {
+    return this.serial(async () => {
+      this.reclaimQueued = false;
+      const dead = this.segments.filter((s) => s !== this.active && s.live === 0);
+      if (dead.length === 0 && this.ackHandle) return;
+      // The newest checkpoint must be on disk before the older ones go.
+      await this.openSegment(this.active);
+      for (const seg of dead) await this.deleteSegment(seg);
+      await syncDir(this.dir);
+      await this.rewriteAckLog();
+      this.signal();
+    });
+  }
+
+  private async deleteSegment(segment: Segment): Promise<void> {
+    if (segment.handle) {
+      this.dirty.delete(segment.handle);
+      await segment.handle.close();
+      segment.handle = undefined;
+    }
+    await unlink(segment.path).catch((err: unknown) => {
+      if (!isMissing(err)) throw err;
+    });
+    this.segments = this.segments.filter((s) => s !== segment);
+    this.diskBytes -= segment.size;
+  }
+
+  private async rewriteAckLog(): Promise<void> {
+    const tmp = join(this.dir, ACK_LOG_TMP);
+    const path = join(this.dir, ACK_LOG);
+    const out = await open(tmp, 'w');
+    try {
+      await writeAll(out, Buffer.concat(this.segments.flatMap((s) => s.acked.map((seq) => frameOf(ackBody(seq))))));
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    if (this.ackHandle) {
+      this.dirty.delete(this.ackHandle);
+      await this.ackHandle.close();
+      this.ackHandle = undefined;
+    }
+    await rename(tmp, path);
+    await syncDir(this.dir);
+    this.ackHandle = await open(path, 'a');
+  }
+
+  // --- bookkeeping ---
+
+  private remember(entry: Entry): void {
+    this.entries.set(entry.batch.seq, entry);
+    this.payloadBytes += entry.batch.payload.length;
+    this.pointCount += entry.batch.points;
+  }
+
+  private forget(entry: Entry): void {
+    if (!this.entries.delete(entry.batch.seq)) return;
+    this.payloadBytes -= entry.batch.payload.length;
+    this.pointCount -= entry.batch.points;
+  }
+
+  /** Frees an entry of `segment`, acked or dropped; returns the segment. */
+  private release(entry: Entry, segment: Segment): Segment {
+    this.forget(entry);
+    segment.live--;
+    return segment;
+  }
+
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.io.then(op);
+    this.io = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves at the next ack, reclaim or close: whatever may have made room. */
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private signal(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+// --- records ---
+
+function frameOf(body: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(FRAME_HEADER + body.length);
+  frame.set(body, FRAME_HEADER);
+  return seal(frame);
+}
+
+/** Fills in the header of a frame whose body is in place. */
+function seal(frame: Uint8Array): Uint8Array {
+  const body = frame.subarray(FRAME_HEADER);
+  const view = viewOf(frame);
+  view.setUint32(0, body.length, true);
+  view.setUint32(4, CRC32C.buf(body) >>> 0, true);
+  return frame;
+}
+
+/** Built in place: payloads are the bulk of the spool, so they are copied once. */
+function batchFrame(batch: ClosedBatch, appendedAt: number, lastSeqs: ReadonlyMap<string, number> | undefined): Uint8Array {
+  const seqs = lastSeqs?.size ? Buffer.from(JSON.stringify(Object.fromEntries(lastSeqs))) : new Uint8Array();
+  const frame = new Uint8Array(FRAME_HEADER + BATCH_HEADER + batch.payload.length + seqs.length);
+  const view = viewOf(frame);
+  const at = FRAME_HEADER;
+  view.setUint8(at, BATCH);
+  view.setFloat64(at + 1, batch.seq, true);
+  view.setUint32(at + 9, batch.points, true);
+  view.setFloat64(at + 13, appendedAt, true);
+  view.setUint32(at + 21, batch.payload.length, true);
+  frame.set(batch.payload, at + BATCH_HEADER);
+  frame.set(seqs, at + BATCH_HEADER + batch.payload.length);
+  return seal(frame);
+}
+
+function checkpointFrame(checkpoint: Checkpoint): Uint8Array {
+  const json = Buffer.from(JSON.stringify(checkpoint));
+  const body = new Uint8Array(1 + json.length);
+  body[0] = CHECKPOINT;
+  body.set(json, 1);
+  return frameOf(body);
+}
+
+function ackBody(seq: number): Uint8Array {
+  const body = new Uint8Array(ACK_BODY);
+  const view = viewOf(body);
+  view.setUint8(0, ACK);
+  view.setFloat64(1, seq, true);
+  return body;
+}
+
+/**
+ * Decoders return undefined for anything that is not a well-formed body. They run before
+ * the CRC, so resyncing through garbage rejects nearly every offset without checksumming.
+ */
+function decodeSegmentRecord(body: Uint8Array): SegmentRecord | undefined {
+  if (body[0] === BATCH) return decodeBatch(body);
+  if (body[0] !== CHECKPOINT || body[1] !== 0x7b /* { */) return undefined;
+  const value = parseJson(body.subarray(1));
+  if (!isObject(value) || !isCount(value.nextBatchSeq) || !isCount(value.dropBelow) || !isSeqMap(value.droneSeqs)) return undefined;
+  const dropped = value.dropped;
+  if (!isObject(dropped) || !isCount(dropped.batches) || !isCount(dropped.points)) return undefined;
+  return {
+    type: CHECKPOINT,
+    checkpoint: {
+      nextBatchSeq: value.nextBatchSeq,
+      droneSeqs: value.droneSeqs,
+      dropped: { batches: dropped.batches, points: dropped.points },
+      dropBelow: value.dropBelow,
+    },
+  };
+}
+
+function decodeBatch(body: Uint8Array): BatchRecord | undefined {
+  if (body.length < BATCH_HEADER) return undefined;
+  const view = viewOf(body);
+  const seq = view.getFloat64(1, true);
+  const appendedAt = view.getFloat64(13, true);
+  const payloadLength = view.getUint32(21, true);
+  if (!isCount(seq) || !Number.isFinite(appendedAt) || payloadLength > body.length - BATCH_HEADER) return undefined;
+  const tail = body.subarray(BATCH_HEADER + payloadLength);
+  const lastSeqs = tail.length === 0 ? {} : parseJson(tail);
+  if (!isSeqMap(lastSeqs)) return undefined;
+  const batch = { seq, points: view.getUint32(9, true), payload: body.subarray(BATCH_HEADER, BATCH_HEADER + payloadLength) };
+  return { type: BATCH, batch, appendedAt, lastSeqs };
+}
+
+function decodeAck(body: Uint8Array): number | undefined {
+  if (body.length !== ACK_BODY || body[0] !== ACK) return undefined;
+  const seq = viewOf(body).getFloat64(1, true);
+  return isCount(seq) ? seq : undefined;
+}
+
+interface Scan<T> {
+  records: T[];
+  /** Where the valid data ends; what follows holds no valid record. */
+  validEnd: number;
+  /** Corrupt stretches skipped with valid records after them. */
+  corrupt: number;
+}
+
+/** Reads frames in order, resyncing past corrupt stretches to the next valid frame. */
+function scan<T>(data: Uint8Array, decode: Decode<T>): Scan<T> {
+  const records: T[] = [];
+  let corrupt = 0;
+  const view = viewOf(data);
+  let pos = 0;
+  while (pos < data.length) {
+    const frame = frameAt(data, view, pos, decode);
+    if (frame) {
+      records.push(frame.record);
+      pos = frame.end;
+      continue;
+    }
+    const next = nextFrame(data, view, pos + 1, decode);
+    if (next < 0) break;
+    corrupt++;
+    pos = next;
+  }
+  return { records, validEnd: pos, corrupt };
+}
+
+type Decode<T> = (body: Uint8Array) => T | undefined;
+
+function frameAt<T>(data: Uint8Array, view: DataView, pos: number, decode: Decode<T>): { record: T; end: number } | undefined {
+  if (data.length - pos < FRAME_HEADER) return undefined;
+  const length = view.getUint32(pos, true);
+  const end = pos + FRAME_HEADER + length;
+  if (length === 0 || end > data.length) return undefined;
+  const body = data.subarray(pos + FRAME_HEADER, end);
+  const record = decode(body);
+  if (record === undefined || CRC32C.buf(body) >>> 0 !== view.getUint32(pos + 4, true)) return undefined;
+  return { record, end };
+}
+
+function nextFrame<T>(data: Uint8Array, view: DataView, from: number, decode: Decode<T>): number {
+  for (let pos = from; data.length - pos >= FRAME_HEADER; pos++) {
+    if (frameAt(data, view, pos, decode)) return pos;
+  }
+  return -1;
+}
+
+// --- files ---
+
+function newSegment(id: number, path: string, header: Uint8Array | undefined): Segment {
+  return { id, path, header, handle: undefined, size: 0, batches: 0, live: 0, lastSeq: -1, acked: [] };
+}
+
+function segmentName(id: number): string {
+  return `seg-${String(id).padStart(16, '0')}.log`;
+}
+
+/** Segment ids in the dir, oldest first; anything else there is not ours and is left alone. */
+async function listSegmentIds(dir: string): Promise<number[]> {
+  const ids: number[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const id = entry.isFile() ? SEGMENT_NAME.exec(entry.name)?.[1] : undefined;
+    if (id !== undefined && Number.isSafeInteger(Number(id))) ids.push(Number(id));
+  }
+  return ids.sort((a, b) => a - b);
+}
+
+async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done);
+    done += bytesWritten;
+  }
+}
+
+async function truncateFile(path: string, length: number): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.truncate(length);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Makes creations, renames and deletions in the dir durable. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+// --- small helpers ---
+
+function bytesOf(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(UTF8.decode(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isSeqMap(value: unknown): value is Record<string, number> {
+  return isObject(value) && Object.values(value).every(isCount);
+}
+
+function checkCount(name: string, value: number): number {
+  if (!isCount(value)) throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}

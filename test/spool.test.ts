@@ -1,0 +1,466 @@
+import { cp, mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ClosedBatch } from '../agent/batcher';
+import { Spool, type SpoolOptions } from '../agent/spool';
+import { tempDir, waitFor } from './helpers';
+
+const removers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await Promise.all(removers.splice(0).map((remove) => remove()));
+});
+
+async function newDir(): Promise<string> {
+  const { dir, remove } = await tempDir('spool');
+  removers.push(remove);
+  return dir;
+}
+
+/** A small seeded PRNG (mulberry32), so failures reproduce. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomBytes(length: number, seed: number): Uint8Array {
+  const rand = prng(seed);
+  return Uint8Array.from({ length }, () => Math.floor(rand() * 256));
+}
+
+function batch(seq: number, size = 1000): ClosedBatch {
+  return { seq, points: seq + 1, payload: randomBytes(size, seq + 1) };
+}
+
+const open = (dir: string, options: Omit<SpoolOptions, 'dir'> = {}) => Spool.open({ dir, fsyncIntervalMs: 0, ...options });
+
+/** 16 KiB budget and 4 KiB segments: three 1000-byte batches per segment. */
+const SMALL = { maxBytes: 16 * 1024, segmentBytes: 4096 };
+
+async function segmentFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => /^seg-\d{16}\.log$/.test(name)).sort();
+}
+
+async function segmentBytesOnDisk(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await segmentFiles(dir)) total += (await stat(path.join(dir, name))).size;
+  return total;
+}
+
+interface Frame {
+  start: number;
+  end: number;
+  /** Set for a BATCH. */
+  seq: number | undefined;
+  /** A CHECKPOINT's nextBatchSeq, or a BATCH's seq + 1. */
+  nextBatchSeq: number;
+  /** A CHECKPOINT's droneSeqs, or a BATCH's lastSeqs. */
+  droneSeqs: Record<string, number>;
+}
+
+/** Walks the frames of a segment by their length fields, decoding them as the documented layout says. */
+function framesOf(bytes: Buffer): Frame[] {
+  const frames: Frame[] = [];
+  for (let pos = 0; pos + 8 <= bytes.length; ) {
+    const end = pos + 8 + bytes.readUInt32LE(pos);
+    if (end > bytes.length) break;
+    const body = bytes.subarray(pos + 8, end);
+    if (body[0] === 1) {
+      const seq = body.readDoubleLE(1);
+      const tail = body.subarray(25 + body.readUInt32LE(21));
+      frames.push({ start: pos, end, seq, nextBatchSeq: seq + 1, droneSeqs: tail.length ? JSON.parse(tail.toString()) : {} });
+    } else {
+      const checkpoint = JSON.parse(body.subarray(1).toString()) as { nextBatchSeq: number; droneSeqs: Record<string, number> };
+      frames.push({ start: pos, end, seq: undefined, ...checkpoint });
+    }
+    pos = end;
+  }
+  return frames;
+}
+
+function seqsOf(spool: Spool): number[] {
+  return spool.unacked().map((b) => b.seq);
+}
+
+function expectPayloadsIntact(spool: Spool, size = 1000): void {
+  for (const b of spool.unacked()) {
+    expect(Buffer.from(b.payload).equals(Buffer.from(batch(b.seq, size).payload)), `payload of ${b.seq}`).toBe(true);
+    expect(b.points).toBe(b.seq + 1);
+  }
+}
+
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms))]);
+}
+
+describe('spool', () => {
+  it('round-trips batches, acks and counters through a reopen', async () => {
+    const dir = await newDir();
+    const spool = await open(dir);
+    const appendedAt: number[] = [];
+    for (let seq = 0; seq < 10; seq++) {
+      appendedAt.push(Date.now());
+      await spool.append(batch(seq, 100 + seq * 37), new Map([['d-a', seq * 10], ['d-b', seq * 10 + 1]]));
+    }
+    expect(spool.ack(0)).toBe(true);
+    expect(spool.ack(3)).toBe(true);
+    expect(spool.ack(7)).toBe(true);
+    expect(spool.ack(7)).toBe(false);
+    expect(spool.ack(42)).toBe(false);
+    expect(spool.count).toBe(7);
+    expect(spool.points).toBe([1, 2, 4, 5, 6, 8, 9].reduce((sum, seq) => sum + seq + 1, 0));
+    expect(spool.bytes).toBe([1, 2, 4, 5, 6, 8, 9].reduce((sum, seq) => sum + 100 + seq * 37, 0));
+    await spool.close();
+
+    const again = await open(dir);
+    expect(seqsOf(again)).toEqual([1, 2, 4, 5, 6, 8, 9]);
+    for (const b of again.unacked()) {
+      expect(Buffer.from(b.payload).equals(Buffer.from(batch(b.seq, 100 + b.seq * 37).payload))).toBe(true);
+      expect(b.points).toBe(b.seq + 1);
+    }
+    expect(again.get(4)?.points).toBe(5);
+    expect(again.get(3)).toBeUndefined();
+    expect(again.nextBatchSeq()).toBe(10);
+    expect(again.droneSeq('d-a')).toBe(90);
+    expect(again.droneSeq('d-b')).toBe(91);
+    expect(again.droneSeq('d-c')).toBeUndefined();
+    const oldest = again.oldestUnackedAppendedAt();
+    expect(oldest).toBeGreaterThanOrEqual(appendedAt[1]!);
+    expect(oldest).toBeLessThanOrEqual(appendedAt[2]!);
+    // One segment: its checkpoint, ten batches and the checkpoint close() wrote.
+    expect(again.stats().recovery).toEqual({ segments: 1, recordsRecovered: 12, truncatedBytes: 0, corruptRecords: 0 });
+    expect(again.ack(4)).toBe(true);
+    await again.close();
+  });
+
+  it('continues nextBatchSeq and drone seqs after every segment was acked and deleted', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { ...SMALL, minBatchSeq: 100 });
+    expect(spool.nextBatchSeq()).toBe(100);
+    for (let seq = 100; seq < 110; seq++) await spool.append(batch(seq), new Map([['d-1', seq * 2]]));
+    spool.noteDroneSeq('d-2', 41);
+    expect(await segmentFiles(dir)).toHaveLength(4);
+    for (let seq = 100; seq < 110; seq++) expect(spool.ack(seq)).toBe(true);
+    // Sealed segments go once acked; the active one stays.
+    await waitFor('acked segments to be deleted', async () => (await segmentFiles(dir)).length === 1, 5000);
+    expect(spool.stats().segments).toBe(1);
+    expect(spool.stats().bytes).toBe(await segmentBytesOnDisk(dir));
+    const [active] = await segmentFiles(dir);
+    await spool.close();
+    expect(await segmentFiles(dir)).toEqual([active]);
+
+    const again = await open(dir);
+    expect(again.count).toBe(0);
+    expect(again.nextBatchSeq()).toBe(110);
+    expect(again.droneSeq('d-1')).toBe(218);
+    expect(again.droneSeq('d-2')).toBe(41);
+    await again.close();
+    // The old active segment had nothing live left, so only the new one is there.
+    const files = await segmentFiles(dir);
+    expect(files).toHaveLength(1);
+    expect(files[0]).not.toBe(active);
+
+    const third = await open(dir);
+    expect(third.nextBatchSeq()).toBe(110);
+    expect(third.droneSeq('d-2')).toBe(41);
+    await third.close();
+    const raised = await open(dir, { minBatchSeq: 5000 });
+    expect(raised.nextBatchSeq()).toBe(5000);
+    await raised.close();
+  });
+
+  it('deletes a segment exactly when all its batches are acked', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, SMALL);
+    for (let seq = 0; seq < 7; seq++) await spool.append(batch(seq));
+    const [first, second, third] = await segmentFiles(dir);
+    expect(spool.ack(0)).toBe(true);
+    expect(spool.ack(1)).toBe(true);
+    expect(spool.ack(3)).toBe(true);
+    expect(spool.ack(6)).toBe(true); // in the active segment, which stays regardless
+    await spool.close();
+    expect(await segmentFiles(dir)).toEqual([first, second, third]);
+
+    const again = await open(dir, SMALL);
+    expect(again.ack(2)).toBe(true);
+    await waitFor('the first segment to go', async () => !(await segmentFiles(dir)).includes(first!), 5000);
+    expect(await segmentFiles(dir)).toContain(second);
+    expect(seqsOf(again)).toEqual([4, 5]);
+    await again.close();
+  });
+
+  it('keeps acks across reopens and across a crash', async () => {
+    const dir = await newDir();
+    const spool = await open(dir);
+    for (let seq = 0; seq < 6; seq++) await spool.append(batch(seq));
+    spool.ack(1);
+    spool.ack(4);
+    await spool.close();
+    // Two ack records of 8 + 9 bytes each.
+    expect((await stat(path.join(dir, 'acks.log'))).size).toBe(34);
+
+    const again = await open(dir);
+    expect(seqsOf(again)).toEqual([0, 2, 3, 5]);
+    again.ack(2);
+    // The next append resolves only after an fsync that covers the earlier ack record too.
+    await again.append(batch(6));
+    const crashed = await newDir();
+    await cp(dir, crashed, { recursive: true });
+    await again.close();
+
+    for (const d of [dir, crashed]) {
+      const reopened = await open(d);
+      expect(seqsOf(reopened)).toEqual([0, 3, 5, 6]);
+      expectPayloadsIntact(reopened);
+      await reopened.close();
+    }
+  });
+
+  it('cuts a torn tail at any offset, keeping exactly the records before the cut', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { maxBytes: 1024 * 1024, segmentBytes: 4096 });
+    for (let seq = 0; seq < 20; seq++) await spool.append(batch(seq, 400), new Map([['d-1', seq * 3]]));
+    await spool.close();
+    const files = await segmentFiles(dir);
+    expect(files.length).toBeGreaterThan(2);
+    const last = files.at(-1)!;
+    const lastBytes = await readFile(path.join(dir, last));
+    const frames = framesOf(lastBytes);
+    expect(frames.at(-1)!.end).toBe(lastBytes.length);
+    const firstInLast = frames.find((f) => f.seq !== undefined)!.seq!;
+
+    const rand = prng(7);
+    const cuts = new Set<number>([0, 1, frames[0]!.end, frames[1]!.end - 1, frames[1]!.end + 1, lastBytes.length - 1]);
+    while (cuts.size < 50) cuts.add(Math.floor(rand() * lastBytes.length));
+    for (const cut of cuts) {
+      const copy = await newDir();
+      await cp(dir, copy, { recursive: true });
+      await truncate(path.join(copy, last), cut);
+      const kept = frames.filter((f) => f.end <= cut);
+      const survivors = [
+        ...Array.from({ length: firstInLast }, (_, i) => i),
+        ...kept.flatMap((f) => (f.seq === undefined ? [] : [f.seq])),
+      ];
+      // The checkpoint starting a segment was written when its first batch had already
+      // reserved its seq, so it may run ahead of the batches that survive: never behind.
+      const nextBatchSeq = Math.max(survivors.at(-1)! + 1, ...kept.map((f) => f.nextBatchSeq));
+      const droneSeq = kept.reduce((seq, f) => f.droneSeqs['d-1'] ?? seq, (firstInLast - 1) * 3);
+
+      const reopened = await open(copy);
+      expect(seqsOf(reopened), `cut at ${cut}`).toEqual(survivors);
+      expectPayloadsIntact(reopened, 400);
+      const { recovery } = reopened.stats();
+      expect(recovery.truncatedBytes, `cut at ${cut}`).toBe(cut - (kept.at(-1)?.end ?? 0));
+      expect(recovery.corruptRecords).toBe(0);
+      expect(reopened.nextBatchSeq()).toBe(nextBatchSeq);
+      expect(reopened.droneSeq('d-1')).toBe(droneSeq);
+      await reopened.close();
+      expect((await stat(path.join(copy, last)).catch(() => null))?.size ?? 0).toBeLessThanOrEqual(kept.at(-1)?.end ?? 0);
+
+      const twice = await open(copy);
+      expect(seqsOf(twice)).toEqual(survivors);
+      expect(twice.stats().recovery.truncatedBytes).toBe(0);
+      await twice.close();
+    }
+  });
+
+  it('skips a record with a flipped byte and keeps every other one', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { maxBytes: 1024 * 1024 });
+    for (let seq = 0; seq < 20; seq++) await spool.append(batch(seq, 300));
+    await spool.close();
+    const [name] = await segmentFiles(dir);
+    const original = await readFile(path.join(dir, name!));
+    const frames = framesOf(original);
+    expect(frames).toHaveLength(22);
+
+    const rand = prng(42);
+    for (let trial = 0; trial < 30; trial++) {
+      // Any record but the last, so valid ones follow the damage.
+      const frame = frames[Math.floor(rand() * (frames.length - 1))]!;
+      const offset = frame.start + Math.floor(rand() * (frame.end - frame.start));
+      const damaged = Buffer.from(original);
+      damaged[offset] = damaged[offset]! ^ (1 + Math.floor(rand() * 255));
+      const copy = await newDir();
+      await writeFile(path.join(copy, name!), damaged);
+
+      const reopened = await open(copy);
+      const expected = frames.flatMap((f) => (f.seq === undefined || f === frame ? [] : [f.seq]));
+      expect(seqsOf(reopened), `flip at ${offset}`).toEqual(expected);
+      expectPayloadsIntact(reopened, 300);
+      expect(reopened.stats().recovery.corruptRecords, `flip at ${offset}`).toBe(1);
+      expect(reopened.stats().recovery.truncatedBytes).toBe(0);
+      expect(reopened.nextBatchSeq()).toBe(20);
+      await reopened.close();
+    }
+  });
+
+  it('opens despite garbage segment files, junk files and a damaged ack log', async () => {
+    const dir = await newDir();
+    const spool = await open(dir);
+    for (let seq = 0; seq < 5; seq++) await spool.append(batch(seq));
+    spool.ack(1);
+    await spool.close();
+    const garbage = randomBytes(5000, 99);
+    const ackJunk = randomBytes(23, 5);
+    await writeFile(path.join(dir, 'seg-0000000000000050.log'), garbage);
+    await writeFile(path.join(dir, 'seg-0000000000000000.log'), new Uint8Array());
+    await writeFile(path.join(dir, 'seg-12.log'), garbage);
+    await writeFile(path.join(dir, 'notes.txt'), 'not ours');
+    await mkdir(path.join(dir, 'seg-0000000000000077.log'));
+    await writeFile(path.join(dir, 'acks.log'), Buffer.concat([await readFile(path.join(dir, 'acks.log')), ackJunk]));
+
+    const reopened = await open(dir);
+    expect(seqsOf(reopened)).toEqual([0, 2, 3, 4]);
+    expectPayloadsIntact(reopened);
+    expect(reopened.stats().recovery).toEqual({
+      segments: 3,
+      recordsRecovered: 7,
+      truncatedBytes: garbage.length + ackJunk.length,
+      corruptRecords: 0,
+    });
+    expect(reopened.nextBatchSeq()).toBe(5);
+    await reopened.close();
+    const names = await readdir(dir);
+    // Segment files with nothing live are deleted; what is not ours is left alone.
+    expect(names).not.toContain('seg-0000000000000050.log');
+    expect(names).not.toContain('seg-0000000000000000.log');
+    expect(names).toContain('seg-0000000000000051.log');
+    expect(names).toContain('seg-12.log');
+    expect(names).toContain('notes.txt');
+    expect(names).toContain('seg-0000000000000077.log');
+  });
+
+  it('blocks appends while full and resumes once acks free a segment', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, SMALL);
+    let seq = 0;
+    while (spool.hasSpace()) await spool.append(batch(seq++));
+    expect(seq).toBe(15);
+    expect(spool.stats().bytes).toBeLessThanOrEqual(SMALL.maxBytes);
+
+    let done = false;
+    const blocked = spool.append(batch(seq)).then(() => (done = true));
+    expect(spool.get(seq)?.seq).toBe(seq);
+    spool.ack(4); // frees no whole segment
+    // A batch can be sent, and acked, while it waits for room; it is still written, then freed.
+    expect(spool.ack(12)).toBe(true);
+    expect(spool.ack(15)).toBe(true);
+    // Proving that something does not happen takes some time.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(done).toBe(false);
+    expect(spool.hasSpace()).toBe(false);
+
+    const [first] = await segmentFiles(dir);
+    for (const s of [0, 1, 2]) spool.ack(s);
+    await within(blocked, 5000, 'the blocked append');
+    expect(await segmentFiles(dir)).not.toContain(first);
+    expect(spool.stats().bytes).toBe(await segmentBytesOnDisk(dir));
+    expect(spool.stats().bytes).toBeLessThanOrEqual(SMALL.maxBytes);
+    expect(seqsOf(spool)).toEqual([3, 5, 6, 7, 8, 9, 10, 11, 13, 14]);
+    const [, , , fourth] = await segmentFiles(dir);
+    spool.ack(13);
+    spool.ack(14);
+    // The segment of 12, 13, 14 is the first whose last live batch was acked before it was written.
+    await waitFor('the segment of 12-14 to go', async () => !(await segmentFiles(dir)).includes(fourth!), 5000);
+    expect(seqsOf(spool)).toEqual([3, 5, 6, 7, 8, 9, 10, 11]);
+
+    // An append still waiting for room when the spool closes fails rather than hangs.
+    seq++;
+    while (spool.hasSpace()) await spool.append(batch(seq++));
+    const stuck = expect(spool.append(batch(seq))).rejects.toThrow('spool closed while the append waited for room');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(spool.get(seq)?.seq).toBe(seq);
+    const before = seqsOf(spool).slice(0, -1);
+    await spool.close();
+    await stuck;
+    expect(spool.get(seq)).toBeUndefined();
+    const again = await open(dir, SMALL);
+    expect(seqsOf(again)).toEqual(before);
+    await again.close();
+  });
+
+  it('drops the oldest segments when full under drop-oldest, and remembers the counts', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { ...SMALL, whenFull: 'drop-oldest' });
+    const stash = await newDir();
+    for (let seq = 0; seq < 30; seq++) {
+      await spool.append(batch(seq));
+      // The fourth append seals the first segment; keep a copy of it as it was.
+      if (seq === 3) await cp(dir, stash, { recursive: true });
+    }
+    const [firstSegment] = await segmentFiles(stash);
+    expect(await segmentFiles(dir)).not.toContain(firstSegment);
+    const { dropped, bytes } = spool.stats();
+    expect(dropped.batches).toBeGreaterThan(0);
+    expect(dropped.batches % 3).toBe(0); // whole segments of three
+    expect(dropped.points).toBe(((dropped.batches + 1) * dropped.batches) / 2);
+    const kept = Array.from({ length: 30 - dropped.batches }, (_, i) => i + dropped.batches);
+    expect(seqsOf(spool)).toEqual(kept);
+    expect(spool.ack(0)).toBe(false);
+    expect(bytes).toBeLessThanOrEqual(SMALL.maxBytes);
+    expect(bytes).toBe(await segmentBytesOnDisk(dir));
+    await spool.close();
+
+    const again = await open(dir, { ...SMALL, whenFull: 'drop-oldest' });
+    expect(seqsOf(again)).toEqual(kept);
+    expectPayloadsIntact(again);
+    expect(again.stats().dropped).toEqual(dropped);
+    expect(again.nextBatchSeq()).toBe(30);
+    await again.close();
+
+    // A crash after the drop's checkpoint but before the unlink leaves the segment behind:
+    // its batches stay dropped and are not counted again.
+    await cp(path.join(stash, firstSegment!), path.join(dir, firstSegment!));
+    const resurrected = await open(dir, { ...SMALL, whenFull: 'drop-oldest' });
+    expect(seqsOf(resurrected)).toEqual(kept);
+    expect(resurrected.stats().dropped).toEqual(dropped);
+    await resurrected.close();
+    expect(await segmentFiles(dir)).not.toContain(firstSegment);
+  });
+
+  it('group-commits: concurrent appends share fsyncs', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { fsyncIntervalMs: 20 });
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 200 }, (_, seq) => spool.append(batch(seq, 200))));
+    const elapsed = Date.now() - started;
+    const stats = spool.stats();
+    expect(stats.appends).toBe(200);
+    expect(stats.fsyncs).toBeGreaterThanOrEqual(1);
+    expect(stats.fsyncs).toBeLessThanOrEqual(Math.min(20, Math.ceil(elapsed / 20) + 1));
+    expect(stats.fsyncMaxMs).toBeGreaterThanOrEqual(stats.fsyncLastMs);
+    await spool.close();
+
+    // One append at a time: one fsync each, but no closer together than the interval.
+    const paced = await open(await newDir(), { fsyncIntervalMs: 100 });
+    const pacedStart = Date.now();
+    for (let seq = 0; seq < 4; seq++) await paced.append(batch(seq, 200));
+    expect(Date.now() - pacedStart).toBeGreaterThanOrEqual(290);
+    expect(paced.stats().fsyncs).toBe(4);
+    await paced.close();
+
+    // With no interval, each awaited append gets its own fsync at once.
+    const eager = await open(await newDir(), { fsyncIntervalMs: 0 });
+    for (let seq = 0; seq < 10; seq++) await eager.append(batch(seq, 200));
+    expect(eager.stats().fsyncs).toBe(10);
+    await eager.close();
+  });
+
+  it('rejects a batch larger than maxBytes, and seqs that do not increase', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, SMALL);
+    await expect(spool.append(batch(0, SMALL.maxBytes))).rejects.toThrow(/batch 0 takes \d+ bytes on disk; the spool's maxBytes of 16384 cannot hold it/);
+    expect(spool.count).toBe(0);
+    expect(spool.nextBatchSeq()).toBe(0);
+    await spool.append(batch(0));
+    await expect(spool.append(batch(0))).rejects.toThrow(RangeError);
+    expect(seqsOf(spool)).toEqual([0]);
+    await spool.close();
+  });
+});
