@@ -79,6 +79,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       maxBytes: config.batchBytes,
       lingerMs: config.linger * 1000,
       firstSeq: spool.nextBatchSeq(),
+      droppedPoints: () => spool.stats().dropped.points,
     },
     (batch: ClosedBatch) => {
       batchesClosed++;

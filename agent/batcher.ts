@@ -9,6 +9,8 @@ export interface BatcherConfig {
   lingerMs: number;
   /** batch_seq of the first batch this batcher closes; then +1 per batch. */
   firstSeq: number;
+  /** Points the spool has dropped so far, reported in every batch. */
+  droppedPoints?: () => number;
 }
 
 export interface ClosedBatch {
@@ -50,6 +52,6 @@ export class Batcher {
     const points = this.writer.pointCount;
     if (points === 0) return;
     const seq = this.nextSeq++;
-    this.onBatch({ seq, points, payload: this.writer.finish(this.config.gatewayId, seq, nowMicros()) });
+    this.onBatch({ seq, points, payload: this.writer.finish(this.config.gatewayId, seq, nowMicros(), this.config.droppedPoints?.() ?? 0) });
   }
 }

@@ -108,7 +108,6 @@ interface BatchRecord {
 type SegmentRecord = BatchRecord | { type: typeof CHECKPOINT; checkpoint: Checkpoint };
 
 interface Segment {
-  readonly id: number;
   readonly path: string;
   /** The CHECKPOINT a new segment starts with, until the file is created; recovered ones have none. */
   header: Uint8Array | undefined;
@@ -175,7 +174,8 @@ export class Spool {
   private admission: Promise<unknown> = Promise.resolve();
   /** The next group commit, while it has not started; appends that wrote before it join it. */
   private pendingSync: Promise<void> | undefined;
-  private lastSyncAt = 0;
+  /** performance.now() of the last round: a wall-clock step back must not stall appends. */
+  private lastSyncAt = -Infinity;
   private reclaimQueued = false;
   private waiters: Array<() => void> = [];
   private closed = false;
@@ -330,7 +330,8 @@ export class Spool {
   private async recover(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     let lastSeq = -1;
-    for (const id of await listSegmentIds(this.dir)) {
+    const { ids, highestName } = await listSegments(this.dir);
+    for (const id of ids) {
       const seg = await this.recoverSegment(id);
       for (const record of seg.records) {
         // The append path writes seqs in increasing order; a record out of it cannot be ours.
@@ -353,7 +354,7 @@ export class Spool {
       if (entry.segment) this.release(entry, entry.segment);
     }
     this.nextSeq = Math.max(this.nextSeq, this.minBatchSeq);
-    this.nextSegmentId = (this.segments.at(-1)?.id ?? 0) + 1;
+    this.nextSegmentId = highestName + 1;
     // A fresh segment per start seals the old ones, so those fully acked can go now.
     this.roll();
     await this.reclaimNow();
@@ -367,7 +368,7 @@ export class Spool {
     this.recovery.segments++;
     this.recovery.truncatedBytes += data.length - validEnd;
     this.recovery.corruptRecords += corrupt;
-    const segment = newSegment(id, path, undefined);
+    const segment = newSegment(path, undefined);
     segment.size = validEnd;
     this.segments.push(segment);
     this.diskBytes += validEnd;
@@ -473,7 +474,7 @@ export class Spool {
     const previous = this.segments.at(-1);
     const header = checkpointFrame(this.checkpoint());
     const id = this.nextSegmentId++;
-    const segment = newSegment(id, join(this.dir, segmentName(id)), header);
+    const segment = newSegment(join(this.dir, segmentName(id)), header);
     segment.size = header.length;
     this.segments.push(segment);
     this.diskBytes += header.length;
@@ -533,7 +534,7 @@ export class Spool {
   }
 
   private async scheduleSync(): Promise<void> {
-    const wait = this.lastSyncAt + this.fsyncIntervalMs - Date.now();
+    const wait = this.lastSyncAt + this.fsyncIntervalMs - performance.now();
     if (wait > 0) await delay(wait);
     await this.serial(() => {
       // From here on, a write needs the next round: this one may run before it lands.
@@ -543,11 +544,11 @@ export class Spool {
   }
 
   private async syncRound(): Promise<void> {
-    this.lastSyncAt = Date.now();
+    const started = performance.now();
+    this.lastSyncAt = started;
     const handles = [...this.dirty];
     this.dirty.clear();
     if (handles.length === 0) return;
-    const started = performance.now();
     try {
       await Promise.all(handles.map((h) => h.sync()));
     } catch (err) {
@@ -827,22 +828,29 @@ function nextFrame<T>(data: Uint8Array, view: DataView, from: number, decode: De
 
 // --- files ---
 
-function newSegment(id: number, path: string, header: Uint8Array | undefined): Segment {
-  return { id, path, header, handle: undefined, size: 0, batches: 0, live: 0, lastSeq: -1, acked: [] };
+function newSegment(path: string, header: Uint8Array | undefined): Segment {
+  return { path, header, handle: undefined, size: 0, batches: 0, live: 0, lastSeq: -1, acked: [] };
 }
 
 function segmentName(id: number): string {
   return `seg-${String(id).padStart(16, '0')}.log`;
 }
 
-/** Segment ids in the dir, oldest first; anything else there is not ours and is left alone. */
-async function listSegmentIds(dir: string): Promise<number[]> {
+/**
+ * Ids of the segment files in the dir, oldest first, and the highest id any entry is named
+ * with: new segments are numbered above it, so a stray directory with such a name cannot
+ * block one. Anything else in the dir is not ours and is left alone.
+ */
+async function listSegments(dir: string): Promise<{ ids: number[]; highestName: number }> {
   const ids: number[] = [];
+  let highestName = 0;
   for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const id = entry.isFile() ? SEGMENT_NAME.exec(entry.name)?.[1] : undefined;
-    if (id !== undefined && Number.isSafeInteger(Number(id))) ids.push(Number(id));
+    const id = Number(SEGMENT_NAME.exec(entry.name)?.[1]);
+    if (!Number.isSafeInteger(id)) continue;
+    highestName = Math.max(highestName, id);
+    if (entry.isFile()) ids.push(id);
   }
-  return ids.sort((a, b) => a - b);
+  return { ids: ids.sort((a, b) => a - b), highestName };
 }
 
 async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {

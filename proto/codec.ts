@@ -16,6 +16,7 @@ const TAG_GATEWAY_ID = (field('gateway_id') << 3) | LENGTH_DELIMITED;
 const TAG_BATCH_SEQ = (field('batch_seq') << 3) | VARINT;
 const TAG_SENT_AT = (field('sent_at') << 3) | VARINT;
 const TAG_POINTS = (field('points') << 3) | LENGTH_DELIMITED;
+const TAG_DROPPED_POINTS = (field('dropped_points') << 3) | VARINT;
 
 /**
  * Builds one Batch incrementally: each point is encoded as it arrives, so the batcher
@@ -49,21 +50,17 @@ export class BatchWriter {
   }
 
   /** The finished Batch; the writer is empty afterwards. */
-  finish(gatewayId: string, batchSeq: number, sentAt: number): Uint8Array {
-    return joinBatch(batchHead(gatewayId, batchSeq, sentAt), this.finishPoints());
+  finish(gatewayId: string, batchSeq: number, sentAt: number, droppedPoints = 0): Uint8Array {
+    return joinBatch(batchHead(gatewayId, batchSeq, sentAt, droppedPoints), this.finishPoints());
   }
 }
 
 /** The Batch fields other than its points. */
-export function batchHead(gatewayId: string, batchSeq: number, sentAt: number): Uint8Array {
-  return protobuf.Writer.create()
-    .uint32(TAG_GATEWAY_ID)
-    .string(gatewayId)
-    .uint32(TAG_BATCH_SEQ)
-    .uint64(batchSeq)
-    .uint32(TAG_SENT_AT)
-    .int64(sentAt)
-    .finish();
+export function batchHead(gatewayId: string, batchSeq: number, sentAt: number, droppedPoints = 0): Uint8Array {
+  const w = protobuf.Writer.create().uint32(TAG_GATEWAY_ID).string(gatewayId).uint32(TAG_BATCH_SEQ).uint64(batchSeq).uint32(TAG_SENT_AT).int64(sentAt);
+  // proto3 leaves a zero scalar off the wire.
+  if (droppedPoints > 0) w.uint32(TAG_DROPPED_POINTS).uint64(droppedPoints);
+  return w.finish();
 }
 
 export function joinBatch(head: Uint8Array, points: Uint8Array): Uint8Array {

@@ -54,6 +54,8 @@ export interface TelemetryBatch {
   /** Agent's send time, microseconds since the Unix epoch. */
   sent_at: number;
   points: TelemetryPoint[];
+  /** Points the gateway's spool has dropped since it was created; cumulative. */
+  dropped_points?: number;
 }
 
 export interface CommitAck {

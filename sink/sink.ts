@@ -122,6 +122,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       return;
     }
     if (batch.points.length === 0) stats.batchesEmpty++;
+    const dropped = batch.dropped_points ?? 0;
+    if (dropped > (stats.gatewayDroppedPoints[batch.gateway_id] ?? 0)) stats.gatewayDroppedPoints[batch.gateway_id] = dropped;
     const now = nowMicros();
     for (const point of batch.points) {
       stats.pointsReceived++;

@@ -20,6 +20,8 @@ export interface SinkStats {
   commits: number;
   commitErrors: number;
   acksPublished: number;
+  /** Points each gateway's spool reported dropped (policy drop-oldest): a known loss, not a missing entry. */
+  gatewayDroppedPoints: Record<string, number>;
 }
 
 const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
@@ -41,5 +43,6 @@ export function emptySinkStats(): SinkStats {
     commits: 0,
     commitErrors: 0,
     acksPublished: 0,
+    gatewayDroppedPoints: {},
   };
 }

@@ -1,0 +1,211 @@
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBroker, type Broker } from '../broker/server';
+import { parseOptions } from '../deploy/options';
+import { sinkOptions } from '../sink/options';
+import { startSink, type Sink } from '../sink/sink';
+import { duck, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+
+const DRONES = 4;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** A client of the agent's ingest API that remembers which points got a 2xx. */
+function ingestClient() {
+  const nextSeq = new Array<number>(DRONES).fill(0);
+  const confirmed = new Set<string>();
+  let unconfirmed: object[] = [];
+  return {
+    confirmed,
+    async post(http: string, n: number): Promise<number> {
+      const fresh = Array.from({ length: n }, (_, i) => {
+        const d = i % DRONES;
+        return { drone_id: `out-d${d}`, seq: nextSeq[d]!++, ts: Date.now() - 500, lat: 47.5, lon: 8.5, gps_fix: '3d' };
+      });
+      const points = [...unconfirmed, ...fresh] as Array<{ drone_id: string; seq: number }>;
+      unconfirmed = [];
+      try {
+        const res = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
+        await res.text();
+        if (res.status === 200) for (const p of points) confirmed.add(`${p.drone_id}/${p.seq}`);
+        else unconfirmed = points;
+        return res.status;
+      } catch {
+        unconfirmed = points;
+        return 0;
+      }
+    },
+    get pending() {
+      return unconfirmed.length;
+    },
+  };
+}
+
+describe('the agent through outages and a power cut', () => {
+  let broker: Broker | null = null;
+  let sink: Sink | null = null;
+  const procs: RunningProcess[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await sink?.close();
+    await broker?.close();
+    for (const c of cleanups) await c();
+  });
+
+  const startAgent = async (url: string, spool: string, extra: string[] = []) => {
+    const proc = runCli(['agent', '--broker', url, '--gateway', 'gw-out', '--spool', spool, '--http', '127.0.0.1:0', '--linger', '0.05', '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '1', '--log-level', 'info', ...extra]);
+    procs.push(proc);
+    const started = await waitFor('the agent to start', () => logLines(proc.stderr()).find((l) => l['msg'] === 'agent started'));
+    return { proc, http: String(started['http']) };
+  };
+  const sinkOn = (url: string, lake: string) => startSink(parseOptions(sinkOptions, ['--broker', url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+  const lakeKeys = async (lake: string) => {
+    const rows = await duck(`SELECT drone_id, seq::BIGINT AS seq, count(*)::INTEGER AS n FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true) GROUP BY ALL`);
+    return { twice: rows.filter((r) => Number(r['n']) > 1), keys: new Set(rows.map((r) => `${r['drone_id']}/${r['seq']}`)) };
+  };
+
+  it('keeps taking points while the broker and then the sink are down, and delivers them all once they are back', async () => {
+    const { dir, remove } = await tempDir('outage');
+    cleanups.push(remove);
+    const lake = path.join(dir, 'lake');
+    const port = await freePort();
+    broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
+    sink = await sinkOn(broker.url, lake);
+    const { proc, http } = await startAgent(broker.url, path.join(dir, 'spool'));
+    const client = ingestClient();
+    for (let i = 0; i < 10; i++) expect(await client.post(http, 20)).toBe(200);
+
+    // The broker goes away: the agent still takes points into its spool.
+    await sink.close();
+    sink = null;
+    await broker.close();
+    broker = null;
+    for (let i = 0; i < 10; i++) expect(await client.post(http, 20)).toBe(200);
+    broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
+    sink = await sinkOn(broker.url, lake);
+    for (let i = 0; i < 10; i++) expect(await client.post(http, 20)).toBe(200);
+
+    // The sink goes away and comes back.
+    await sink.close();
+    sink = null;
+    for (let i = 0; i < 10; i++) expect(await client.post(http, 20)).toBe(200);
+    sink = await sinkOn(broker.url, lake);
+
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);
+    await sink.flush();
+    const { twice, keys } = await lakeKeys(lake);
+    expect(twice).toEqual([]);
+    expect(client.confirmed.size).toBe(800);
+    expect([...client.confirmed].filter((k) => !keys.has(k))).toEqual([]);
+  }, 120_000);
+
+  it('reopens a spool cut and scrambled by a power loss, and counts what it had to skip', async () => {
+    const { dir, remove } = await tempDir('powercut');
+    cleanups.push(remove);
+    const lake = path.join(dir, 'lake');
+    const spool = path.join(dir, 'spool');
+    broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    // No sink yet: every batch stays in the spool.
+    const first = await startAgent(broker.url, spool, ['--fsync-interval', '0']);
+    const client = ingestClient();
+    for (let i = 0; i < 30; i++) expect(await client.post(first.http, 20)).toBe(200);
+    first.proc.child.kill('SIGKILL');
+    await first.proc.exited;
+
+    // Power loss: the last segment loses its tail mid-record, and a byte in the middle flips.
+    const segments = (await readdir(spool)).filter((f) => f.startsWith('seg-')).sort();
+    const last = path.join(spool, segments[segments.length - 1]!);
+    const bytes = await readFile(last);
+    const flipAt = Math.floor(bytes.length / 2);
+    bytes[flipAt] = bytes[flipAt]! ^ 0xff;
+    await writeFile(last, bytes);
+    await truncate(last, bytes.length - 7);
+
+    sink = await sinkOn(broker.url, lake);
+    const second = await startAgent(broker.url, spool);
+    const opened = logLines(second.proc.stderr()).find((l) => l['msg'] === 'spool open')!;
+    const recovery = opened['recovery'] as Record<string, number>;
+    expect(recovery['truncatedBytes']).toBeGreaterThan(0);
+    expect(recovery['corruptRecords']).toBe(1);
+    second.proc.child.kill('SIGTERM');
+    expect(await second.proc.exited, second.proc.stderr().slice(-1500)).toBe(0);
+    await sink.flush();
+
+    // Exactly two batches of 20 points were in the damaged bytes; everything else arrives once.
+    const { twice, keys } = await lakeKeys(lake);
+    expect(twice).toEqual([]);
+    const lost = [...client.confirmed].filter((k) => !keys.has(k));
+    expect(lost.length).toBe(40);
+    expect(keys.size).toBe(client.confirmed.size - 40);
+  }, 120_000);
+
+  const metric = async (http: string, name: string) => {
+    const text = await (await fetch(`${http}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
+  };
+
+  it('blocks when the spool is full (503, Retry-After), then takes the retries once the sink drains it', async () => {
+    const { dir, remove } = await tempDir('full-block');
+    cleanups.push(remove);
+    const lake = path.join(dir, 'lake');
+    const port = await freePort();
+    // No broker yet: nothing is acked, so the spool fills.
+    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024)]);
+    const client = ingestClient();
+    let status = 200;
+    for (let i = 0; i < 400 && status === 200; i++) status = await client.post(http, 200);
+    expect(status).toBe(503);
+    const full = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[]' });
+    expect(full.status).toBe(503);
+    expect(full.headers.get('retry-after')).toBe('1');
+    expect(await metric(http, 'dronelake_agent_spool_bytes')).toBeLessThanOrEqual(1024 * 1024);
+    expect(await metric(http, 'dronelake_agent_dropped_points_total')).toBe(0);
+
+    broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
+    sink = await sinkOn(broker.url, lake);
+    await waitFor('the retried points to be taken', async () => (await client.post(http, 0)) === 200 && client.pending === 0, 30_000);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);
+    await sink.flush();
+    const { twice, keys } = await lakeKeys(lake);
+    expect(twice).toEqual([]);
+    expect([...client.confirmed].filter((k) => !keys.has(k))).toEqual([]);
+    expect(keys.size).toBe(client.confirmed.size);
+  }, 120_000);
+
+  it('drops the oldest batches when told to, counts them, and reports the loss to the sink', async () => {
+    const { dir, remove } = await tempDir('full-drop');
+    cleanups.push(remove);
+    const lake = path.join(dir, 'lake');
+    const port = await freePort();
+    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024), '--spool-full', 'drop-oldest']);
+    const client = ingestClient();
+    for (let i = 0; i < 200; i++) expect(await client.post(http, 200)).toBe(200);
+    const dropped = await metric(http, 'dronelake_agent_dropped_points_total');
+    expect(dropped).toBeGreaterThan(0);
+    expect(dropped % 200).toBe(0);
+
+    broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
+    sink = await sinkOn(broker.url, lake);
+    // One more batch after the drops carries the count to the sink.
+    expect(await client.post(http, 200)).toBe(200);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);
+    await sink.flush();
+    const { twice, keys } = await lakeKeys(lake);
+    expect(twice).toEqual([]);
+    expect(keys.size).toBe(client.confirmed.size - dropped);
+    expect(sink.stats().gatewayDroppedPoints['gw-out']).toBe(dropped);
+  }, 120_000);
+});
