@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, duck, lakeGlob, ROOT, runCli, tempDir, waitFor } from './helpers';
@@ -77,6 +77,36 @@ describe('dronelake CLI', () => {
       const summary = JSON.parse(up.stdout()) as Record<string, number>;
       expect(summary['committed']).toBe(summary['generated']);
       expect(summary['generated']).toBeGreaterThan(0);
+    } finally {
+      await remove();
+    }
+  });
+
+  it('takes options from the environment and from a config file, and names the source of a bad value', async () => {
+    const { dir, remove } = await tempDir('config');
+    try {
+      const env = runCli(['agent', '--gateway', 'g', '--spool', dir], { DRONELAKE_AGENT_WINDOW: '0' });
+      expect(await env.exited).toBe(2);
+      expect(env.stderr()).toBe('dronelake: --window (from DRONELAKE_AGENT_WINDOW): Too small: expected number to be >=1 (got "0")\n');
+
+      const file = path.join(dir, 'agent.yaml');
+      await writeFile(file, 'gateway: gw-9\nspool: /tmp/nowhere\nbroker: ftp://nope\n');
+      const bad = await cli(['agent', '--config', file]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toBe(`dronelake: --broker (from ${file}: broker): expected a URL such as mqtt://127.0.0.1:1883 (got "ftp://nope")\n`);
+
+      await writeFile(file, 'gateway: gw-9\nwindw: 5\n');
+      expect((await cli(['agent', '--config', file])).stderr).toBe(`dronelake: --config: ${file}: "windw" is not an option of this command\n`);
+      await writeFile(file, 'gateway: [unclosed\n');
+      expect((await cli(['agent', '--config', file])).stderr).toMatch(new RegExp(`^dronelake: --config: ${file} is not valid YAML or JSON: .+\\n$`));
+      await writeFile(file, '- a\n- b\n');
+      expect((await cli(['agent', '--config', file])).stderr).toBe(`dronelake: --config: ${file} must hold a mapping of option names to values\n`);
+      expect((await cli(['agent', '--config', path.join(dir, 'missing.yaml')])).stderr).toBe(`dronelake: --config: cannot read ${path.join(dir, 'missing.yaml')}: ENOENT\n`);
+
+      // A flag wins over the file.
+      await writeFile(file, 'gateway: gw-9\nspool: /tmp/x\nwindow: 0\n');
+      expect((await cli(['agent', '--config', file])).stderr).toBe(`dronelake: --window (from ${file}: window): Too small: expected number to be >=1 (got "0")\n`);
+      expect((await cli(['agent', '--config', file, '--window', 'x'])).stderr).toBe('dronelake: --window: Invalid input: expected number, received NaN (got "x")\n');
     } finally {
       await remove();
     }
