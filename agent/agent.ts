@@ -69,8 +69,9 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
 
   let batchesClosed = 0;
   let pointsIn = 0;
-  // Appends are chained, so a flush that waits on the last one waits on all before it.
-  let lastAppend: Promise<void> = Promise.resolve();
+  // The spool orders appends and shares one fsync among all in progress, so batches go
+  // to it at once; a flush waits for (and fails with) every append in progress.
+  const appending = new Set<Promise<void>>();
   let lastSeqs = new Map<string, number>();
   const batcher = new Batcher(
     {
@@ -85,11 +86,14 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       batchesClosed++;
       const seqs = lastSeqs;
       lastSeqs = new Map();
-      const appended = lastAppend.then(() => spool.append(batch, seqs));
-      lastAppend = appended.catch(() => undefined);
-      appended.then(
-        () => publisher.enqueue(batch),
-        (err: unknown) => log.error({ seq: batch.seq, err: (err as Error).message }, 'spool append failed; the batch is lost'),
+      const append = spool.append(batch, seqs).then(() => publisher.enqueue(batch));
+      appending.add(append);
+      append.then(
+        () => appending.delete(append),
+        (err: unknown) => {
+          appending.delete(append);
+          log.error({ seq: batch.seq, err: (err as Error).message }, 'spool append failed; the batch is lost');
+        },
       );
     },
   );
@@ -105,7 +109,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     },
     async flush() {
       batcher.close();
-      await lastAppend;
+      await Promise.all([...appending]);
     },
   };
 
@@ -158,7 +162,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     stopped = true;
     await Promise.all(sources.map((s) => s.stop()));
     batcher.close();
-    await lastAppend;
+    await Promise.allSettled([...appending]);
   }
 
   return {
