@@ -208,4 +208,31 @@ describe('the agent through outages and a power cut', () => {
     expect(keys.size).toBe(client.confirmed.size - dropped);
     expect(sink.stats().gatewayDroppedPoints['gw-out']).toBe(dropped);
   }, 120_000);
+
+  it('reports unhealthy once the oldest unacked batch is older than the threshold, and healthy again after the ack', async () => {
+    const { dir, remove } = await tempDir('health');
+    cleanups.push(remove);
+    const port = await freePort();
+    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--health-max-unacked-age', '1']);
+    const health = async () => {
+      const res = await fetch(`${http}/health`);
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect(await health()).toMatchObject({ status: 200, body: { status: 'ok', oldestUnackedAgeSeconds: null, connected: false } });
+    const client = ingestClient();
+    expect(await client.post(http, 10)).toBe(200);
+    const unhealthy = await waitFor('the batch to grow old', async () => {
+      const h = await health();
+      return h.status === 503 ? h : undefined;
+    }, 10_000);
+    expect(unhealthy.body['status']).toBe('unhealthy');
+    expect(unhealthy.body['oldestUnackedAgeSeconds'] as number).toBeGreaterThan(1);
+
+    broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
+    sink = await sinkOn(broker.url, path.join(dir, 'lake'));
+    await waitFor('the agent to be healthy again', async () => (await health()).status === 200, 30_000);
+    expect((await fetch(`${http}/nowhere`)).status).toBe(404);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  }, 60_000);
 });
