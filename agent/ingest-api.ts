@@ -4,7 +4,7 @@ import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from '../proto/schema';
 import { nowMicros } from '../proto/time';
 import { ID_PATTERN } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
-import { invalidReason, MIN_TS_MICROS, type InvalidReason } from '../proto/validate';
+import { FINITE_FIELDS, invalidReason, MIN_TS_MICROS, type InvalidReason } from '../proto/validate';
 import type { Source, SourceOutput } from './source';
 
 export interface IngestApiOptions {
@@ -64,18 +64,6 @@ const FIELD_KINDS = {
 type FieldName = keyof typeof FIELD_KINDS;
 const FIELD_NAMES = Object.keys(FIELD_KINDS) as FieldName[];
 const REQUIRED: ReadonlySet<FieldName> = new Set(['drone_id', 'seq', 'ts']);
-/** The fields invalidReason's not_finite rule checks after ts, in its order. */
-const MEASUREMENTS = [
-  'lat',
-  'lon',
-  'alt_m',
-  'rel_alt_m',
-  'ground_speed_mps',
-  'vertical_speed_mps',
-  'heading_deg',
-  'battery_pct',
-  'battery_voltage_v',
-] as const satisfies readonly FieldName[];
 const UINT32_MAX = 0xffff_ffff;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -166,7 +154,7 @@ function ruleError(reason: InvalidReason, p: TelemetryPoint, maxFutureSkewUs: nu
       return { field: 'ts', message: `ts ${showTs(p.ts)} is more than ${maxFutureSkewUs / 1e6} s ahead of the gateway's clock` };
     case 'not_finite': {
       // invalidReason tests ts before the measurements.
-      const field = Number.isSafeInteger(p.ts) ? MEASUREMENTS.find((f) => !Number.isFinite(p[f] ?? 0)) : undefined;
+      const field = Number.isSafeInteger(p.ts) ? FINITE_FIELDS.find((f) => !Number.isFinite(p[f] ?? 0)) : undefined;
       if (field === undefined) return { field: 'ts', message: `ts ${show(p.ts)} µs is not a safe integer` };
       return { field, message: `${field} ${show(p[field])} is not a finite number` };
     }

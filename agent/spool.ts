@@ -120,6 +120,8 @@ interface Segment {
   lastSeq: number;
   /** Acked seqs, so acks.log can be rewritten with just those of live segments. */
   acked: number[];
+  /** Writes queued for this segment and not yet done: its handle must stay open for them. */
+  queuedWrites: number;
 }
 
 interface Entry {
@@ -500,10 +502,15 @@ export class Spool {
   private writeRecord(segment: Segment, frame: Uint8Array): { written: Promise<void> } {
     segment.size += frame.length;
     this.diskBytes += frame.length;
+    segment.queuedWrites++;
     const written = this.serial(async () => {
-      const handle = await this.openSegment(segment);
-      await writeAll(handle, frame);
-      this.dirty.add(handle);
+      try {
+        const handle = await this.openSegment(segment);
+        await writeAll(handle, frame);
+        this.dirty.add(handle);
+      } finally {
+        segment.queuedWrites--;
+      }
     });
     return { written };
   }
@@ -566,7 +573,8 @@ export class Spool {
   /** Sealed segments are never written again; their handles go once their data is synced. */
   private async closeSealed(): Promise<void> {
     for (const seg of this.segments) {
-      if (seg === this.active || !seg.handle || this.dirty.has(seg.handle)) continue;
+      // A segment sealed by a roll may still have writes queued behind this sync round.
+      if (seg === this.active || !seg.handle || this.dirty.has(seg.handle) || seg.queuedWrites > 0) continue;
       await seg.handle.close();
       seg.handle = undefined;
     }
@@ -829,7 +837,7 @@ function nextFrame<T>(data: Uint8Array, view: DataView, from: number, decode: De
 // --- files ---
 
 function newSegment(path: string, header: Uint8Array | undefined): Segment {
-  return { path, header, handle: undefined, size: 0, batches: 0, live: 0, lastSeq: -1, acked: [] };
+  return { path, header, handle: undefined, size: 0, batches: 0, live: 0, lastSeq: -1, acked: [], queuedWrites: 0 };
 }
 
 function segmentName(id: number): string {

@@ -6,10 +6,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
 import parquet, { type ParquetFieldOptions } from 'parquetjs-lite';
-import { LAKE_COLUMNS, type ColumnKind } from '../proto/columns';
+import { LAKE_COLUMNS } from '../proto/columns';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { startRole, type RoleHandle } from './procs';
+import { PARQUETJS_TYPE } from './parquet-writers';
 import { figure, type BenchContext, type Figure } from './report';
 import { simulatedPoints } from './points';
 import type { RoleStarter } from './worker';
@@ -67,15 +68,6 @@ function toMessage(point: TelemetryPoint): NaiveMessage {
   return message as NaiveMessage;
 }
 
-const PARQUETJS_TYPE: Record<ColumnKind, ParquetFieldOptions['type']> = {
-  string: 'UTF8',
-  uint64: 'UINT_64',
-  timestamp: 'TIMESTAMP_MICROS',
-  double: 'DOUBLE',
-  uint32: 'UINT_32',
-  bool: 'BOOLEAN',
-  enum: 'UTF8',
-};
 
 // GZIP is the smallest codec parquetjs-lite really has (no ZSTD; BROTLI is a stub that throws).
 const naiveSchema = () =>

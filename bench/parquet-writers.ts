@@ -205,7 +205,8 @@ function bySortKey(a: LakeRow, b: LakeRow): number {
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 const quoteLiteral = (text: string): string => `'${text.replaceAll("'", "''")}'`;
 
-const PARQUETJS_TYPE: Record<ColumnKind, ParquetFieldOptions['type']> = {
+/** How the lake's column kinds map to parquetjs-lite's types; the tutorial baseline uses it too. */
+export const PARQUETJS_TYPE: Record<ColumnKind, ParquetFieldOptions['type']> = {
   string: 'UTF8',
   uint64: 'UINT_64',
   timestamp: 'TIMESTAMP_MICROS',

@@ -19,7 +19,8 @@ export const INVALID_REASONS = [
 ] as const;
 export type InvalidReason = (typeof INVALID_REASONS)[number];
 
-const FINITE_FIELDS = [
+/** The measurements that must be finite numbers when present, in the order they are checked. */
+export const FINITE_FIELDS = [
   'lat',
   'lon',
   'alt_m',

@@ -461,6 +461,28 @@ describe('spool', () => {
     await eager.close();
   });
 
+  it('takes many concurrent appends across segment rolls without losing a write', async () => {
+    // Appends in flight at once, as the agent makes them: a roll seals a segment that may
+    // still have writes queued behind a sync round, which must not close its file first.
+    const dir = await newDir();
+    const spool = await open(dir, { maxBytes: 1024 * 1024, segmentBytes: 8192, fsyncIntervalMs: 3 });
+    const appends: Array<Promise<void>> = [];
+    for (let i = 0; i < 300; i++) {
+      appends.push(spool.append(batch(i + 1, 700)));
+      // Spread over a few group-commit rounds, so rolls land between a round's queueing and its run.
+      if (i % 4 === 3) await new Promise((r) => setTimeout(r, 1));
+    }
+    const results = await Promise.allSettled(appends);
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(spool.count).toBe(300);
+    await spool.close();
+    const reopened = await open(dir);
+    expect(seqsOf(reopened)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(reopened.stats().recovery.corruptRecords).toBe(0);
+    expectPayloadsIntact(reopened, 700);
+    await reopened.close();
+  });
+
   it('rejects a batch larger than maxBytes, and seqs that do not increase', async () => {
     const dir = await newDir();
     const spool = await open(dir, SMALL);
