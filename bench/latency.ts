@@ -35,9 +35,9 @@ export async function runLatency(ctx: BenchContext): Promise<Figure[]> {
   const p = await startPipeline(ctx, { role: 'agents', args: fleetArgs(10, rate, { hz: 10 }) }, { sink: sinkArgs });
   try {
     // Past the first commits, whose latency includes start-up.
-    await sleep(ctx.quick ? 2000 : 10_000);
+    await sleep(ctx.quick ? 1500 : 10_000);
     const first = await sample(p);
-    await sleep(ctx.quick ? 2500 : 20_000);
+    await sleep(ctx.quick ? 2000 : 20_000);
     const last = await sample(p);
     const a = latencyCounts(first);
     const window = latencyCounts(last).map((n, i) => n - (a[i] ?? 0));

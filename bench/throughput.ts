@@ -71,7 +71,7 @@ export function footprint(m: Measured, section: string, suffix: string): Figure[
 }
 
 async function runFleet(ctx: BenchContext, gateways: number, brokerUrl?: string): Promise<Measured> {
-  const args = fleetArgs(gateways, OFFERED_PER_SEC, { spoolMaxBytes: (ctx.quick ? 4 : 8) * 2 ** 20 });
+  const args = fleetArgs(gateways, OFFERED_PER_SEC, { spoolMaxBytes: (ctx.quick ? 2 : 8) * 2 ** 20 });
   const p = await startPipeline(ctx, { role: 'agents', args }, { sink: throughputSink(ctx), ...(brokerUrl ? { brokerUrl } : {}) });
   try {
     const m = await measure(ctx, p, 'pointsIn', saturatedWarmMs(ctx));
@@ -103,7 +103,7 @@ export async function runEndToEnd(ctx: BenchContext): Promise<Figure[]> {
 
 /** Broker and sink fed by a light generator that replays pre-encoded batches. */
 export async function runIngest(ctx: BenchContext): Promise<Figure[]> {
-  const p = await startPipeline(ctx, { role: 'replay', args: { gateways: 10, window: 64, batchPoints: 1000 } }, { sink: throughputSink(ctx) });
+  const p = await startPipeline(ctx, { role: 'replay', args: { gateways: 10, window: ctx.quick ? 16 : 64, batchPoints: 1000 } }, { sink: throughputSink(ctx) });
   try {
     const m = await measure(ctx, p, 'pointsSent');
     await p.stop();
