@@ -4,16 +4,8 @@ import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 
-interface JsonPoint {
-  drone_id: string;
-  seq: number;
-  ts: number;
-  lat: number;
-  lon: number;
-  battery_pct: number;
-}
 
 const KILLS = 20;
 const DRONES = 5;
@@ -45,32 +37,13 @@ describe('the agent under kill -9', () => {
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
 
-    const nextSeq = new Array<number>(DRONES).fill(0);
-    const confirmed = new Set<string>();
-    let unconfirmed: JsonPoint[] = [];
+    const client = ingestClient('crash-d', DRONES);
     let x = 12345;
     const random = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-    const freshPoints = (n: number): JsonPoint[] =>
-      Array.from({ length: n }, (_, i) => {
-        const d = i % DRONES;
-        return { drone_id: `crash-d${d}`, seq: nextSeq[d]!++, ts: Date.now() - 1000, lat: 47 + random(), lon: 8 + random(), battery_pct: 50 };
-      });
 
     /** Posts until the agent dies or `until` passes; what got no 2xx is sent again later. */
     async function feed(http: string, until: () => boolean): Promise<void> {
-      while (!until()) {
-        const points = [...unconfirmed, ...freshPoints(40)];
-        unconfirmed = [];
-        try {
-          const res = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
-          await res.text();
-          if (res.status === 200) for (const p of points) confirmed.add(`${p.drone_id}/${p.seq}`);
-          else unconfirmed = points;
-        } catch {
-          unconfirmed = points;
-          return;
-        }
-      }
+      while (!until()) if ((await client.post(http, 40)) === 0) return;
     }
 
     const deadline = Date.now() + 90_000;
@@ -88,10 +61,10 @@ describe('the agent under kill -9', () => {
 
     // One last, clean run: everything not yet confirmed is sent until it is.
     const { proc, http } = await startAgent(broker.url, spool);
-    await feed(http, () => unconfirmed.length === 0);
+    await feed(http, () => client.pending === 0);
     proc.child.kill('SIGTERM');
     expect(await proc.exited, proc.stderr().slice(-2000)).toBe(0);
-    await waitFor('every confirmed point committed', () => sink.stats().pointsCommitted >= confirmed.size, 30_000);
+    await waitFor('every confirmed point committed', () => sink.stats().pointsCommitted >= client.confirmed.size, 30_000);
     await sink.flush();
 
     const rows = await duck(
@@ -100,9 +73,9 @@ describe('the agent under kill -9', () => {
     const twice = rows.filter((r) => Number(r['n']) > 1);
     expect(twice).toEqual([]);
     const stored = new Set(rows.map((r) => `${r['drone_id']}/${r['seq']}`));
-    const missing = [...confirmed].filter((k) => !stored.has(k));
+    const missing = [...client.confirmed].filter((k) => !stored.has(k));
     expect(missing).toEqual([]);
-    expect(confirmed.size).toBeGreaterThan(KILLS * 40);
+    expect(client.confirmed.size).toBeGreaterThan(KILLS * 40);
     // The kills did land between a batch's append and its ack: restarts found them in the spool.
     expect(recoveredUnacked).toBeGreaterThan(0);
   }, 180_000);

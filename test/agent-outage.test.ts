@@ -6,7 +6,7 @@ import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 
 const DRONES = 4;
 
@@ -16,37 +16,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise((r) => server.close(r));
   return port;
-}
-
-/** A client of the agent's ingest API that remembers which points got a 2xx. */
-function ingestClient() {
-  const nextSeq = new Array<number>(DRONES).fill(0);
-  const confirmed = new Set<string>();
-  let unconfirmed: object[] = [];
-  return {
-    confirmed,
-    async post(http: string, n: number): Promise<number> {
-      const fresh = Array.from({ length: n }, (_, i) => {
-        const d = i % DRONES;
-        return { drone_id: `out-d${d}`, seq: nextSeq[d]!++, ts: Date.now() - 500, lat: 47.5, lon: 8.5, gps_fix: '3d' };
-      });
-      const points = [...unconfirmed, ...fresh] as Array<{ drone_id: string; seq: number }>;
-      unconfirmed = [];
-      try {
-        const res = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
-        await res.text();
-        if (res.status === 200) for (const p of points) confirmed.add(`${p.drone_id}/${p.seq}`);
-        else unconfirmed = points;
-        return res.status;
-      } catch {
-        unconfirmed = points;
-        return 0;
-      }
-    },
-    get pending() {
-      return unconfirmed.length;
-    },
-  };
 }
 
 describe('the agent through outages and a power cut', () => {
@@ -81,7 +50,7 @@ describe('the agent through outages and a power cut', () => {
     broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
     sink = await sinkOn(broker.url, lake);
     const { proc, http } = await startAgent(broker.url, path.join(dir, 'spool'));
-    const client = ingestClient();
+    const client = ingestClient('out-d', DRONES);
     for (let i = 0; i < 10; i++) expect(await client.post(http, 20)).toBe(200);
 
     // The broker goes away: the agent still takes points into its spool.
@@ -117,7 +86,7 @@ describe('the agent through outages and a power cut', () => {
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     // No sink yet: every batch stays in the spool.
     const first = await startAgent(broker.url, spool, ['--fsync-interval', '0']);
-    const client = ingestClient();
+    const client = ingestClient('out-d', DRONES);
     for (let i = 0; i < 30; i++) expect(await client.post(first.http, 20)).toBe(200);
     first.proc.child.kill('SIGKILL');
     await first.proc.exited;
@@ -162,7 +131,7 @@ describe('the agent through outages and a power cut', () => {
     const port = await freePort();
     // No broker yet: nothing is acked, so the spool fills.
     const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024)]);
-    const client = ingestClient();
+    const client = ingestClient('out-d', DRONES);
     let status = 200;
     for (let i = 0; i < 400 && status === 200; i++) status = await client.post(http, 200);
     expect(status).toBe(503);
@@ -190,7 +159,7 @@ describe('the agent through outages and a power cut', () => {
     const lake = path.join(dir, 'lake');
     const port = await freePort();
     const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024), '--spool-full', 'drop-oldest']);
-    const client = ingestClient();
+    const client = ingestClient('out-d', DRONES);
     for (let i = 0; i < 200; i++) expect(await client.post(http, 200)).toBe(200);
     const dropped = await metric(http, 'dronelake_agent_dropped_points_total');
     expect(dropped).toBeGreaterThan(0);
@@ -219,7 +188,7 @@ describe('the agent through outages and a power cut', () => {
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     };
     expect(await health()).toMatchObject({ status: 200, body: { status: 'ok', oldestUnackedAgeSeconds: null, connected: false } });
-    const client = ingestClient();
+    const client = ingestClient('out-d', DRONES);
     expect(await client.post(http, 10)).toBe(200);
     const unhealthy = await waitFor('the batch to grow old', async () => {
       const h = await health();

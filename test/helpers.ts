@@ -76,3 +76,38 @@ export async function duck(sql: string): Promise<Array<Record<string, unknown>>>
 }
 
 export const lakeGlob = (lake: string): string => `${lake}/drones/telemetry/v1/**/*.parquet`;
+
+/**
+ * A client of the agent's ingest API that remembers which points got a 2xx, and sends
+ * whatever got none again with its next request, as a well-behaved producer does.
+ */
+export function ingestClient(dronePrefix: string, drones: number) {
+  const nextSeq = new Array<number>(drones).fill(0);
+  const confirmed = new Set<string>();
+  let unconfirmed: Array<{ drone_id: string; seq: number }> = [];
+  return {
+    confirmed,
+    get pending(): number {
+      return unconfirmed.length;
+    },
+    /** Posts the unconfirmed points and `n` new ones; the HTTP status, or 0 when the agent could not be reached. */
+    async post(http: string, n: number): Promise<number> {
+      const fresh = Array.from({ length: n }, (_, i) => {
+        const d = i % drones;
+        return { drone_id: `${dronePrefix}${d}`, seq: nextSeq[d]!++, ts: Date.now() - 500, lat: 47.5, lon: 8.5, battery_pct: 50, gps_fix: '3d' };
+      });
+      const points = [...unconfirmed, ...fresh];
+      unconfirmed = [];
+      try {
+        const res = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
+        await res.text();
+        if (res.status === 200) for (const p of points) confirmed.add(`${p.drone_id}/${p.seq}`);
+        else unconfirmed = points;
+        return res.status;
+      } catch {
+        unconfirmed = points;
+        return 0;
+      }
+    },
+  };
+}
