@@ -11,6 +11,7 @@ import { writeCommit } from './commit';
 import { decodeTelemetry } from './decode';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
+import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import { STAGING_PREFIX } from './layout';
 import type { sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagePoint, type StageBuffer } from './stage';
@@ -18,6 +19,9 @@ import { emptySinkStats, type SinkStats } from './stats';
 import { localStorage } from './storage';
 
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
+
+/** Quarantined bytes that make a commit happen early, which bounds what bad input holds in memory. */
+const MAX_QUARANTINE_BYTES = 8 * 1024 * 1024;
 
 export interface Sink {
   readonly lake: string;
@@ -72,13 +76,15 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
 
   async function commitOnce(): Promise<void> {
-    if (open.points === 0 && open.batches.size === 0) return;
+    if (open.points === 0 && open.batches.size === 0 && open.quarantine.bytes === 0) return;
     const buffer = open;
     committingBuffer = buffer;
     open = await spare;
     spare = nextBuffer();
     const tag = `${instance}-${String(commitNumber++).padStart(6, '0')}`;
     try {
+      // Quarantine first: if it fails, nothing of this commit is visible yet.
+      stats.quarantineFiles += (await writeQuarantine(buffer.quarantine, storage, tag, nowMicros())).length;
       const files = await writeCommit(conn, buffer, storage, tag, latency);
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
       pointLedger.commit(buffer.pointKeys);
@@ -110,7 +116,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     const decoded = decodeTelemetry(topic, payload);
     if (!decoded.ok) {
       stats.batchesRejected[decoded.reason]++;
-      log.warn({ topic, reason: decoded.reason, detail: decoded.detail, bytes: payload.length }, 'batch rejected');
+      quarantineBatch(open.quarantine, nowMicros(), topic, decoded.gatewayId, decoded.reason, decoded.detail, payload);
+      log.warn({ topic, reason: decoded.reason, detail: decoded.detail, bytes: payload.length }, 'batch rejected into quarantine');
       return;
     }
     const { batch } = decoded;
@@ -130,6 +137,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       const reason = invalidReason(point, now, maxFutureSkewUs);
       if (reason) {
         stats.pointsInvalid[reason]++;
+        quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, point, reason);
         continue;
       }
       if (!pointLedger.take(point.drone_id, point.seq, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
@@ -141,7 +149,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     }
     ledger.markStaged(batch.gateway_id, batch.batch_seq);
     recordBatch(open, batch.gateway_id, batch.batch_seq);
-    if (open.points >= config.commitPoints) void commit();
+    if (open.points >= config.commitPoints || open.quarantine.bytes >= MAX_QUARANTINE_BYTES) void commit();
   }
 
   // MQTT.js takes the next inbound message only after this callback: holding it is the

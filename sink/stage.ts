@@ -13,6 +13,7 @@ import {
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
+import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import type { RangeSet } from './ranges';
 
 // Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
@@ -117,6 +118,8 @@ export interface StageBuffer {
   readonly batches: Map<string, number[]>;
   /** The (drone_id, seq) staged here, for dedupe until the commit lands. */
   readonly pointKeys: Map<string, RangeSet>;
+  /** Bad input received since the last commit, published with this one. */
+  readonly quarantine: QuarantineBuffer;
 }
 
 function newColumn(kind: StageKind): ColumnBuffer {
@@ -143,6 +146,7 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     hours: new Map(),
     batches: new Map(),
     pointKeys: new Map(),
+    quarantine: newQuarantine(),
   };
 }
 

@@ -17,6 +17,8 @@ export interface SinkStats {
   pointsCommitted: number;
   pointsStaged: number;
   files: number;
+  /** NDJSON files published under the quarantine path. */
+  quarantineFiles: number;
   commits: number;
   commitErrors: number;
   acksPublished: number;
@@ -40,6 +42,7 @@ export function emptySinkStats(): SinkStats {
     pointsCommitted: 0,
     pointsStaged: 0,
     files: 0,
+    quarantineFiles: 0,
     commits: 0,
     commitErrors: 0,
     acksPublished: 0,

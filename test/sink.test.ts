@@ -94,6 +94,25 @@ describe('sink', () => {
     expect(await lakeRows()).toBe(52);
     expect(acked).not.toContain(1);
     expect(acked).not.toContain(3);
+
+    // Nothing is dropped silently: every rejected batch and point is in the quarantine.
+    await sink.flush();
+    const points = await duck(`SELECT rule, gateway_id, batch_seq, point FROM read_json('${lake}/drones/_quarantine/points/**/*.ndjson') ORDER BY rule`);
+    expect(points.map((r) => r['rule'])).toEqual([...INVALID_REASONS].sort());
+    expect(new Set(points.map((r) => `${r['gateway_id']}/${r['batch_seq']}`))).toEqual(new Set([`${GW}/4`]));
+    // DuckDB unifies the column with the other rows' enum names, so the unknown 77 reads as text.
+    const enumPoint = points.find((r) => r['rule'] === 'enum_unknown')!;
+    expect(JSON.parse(JSON.stringify(enumPoint['point']))).toMatchObject({ drone_id: 'bad-drone', flight_state: '77', gps_fix: '3d' });
+    const nan = points.find((r) => r['rule'] === 'not_finite')!;
+    // Numbers in one row and text in another: DuckDB keeps that column as JSON.
+    expect(JSON.parse(JSON.stringify(nan['point']))).toMatchObject({ alt_m: '"NaN"' });
+
+    const batches = await duck(`SELECT reason, gateway_id, payload_base64 FROM read_json('${lake}/drones/_quarantine/batches/**/*.ndjson')`);
+    expect(batches).toHaveLength(randomPayloads.length + 2);
+    const truncated = whole.subarray(0, Math.floor(whole.length * 0.6));
+    expect(batches.filter((b) => b['payload_base64'] === Buffer.from(truncated).toString('base64')).map((b) => b['reason'])).toEqual(['undecodable']);
+    expect(batches.filter((b) => b['reason'] === 'gateway_mismatch' && b['gateway_id'] === GW).length).toBeGreaterThanOrEqual(1);
+    expect(sink.stats().quarantineFiles).toBeGreaterThanOrEqual(2);
   });
 
   it('stores a batch delivered twice only once, and acks it again when it comes back after the commit', async () => {
