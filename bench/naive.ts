@@ -28,8 +28,7 @@ const QUICK_FLUSH_ROWS = 5_000;
 const FLUSH_MS = 2000;
 const WARMUP_MS = 2000;
 const QUICK_WARMUP_MS = 1000;
-// Reports carry each file close's own time, so polling can be coarse; few polls also keep
-// under procs.ts's limit of ten report() calls per role before Node warns of a listener leak.
+// Reports carry each file close's own time, so polling can be coarse.
 const POLL_MS = 3000;
 const GIVE_UP_MS = 60_000;
 
