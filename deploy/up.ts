@@ -35,8 +35,8 @@ export async function runUp(config: UpConfig, stopSignal: Promise<unknown>): Pro
     parseOptions(sinkOptions, ['--broker', broker.url, '--lake', config.lake, '--flush-interval', String(config.flushInterval)]).options,
     createLogger(config.logLevel, 'sink'),
   );
-  // The demo's spools are its own and go away with it: its sink keeps no state across
-  // runs, so batches left from an earlier run must not be re-sent into a new lake.
+  // The demo's spools are its own and go away with it, so each run's summary speaks of
+  // that run alone: an earlier run's unacked batches are not carried into it.
   const spools = await mkdtemp(path.join(os.tmpdir(), 'dronelake-up-'));
   const agents: Agent[] = [];
   for (let g = 0; g < config.gateways; g++) {

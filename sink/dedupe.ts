@@ -29,6 +29,13 @@ export class BatchLedger {
     ranges.add(batchSeq);
   }
 
+  /** Marks committed ranges, as a commit record lists them. */
+  restore(gatewayId: string, ranges: Array<[number, number]>): void {
+    let set = this.committed.get(gatewayId);
+    if (!set) this.committed.set(gatewayId, (set = new RangeSet()));
+    for (const [from, to] of ranges) set.addRange(from, to);
+  }
+
   /** Forgets a staged batch whose commit failed, so a re-send is taken again. */
   unstage(gatewayId: string, batchSeq: number): void {
     this.staged.get(gatewayId)?.delete(batchSeq);
@@ -52,6 +59,13 @@ export class PointLedger {
     let set = staged.get(droneId);
     if (!set) staged.set(droneId, (set = new RangeSet()));
     return set.add(seq);
+  }
+
+  /** Marks committed ranges, as a commit record lists them. */
+  restore(droneId: string, ranges: Array<[number, number]>): void {
+    let set = this.committed.get(droneId);
+    if (!set) this.committed.set(droneId, (set = new RangeSet()));
+    for (const [from, to] of ranges) set.addRange(from, to);
   }
 
   /** Moves a committed buffer's points into the committed set. */

@@ -148,4 +148,25 @@ describe('sink', () => {
       ['2019-07-05', 1],
     ]);
   });
+
+  it('after a restart, still knows every batch and point committed before it, from the manifest', async () => {
+    const first = Array.from({ length: 20 }, (_, i) => goodPoint('d-restart', i));
+    await publish(batch(30, first));
+    await waitFor('the first ack', () => acked.includes(30));
+
+    await sink.close();
+    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+    // The agent never heard the ack, say, and sends batch 30 again; a client retried ten points in batch 31.
+    const acksOf30 = acked.filter((s) => s === 30).length;
+    await publish(batch(30, first));
+    await publish(batch(31, [...first.slice(10), ...Array.from({ length: 5 }, (_, i) => goodPoint('d-restart', 20 + i))]));
+    await waitFor('batch 30 acked again and batch 31 acked', () => acked.filter((s) => s === 30).length === acksOf30 + 1 && acked.includes(31));
+    expect(sink.stats()).toMatchObject({ batchesDuplicate: 1, pointsDuplicate: 10, pointsCommitted: 5 });
+
+    const [row] = await duck(`SELECT count(*) AS n, count(DISTINCT (drone_id, seq)) AS k FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true)`);
+    expect(Number(row!['n'])).toBe(25);
+    expect(Number(row!['k'])).toBe(25);
+    const records = await duck(`SELECT sum(f.rows)::INTEGER AS rows FROM (SELECT unnest(files) AS f FROM read_json('${lake}/drones/_catalog/manifest/*.json'))`);
+    expect(Number(records[0]!['rows'])).toBe(25);
+  });
 });
