@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { agentOptions } from '../agent/options';
 import { brokerOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
+import { queryOptions } from '../sink/query-options';
 import { createLogger } from './log';
 import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
 import { untilShutdown } from './signals';
@@ -15,7 +16,9 @@ interface Command<S extends OptionSpecs> {
   summary: string;
   usage: string;
   options: S;
-  run(options: ParsedOptions<S>): Promise<number>;
+  /** Arguments after the options, at most. */
+  positionals?: number;
+  run(options: ParsedOptions<S>, positionals: string[]): Promise<number>;
 }
 
 const command = <S extends OptionSpecs>(c: Command<S>): Command<S> => c;
@@ -60,6 +63,25 @@ const commands = {
       const sink = await startSink(options, createLogger(options.logLevel, 'sink'));
       await untilShutdown();
       await sink.close();
+      return 0;
+    },
+  }),
+  query: command({
+    summary: 'Run SQL on the lake: a `telemetry` view over the files of committed commits, as the manifest lists them.',
+    usage: 'dronelake query [--lake DIR] [--format table|csv|ndjson] "SQL"',
+    options: queryOptions,
+    positionals: 1,
+    async run(options, [sql]) {
+      if (!sql) throw new UsageError('query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"');
+      const { formatRows, queryLake } = await import('../sink/query');
+      let result: Awaited<ReturnType<typeof queryLake>>;
+      try {
+        result = await queryLake(options.lake, sql, (file, err) => process.stderr.write(`dronelake: skipped commit record ${file}: ${err.message}\n`));
+      } catch (err) {
+        process.stderr.write(`dronelake: query failed: ${(err as Error).message.split('\n')[0]}\n`);
+        return 1;
+      }
+      process.stdout.write(formatRows(result.columns, result.rows, options.format));
       return 0;
     },
   }),
@@ -111,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
   const cmd = commands[name as keyof typeof commands] as Command<OptionSpecs>;
   const parsed = (() => {
     try {
-      return parseOptions(cmd.options, rest, 0, { env: process.env, envPrefix: `DRONELAKE_${name.toUpperCase()}_` });
+      return parseOptions(cmd.options, rest, cmd.positionals ?? 0, { env: process.env, envPrefix: `DRONELAKE_${name.toUpperCase()}_` });
     } catch (err) {
       // --help wins over a missing required option.
       if (err instanceof UsageError && (rest.includes('--help') || rest.includes('-h'))) return null;
@@ -122,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options, `DRONELAKE_${name.toUpperCase()}_`));
     return 0;
   }
-  return cmd.run(parsed.options);
+  return cmd.run(parsed.options, parsed.positionals);
 }
 
 main(process.argv.slice(2)).then(

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CATALOG_PREFIX } from './layout';
 import { RangeSet } from './ranges';
@@ -62,9 +62,16 @@ export async function appendCommitRecord(storage: LakeStorage, record: CommitRec
  */
 export async function readCommitRecords(lakeRoot: string, onBad: (file: string, err: Error) => void): Promise<CommitRecord[]> {
   const dir = path.join(lakeRoot, MANIFEST_PREFIX);
-  await mkdir(dir, { recursive: true });
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    // A lake nothing was committed to yet.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
   const records: CommitRecord[] = [];
-  for (const name of (await readdir(dir)).filter((n) => n.startsWith('commit-') && n.endsWith('.json')).sort()) {
+  for (const name of names.filter((n) => n.startsWith('commit-') && n.endsWith('.json')).sort()) {
     try {
       const record = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as CommitRecord;
       if (record.version !== 1 || typeof record.batches !== 'object' || typeof record.points !== 'object') throw new Error('not a version 1 commit record');

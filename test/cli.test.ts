@@ -7,18 +7,19 @@ describe('dronelake CLI', () => {
   it('prints help for the tool and for each command', async () => {
     const top = await cli(['--help']);
     expect(top.code).toBe(0);
-    for (const name of ['up', 'broker', 'sink', 'agent']) expect(top.stdout).toContain(`  ${name} `);
-    for (const name of ['up', 'broker', 'sink', 'agent']) {
+    for (const name of ['up', 'broker', 'sink', 'query', 'agent']) expect(top.stdout).toContain(`  ${name} `);
+    for (const name of ['up', 'broker', 'sink', 'query', 'agent']) {
       const r = await cli([name, '--help']);
       expect(r.code, name).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: dronelake ${name}`));
-      expect(r.stdout).toContain('--log-level');
+      expect(r.stdout).toContain('-h, --help');
+      expect(r.stdout).toContain(`DRONELAKE_${name.toUpperCase()}_<NAME>`);
     }
   });
 
   it('README shows each command\'s help exactly as the command prints it', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
-    for (const name of ['up', 'broker', 'sink', 'agent']) {
+    for (const name of ['up', 'broker', 'sink', 'query', 'agent']) {
       const r = await cli([name, '--help']);
       expect(readme, `README's ${name} help`).toContain(r.stdout.trimEnd());
     }
@@ -58,6 +59,19 @@ describe('dronelake CLI', () => {
       const [row] = await duck(`SELECT count(*) AS n, count(DISTINCT (drone_id, seq)) AS k FROM read_parquet('${lakeGlob(dir)}', hive_partitioning = true)`);
       expect(Number(row!['n'])).toBe(summary['committed']);
       expect(Number(row!['k'])).toBe(summary['committed']);
+
+      // The same lake through `dronelake query`, which reads the manifest's files.
+      const counted = await cli(['query', '--lake', dir, '--format', 'ndjson', 'SELECT count(*)::INTEGER AS n, count(DISTINCT drone_id)::INTEGER AS drones FROM telemetry']);
+      expect(counted.code, counted.stderr).toBe(0);
+      expect(counted.stdout).toBe(`${JSON.stringify({ n: summary['committed'], drones: 40 })}\n`);
+      const csv = await cli(['query', '--lake', dir, '--format', 'csv', 'SELECT drone_id, seq FROM telemetry ORDER BY drone_id, seq LIMIT 2']);
+      expect(csv.stdout).toBe('drone_id,seq\ngw-001-d0001,0\ngw-001-d0001,1\n');
+      const table = await cli(['query', '--lake', dir, 'SELECT 42 AS answer']);
+      expect(table.stdout).toBe('answer\n------\n42\n(1 row)\n');
+      const bad = await cli(['query', '--lake', dir, 'SELEC 1']);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toBe('dronelake: query failed: Parser Error: syntax error at or near "SELEC"\n');
+      expect((await cli(['query', '--lake', dir])).stderr).toBe('dronelake: query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"\n');
     } finally {
       await remove();
     }
