@@ -101,7 +101,6 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     emit(point: TelemetryPoint) {
       pointsIn++;
       lastSeqs.set(point.drone_id, point.seq);
-      spool.noteDroneSeq(point.drone_id, point.seq);
       batcher.add(point);
     },
     get accepting() {

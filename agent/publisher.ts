@@ -100,14 +100,6 @@ export class Publisher {
     this.resendTimer = setInterval(() => this.resend(Date.now() - config.ackTimeoutMs), Math.max(100, config.ackTimeoutMs / 4));
   }
 
-  get unsent(): number {
-    return this.live.size + this.backlog.size;
-  }
-
-  get inFlightCount(): number {
-    return this.inFlight.size;
-  }
-
   enqueue(batch: ClosedBatch): void {
     (this.stats.connected ? this.live : this.backlog).push(batch.seq);
     this.pump();

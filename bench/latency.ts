@@ -2,17 +2,13 @@ import { figure, type BenchContext, type Figure } from './report';
 import { sample, sleep, startPipeline, stat, type Pipeline } from './pipeline';
 import { startRole, type RoleArgs } from './procs';
 import { fleetArgs, runEndToEnd, windows } from './throughput';
-import { bucketUpperMs } from '../sink/latency';
+import { LatencyHistogram } from '../sink/latency';
 
-function quantileOf(counts: number[], q: number): number | null {
-  const total = counts.reduce((a, b) => a + b, 0);
-  if (total === 0) return null;
-  let seen = 0;
-  for (let b = 0; b < counts.length; b++) {
-    seen += counts[b]!;
-    if (seen >= q * total) return bucketUpperMs(b);
-  }
-  return null;
+/** The sink's latency counts of a window, as a histogram, so its quantiles are the sink's own. */
+function histogramOf(counts: number[]): LatencyHistogram {
+  const h = new LatencyHistogram();
+  counts.forEach((n, bucket) => n > 0 && h.add(bucket, n));
+  return h;
 }
 
 const latencyCounts = (s: Awaited<ReturnType<typeof sample>>): number[] =>
@@ -40,13 +36,13 @@ export async function runLatency(ctx: BenchContext): Promise<Figure[]> {
     await sleep(ctx.quick ? 2000 : 20_000);
     const last = await sample(p);
     const a = latencyCounts(first);
-    const window = latencyCounts(last).map((n, i) => n - (a[i] ?? 0));
+    const window = histogramOf(latencyCounts(last).map((n, i) => n - (a[i] ?? 0)));
     await p.stop();
     return [
       figure('latency', 'latency_rate_points_per_sec', 'offered rate (half the maximum)', rate, 'points/s'),
       figure('latency', 'latency_flush_interval_seconds', 'sink flush interval', ctx.quick ? 1 : 5, 's'),
-      figure('latency', 'latency_p50_ms', 'event to commit, p50', quantileOf(window, 0.5), 'ms'),
-      figure('latency', 'latency_p99_ms', 'event to commit, p99', quantileOf(window, 0.99), 'ms'),
+      figure('latency', 'latency_p50_ms', 'event to commit, p50', window.quantile(0.5), 'ms'),
+      figure('latency', 'latency_p99_ms', 'event to commit, p99', window.quantile(0.99), 'ms'),
     ];
   } finally {
     p.kill();

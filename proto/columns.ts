@@ -68,8 +68,5 @@ export const LAKE_COLUMNS: readonly LakeColumn[] = [
   { name: 'ingested_at', kind: 'timestamp', sqlType: 'TIMESTAMPTZ', origin: 'sink' },
 ];
 
-/** Hive partition columns, derived from `ts` in UTC; they live in paths, not in files. */
-export const PARTITION_COLUMNS = ['date', 'hour'] as const;
-
 /** Sort order of rows in every file. */
 export const SORT_COLUMNS = ['drone_id', 'ts'] as const;

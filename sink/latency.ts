@@ -32,9 +32,4 @@ export class LatencyHistogram {
     }
     return bucketUpperMs(this.counts.length - 1);
   }
-
-  reset(): void {
-    this.counts.length = 0;
-    this.total = 0;
-  }
 }

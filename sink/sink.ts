@@ -27,8 +27,6 @@ const MAX_QUARANTINE_BYTES = 8 * 1024 * 1024;
 export interface Sink {
   readonly lake: string;
   stats(): SinkStats & { latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
-  /** Event-to-commit latency of every point committed since start (or the last reset). */
-  readonly latency: LatencyHistogram;
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Stops taking messages, commits what was taken, acks it, disconnects. */
@@ -193,7 +191,6 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       ...structuredClone(stats),
       latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
     }),
-    latency,
     flush: commit,
     async close() {
       closing = true;

@@ -80,11 +80,12 @@ function lakeExpression(column: LakeColumn): string {
  * The query that reads a staged buffer as lake rows, for rows whose event time lies in
  * [fromUs, toUs). Strings come back through the buffer's dictionary.
  */
+const LAKE_SELECT = LAKE_COLUMNS.map(lakeExpression).join(', ');
+
 export function lakeRowsSql(buffer: StageBuffer, fromUs: number, toUs: number): string {
-  const columns = LAKE_COLUMNS.map(lakeExpression).join(', ');
   return (
     `WITH dict AS (SELECT id, s FROM ${buffer.table}_dict) ` +
-    `SELECT ${columns} FROM ${buffer.table} t WHERE t.ts >= ${fromUs} AND t.ts < ${toUs}`
+    `SELECT ${LAKE_SELECT} FROM ${buffer.table} t WHERE t.ts >= ${fromUs} AND t.ts < ${toUs}`
   );
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pino from 'pino';
+import { TELEMETRY_GLOB } from '../sink/layout';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -75,7 +76,7 @@ export async function duck(sql: string): Promise<Array<Record<string, unknown>>>
   }
 }
 
-export const lakeGlob = (lake: string): string => `${lake}/drones/telemetry/v1/**/*.parquet`;
+export const lakeGlob = (lake: string): string => `${lake}/${TELEMETRY_GLOB}`;
 
 /**
  * A client of the agent's ingest API that remembers which points got a 2xx, and sends
