@@ -26,6 +26,13 @@ export interface Broker {
 export async function startBroker(config: BrokerConfig, log: Logger): Promise<Broker> {
   const aedes = await Aedes.createBroker();
   const server = net.createServer(aedes.handle);
+  // Aedes closes the clients it knows; a socket still in its CONNECT handshake is not one
+  // of them, and server.close() would wait for it for ever.
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   const stats: BrokerStats = { clients: 0, connects: 0, clientErrors: 0 };
 
   aedes.on('client', (client) => {
@@ -52,6 +59,7 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<Br
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
       await closed;
       log.info('broker stopped');
     },
