@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BatchWriter, decodeBatch } from '../proto/codec';
 import { LAKE_COLUMNS } from '../proto/columns';
@@ -62,6 +62,7 @@ export async function runSizes(ctx: BenchContext): Promise<Figure[]> {
       }
     }
     const storage = await localStorage(path.join(ctx.tmp, 'sizes-lake'), STAGING_PREFIX);
+    await mkdir(storage.stagingDir, { recursive: true });
     const files = await writeCommit(conn, buffer, storage, 'bench-sizes');
     for (const f of files) parquetBytes += (await stat(path.join(storage.root, f.key))).size;
     ctx.progress(`sizes: ${files.length} Parquet file(s), ${parquetBytes.toLocaleString('en-US')} bytes`);

@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parseOptions } from '../deploy/options';
@@ -97,6 +98,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     closeStageBuffer(warmBuffer);
     await conn.run('DROP TABLE stage_warmup');
     const storage = await localStorage(path.join(ctx.tmp, 'stages-lake'), STAGING_PREFIX);
+    await mkdir(storage.stagingDir, { recursive: true });
 
     for (; round < (ctx.quick ? QUICK_ROUNDS : ROUNDS); round++) {
       const encode = await timed(() => encodeBatches(points, BENCH_GATEWAY));

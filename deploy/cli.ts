@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { agentOptions } from '../agent/options';
 import { brokerOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
+import { compactOptions } from '../sink/compact-options';
 import { queryOptions } from '../sink/query-options';
 import { createLogger } from './log';
 import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
@@ -56,7 +57,7 @@ const commands = {
   }),
   sink: command({
     summary: 'Run the sink: telemetry from the broker into partitioned Parquet under the lake, with commit acks back.',
-    usage: 'dronelake sink [--broker URL] [--lake DIR]',
+    usage: 'dronelake sink [--broker URL] [--lake DIR|s3://BUCKET/PREFIX] [--client-id ID]',
     options: sinkOptions,
     async run(options) {
       const { startSink } = await import('../sink/sink');
@@ -68,7 +69,7 @@ const commands = {
   }),
   query: command({
     summary: 'Run SQL on the lake: a `telemetry` view over the files of committed commits, as the manifest lists them.',
-    usage: 'dronelake query [--lake DIR] [--format table|csv|ndjson] "SQL"',
+    usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--format table|csv|ndjson] "SQL"',
     options: queryOptions,
     positionals: 1,
     async run(options, [sql]) {
@@ -76,12 +77,23 @@ const commands = {
       const { formatRows, queryLake } = await import('../sink/query');
       let result: Awaited<ReturnType<typeof queryLake>>;
       try {
-        result = await queryLake(options.lake, sql, (file, err) => process.stderr.write(`dronelake: skipped commit record ${file}: ${err.message}\n`));
+        result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped manifest record ${key}: ${err.message}\n`));
       } catch (err) {
         process.stderr.write(`dronelake: query failed: ${(err as Error).message.split('\n')[0]}\n`);
         return 1;
       }
       process.stdout.write(formatRows(result.columns, result.rows, options.format));
+      return 0;
+    },
+  }),
+  compact: command({
+    summary: 'Merge the small files of closed partitions into large sorted ones, once, and delete what the grace period allows.',
+    usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S]',
+    options: compactOptions,
+    async run(options) {
+      const { compactOnce } = await import('../sink/compactor');
+      const result = await compactOnce(options, createLogger(options.logLevel, 'compact'));
+      process.stdout.write(`${JSON.stringify(result)}\n`);
       return 0;
     },
   }),

@@ -1,25 +1,49 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { latencyBucketSql, type LatencyHistogram } from './latency';
-import { partitionOfHour } from './layout';
+import { partitionOfHour, QUARANTINE_PREFIX, TELEMETRY_PREFIX } from './layout';
+import type { FileEntry } from './manifest';
 import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
 import type { LakeStorage } from './storage';
-
-export interface CommittedFile {
-  key: string;
-  rows: number;
-}
 
 const ORDER_BY = SORT_COLUMNS.join(', ');
 
 /**
+ * Kafka Connect's rule: a file's name follows from what it holds, here which commit of
+ * which sink, so the run after a crash writes the crashed commit's names again.
+ */
+export const commitTag = (writer: string, number: number): string => `${writer}-${String(number).padStart(10, '0')}`;
+const dataFileName = (tag: string): string => `part-${tag}.parquet`;
+
+/**
+ * Removes files of `writer`'s commits numbered above `lastRecorded`: a crash between
+ * publishing files and recording the commit left them, no record names them, and their
+ * batches were never acked, so the agents send them again.
+ */
+export async function removeOwnOrphans(storage: LakeStorage, writer: string, lastRecorded: number): Promise<number> {
+  const own = new RegExp(`/part-${writer.replace(/[.]/g, '\\.')}-(\\d{10})\\.(parquet|ndjson)$`);
+  let removed = 0;
+  for (const prefix of [`${TELEMETRY_PREFIX}/`, `${QUARANTINE_PREFIX}/`]) {
+    for (const object of await storage.list(prefix)) {
+      const match = own.exec(object.key);
+      if (match && Number(match[1]) > lastRecorded) {
+        await storage.remove(object.key);
+        removed++;
+      }
+    }
+  }
+  return removed;
+}
+
+/**
  * Writes one Parquet file per event-time hour of the buffer, through `conn` (the sink's
- * one commit connection, used by one commit at a time), and publishes each with the
- * storage's create-only step, and adds the commit's event-to-commit latencies to `latency`. On failure, files already published by this commit are
- * removed again, so a retried commit does not store its rows twice.
+ * one commit connection, used by one commit at a time), publishes each with the storage's
+ * create-only step, and adds the commit's event-to-commit latencies to `latency`. On
+ * failure, files already published by this commit are removed again, so a retried commit
+ * does not store its rows twice.
  */
 export async function writeCommit(
   conn: DuckDBConnection,
@@ -27,10 +51,14 @@ export async function writeCommit(
   storage: LakeStorage,
   tag: string,
   latency?: LatencyHistogram,
-): Promise<CommittedFile[]> {
+): Promise<FileEntry[]> {
   sealStageBuffer(buffer);
-  const files: CommittedFile[] = [];
+  const files: FileEntry[] = [];
   try {
+    const bounds = await conn.runAndReadAll(
+      `SELECT floor(ts / ${MICROS_PER_HOUR})::BIGINT, min(ts)::BIGINT, max(ts)::BIGINT FROM ${buffer.table} GROUP BY ALL`,
+    );
+    const tsRange = new Map(bounds.getRows().map(([hour, min, max]) => [Number(hour), [Number(min), Number(max)] as const]));
     for (const [hour, rows] of [...buffer.hours].sort((a, b) => a[0] - b[0])) {
       const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
       const from = hour * MICROS_PER_HOUR;
@@ -38,13 +66,16 @@ export async function writeCommit(
         `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${ORDER_BY}) ` +
           `TO '${local.replaceAll("'", "''")}' (FORMAT parquet, COMPRESSION zstd)`,
       );
-      const key = `${partitionOfHour(hour)}/part-${tag}.parquet`;
+      const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
+      let bytes: number;
       try {
+        bytes = (await stat(local)).size;
         await storage.publish(local, key);
       } finally {
         await rm(local, { force: true });
       }
-      files.push({ key, rows });
+      const [minTs, maxTs] = tsRange.get(hour)!;
+      files.push({ key, rows, bytes, min_ts: minTs, max_ts: maxTs });
     }
     if (latency) {
       // Measured once the files are visible: that is when a point is committed.

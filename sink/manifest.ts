@@ -1,37 +1,72 @@
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import PQueue from 'p-queue';
 import { CATALOG_PREFIX } from './layout';
 import { RangeSet } from './ranges';
 import type { LakeStorage } from './storage';
 
-/** Where commit records live, relative to the lake root. */
+/** Where manifest records live, relative to the lake root. */
 export const MANIFEST_PREFIX = `${CATALOG_PREFIX}/manifest`;
 
 type Ranges = Array<[number, number]>;
 
+/** A data file as the manifest knows it. */
+export interface FileEntry {
+  key: string;
+  rows: number;
+  bytes: number;
+  /** Event-time bounds of the file's rows, microseconds since the epoch. */
+  min_ts: number;
+  max_ts: number;
+}
+
 /**
- * One commit, as recorded after its files are visible and before its acks go out. The
+ * One sink commit, recorded after its files are visible and before its acks go out. The
  * batches and point keys it holds are what a restarted sink dedupes against, so a batch
  * committed before a crash is never stored twice, whatever the agents re-send.
  */
 export interface CommitRecord {
   version: 1;
-  tag: string;
+  kind: 'commit';
+  /** The sink that wrote it (its MQTT client id) and its commit number, 1, 2, 3… */
+  writer: string;
+  number: number;
   committed_at: string;
-  files: Array<{ key: string; rows: number }>;
+  files: FileEntry[];
   quarantine: string[];
   /** batch_seq ranges per gateway. */
   batches: Record<string, Ranges>;
   /** seq ranges per drone. */
   points: Record<string, Ranges>;
+  /** Points that arrived for a partition already closed (past the lateness window). */
+  late_points: number;
 }
 
+/** A compaction: `inputs` leave the live set and `outputs`, holding the same rows, enter it. */
+export interface CompactionRecord {
+  version: 1;
+  kind: 'compaction';
+  /** Derived from the inputs alone, so two compactors of the same files write the same names. */
+  id: string;
+  committed_at: string;
+  partition: string;
+  inputs: string[];
+  outputs: FileEntry[];
+}
+
+export type ManifestRecord = CommitRecord | CompactionRecord;
+
+export const commitRecordKey = (writer: string, number: number): string => `${MANIFEST_PREFIX}/commit-${writer}-${String(number).padStart(10, '0')}.json`;
+export const compactionRecordKey = (id: string): string => `${MANIFEST_PREFIX}/compaction-${id}.json`;
+
 export function commitRecord(
-  tag: string,
-  files: Array<{ key: string; rows: number }>,
+  writer: string,
+  number: number,
+  files: FileEntry[],
   quarantine: string[],
   batches: Map<string, number[]>,
   points: Map<string, RangeSet>,
+  latePoints: number,
 ): CommitRecord {
   const batchRanges: Record<string, Ranges> = {};
   for (const [gatewayId, seqs] of batches) {
@@ -41,44 +76,131 @@ export function commitRecord(
   }
   const pointRanges: Record<string, Ranges> = {};
   for (const [droneId, set] of points) pointRanges[droneId] = set.ranges();
-  return { version: 1, tag, committed_at: new Date().toISOString(), files, quarantine, batches: batchRanges, points: pointRanges };
+  return {
+    version: 1,
+    kind: 'commit',
+    writer,
+    number,
+    committed_at: new Date().toISOString(),
+    files,
+    quarantine,
+    batches: batchRanges,
+    points: pointRanges,
+    late_points: latePoints,
+  };
 }
 
-/** Publishes a commit record with the storage's create-only step. */
-export async function appendCommitRecord(storage: LakeStorage, record: CommitRecord): Promise<void> {
-  const local = path.join(storage.stagingDir, `${record.tag}-commit.json`);
+/** Publishes a record with the storage's create-only step; rejects with ObjectExistsError if its name is taken. */
+export async function publishRecord(storage: LakeStorage, key: string, record: ManifestRecord): Promise<void> {
+  const local = path.join(storage.stagingDir, path.basename(key));
   await writeFile(local, `${JSON.stringify(record)}\n`);
   try {
-    await storage.publish(local, `${MANIFEST_PREFIX}/commit-${record.tag}.json`);
+    await storage.publish(local, key);
   } finally {
     await rm(local, { force: true });
   }
 }
 
+function checkRecord(value: unknown): ManifestRecord {
+  const r = (value ?? {}) as Record<string, unknown>;
+  if (r.version !== 1) throw new Error('not a version 1 manifest record');
+  const object = (v: unknown) => typeof v === 'object' && v !== null;
+  if (r.kind === 'commit' && typeof r.writer === 'string' && Number.isInteger(r.number) && Array.isArray(r.files) && object(r.batches) && object(r.points)) {
+    return r as unknown as CommitRecord;
+  }
+  if (r.kind === 'compaction' && typeof r.id === 'string' && typeof r.committed_at === 'string' && Array.isArray(r.inputs) && Array.isArray(r.outputs)) {
+    return r as unknown as CompactionRecord;
+  }
+  throw new Error(`not a valid ${String(r.kind)} record`);
+}
+
 /**
- * Every commit record of a local lake, oldest first by name. A record that cannot be read
- * is reported through `onBad` and skipped: it was never published whole, since records
- * appear with a create-only link of a complete file.
+ * The lake as of the records read: the files a reader should see, and the history the
+ * sinks dedupe against.
+ *
+ * Records have unique names and are never changed, so the snapshot does not depend on
+ * the order a listing returns them, and it needs no create-only store to stay correct:
+ * - every commit record adds its files;
+ * - compactions apply in (committed_at, id) order, and one whose inputs are not all
+ *   live at that point is void. Of two compactors that raced over the same files, the
+ *   first wins, the other's output is never live, and no row is lost or doubled.
  */
-export async function readCommitRecords(lakeRoot: string, onBad: (file: string, err: Error) => void): Promise<CommitRecord[]> {
-  const dir = path.join(lakeRoot, MANIFEST_PREFIX);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    // A lake nothing was committed to yet.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  const records: CommitRecord[] = [];
-  for (const name of names.filter((n) => n.startsWith('commit-') && n.endsWith('.json')).sort()) {
-    try {
-      const record = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as CommitRecord;
-      if (record.version !== 1 || typeof record.batches !== 'object' || typeof record.points !== 'object') throw new Error('not a version 1 commit record');
-      records.push(record);
-    } catch (err) {
-      onBad(name, err as Error);
+export interface Snapshot {
+  live: Map<string, FileEntry>;
+  commits: CommitRecord[];
+  compactions: CompactionRecord[];
+  /** When each file left the live set through a compaction (ms since the epoch). */
+  retiredAt: Map<string, number>;
+  /** Every key any record names: data files, outputs and quarantine files. */
+  referenced: Set<string>;
+}
+
+export function buildSnapshot(records: ManifestRecord[]): Snapshot {
+  const commits = records.filter((r): r is CommitRecord => r.kind === 'commit');
+  const compactions = records
+    .filter((r): r is CompactionRecord => r.kind === 'compaction')
+    .sort((a, b) => (a.committed_at < b.committed_at ? -1 : a.committed_at > b.committed_at ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const live = new Map<string, FileEntry>();
+  const referenced = new Set<string>();
+  for (const commit of commits) {
+    for (const file of commit.files) {
+      live.set(file.key, file);
+      referenced.add(file.key);
     }
+    for (const key of commit.quarantine) referenced.add(key);
   }
-  return records;
+  const retiredAt = new Map<string, number>();
+  const applied: CompactionRecord[] = [];
+  for (const compaction of compactions) {
+    for (const file of compaction.outputs) referenced.add(file.key);
+    if (compaction.inputs.length === 0 || !compaction.inputs.every((key) => live.has(key))) continue;
+    const at = Date.parse(compaction.committed_at);
+    for (const key of compaction.inputs) {
+      live.delete(key);
+      retiredAt.set(key, at);
+    }
+    for (const file of compaction.outputs) live.set(file.key, file);
+    applied.push(compaction);
+  }
+  return { live, commits, compactions: applied, retiredAt, referenced };
+}
+
+/** Records already read, by key: they never change, so a long-running reader reads each once. */
+export type ManifestCache = Map<string, ManifestRecord>;
+
+/**
+ * Reads every manifest record. A record that cannot be read is reported through `onBad`
+ * and skipped: records appear with a create-only publish of a complete file, so an
+ * unreadable one was damaged afterwards, and skipping it is the only way to keep serving.
+ */
+export async function readManifest(storage: LakeStorage, onBad: (key: string, err: Error) => void, cache: ManifestCache = new Map()): Promise<Snapshot> {
+  const objects = (await storage.list(`${MANIFEST_PREFIX}/`)).filter((o) => o.key.endsWith('.json'));
+  // Records are small: reading many at once hides the store's per-request latency.
+  const reads = new PQueue({ concurrency: 16 });
+  const records = await Promise.all(
+    objects.map((o) =>
+      reads.add(async () => {
+        const cached = cache.get(o.key);
+        if (cached) return cached;
+        try {
+          const bytes = await storage.read(o.key);
+          if (bytes === null) return null;
+          const record = checkRecord(JSON.parse(bytes.toString('utf8')));
+          cache.set(o.key, record);
+          return record;
+        } catch (err) {
+          onBad(o.key, err as Error);
+          return null;
+        }
+      }),
+    ),
+  );
+  return buildSnapshot(records.filter((r): r is ManifestRecord => r !== null));
+}
+
+/** The highest commit number `writer` has recorded, 0 if none. */
+export function lastCommitNumber(snapshot: Snapshot, writer: string): number {
+  let last = 0;
+  for (const commit of snapshot.commits) if (commit.writer === writer && commit.number > last) last = commit.number;
+  return last;
 }

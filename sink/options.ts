@@ -1,10 +1,11 @@
 import { z } from 'zod';
+import { storageOptions } from './storage-options';
 import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
 export const sinkOptions = {
   config: configOption,
   broker: { type: 'string', describe: 'MQTT broker URL', schema: optionSchemas.brokerUrl().default('mqtt://127.0.0.1:1883') },
-  lake: { type: 'string', describe: 'lake root directory', schema: z.string().min(1).default('./lake') },
+  ...storageOptions,
   clientId: {
     type: 'string',
     describe: 'MQTT client id; the broker keeps this persistent session while the sink is away',
@@ -20,15 +21,27 @@ export const sinkOptions = {
     describe: 'commit early once this many points are staged',
     schema: optionSchemas.count(1, 100_000_000).default(500_000),
   },
-  maxStagedPoints: {
+  maxStagedMib: {
     type: 'string',
-    describe: 'stop taking messages while this many points await commit (bounds memory)',
-    schema: optionSchemas.count(1, 100_000_000).default(2_000_000),
+    describe: 'stop taking messages while this many MiB of points and bad input await commit (bounds memory)',
+    schema: optionSchemas.count(1, 1_000_000).default(256),
   },
   maxFutureSkew: {
     type: 'string',
     describe: 'seconds an event time may lie ahead of the sink clock before the point is rejected',
     schema: optionSchemas.positive().default(300),
+  },
+  lateness: {
+    type: 'string',
+    describe: 'seconds after its hour ends that a partition closes: points arriving later are counted late, and closed partitions are compacted',
+    schema: z.coerce.number().min(0).max(1e9).default(3600),
+  },
+  compactInterval: { type: 'string', describe: 'seconds between compaction passes; 0 turns compaction off', schema: z.coerce.number().min(0).max(1e9).default(60) },
+  compactTargetMib: { type: 'string', describe: 'compaction merges small files into files of about this many MiB', schema: optionSchemas.count(1, 1_000_000).default(128) },
+  compactGrace: {
+    type: 'string',
+    describe: 'seconds a compacted or orphaned file stays readable before it is deleted',
+    schema: z.coerce.number().min(0).max(1e9).default(600),
   },
   duckdbMemory: { type: 'string', describe: "DuckDB memory limit, e.g. '1GB'", schema: z.string().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, "expected a size such as '512MB' or '2GB'").default('1GB') },
   duckdbThreads: { type: 'string', describe: 'DuckDB worker threads', schema: optionSchemas.count(1, 256).default(2) },

@@ -17,6 +17,13 @@ export interface QuarantineBuffer {
   bytes: number;
 }
 
+/** Each kind's NDJSON fields with their SQL types, for readers. */
+export const QUARANTINE_COLUMNS = {
+  batches: { received_at: 'TIMESTAMPTZ', topic: 'VARCHAR', gateway_id: 'VARCHAR', reason: 'VARCHAR', detail: 'VARCHAR', payload_base64: 'VARCHAR' },
+  points: { received_at: 'TIMESTAMPTZ', gateway_id: 'VARCHAR', batch_seq: 'UBIGINT', rule: 'VARCHAR', point: 'JSON' },
+} as const;
+export type QuarantineKind = keyof typeof QUARANTINE_COLUMNS;
+
 export const newQuarantine = (): QuarantineBuffer => ({ batches: [], points: [], bytes: 0 });
 
 const isoMicros = (us: number): string => {

@@ -1,22 +1,54 @@
-import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import PQueue from 'p-queue';
 import { LAKE_COLUMNS } from '../proto/columns';
-import { readCommitRecords } from './manifest';
+import { QUARANTINE_PREFIX } from './layout';
+import { readManifest } from './manifest';
+import { QUARANTINE_COLUMNS, type QuarantineKind } from './quarantine';
+import { openLake, type StorageConfig } from './open-storage';
 
 export type QueryFormat = 'table' | 'csv' | 'ndjson';
 
+const quoted = (s: string) => `'${s.replaceAll("'", "''")}'`;
+
+function quarantineView(kind: QuarantineKind, files: string[]): string {
+  const columns = Object.entries(QUARANTINE_COLUMNS[kind]);
+  const source =
+    files.length > 0
+      ? `SELECT * FROM read_json([${files.map(quoted).join(', ')}], format = 'newline_delimited', columns = {${columns.map(([c, t]) => `${c}: '${t}'`).join(', ')}})`
+      : `SELECT ${columns.map(([c, t]) => `NULL::${t} AS ${c}`).join(', ')} WHERE false`;
+  return `CREATE VIEW quarantined_${kind} AS ${source}`;
+}
+
 /**
- * Runs `sql` on DuckDB with a `telemetry` view over the files the manifest names, so the
- * reader sees whole commits only, never a file whose commit record is missing.
+ * Runs `sql` on DuckDB with views over what the manifest names: `telemetry` over its live
+ * files, and `quarantined_points` and `quarantined_batches` over the bad input its commits
+ * kept. The reader sees whole commits only, never a file whose commit record is missing,
+ * and never both the inputs and the output of a compaction. On S3 the files are fetched
+ * into the local cache first, since DuckDB here reads local files only.
  */
-export async function queryLake(lake: string, sql: string, onBadRecord: (file: string, err: Error) => void): Promise<{ columns: string[]; rows: unknown[][] }> {
-  const records = await readCommitRecords(path.resolve(lake), onBadRecord);
-  const files = records.flatMap((r) => r.files.map((f) => path.resolve(lake, f.key)));
+export async function queryLake(config: StorageConfig, sql: string, onBadRecord: (key: string, err: Error) => void): Promise<{ columns: string[]; rows: unknown[][] }> {
+  const storage = await openLake(config);
+  let files: string[];
+  const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
+  try {
+    const snapshot = await readManifest(storage, onBadRecord);
+    const fetches = new PQueue({ concurrency: 8 });
+    const fetch = (keys: string[]) => Promise.all(keys.sort().map((key) => fetches.add(() => storage.localPath(key))));
+    const kept = snapshot.commits.flatMap((c) => c.quarantine);
+    [files, quarantine.batches, quarantine.points] = await Promise.all([
+      fetch([...snapshot.live.keys()]),
+      fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/batches/`))),
+      fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/points/`))),
+    ]);
+  } finally {
+    await storage.close();
+  }
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   try {
     await conn.run("SET TimeZone = 'UTC'");
-    const quoted = (s: string) => `'${s.replaceAll("'", "''")}'`;
+    await conn.run(quarantineView('batches', quarantine.batches));
+    await conn.run(quarantineView('points', quarantine.points));
     await conn.run(
       files.length > 0
         ? `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(quoted).join(', ')}], hive_partitioning = true)`

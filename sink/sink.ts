@@ -1,43 +1,49 @@
-import { randomBytes } from 'node:crypto';
 import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/options';
-import { nowMicros } from '../proto/time';
+import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { invalidReason } from '../proto/validate';
 import { publishAcks } from './acks';
-import { writeCommit } from './commit';
+import { commitTag, removeOwnOrphans, writeCommit } from './commit';
+import { compactLake, type CompactionSettings } from './compact';
+import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
 import { decodeTelemetry } from './decode';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { appendCommitRecord, commitRecord, readCommitRecords } from './manifest';
+import { commitRecord, commitRecordKey, lastCommitNumber, publishRecord, readManifest, type ManifestCache } from './manifest';
+import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
-import { STAGING_PREFIX } from './layout';
 import type { sinkOptions } from './options';
-import { closeStageBuffer, createStageBuffer, recordBatch, stagePoint, type StageBuffer } from './stage';
+import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
-import { localStorage } from './storage';
 
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
-/** Quarantined bytes that make a commit happen early, which bounds what bad input holds in memory. */
-const MAX_QUARANTINE_BYTES = 8 * 1024 * 1024;
+const MIB = 1024 * 1024;
 
 export interface Sink {
   readonly lake: string;
   stats(): SinkStats & { latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
+  /** Runs a compaction pass now, or waits for the one running. */
+  compact(): Promise<void>;
   /** Stops taking messages, commits what was taken, acks it, disconnects. */
   close(): Promise<void>;
 }
 
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
-  const storage = await localStorage(config.lake, STAGING_PREFIX);
+  // The sink's MQTT client id names its commits: the broker lets one connection hold a
+  // client id at a time, so one process writes under it.
+  const writer = config.clientId;
+  const storage = await openLake(config, writer);
   const db = await DuckDBInstance.create(':memory:', {
     threads: String(config.duckdbThreads),
     memory_limit: config.duckdbMemory,
+    // A compaction sorts up to its target size of rows; beyond memory it spills here.
+    temp_directory: storage.stagingDir,
   });
   const conn = await db.connect();
   await conn.run("SET TimeZone = 'UTC'");
@@ -48,15 +54,18 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const pointLedger = new PointLedger();
   let committingBuffer: StageBuffer | null = null;
   // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
-  const records = await readCommitRecords(storage.root, (file, err) => log.warn({ file, err: err.message }, 'skipped an unreadable commit record'));
-  for (const record of records) {
+  const manifestCache: ManifestCache = new Map();
+  const onBadRecord = (key: string, err: Error) => log.warn({ key, err: err.message }, 'skipped an unreadable manifest record');
+  const snapshot = await readManifest(storage, onBadRecord, manifestCache);
+  for (const record of snapshot.commits) {
     for (const [gatewayId, ranges] of Object.entries(record.batches)) ledger.restore(gatewayId, ranges);
     for (const [droneId, ranges] of Object.entries(record.points)) pointLedger.restore(droneId, ranges);
   }
-  log.info({ commits: records.length }, 'dedupe state restored from the manifest');
-  // Unique per process start, so names of files from different runs never collide.
-  const instance = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-  let commitNumber = 0;
+  // Commit numbers go on from the last recorded one, so file names follow from the
+  // sink's history; files of a commit that crashed before its record are removed now.
+  let commitNumber = lastCommitNumber(snapshot, writer) + 1;
+  const orphans = await removeOwnOrphans(storage, writer, commitNumber - 1);
+  log.info({ commits: snapshot.commits.length, liveFiles: snapshot.live.size, orphansRemoved: orphans, nextCommit: commitNumber }, 'dedupe state restored from the manifest');
   let bufferNumber = 0;
   const nextBuffer = () => createStageBuffer(db, `stage_${bufferNumber++}`);
   let open: StageBuffer = await nextBuffer();
@@ -64,6 +73,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   let committing: Promise<void> = Promise.resolve();
   let closing = false;
   const maxFutureSkewUs = config.maxFutureSkew * 1e6;
+  const latenessUs = config.lateness * 1e6;
+  const maxStagedBytes = config.maxStagedMib * MIB;
 
   const client = mqtt.connect(config.broker, {
     clientId: config.clientId,
@@ -87,7 +98,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     committingBuffer = buffer;
     open = await spare;
     spare = nextBuffer();
-    const tag = `${instance}-${String(commitNumber++).padStart(6, '0')}`;
+    const number = commitNumber++;
+    const tag = commitTag(writer, number);
+    log.debug({ tag, points: buffer.points }, 'commit started');
     try {
       // Quarantine first: if it fails, nothing of this commit is visible yet.
       const quarantined = await writeQuarantine(buffer.quarantine, storage, tag, nowMicros());
@@ -96,7 +109,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       // Recorded after the files are visible and before any ack: a crash in between leaves
       // files no record names, which readers of the manifest ignore and agents re-send.
       try {
-        await appendCommitRecord(storage, commitRecord(tag, files, quarantined, buffer.batches, buffer.pointKeys));
+        await publishRecord(storage, commitRecordKey(writer, number), commitRecord(writer, number, files, quarantined, buffer.batches, buffer.pointKeys, buffer.latePoints));
       } catch (err) {
         await Promise.allSettled([...files.map((f) => f.key), ...quarantined].map((key) => storage.remove(key)));
         throw err;
@@ -147,6 +160,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     const dropped = batch.dropped_points ?? 0;
     if (dropped > (stats.gatewayDroppedPoints[batch.gateway_id] ?? 0)) stats.gatewayDroppedPoints[batch.gateway_id] = dropped;
     const now = nowMicros();
+    // Points of hours whose partition closed are late: they go in, and are counted.
+    const closedBefore = Math.floor((now - latenessUs) / MICROS_PER_HOUR) * MICROS_PER_HOUR;
     for (const point of batch.points) {
       stats.pointsReceived++;
       const reason = invalidReason(point, now, maxFutureSkewUs);
@@ -161,10 +176,15 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       }
       stagePoint(open, point, batch.gateway_id, now);
       stats.pointsStaged++;
+      if (point.ts < closedBefore) {
+        open.latePoints++;
+        stats.pointsLate++;
+      }
     }
     ledger.markStaged(batch.gateway_id, batch.batch_seq);
     recordBatch(open, batch.gateway_id, batch.batch_seq);
-    if (open.points >= config.commitPoints || open.quarantine.bytes >= MAX_QUARANTINE_BYTES) void commit();
+    // Half the bound: the commit starts while there is still room to take messages.
+    if (open.points >= config.commitPoints || stagedBytes(open) >= maxStagedBytes / 2) void commit();
   }
 
   // MQTT.js takes the next inbound message only after this callback: holding it is the
@@ -177,12 +197,41 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     } catch (err) {
       log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
     }
-    if (stats.pointsStaged >= config.maxStagedPoints) void commit().then(() => done());
+    if (stagedBytes(open) + (committingBuffer ? stagedBytes(committingBuffer) : 0) >= maxStagedBytes) void commit().then(() => done());
     else done();
   };
 
   await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
+
+  const compaction: CompactionSettings = {
+    targetBytes: config.compactTargetMib * MIB,
+    latenessUs,
+    graceMs: config.compactGrace * 1000,
+    rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
+  };
+  const compactConn = await db.connect();
+  let compacting: Promise<void> | null = null;
+  const compactNow = (): Promise<void> => {
+    compacting ??= compactLake(storage, compactConn, compaction, log, manifestCache)
+      .then((result) => {
+        stats.compactions += result.compactions;
+        stats.filesCompacted += result.inputFiles;
+        stats.filesDeleted += result.deleted;
+      })
+      .catch((err: Error) => {
+        // A compaction that fails part way leaves at most an orphan output, which a later
+        // pass sweeps; one interrupted by close() is no error.
+        if (closing) return;
+        stats.compactionErrors++;
+        log.error({ err: err.message }, 'compaction failed; the next pass tries again');
+      })
+      .finally(() => {
+        compacting = null;
+      });
+    return compacting;
+  };
+  const compactTimer = config.compactInterval > 0 ? setInterval(() => void compactNow(), config.compactInterval * 1000) : null;
   log.info({ lake: storage.root, topic: TELEMETRY_WILDCARD }, 'sink started');
 
   return {
@@ -192,9 +241,17 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
     }),
     flush: commit,
+    compact: compactNow,
     async close() {
       closing = true;
       clearInterval(timer);
+      if (compactTimer) clearInterval(compactTimer);
+      if (compacting) {
+        // A merge can take minutes; what it leaves half done is swept by a later pass.
+        compactConn.interrupt();
+        await compacting;
+      }
+      compactConn.closeSync();
       await commit();
       // Forced: a graceful end would wait for the messages held above, which stay
       // unacknowledged on purpose so that the broker delivers them to this session again.
@@ -204,6 +261,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       closeStageBuffer(open);
       conn.closeSync();
       db.closeSync();
+      await storage.close();
       log.info({ committed: stats.pointsCommitted, files: stats.files }, 'sink stopped');
     },
   };

@@ -50,6 +50,10 @@ const CHUNK_ROWS = duckdb.vector_size();
 const VALIDITY_BYTES = Math.ceil(CHUNK_ROWS / 64) * 8;
 
 const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
+/** What one staged row takes in DuckDB: its fixed-width values plus a validity bit each. */
+const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
+/** A dictionary entry: the string as DuckDB stores it, its id, and the JS map entry that finds it. */
+const DICT_ENTRY_OVERHEAD = 64;
 const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;
 const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
 const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
@@ -107,12 +111,15 @@ export interface StageBuffer {
   readonly appender: DuckDBAppender;
   readonly dictAppender: DuckDBAppender;
   readonly dict: Map<string, number>;
+  dictBytes: number;
   readonly columns: ColumnBuffer[];
   readonly chunk: DuckDBDataChunk;
   /** Rows in the typed arrays, not yet handed to DuckDB. */
   chunkRows: number;
   sealed: boolean;
   points: number;
+  /** Points for partitions already closed when they arrived. */
+  latePoints: number;
   /** Rows per event-time hour (hours since the epoch): one Parquet file each. */
   readonly hours: Map<number, number>;
   /** Batch sequence numbers per gateway, to be acknowledged once the commit lands. */
@@ -139,11 +146,13 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     appender: await connection.createAppender(table),
     dictAppender: await connection.createAppender(`${table}_dict`),
     dict: new Map(),
+    dictBytes: 0,
     columns: STAGE_COLUMNS.map(({ kind }) => newColumn(kind)),
     chunk: DuckDBDataChunk.create(STAGE_COLUMNS.map(({ kind }) => STAGE_TYPE[kind].duck)),
     chunkRows: 0,
     sealed: false,
     points: 0,
+    latePoints: 0,
     hours: new Map(),
     batches: new Map(),
     pointKeys: new Map(),
@@ -162,6 +171,7 @@ function dictId(buffer: StageBuffer, s: string): number {
   if (id === undefined) {
     id = buffer.dict.size;
     buffer.dict.set(s, id);
+    buffer.dictBytes += s.length * 2 + DICT_ENTRY_OVERHEAD;
     buffer.dictAppender.appendUInteger(id);
     buffer.dictAppender.appendVarchar(s);
     buffer.dictAppender.endRow();
@@ -220,6 +230,11 @@ export function stagePoint(buffer: StageBuffer, p: TelemetryPoint, gatewayId: st
   buffer.points++;
   const hour = Math.floor(p.ts / MICROS_PER_HOUR);
   buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + 1);
+}
+
+/** An estimate of the memory the buffer holds: staged rows, their strings, and bad input waiting for the commit. */
+export function stagedBytes(buffer: StageBuffer): number {
+  return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes;
 }
 
 /** Makes everything staged readable by other connections; the buffer takes no more points. */

@@ -16,12 +16,19 @@ export interface SinkStats {
   pointsDuplicate: number;
   pointsCommitted: number;
   pointsStaged: number;
+  /** Points that arrived for a partition already closed. */
+  pointsLate: number;
   files: number;
   /** NDJSON files published under the quarantine path. */
   quarantineFiles: number;
   commits: number;
   commitErrors: number;
   acksPublished: number;
+  compactions: number;
+  filesCompacted: number;
+  /** Compaction inputs past their grace period and orphans, removed from the store. */
+  filesDeleted: number;
+  compactionErrors: number;
   /** Points each gateway's spool reported dropped (policy drop-oldest): a known loss, not a missing entry. */
   gatewayDroppedPoints: Record<string, number>;
 }
@@ -41,11 +48,16 @@ export function emptySinkStats(): SinkStats {
     pointsDuplicate: 0,
     pointsCommitted: 0,
     pointsStaged: 0,
+    pointsLate: 0,
     files: 0,
     quarantineFiles: 0,
     commits: 0,
     commitErrors: 0,
     acksPublished: 0,
+    compactions: 0,
+    filesCompacted: 0,
+    filesDeleted: 0,
+    compactionErrors: 0,
     gatewayDroppedPoints: {},
   };
 }

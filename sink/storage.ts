@@ -1,22 +1,54 @@
-import { mkdir, link, open, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
-/**
- * Where committed files live. Every backend makes a finished file visible with one
- * create-only step, so a file is either absent or whole (invariant 4), and a second
- * writer of the same name fails instead of overwriting.
- */
-export interface LakeStorage {
-  /** Human-readable root, for logs and summaries. */
-  readonly root: string;
-  /** Makes a complete local file visible at `key`; rejects if `key` already exists. */
-  publish(localPath: string, key: string): Promise<void>;
-  remove(key: string): Promise<void>;
-  /** A local directory for files before they are published. */
-  readonly stagingDir: string;
+/** One stored object, as a listing reports it. */
+export interface StoredObject {
+  /** Path relative to the lake root, with `/` separators. */
+  key: string;
+  size: number;
+  /** Last modification, ms since the epoch. */
+  modifiedMs: number;
 }
 
-async function fsyncPath(p: string): Promise<void> {
+/** A create-only publish found its name taken. */
+export class ObjectExistsError extends Error {
+  constructor(readonly key: string) {
+    super(`${key} already exists`);
+    this.name = 'ObjectExistsError';
+  }
+}
+
+/**
+ * Where the lake lives. Every backend makes a finished file visible with one create-only
+ * step, so a file is either absent or whole (invariant 4), and a second writer of the same
+ * name fails instead of overwriting. Stored objects are never modified, only created and
+ * removed, which is what lets readers cache them.
+ */
+export interface LakeStorage {
+  /** The lake's root as the user gave it: an absolute directory or `s3://bucket/prefix`. */
+  readonly root: string;
+  /** A local directory for files before they are published. */
+  readonly stagingDir: string;
+  /**
+   * Whether the store itself refuses a second create of a name. When false (a store
+   * that ignores `If-None-Match`), publish still checks first, but two racing writers
+   * can both succeed; the manifest protocol does not rely on it (see manifest.ts).
+   */
+  readonly enforcesCreateOnly: boolean;
+  /** Makes a complete local file visible at `key`; rejects with ObjectExistsError if `key` exists. */
+  publish(localPath: string, key: string): Promise<void>;
+  /** The object's bytes, or null if there is no such object. */
+  read(key: string): Promise<Buffer | null>;
+  /** Every object under `prefix` (a key prefix ending in `/`), at any depth, sorted by key. */
+  list(prefix: string): Promise<StoredObject[]>;
+  /** A local file holding the object's bytes, for DuckDB to read. */
+  localPath(key: string): Promise<string>;
+  /** Removes the object; removing one that is gone is not an error. */
+  remove(key: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function fsyncPath(p: string): Promise<void> {
   const handle = await open(p, 'r');
   try {
     await handle.sync();
@@ -25,25 +57,78 @@ async function fsyncPath(p: string): Promise<void> {
   }
 }
 
+const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+async function listLocal(root: string, dir: string, out: StoredObject[]): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(path.join(root, dir), { withFileTypes: true });
+  } catch (err) {
+    if (isMissing(err)) return;
+    throw err;
+  }
+  for (const entry of entries) {
+    const key = dir === '' ? entry.name : `${dir}/${entry.name}`;
+    if (entry.isDirectory()) await listLocal(root, key, out);
+    else if (entry.isFile()) {
+      try {
+        const info = await stat(path.join(root, key));
+        out.push({ key, size: info.size, modifiedMs: info.mtimeMs });
+      } catch (err) {
+        // Removed between the listing and the stat: it is simply gone.
+        if (!isMissing(err)) throw err;
+      }
+    }
+  }
+}
+
+/** A lake in a local directory. Staging, relative to the root, is created by whoever writes. */
 export async function localStorage(root: string, stagingRelative: string): Promise<LakeStorage> {
   const absoluteRoot = path.resolve(root);
   const stagingDir = path.join(absoluteRoot, stagingRelative);
-  await mkdir(stagingDir, { recursive: true });
   return {
     root: absoluteRoot,
     stagingDir,
+    enforcesCreateOnly: true,
     async publish(localPath, key) {
       const target = path.join(absoluteRoot, key);
       await mkdir(path.dirname(target), { recursive: true });
       // The data must be on disk before its name is, or a power cut could leave a
       // visible name over a hole.
       await fsyncPath(localPath);
-      // link(2) fails with EEXIST where rename(2) would silently replace the target.
-      await link(localPath, target);
+      try {
+        // link(2) fails with EEXIST where rename(2) would silently replace the target.
+        await link(localPath, target);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ObjectExistsError(key);
+        throw err;
+      }
       await fsyncPath(path.dirname(target));
     },
-    async remove(key) {
-      await unlink(path.join(absoluteRoot, key));
+    async read(key) {
+      try {
+        return await readFile(path.join(absoluteRoot, key));
+      } catch (err) {
+        if (isMissing(err)) return null;
+        throw err;
+      }
     },
+    async list(prefix) {
+      const dir = prefix.replace(/\/+$/, '');
+      const out: StoredObject[] = [];
+      await listLocal(absoluteRoot, dir, out);
+      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    },
+    async localPath(key) {
+      return path.join(absoluteRoot, key);
+    },
+    async remove(key) {
+      try {
+        await unlink(path.join(absoluteRoot, key));
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+    },
+    async close() {},
   };
 }

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, duck, lakeGlob, ROOT, runCli, tempDir, waitFor } from './helpers';
@@ -7,8 +7,8 @@ describe('dronelake CLI', () => {
   it('prints help for the tool and for each command', async () => {
     const top = await cli(['--help']);
     expect(top.code).toBe(0);
-    for (const name of ['up', 'broker', 'sink', 'query', 'agent']) expect(top.stdout).toContain(`  ${name} `);
-    for (const name of ['up', 'broker', 'sink', 'query', 'agent']) {
+    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'agent']) expect(top.stdout).toContain(`  ${name} `);
+    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'agent']) {
       const r = await cli([name, '--help']);
       expect(r.code, name).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: dronelake ${name}`));
@@ -19,10 +19,20 @@ describe('dronelake CLI', () => {
 
   it('README shows each command\'s help exactly as the command prints it', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
-    for (const name of ['up', 'broker', 'sink', 'query', 'agent']) {
+    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'agent']) {
       const r = await cli([name, '--help']);
       expect(readme, `README's ${name} help`).toContain(r.stdout.trimEnd());
     }
+  });
+
+  it.each([
+    [['query', '--lake', 's3://Bad_Bucket/x', 'SELECT 1'], 'dronelake: query failed: s3://Bad_Bucket/x: "Bad_Bucket" is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit)', 1],
+    [['sink', '--s3-endpoint', 'ftp://x'], 'dronelake: --s3-endpoint: expected an http(s) URL (got "ftp://x")', 2],
+    [['compact', '--compact-target-mib', '0'], 'dronelake: --compact-target-mib: Too small: expected number to be >=1 (got "0")', 2],
+  ])('%j fails with a clear message', async (args, message, code) => {
+    const r = await cli(args);
+    expect(r.code).toBe(code);
+    expect(r.stderr).toBe(`${message}\n`);
   });
 
   it.each([
@@ -72,6 +82,31 @@ describe('dronelake CLI', () => {
       expect(bad.code).toBe(1);
       expect(bad.stderr).toBe('dronelake: query failed: Parser Error: syntax error at or near "SELEC"\n');
       expect((await cli(['query', '--lake', dir])).stderr).toBe('dronelake: query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"\n');
+
+      // A compaction pass from the command line keeps every row.
+      const compacted = await cli(['compact', '--lake', dir, '--lateness', '0', '--log-level', 'silent']);
+      expect(compacted.code, compacted.stderr).toBe(0);
+      expect(Object.keys(JSON.parse(compacted.stdout) as object)).toEqual(['compactions', 'inputFiles', 'outputFiles', 'rows', 'bytesIn', 'bytesOut', 'deleted']);
+      const countAll = ['query', '--lake', dir, '--format', 'csv', 'SELECT count(*) AS n FROM telemetry'];
+      expect((await cli(countAll)).stdout).toBe(`n\n${summary['committed']}\n`);
+
+      // Damaged manifest records are skipped, each with a line saying so, and the rest still reads.
+      const manifest = path.join(dir, 'drones/_catalog/manifest');
+      await writeFile(path.join(manifest, 'commit-garbage.json'), '{"version": 1, "kind": "comm');
+      await writeFile(path.join(manifest, 'compaction-empty.json'), '{"version": 1, "kind": "compaction"}');
+      const damaged = await cli(countAll);
+      expect(damaged.stdout).toBe(`n\n${summary['committed']}\n`);
+      expect(damaged.stderr.split('\n').filter(Boolean).sort()).toEqual([
+        expect.stringMatching(/^dronelake: skipped manifest record drones\/_catalog\/manifest\/commit-garbage\.json: .*JSON/),
+        'dronelake: skipped manifest record drones/_catalog/manifest/compaction-empty.json: not a valid compaction record',
+      ]);
+
+      // A data file the manifest names, cut short on disk: a clear error, not a crash.
+      const [victim] = (await readdir(path.join(dir, 'drones/telemetry/v1'), { recursive: true })).filter((f) => f.endsWith('.parquet'));
+      await truncate(path.join(dir, 'drones/telemetry/v1', victim!), 100);
+      const broken = await cli(countAll);
+      expect(broken.code).toBe(1);
+      expect(broken.stderr.split('\n').at(-2)).toMatch(/^dronelake: query failed: .*No magic bytes found .*\.parquet/);
     } finally {
       await remove();
     }

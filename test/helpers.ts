@@ -82,7 +82,7 @@ export const lakeGlob = (lake: string): string => `${lake}/${TELEMETRY_GLOB}`;
  * A client of the agent's ingest API that remembers which points got a 2xx, and sends
  * whatever got none again with its next request, as a well-behaved producer does.
  */
-export function ingestClient(dronePrefix: string, drones: number) {
+export function ingestClient(dronePrefix: string, drones: number, eventTimeMs: (seq: number) => number = () => Date.now() - 500) {
   const nextSeq = new Array<number>(drones).fill(0);
   const confirmed = new Set<string>();
   let unconfirmed: Array<{ drone_id: string; seq: number }> = [];
@@ -95,7 +95,8 @@ export function ingestClient(dronePrefix: string, drones: number) {
     async post(http: string, n: number): Promise<number> {
       const fresh = Array.from({ length: n }, (_, i) => {
         const d = i % drones;
-        return { drone_id: `${dronePrefix}${d}`, seq: nextSeq[d]!++, ts: Date.now() - 500, lat: 47.5, lon: 8.5, battery_pct: 50, gps_fix: '3d' };
+        const seq = nextSeq[d]!++;
+        return { drone_id: `${dronePrefix}${d}`, seq, ts: eventTimeMs(seq), lat: 47.5, lon: 8.5, battery_pct: 50, gps_fix: '3d' };
       });
       const points = [...unconfirmed, ...fresh];
       unconfirmed = [];

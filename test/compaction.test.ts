@@ -1,0 +1,198 @@
+import mqtt from 'mqtt';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startBroker, type Broker } from '../broker/server';
+import { parseOptions } from '../deploy/options';
+import { decodeAck, encodeBatch } from '../proto/codec';
+import { nowMicros } from '../proto/time';
+import { ackTopic, telemetryTopic } from '../proto/topics';
+import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import { compactLake } from '../sink/compact';
+import { readManifest } from '../sink/manifest';
+import { sinkOptions } from '../sink/options';
+import { startSink, type Sink } from '../sink/sink';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { quietLog, waitFor } from './helpers';
+import { BACKENDS, testLake, type TestLake } from './lakes';
+
+const GW = 'gw-compact';
+const HOUR_MS = 3_600_000;
+
+const point = (drone: string, seq: number, ts: number): TelemetryPoint => ({
+  drone_id: drone,
+  seq,
+  ts,
+  lat: 47 + seq / 1e5,
+  lon: 8,
+  alt_m: 400,
+  battery_pct: 70,
+  gps_fix: GpsFix.fix3d,
+  satellites: 10,
+  flight_state: FlightState.cruise,
+  armed: true,
+});
+
+describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) => {
+  let broker: Broker;
+  let sink: Sink;
+  let gateway: mqtt.MqttClient;
+  let lake: TestLake;
+  const acked = new Set<number>();
+
+  beforeEach(async () => {
+    // Points of the current hour must stay on time for the whole test: wait out an hour boundary close ahead.
+    await waitFor('an hour boundary more than 90 s away', () => HOUR_MS - (Date.now() % HOUR_MS) > 90_000 || undefined, 100_000);
+    lake = await testLake(backend);
+    broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    // Lateness 0: every earlier hour is closed. The sink's own compactor is off; the test runs passes itself.
+    const args = ['--broker', broker.url, ...lake.args, '--flush-interval', '60', '--lateness', '0', '--compact-interval', '0', '--compact-grace', '600'];
+    sink = await startSink(parseOptions(sinkOptions, args).options, quietLog);
+    gateway = await mqtt.connectAsync(broker.url, { clientId: `${GW}-1` });
+    acked.clear();
+    gateway.on('message', (_t, payload) => decodeAck(payload).batch_seqs.forEach((s) => acked.add(s)));
+    await gateway.subscribeAsync(ackTopic(GW), { qos: 1 });
+  }, 120_000);
+
+  afterEach(async () => {
+    await gateway.endAsync();
+    await sink.close();
+    await broker.close();
+    await lake.remove();
+  });
+
+  /** Sends one batch and commits it on its own, so each batch becomes files of its own. */
+  async function commitBatch(seq: number, points: TelemetryPoint[]): Promise<void> {
+    const received = sink.stats().batchesReceived;
+    await gateway.publishAsync(telemetryTopic(GW), Buffer.from(encodeBatch({ gateway_id: GW, batch_seq: seq, sent_at: nowMicros(), points })), { qos: 1 });
+    await waitFor(`batch ${seq} taken`, () => sink.stats().batchesReceived > received || undefined);
+    await sink.flush();
+    await waitFor(`the ack of batch ${seq}`, () => acked.has(seq));
+  }
+
+  const totals = async () => {
+    const [row] = await lake.query('SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, seq))::INTEGER AS k FROM telemetry');
+    return { rows: row!['n'], distinct: row!['k'] };
+  };
+
+  it('counts late points, merges closed partitions into bigger sorted files, and every snapshot holds each point once', async () => {
+    const nowHourStart = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+    const fresh = (seq: number) => point('d-live', seq, Date.now() * 1000);
+    // Three hours ago and five hours ago: two closed partitions.
+    const old = (drone: string, seq: number, hoursAgo: number) => point(drone, seq, (nowHourStart - hoursAgo * HOUR_MS + 60_000 + seq * 10) * 1000);
+
+    // New data first, then a drone that was offline sends hours-old points, in 6 commits.
+    await commitBatch(1, Array.from({ length: 40 }, (_, i) => fresh(i)));
+    let seq = 0;
+    for (let b = 0; b < 6; b++) {
+      const pts: TelemetryPoint[] = [];
+      for (let i = 0; i < 500; i++, seq++) pts.push(old(`d-off-${seq % 3}`, seq, seq % 2 === 0 ? 3 : 5));
+      await commitBatch(2 + b, pts);
+    }
+    expect(sink.stats().pointsLate).toBe(3000);
+    expect(sink.stats().pointsCommitted).toBe(3040);
+
+    const storage = await lake.open();
+    try {
+      const before = await readManifest(storage, (k, e) => {
+        throw e;
+      });
+      const oldFiles = [...before.live.values()].filter((f) => f.max_ts < nowHourStart * 1000);
+      expect(oldFiles).toHaveLength(12);
+      expect(await totals()).toEqual({ rows: 3040, distinct: 3040 });
+
+      // Readers query all through the compaction: each must see every point exactly once.
+      let compactionDone = false;
+      const snapshots: Array<{ rows: unknown; distinct: unknown }> = [];
+      const reader = (async () => {
+        while (!compactionDone || snapshots.length < 3) snapshots.push(await totals());
+      })();
+      await sink.compact();
+      compactionDone = true;
+      await reader;
+      expect(snapshots.length).toBeGreaterThanOrEqual(3);
+      for (const s of snapshots) expect(s).toEqual({ rows: 3040, distinct: 3040 });
+
+      const after = await readManifest(storage, (k, e) => {
+        throw e;
+      });
+      expect(after.compactions).toHaveLength(2);
+      const compacted = [...after.live.values()].filter((f) => f.max_ts < nowHourStart * 1000);
+      expect(compacted).toHaveLength(2);
+      expect(compacted.map((f) => f.rows).sort()).toEqual([1500, 1500]);
+      const biggestInput = Math.max(...oldFiles.map((f) => f.bytes));
+      for (const f of compacted) expect(f.bytes).toBeGreaterThan(biggestInput);
+      // The current hour is open, so its file is left alone.
+      expect([...after.live.values()].filter((f) => f.min_ts >= nowHourStart * 1000)).toHaveLength(1);
+
+      // Each output is sorted by (drone_id, ts) and has its rows in row groups of the configured size at most.
+      const db = await DuckDBInstance.create(':memory:');
+      const conn = await db.connect();
+      try {
+        for (const f of compacted) {
+          const local = await storage.localPath(f.key);
+          const rows = (await conn.runAndReadAll(`SELECT drone_id, epoch_us(ts)::BIGINT AS ts FROM read_parquet('${local}')`)).getRowObjectsJson();
+          const keys = rows.map((r) => `${r['drone_id']}|${String(r['ts']).padStart(20, '0')}`);
+          expect(keys).toEqual([...keys].sort());
+          const groups = (await conn.runAndReadAll(`SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata('${local}')`)).getRowObjectsJson();
+          expect(groups).toHaveLength(1);
+        }
+      } finally {
+        conn.closeSync();
+        db.closeSync();
+      }
+
+      // During the grace period the inputs are still in the store, for readers that listed them.
+      const listed = new Set((await storage.list('drones/telemetry/v1/')).map((o) => o.key));
+      for (const f of oldFiles) expect(listed.has(f.key)).toBe(true);
+
+      // More late points land in a compacted partition, are counted, and the next pass merges them in.
+      const more = Array.from({ length: 200 }, (_, i) => old('d-off-late', i, 3));
+      await commitBatch(10, more.slice(0, 100));
+      await commitBatch(11, more.slice(100));
+      expect(sink.stats().pointsLate).toBe(3200);
+      await sink.compact();
+      const third = await readManifest(storage, (k, e) => {
+        throw e;
+      });
+      const threeHoursAgo = [...third.live.values()].filter((f) => f.max_ts < (nowHourStart - 2 * HOUR_MS) * 1000 && f.min_ts >= (nowHourStart - 3 * HOUR_MS) * 1000);
+      expect(threeHoursAgo.map((f) => f.rows)).toEqual([1700]);
+      expect(await totals()).toEqual({ rows: 3240, distinct: 3240 });
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('lets two compactors race over the same lake without losing or doubling a row, and deletes inputs after the grace period', async () => {
+    const nowHourStart = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+    for (let b = 0; b < 8; b++) {
+      await commitBatch(1 + b, Array.from({ length: 250 }, (_, i) => point(`d-race-${b % 2}`, b * 250 + i, (nowHourStart - 2 * HOUR_MS + b * 1000 + i) * 1000)));
+    }
+    const storage = await lake.open('compactor-a');
+    const other = await lake.open('compactor-b');
+    const conns = await Promise.all([1, 2].map(async () => (await DuckDBInstance.create(':memory:')).connect()));
+    try {
+      const settings = { targetBytes: 1 << 30, latenessUs: 0, graceMs: 0, rowGroupRows: 262_144 };
+      // Different target sizes make the two plan different groups over the same files.
+      const results = await Promise.all([
+        compactLake(storage, conns[0]!, { ...settings, graceMs: 600_000 }, quietLog),
+        compactLake(other, conns[1]!, { ...settings, targetBytes: 3 * (await readManifest(other, () => undefined)).live.values().next().value!.bytes, graceMs: 600_000 }, quietLog),
+      ]);
+      // Both planned on the same snapshot, so both recorded swaps over shared files: the losers are void.
+      const records = (await storage.list('drones/_catalog/manifest/')).filter((o) => o.key.includes('/compaction-'));
+      expect(records).toHaveLength(results[0].compactions + results[1].compactions);
+      expect((await readManifest(storage, () => undefined)).compactions.length).toBeLessThan(records.length);
+      expect(await totals()).toEqual({ rows: 2000, distinct: 2000 });
+
+      // Another pass with no grace: inputs and the race's losing outputs leave the store; the snapshot keeps its rows.
+      const swept = await compactLake(storage, conns[0]!, settings, quietLog);
+      expect(swept.deleted).toBeGreaterThanOrEqual(8);
+      const snapshot = await readManifest(storage, () => undefined);
+      const listed = (await storage.list('drones/telemetry/v1/')).map((o) => o.key).sort();
+      expect(listed).toEqual([...snapshot.live.keys()].sort());
+      expect(await totals()).toEqual({ rows: 2000, distinct: 2000 });
+    } finally {
+      for (const c of conns) c.closeSync();
+      await storage.close();
+      await other.close();
+    }
+  });
+});

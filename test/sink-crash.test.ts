@@ -1,0 +1,134 @@
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBroker, type Broker } from '../broker/server';
+import { decodeBatch } from '../proto/codec';
+import { TELEMETRY_WILDCARD } from '../proto/topics';
+import { TELEMETRY_PREFIX } from '../sink/layout';
+import { readManifest } from '../sink/manifest';
+import { ingestClient, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { BACKENDS, testLake, type TestLake } from './lakes';
+
+const KILLS = 24;
+const HOUR_MS = 3_600_000;
+/**
+ * Where each kill lands: at a random instant; a moment after a commit or a compaction
+ * began; or as soon as a commit is recorded, before or while its acks go out, so that the
+ * agent sends batches again that the lake already holds.
+ */
+const PHASES = ['anywhere', 'commit', 'compaction', 'acks'] as const;
+const TRIGGER: Record<(typeof PHASES)[number], string | null> = { anywhere: null, commit: 'commit started', compaction: 'compaction started', acks: 'committed' };
+
+describe.each(BACKENDS)('the sink process killed with SIGKILL, on the %s backend', (backend) => {
+  let broker: Broker | null = null;
+  let observer: mqtt.MqttClient | null = null;
+  let lake: TestLake | null = null;
+  const procs: RunningProcess[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await observer?.endAsync();
+    await broker?.close();
+    await lake?.remove();
+    for (const c of cleanups) await c();
+  });
+
+  it(`holds every point exactly once after ${KILLS} kills during staging, commits and compactions`, async () => {
+    const { dir, remove } = await tempDir('sink-crash');
+    cleanups.push(remove);
+    lake = await testLake(backend);
+    broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    const url = broker.url;
+
+    // A passive observer records every point that went over the wire: the lake must end up holding exactly these.
+    const sent = new Set<string>();
+    observer = await mqtt.connectAsync(url, { clientId: 'crash-observer' });
+    observer.on('message', (_topic, payload) => {
+      for (const p of decodeBatch(payload).points) sent.add(`${p.drone_id}/${p.seq}`);
+    });
+    await observer.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+
+    const agent = runCli([
+      'agent', '--broker', url, '--gateway', 'gw-crash', '--spool', path.join(dir, 'spool'), '--http', '127.0.0.1:0',
+      '--simulate', '8', '--hz', '20', '--linger', '0.05', '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '1',
+    ]);
+    procs.push(agent);
+    const http = String((await waitFor('the agent to start', () => logLines(agent.stderr()).find((l) => l['msg'] === 'agent started')))['http']);
+
+    // Hours-old points keep arriving too, so closed partitions keep getting small files to compact.
+    const hourStart = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+    const old = ingestClient('late-d', 4, (seq) => hourStart - (2 + (seq % 2)) * HOUR_MS + seq);
+    let posting = true;
+    const poster = (async () => {
+      while (posting) {
+        await old.post(http, 40);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+
+    const sinkArgs = [
+      'sink', '--broker', url, ...lake.args, '--client-id', 'crash-sink', '--flush-interval', '0.2', '--lateness', '0',
+      '--compact-interval', '0.3', '--compact-grace', '0', '--log-level', 'debug',
+    ];
+    const startSinkProcess = async () => {
+      const sink = runCli(sinkArgs);
+      procs.push(sink);
+      let exited = false;
+      void sink.exited.then(() => (exited = true));
+      await waitFor('the sink to start', () => {
+        if (exited) throw new Error(`the sink exited while starting: ${sink.stderr().slice(-3000)}`);
+        return logLines(sink.stderr()).some((l) => l['msg'] === 'sink started');
+      }, 30_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n${sink.stderr().slice(-3000)}`);
+      });
+      return sink;
+    };
+
+    const killedIn: Record<string, number> = { anywhere: 0, commit: 0, compaction: 0, acks: 0 };
+    const deadline = Date.now() + 150_000;
+    for (let i = 0; i < KILLS && Date.now() < deadline; i++) {
+      const phase = PHASES[i % PHASES.length]!;
+      const sink = await startSinkProcess();
+      const trigger = TRIGGER[phase];
+      if (trigger) {
+        const seen = logLines(sink.stderr()).filter((l) => l['msg'] === trigger).length;
+        await waitFor(`a ${phase} to begin`, () => logLines(sink.stderr()).filter((l) => l['msg'] === trigger).length > seen, 30_000);
+      }
+      if (phase !== 'acks') await new Promise((r) => setTimeout(r, Math.random() * (trigger ? 40 : 600)));
+      sink.child.kill('SIGKILL');
+      expect(await sink.exited).toBe(null);
+      killedIn[phase]!++;
+    }
+    expect(killedIn).toEqual({ anywhere: 6, commit: 6, compaction: 6, acks: 6 });
+
+    // A last sink runs to the end: the agent drains its spool and exits 0 only once every batch is acked.
+    const last = await startSinkProcess();
+    posting = false;
+    await poster;
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited, agent.stderr().slice(-2000)).toBe(0);
+    last.child.kill('SIGTERM');
+    expect(await last.exited, last.stderr().slice(-2000)).toBe(0);
+
+    const rows = await lake.query('SELECT drone_id, seq::BIGINT AS seq, count(*)::INTEGER AS n FROM telemetry GROUP BY ALL');
+    expect(rows.filter((r) => r['n'] !== 1)).toEqual([]);
+    const stored = new Set(rows.map((r) => `${r['drone_id']}/${r['seq']}`));
+    expect(stored.size).toBe(sent.size);
+    expect([...sent].filter((k) => !stored.has(k))).toEqual([]);
+    expect([...old.confirmed].filter((k) => !stored.has(k))).toEqual([]);
+    expect(old.confirmed.size).toBeGreaterThan(1000);
+
+    // Every file the manifest names is there, whole; compactions happened in between.
+    const storage = await lake.open();
+    try {
+      const snapshot = await readManifest(storage, (key, err) => {
+        throw new Error(`${key}: ${err.message}`);
+      });
+      const listed = new Set((await storage.list(`${TELEMETRY_PREFIX}/`)).map((o) => o.key));
+      expect([...snapshot.live.keys()].filter((k) => !listed.has(k))).toEqual([]);
+      expect(snapshot.compactions.length).toBeGreaterThan(0);
+    } finally {
+      await storage.close();
+    }
+  }, 240_000);
+});
