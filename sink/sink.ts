@@ -25,7 +25,7 @@ const MIB = 1024 * 1024;
 
 export interface Sink {
   readonly lake: string;
-  stats(): SinkStats & { latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { stagedBytes: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -187,6 +187,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     if (open.points >= config.commitPoints || stagedBytes(open) >= maxStagedBytes / 2) void commit();
   }
 
+  const heldBytes = () => stagedBytes(open) + (committingBuffer ? stagedBytes(committingBuffer) : 0);
+
   // MQTT.js takes the next inbound message only after this callback: holding it is the
   // sink's backpressure (invariant 6), and messages held at shutdown are never PUBACKed,
   // so the broker delivers them again to this session.
@@ -197,7 +199,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     } catch (err) {
       log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
     }
-    if (stagedBytes(open) + (committingBuffer ? stagedBytes(committingBuffer) : 0) >= maxStagedBytes) void commit().then(() => done());
+    if (heldBytes() >= maxStagedBytes) void commit().then(() => done());
     else done();
   };
 
@@ -238,6 +240,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     lake: storage.root,
     stats: () => ({
       ...structuredClone(stats),
+      stagedBytes: heldBytes(),
       latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
     }),
     flush: commit,

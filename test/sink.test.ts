@@ -139,6 +139,31 @@ describe.each(BACKENDS)('sink on the %s backend', (backend) => {
     expect(Number(row!['k'])).toBe(70);
   });
 
+  it('stops taking messages while --max-staged-mib is held, and commits early to make room', async () => {
+    await sink.close();
+    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--flush-interval', '600', '--max-staged-mib', '1']).options, quietLog);
+    const batches = 24;
+    const publishing = Promise.all(
+      Array.from({ length: batches }, (_, b) => publish(batch(100 + b, Array.from({ length: 1000 }, (_, i) => goodPoint(`d-flood-${i % 10}`, b * 100 + Math.floor(i / 10)))))),
+    );
+    let most = 0;
+    await waitFor('every batch taken', () => {
+      most = Math.max(most, sink.stats().stagedBytes);
+      return sink.stats().batchesReceived === batches;
+    });
+    await publishing;
+    const early = sink.stats().commits;
+    await sink.flush();
+    await waitFor('every batch acked', () => acked.filter((s) => s >= 100).length === batches);
+    // A batch is taken whole before the bound is checked: the bound can be passed by one
+    // batch (1,000 points, about 130 KiB staged) at most.
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThan(1024 * 1024 + 200 * 1024);
+    // The flush interval is ten minutes: these commits were made early, for room.
+    expect(early).toBeGreaterThanOrEqual(3);
+    expect(await lakeRows()).toBe(24_000);
+  });
+
   it('writes points hours apart into their own hour partitions, by event time in UTC', async () => {
     const base = Date.UTC(2019, 6, 4, 23, 30) * 1000;
     await publish(batch(20, [goodPoint('d-old', 0, base), goodPoint('d-old', 1, base + 3_600_000_000), goodPoint('d-old', 2, base + 2 * 3_600_000_000)]));
