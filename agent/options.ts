@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
-const hostPort = z
+export const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080')
   .optional();

@@ -1,67 +1,208 @@
-import { once } from 'node:events';
-import net from 'node:net';
-import { Aedes } from 'aedes';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { Logger } from 'pino';
+import { parseOptions } from '../deploy/options';
+import { aclHooks, mayReceive, type AclAction } from './acl';
+import { Authenticator, Refusal } from './auth';
+import { openBackends } from './backends';
+import { serveBrokerHttp, type BrokerHttp } from './http';
+import { openListeners, readTlsOptions, type Listeners } from './listeners';
+import { brokerMetrics } from './metrics';
+import { brokerOptions, checkBrokerOptions, type BrokerOptions } from './options';
+import { limitPacketSize } from './packet-size';
+import { readRegistry, watchRegistry } from './registry';
+import { emptyBrokerStats, type BrokerStats } from './stats';
 
-export interface BrokerConfig {
-  host: string;
-  port: number;
-}
+export type { BrokerStats } from './stats';
 
-export interface BrokerStats {
-  clients: number;
-  connects: number;
-  clientErrors: number;
-}
+export type BrokerConfig = Omit<BrokerOptions, 'config' | 'logLevel'>;
+
+/** What in-process callers (tests, bench, `dronelake up`) get: the command's limits, with sessions in memory. */
+export const brokerDefaults: BrokerConfig = { ...parseOptions(brokerOptions, []).options, persistence: 'memory' };
+
+/** How often the registry file is looked at for changes. */
+const REGISTRY_POLL_MS = 1000;
 
 export interface Broker {
   readonly host: string;
+  /** The plain TCP port; the TLS port with --tls-only. */
   readonly port: number;
-  /** mqtt:// URL clients connect to. */
+  /** mqtt:// URL clients connect to (mqtts:// with --tls-only). */
   readonly url: string;
+  /** mqtts:// URL of the TLS listener, if there is one. */
+  readonly tlsUrl: string | undefined;
+  /** http:// URL of /health and /metrics, with --http. */
+  readonly httpUrl: string | undefined;
   stats(): BrokerStats;
   close(): Promise<void>;
 }
 
-export async function startBroker(config: BrokerConfig, log: Logger): Promise<Broker> {
-  const aedes = await Aedes.createBroker();
-  const server = net.createServer(aedes.handle);
-  // Aedes closes the clients it knows; a socket still in its CONNECT handshake is not one
-  // of them, and server.close() would wait for it for ever.
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  const stats: BrokerStats = { clients: 0, connects: 0, clientErrors: 0 };
+const urlOf = (scheme: string, a: AddressInfo) => `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+const remoteOf = (client: Client) => (client.conn as Socket).remoteAddress;
 
-  aedes.on('client', (client) => {
-    stats.connects++;
-    log.debug({ clientId: client.id }, 'client connected');
-  });
-  aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'client disconnected'));
-  aedes.on('clientError', (client, err) => {
-    stats.clientErrors++;
-    log.warn({ clientId: client.id, err: err.message }, 'client error');
-  });
+export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Promise<Broker> {
+  const config: BrokerConfig = { ...brokerDefaults, ...given };
+  checkBrokerOptions(config);
+  const registry = config.registry ? await readRegistry(config.registry) : null;
+  const tls = config.tlsPort !== undefined ? { port: config.tlsPort, options: readTlsOptions(config, config.connectTimeout * 1000) } : undefined;
+  if (!registry) {
+    log.warn({ host: config.host }, config.allowAnonymous ? 'accepting anonymous clients beyond loopback (--allow-anonymous)' : 'no --registry: accepting anonymous clients, on loopback only');
+  }
 
-  server.listen(config.port, config.host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
-  const address = server.address() as net.AddressInfo;
-  const url = `mqtt://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  log.info({ url }, 'broker listening');
-
-  return {
-    host: address.address,
-    port: address.port,
-    url,
-    stats: () => ({ ...stats, clients: aedes.connectedClients }),
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      await closed;
-      log.info('broker stopped');
-    },
+  const stats = emptyBrokerStats();
+  stats.identities = registry?.size ?? 0;
+  const auth = new Authenticator(registry, config, (client, reason, identity, detail) => {
+    stats.authFailures[reason]++;
+    log.warn({ clientId: client.id, identity, reason, detail, remote: remoteOf(client) }, 'connection refused');
+  });
+  const onDenial = (client: Client | null, action: AclAction, topic: string) => {
+    stats.aclDenials[action]++;
+    log.warn({ clientId: client?.id, identity: client && auth.identityOf(client)?.id, action, topic }, 'denied by the access rules');
   };
+  const authorizeForward: AedesOptions['authorizeForward'] = (client, packet) => {
+    if (!auth.anonymous) {
+      const who = auth.identityOf(client);
+      if (!who || !mayReceive(who, packet.topic)) {
+        onDenial(client, 'deliver', packet.topic);
+        return null;
+      }
+      // A gateway hears a small ack now and then. If bytes sent to it earlier still wait in
+      // its socket when the next comes, it is not reading: close it now, rather than pile
+      // up its deliveries in memory until --drain-timeout. (The sink may pause; it holds
+      // back that way while it commits.)
+      if (who.role === 'gateway' && client.conn.writableLength > 0) {
+        stats.slowConsumers++;
+        client.conn.destroy(new Error('slow consumer: not reading what it was sent'));
+        return null;
+      }
+    }
+    stats.messagesOut++;
+    stats.bytesOut += packet.payload.length;
+    return packet;
+  };
+
+  const backends = await openBackends({ persistence: config.persistence, dataDir: config.dataDir, cluster: config.cluster }, log);
+  let aedes: Aedes | undefined;
+  let listeners: Listeners | undefined;
+  let http: BrokerHttp | undefined;
+  let stopWatching: (() => void) | undefined;
+  let closing = false;
+  const shutdown = async () => {
+    closing = true;
+    stopWatching?.();
+    // Refuse new connections first, then close the clients: they reconnect elsewhere, or
+    // here after a restart, and their sessions stay in the persistence.
+    const stopped = listeners?.close();
+    await new Promise<void>((resolve) => (aedes ? aedes.close(() => resolve()) : resolve()));
+    listeners?.destroyAll();
+    await stopped;
+    await backends.close();
+    await http?.close();
+  };
+
+  try {
+    aedes = await Aedes.createBroker({
+      ...(backends.persistence ? { persistence: backends.persistence } : {}),
+      ...(backends.mq ? { mq: backends.mq } : {}),
+      // Aedes's default of 100 messages in flight is shared by all: once a subscriber that
+      // stopped reading holds 100 deliveries, every other message waits behind them (Aedes
+      // keeps reading publishers all the same), and if that subscriber then leaves,
+      // mqemitter releases the queue recursively and overflows the stack, killing the
+      // process. Without the cap, only the stuck subscriber's own deliveries wait, until
+      // --drain-timeout closes it.
+      concurrency: 0,
+      connectTimeout: config.connectTimeout * 1000,
+      keepaliveLimit: config.maxKeepalive,
+      maxClientsIdLength: config.maxClientIdLength,
+      maxTopicLevels: config.maxTopicLevels,
+      drainTimeout: config.drainTimeout * 1000,
+      authenticate: auth.authenticate,
+      authorizeForward,
+      ...(auth.anonymous ? {} : aclHooks((client) => auth.identityOf(client), onDenial)),
+    });
+    const broker = aedes;
+    broker.on('client', (client) => {
+      stats.connects++;
+      log.debug({ clientId: client.id, identity: auth.identityOf(client) }, 'client connected');
+    });
+    broker.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'client disconnected'));
+    broker.on('clientError', (client, err) => {
+      // A refused CONNECT was counted and logged when it was refused.
+      if (err instanceof Refusal) return;
+      stats.clientErrors++;
+      log.warn({ clientId: client.id, identity: auth.identityOf(client)?.id, err: err.message }, 'client error; connection closed');
+    });
+    broker.on('connectionError', (client, err) => {
+      stats.connectionErrors++;
+      log.info({ remote: remoteOf(client), err: err.message }, 'connection error before CONNECT; connection closed');
+    });
+    broker.on('publish', (packet, client) => {
+      if (!client) return;
+      stats.messagesIn++;
+      stats.bytesIn += packet.payload.length;
+    });
+
+    if (config.registry) {
+      stopWatching = watchRegistry(
+        config.registry,
+        REGISTRY_POLL_MS,
+        (next) => {
+          const revoked = auth.replaceRegistry(next);
+          stats.identities = next.size;
+          log.info({ identities: next.size, closing: revoked.length }, 'registry reloaded');
+          for (const client of revoked) {
+            log.warn({ clientId: client.id }, 'its identity left the registry or changed role; connection closed');
+            client.close();
+          }
+        },
+        (err) => {
+          stats.registryReloadFailures++;
+          log.error({ err: err.message }, 'registry reload failed; the previous registry stays in force');
+        },
+      );
+    }
+
+    const onConnection = (socket: Duplex) => {
+      limitPacketSize(socket, config.maxPacketBytes, () => stats.oversizedPackets++);
+      broker.handle(socket);
+    };
+    listeners = await openListeners({ host: config.host, port: config.tlsOnly ? undefined : config.port, tls }, onConnection, (err) => {
+      stats.connectionErrors++;
+      log.info({ err: err.message }, 'TLS handshake failed');
+    });
+    const current = (): BrokerStats => ({
+      ...stats,
+      authFailures: { ...stats.authFailures },
+      aclDenials: { ...stats.aclDenials },
+      clients: broker.connectedClients,
+    });
+    const up = listeners;
+    if (config.http) {
+      http = await serveBrokerHttp(config.http, brokerMetrics(current), () => ({
+        healthy: !closing && up.listening(),
+        body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities },
+      }));
+    }
+
+    const primary = (listeners.plain ?? listeners.tls)!;
+    const url = urlOf(listeners.plain ? 'mqtt' : 'mqtts', primary);
+    const tlsUrl = listeners.tls && urlOf('mqtts', listeners.tls);
+    log.info({ url, tlsUrl, http: http?.url, registry: config.registry, identities: stats.identities }, 'broker listening');
+    return {
+      host: primary.address,
+      port: primary.port,
+      url,
+      tlsUrl,
+      httpUrl: http?.url,
+      stats: current,
+      close: async () => {
+        await shutdown();
+        log.info('broker stopped');
+      },
+    };
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { agentOptions } from '../agent/options';
-import { brokerOptions } from '../broker/options';
+import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
 import { compactOptions } from '../sink/compact-options';
 import { queryOptions } from '../sink/query-options';
@@ -20,6 +20,8 @@ interface Command<S extends OptionSpecs> {
   /** Arguments after the options, at most. */
   positionals?: number;
   run(options: ParsedOptions<S>, positionals: string[]): Promise<number>;
+  /** Commands named by the next argument, e.g. `broker identity add`. */
+  subcommands?: Record<string, Command<OptionSpecs>>;
 }
 
 const command = <S extends OptionSpecs>(c: Command<S>): Command<S> => c;
@@ -45,7 +47,9 @@ const commands = {
   }),
   broker: command({
     summary: 'Run the MQTT broker (Aedes) that gateways publish to and the sink reads from.',
-    usage: 'dronelake broker [--host ADDR] [--port N]',
+    usage:
+      'dronelake broker [--host ADDR] [--port N] [--registry FILE] [--tls-port N --tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--http HOST:PORT]\n' +
+      '       dronelake broker identity add|remove|list ...   (manage the registry; see its --help)',
     options: brokerOptions,
     async run(options) {
       const { startBroker } = await import('../broker/server');
@@ -53,6 +57,56 @@ const commands = {
       await untilShutdown();
       await broker.close();
       return 0;
+    },
+    subcommands: {
+      identity: command({
+        summary: 'Manage the registry of identities the broker accepts (broker --registry FILE): gateways and sinks, each with a secret.',
+        usage:
+          'dronelake broker identity add ID --role gateway|sink --registry FILE\n' +
+          '       dronelake broker identity remove ID --registry FILE\n' +
+          '       dronelake broker identity list --registry FILE',
+        // Optional here, so that a missing command is reported as such.
+        options: { registry: { ...identityOptions.registry, schema: identityOptions.registry.schema.optional() } },
+        positionals: 1,
+        async run(_, [sub]) {
+          const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
+          throw new UsageError(`broker identity ${what}: add, remove or list; run 'dronelake broker identity --help'`);
+        },
+        subcommands: {
+          add: command({
+            summary: 'Add an identity with a new random secret; the secret is printed once, as the last line, and only its hash is kept.',
+            usage: 'dronelake broker identity add ID --role gateway|sink --registry FILE',
+            options: identityAddOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { identityAdd } = await import('../broker/identity-cli');
+              process.stdout.write(await identityAdd(options.registry, id, options.role));
+              return 0;
+            },
+          }),
+          remove: command({
+            summary: 'Remove an identity; a broker watching the registry closes its connections.',
+            usage: 'dronelake broker identity remove ID --registry FILE',
+            options: identityOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { identityRemove } = await import('../broker/identity-cli');
+              process.stdout.write(await identityRemove(options.registry, id));
+              return 0;
+            },
+          }),
+          list: command({
+            summary: 'List the identities of the registry and their roles.',
+            usage: 'dronelake broker identity list --registry FILE',
+            options: identityOptions,
+            async run(options) {
+              const { identityList } = await import('../broker/identity-cli');
+              process.stdout.write(await identityList(options.registry));
+              return 0;
+            },
+          }),
+        },
+      }),
     },
   }),
   sink: command({
@@ -142,18 +196,26 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!Object.hasOwn(commands, name)) throw new UsageError(`unknown command "${name}"; run 'dronelake --help'`);
-  const cmd = commands[name as keyof typeof commands] as Command<OptionSpecs>;
+  let cmd = commands[name as keyof typeof commands] as Command<OptionSpecs>;
+  const path = [name];
+  let args = rest;
+  for (let sub = args[0]; sub !== undefined && cmd.subcommands && Object.hasOwn(cmd.subcommands, sub); sub = args[0]) {
+    cmd = cmd.subcommands[sub]!;
+    path.push(sub);
+    args = args.slice(1);
+  }
+  const envPrefix = `DRONELAKE_${path.join('_').toUpperCase()}_`;
   const parsed = (() => {
     try {
-      return parseOptions(cmd.options, rest, cmd.positionals ?? 0, { env: process.env, envPrefix: `DRONELAKE_${name.toUpperCase()}_` });
+      return parseOptions(cmd.options, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
     } catch (err) {
       // --help wins over a missing required option.
-      if (err instanceof UsageError && (rest.includes('--help') || rest.includes('-h'))) return null;
+      if (err instanceof UsageError && (args.includes('--help') || args.includes('-h'))) return null;
       throw err;
     }
   })();
   if (parsed === null || parsed.help) {
-    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options, `DRONELAKE_${name.toUpperCase()}_`));
+    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options, envPrefix));
     return 0;
   }
   return cmd.run(parsed.options, parsed.positionals);

@@ -11,6 +11,11 @@ export const sinkOptions = {
     describe: 'MQTT client id; the broker keeps this persistent session while the sink is away',
     schema: optionSchemas.id().default('dronelake-sink'),
   },
+  username: { type: 'string', describe: "MQTT username: the sink's identity in the broker's registry (e.g. dronelake-sink)", schema: z.string().min(1).optional() },
+  password: { type: 'string', describe: 'MQTT password (prefer DRONELAKE_SINK_PASSWORD)', schema: z.string().min(1).optional() },
+  ca: { type: 'string', describe: 'PEM file of the CA that signed the broker certificate', schema: z.string().min(1).optional() },
+  cert: { type: 'string', describe: 'PEM client certificate, for mutual TLS', schema: z.string().min(1).optional() },
+  key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
   flushInterval: {
     type: 'string',
     describe: 'seconds between commits to the lake',

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
@@ -76,7 +77,17 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const latenessUs = config.lateness * 1e6;
   const maxStagedBytes = config.maxStagedMib * MIB;
 
+  const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
+  // Both connections speak for the sink's one identity: `{client-id}-acks` belongs to it too.
+  const credentials = {
+    ...(config.username ? { username: config.username } : {}),
+    ...(config.password ? { password: config.password } : {}),
+    ...(config.ca ? { ca: read(config.ca) } : {}),
+    ...(config.cert ? { cert: read(config.cert) } : {}),
+    ...(config.key ? { key: read(config.key) } : {}),
+  };
   const client = mqtt.connect(config.broker, {
+    ...credentials,
     clientId: config.clientId,
     // A persistent session: the broker queues telemetry while the sink restarts.
     clean: false,
@@ -89,7 +100,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // while a message handler holds its callback, PUBACKs included, so a commit that
   // waited for its acks' PUBACKs on the telemetry connection, while that connection was
   // held for backpressure, would wait forever.
-  const ackClient = mqtt.connect(config.broker, { clientId: `${config.clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${config.clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
 
   async function commitOnce(): Promise<void> {

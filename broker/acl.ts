@@ -1,0 +1,52 @@
+import type { AedesOptions, Client } from 'aedes';
+import { ackTopic, gatewayOfTelemetryTopic, ID_PATTERN, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import type { Authenticated } from './auth';
+
+export const ACL_ACTIONS = ['publish', 'subscribe', 'deliver'] as const;
+export type AclAction = (typeof ACL_ACTIONS)[number];
+
+const ACK_PREFIX = ackTopic('');
+const isAckTopic = (topic: string): boolean => topic.startsWith(ACK_PREFIX) && ID_PATTERN.test(topic.slice(ACK_PREFIX.length));
+
+// The contract's topics are the only ones in use: a gateway sends its own telemetry and
+// hears its own acks; the sink hears every gateway's telemetry and acks any of them.
+
+function mayPublish(who: Authenticated, topic: string): boolean {
+  return who.role === 'gateway' ? topic === telemetryTopic(who.id) : isAckTopic(topic);
+}
+
+function maySubscribe(who: Authenticated, filter: string): boolean {
+  return who.role === 'gateway' ? filter === ackTopic(who.id) : filter === TELEMETRY_WILDCARD || gatewayOfTelemetryTopic(filter) !== null;
+}
+
+/** Whether a message on `topic` may reach this client: checked again at delivery, for what a stored session replays. */
+export function mayReceive(who: Authenticated, topic: string): boolean {
+  return who.role === 'gateway' ? topic === ackTopic(who.id) : gatewayOfTelemetryTopic(topic) !== null;
+}
+
+export type DenialListener = (client: Client | null, action: AclAction, topic: string) => void;
+
+/**
+ * Aedes's hooks for a broker with a registry. A denied SUBSCRIBE is answered with return
+ * code 128 in the SUBACK. MQTT 3.1.1 has no way to refuse a PUBLISH, so Aedes closes the
+ * connection of a client whose publish is denied, and the message goes nowhere. Retained
+ * messages are denied too: the contract never retains, and a retained message would
+ * outlive its sender on disk.
+ */
+export function aclHooks(identityOf: (client: Client) => Authenticated | undefined, onDenial: DenialListener): Pick<AedesOptions, 'authorizePublish' | 'authorizeSubscribe'> {
+  return {
+    authorizePublish(client, packet, callback) {
+      // client is null for the will of a client that died on another broker: not ours to vouch for.
+      const who = client && identityOf(client);
+      if (who && !packet.retain && mayPublish(who, packet.topic)) return callback(null);
+      onDenial(client, 'publish', packet.topic);
+      callback(new Error(`not authorized to publish to ${packet.topic}${packet.retain ? ' (retained)' : ''}`));
+    },
+    authorizeSubscribe(client, sub, callback) {
+      const who = identityOf(client);
+      if (who && maySubscribe(who, sub.topic)) return callback(null, sub);
+      onDenial(client, 'subscribe', sub.topic);
+      callback(null, null);
+    },
+  };
+}

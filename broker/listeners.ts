@@ -1,0 +1,109 @@
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { UsageError } from '../deploy/options';
+
+export interface ListenerConfig {
+  host: string;
+  /** Plain TCP; undefined for none. */
+  port: number | undefined;
+  /** options from readTlsOptions; undefined for no TLS listener. */
+  tls: { port: number; options: tls.TlsOptions } | undefined;
+}
+
+export interface Listeners {
+  /** Where each listener listens; undefined for one not opened. */
+  readonly plain: net.AddressInfo | undefined;
+  readonly tls: net.AddressInfo | undefined;
+  listening(): boolean;
+  /** Stops accepting; resolves once every connection is gone (see destroyAll). */
+  close(): Promise<void>;
+  destroyAll(): void;
+}
+
+function readPem(option: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${option}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+export interface TlsFiles {
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  tlsCa?: string | undefined;
+}
+
+/** The TLS listener's settings from its PEM files, read and checked before anything is opened. */
+export function readTlsOptions(files: TlsFiles, handshakeTimeoutMs: number): tls.TlsOptions {
+  const options: tls.TlsOptions = {
+    cert: readPem('--tls-cert', files.tlsCert!),
+    key: readPem('--tls-key', files.tlsKey!),
+    // A client certificate is asked for but not required: a client without one may still
+    // give a password. Whether one was given, and trusted, is judged at CONNECT.
+    ...(files.tlsCa ? { ca: readPem('--tls-ca', files.tlsCa), requestCert: true, rejectUnauthorized: false } : {}),
+    // The TLS handshake gets the time the CONNECT gets: a silent client holds no socket longer.
+    handshakeTimeout: handshakeTimeoutMs,
+  };
+  try {
+    tls.createSecureContext(options);
+  } catch (err) {
+    throw new UsageError(`--tls-cert, --tls-key, --tls-ca: ${(err as Error).message}`);
+  }
+  return options;
+}
+
+async function listen(server: net.Server, port: number, host: string): Promise<net.AddressInfo> {
+  server.listen(port, host);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
+  return server.address() as net.AddressInfo;
+}
+
+/** Opens the plain and TLS listeners; every connection, TLS once its handshake is done, goes to `onConnection`. */
+export async function openListeners(config: ListenerConfig, onConnection: (socket: Duplex) => void, onTlsError: (err: Error) => void): Promise<Listeners> {
+  const servers: net.Server[] = [];
+  // Aedes closes the clients it knows; a socket still in its CONNECT (or TLS) handshake is
+  // not one of them, and server.close() would wait for it for ever.
+  const sockets = new Set<net.Socket>();
+  const track = (server: net.Server) => {
+    servers.push(server);
+    server.on('connection', (socket: net.Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    return server;
+  };
+  let closing = false;
+  const close = () => {
+    closing = true;
+    return Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
+  };
+  try {
+    const plain = config.port !== undefined ? await listen(track(net.createServer(onConnection)), config.port, config.host) : undefined;
+    let secure: net.AddressInfo | undefined;
+    if (config.tls) {
+      const server = track(tls.createServer(config.tls.options, onConnection));
+      // With a listener here, Node leaves the failed socket (a handshake timeout included) open.
+      server.on('tlsClientError', (err, socket) => {
+        socket.destroy();
+        onTlsError(err);
+      });
+      secure = await listen(server, config.tls.port, config.host);
+    }
+    return {
+      plain,
+      tls: secure,
+      listening: () => !closing && servers.every((s) => s.listening),
+      close,
+      destroyAll: () => {
+        for (const socket of sockets) socket.destroy();
+      },
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

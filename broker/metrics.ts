@@ -1,0 +1,62 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { BrokerStats } from './stats';
+
+/**
+ * Prometheus metrics read from the broker's counters at scrape time, so delivering a
+ * message costs two additions, not a metrics call.
+ */
+export function brokerMetrics(stats: () => BrokerStats): Registry {
+  const registry = new Registry();
+  let current = stats();
+  const refresh = () => {
+    current = stats();
+  };
+  const counter = (name: string, help: string, read: (s: BrokerStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        refresh();
+        this.reset();
+        this.inc(read(current));
+      },
+    });
+  const byLabel = (name: string, help: string, label: string, read: (s: BrokerStats) => Record<string, number>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        refresh();
+        this.reset();
+        for (const [value, n] of Object.entries(read(current))) this.inc({ [label]: value }, n);
+      },
+    });
+  const gauge = (name: string, help: string, read: (s: BrokerStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        refresh();
+        this.set(read(current));
+      },
+    });
+  gauge('dronelake_broker_connected_clients', 'Clients connected now.', (s) => s.clients);
+  counter('dronelake_broker_connections_total', 'Connections accepted (CONNACK 0).', (s) => s.connects);
+  counter('dronelake_broker_messages_in_total', 'PUBLISH packets taken from clients.', (s) => s.messagesIn);
+  counter('dronelake_broker_messages_out_total', 'Messages delivered to subscribers.', (s) => s.messagesOut);
+  counter('dronelake_broker_payload_bytes_in_total', 'Payload bytes of the messages taken from clients.', (s) => s.bytesIn);
+  counter('dronelake_broker_payload_bytes_out_total', 'Payload bytes of the messages delivered to subscribers.', (s) => s.bytesOut);
+  byLabel('dronelake_broker_auth_failures_total', 'CONNECTs refused, by reason.', 'reason', (s) => s.authFailures);
+  byLabel('dronelake_broker_acl_denials_total', 'Publishes, subscriptions and deliveries denied by the access rules.', 'action', (s) => s.aclDenials);
+  counter('dronelake_broker_client_errors_total', 'Connections closed for an error after their CONNECT (protocol errors, denied publishes, limits, keepalive).', (s) => s.clientErrors);
+  counter('dronelake_broker_connection_errors_total', 'Connections closed for an error before a CONNECT was accepted (garbage, timeouts, TLS).', (s) => s.connectionErrors);
+  counter('dronelake_broker_oversized_packets_total', 'Connections closed for a packet over --max-packet-bytes.', (s) => s.oversizedPackets);
+  counter('dronelake_broker_slow_consumer_disconnects_total', 'Gateway connections closed for not reading what the broker sent them.', (s) => s.slowConsumers);
+  gauge('dronelake_broker_registry_identities', 'Identities in the registry (0 without one).', (s) => s.identities);
+  counter('dronelake_broker_registry_reload_failures_total', 'Registry file changes that could not be read (the previous registry stays).', (s) => s.registryReloadFailures);
+  return registry;
+}

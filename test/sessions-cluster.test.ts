@@ -1,0 +1,143 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBroker, type Broker } from '../broker/server';
+import { parseOptions } from '../deploy/options';
+import { decodeBatch, encodeBatch } from '../proto/codec';
+import { nowMicros } from '../proto/time';
+import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
+import { GpsFix } from '../proto/types';
+import { sinkOptions } from '../sink/options';
+import { startSink, type Sink } from '../sink/sink';
+import { logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { testLake, type TestLake } from './lakes';
+
+const HAS_REDIS = spawnSync('redis-server', ['--version']).status === 0;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** A throwaway redis-server on loopback, without persistence. */
+async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor('redis-server to accept connections', () => out.includes('Ready to accept connections'), 10_000);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+const points = (drone: string, from: number, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ drone_id: drone, seq: from + i, ts: nowMicros() - 1_000_000, lat: 47, lon: 8, battery_pct: 60, gps_fix: GpsFix.fix3d }));
+
+describe('broker sessions and clustering', () => {
+  const brokers: Broker[] = [];
+  const sinks: Sink[] = [];
+  const procs: RunningProcess[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const p of procs.splice(0)) p.child.kill('SIGKILL');
+    for (const s of sinks.splice(0)) await s.close();
+    for (const b of brokers.splice(0)) await b.close();
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  const sinkOn = async (url: string, lake: TestLake) => {
+    const sink = await startSink(parseOptions(sinkOptions, ['--broker', url, ...lake.args, '--client-id', 'session-sink', '--flush-interval', '0.2']).options, quietLog);
+    sinks.push(sink);
+    return sink;
+  };
+  const stopSink = async (sink: Sink) => {
+    sinks.splice(sinks.indexOf(sink), 1);
+    await sink.close();
+  };
+  const stopBroker = async (broker: Broker) => {
+    brokers.splice(brokers.indexOf(broker), 1);
+    await broker.close();
+  };
+  const count = async (lake: TestLake) => Number((await lake.query('SELECT count(*) AS n FROM telemetry'))[0]!['n']);
+
+  it.each(['level', 'memory'] as const)('with %s persistence, a broker restart while the sink is away keeps (or loses) what was queued for it', async (persistence) => {
+    const { dir, remove } = await tempDir('sessions');
+    cleanups.push(remove);
+    const lake = await testLake('local');
+    cleanups.push(lake.remove);
+    const dataDir = path.join(dir, 'broker');
+    let broker = await startBroker({ host: '127.0.0.1', port: 0, persistence, dataDir }, quietLog);
+    brokers.push(broker);
+    const port = broker.port;
+
+    // The sink subscribes once, with its persistent session, and goes away.
+    await stopSink(await sinkOn(broker.url, lake));
+    const gateway = await mqtt.connectAsync(broker.url, { clientId: 'gw-sess-1' });
+    for (let b = 0; b < 5; b++) {
+      const batch = encodeBatch({ gateway_id: 'gw-sess', batch_seq: b, sent_at: nowMicros(), points: points('d-sess', b * 100, 100) });
+      await gateway.publishAsync(telemetryTopic('gw-sess'), Buffer.from(batch), { qos: 1 });
+    }
+    await gateway.endAsync();
+
+    await stopBroker(broker);
+    broker = await startBroker({ host: '127.0.0.1', port, persistence, dataDir }, quietLog);
+    brokers.push(broker);
+    const sink = await sinkOn(broker.url, lake);
+    // A marker sent after the sink is back: queued messages come before it.
+    const late = await mqtt.connectAsync(broker.url, { clientId: 'gw-mark-1' });
+    await late.publishAsync(telemetryTopic('gw-mark'), Buffer.from(encodeBatch({ gateway_id: 'gw-mark', batch_seq: 0, sent_at: nowMicros(), points: points('d-mark', 0, 1) })), { qos: 1 });
+    await late.endAsync();
+    await waitFor('the marker batch', () => sink.stats().batchesReceived >= (persistence === 'level' ? 6 : 1));
+    await sink.flush();
+    expect(sink.stats().batchesReceived).toBe(persistence === 'level' ? 6 : 1);
+    expect(await count(lake)).toBe(persistence === 'level' ? 501 : 1);
+  });
+
+  it.skipIf(!HAS_REDIS)('runs two brokers over Redis: a gateway on one reaches the sink on the other, exactly once, and gets its acks back', async () => {
+    const redis = await startRedis();
+    cleanups.push(redis.stop);
+    const { dir, remove } = await tempDir('cluster');
+    cleanups.push(remove);
+    const lake = await testLake('local');
+    cleanups.push(lake.remove);
+    const a = await startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, quietLog);
+    brokers.push(a);
+    const b = await startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, quietLog);
+    brokers.push(b);
+
+    // What the gateway sends, seen on its own broker.
+    const sent = new Set<string>();
+    const observer = await mqtt.connectAsync(a.url, { clientId: 'cluster-observer' });
+    cleanups.push(() => observer.endAsync());
+    observer.on('message', (_t, payload) => decodeBatch(payload).points.forEach((p) => sent.add(`${p.drone_id}/${p.seq}`)));
+    await observer.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+
+    const sink = await sinkOn(b.url, lake);
+    const agent = runCli(['agent', '--broker', a.url, '--gateway', 'gw-cluster', '--spool', path.join(dir, 'spool'), '--simulate', '5', '--hz', '20', '--linger', '0.1', '--ack-timeout', '3']);
+    procs.push(agent);
+    await waitFor('the agent to start', () => logLines(agent.stderr()).some((l) => l['msg'] === 'agent started'));
+    await waitFor('200 points over the wire', () => sent.size >= 200);
+    // The agent exits 0 only once the sink, on the other broker, acked every batch.
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited, agent.stderr().slice(-2000)).toBe(0);
+    await sink.flush();
+
+    const rows = await lake.query('SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, seq))::INTEGER AS k FROM telemetry');
+    expect(rows[0]).toEqual({ n: sent.size, k: sent.size });
+  });
+
+  it.skipIf(HAS_REDIS)('skips the Redis cluster test: redis-server is not installed (apt-get install redis-server)', () => {
+    expect(HAS_REDIS).toBe(false);
+  });
+});
