@@ -6,7 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, scrape, subscribePacket, tryConnect, within } from './broker-helpers';
+import { parseOptions } from '../deploy/options';
+import { decodeAck, encodeBatch } from '../proto/codec';
+import { nowMicros } from '../proto/time';
+import { sinkOptions } from '../sink/options';
+import { startSink } from '../sink/sink';
 import { quietLog, tempDir, waitFor } from './helpers';
+import { testLake } from './lakes';
 
 const GATEWAYS = 1000;
 const gw = (i: number) => `gw-${String(i).padStart(4, '0')}`;
@@ -199,6 +205,28 @@ describe('broker under hostile clients', () => {
     expect(metric(text, 'dronelake_broker_connection_errors_total')).toBeGreaterThanOrEqual(24);
     expect(metric(text, 'dronelake_broker_connections_total')).toBeGreaterThanOrEqual(GATEWAYS + 5);
     expect((await fetch(`${broker.httpUrl}/health`)).status).toBe(200);
+  });
+
+  it('after all that, carries the well-behaved gateway\'s batch to a real sink, into the lake, and its commit ack back', async () => {
+    const lake = await testLake('local');
+    const real = await startSink(
+      parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--client-id', 'dronelake-sink-lake', '--username', 'dronelake-sink', '--password', secrets.get('dronelake-sink')!, '--flush-interval', '0.2']).options,
+      quietLog,
+    );
+    try {
+      const points = Array.from({ length: 50 }, (_, i) => ({ drone_id: 'd-good', seq: i, ts: nowMicros() - 1_000_000, lat: 47, lon: 8 }));
+      await good.publishAsync(telemetryTopic(gw(0)), Buffer.from(encodeBatch({ gateway_id: gw(0), batch_seq: 7, sent_at: nowMicros(), points })), { qos: 1 });
+      const acked = new Set<number>();
+      // The round trips above publish plain-text "ack N" on the same topic; the rest are commit acks.
+      good.on('message', (_topic, payload) => {
+        if (!payload.toString().startsWith('ack ')) decodeAck(payload).batch_seqs.forEach((s) => acked.add(s));
+      });
+      await waitFor('the commit ack of batch 7', () => acked.has(7));
+      expect(await lake.query('SELECT count(*)::INTEGER AS n FROM telemetry')).toEqual([{ n: 50 }]);
+    } finally {
+      await real.close();
+      await lake.remove();
+    }
   });
 });
 
