@@ -1,11 +1,6 @@
 import { z } from 'zod';
 import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
-export const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080')
-  .optional();
-
 export const agentOptions = {
   config: configOption,
   broker: { type: 'string', describe: 'MQTT broker URL (mqtts:// for TLS)', schema: optionSchemas.brokerUrl().default('mqtt://127.0.0.1:1883') },
@@ -22,7 +17,7 @@ export const agentOptions = {
     schema: z.enum(['block', 'drop-oldest']).default('block'),
   },
   fsyncInterval: { type: 'string', describe: 'milliseconds between group-commit fsyncs of the spool (0: every batch)', schema: z.coerce.number().min(0).max(10_000).default(50) },
-  http: { type: 'string', describe: 'serve POST /v1/points, /health and /metrics on HOST:PORT (off by default)', schema: hostPort },
+  http: { type: 'string', describe: 'serve POST /v1/points, /health and /metrics on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
   simulate: { type: 'string', describe: 'simulate a fleet of N drones (0: none)', schema: optionSchemas.count(0, 9999).default(0) },
   hz: { type: 'string', describe: 'points per second per simulated drone', schema: optionSchemas.positive().default(1) },
   batchPoints: { type: 'string', describe: 'close a batch at this many points', schema: optionSchemas.count(1, 1_000_000).default(1000) },

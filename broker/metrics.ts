@@ -1,49 +1,10 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { statsRegistry } from '../deploy/metrics';
 import type { BrokerStats } from './stats';
 
-/**
- * Prometheus metrics read from the broker's counters at scrape time, so delivering a
- * message costs two additions, not a metrics call.
- */
+/** Prometheus metrics read from the broker's counters at scrape time. */
 export function brokerMetrics(stats: () => BrokerStats): Registry {
-  const registry = new Registry();
-  let current = stats();
-  const refresh = () => {
-    current = stats();
-  };
-  const counter = (name: string, help: string, read: (s: BrokerStats) => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        refresh();
-        this.reset();
-        this.inc(read(current));
-      },
-    });
-  const byLabel = (name: string, help: string, label: string, read: (s: BrokerStats) => Record<string, number>) =>
-    new Counter({
-      name,
-      help,
-      labelNames: [label],
-      registers: [registry],
-      collect() {
-        refresh();
-        this.reset();
-        for (const [value, n] of Object.entries(read(current))) this.inc({ [label]: value }, n);
-      },
-    });
-  const gauge = (name: string, help: string, read: (s: BrokerStats) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        refresh();
-        this.set(read(current));
-      },
-    });
+  const { registry, counter, byLabel, gauge } = statsRegistry(stats);
   gauge('dronelake_broker_connected_clients', 'Clients connected now.', (s) => s.clients);
   counter('dronelake_broker_connections_total', 'Connections accepted (CONNACK 0).', (s) => s.connects);
   counter('dronelake_broker_messages_in_total', 'PUBLISH packets taken from clients.', (s) => s.messagesIn);

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { hostPort } from '../agent/options';
 import { configOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 import { roleSchema } from './registry';
 
@@ -28,7 +27,7 @@ export const brokerOptions = {
     describe: 'redis:// URL shared by the brokers of a cluster (sessions and routing in Redis)',
     schema: z.string().regex(/^rediss?:\/\/\S+$/, 'expected a URL such as redis://127.0.0.1:6379').optional(),
   },
-  http: { type: 'string', describe: 'serve /health and /metrics on HOST:PORT (off by default)', schema: hostPort },
+  http: { type: 'string', describe: 'serve /health and /metrics on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
   maxPacketBytes: {
     type: 'string',
     describe: 'close a connection that sends an MQTT packet larger than this many bytes',

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { agentOptions } from '../agent/options';
 import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
+import { catalogOptions } from '../sink/catalog-options';
 import { compactOptions } from '../sink/compact-options';
 import { queryOptions } from '../sink/query-options';
 import { createLogger } from './log';
 import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
 import { untilShutdown } from './signals';
+import { PACKAGE_VERSION } from './version';
 import { upOptions } from './up-options';
 
 // Each command loads its component when it runs, so `--help` and the agent on a small
@@ -140,6 +141,23 @@ const commands = {
       return 0;
     },
   }),
+  catalog: command({
+    summary: 'Print the drones data product: its contract, its objectives met or breached, and its quality, from the lake.',
+    usage: 'dronelake catalog [--lake DIR|s3://BUCKET/PREFIX] [--json]',
+    options: catalogOptions,
+    async run(options) {
+      const { formatCatalog, readCatalog } = await import('../sink/catalog/read');
+      let report: Awaited<ReturnType<typeof readCatalog>>;
+      try {
+        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped manifest record ${key}: ${err.message}\n`));
+      } catch (err) {
+        process.stderr.write(`dronelake: catalog: ${(err as Error).message.split('\n')[0]}\n`);
+        return 1;
+      }
+      process.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatCatalog(report));
+      return 0;
+    },
+  }),
   compact: command({
     summary: 'Merge the small files of closed partitions into large sorted ones, once, and delete what the grace period allows.',
     usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S]',
@@ -180,10 +198,6 @@ ${Object.entries(commands)
 Run 'dronelake <command> --help' for a command's options.
 `;
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -192,7 +206,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (name === '--version' || name === '-v') {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${PACKAGE_VERSION}\n`);
     return 0;
   }
   if (!Object.hasOwn(commands, name)) throw new UsageError(`unknown command "${name}"; run 'dronelake --help'`);

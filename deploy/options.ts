@@ -142,6 +142,11 @@ export const optionSchemas = {
       .regex(/^(mqtts?|tcp|tls):\/\/[^\s/]+(:\d+)?\/?$/, 'expected a URL such as mqtt://127.0.0.1:1883'),
   id: () => z.string().regex(ID_PATTERN, 'expected 1-64 characters of A-Z a-z 0-9 . _ -'),
   flag: () => z.boolean().default(false),
+  hostPort: () =>
+    z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:8080')
+      .optional(),
 };
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] as const;

@@ -15,3 +15,21 @@ export function partitionOfHour(hour: number): string {
 
 /** Glob of every data file, for readers that list the lake. */
 export const TELEMETRY_GLOB = `${TELEMETRY_PREFIX}/**/*.parquet`;
+
+// The catalog: what describes the product, next to it.
+export const CONTRACT_KEY = `${CATALOG_PREFIX}/contract.odcs.yaml`;
+export const PRODUCT_KEY = `${CATALOG_PREFIX}/product.odps.yaml`;
+export const SLO_STATUS_KEY = `${CATALOG_PREFIX}/slo-status.json`;
+export const SAMPLE_KEY = `${CATALOG_PREFIX}/sample/telemetry-sample.parquet`;
+export const EXAMPLE_QUERY_KEY = `${CATALOG_PREFIX}/example-query.sql`;
+/** Quality windows and lineage events, one file each, by UTC date. */
+export const QUALITY_PREFIX = `${CATALOG_PREFIX}/quality`;
+export const LINEAGE_PREFIX = `${CATALOG_PREFIX}/lineage`;
+
+/** `20261125T130000123Z`: a time in a file name, to the millisecond, sortable, with no characters a store or shell minds. */
+export const compactTime = (ms: number): string => new Date(ms).toISOString().replace(/[-:.]/g, '');
+/** The window end a quality or lineage file name carries, or null. */
+export function timeOfName(key: string): number | null {
+  const m = /-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z\.json$/.exec(key);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, +m[7]!) : null;
+}

@@ -1,7 +1,9 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
+import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
 import { CATALOG_PREFIX } from './layout';
+import { BATCH_REJECT_REASONS, type BatchRejectReason } from './stats';
 import { RangeSet } from './ranges';
 import type { LakeStorage } from './storage';
 
@@ -18,6 +20,40 @@ export interface FileEntry {
   /** Event-time bounds of the file's rows, microseconds since the epoch. */
   min_ts: number;
   max_ts: number;
+}
+
+/**
+ * What one commit took besides its rows: the quality metrics are folded from these, so
+ * they are exact, survive crashes, and never count a commit twice.
+ */
+export interface CommitCounts {
+  /** Points of decodable batches: valid, invalid and duplicate. */
+  received_points: number;
+  duplicate_points: number;
+  duplicate_batches: number;
+  /** Points that arrived for a partition already closed (past the lateness window). */
+  late_points: number;
+  rejected_points: Record<InvalidReason, number>;
+  rejected_batches: Record<BatchRejectReason, number>;
+  /** The highest dropped-point total each gateway reported (its spool's drop-oldest losses). */
+  dropped_reported: Record<string, number>;
+  /** Event-to-commit latency histogram of the commit's rows: bucket index -> rows (see latency.ts). */
+  latency_buckets: Record<string, number>;
+}
+
+const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+
+export function emptyCommitCounts(): CommitCounts {
+  return {
+    received_points: 0,
+    duplicate_points: 0,
+    duplicate_batches: 0,
+    late_points: 0,
+    rejected_points: zeroes(INVALID_REASONS),
+    rejected_batches: zeroes(BATCH_REJECT_REASONS),
+    dropped_reported: {},
+    latency_buckets: {},
+  };
 }
 
 /**
@@ -38,8 +74,7 @@ export interface CommitRecord {
   batches: Record<string, Ranges>;
   /** seq ranges per drone. */
   points: Record<string, Ranges>;
-  /** Points that arrived for a partition already closed (past the lateness window). */
-  late_points: number;
+  counts: CommitCounts;
 }
 
 /** A compaction: `inputs` leave the live set and `outputs`, holding the same rows, enter it. */
@@ -66,7 +101,7 @@ export function commitRecord(
   quarantine: string[],
   batches: Map<string, number[]>,
   points: Map<string, RangeSet>,
-  latePoints: number,
+  counts: CommitCounts,
 ): CommitRecord {
   const batchRanges: Record<string, Ranges> = {};
   for (const [gatewayId, seqs] of batches) {
@@ -86,7 +121,7 @@ export function commitRecord(
     quarantine,
     batches: batchRanges,
     points: pointRanges,
-    late_points: latePoints,
+    counts,
   };
 }
 
@@ -105,7 +140,7 @@ function checkRecord(value: unknown): ManifestRecord {
   const r = (value ?? {}) as Record<string, unknown>;
   if (r.version !== 1) throw new Error('not a version 1 manifest record');
   const object = (v: unknown) => typeof v === 'object' && v !== null;
-  if (r.kind === 'commit' && typeof r.writer === 'string' && Number.isInteger(r.number) && Array.isArray(r.files) && object(r.batches) && object(r.points)) {
+  if (r.kind === 'commit' && typeof r.writer === 'string' && Number.isInteger(r.number) && Array.isArray(r.files) && object(r.batches) && object(r.points) && object(r.counts)) {
     return r as unknown as CommitRecord;
   }
   if (r.kind === 'compaction' && typeof r.id === 'string' && typeof r.committed_at === 'string' && Array.isArray(r.inputs) && Array.isArray(r.outputs)) {

@@ -1,7 +1,7 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 import PQueue from 'p-queue';
 import { LAKE_COLUMNS } from '../proto/columns';
-import { QUARANTINE_PREFIX } from './layout';
+import { QUALITY_PREFIX, QUARANTINE_PREFIX } from './layout';
 import { readManifest } from './manifest';
 import { QUARANTINE_COLUMNS, type QuarantineKind } from './quarantine';
 import { openLake, type StorageConfig } from './open-storage';
@@ -21,8 +21,8 @@ function quarantineView(kind: QuarantineKind, files: string[]): string {
 
 /**
  * Runs `sql` on DuckDB with views over what the manifest names: `telemetry` over its live
- * files, and `quarantined_points` and `quarantined_batches` over the bad input its commits
- * kept. The reader sees whole commits only, never a file whose commit record is missing,
+ * files, `quarantined_points` and `quarantined_batches` over the bad input its commits
+ * kept, and `quality` over the sinks' quality windows. The reader sees whole commits only, never a file whose commit record is missing,
  * and never both the inputs and the output of a compaction. On S3 the files are fetched
  * into the local cache first, since DuckDB here reads local files only.
  */
@@ -30,15 +30,18 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
   const storage = await openLake(config);
   let files: string[];
   const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
+  let qualityFiles: string[];
   try {
     const snapshot = await readManifest(storage, onBadRecord);
     const fetches = new PQueue({ concurrency: 8 });
     const fetch = (keys: string[]) => Promise.all(keys.sort().map((key) => fetches.add(() => storage.localPath(key))));
     const kept = snapshot.commits.flatMap((c) => c.quarantine);
-    [files, quarantine.batches, quarantine.points] = await Promise.all([
+    const windows = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json'));
+    [files, quarantine.batches, quarantine.points, qualityFiles] = await Promise.all([
       fetch([...snapshot.live.keys()]),
       fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/batches/`))),
       fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/points/`))),
+      fetch(windows),
     ]);
   } finally {
     await storage.close();
@@ -49,6 +52,11 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
     await conn.run("SET TimeZone = 'UTC'");
     await conn.run(quarantineView('batches', quarantine.batches));
     await conn.run(quarantineView('points', quarantine.points));
+    await conn.run(
+      qualityFiles.length > 0
+        ? `CREATE VIEW quality AS SELECT * FROM read_json([${qualityFiles.map(quoted).join(', ')}], format = 'newline_delimited')`
+        : `CREATE VIEW quality AS SELECT NULL::VARCHAR AS writer, NULL::VARCHAR AS "from", NULL::VARCHAR AS "to", NULL::BIGINT AS rows WHERE false`,
+    );
     await conn.run(
       files.length > 0
         ? `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(quoted).join(', ')}], hive_partitioning = true)`

@@ -204,6 +204,16 @@ export async function s3Storage(url: string, settings: S3Settings, stagingDir: s
         throw failure(where(key), err);
       }
     },
+    async replace(localPath, key) {
+      const body = await readFile(localPath);
+      try {
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: base + key, Body: body, ContentLength: body.length }));
+      } catch (err) {
+        throw failure(where(key), err);
+      }
+      // Whoever read the old bytes into the cache must not be served them again.
+      await rm(cachePath(key), { force: true });
+    },
     async read(key) {
       try {
         const { Body } = await client.send(new GetObjectCommand({ Bucket: bucket, Key: base + key }));

@@ -10,7 +10,12 @@ import { publishAcks } from './acks';
 import { commitTag, removeOwnOrphans, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
+import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
+import { PACKAGE_VERSION } from '../deploy/version';
+import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
+import { sinkMetrics } from './metrics';
+import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
 import { commitRecord, commitRecordKey, lastCommitNumber, publishRecord, readManifest, type ManifestCache } from './manifest';
@@ -26,6 +31,9 @@ const MIB = 1024 * 1024;
 
 export interface Sink {
   readonly lake: string;
+  /** The HTTP endpoint's URL, when --http is set. */
+  readonly http: string | null;
+  readonly catalog: Catalog;
   stats(): SinkStats & { stagedBytes: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
@@ -116,15 +124,20 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       // Quarantine first: if it fails, nothing of this commit is visible yet.
       const quarantined = await writeQuarantine(buffer.quarantine, storage, tag, nowMicros());
       stats.quarantineFiles += quarantined.length;
-      const files = await writeCommit(conn, buffer, storage, tag, latency);
+      const commitLatency = new LatencyHistogram();
+      const files = await writeCommit(conn, buffer, storage, tag, commitLatency);
+      commitLatency.counts.forEach((n, bucket) => {
+        if (n > 0) buffer.counts.latency_buckets[bucket] = n;
+      });
       // Recorded after the files are visible and before any ack: a crash in between leaves
       // files no record names, which readers of the manifest ignore and agents re-send.
       try {
-        await publishRecord(storage, commitRecordKey(writer, number), commitRecord(writer, number, files, quarantined, buffer.batches, buffer.pointKeys, buffer.latePoints));
+        await publishRecord(storage, commitRecordKey(writer, number), commitRecord(writer, number, files, quarantined, buffer.batches, buffer.pointKeys, buffer.counts));
       } catch (err) {
         await Promise.allSettled([...files.map((f) => f.key), ...quarantined].map((key) => storage.remove(key)));
         throw err;
       }
+      commitLatency.counts.forEach((n, bucket) => latency.add(bucket, n));
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
       pointLedger.commit(buffer.pointKeys);
       stats.commits++;
@@ -155,6 +168,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     const decoded = decodeTelemetry(topic, payload);
     if (!decoded.ok) {
       stats.batchesRejected[decoded.reason]++;
+      open.counts.rejected_batches[decoded.reason]++;
       quarantineBatch(open.quarantine, nowMicros(), topic, decoded.gatewayId, decoded.reason, decoded.detail, payload);
       log.warn({ topic, reason: decoded.reason, detail: decoded.detail, bytes: payload.length }, 'batch rejected into quarantine');
       return;
@@ -163,6 +177,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     const state = ledger.state(batch.gateway_id, batch.batch_seq);
     if (state !== 'new') {
       stats.batchesDuplicate++;
+      open.counts.duplicate_batches++;
       // The first ack may have been lost: say again that the batch is in the lake.
       if (state === 'committed') void publishAcks(ackClient, new Map([[batch.gateway_id, [batch.batch_seq]]])).catch(() => undefined);
       return;
@@ -170,25 +185,30 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     if (batch.points.length === 0) stats.batchesEmpty++;
     const dropped = batch.dropped_points ?? 0;
     if (dropped > (stats.gatewayDroppedPoints[batch.gateway_id] ?? 0)) stats.gatewayDroppedPoints[batch.gateway_id] = dropped;
+    if (dropped > (open.counts.dropped_reported[batch.gateway_id] ?? 0)) open.counts.dropped_reported[batch.gateway_id] = dropped;
     const now = nowMicros();
     // Points of hours whose partition closed are late: they go in, and are counted.
     const closedBefore = Math.floor((now - latenessUs) / MICROS_PER_HOUR) * MICROS_PER_HOUR;
+    const counts = open.counts;
+    counts.received_points += batch.points.length;
     for (const point of batch.points) {
       stats.pointsReceived++;
       const reason = invalidReason(point, now, maxFutureSkewUs);
       if (reason) {
         stats.pointsInvalid[reason]++;
+        counts.rejected_points[reason]++;
         quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, point, reason);
         continue;
       }
       if (!pointLedger.take(point.drone_id, point.seq, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
         stats.pointsDuplicate++;
+        counts.duplicate_points++;
         continue;
       }
       stagePoint(open, point, batch.gateway_id, now);
       stats.pointsStaged++;
       if (point.ts < closedBefore) {
-        open.latePoints++;
+        counts.late_points++;
         stats.pointsLate++;
       }
     }
@@ -245,15 +265,62 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     return compacting;
   };
   const compactTimer = config.compactInterval > 0 ? setInterval(() => void compactNow(), config.compactInterval * 1000) : null;
+
+  // The routes read the catalog once it exists; it starts after them, to know their URL.
+  let catalogOrNull: Catalog | null = null;
+  const snapshotStats = () => ({
+    ...structuredClone(stats),
+    stagedBytes: heldBytes(),
+    latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
+  });
+  const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
+  const http = config.http
+    ? await serveHttp(config.http, [
+        healthRoute(() => ({ healthy: client.connected && !closing, body: { connected: client.connected, staged_bytes: heldBytes(), commits: stats.commits } })),
+        metricsRoute(sinkMetrics(snapshotStats)),
+        { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
+        { method: 'GET', path: '/catalog/product', handle: json(() => catalogOrNull?.product ?? null) },
+        { method: 'GET', path: '/quality/latest', handle: json(() => catalogOrNull?.status() ?? { window: null, quality: null, slos: [] }) },
+      ])
+    : null;
+  if (http) log.info({ http: http.url }, 'sink http listening');
+  const catalogConn = await db.connect();
+  const catalog = await startCatalog(
+    storage,
+    catalogConn,
+    {
+      writer,
+      version: PACKAGE_VERSION,
+      location: { lake: storage.root, s3Endpoint: config.s3Endpoint },
+      ownership: { team: config.productTeam, owner: config.productOwner, support: config.productSupport },
+      slos: sloTargets({
+        availabilityPct: config.sloAvailability,
+        minThroughput: config.sloThroughput,
+        maxErrorRate: config.sloErrorRate,
+        maxCommitIntervalSeconds: config.sloFrequency,
+        maxFreshnessSeconds: config.sloFreshness,
+        retentionDays: config.sloRetention,
+      }),
+      windowMs: config.qualityWindow * 1000,
+      settleMs: config.missingAfter * 1000,
+      flushIntervalSeconds: config.flushInterval,
+      latenessSeconds: config.lateness,
+      maxFutureSkewSeconds: config.maxFutureSkew,
+      broker: config.broker,
+      httpUrl: http?.url,
+      openLineageUrl: config.openlineageUrl,
+    },
+    log,
+    manifestCache,
+  );
+  catalogOrNull = catalog;
   log.info({ lake: storage.root, topic: TELEMETRY_WILDCARD }, 'sink started');
 
   return {
     lake: storage.root,
-    stats: () => ({
-      ...structuredClone(stats),
-      stagedBytes: heldBytes(),
-      latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
-    }),
+    http: http?.url ?? null,
+    stats: snapshotStats,
+    catalog,
     flush: commit,
     compact: compactNow,
     async close() {
@@ -267,6 +334,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       }
       compactConn.closeSync();
       await commit();
+      await catalog.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the catalog failed'));
+      catalogConn.closeSync();
+      await http?.close();
       // Forced: a graceful end would wait for the messages held above, which stay
       // unacknowledged on purpose so that the broker delivers them to this session again.
       await client.endAsync(true);

@@ -13,6 +13,7 @@ import {
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
+import { emptyCommitCounts, type CommitCounts } from './manifest';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import type { RangeSet } from './ranges';
 
@@ -118,8 +119,8 @@ export interface StageBuffer {
   chunkRows: number;
   sealed: boolean;
   points: number;
-  /** Points for partitions already closed when they arrived. */
-  latePoints: number;
+  /** What this commit took, for the quality metrics its record carries. */
+  readonly counts: CommitCounts;
   /** Rows per event-time hour (hours since the epoch): one Parquet file each. */
   readonly hours: Map<number, number>;
   /** Batch sequence numbers per gateway, to be acknowledged once the commit lands. */
@@ -152,7 +153,7 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     chunkRows: 0,
     sealed: false,
     points: 0,
-    latePoints: 0,
+    counts: emptyCommitCounts(),
     hours: new Map(),
     batches: new Map(),
     pointKeys: new Map(),

@@ -1,4 +1,4 @@
-import { link, mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** One stored object, as a listing reports it. */
@@ -37,6 +37,11 @@ export interface LakeStorage {
   readonly enforcesCreateOnly: boolean;
   /** Makes a complete local file visible at `key`; rejects with ObjectExistsError if `key` exists. */
   publish(localPath: string, key: string): Promise<void>;
+  /**
+   * Makes a complete local file visible at `key`, replacing what is there in one step. For
+   * documents that describe the lake (the contract, the latest status), never for data.
+   */
+  replace(localPath: string, key: string): Promise<void>;
   /** The object's bytes, or null if there is no such object. */
   read(key: string): Promise<Buffer | null>;
   /** Every object under `prefix` (a key prefix ending in `/`), at any depth, sorted by key. */
@@ -103,6 +108,13 @@ export async function localStorage(root: string, stagingRelative: string): Promi
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ObjectExistsError(key);
         throw err;
       }
+      await fsyncPath(path.dirname(target));
+    },
+    async replace(localPath, key) {
+      const target = path.join(absoluteRoot, key);
+      await mkdir(path.dirname(target), { recursive: true });
+      await fsyncPath(localPath);
+      await rename(localPath, target);
       await fsyncPath(path.dirname(target));
     },
     async read(key) {

@@ -7,8 +7,8 @@ describe('dronelake CLI', () => {
   it('prints help for the tool and for each command', async () => {
     const top = await cli(['--help']);
     expect(top.code).toBe(0);
-    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'agent']) expect(top.stdout).toContain(`  ${name} `);
-    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'agent']) {
+    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'catalog', 'agent']) expect(top.stdout).toContain(`  ${name} `);
+    for (const name of ['up', 'broker', 'sink', 'query', 'compact', 'catalog', 'agent']) {
       const r = await cli([name, '--help']);
       expect(r.code, name).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: dronelake ${name}`));

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decodeBatch } from '../proto/codec';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from '../proto/schema';
 import type { TelemetryPoint } from '../proto/types';
+import { SAMPLE_KEY } from '../sink/layout';
 import { duck, lakeGlob, logLines, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 
 async function listParquet(dir: string): Promise<string[]> {
@@ -103,8 +104,11 @@ describe('agent -> broker -> sink -> Parquet, as separate processes over TCP', (
     }
 
     // Files are sorted by (drone_id, ts), ZSTD-compressed, with ts a UTC timestamp.
-    const files = await listParquet(lake);
+    // Data files sit in their partitions; the one other Parquet file is the catalog's sample.
+    const parquet = await listParquet(lake);
+    const files = parquet.filter((f) => path.relative(lake, f) !== SAMPLE_KEY);
     expect(files.length).toBeGreaterThan(0);
+    expect(parquet.length - files.length).toBeLessThanOrEqual(1);
     for (const f of files) expect(path.relative(lake, f)).toMatch(/^drones\/telemetry\/v1\/date=\d{4}-\d{2}-\d{2}\/hour=\d{2}\/part-[\w-]+\.parquet$/);
     const [meta] = await duck(
       `SELECT bool_and(compression = 'ZSTD') AS zstd FROM parquet_metadata('${glob}')`,

@@ -1,0 +1,69 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface HttpServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface Route {
+  method: 'GET' | 'POST';
+  path: string;
+  handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void;
+}
+
+export function send(res: http.ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+  const text = typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** GET /health from a probe: 200 when healthy, else 503, with the probe's body. */
+export const healthRoute = (probe: () => { healthy: boolean; body: Record<string, unknown> }): Route => ({
+  method: 'GET',
+  path: '/health',
+  handle(_req, res) {
+    const { healthy, body } = probe();
+    send(res, healthy ? 200 : 503, body);
+  },
+});
+
+/** GET /metrics: a prom-client registry in Prometheus text. */
+export const metricsRoute = (registry: Registry): Route => ({
+  method: 'GET',
+  path: '/metrics',
+  async handle(_req, res) {
+    send(res, 200, await registry.metrics(), registry.contentType);
+  },
+});
+
+/** A small HTTP server on HOST:PORT for a component's routes; anything else is a 404 that lists them. */
+export async function serveHttp(hostPort: string, routes: Route[]): Promise<HttpServer> {
+  const split = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, split).replace(/^\[|\]$/g, '');
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = routes.find((r) => r.path === path && r.method === req.method);
+    if (!route) {
+      send(res, 404, { error: `no route ${req.method} ${path}; try ${routes.map((r) => `${r.method} ${r.path}`).join(', ')}` });
+      return;
+    }
+    Promise.resolve()
+      .then(() => route.handle(req, res))
+      .catch((err: unknown) => {
+        if (!res.headersSent) send(res, 500, { error: (err as Error).message });
+      });
+  });
+  server.listen(Number(hostPort.slice(split + 1)), host);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,111 @@
+import { PROTO_PACKAGE } from '../../proto/schema';
+import { telemetryTopic } from '../../proto/topics';
+import { CATALOG_PREFIX, QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
+import { lakeUrl } from './lake-url';
+import type { ProductLocation, ProductOwnership } from './types';
+
+export const PRODUCT_ID = 'urn:dronelake:drones';
+
+export interface ProductInput {
+  location: ProductLocation;
+  ownership: ProductOwnership;
+  version: string;
+  contractId: string;
+  /** Base URL of the sink's HTTP server; without it the management ports name only their paths. */
+  httpUrl?: string;
+  /** ISO 8601; given rather than read from the clock, so one input gives one document. */
+  createdAt?: string;
+}
+
+type Doc = Record<string, unknown>;
+
+const custom = (entries: Record<string, unknown>): Doc[] => Object.entries(entries).map(([property, value]) => ({ property, value }));
+
+/** The wire contract's version is the last part of the proto package (dronelake.telemetry.v1). */
+const WIRE_VERSION = PROTO_PACKAGE.slice(PROTO_PACKAGE.lastIndexOf('.') + 1);
+
+/** What the sink serves over HTTP about the product. */
+const HTTP_PORTS = [
+  { name: 'contract', path: '/catalog/contract', content: 'dictionary', description: 'the ODCS data contract' },
+  { name: 'product', path: '/catalog/product', content: 'discoverability', description: 'this ODPS product descriptor' },
+  { name: 'quality', path: '/quality/latest', content: 'observability', description: "the latest quality window's metrics and the objectives' status" },
+  { name: 'metrics', path: '/metrics', content: 'observability', description: "the sink's Prometheus metrics" },
+] as const;
+
+function httpPort(port: (typeof HTTP_PORTS)[number], httpUrl: string | undefined): Doc {
+  return {
+    name: port.name,
+    content: port.content,
+    type: 'rest',
+    ...(httpUrl && { url: new URL(port.path, httpUrl).href }),
+    description: port.description,
+    customProperties: custom({ path: port.path }),
+  };
+}
+
+/** The product's ODPS v1.0.0 descriptor: what flows in, what consumers read, and how to manage it. */
+export function buildProduct(input: ProductInput): Doc {
+  const { lake } = input.location;
+  const { ownership } = input;
+  return {
+    apiVersion: 'v1.0.0',
+    kind: 'DataProduct',
+    id: PRODUCT_ID,
+    name: 'drones',
+    version: input.version,
+    status: 'active',
+    domain: 'drones',
+    tags: ['drones', 'telemetry', 'iot'],
+    description: {
+      purpose: "The drone fleet's telemetry, from the gateways to a Parquet lake any engine reads: every point once, bad input kept aside with the reason.",
+      usage: `Read the telemetry port through the manifest (dronelake query --lake ${lake}) or with a glob and Hive partitioning; the contract has the schema, the quality rules and the objectives.`,
+      limitations: 'A plain glob may see rows twice while a compaction is in its grace period; the manifest never does. See the contract.',
+    },
+    inputPorts: [
+      {
+        name: 'gateway-telemetry',
+        version: WIRE_VERSION,
+        contractId: PROTO_PACKAGE,
+        customProperties: custom({
+          protocol: 'MQTT',
+          topic: telemetryTopic('{gatewayId}'),
+          qos: 1,
+          format: 'protobuf',
+          message: `${PROTO_PACKAGE}.Batch`,
+          schema: 'proto/telemetry.proto',
+        }),
+      },
+    ],
+    outputPorts: [
+      {
+        name: 'telemetry',
+        description: 'Hive-partitioned (date, hour of event time, UTC), ZSTD-compressed Parquet: one row per point',
+        type: 'files',
+        version: input.version,
+        contractId: input.contractId,
+        customProperties: custom({ format: 'parquet', location: lakeUrl(lake, TELEMETRY_PREFIX), glob: lakeUrl(lake, TELEMETRY_GLOB) }),
+      },
+      {
+        name: 'quarantine',
+        description: 'rejected points (with the rule they broke) and undecodable batches (byte for byte), as NDJSON',
+        type: 'files',
+        version: input.version,
+        contractId: input.contractId,
+        customProperties: custom({ format: 'ndjson', location: lakeUrl(lake, QUARANTINE_PREFIX), glob: lakeUrl(lake, `${QUARANTINE_PREFIX}/**/*.ndjson`) }),
+      },
+    ],
+    managementPorts: [
+      {
+        name: 'catalog',
+        content: 'discoverability',
+        type: 'files',
+        url: lakeUrl(lake, `${CATALOG_PREFIX}/`),
+        description: 'the catalog files in the lake: the contract, this descriptor, quality windows, lineage events and the manifest',
+      },
+      ...HTTP_PORTS.map((port) => httpPort(port, input.httpUrl)),
+    ],
+    team: { name: ownership.team, members: [{ username: ownership.owner, role: 'owner' }] },
+    support: [{ channel: 'support', url: ownership.support }],
+    ...(input.createdAt && { productCreatedTs: input.createdAt }),
+  };
+}

@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { Logger } from 'pino';
+import { stringify as toYaml } from 'yaml';
+import {
+  compactTime,
+  CONTRACT_KEY,
+  EXAMPLE_QUERY_KEY,
+  LINEAGE_PREFIX,
+  PRODUCT_KEY,
+  QUALITY_PREFIX,
+  SAMPLE_KEY,
+  SLO_STATUS_KEY,
+  timeOfName,
+} from '../layout';
+import { readManifest, type CommitRecord, type ManifestCache } from '../manifest';
+import { qualityOf } from '../quality';
+import { productStatus } from '../slo';
+import { ObjectExistsError, type LakeStorage } from '../storage';
+import { buildContract, CONTRACT_ID } from './contract';
+import { CONTRACT_SETTINGS } from './read';
+import { buildRunEvent } from './lineage';
+import { buildProduct } from './product';
+import type { ProductLocation, ProductOwnership, QualityMetrics, SloStatus, SloTarget } from './types';
+
+export interface CatalogConfig {
+  /** The sink's client id: its windows and events carry it. */
+  writer: string;
+  version: string;
+  location: ProductLocation;
+  ownership: ProductOwnership;
+  slos: SloTarget[];
+  windowMs: number;
+  settleMs: number;
+  flushIntervalSeconds: number;
+  latenessSeconds: number;
+  maxFutureSkewSeconds: number;
+  /** The broker the sink reads, for the lineage events' input dataset. */
+  broker: string;
+  /** The sink's HTTP endpoint, for the descriptor's management ports. */
+  httpUrl?: string | undefined;
+  /** An OpenLineage endpoint (Marquez, DataHub) that gets each event by POST, besides the lake. */
+  openLineageUrl?: string | undefined;
+}
+
+export interface CatalogStatus {
+  window: QualityMetrics | null;
+  quality: QualityMetrics;
+  slos: SloStatus[];
+}
+
+export interface Catalog {
+  readonly contract: object;
+  readonly product: object;
+  status(): CatalogStatus | null;
+  /** Ends the current window early and records it: for close, and for tests. */
+  closeWindow(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const PRODUCER = 'https://github.com/dronelake/dronelake';
+const SAMPLE_ROWS = 500;
+const RECORD_LAG_MS = 1000;
+
+const EXAMPLE_QUERY = `-- The drones telemetry product: points per drone and hour, with the lowest battery seen.
+-- dronelake query --lake LAKE "$(cat example-query.sql)"
+SELECT drone_id, date, hour, count(*) AS points, max(ts) AS last_seen, min(battery_pct) AS min_battery
+FROM telemetry
+GROUP BY ALL
+ORDER BY drone_id, date, hour;
+`;
+
+/**
+ * Publishes the product's self-description next to its data: the contract and the
+ * descriptor when the sink starts, then at the end of every window a quality record, an
+ * OpenLineage RunEvent and the objectives' status, all computed from the manifest.
+ */
+export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: ManifestCache): Promise<Catalog> {
+  const runId = randomUUID();
+  const contract = buildContract({
+    location: config.location,
+    ownership: config.ownership,
+    slos: config.slos,
+    version: config.version,
+    flushIntervalSeconds: config.flushIntervalSeconds,
+    latenessSeconds: config.latenessSeconds,
+    maxFutureSkewSeconds: config.maxFutureSkewSeconds,
+  });
+  // What readers of the lake need to compute the status the way the sink does.
+  const settings = [
+    { property: CONTRACT_SETTINGS.windowSeconds, value: config.windowMs / 1000 },
+    { property: CONTRACT_SETTINGS.missingAfterSeconds, value: config.settleMs / 1000 },
+  ];
+  const withSettings = contract as { customProperties?: Array<{ property: string; value: unknown }> };
+  withSettings.customProperties = [...(withSettings.customProperties ?? []), ...settings];
+  const product = buildProduct({ location: config.location, ownership: config.ownership, version: config.version, contractId: CONTRACT_ID, httpUrl: config.httpUrl });
+
+  async function put(key: string, content: string | null, how: 'replace' | 'create', localFile?: string): Promise<void> {
+    const local = localFile ?? path.join(storage.stagingDir, `catalog-${path.posix.basename(key)}`);
+    if (content !== null) await writeFile(local, content);
+    try {
+      if (how === 'replace') await storage.replace(local, key);
+      else await storage.publish(local, key);
+    } finally {
+      await rm(local, { force: true });
+    }
+  }
+
+  async function postLineage(event: object): Promise<void> {
+    if (!config.openLineageUrl) return;
+    try {
+      const res = await fetch(config.openLineageUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event), signal: AbortSignal.timeout(5000) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    } catch (err) {
+      log.warn({ url: config.openLineageUrl, err: (err as Error).message }, 'OpenLineage endpoint refused an event; it stays in the lake');
+    }
+  }
+
+  async function emit(eventType: 'START' | 'RUNNING' | 'COMPLETE', window: QualityMetrics, slos: SloStatus[], atMs: number, outputBytes = 0): Promise<void> {
+    const event = buildRunEvent({ runId, eventType, eventTime: new Date(atMs).toISOString(), window, slos, location: config.location, outputBytes, producer: PRODUCER, broker: config.broker });
+    const key = `${LINEAGE_PREFIX}/date=${new Date(atMs).toISOString().slice(0, 10)}/event-${config.writer}-${eventType.toLowerCase()}-${compactTime(atMs)}.json`;
+    await put(key, `${JSON.stringify(event)}\n`, 'replace');
+    await postLineage(event);
+  }
+
+  async function writeSample(commits: CommitRecord[]): Promise<void> {
+    const keys = commits.flatMap((c) => c.files.map((f) => f.key)).slice(0, 8);
+    if (keys.length === 0 || (await storage.read(SAMPLE_KEY)) !== null) return;
+    const sources = await Promise.all(keys.map((k) => storage.localPath(k)));
+    const local = path.join(storage.stagingDir, 'catalog-sample.parquet');
+    const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+    await conn.run(
+      `COPY (SELECT * FROM read_parquet([${sources.map(quote).join(', ')}], hive_partitioning = false) LIMIT ${SAMPLE_ROWS}) TO ${quote(local)} (FORMAT parquet, COMPRESSION zstd)`,
+    );
+    await put(SAMPLE_KEY, null, 'replace', local);
+  }
+
+  let status: CatalogStatus | null = null;
+  let windowStart = Date.now();
+
+  async function recordWindow(endMs: number): Promise<void> {
+    const onBad = (key: string, err: Error) => log.warn({ key, err: err.message }, 'skipped an unreadable manifest record');
+    const commits = (await readManifest(storage, onBad, cache)).commits;
+    const own = commits.filter((c) => c.writer === config.writer);
+    const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
+    const bytes = own
+      .filter((c) => Date.parse(c.committed_at) >= windowStart && Date.parse(c.committed_at) < endMs)
+      .reduce((n, c) => n + c.files.reduce((m, f) => m + f.bytes, 0), 0);
+    const day = compactTime(endMs).slice(0, 8);
+    const date = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}`;
+    try {
+      await put(`${QUALITY_PREFIX}/date=${date}/window-${config.writer}-${compactTime(endMs)}.json`, `${JSON.stringify({ writer: config.writer, run_id: runId, ...window })}\n`, 'create');
+    } catch (err) {
+      // A window a crashed run of this sink recorded already.
+      if (!(err instanceof ObjectExistsError)) throw err;
+    }
+    const windowEnds = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null);
+    const product = productStatus(commits, config.slos, { endsMs: [...new Set(windowEnds)], windowMs: config.windowMs }, config.settleMs, endMs);
+    status = { window, ...product };
+    await put(SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
+    await emit('RUNNING', window, product.slos, endMs, bytes);
+    await writeSample(commits);
+    windowStart = endMs;
+  }
+
+  await put(CONTRACT_KEY, toYaml(contract), 'replace');
+  await put(PRODUCT_KEY, toYaml(product), 'replace');
+  await put(EXAMPLE_QUERY_KEY, EXAMPLE_QUERY, 'replace');
+  const startMs = Date.now();
+  await emit('START', qualityOf([], { fromMs: startMs, toMs: startMs, settleMs: config.settleMs }), [], startMs);
+
+  let chain: Promise<void> = Promise.resolve();
+  const serial = (endMs: number): Promise<void> => {
+    chain = chain
+      .then(() => recordWindow(endMs))
+      .catch((err: Error) => log.error({ err: err.message }, 'recording a quality window failed; the next window covers it'));
+    return chain;
+  };
+  // Windows end on multiples of the window length, so every sink's windows line up. Each
+  // is recorded a moment after its end, so that commits stamped inside it are on record.
+  let timer: NodeJS.Timeout;
+  const schedule = () => {
+    const end = Math.ceil((Date.now() + 1) / config.windowMs) * config.windowMs;
+    timer = setTimeout(() => {
+      void serial(end);
+      schedule();
+    }, end + RECORD_LAG_MS - Date.now());
+  };
+  schedule();
+
+  return {
+    contract,
+    product,
+    status: () => status,
+    closeWindow: () => serial(Date.now()),
+    async close() {
+      clearTimeout(timer);
+      const endMs = Date.now();
+      await serial(endMs);
+      await emit('COMPLETE', status?.window ?? qualityOf([], { fromMs: endMs, toMs: endMs, settleMs: config.settleMs }), status?.slos ?? [], endMs);
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import { parse as parseYaml } from 'yaml';
+import { openLake, type StorageConfig } from '../open-storage';
+import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
+import { readManifest } from '../manifest';
+import { productStatus } from '../slo';
+import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
+
+/** What `dronelake catalog` prints: the product, its objectives' status, its quality. */
+export interface CatalogReport {
+  product: { id: string; name: string; domain: string; version: string; contract: string; status: string; output_ports: string[] };
+  slos: SloStatus[];
+  quality: QualityMetrics;
+  quality_windows: number;
+}
+
+/** Settings the sink records in the contract's customProperties, for readers like this one. */
+export const CONTRACT_SETTINGS = { windowSeconds: 'qualityWindowSeconds', missingAfterSeconds: 'missingAfterSeconds' } as const;
+
+const DIRECTION: Record<SloProperty, 'min' | 'max'> = { availability: 'min', throughput: 'min', errorRate: 'max', frequency: 'max', latency: 'max', retention: 'min' };
+
+interface ContractDoc {
+  id: string;
+  name?: string;
+  version: string;
+  status: string;
+  slaProperties?: Array<{ property: string; value: unknown; unit?: string; description?: string }>;
+  customProperties?: Array<{ property: string; value: unknown }>;
+}
+
+function setting(contract: ContractDoc, name: string, fallback: number): number {
+  const value = contract.customProperties?.find((p) => p.property === name)?.value;
+  return typeof value === 'number' ? value : fallback;
+}
+
+/** The objectives as the contract states them: the contract is what consumers were promised. */
+export function targetsOf(contract: ContractDoc): SloTarget[] {
+  return (contract.slaProperties ?? [])
+    .filter((p): p is { property: SloProperty; value: number; unit?: string; description?: string } => (SLO_PROPERTIES as readonly string[]).includes(p.property) && typeof p.value === 'number')
+    .map((p) => ({ property: p.property, target: p.value, unit: p.unit ?? '', direction: DIRECTION[p.property], description: p.description ?? '' }));
+}
+
+/** Reads the product's catalog and computes its status from the manifest, as of now. */
+export async function readCatalog(config: StorageConfig, onBadRecord: (key: string, err: Error) => void, nowMs = Date.now()): Promise<CatalogReport> {
+  const storage = await openLake(config);
+  try {
+    const [contractBytes, productBytes] = await Promise.all([storage.read(CONTRACT_KEY), storage.read(PRODUCT_KEY)]);
+    if (contractBytes === null || productBytes === null) throw new Error(`${storage.root} has no catalog (${CONTRACT_KEY}): no sink has written to this lake yet`);
+    const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
+    const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
+    const commits = (await readManifest(storage, onBadRecord)).commits;
+    const windowEnds = [...new Set((await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
+    const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
+    const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
+    const { quality, slos } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
+    return {
+      product: {
+        id: product.id,
+        name: product.name ?? product.id,
+        domain: product.domain ?? 'drones',
+        version: contract.version,
+        contract: contract.id,
+        status: contract.status,
+        output_ports: (product.outputPorts ?? []).map((p) => p.name),
+      },
+      slos,
+      quality,
+      quality_windows: windowEnds.length,
+    };
+  } finally {
+    await storage.close();
+  }
+}
+
+const num = (v: number | null, digits = 3): string => (v === null ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
+
+export function formatCatalog(report: CatalogReport): string {
+  const q = report.quality;
+  const lines = [
+    `${report.product.name} (${report.product.id}), domain ${report.product.domain}, version ${report.product.version}, ${report.product.status}`,
+    `contract ${report.product.contract}; output ports: ${report.product.output_ports.join(', ')}`,
+    '',
+    'objectives:',
+    ...report.slos.map((s) => `  ${s.met ? 'met     ' : 'BREACHED'}  ${s.property.padEnd(12)} target ${num(s.target)} ${s.unit}, actual ${num(s.actual)}${s.met ? '' : `, off by ${num(s.breach)}`}`),
+    '',
+    `quality (${q.from} .. ${q.to}, ${report.quality_windows} windows recorded):`,
+    `  rows ${q.rows}, received points ${q.received_points}, throughput ${num(q.throughput_rows_per_second, 1)} rows/s`,
+    `  missing entries ${q.missing_entries}, reported lost ${q.reported_lost}, in flight ${q.in_flight}`,
+    `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches}, error rate ${num(q.error_rate, 4)}`,
+    `  duplicates dropped ${q.duplicates_dropped}, late points ${q.late_points}`,
+    `  freshness ${num(q.freshness_seconds, 1)} s, latency p50 ${num(q.latency_p50_ms, 0)} ms, p99 ${num(q.latency_p99_ms, 0)} ms`,
+  ];
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,29 @@
+import type { Registry } from 'prom-client';
+import { statsRegistry } from '../deploy/metrics';
+import type { Sink } from './sink';
+
+type SinkSnapshot = ReturnType<Sink['stats']>;
+
+/** Prometheus metrics read from the sink's counters at scrape time. */
+export function sinkMetrics(stats: () => SinkSnapshot): Registry {
+  const { registry, counter, byLabel, gauge } = statsRegistry(stats);
+  counter('dronelake_sink_batches_received_total', 'Messages taken from the broker.', (s) => s.batchesReceived);
+  byLabel('dronelake_sink_batches_rejected_total', 'Messages quarantined whole, by reason.', 'reason', (s) => s.batchesRejected);
+  counter('dronelake_sink_batches_duplicate_total', 'Batches taken again (a re-send), acked again and not stored.', (s) => s.batchesDuplicate);
+  counter('dronelake_sink_points_received_total', 'Points of decodable batches.', (s) => s.pointsReceived);
+  byLabel('dronelake_sink_points_rejected_total', 'Points quarantined, by the rule they broke.', 'rule', (s) => s.pointsInvalid);
+  counter('dronelake_sink_points_duplicate_total', 'Points whose (drone_id, seq) was already stored or staged.', (s) => s.pointsDuplicate);
+  counter('dronelake_sink_points_late_total', 'Points that arrived for a closed partition.', (s) => s.pointsLate);
+  counter('dronelake_sink_points_committed_total', 'Points committed to the lake.', (s) => s.pointsCommitted);
+  gauge('dronelake_sink_staged_bytes', 'Bytes of points and bad input awaiting commit (estimated).', (s) => s.stagedBytes);
+  counter('dronelake_sink_commits_total', 'Commits recorded in the manifest.', (s) => s.commits);
+  counter('dronelake_sink_commit_errors_total', 'Commits that failed (nothing acked; the agents send again).', (s) => s.commitErrors);
+  counter('dronelake_sink_files_total', 'Parquet files published by commits.', (s) => s.files);
+  counter('dronelake_sink_compactions_total', 'Compaction swaps recorded.', (s) => s.compactions);
+  counter('dronelake_sink_compaction_errors_total', 'Compaction passes that failed.', (s) => s.compactionErrors);
+  counter('dronelake_sink_files_deleted_total', 'Files removed after their grace period.', (s) => s.filesDeleted);
+  counter('dronelake_sink_acks_published_total', 'Commit acks published to gateways.', (s) => s.acksPublished);
+  gauge('dronelake_sink_latency_p50_milliseconds', 'Event-to-commit latency, median, since the sink started.', (s) => s.latencyMs.p50);
+  gauge('dronelake_sink_latency_p99_milliseconds', 'Event-to-commit latency, 99th percentile, since the sink started.', (s) => s.latencyMs.p99);
+  return registry;
+}

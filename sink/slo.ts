@@ -1,0 +1,113 @@
+import type { QualityMetrics, SloProperty, SloStatus, SloTarget } from './catalog/types';
+import type { CommitRecord } from './manifest';
+import { qualityOf } from './quality';
+
+/** The objectives as the sink's options set them; the contract publishes them. */
+export interface SloConfig {
+  availabilityPct: number;
+  minThroughput: number;
+  maxErrorRate: number;
+  maxCommitIntervalSeconds: number;
+  maxFreshnessSeconds: number;
+  retentionDays: number;
+}
+
+export function sloTargets(config: SloConfig): SloTarget[] {
+  return [
+    { property: 'availability', target: config.availabilityPct, unit: '%', direction: 'min', description: 'share of the last 24 hours in which the sink recorded quality windows (it was up and committing)' },
+    { property: 'throughput', target: config.minThroughput, unit: 'rows/s', direction: 'min', description: 'rows committed per second over the last hour' },
+    { property: 'errorRate', target: config.maxErrorRate, unit: 'ratio', direction: 'max', description: '(rejected points + rejected batches) / (received points + rejected batches) over the last 24 hours' },
+    { property: 'frequency', target: config.maxCommitIntervalSeconds, unit: 's', direction: 'max', description: 'median time between consecutive commits over the last hour' },
+    { property: 'latency', target: config.maxFreshnessSeconds, unit: 's', direction: 'max', description: 'freshness: age of the newest committed event' },
+    { property: 'retention', target: config.retentionDays, unit: 'd', direction: 'min', description: 'data is kept at least this long; dronelake deletes no live data, so this is met while the lake is kept' },
+  ];
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+/** What the product delivered, per objective, as of `nowMs`. */
+export interface SloInputs {
+  day: QualityMetrics;
+  hour: QualityMetrics;
+  /** The whole product up to now, for freshness. */
+  now: QualityMetrics;
+  commits: CommitRecord[];
+  /** End times (ms) of the quality windows recorded, and the window length. */
+  windowEndsMs: number[];
+  windowMs: number;
+  nowMs: number;
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function actualOf(property: SloProperty, inputs: SloInputs): number | null {
+  switch (property) {
+    case 'availability': {
+      const since = inputs.nowMs - DAY_MS;
+      const recorded = inputs.windowEndsMs.filter((t) => t > since);
+      if (recorded.length === 0) return null;
+      // Only windows since the product's first one can be expected.
+      const first = Math.max(since, Math.min(...recorded) - inputs.windowMs);
+      const expected = Math.max(1, Math.floor((inputs.nowMs - first) / inputs.windowMs));
+      return Math.min(100, (100 * recorded.length) / expected);
+    }
+    case 'throughput':
+      return inputs.hour.throughput_rows_per_second;
+    case 'errorRate':
+      return inputs.day.error_rate;
+    case 'frequency': {
+      const times = inputs.commits
+        .map((c) => Date.parse(c.committed_at))
+        .filter((t) => t > inputs.nowMs - HOUR_MS)
+        .sort((a, b) => a - b);
+      return median(times.slice(1).map((t, i) => (t - times[i]!) / 1000));
+    }
+    case 'latency':
+      return inputs.now.freshness_seconds;
+    case 'retention': {
+      const oldest = Math.min(...inputs.commits.flatMap((c) => c.files.map((f) => f.min_ts)));
+      return Number.isFinite(oldest) ? (inputs.nowMs - oldest / 1000) / DAY_MS : null;
+    }
+  }
+}
+
+/** Each objective against what was delivered: met, or breached and by how much. An objective with no data yet is not met. */
+export function evaluateSlos(targets: SloTarget[], inputs: SloInputs): SloStatus[] {
+  return targets.map(({ property, target, unit, direction }) => {
+    const actual = actualOf(property, inputs);
+    if (property === 'retention') return { property, target, actual, unit, met: true, breach: 0 };
+    if (actual === null) return { property, target, actual, unit, met: false, breach: 0 };
+    const breach = direction === 'max' ? Math.max(0, actual - target) : Math.max(0, target - actual);
+    return { property, target, actual, unit, met: breach === 0, breach };
+  });
+}
+
+/**
+ * The product's quality as a whole, and its objectives, as of `nowMs`: what the sink
+ * publishes and `dronelake catalog` prints, computed the same way from the manifest.
+ */
+export function productStatus(
+  commits: CommitRecord[],
+  targets: SloTarget[],
+  windows: { endsMs: number[]; windowMs: number },
+  settleMs: number,
+  nowMs: number,
+): { quality: QualityMetrics; slos: SloStatus[] } {
+  const quality = qualityOf(commits, { toMs: nowMs, settleMs });
+  const slos = evaluateSlos(targets, {
+    day: qualityOf(commits, { fromMs: nowMs - DAY_MS, toMs: nowMs, settleMs }),
+    hour: qualityOf(commits, { fromMs: nowMs - HOUR_MS, toMs: nowMs, settleMs }),
+    now: quality,
+    commits,
+    windowEndsMs: windows.endsMs,
+    windowMs: windows.windowMs,
+    nowMs,
+  });
+  return { quality, slos };
+}
