@@ -6,7 +6,7 @@ import { parseOptions } from '../deploy/options';
 import { aclHooks, mayReceive, type AclAction } from './acl';
 import { Authenticator, Refusal } from './auth';
 import { openBackends } from './backends';
-import { serveBrokerHttp, type BrokerHttp } from './http';
+import { healthRoute, metricsRoute, serveHttp, type HttpServer } from '../deploy/http';
 import { openListeners, readTlsOptions, type Listeners } from './listeners';
 import { brokerMetrics } from './metrics';
 import { brokerOptions, checkBrokerOptions, type BrokerOptions } from './options';
@@ -85,7 +85,7 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
   const backends = await openBackends({ persistence: config.persistence, dataDir: config.dataDir, cluster: config.cluster }, log);
   let aedes: Aedes | undefined;
   let listeners: Listeners | undefined;
-  let http: BrokerHttp | undefined;
+  let http: HttpServer | undefined;
   let stopWatching: (() => void) | undefined;
   let closing = false;
   const shutdown = async () => {
@@ -179,10 +179,13 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
     });
     const up = listeners;
     if (config.http) {
-      http = await serveBrokerHttp(config.http, brokerMetrics(current), () => ({
-        healthy: !closing && up.listening(),
-        body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities },
-      }));
+      http = await serveHttp(config.http, [
+        healthRoute(() => ({
+          healthy: !closing && up.listening(),
+          body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities },
+        })),
+        metricsRoute(brokerMetrics(current)),
+      ]);
     }
 
     const primary = (listeners.plain ?? listeners.tls)!;

@@ -29,6 +29,7 @@ describe('dronelake CLI', () => {
     [['query', '--lake', 's3://Bad_Bucket/x', 'SELECT 1'], 'dronelake: query failed: s3://Bad_Bucket/x: "Bad_Bucket" is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit)', 1],
     [['sink', '--s3-endpoint', 'ftp://x'], 'dronelake: --s3-endpoint: expected an http(s) URL (got "ftp://x")', 2],
     [['compact', '--compact-target-mib', '0'], 'dronelake: --compact-target-mib: Too small: expected number to be >=1 (got "0")', 2],
+    [['catalog', '--lake', '/nonexistent/lake'], 'dronelake: catalog: /nonexistent/lake has no catalog (drones/_catalog/contract.odcs.yaml): no sink has written to this lake yet', 1],
   ])('%j fails with a clear message', async (args, message, code) => {
     const r = await cli(args);
     expect(r.code).toBe(code);

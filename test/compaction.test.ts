@@ -11,7 +11,7 @@ import { readManifest } from '../sink/manifest';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { quietLog, waitFor } from './helpers';
+import { awayFromHourBoundary, quietLog, waitFor } from './helpers';
 import { BACKENDS, testLake, type TestLake } from './lakes';
 
 const GW = 'gw-compact';
@@ -40,7 +40,7 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
 
   beforeEach(async () => {
     // Points of the current hour must stay on time for the whole test: wait out an hour boundary close ahead.
-    await waitFor('an hour boundary more than 90 s away', () => HOUR_MS - (Date.now() % HOUR_MS) > 90_000 || undefined, 100_000);
+    await awayFromHourBoundary();
     lake = await testLake(backend);
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     // Lateness 0: every earlier hour is closed. The sink's own compactor is off; the test runs passes itself.

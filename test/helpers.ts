@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -26,6 +28,19 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | fals
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** A TCP port free on loopback right now, for a server that must come back on the same port. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Waits until the next UTC hour is more than 90 s away, for tests whose points must stay in the current hour. */
+export const awayFromHourBoundary = (): Promise<true> =>
+  waitFor('an hour boundary more than 90 s away', () => 3_600_000 - (Date.now() % 3_600_000) > 90_000 || undefined, 100_000);
 
 export interface RunningProcess {
   child: ChildProcess;

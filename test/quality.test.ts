@@ -12,7 +12,7 @@ import { readManifest } from '../sink/manifest';
 import { sinkOptions } from '../sink/options';
 import { qualityOf } from '../sink/quality';
 import { startSink, type Sink } from '../sink/sink';
-import { cli, quietLog, waitFor } from './helpers';
+import { awayFromHourBoundary, cli, quietLog, waitFor } from './helpers';
 import { testLake, type TestLake } from './lakes';
 import { loadValidators } from './schemas';
 
@@ -31,7 +31,7 @@ describe('quality metrics, objectives and the catalog, from injected faults', ()
 
   beforeEach(async () => {
     // Windows end on the hour, and fresh points must not turn late: keep clear of a boundary.
-    await waitFor('an hour boundary more than 90 s away', () => 3_600_000 - (Date.now() % 3_600_000) > 90_000 || undefined, 100_000);
+    await awayFromHourBoundary();
     lake = await testLake('local');
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     const args = [

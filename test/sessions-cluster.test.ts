@@ -1,6 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import net from 'node:net';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,18 +11,10 @@ import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { freePort, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
 
 const HAS_REDIS = spawnSync('redis-server', ['--version']).status === 0;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** A throwaway redis-server on loopback, without persistence. */
 async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
