@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
 import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
@@ -16,6 +17,11 @@ export const sinkOptions = {
   ca: { type: 'string', describe: 'PEM file of the CA that signed the broker certificate', schema: z.string().min(1).optional() },
   cert: { type: 'string', describe: 'PEM client certificate, for mutual TLS', schema: z.string().min(1).optional() },
   key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
+  shard: {
+    type: 'string',
+    describe: "take only the gateways whose id hashes to shard I of N, e.g. 0/2; the client id gets '-IofN' appended",
+    schema: shardSchema.optional(),
+  },
   flushInterval: {
     type: 'string',
     describe: 'seconds between commits to the lake',

@@ -15,6 +15,7 @@ import { PACKAGE_VERSION } from '../deploy/version';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
 import { sinkMetrics } from './metrics';
+import { ownsTopic } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
@@ -46,7 +47,9 @@ export interface Sink {
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
-  const writer = config.clientId;
+  // Each shard is a sink of its own: its own session at the broker and its own commits.
+  const clientId = config.shard ? `${config.clientId}-${config.shard.index}of${config.shard.count}` : config.clientId;
+  const writer = clientId;
   const storage = await openLake(config, writer);
   const db = await DuckDBInstance.create(':memory:', {
     threads: String(config.duckdbThreads),
@@ -96,7 +99,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   };
   const client = mqtt.connect(config.broker, {
     ...credentials,
-    clientId: config.clientId,
+    clientId,
     // A persistent session: the broker queues telemetry while the sink restarts.
     clean: false,
     reconnectPeriod: 1000,
@@ -108,7 +111,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // while a message handler holds its callback, PUBACKs included, so a commit that
   // waited for its acks' PUBACKs on the telemetry connection, while that connection was
   // held for backpressure, would wait forever.
-  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${config.clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
 
   async function commitOnce(): Promise<void> {
@@ -225,6 +228,13 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // so the broker delivers them again to this session.
   client.handleMessage = (packet, done) => {
     if (closing) return;
+    // Every sink hears every gateway (Aedes has no shared subscriptions); a message of
+    // another shard's gateway is left to that shard, before any decoding.
+    if (config.shard && !ownsTopic(config.shard, packet.topic)) {
+      stats.batchesOtherShards++;
+      done();
+      return;
+    }
     try {
       take(packet.topic, packet.payload as Buffer);
     } catch (err) {

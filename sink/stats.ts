@@ -6,6 +6,8 @@ export type BatchRejectReason = (typeof BATCH_REJECT_REASONS)[number];
 
 export interface SinkStats {
   batchesReceived: number;
+  /** Messages of gateways another shard owns, left to it. */
+  batchesOtherShards: number;
   batchesRejected: Record<BatchRejectReason, number>;
   batchesEmpty: number;
   batchesDuplicate: number;
@@ -39,6 +41,7 @@ const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
 export function emptySinkStats(): SinkStats {
   return {
     batchesReceived: 0,
+    batchesOtherShards: 0,
     batchesRejected: zeroes(BATCH_REJECT_REASONS),
     batchesEmpty: 0,
     batchesDuplicate: 0,
