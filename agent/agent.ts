@@ -6,6 +6,9 @@ import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
 import { serveAgentHttp, type AgentHttp } from './http';
 import { createIngestSource } from './ingest-api';
+import { droneIdOf, parseDroneTable, parseEndpoints } from './mavlink/config';
+import type { MavlinkStats } from './mavlink/telemetry';
+import { openMavlinkUdp, type MavlinkUdpSource } from './mavlink/udp';
 import { agentMetrics } from './metrics';
 import type { agentOptions } from './options';
 import { Publisher, type PublisherStats } from './publisher';
@@ -23,18 +26,40 @@ export interface AgentStats extends PublisherStats {
   pendingBytes: number;
   spool: SpoolStats;
   oldestUnackedAgeSeconds: number | null;
+  /** What the MAVLink sources decoded, skipped and counted as damage; null without one. */
+  mavlink: MavlinkStats | null;
 }
+
+/** What a source built by the agent's caller may ask of the agent. */
+export interface SourceContext {
+  /** The seq of a drone's next point: one past the last the spool holds, so seqs survive restarts. */
+  firstSeq: (droneId: string) => number;
+}
+export type SourceFactory = (ctx: SourceContext) => Source;
 
 export interface Agent {
   stats(): AgentStats;
   /** The agent's HTTP address when --http is set. */
   readonly http: AgentHttp | null;
+  /** The MAVLink UDP listener when --mavlink is set. */
+  readonly mavlink: MavlinkUdpSource | null;
   /** Stops the sources and waits until every batch is acked or the timeout passes; true when all were. */
   drain(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
-export async function startAgent(config: AgentConfig, log: Logger, extraSources: Source[] = []): Promise<Agent> {
+export async function startAgent(config: AgentConfig, log: Logger, extraSources: Array<Source | SourceFactory> = []): Promise<Agent> {
+  // Read when a source first sees a drone, after the spool is open.
+  const firstSeq = (droneId: string) => (spool.droneSeq(droneId) ?? -1) + 1;
+  // Bound before anything else is opened, so that a port in use fails the start cleanly.
+  const mavlink = config.mavlink
+    ? await openMavlinkUdp({
+        endpoints: parseEndpoints(config.mavlink),
+        droneId: droneIdOf(config.gateway, parseDroneTable(config.mavlinkDrones ?? '')),
+        hz: config.mavlinkHz,
+        firstSeq,
+      })
+    : null;
   const spool = await Spool.open({
     dir: config.spool,
     maxBytes: config.spoolMaxBytes,
@@ -43,6 +68,9 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     // Batch numbers never fall below the clock, so even a wiped spool cannot reuse one.
     minBatchSeq: nowMicros(),
     onError: (err) => log.warn({ err: (err as Error).message }, 'spool background work failed; it is retried or repaired at the next open'),
+  }).catch(async (err: unknown) => {
+    await mavlink?.stop();
+    throw err;
   });
   const recovery = spool.stats().recovery;
   if (recovery.truncatedBytes > 0 || recovery.corruptRecords > 0) log.warn({ recovery }, 'spool recovered from damage');
@@ -112,17 +140,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     },
   };
 
-  const sources = [...extraSources];
+  const sources = extraSources.map((s) => (typeof s === 'function' ? s({ firstSeq }) : s));
   if (config.simulate > 0) {
-    sources.push(
-      createSimulatedFleet({
-        gatewayId: config.gateway,
-        drones: config.simulate,
-        hz: config.hz,
-        firstSeq: (droneId) => (spool.droneSeq(droneId) ?? -1) + 1,
-      }),
-    );
+    sources.push(createSimulatedFleet({ gatewayId: config.gateway, drones: config.simulate, hz: config.hz, firstSeq }));
   }
+  if (mavlink) sources.push(mavlink);
   const ingest = config.http ? createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6 }) : null;
   if (ingest) sources.push(ingest);
 
@@ -139,6 +161,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     pendingBytes: spool.bytes,
     spool: spool.stats(),
     oldestUnackedAgeSeconds: oldestAgeSeconds(),
+    mavlink: mavlink?.stats() ?? null,
   });
   const http = config.http
     ? await serveAgentHttp(config.http, {
@@ -153,7 +176,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     : null;
 
   for (const source of sources) source.start(output);
-  log.info({ gateway: config.gateway, sources: sources.map((s) => s.name), http: http?.url }, 'agent started');
+  log.info({ gateway: config.gateway, sources: sources.map((s) => s.name), http: http?.url, mavlink: mavlink?.addresses }, 'agent started');
 
   let stopped = false;
   async function stopSources(): Promise<void> {
@@ -167,6 +190,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   return {
     stats,
     http,
+    mavlink,
     async drain(timeoutMs) {
       await stopSources();
       const deadline = Date.now() + timeoutMs;

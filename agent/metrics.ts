@@ -47,5 +47,17 @@ export function agentMetrics(stats: () => AgentStats): Registry {
   counter('dronelake_agent_spool_truncated_bytes_total', 'Bytes of a torn spool tail truncated when the spool was opened.', (s) => s.spool.recovery.truncatedBytes);
   gauge('dronelake_agent_fsync_seconds', 'Duration of the last spool fsync.', (s) => s.spool.fsyncLastMs / 1000);
   gauge('dronelake_agent_fsync_max_seconds', 'Longest spool fsync so far.', (s) => s.spool.fsyncMaxMs / 1000);
+  const mavlink = (name: string, help: string, read: (m: NonNullable<AgentStats['mavlink']>) => number) =>
+    counter(`dronelake_agent_mavlink_${name}_total`, help, (s) => (s.mavlink ? read(s.mavlink) : 0));
+  mavlink('packets', 'MAVLink packets received whole with a valid CRC.', (m) => m.packets);
+  mavlink('points', 'Points made from MAVLink position reports.', (m) => m.points);
+  mavlink('bad_crc', 'MAVLink frames whose CRC did not match, skipped.', (m) => m.badCrc);
+  mavlink('garbage_bytes', 'Bytes on the MAVLink ports outside any valid packet, skipped.', (m) => m.garbageBytes);
+  mavlink('truncated', 'MAVLink datagrams that ended inside a packet.', (m) => m.truncated);
+  mavlink('unknown_messages', 'MAVLink packets of message ids no dialect defines, skipped.', (m) => m.unknownMessages);
+  mavlink('no_fix', 'MAVLink points without a position (no GPS fix yet), stored with lat/lon null.', (m) => m.noFix);
+  mavlink('downsampled', 'MAVLink position reports dropped by --mavlink-hz.', (m) => m.skipped.downsampled);
+  mavlink('duplicates', 'MAVLink position reports received twice (same time_boot_ms), dropped.', (m) => m.skipped.duplicate);
+  mavlink('paused', 'MAVLink position reports dropped while the spool was full.', (m) => m.skipped.paused);
   return registry;
 }

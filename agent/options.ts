@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
+import { mavlinkOptionSchemas } from './mavlink/config';
+import { configOption, logLevelOption, optionSchemas, type OptionSpec, type OptionSpecs } from '../deploy/options';
+
+export const mavlinkDronesOption = {
+  type: 'string',
+  describe: 'drone ids of MAVLink system ids: SYSID=ID,... or @FILE (others: {gateway}-sys{SYSID})',
+  schema: mavlinkOptionSchemas.drones(),
+} satisfies OptionSpec;
 
 export const agentOptions = {
   config: configOption,
@@ -20,6 +27,9 @@ export const agentOptions = {
   http: { type: 'string', describe: 'serve POST /v1/points, /health and /metrics on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
   simulate: { type: 'string', describe: 'simulate a fleet of N drones (0: none)', schema: optionSchemas.count(0, 9999).default(0) },
   hz: { type: 'string', describe: 'points per second per simulated drone', schema: optionSchemas.positive().default(1) },
+  mavlink: { type: 'string', describe: 'listen for MAVLink v1/v2 on UDP: udp:HOST:PORT, comma-separated (off by default)', schema: mavlinkOptionSchemas.endpoints() },
+  mavlinkDrones: mavlinkDronesOption,
+  mavlinkHz: { type: 'string', describe: 'MAVLink points per second per vehicle at most (0: one per GLOBAL_POSITION_INT)', schema: mavlinkOptionSchemas.hz(5) },
   batchPoints: { type: 'string', describe: 'close a batch at this many points', schema: optionSchemas.count(1, 1_000_000).default(1000) },
   batchBytes: { type: 'string', describe: 'close a batch at this many encoded bytes', schema: optionSchemas.count(64, 64 * 1024 * 1024).default(256 * 1024) },
   linger: { type: 'string', describe: 'close a batch this many seconds after its first point', schema: optionSchemas.positive().default(1) },
@@ -39,4 +49,28 @@ export const agentOptions = {
   cert: { type: 'string', describe: 'PEM client certificate, for mutual TLS', schema: z.string().min(1).optional() },
   key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
   logLevel: logLevelOption,
+} satisfies OptionSpecs;
+
+// The agent's options that make no sense for a file; the rest (link, spool, batching) apply.
+const LIVE_ONLY = ['http', 'simulate', 'hz', 'mavlink', 'mavlinkHz', 'healthMaxUnackedAge', 'maxFutureSkew', 'logLevel'] as const;
+const linkOptions = Object.fromEntries(Object.entries(agentOptions).filter(([k]) => !(LIVE_ONLY as readonly string[]).includes(k))) as Omit<
+  typeof agentOptions,
+  (typeof LIVE_ONLY)[number]
+>;
+
+/** `agent replay`: the agent's options that apply to a file, and the replay's own. */
+export const replayOptions = {
+  ...linkOptions,
+  password: { ...linkOptions.password, describe: 'MQTT password (prefer DRONELAKE_AGENT_REPLAY_PASSWORD)' },
+  mavlinkHz: { type: 'string', describe: 'points per second per vehicle at most (0: one per GLOBAL_POSITION_INT)', schema: mavlinkOptionSchemas.hz(0) },
+  start: {
+    type: 'string',
+    describe: 'a raw stream (no timestamps) only: RFC 3339 time of its first position; later ones follow by time_boot_ms',
+    schema: z.iso.datetime({ offset: true }).optional(),
+  },
+  realtime: { type: 'boolean', describe: 'replay at the recorded pace instead of as fast as possible', schema: optionSchemas.flag() },
+  drainTimeout: { type: 'string', describe: 'seconds to wait for the sink to commit every point once the file is read', schema: optionSchemas.positive().default(300) },
+  progress: { type: 'string', describe: 'seconds between progress lines on stderr', schema: optionSchemas.positive().default(5) },
+  json: { type: 'boolean', describe: 'print the final summary as one JSON line on stdout', schema: optionSchemas.flag() },
+  logLevel: { ...logLevelOption, schema: logLevelOption.schema.removeDefault().default('warn') },
 } satisfies OptionSpecs;

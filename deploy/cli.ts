@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { agentOptions } from '../agent/options';
+import { agentOptions, replayOptions } from '../agent/options';
 import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
 import { catalogOptions } from '../sink/catalog-options';
@@ -171,7 +171,9 @@ const commands = {
   }),
   agent: command({
     summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',
-    usage: 'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--simulate N --hz H] [--config FILE]',
+    usage:
+      'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--mavlink udp:HOST:PORT] [--simulate N --hz H] [--config FILE]\n' +
+      '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)',
     options: agentOptions,
     async run(options) {
       const log = createLogger(options.logLevel, 'agent');
@@ -182,6 +184,21 @@ const commands = {
       if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
       await agent.close();
       return drained ? 0 : 1;
+    },
+    subcommands: {
+      replay: command({
+        summary: 'Import a MAVLink .tlog or raw stream through the agent, keeping its event times; exits once the sink has committed every point.',
+        usage: 'dronelake agent replay FILE --gateway ID --spool DIR [--broker URL] [--start TIME] [--realtime] [--mavlink-drones SYSID=ID,...] [--json]',
+        options: replayOptions,
+        positionals: 1,
+        async run(options, [file]) {
+          if (!file) throw new UsageError('agent replay needs the file to import, e.g. dronelake agent replay flight.tlog --gateway gw-1 --spool ./spool');
+          const { formatSummary, replay } = await import('../agent/replay');
+          const summary = await replay(file, options, untilShutdown());
+          process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
+          return summary.interrupted ? 130 : summary.drained ? 0 : 1;
+        },
+      }),
     },
   }),
 };
