@@ -4,7 +4,7 @@ import type { ParsedOptions } from '../deploy/options';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
-import { serveAgentHttp, type AgentHttp } from './http';
+import { healthRoute, metricsRoute, serveHttp, type HttpServer } from '../deploy/http';
 import { createIngestSource } from './ingest-api';
 import { droneIdOf, parseDroneTable, parseEndpoints } from './mavlink/config';
 import type { MavlinkStats } from './mavlink/telemetry';
@@ -40,7 +40,7 @@ export type SourceFactory = (ctx: SourceContext) => Source;
 export interface Agent {
   stats(): AgentStats;
   /** The agent's HTTP address when --http is set. */
-  readonly http: AgentHttp | null;
+  readonly http: HttpServer | null;
   /** The MAVLink UDP listener when --mavlink is set. */
   readonly mavlink: MavlinkUdpSource | null;
   /** Stops the sources and waits until every batch is acked or the timeout passes; true when all were. */
@@ -164,15 +164,15 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     mavlink: mavlink?.stats() ?? null,
   });
   const http = config.http
-    ? await serveAgentHttp(config.http, {
-        ingest: ingest!,
-        metrics: agentMetrics(stats),
-        health: () => {
+    ? await serveHttp(config.http, [
+        { method: 'ANY', path: '/v1/points', handle: (req, res) => ingest!.handle(req, res) },
+        healthRoute(() => {
           const age = oldestAgeSeconds();
           const healthy = age === null || age <= config.healthMaxUnackedAge;
           return { healthy, body: { status: healthy ? 'ok' : 'unhealthy', oldestUnackedAgeSeconds: age, maxUnackedAgeSeconds: config.healthMaxUnackedAge, connected: publisher.stats.connected } };
-        },
-      })
+        }),
+        metricsRoute(agentMetrics(stats)),
+      ])
     : null;
 
   for (const source of sources) source.start(output);

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { statsRegistry } from '../deploy/metrics';
 import type { AgentStats } from './agent';
 
 /**
@@ -6,32 +7,7 @@ import type { AgentStats } from './agent';
  * keeps plain counters and pays nothing per point for metrics.
  */
 export function agentMetrics(stats: () => AgentStats): Registry {
-  const registry = new Registry();
-  let current: AgentStats = stats();
-  const refresh = () => {
-    current = stats();
-  };
-  const counter = (name: string, help: string, read: (s: AgentStats) => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        refresh();
-        this.reset();
-        this.inc(read(current));
-      },
-    });
-  const gauge = (name: string, help: string, read: (s: AgentStats) => number | null) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        refresh();
-        this.set(read(current) ?? 0);
-      },
-    });
+  const { registry, counter, gauge } = statsRegistry(stats);
   counter('dronelake_agent_points_in_total', 'Points handed to the agent by its sources.', (s) => s.pointsIn);
   counter('dronelake_agent_batches_sent_total', 'Batches published (first sends).', (s) => s.sent);
   counter('dronelake_agent_batches_acked_total', 'Batches the sink acknowledged as committed.', (s) => s.acked);
@@ -40,7 +16,7 @@ export function agentMetrics(stats: () => AgentStats): Registry {
   counter('dronelake_agent_bad_acks_total', 'Commit acks that could not be read.', (s) => s.badAcks);
   gauge('dronelake_agent_spool_bytes', 'Bytes of batches in the spool.', (s) => s.pendingBytes);
   gauge('dronelake_agent_spool_batches', 'Batches in the spool, awaiting their commit ack.', (s) => s.pendingBatches);
-  gauge('dronelake_agent_oldest_unacked_age_seconds', 'Age of the oldest batch not yet acknowledged.', (s) => s.oldestUnackedAgeSeconds);
+  gauge('dronelake_agent_oldest_unacked_age_seconds', 'Age of the oldest batch not yet acknowledged.', (s) => s.oldestUnackedAgeSeconds ?? 0);
   gauge('dronelake_agent_connected', '1 while connected to the broker.', (s) => (s.connected ? 1 : 0));
   counter('dronelake_agent_dropped_points_total', 'Points dropped by the spool-full policy drop-oldest.', (s) => s.spool.dropped.points);
   counter('dronelake_agent_spool_corrupt_records_total', 'Spool records found corrupt and skipped when the spool was opened.', (s) => s.spool.recovery.corruptRecords);

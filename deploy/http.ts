@@ -9,7 +9,8 @@ export interface HttpServer {
 }
 
 export interface Route {
-  method: 'GET' | 'POST';
+  /** ANY: the handler answers every method itself (say, 405 with an Allow header). */
+  method: 'GET' | 'POST' | 'ANY';
   path: string;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void;
 }
@@ -45,7 +46,7 @@ export async function serveHttp(hostPort: string, routes: Route[]): Promise<Http
   const host = hostPort.slice(0, split).replace(/^\[|\]$/g, '');
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    const route = routes.find((r) => r.path === path && r.method === req.method);
+    const route = routes.find((r) => r.path === path && (r.method === 'ANY' || r.method === req.method));
     if (!route) {
       send(res, 404, { error: `no route ${req.method} ${path}; try ${routes.map((r) => `${r.method} ${r.path}`).join(', ')}` });
       return;
