@@ -18,9 +18,16 @@ export interface SecretHash extends ScryptCost {
 const DEFAULT_COST: ScryptCost = { N: 16384, r: 8, p: 1 };
 const KEY_BYTES = 32;
 
-/** 256 random bits, base64url: typed into no one's head, so it cannot be guessed however fast the hash. */
+/**
+ * 256 random bits, base64url: typed into no one's head, so it cannot be guessed however
+ * fast the hash. Drawn again when it would begin with '-', which a command line such as
+ * `--password SECRET` would read as an option.
+ */
 export function generateSecret(): string {
-  return randomBytes(32).toString('base64url');
+  for (;;) {
+    const secret = randomBytes(32).toString('base64url');
+    if (!secret.startsWith('-')) return secret;
+  }
 }
 
 function derive(secret: Buffer, salt: Buffer, cost: ScryptCost, bytes: number): Promise<Buffer> {

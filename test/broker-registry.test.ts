@@ -5,7 +5,7 @@ import { ownerOf } from '../broker/auth';
 import { checkBrokerOptions } from '../broker/options';
 import { PacketSizer } from '../broker/packet-size';
 import { addIdentity, readRegistry, writeRegistry, type Registry } from '../broker/registry';
-import { verifySecret } from '../broker/secrets';
+import { generateSecret, verifySecret } from '../broker/secrets';
 import { TEST_COST } from './broker-helpers';
 import { tempDir } from './helpers';
 
@@ -20,6 +20,14 @@ const header = (type: number, remaining: number): number[] => {
 const packet = (type: number, bodyBytes: number) => Buffer.from([...header(type, bodyBytes), ...new Array<number>(bodyBytes).fill(7)]);
 
 describe('packet sizes', () => {
+  it('draws secrets of 43 base64url characters that never begin with a dash, which a command line would take for an option', () => {
+    // One in 64 would, without the redraw: 2,000 draws would show about 31.
+    const secrets = Array.from({ length: 2000 }, generateSecret);
+    expect(secrets.filter((s) => s.startsWith('-'))).toEqual([]);
+    expect(secrets.every((s) => /^[A-Za-z0-9_-]{43}$/.test(s))).toBe(true);
+    expect(new Set(secrets).size).toBe(2000);
+  });
+
   const stream = Buffer.concat([packet(0x10, 40), packet(0xc0, 0), packet(0x30, 200), packet(0x30, 16_383), packet(0x30, 16_384), packet(0xe0, 0)]);
 
   it('follows the framing however the bytes are cut, and finds the first packet over the limit at its header', () => {
