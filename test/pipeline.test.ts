@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
@@ -29,9 +29,11 @@ describe('agent -> broker -> sink -> Parquet, as separate processes over TCP', (
 
   it('stores exactly the points the agent generated, readable by DuckDB and hyparquet', async () => {
     const { dir: lake, remove } = await tempDir('pipeline');
-    cleanups.push(remove);
+    const beside = (name: string) => path.join(lake, '..', `${path.basename(lake)}-${name}`);
+    cleanups.push(remove, () => rm(beside('broker'), { recursive: true, force: true }), () => rm(beside('spool'), { recursive: true, force: true }));
 
-    const broker = runCli(['broker', '--port', '0', '--log-level', 'info']);
+    // The broker's default: sessions on disk, here beside the lake rather than in the working directory.
+    const broker = runCli(['broker', '--port', '0', '--data-dir', beside('broker'), '--log-level', 'info']);
     procs.push(broker);
     const url = (await waitFor('broker to listen', () => logged(broker, 'broker listening')))['url'] as string;
 
@@ -49,7 +51,7 @@ describe('agent -> broker -> sink -> Parquet, as separate processes over TCP', (
     });
     await observer.subscribeAsync('dronelake/v1/telemetry/+', { qos: 1 });
 
-    const agent = runCli(['agent', '--broker', url, '--gateway', 'gw-it', '--spool', path.join(lake, '..', `${path.basename(lake)}-spool`), '--simulate', '20', '--hz', '25', '--linger', '0.2', '--log-level', 'info']);
+    const agent = runCli(['agent', '--broker', url, '--gateway', 'gw-it', '--spool', beside('spool'), '--simulate', '20', '--hz', '25', '--linger', '0.2', '--log-level', 'info']);
     procs.push(agent);
     const sentPoints = () => [...sent.values()].reduce((n, pts) => n + pts.length, 0);
     await waitFor('3000 points on the wire', () => sentPoints() >= 3000, 30_000);
