@@ -10,6 +10,7 @@ import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duc
 import parquet, { type ParquetCompression, type ParquetFieldOptions } from 'parquetjs-lite';
 import { LAKE_COLUMNS, SORT_COLUMNS, type ColumnKind, type LakeColumn } from '../proto/columns';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import { sqlString } from '../sink/sql';
 
 export interface ParquetWriterResult {
   writer: string;
@@ -203,7 +204,6 @@ function bySortKey(a: LakeRow, b: LakeRow): number {
 }
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
-const quoteLiteral = (text: string): string => `'${text.replaceAll("'", "''")}'`;
 
 /** How the lake's column kinds map to parquetjs-lite's types; the tutorial baseline uses it too. */
 export const PARQUETJS_TYPE: Record<ColumnKind, ParquetFieldOptions['type']> = {
@@ -299,7 +299,7 @@ async function writeWithDuckdb(
   const copyStart = performance.now();
   await connection.run(
     `COPY (SELECT ${select.join(', ')} FROM staging ORDER BY ${SORT_COLUMNS.join(', ')}) ` +
-      `TO ${quoteLiteral(file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_ROWS})`,
+      `TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_ROWS})`,
   );
   const copyEnd = performance.now();
   await connection.run('DROP TABLE staging');
@@ -325,7 +325,7 @@ async function scalar(connection: DuckDBConnection, sql: string): Promise<number
 }
 
 async function verifyFile(connection: DuckDBConnection, file: string, rows: readonly LakeRow[]): Promise<void> {
-  const source = `read_parquet(${quoteLiteral(file)})`;
+  const source = `read_parquet(${sqlString(file)})`;
   const count = await scalar(connection, `SELECT count(*) FROM ${source}`);
   if (count !== rows.length) throw new Error(`${file}: ${count} rows read back, ${rows.length} written`);
 
@@ -333,7 +333,7 @@ async function verifyFile(connection: DuckDBConnection, file: string, rows: read
     connection,
     `SELECT count(*) FROM (
        SELECT drone_id, ts, lag(drone_id) OVER w AS prev_drone, lag(ts) OVER w AS prev_ts
-       FROM read_parquet(${quoteLiteral(file)}, file_row_number = true)
+       FROM read_parquet(${sqlString(file)}, file_row_number = true)
        WINDOW w AS (ORDER BY file_row_number))
      WHERE prev_drone > drone_id OR (prev_drone = drone_id AND prev_ts > ts)`,
   );
@@ -360,7 +360,7 @@ async function verifyFile(connection: DuckDBConnection, file: string, rows: read
 
 /** The sink's own file must carry the lake's types, timestamps as UTC-adjusted microseconds. */
 async function verifyLakeTypes(connection: DuckDBConnection, file: string): Promise<void> {
-  const described = await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${quoteLiteral(file)})`);
+  const described = await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlString(file)})`);
   const types = new Map(described.getRowObjects().map((row) => [String(row.column_name), String(row.column_type)]));
   for (const column of LAKE_COLUMNS) {
     const sqlType = column.sqlType === 'TIMESTAMPTZ' ? 'TIMESTAMP WITH TIME ZONE' : column.sqlType;
@@ -369,7 +369,7 @@ async function verifyLakeTypes(connection: DuckDBConnection, file: string): Prom
     }
   }
   const schema = await connection.runAndReadAll(
-    `SELECT name, logical_type FROM parquet_schema(${quoteLiteral(file)})`,
+    `SELECT name, logical_type FROM parquet_schema(${sqlString(file)})`,
   );
   const logical = new Map(schema.getRowObjects().map((row) => [String(row.name), String(row.logical_type)]));
   for (const column of LAKE_COLUMNS.filter((c) => c.kind === 'timestamp')) {
@@ -389,9 +389,9 @@ async function verifySameContent(connection: DuckDBConnection, file: string, ref
   const differing = await scalar(
     connection,
     `SELECT count(*) FROM (
-       SELECT ${columns} FROM read_parquet(${quoteLiteral(file)})
+       SELECT ${columns} FROM read_parquet(${sqlString(file)})
        EXCEPT ALL
-       SELECT ${columns} FROM read_parquet(${quoteLiteral(reference)}))`,
+       SELECT ${columns} FROM read_parquet(${sqlString(reference)}))`,
   );
   if (differing !== 0) throw new Error(`${file}: ${differing} rows differ from ${reference}`);
 }

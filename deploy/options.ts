@@ -74,6 +74,31 @@ function loadConfigFile(specs: OptionSpecs, file: string): Record<string, { valu
 }
 
 /**
+ * Joins `--name VALUE` into `--name=VALUE` when a string option's value begins with a dash
+ * (a negative number, a secret): node's parseArgs would otherwise call it ambiguous. A
+ * value that is itself one of the command's flags stays a flag.
+ */
+function attachDashValues(argv: string[], config: Record<string, { type: 'string' | 'boolean'; short?: string }>): string[] {
+  const flags = new Set(Object.entries(config).flatMap(([name, o]) => [`--${name}`, ...(o.short ? [`-${o.short}`] : [])]));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (arg.startsWith('--') && config[arg.slice(2)]?.type === 'string' && next?.startsWith('-') && !flags.has(next.split('=')[0]!)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/**
  * Parses `argv` against `specs` and validates every value. Values come from the command
  * line, else the environment, else the file named by a `config` option, else the default.
  * A bad value is reported as one line naming its option and where it came from.
@@ -85,7 +110,7 @@ export function parseOptions<S extends OptionSpecs>(specs: S, argv: string[], ma
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options: config, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: attachDashValues(argv, config), options: config, allowPositionals: true, strict: true });
   } catch (err) {
     // Node's message goes on to explain '--' for positionals; the first sentence is the point.
     throw new UsageError((err as Error).message.split(/\. To specify|\n/)[0] ?? String(err));

@@ -8,6 +8,7 @@ import { partitionOfHour, QUARANTINE_PREFIX, TELEMETRY_PREFIX } from './layout';
 import type { FileEntry } from './manifest';
 import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
 import type { LakeStorage } from './storage';
+import { sqlString } from './sql';
 
 const ORDER_BY = SORT_COLUMNS.join(', ');
 
@@ -64,7 +65,7 @@ export async function writeCommit(
       const from = hour * MICROS_PER_HOUR;
       await conn.run(
         `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${ORDER_BY}) ` +
-          `TO '${local.replaceAll("'", "''")}' (FORMAT parquet, COMPRESSION zstd)`,
+          `TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd)`,
       );
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
       let bytes: number;

@@ -6,8 +6,9 @@ import type { Logger } from 'pino';
 import { SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { TELEMETRY_PREFIX } from './layout';
-import { compactionRecordKey, publishRecord, type CompactionRecord, type FileEntry, type ManifestCache, readManifest, type Snapshot } from './manifest';
+import { compactionRecordKey, publishRecord, type CompactionRecord, type FileEntry, type ManifestCache, readManifest, warnBadRecord, type Snapshot } from './manifest';
 import { ObjectExistsError, type LakeStorage } from './storage';
+import { sqlString } from './sql';
 
 export interface CompactionSettings {
   /** Output files aim at this size; files already this big are left alone. */
@@ -32,7 +33,6 @@ export interface CompactionResult {
 
 // (drone_id, ts) as the brief asks; seq breaks ties, so the same inputs give the same bytes.
 const ORDER_BY = [...SORT_COLUMNS, 'seq'].join(', ');
-const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
 
 /** Partitions past their lateness window, with their small files grouped into merges of at most `targetBytes`. */
 export function planCompactions(snapshot: Snapshot, settings: CompactionSettings, nowUs: number): Array<{ partition: string; inputs: FileEntry[] }> {
@@ -157,7 +157,7 @@ export async function compactLake(
   log: Logger,
   cache?: ManifestCache,
 ): Promise<CompactionResult> {
-  const onBad = (key: string, err: Error) => log.warn({ key, err: err.message }, 'skipped an unreadable manifest record');
+  const onBad = warnBadRecord(log);
   const result: CompactionResult = { compactions: 0, inputFiles: 0, outputFiles: 0, rows: 0, bytesIn: 0, bytesOut: 0, deleted: 0 };
   const plan = planCompactions(await readManifest(storage, onBad, cache), settings, Date.now() * 1000);
   for (const { partition, inputs } of plan) {

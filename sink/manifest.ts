@@ -1,9 +1,10 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
+import type { Logger } from 'pino';
 import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
 import { CATALOG_PREFIX } from './layout';
-import { BATCH_REJECT_REASONS, type BatchRejectReason } from './stats';
+import { BATCH_REJECT_REASONS, type BatchRejectReason, zeroes } from './stats';
 import { RangeSet } from './ranges';
 import type { LakeStorage } from './storage';
 
@@ -40,8 +41,6 @@ export interface CommitCounts {
   /** Event-to-commit latency histogram of the commit's rows: bucket index -> rows (see latency.ts). */
   latency_buckets: Record<string, number>;
 }
-
-const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 
 export function emptyCommitCounts(): CommitCounts {
   return {
@@ -199,6 +198,12 @@ export function buildSnapshot(records: ManifestRecord[]): Snapshot {
   }
   return { live, commits, compactions: applied, retiredAt, referenced };
 }
+
+/** The usual `onBad` of a long-running component: a warning in its log, and on it goes. */
+export const warnBadRecord =
+  (log: Logger) =>
+  (key: string, err: Error): void =>
+    log.warn({ key, err: err.message }, 'skipped an unreadable manifest record');
 
 /** Records already read, by key: they never change, so a long-running reader reads each once. */
 export type ManifestCache = Map<string, ManifestRecord>;

@@ -5,16 +5,16 @@ import { QUALITY_PREFIX, QUARANTINE_PREFIX } from './layout';
 import { readManifest } from './manifest';
 import { QUARANTINE_COLUMNS, type QuarantineKind } from './quarantine';
 import { openLake, type StorageConfig } from './open-storage';
+import { sqlString } from './sql';
 
 export type QueryFormat = 'table' | 'csv' | 'ndjson';
 
-const quoted = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
 function quarantineView(kind: QuarantineKind, files: string[]): string {
   const columns = Object.entries(QUARANTINE_COLUMNS[kind]);
   const source =
     files.length > 0
-      ? `SELECT * FROM read_json([${files.map(quoted).join(', ')}], format = 'newline_delimited', columns = {${columns.map(([c, t]) => `${c}: '${t}'`).join(', ')}})`
+      ? `SELECT * FROM read_json([${files.map(sqlString).join(', ')}], format = 'newline_delimited', columns = {${columns.map(([c, t]) => `${c}: '${t}'`).join(', ')}})`
       : `SELECT ${columns.map(([c, t]) => `NULL::${t} AS ${c}`).join(', ')} WHERE false`;
   return `CREATE VIEW quarantined_${kind} AS ${source}`;
 }
@@ -54,12 +54,12 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
     await conn.run(quarantineView('points', quarantine.points));
     await conn.run(
       qualityFiles.length > 0
-        ? `CREATE VIEW quality AS SELECT * FROM read_json([${qualityFiles.map(quoted).join(', ')}], format = 'newline_delimited')`
+        ? `CREATE VIEW quality AS SELECT * FROM read_json([${qualityFiles.map(sqlString).join(', ')}], format = 'newline_delimited')`
         : `CREATE VIEW quality AS SELECT NULL::VARCHAR AS writer, NULL::VARCHAR AS "from", NULL::VARCHAR AS "to", NULL::BIGINT AS rows WHERE false`,
     );
     await conn.run(
       files.length > 0
-        ? `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(quoted).join(', ')}], hive_partitioning = true)`
+        ? `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = true)`
         : // An empty lake still has the lake's columns.
           `CREATE VIEW telemetry AS SELECT ${LAKE_COLUMNS.map((c) => `NULL::${c.sqlType} AS ${c.name}`).join(', ')}, NULL::DATE AS date, NULL::BIGINT AS hour WHERE false`,
     );

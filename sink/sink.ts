@@ -19,7 +19,7 @@ import { ownsTopic } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { commitRecord, commitRecordKey, lastCommitNumber, publishRecord, readManifest, type ManifestCache } from './manifest';
+import { commitRecord, commitRecordKey, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import type { sinkOptions } from './options';
@@ -67,8 +67,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   let committingBuffer: StageBuffer | null = null;
   // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
   const manifestCache: ManifestCache = new Map();
-  const onBadRecord = (key: string, err: Error) => log.warn({ key, err: err.message }, 'skipped an unreadable manifest record');
-  const snapshot = await readManifest(storage, onBadRecord, manifestCache);
+  const snapshot = await readManifest(storage, warnBadRecord(log), manifestCache);
   for (const record of snapshot.commits) {
     for (const [gatewayId, ranges] of Object.entries(record.batches)) ledger.restore(gatewayId, ranges);
     for (const [droneId, ranges] of Object.entries(record.points)) pointLedger.restore(droneId, ranges);

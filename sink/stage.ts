@@ -16,6 +16,7 @@ import type { TelemetryPoint } from '../proto/types';
 import { emptyCommitCounts, type CommitCounts } from './manifest';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import type { RangeSet } from './ranges';
+import { sqlString } from './sql';
 
 // Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
 // size at a time, and each full chunk is copied into DuckDB's vectors with one memcpy per
@@ -59,7 +60,6 @@ const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').leng
 const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
 const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
 
-const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
 
 /** The SQL expression that turns a staged column of table alias `t` into its lake type. */
 function lakeExpression(column: LakeColumn): string {

@@ -35,7 +35,8 @@ export interface SinkStats {
   gatewayDroppedPoints: Record<string, number>;
 }
 
-const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
+/** A count of zero for each key. */
+export const zeroes = <K extends string>(keys: readonly K[]): Record<K, number> =>
   Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 
 export function emptySinkStats(): SinkStats {

@@ -47,6 +47,7 @@ describe('dronelake CLI', () => {
     [['sink', '--duckdb-memory', 'lots'], `dronelake: --duckdb-memory: expected a size such as '512MB' or '2GB' (got "lots")`],
     [['broker', '--port', '70000'], 'dronelake: --port: Too small'.replace('Too small', 'Too big: expected number to be <=65535') + ' (got "70000")'],
     [['up', 'extra'], 'dronelake: unexpected argument "extra"'],
+    [['agent', '--gateway', 'g', '--spool', 'x', '--hz', '-1'], 'dronelake: --hz: Too small: expected number to be >0 (got "-1")'],
   ])('reports %j as one clear line and exits 2', async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);

@@ -8,6 +8,7 @@ import { COLUMN_DOCS, PARTITION_DOCS, POINT_DESCRIPTION, quarantineDocs, type Co
 import { isS3Lake, lakePath, lakeUrl } from './lake-url';
 import { qualityRules, type QualityRule } from './rules';
 import type { ProductLocation, ProductOwnership, SloProperty, SloTarget } from './types';
+import { sqlString } from '../sql';
 
 /** Stable across versions of the contract: consumers and the product descriptor refer to it. */
 export const CONTRACT_ID = 'urn:dronelake:drones:telemetry:v1';
@@ -35,7 +36,6 @@ const RANGES: Readonly<Record<string, readonly [number, number]>> = {
 };
 
 const ENUM_COLUMNS = LAKE_COLUMNS.filter((c) => c.enumNames);
-const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;
 const MIN_TS_ISO = new Date(MIN_TS_MICROS / 1000).toISOString();
 
 const LOGICAL_TYPES: Readonly<Record<string, Doc>> = {

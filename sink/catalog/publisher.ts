@@ -15,7 +15,7 @@ import {
   SLO_STATUS_KEY,
   timeOfName,
 } from '../layout';
-import { readManifest, type CommitRecord, type ManifestCache } from '../manifest';
+import { readManifest, warnBadRecord, type CommitRecord, type ManifestCache } from '../manifest';
 import { qualityOf } from '../quality';
 import { productStatus } from '../slo';
 import { ObjectExistsError, type LakeStorage } from '../storage';
@@ -24,6 +24,7 @@ import { CONTRACT_SETTINGS } from './read';
 import { buildRunEvent } from './lineage';
 import { buildProduct } from './product';
 import type { ProductLocation, ProductOwnership, QualityMetrics, SloStatus, SloTarget } from './types';
+import { sqlString } from '../sql';
 
 export interface CatalogConfig {
   /** The sink's client id: its windows and events carry it. */
@@ -130,9 +131,8 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     if (keys.length === 0 || (await storage.read(SAMPLE_KEY)) !== null) return;
     const sources = await Promise.all(keys.map((k) => storage.localPath(k)));
     const local = path.join(storage.stagingDir, 'catalog-sample.parquet');
-    const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
     await conn.run(
-      `COPY (SELECT * FROM read_parquet([${sources.map(quote).join(', ')}], hive_partitioning = false) LIMIT ${SAMPLE_ROWS}) TO ${quote(local)} (FORMAT parquet, COMPRESSION zstd)`,
+      `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false) LIMIT ${SAMPLE_ROWS}) TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd)`,
     );
     await put(SAMPLE_KEY, null, 'replace', local);
   }
@@ -141,8 +141,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   let windowStart = Date.now();
 
   async function recordWindow(endMs: number): Promise<void> {
-    const onBad = (key: string, err: Error) => log.warn({ key, err: err.message }, 'skipped an unreadable manifest record');
-    const commits = (await readManifest(storage, onBad, cache)).commits;
+    const commits = (await readManifest(storage, warnBadRecord(log), cache)).commits;
     const own = commits.filter((c) => c.writer === config.writer);
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
     const bytes = own
