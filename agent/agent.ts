@@ -74,7 +74,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   });
   const recovery = spool.stats().recovery;
   if (recovery.truncatedBytes > 0 || recovery.corruptRecords > 0) log.warn({ recovery }, 'spool recovered from damage');
-  log.info({ spool: config.spool, unacked: spool.count, recovery }, 'spool open');
+  log.info({ spool: config.spool, unacked: spool.count, stream: spool.stream, recovery }, 'spool open');
 
   const publisher = new Publisher(
     {
@@ -108,6 +108,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       maxBytes: config.batchBytes,
       lingerMs: config.linger * 1000,
       firstSeq: spool.nextBatchSeq(),
+      stream: spool.stream,
       droppedPoints: () => spool.stats().dropped.points,
     },
     (batch: ClosedBatch) => {

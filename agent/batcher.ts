@@ -9,6 +9,8 @@ export interface BatcherConfig {
   lingerMs: number;
   /** batch_seq of the first batch this batcher closes; then +1 per batch. */
   firstSeq: number;
+  /** The stream the points' seqs count in: the spool's (invariant 3). */
+  stream: number;
   /** Points the spool has dropped so far, reported in every batch. */
   droppedPoints?: () => number;
 }
@@ -52,6 +54,7 @@ export class Batcher {
     const points = this.writer.pointCount;
     if (points === 0) return;
     const seq = this.nextSeq++;
-    this.onBatch({ seq, points, payload: this.writer.finish(this.config.gatewayId, seq, nowMicros(), this.config.droppedPoints?.() ?? 0) });
+    const { gatewayId, stream } = this.config;
+    this.onBatch({ seq, points, payload: this.writer.finish({ gatewayId, batchSeq: seq, sentAt: nowMicros(), droppedPoints: this.config.droppedPoints?.() ?? 0, stream }) });
   }
 }

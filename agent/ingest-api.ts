@@ -59,6 +59,8 @@ const FIELD_KINDS = {
   flight_state: FLIGHT_STATE_NAMES,
   armed: 'boolean',
   mission_id: 'string',
+  // Its range is invalidReason's stream_range rule, as for seq.
+  stream: 'number',
 } as const satisfies Record<keyof TelemetryPoint, FieldKind>;
 
 type FieldName = keyof typeof FIELD_KINDS;
@@ -148,6 +150,8 @@ function ruleError(reason: InvalidReason, p: TelemetryPoint, maxFutureSkewUs: nu
       return { field: 'drone_id', message: `drone_id ${show(p.drone_id)} does not match ${ID_PATTERN}` };
     case 'seq_range':
       return { field: 'seq', message: `seq ${show(p.seq)} is not an integer in 0..${Number.MAX_SAFE_INTEGER}` };
+    case 'stream_range':
+      return { field: 'stream', message: `stream ${show(p.stream)} is not an integer in 0..${Number.MAX_SAFE_INTEGER}` };
     case 'ts_before_2000':
       return { field: 'ts', message: `ts ${showTs(p.ts)} is before ${showTs(MIN_TS_MICROS)}` };
     case 'ts_in_future':

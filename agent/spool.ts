@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import CRC32C from 'crc-32/crc32c.js';
+import { isStreamId, newStreamId } from '../proto/stream';
 import type { ClosedBatch } from './batcher';
 
 /*
@@ -16,7 +17,7 @@ import type { ClosedBatch } from './batcher';
  *               [u32 LE payload length][payload][lastSeqs]
  *               lastSeqs: UTF-8 JSON {"droneId": seq} with the highest seq per drone in the
  *               batch; it fills the rest of the body and is empty when none was given.
- *   CHECKPOINT  [u8 2][UTF-8 JSON Checkpoint]
+ *   CHECKPOINT  [u8 2][UTF-8 JSON Checkpoint], with the stream the drone seqs count in
  *
  * and `acks.log` holds
  *
@@ -96,6 +97,8 @@ interface Checkpoint {
   dropped: { batches: number; points: number };
   /** Every batch below this seq was dropped, even if a crash left its segment behind. */
   dropBelow: number;
+  /** The stream droneSeqs count in; absent in spools written before streams. */
+  stream?: number;
 }
 
 interface BatchRecord {
@@ -164,6 +167,8 @@ export class Spool {
 
   private nextSeq = 0;
   private readonly droneSeqs = new Map<string, number>();
+  /** The stream the drone seqs count in; 0 until recovery settles it. */
+  private streamId = 0;
   private readonly dropped = { batches: 0, points: 0 };
   private dropBelow = 0;
 
@@ -214,6 +219,14 @@ export class Spool {
 
   get points(): number {
     return this.pointCount;
+  }
+
+  /**
+   * The stream the drone seqs count in (invariant 3): kept with them in every checkpoint,
+   * and drawn anew whenever the spool cannot show it restored every seq it handed out.
+   */
+  get stream(): number {
+    return this.streamId;
   }
 
   /** The seq the next batch must have at least; it only grows, across restarts too. */
@@ -356,6 +369,12 @@ export class Spool {
       if (entry.segment) this.release(entry, entry.segment);
     }
     this.nextSeq = Math.max(this.nextSeq, this.minBatchSeq);
+    // Invariant 3: a new or wiped spool, one from before streams, or one whose records were
+    // damaged (the damaged one may have held a drone's latest seq, which would then be
+    // handed out again) starts a new stream, so no seq it hands out can name a point the
+    // lake already holds.
+    const damaged = this.recovery.truncatedBytes > 0 || this.recovery.corruptRecords > 0;
+    if (this.streamId === 0 || damaged) this.streamId = newStreamId();
     this.nextSegmentId = highestName + 1;
     // A fresh segment per start seals the old ones, so those fully acked can go now.
     this.roll();
@@ -383,6 +402,7 @@ export class Spool {
     this.dropped.batches = checkpoint.dropped.batches;
     this.dropped.points = checkpoint.dropped.points;
     this.dropBelow = Math.max(this.dropBelow, checkpoint.dropBelow);
+    if (checkpoint.stream !== undefined) this.streamId = checkpoint.stream;
   }
 
   private replayBatch(segment: Segment, record: BatchRecord): number {
@@ -495,6 +515,7 @@ export class Spool {
       droneSeqs: Object.fromEntries(this.droneSeqs),
       dropped: { ...this.dropped },
       dropBelow: this.dropBelow,
+      stream: this.streamId,
     };
   }
 
@@ -754,6 +775,7 @@ function decodeSegmentRecord(body: Uint8Array): SegmentRecord | undefined {
   if (!isObject(value) || !isCount(value.nextBatchSeq) || !isCount(value.dropBelow) || !isSeqMap(value.droneSeqs)) return undefined;
   const dropped = value.dropped;
   if (!isObject(dropped) || !isCount(dropped.batches) || !isCount(dropped.points)) return undefined;
+  if (value.stream !== undefined && !(isStreamId(value.stream) && value.stream > 0)) return undefined;
   return {
     type: CHECKPOINT,
     checkpoint: {
@@ -761,6 +783,7 @@ function decodeSegmentRecord(body: Uint8Array): SegmentRecord | undefined {
       droneSeqs: value.droneSeqs,
       dropped: { batches: dropped.batches, points: dropped.points },
       dropBelow: value.dropBelow,
+      ...(value.stream !== undefined && { stream: value.stream }),
     },
   };
 }

@@ -4,6 +4,7 @@ import { agentOptions } from '../agent/options';
 import { startBroker } from '../broker/server';
 import { parseOptions, type OptionSpecs } from '../deploy/options';
 import { batchHead, BatchWriter, decodeAck, decodeBatch, encodeAck, joinBatch } from '../proto/codec';
+import { newStreamId } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import { ackTopic, TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import { sinkOptions } from '../sink/options';
@@ -68,7 +69,7 @@ export const roles: Record<string, RoleStarter> = {
   /**
    * A light load generator, as mqtt-benchmark is: each gateway replays one batch of
    * simulated points under fresh batch numbers, keeping `window` batches unacknowledged.
-   * The sink stores each (drone_id, seq) once, so every replay moves the points' seq on
+   * The sink stores each (drone_id, stream, seq) once, so every replay moves the points' seq on
    * and encodes the batch again: about 1.5 us per point of the generator's own CPU.
    */
   async replay(args) {
@@ -100,12 +101,13 @@ export const roles: Record<string, RoleStarter> = {
         const perDrone = Math.max(...counts.values());
         const client = await mqtt.connectAsync(String(args['broker']), { clientId: `${gatewayId}-bench` });
         let seq = nowMicros();
+        const stream = newStreamId();
         let inFlight = 0;
         const pump = () => {
           while (running && inFlight < window) {
             inFlight++;
             sent += batchPoints;
-            client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(gatewayId, seq++, nowMicros()), encodeNext(points, perDrone))), { qos: 1 });
+            client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead({ gatewayId, batchSeq: seq++, sentAt: nowMicros(), stream }), encodeNext(points, perDrone))), { qos: 1 });
           }
         };
         client.on('message', (_t, payload) => {

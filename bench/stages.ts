@@ -3,6 +3,7 @@ import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parseOptions } from '../deploy/options';
 import { BatchWriter, decodeBatch } from '../proto/codec';
+import { newStreamId } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import type { TelemetryBatch, TelemetryPoint } from '../proto/types';
 import { invalidReason } from '../proto/validate';
@@ -30,12 +31,13 @@ export const SINK_DEFAULTS = parseOptions(sinkOptions, []).options;
 /** Points into batches exactly as the agent's batcher closes them on a point count. */
 export function encodeBatches(points: readonly TelemetryPoint[], gatewayId: string): Uint8Array[] {
   const writer = new BatchWriter();
+  const stream = newStreamId();
   const batches: Uint8Array[] = [];
   for (const p of points) {
     writer.add(p);
-    if (writer.pointCount >= BATCH_POINTS) batches.push(writer.finish(gatewayId, batches.length, nowMicros()));
+    if (writer.pointCount >= BATCH_POINTS) batches.push(writer.finish({ gatewayId, batchSeq: batches.length, sentAt: nowMicros(), stream }));
   }
-  if (writer.pointCount > 0) batches.push(writer.finish(gatewayId, batches.length, nowMicros()));
+  if (writer.pointCount > 0) batches.push(writer.finish({ gatewayId, batchSeq: batches.length, sentAt: nowMicros(), stream }));
   return batches;
 }
 

@@ -17,6 +17,18 @@ const TAG_BATCH_SEQ = (field('batch_seq') << 3) | VARINT;
 const TAG_SENT_AT = (field('sent_at') << 3) | VARINT;
 const TAG_POINTS = (field('points') << 3) | LENGTH_DELIMITED;
 const TAG_DROPPED_POINTS = (field('dropped_points') << 3) | VARINT;
+const TAG_STREAM = (field('stream') << 3) | VARINT;
+
+/** The Batch fields other than its points. */
+export interface BatchHead {
+  gatewayId: string;
+  batchSeq: number;
+  /** Microseconds since the epoch. */
+  sentAt: number;
+  droppedPoints?: number;
+  /** The stream the points' seqs count in; 0 or absent is the legacy stream. */
+  stream?: number;
+}
 
 /**
  * Builds one Batch incrementally: each point is encoded as it arrives, so the batcher
@@ -50,16 +62,17 @@ export class BatchWriter {
   }
 
   /** The finished Batch; the writer is empty afterwards. */
-  finish(gatewayId: string, batchSeq: number, sentAt: number, droppedPoints = 0): Uint8Array {
-    return joinBatch(batchHead(gatewayId, batchSeq, sentAt, droppedPoints), this.finishPoints());
+  finish(head: BatchHead): Uint8Array {
+    return joinBatch(batchHead(head), this.finishPoints());
   }
 }
 
-/** The Batch fields other than its points. */
-export function batchHead(gatewayId: string, batchSeq: number, sentAt: number, droppedPoints = 0): Uint8Array {
+/** The Batch fields other than its points, encoded. */
+export function batchHead({ gatewayId, batchSeq, sentAt, droppedPoints = 0, stream = 0 }: BatchHead): Uint8Array {
   const w = protobuf.Writer.create().uint32(TAG_GATEWAY_ID).string(gatewayId).uint32(TAG_BATCH_SEQ).uint64(batchSeq).uint32(TAG_SENT_AT).int64(sentAt);
   // proto3 leaves a zero scalar off the wire.
   if (droppedPoints > 0) w.uint32(TAG_DROPPED_POINTS).uint64(droppedPoints);
+  if (stream > 0) w.uint32(TAG_STREAM).uint64(stream);
   return w.finish();
 }
 

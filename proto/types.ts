@@ -46,6 +46,8 @@ export interface TelemetryPoint {
   flight_state?: number | null;
   armed?: boolean | null;
   mission_id?: string | null;
+  /** The stream `seq` counts in, when not the batch's; see Batch.stream in telemetry.proto. */
+  stream?: number | null;
 }
 
 export interface TelemetryBatch {
@@ -56,6 +58,8 @@ export interface TelemetryBatch {
   points: TelemetryPoint[];
   /** Points the gateway's spool has dropped since it was created; cumulative. */
   dropped_points?: number;
+  /** The stream the points' seqs count in (unless a point names its own); 0 is the legacy stream. */
+  stream?: number;
 }
 
 export interface CommitAck {

@@ -1,4 +1,5 @@
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from './schema';
+import { isStreamId } from './stream';
 import { ID_PATTERN } from './topics';
 import type { TelemetryPoint } from './types';
 
@@ -9,6 +10,7 @@ export const MIN_TS_MICROS = 946_684_800_000_000;
 export const INVALID_REASONS = [
   'drone_id_pattern',
   'seq_range',
+  'stream_range',
   'ts_before_2000',
   'ts_in_future',
   'not_finite',
@@ -39,6 +41,7 @@ export const FINITE_FIELDS = [
 export function invalidReason(p: TelemetryPoint, nowUs: number, maxFutureSkewUs: number): InvalidReason | null {
   if (typeof p.drone_id !== 'string' || !ID_PATTERN.test(p.drone_id)) return 'drone_id_pattern';
   if (!Number.isSafeInteger(p.seq) || p.seq < 0) return 'seq_range';
+  if (p.stream != null && !isStreamId(p.stream)) return 'stream_range';
   if (!Number.isSafeInteger(p.ts)) return 'not_finite';
   if (p.ts < MIN_TS_MICROS) return 'ts_before_2000';
   if (p.ts > nowUs + maxFutureSkewUs) return 'ts_in_future';

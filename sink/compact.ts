@@ -86,7 +86,7 @@ async function compactGroup(storage: LakeStorage, conn: DuckDBConnection, partit
   let bytes: number;
   try {
     await conn.run(
-      `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false) ORDER BY ${ORDER_BY}) ` +
+      `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true) ORDER BY ${ORDER_BY}) ` +
         `TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${rowGroupRows})`,
     );
     const written = await countRows(conn, local);

@@ -42,38 +42,91 @@ export class BatchLedger {
   }
 }
 
+/** Point keys as ranges: drone_id -> stream -> seqs. */
+export type PointKeys = Map<string, Map<number, RangeSet>>;
+
+/** Adds a key; false when it was already there. */
+export function addPointKey(keys: PointKeys, droneId: string, stream: number, seq: number): boolean {
+  let byStream = keys.get(droneId);
+  if (!byStream) keys.set(droneId, (byStream = new Map()));
+  let set = byStream.get(stream);
+  if (!set) byStream.set(stream, (set = new RangeSet()));
+  return set.add(seq);
+}
+
+interface StreamState {
+  readonly seqs: RangeSet;
+  /** When a commit last added to the stream, ms since the epoch. */
+  lastAt: number;
+}
+
 /**
- * Invariant 3 for points: which (drone_id, seq) are committed or staged. A point sent
- * twice, in two batches and hours apart (an agent re-sending after a crash, a client
- * retrying its ingest request), is stored once. `seq` only grows per drone, so each
- * drone's set stays a few ranges. Staged points are kept per buffer, so a failed commit
- * forgets exactly its own.
+ * Invariant 3 for points: which (drone_id, stream, seq) are committed or staged. A point
+ * sent twice, in two batches and hours apart (an agent re-sending after a crash, a client
+ * retrying its ingest request), is stored once; two points that differ in stream are two
+ * observations, whatever their seqs. A stream's seqs only grow, so each stream stays a few
+ * ranges. Staged points are kept per buffer, so a failed commit forgets exactly its own.
+ *
+ * Invariant 6: a stream idle for longer than the horizon leaves memory (`evictIdle`). Its
+ * batches stay deduped for ever by the batch ledger; only a point re-sent in a new batch
+ * after that long (an ingest client retrying a day later) would be stored again.
  */
 export class PointLedger {
-  private readonly committed = new Map<string, RangeSet>();
+  private readonly committed = new Map<string, Map<number, StreamState>>();
+  private streamCount = 0;
 
-  /** Records the point in `staged` unless it is already committed or staged; false for a duplicate. */
-  take(droneId: string, seq: number, staged: Map<string, RangeSet>, alsoStaged: Map<string, RangeSet> | null): boolean {
-    if (this.committed.get(droneId)?.has(seq)) return false;
-    if (alsoStaged?.get(droneId)?.has(seq)) return false;
-    let set = staged.get(droneId);
-    if (!set) staged.set(droneId, (set = new RangeSet()));
-    return set.add(seq);
+  /** Streams held in memory. */
+  get streams(): number {
+    return this.streamCount;
   }
 
-  /** Marks committed ranges, as a commit record lists them. */
-  restore(droneId: string, ranges: Array<[number, number]>): void {
-    let set = this.committed.get(droneId);
-    if (!set) this.committed.set(droneId, (set = new RangeSet()));
-    for (const [from, to] of ranges) set.addRange(from, to);
+  /** Records the point in `staged` unless it is already committed or staged; false for a duplicate. */
+  take(droneId: string, stream: number, seq: number, staged: PointKeys, alsoStaged: PointKeys | null): boolean {
+    if (this.committed.get(droneId)?.get(stream)?.seqs.has(seq)) return false;
+    if (alsoStaged?.get(droneId)?.get(stream)?.has(seq)) return false;
+    return addPointKey(staged, droneId, stream, seq);
+  }
+
+  private state(droneId: string, stream: number, atMs: number): StreamState {
+    let byStream = this.committed.get(droneId);
+    if (!byStream) this.committed.set(droneId, (byStream = new Map()));
+    let state = byStream.get(stream);
+    if (!state) {
+      byStream.set(stream, (state = { seqs: new RangeSet(), lastAt: atMs }));
+      this.streamCount++;
+    }
+    state.lastAt = Math.max(state.lastAt, atMs);
+    return state;
+  }
+
+  /** Marks committed ranges, as a commit record lists them, committed at `atMs`. */
+  restore(droneId: string, stream: number, ranges: Array<[number, number]>, atMs: number): void {
+    const { seqs } = this.state(droneId, stream, atMs);
+    for (const [from, to] of ranges) seqs.addRange(from, to);
   }
 
   /** Moves a committed buffer's points into the committed set. */
-  commit(staged: Map<string, RangeSet>): void {
-    for (const [droneId, set] of staged) {
-      let into = this.committed.get(droneId);
-      if (!into) this.committed.set(droneId, (into = new RangeSet()));
-      for (const [from, to] of set.ranges()) into.addRange(from, to);
+  commit(staged: PointKeys, atMs: number): void {
+    for (const [droneId, byStream] of staged) {
+      for (const [stream, set] of byStream) {
+        const { seqs } = this.state(droneId, stream, atMs);
+        for (const [from, to] of set.ranges()) seqs.addRange(from, to);
+      }
     }
+  }
+
+  /** Forgets the streams no commit added to since `beforeMs`; returns how many. */
+  evictIdle(beforeMs: number): number {
+    let evicted = 0;
+    for (const [droneId, byStream] of this.committed) {
+      for (const [stream, state] of byStream) {
+        if (state.lastAt >= beforeMs) continue;
+        byStream.delete(stream);
+        evicted++;
+      }
+      if (byStream.size === 0) this.committed.delete(droneId);
+    }
+    this.streamCount -= evicted;
+    return evicted;
   }
 }

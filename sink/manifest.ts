@@ -5,6 +5,9 @@ import type { Logger } from 'pino';
 import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
 import { CATALOG_PREFIX } from './layout';
 import { BATCH_REJECT_REASONS, type BatchRejectReason, zeroes } from './stats';
+import { z } from 'zod';
+import { LEGACY_STREAM } from '../proto/stream';
+import type { PointKeys } from './dedupe';
 import { RangeSet } from './ranges';
 import type { LakeStorage } from './storage';
 
@@ -12,6 +15,21 @@ import type { LakeStorage } from './storage';
 export const MANIFEST_PREFIX = `${CATALOG_PREFIX}/manifest`;
 
 type Ranges = Array<[number, number]>;
+
+// What is read back is checked, one schema per record type: records rebuild the dedupe
+// state (invariant 3), so a damaged one must be refused, not half believed.
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const rangesSchema = z.array(z.tuple([count, count]).refine(([from, to]) => from <= to, 'a range must not run backwards'));
+const countsByKey = z.record(z.string(), count);
+const STREAM_KEY = /^[0-9]{1,16}$/;
+
+const fileEntrySchema = z.object({
+  key: z.string().min(1),
+  rows: count,
+  bytes: count,
+  min_ts: z.number().int(),
+  max_ts: z.number().int(),
+});
 
 /** A data file as the manifest knows it. */
 export interface FileEntry {
@@ -34,15 +52,33 @@ export interface CommitCounts {
   duplicate_batches: number;
   /** Points that arrived for a partition already closed (past the lateness window). */
   late_points: number;
-  rejected_points: Record<InvalidReason, number>;
-  rejected_batches: Record<BatchRejectReason, number>;
+  /** By rule; a record written before a rule existed lacks its key. */
+  rejected_points: Partial<Record<InvalidReason, number>>;
+  rejected_batches: Partial<Record<BatchRejectReason, number>>;
   /** The highest dropped-point total each gateway reported (its spool's drop-oldest losses). */
   dropped_reported: Record<string, number>;
   /** Event-to-commit latency histogram of the commit's rows: bucket index -> rows (see latency.ts). */
   latency_buckets: Record<string, number>;
 }
 
-export function emptyCommitCounts(): CommitCounts {
+const commitCountsSchema = z.object({
+  received_points: count,
+  duplicate_points: count,
+  duplicate_batches: count,
+  late_points: count,
+  rejected_points: z.partialRecord(z.enum(INVALID_REASONS), count),
+  rejected_batches: z.partialRecord(z.enum(BATCH_REJECT_REASONS), count),
+  dropped_reported: countsByKey,
+  latency_buckets: countsByKey,
+});
+
+/** Counts to add to as a commit takes points: every rule and reason starts at zero. */
+export interface OpenCommitCounts extends CommitCounts {
+  rejected_points: Record<InvalidReason, number>;
+  rejected_batches: Record<BatchRejectReason, number>;
+}
+
+export function emptyCommitCounts(): OpenCommitCounts {
   return {
     received_points: 0,
     duplicate_points: 0,
@@ -71,9 +107,33 @@ export interface CommitRecord {
   quarantine: string[];
   /** batch_seq ranges per gateway. */
   batches: Record<string, Ranges>;
-  /** seq ranges per drone. */
+  /** seq ranges per drone, of the legacy stream 0 (points whose producer names no stream). */
   points: Record<string, Ranges>;
+  /** seq ranges per drone and stream (decimal), of every other stream; absent in records written before streams. */
+  streams?: Record<string, Record<string, Ranges>>;
   counts: CommitCounts;
+}
+
+const commitRecordSchema = z.object({
+  version: z.literal(1),
+  kind: z.literal('commit'),
+  writer: z.string().min(1),
+  number: count,
+  committed_at: z.iso.datetime(),
+  files: z.array(fileEntrySchema),
+  quarantine: z.array(z.string()),
+  batches: z.record(z.string(), rangesSchema),
+  points: z.record(z.string(), rangesSchema),
+  streams: z.record(z.string(), z.record(z.string().regex(STREAM_KEY).refine((k) => Number.isSafeInteger(Number(k)), 'not a stream id'), rangesSchema)).optional(),
+  counts: commitCountsSchema,
+}) satisfies z.ZodType<CommitRecord>;
+
+/** Calls `each` with every (drone, stream, seq ranges) a commit record holds. */
+export function forEachPointRange(record: CommitRecord, each: (droneId: string, stream: number, ranges: Ranges) => void): void {
+  for (const [droneId, ranges] of Object.entries(record.points)) each(droneId, LEGACY_STREAM, ranges);
+  for (const [droneId, byStream] of Object.entries(record.streams ?? {})) {
+    for (const [stream, ranges] of Object.entries(byStream)) each(droneId, Number(stream), ranges);
+  }
 }
 
 /** A compaction: `inputs` leave the live set and `outputs`, holding the same rows, enter it. */
@@ -88,7 +148,19 @@ export interface CompactionRecord {
   outputs: FileEntry[];
 }
 
+const compactionRecordSchema = z.object({
+  version: z.literal(1),
+  kind: z.literal('compaction'),
+  id: z.string().min(1),
+  committed_at: z.iso.datetime(),
+  partition: z.string(),
+  inputs: z.array(z.string().min(1)),
+  outputs: z.array(fileEntrySchema),
+}) satisfies z.ZodType<CompactionRecord>;
+
 export type ManifestRecord = CommitRecord | CompactionRecord;
+
+const manifestRecordSchema = z.discriminatedUnion('kind', [commitRecordSchema, compactionRecordSchema]);
 
 export const commitRecordKey = (writer: string, number: number): string => `${MANIFEST_PREFIX}/commit-${writer}-${String(number).padStart(10, '0')}.json`;
 export const compactionRecordKey = (id: string): string => `${MANIFEST_PREFIX}/compaction-${id}.json`;
@@ -99,7 +171,7 @@ export function commitRecord(
   files: FileEntry[],
   quarantine: string[],
   batches: Map<string, number[]>,
-  points: Map<string, RangeSet>,
+  points: PointKeys,
   counts: CommitCounts,
 ): CommitRecord {
   const batchRanges: Record<string, Ranges> = {};
@@ -109,7 +181,13 @@ export function commitRecord(
     batchRanges[gatewayId] = set.ranges();
   }
   const pointRanges: Record<string, Ranges> = {};
-  for (const [droneId, set] of points) pointRanges[droneId] = set.ranges();
+  const streamRanges: Record<string, Record<string, Ranges>> = {};
+  for (const [droneId, byStream] of points) {
+    for (const [stream, set] of byStream) {
+      if (stream === LEGACY_STREAM) pointRanges[droneId] = set.ranges();
+      else (streamRanges[droneId] ??= {})[String(stream)] = set.ranges();
+    }
+  }
   return {
     version: 1,
     kind: 'commit',
@@ -120,6 +198,7 @@ export function commitRecord(
     quarantine,
     batches: batchRanges,
     points: pointRanges,
+    streams: streamRanges,
     counts,
   };
 }
@@ -135,17 +214,12 @@ export async function publishRecord(storage: LakeStorage, key: string, record: M
   }
 }
 
-function checkRecord(value: unknown): ManifestRecord {
-  const r = (value ?? {}) as Record<string, unknown>;
-  if (r.version !== 1) throw new Error('not a version 1 manifest record');
-  const object = (v: unknown) => typeof v === 'object' && v !== null;
-  if (r.kind === 'commit' && typeof r.writer === 'string' && Number.isInteger(r.number) && Array.isArray(r.files) && object(r.batches) && object(r.points) && object(r.counts)) {
-    return r as unknown as CommitRecord;
-  }
-  if (r.kind === 'compaction' && typeof r.id === 'string' && typeof r.committed_at === 'string' && Array.isArray(r.inputs) && Array.isArray(r.outputs)) {
-    return r as unknown as CompactionRecord;
-  }
-  throw new Error(`not a valid ${String(r.kind)} record`);
+/** The record in `value`, or an error naming the first field at fault. */
+export function checkRecord(value: unknown): ManifestRecord {
+  const parsed = manifestRecordSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  throw new Error(`not a valid manifest record: ${issue.path.join('.') || 'record'}: ${issue.message}`);
 }
 
 /**

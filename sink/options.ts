@@ -55,6 +55,11 @@ export const sinkOptions = {
     schema: z.coerce.number().min(0).max(1e9).default(600),
   },
   http: { type: 'string', describe: 'serve /health, /metrics, the catalog and the latest quality on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
+  streamIdle: {
+    type: 'string',
+    describe: "hours a point stream may go without a commit before its dedupe state leaves memory (its batches stay deduped for ever)",
+    schema: optionSchemas.positive().default(168),
+  },
   qualityWindow: { type: 'string', describe: 'seconds per quality window: each gets a quality record, a lineage event and the objectives\' status', schema: optionSchemas.positive().default(60) },
   missingAfter: {
     type: 'string',

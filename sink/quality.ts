@@ -3,7 +3,7 @@ import { INVALID_REASONS } from '../proto/validate';
 import type { QualityMetrics } from './catalog/types';
 import { LatencyHistogram } from './latency';
 import { TELEMETRY_PREFIX } from './layout';
-import { emptyCommitCounts, type CommitRecord } from './manifest';
+import { emptyCommitCounts, forEachPointRange, type CommitRecord } from './manifest';
 import { BATCH_REJECT_REASONS } from './stats';
 
 export interface QualitySpan {
@@ -18,22 +18,25 @@ export interface QualitySpan {
 const sum = (record: Record<string, number>): number => Object.values(record).reduce((a, b) => a + b, 0);
 
 /**
- * Gaps in every drone's committed seq as of `toMs`, split by age. A gap's age runs from
- * the commit of the first point above it: before that nobody could know it was a gap.
+ * Gaps in the committed seqs of every (drone, stream) as of `toMs`, split by age. Gaps lie
+ * within a stream, never between two: a drone's seq in one gateway's stream says nothing
+ * of its seq in another's. A gap's age runs from the commit of the first point above it:
+ * before that nobody could know it was a gap.
  */
 function seqGaps(commits: CommitRecord[], toMs: number, settleMs: number): { settled: number; young: number } {
-  const byDrone = new Map<string, Array<[number, number, number]>>();
+  const byStream = new Map<string, Array<[number, number, number]>>();
   for (const commit of commits) {
     const at = Date.parse(commit.committed_at);
-    for (const [drone, ranges] of Object.entries(commit.points)) {
-      let list = byDrone.get(drone);
-      if (!list) byDrone.set(drone, (list = []));
+    forEachPointRange(commit, (drone, stream, ranges) => {
+      const key = `${drone}/${stream}`;
+      let list = byStream.get(key);
+      if (!list) byStream.set(key, (list = []));
       for (const [from, to] of ranges) list.push([from, to, at]);
-    }
+    });
   }
   let settled = 0;
   let young = 0;
-  for (const ranges of byDrone.values()) {
+  for (const ranges of byStream.values()) {
     ranges.sort((a, b) => a[0] - b[0]);
     let covered = ranges[0]![1];
     for (const [from, to, at] of ranges.slice(1)) {
@@ -45,6 +48,19 @@ function seqGaps(commits: CommitRecord[], toMs: number, settleMs: number): { set
     }
   }
   return { settled, young };
+}
+
+/** How many streams each drone's committed points came in, over some commits. */
+function streamsPerDrone(commits: CommitRecord[]): Map<string, number> {
+  const streams = new Map<string, Set<number>>();
+  for (const commit of commits) {
+    forEachPointRange(commit, (drone, stream) => {
+      let set = streams.get(drone);
+      if (!set) streams.set(drone, (set = new Set()));
+      set.add(stream);
+    });
+  }
+  return new Map([...streams].map(([drone, set]) => [drone, set.size]));
 }
 
 /** The quality of the commits in a span, folded from their records (oldest to newest, any order). */
@@ -78,6 +94,8 @@ export function qualityOf(allCommits: CommitRecord[], span: QualitySpan): Qualit
   }
   const lost = [...reportedLost.values()].reduce((a, b) => a + b, 0);
   const gaps = seqGaps(upTo, span.toMs, span.settleMs);
+  const perDrone = streamsPerDrone(inSpan);
+  const several = [...perDrone].filter(([, n]) => n > 1).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const rejectedPoints = sum(totals.rejected_points);
   const rejectedBatches = sum(totals.rejected_batches);
   const received = totals.received_points + rejectedBatches;
@@ -89,6 +107,9 @@ export function qualityOf(allCommits: CommitRecord[], span: QualitySpan): Qualit
     rows,
     received_points: totals.received_points,
     missing_entries: Math.max(0, gaps.settled - lost),
+    drones: perDrone.size,
+    streams: [...perDrone.values()].reduce((a, b) => a + b, 0),
+    streams_by_drone: Object.fromEntries(several),
     reported_lost: lost,
     in_flight: gaps.young,
     rejected_points: rejectedPoints,

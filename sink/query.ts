@@ -59,7 +59,8 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
     );
     await conn.run(
       files.length > 0
-        ? `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = true)`
+        ? // By name: files written before a column was added (stream) read it as null.
+          `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = true, union_by_name = true)`
         : // An empty lake still has the lake's columns.
           `CREATE VIEW telemetry AS SELECT ${LAKE_COLUMNS.map((c) => `NULL::${c.sqlType} AS ${c.name}`).join(', ')}, NULL::DATE AS date, NULL::BIGINT AS hour WHERE false`,
     );

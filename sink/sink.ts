@@ -4,6 +4,7 @@ import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
+import { LEGACY_STREAM } from '../proto/stream';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { invalidReason } from '../proto/validate';
 import { publishAcks } from './acks';
@@ -19,7 +20,7 @@ import { ownsTopic } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { commitRecord, commitRecordKey, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
+import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import type { sinkOptions } from './options';
@@ -35,7 +36,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { stagedBytes: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { stagedBytes: number; streams: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -70,8 +71,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const snapshot = await readManifest(storage, warnBadRecord(log), manifestCache);
   for (const record of snapshot.commits) {
     for (const [gatewayId, ranges] of Object.entries(record.batches)) ledger.restore(gatewayId, ranges);
-    for (const [droneId, ranges] of Object.entries(record.points)) pointLedger.restore(droneId, ranges);
+    const at = Date.parse(record.committed_at);
+    forEachPointRange(record, (droneId, stream, ranges) => pointLedger.restore(droneId, stream, ranges, at));
   }
+  // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
+  const streamIdleMs = config.streamIdle * 3_600_000;
+  pointLedger.evictIdle(Date.now() - streamIdleMs);
   // Commit numbers go on from the last recorded one, so file names follow from the
   // sink's history; files of a commit that crashed before its record are removed now.
   let commitNumber = lastCommitNumber(snapshot, writer) + 1;
@@ -141,7 +146,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       }
       commitLatency.counts.forEach((n, bucket) => latency.add(bucket, n));
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
-      pointLedger.commit(buffer.pointKeys);
+      pointLedger.commit(buffer.pointKeys, Date.now());
+      stats.streamsEvicted += pointLedger.evictIdle(Date.now() - streamIdleMs);
       stats.commits++;
       stats.files += files.length;
       stats.pointsCommitted += buffer.points;
@@ -193,8 +199,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     const closedBefore = Math.floor((now - latenessUs) / MICROS_PER_HOUR) * MICROS_PER_HOUR;
     const counts = open.counts;
     counts.received_points += batch.points.length;
+    // Invariant 3: a point's identity is (drone_id, stream, seq); a point that names no
+    // stream of its own counts in its batch's (0 for producers that name none).
+    const batchStream = batch.stream ?? LEGACY_STREAM;
     for (const point of batch.points) {
       stats.pointsReceived++;
+      if (point.stream == null) point.stream = batchStream;
       const reason = invalidReason(point, now, maxFutureSkewUs);
       if (reason) {
         stats.pointsInvalid[reason]++;
@@ -202,7 +212,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, point, reason);
         continue;
       }
-      if (!pointLedger.take(point.drone_id, point.seq, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
+      if (!pointLedger.take(point.drone_id, point.stream, point.seq, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
         stats.pointsDuplicate++;
         counts.duplicate_points++;
         continue;
@@ -280,6 +290,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const snapshotStats = () => ({
     ...structuredClone(stats),
     stagedBytes: heldBytes(),
+    streams: pointLedger.streams,
     latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
   });
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());

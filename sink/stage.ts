@@ -13,9 +13,9 @@ import {
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { emptyCommitCounts, type CommitCounts } from './manifest';
+import type { PointKeys } from './dedupe';
+import { emptyCommitCounts, type OpenCommitCounts } from './manifest';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
-import type { RangeSet } from './ranges';
 import { sqlString } from './sql';
 
 // Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
@@ -120,13 +120,13 @@ export interface StageBuffer {
   sealed: boolean;
   points: number;
   /** What this commit took, for the quality metrics its record carries. */
-  readonly counts: CommitCounts;
+  readonly counts: OpenCommitCounts;
   /** Rows per event-time hour (hours since the epoch): one Parquet file each. */
   readonly hours: Map<number, number>;
   /** Batch sequence numbers per gateway, to be acknowledged once the commit lands. */
   readonly batches: Map<string, number[]>;
-  /** The (drone_id, seq) staged here, for dedupe until the commit lands. */
-  readonly pointKeys: Map<string, RangeSet>;
+  /** The (drone_id, stream, seq) staged here, for dedupe until the commit lands. */
+  readonly pointKeys: PointKeys;
   /** Bad input received since the last commit, published with this one. */
   readonly quarantine: QuarantineBuffer;
 }

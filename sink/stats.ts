@@ -14,8 +14,10 @@ export interface SinkStats {
   batchesCommitted: number;
   pointsReceived: number;
   pointsInvalid: Record<InvalidReason, number>;
-  /** Points whose (drone_id, seq) was already committed or staged. */
+  /** Points whose (drone_id, stream, seq) was already committed or staged. */
   pointsDuplicate: number;
+  /** Point streams whose dedupe state left memory after --stream-idle hours without a commit. */
+  streamsEvicted: number;
   pointsCommitted: number;
   pointsStaged: number;
   /** Points that arrived for a partition already closed. */
@@ -50,6 +52,7 @@ export function emptySinkStats(): SinkStats {
     pointsReceived: 0,
     pointsInvalid: zeroes(INVALID_REASONS),
     pointsDuplicate: 0,
+    streamsEvicted: 0,
     pointsCommitted: 0,
     pointsStaged: 0,
     pointsLate: 0,

@@ -46,6 +46,9 @@ const EMPTY: QualityMetrics = {
   rows: 0,
   received_points: 0,
   missing_entries: 0,
+  drones: 0,
+  streams: 0,
+  streams_by_drone: {},
   reported_lost: 0,
   in_flight: 0,
   rejected_points: 0,
@@ -150,8 +153,10 @@ describe('catalog documents', () => {
       }
       const keyed = properties.filter((p) => p['primaryKey']).map((p) => [p['name'], p['primaryKeyPosition']]);
       expect(keyed).toEqual([
+        // In file order; the key's order is (drone_id, stream, seq).
         ['drone_id', 1],
-        ['seq', 2],
+        ['seq', 3],
+        ['stream', 2],
       ]);
       const partitions = properties.filter((p) => p['partitioned']).map((p) => [p['name'], p['partitionKeyPosition']]);
       expect(partitions).toEqual([
@@ -209,6 +214,7 @@ describe('catalog documents', () => {
       const broken: Record<InvalidReason, Partial<TelemetryPoint>> = {
         drone_id_pattern: { drone_id: 'no spaces allowed' },
         seq_range: { seq: 2 ** 53 },
+        stream_range: { stream: 2 ** 53 },
         ts_before_2000: { ts: MIN_TS_MICROS - 1_000_000 },
         ts_in_future: { ts: now + (SKEW_S + 60) * 1_000_000 },
         not_finite: { alt_m: Number.POSITIVE_INFINITY },

@@ -25,6 +25,7 @@ const POINT_KEYS = {
   flight_state: true,
   armed: true,
   mission_id: true,
+  stream: true,
 } satisfies Record<keyof TelemetryPoint, true>;
 
 const NOW = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -90,9 +91,11 @@ describe('the wire contract', () => {
     writer.add({ drone_id: 'd2', seq: 5, ts: NOW });
     expect(writer.pointCount).toBe(2);
     const size = writer.byteLength;
-    const bytes = writer.finish('gw-9', 12345678901234, NOW);
+    const bytes = writer.finish({ gatewayId: 'gw-9', batchSeq: 12345678901234, sentAt: NOW, stream: 2 ** 53 - 1 });
     expect(bytes.length).toBeGreaterThan(size);
-    expect(decodeBatch(bytes)).toEqual(decodeBatch(encodeBatch({ gateway_id: 'gw-9', batch_seq: 12345678901234, sent_at: NOW, points: [full, { drone_id: 'd2', seq: 5, ts: NOW }] })));
+    const batch = decodeBatch(bytes);
+    expect(batch.stream).toBe(2 ** 53 - 1);
+    expect(batch).toEqual(decodeBatch(encodeBatch({ gateway_id: 'gw-9', batch_seq: 12345678901234, sent_at: NOW, stream: 2 ** 53 - 1, points: [full, { drone_id: 'd2', seq: 5, ts: NOW }] })));
     expect(writer.pointCount).toBe(0);
   });
 

@@ -80,6 +80,7 @@ const FULL_JSON = {
   flight_state: 'cruise',
   armed: true,
   mission_id: 'm-42',
+  stream: 4242,
 };
 const FULL_POINT: TelemetryPoint = { ...FULL_JSON, ts: TS_ISO_US, gps_fix: GpsFix.fix3d, flight_state: FlightState.cruise };
 
@@ -98,6 +99,8 @@ const NO_MEASUREMENTS = {
   flight_state: null,
   armed: null,
   mission_id: null,
+  // Not a measurement: absent, the point counts in its batch's stream.
+  stream: null,
 };
 const MINIMAL_JSON = { drone_id: 'd-2', seq: 0, ts: 1767225600123.5 };
 const MINIMAL_POINT: TelemetryPoint = { drone_id: 'd-2', seq: 0, ts: 1767225600123500, ...NO_MEASUREMENTS };

@@ -25,6 +25,8 @@ function badPoints(): Record<InvalidReason, TelemetryPoint> {
   return {
     drone_id_pattern: { ...base, drone_id: 'no spaces allowed' },
     seq_range: { ...base, seq: -5 },
+    // 2^53 goes over the wire as a uint64 and is no safe integer when read back.
+    stream_range: { ...base, stream: 2 ** 53 },
     ts_before_2000: { ...base, ts: 900_000_000_000_000 },
     ts_in_future: { ...base, ts: nowMicros() + 3_600_000_000 },
     not_finite: { ...base, alt_m: Number.NaN },

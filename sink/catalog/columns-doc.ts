@@ -59,6 +59,22 @@ function pointDescription(column: LakeColumn, stem: string): string {
   return parts.join('; ');
 }
 
+/**
+ * The row key, in one sentence a consumer can act on: the contract, the catalog and the
+ * README state it in these words.
+ */
+export const ROW_KEY_SENTENCE =
+  'Each row is one observation, identified by (drone_id, stream, seq): a point sent again is stored once, and two observations never share a key; ' +
+  'rows written before streams existed have no stream (null): read it as 0.';
+
+// The wire's stream is optional (a point may leave it to its batch); the lake's is the
+// stream the sink resolved, never null in files written with streams.
+const LAKE_DESCRIPTIONS: Readonly<Record<string, string>> = {
+  stream:
+    "stream: the stream seq counts in, from the point or else its batch: drawn at random whenever a gateway's spool (or an ingest client) starts counting seqs afresh; " +
+    '0 for producers that name none, whose seq alone identifies a point; null in files written before streams existed',
+};
+
 function columnDoc(column: LakeColumn): ColumnDoc {
   const { unit, stem } = unitOf(column.name);
   if (column.origin === 'sink') {
@@ -66,6 +82,8 @@ function columnDoc(column: LakeColumn): ColumnDoc {
     if (!description) throw new Error(`lake column ${column.name} is set by the sink but has no description`);
     return { name: column.name, sqlType: column.sqlType, description, unit, required: true };
   }
+  const lake = LAKE_DESCRIPTIONS[column.name];
+  if (lake) return { name: column.name, sqlType: column.sqlType, description: lake, unit, required: false };
   const field = POINT.fields[column.name];
   return { name: column.name, sqlType: column.sqlType, description: pointDescription(column, stem), unit, required: !field?.options?.['proto3_optional'] };
 }

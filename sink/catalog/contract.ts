@@ -4,7 +4,7 @@ import { FINITE_FIELDS, MIN_TS_MICROS, type InvalidReason } from '../../proto/va
 import { QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
 import { MANIFEST_PREFIX } from '../manifest';
 import type { QuarantineKind } from '../quarantine';
-import { COLUMN_DOCS, PARTITION_DOCS, POINT_DESCRIPTION, quarantineDocs, type ColumnDoc } from './columns-doc';
+import { COLUMN_DOCS, PARTITION_DOCS, POINT_DESCRIPTION, quarantineDocs, ROW_KEY_SENTENCE, type ColumnDoc } from './columns-doc';
 import { isS3Lake, lakePath, lakeUrl } from './lake-url';
 import { qualityRules, type QualityRule } from './rules';
 import type { ProductLocation, ProductOwnership, SloProperty, SloTarget } from './types';
@@ -59,6 +59,7 @@ function valueOptions(name: string): Doc {
     case 'drone_id':
       return { pattern: ID_PATTERN.source };
     case 'seq':
+    case 'stream':
       return { minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
     case 'ts':
       return { minimum: MIN_TS_ISO };
@@ -69,7 +70,7 @@ function valueOptions(name: string): Doc {
   }
 }
 
-const PRIMARY_KEY = ['drone_id', 'seq'];
+const PRIMARY_KEY = ['drone_id', 'stream', 'seq'];
 const PARTITION_KEY = PARTITION_DOCS.map((c) => c.name);
 
 const countWhere = (condition: string): string => `SELECT count(*) FROM telemetry WHERE ${condition}`;
@@ -80,6 +81,7 @@ function pointRuleQueries(maxFutureSkewSeconds: number): Record<InvalidReason, s
   return {
     drone_id_pattern: countWhere(`NOT regexp_full_match(drone_id, ${sqlString(ID_PATTERN.source)})`),
     seq_range: countWhere(`seq > ${Number.MAX_SAFE_INTEGER}`),
+    stream_range: countWhere(`stream > ${Number.MAX_SAFE_INTEGER}`),
     ts_before_2000: countWhere(`ts < ${sqlString(MIN_TS_ISO)}::TIMESTAMPTZ`),
     ts_in_future: countWhere(`ts > ingested_at + to_seconds(${maxFutureSkewSeconds})`),
     not_finite: countWhere(FINITE_FIELDS.map((f) => `NOT isfinite(${f})`).join(' OR ')),
@@ -96,7 +98,7 @@ function ruleCheck(rule: QualityRule, input: ContractInput, pointQueries: Record
     case 'completeness':
       return { query: countWhere(`${rule.column} IS NULL`), mustBe: 0, unit: 'rows' };
     case 'uniqueness':
-      return { query: `SELECT count(*) FROM (SELECT drone_id, seq FROM telemetry GROUP BY drone_id, seq HAVING count(*) > 1)`, mustBe: 0, unit: 'rows' };
+      return { query: `SELECT count(*) FROM (SELECT drone_id, stream, seq FROM telemetry GROUP BY drone_id, stream, seq HAVING count(*) > 1)`, mustBe: 0, unit: 'rows' };
     case 'timeliness': {
       const latency = input.slos.find((s) => s.property === 'latency')!;
       if (latency.unit !== 's') throw new Error(`the latency objective must be in seconds for the freshness rule, not '${latency.unit}'`);
@@ -141,7 +143,7 @@ function telemetrySchema(input: ContractInput): Doc {
     physicalType: 'table',
     logicalType: 'object',
     businessName: 'drone telemetry',
-    description: `${POINT_DESCRIPTION} One row per point, keyed by (drone_id, seq); Hive-partitioned by the UTC date and hour of ts; ZSTD-compressed Parquet sorted by (drone_id, ts).`,
+    description: `${POINT_DESCRIPTION} ${ROW_KEY_SENTENCE} Hive-partitioned by the UTC date and hour of ts; ZSTD-compressed Parquet sorted by (drone_id, ts).`,
     dataGranularityDescription: 'one row per point a drone recorded',
     properties: [...COLUMN_DOCS, ...PARTITION_DOCS].map((doc) => property(doc, on(doc.name))),
     quality: on(undefined),

@@ -132,7 +132,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     const sources = await Promise.all(keys.map((k) => storage.localPath(k)));
     const local = path.join(storage.stagingDir, 'catalog-sample.parquet');
     await conn.run(
-      `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false) LIMIT ${SAMPLE_ROWS}) TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd)`,
+      `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true) LIMIT ${SAMPLE_ROWS}) TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd)`,
     );
     await put(SAMPLE_KEY, null, 'replace', local);
   }

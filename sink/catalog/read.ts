@@ -85,6 +85,7 @@ export function formatCatalog(report: CatalogReport): string {
     `quality (${q.from} .. ${q.to}, ${report.quality_windows} windows recorded):`,
     `  rows ${q.rows}, received points ${q.received_points}, throughput ${num(q.throughput_rows_per_second, 1)} rows/s`,
     `  missing entries ${q.missing_entries}, reported lost ${q.reported_lost}, in flight ${q.in_flight}`,
+    `  drones ${q.drones} in ${q.streams} streams${Object.keys(q.streams_by_drone).length > 0 ? ` (several: ${Object.entries(q.streams_by_drone).slice(0, 5).map(([d, n]) => `${d} ${n}`).join(', ')}${Object.keys(q.streams_by_drone).length > 5 ? ', …' : ''})` : ''}`,
     `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches}, error rate ${num(q.error_rate, 4)}`,
     `  duplicates dropped ${q.duplicates_dropped}, late points ${q.late_points}`,
     `  freshness ${num(q.freshness_seconds, 1)} s, latency p50 ${num(q.latency_p50_ms, 0)} ms, p99 ${num(q.latency_p99_ms, 0)} ms`,

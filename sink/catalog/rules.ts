@@ -26,6 +26,7 @@ type PointRule = Omit<QualityRule, 'name' | 'reason'>;
 const POINT_RULES: Record<InvalidReason, PointRule> = {
   drone_id_pattern: { dimension: 'conformity', column: 'drone_id', assertion: 'pattern', description: 'drone_id is 1-64 characters of [A-Za-z0-9._-]' },
   seq_range: { dimension: 'conformity', column: 'seq', assertion: 'accepted_range', description: 'seq is an integer from 0 to 2^53 - 1' },
+  stream_range: { dimension: 'conformity', column: 'stream', assertion: 'accepted_range', description: 'stream is an integer from 0 to 2^53 - 1' },
   ts_before_2000: { dimension: 'accuracy', column: 'ts', assertion: 'accepted_range', description: 'ts is not before 2000-01-01T00:00:00Z (an older event time is a clock error)' },
   ts_in_future: { dimension: 'accuracy', column: 'ts', assertion: 'accepted_range', description: "ts is at most the sink's max future skew ahead of the sink's clock when it took the point (ingested_at)" },
   not_finite: { dimension: 'conformity', assertion: 'finite', description: `ts is an integer, and ${FINITE_FIELDS.join(', ')} are finite numbers when present` },
@@ -61,7 +62,7 @@ export function qualityRules(objectives: ReadonlyArray<{ property: SloProperty }
       name: 'drone_seq_unique',
       dimension: 'uniqueness',
       assertion: 'unique',
-      description: '(drone_id, seq) is unique when read through the manifest: a point sent again is dropped as a duplicate',
+      description: '(drone_id, stream, seq) is unique when read through the manifest: a point sent again is dropped as a duplicate',
     },
     ...COLUMN_DOCS.filter((c) => c.required).map((c) => notNullRule(c.name)),
   ];

@@ -17,6 +17,11 @@ export interface QualityMetrics {
   /** Gaps in drones' committed `seq` that have stayed open longer than the settle time, beyond what agents reported lost. */
   missing_entries: number;
   /** Points agents reported dropping (a full spool with policy drop-oldest): a known loss, not a missing entry. */
+  /** Drones with points committed in the span, and the point streams they came in (see the row key). */
+  drones: number;
+  streams: number;
+  /** The drones whose points came in more than one stream in the span (a roaming drone, a replaced spool), with their stream count; every other drone had one. */
+  streams_by_drone: Record<string, number>;
   reported_lost: number;
   /** Gaps younger than the settle time: points that may still be in flight (a spool draining, a re-send). */
   in_flight: number;
@@ -28,7 +33,7 @@ export interface QualityMetrics {
   rejected_batches_by_reason: Record<BatchRejectReason, number>;
   /** (rejected points + rejected batches) / (received points + rejected batches): a batch that cannot be read counts once. */
   error_rate: number;
-  /** Points whose (drone_id, seq) was already in the lake or staged. */
+  /** Points whose (drone_id, stream, seq) was already in the lake or staged: true re-sends. */
   duplicates_dropped: number;
   /** Points that arrived for a partition already closed. */
   late_points: number;
