@@ -219,7 +219,9 @@ export function checkRecord(value: unknown): ManifestRecord {
   const parsed = manifestRecordSchema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
-  throw new Error(`not a valid manifest record: ${issue.path.join('.') || 'record'}: ${issue.message}`);
+  const kind = typeof value === 'object' && value !== null && 'kind' in value && typeof value.kind === 'string' ? `${value.kind.slice(0, 40)} ` : '';
+  const field = issue.path.join('.');
+  throw new Error(`not a valid ${kind}record${field ? `: ${field}` : ''}: ${issue.message.replace(/^Invalid input: /, '')}`);
 }
 
 /**

@@ -100,7 +100,7 @@ describe('dronelake CLI', () => {
       expect(damaged.stdout).toBe(`n\n${summary['committed']}\n`);
       expect(damaged.stderr.split('\n').filter(Boolean).sort()).toEqual([
         expect.stringMatching(/^dronelake: skipped manifest record drones\/_catalog\/manifest\/commit-garbage\.json: .*JSON/),
-        'dronelake: skipped manifest record drones/_catalog/manifest/compaction-empty.json: not a valid compaction record',
+        'dronelake: skipped manifest record drones/_catalog/manifest/compaction-empty.json: not a valid compaction record: id: expected string, received undefined',
       ]);
 
       // A data file the manifest names, cut short on disk: a clear error, not a crash.
