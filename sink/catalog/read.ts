@@ -3,11 +3,14 @@ import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
 import { readManifest } from '../manifest';
 import { productStatus } from '../slo';
+import { ROW_KEY_SENTENCE } from './columns-doc';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
 
 /** What `dronelake catalog` prints: the product, its objectives' status, its quality. */
 export interface CatalogReport {
   product: { id: string; name: string; domain: string; version: string; contract: string; status: string; output_ports: string[] };
+  /** What identifies a row, in the contract's words. */
+  key: string;
   slos: SloStatus[];
   quality: QualityMetrics;
   quality_windows: number;
@@ -62,6 +65,7 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
         status: contract.status,
         output_ports: (product.outputPorts ?? []).map((p) => p.name),
       },
+      key: ROW_KEY_SENTENCE,
       slos,
       quality,
       quality_windows: windowEnds.length,
@@ -78,6 +82,7 @@ export function formatCatalog(report: CatalogReport): string {
   const lines = [
     `${report.product.name} (${report.product.id}), domain ${report.product.domain}, version ${report.product.version}, ${report.product.status}`,
     `contract ${report.product.contract}; output ports: ${report.product.output_ports.join(', ')}`,
+    `key: ${report.key}`,
     '',
     'objectives:',
     ...report.slos.map((s) => `  ${s.met ? 'met     ' : 'BREACHED'}  ${s.property.padEnd(12)} target ${num(s.target)} ${s.unit}, actual ${num(s.actual)}${s.met ? '' : `, off by ${num(s.breach)}`}`),
