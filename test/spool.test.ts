@@ -1,5 +1,6 @@
 import { cp, mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import CRC32C from 'crc-32/crc32c.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClosedBatch } from '../agent/batcher';
 import { Spool, type SpoolOptions } from '../agent/spool';
@@ -81,6 +82,17 @@ function framesOf(bytes: Buffer): Frame[] {
     pos = end;
   }
   return frames;
+}
+
+/** A CHECKPOINT frame as a spool from before streams wrote it: the same, without `stream`. */
+function withoutStream(frame: Buffer): Buffer {
+  const checkpoint = JSON.parse(frame.subarray(9).toString()) as Record<string, unknown>;
+  delete checkpoint['stream'];
+  const body = Buffer.concat([Buffer.from([2]), Buffer.from(JSON.stringify(checkpoint))]);
+  const header = Buffer.alloc(8);
+  header.writeUInt32LE(body.length, 0);
+  header.writeUInt32LE(CRC32C.buf(body) >>> 0, 4);
+  return Buffer.concat([header, body]);
 }
 
 function seqsOf(spool: Spool): number[] {
@@ -179,6 +191,50 @@ describe('spool', () => {
     const raised = await open(dir, { minBatchSeq: 5000 });
     expect(raised.nextBatchSeq()).toBe(5000);
     await raised.close();
+  });
+
+  it('keeps its stream across reopens, and draws a new one when wiped, damaged, or written before streams', async () => {
+    const dir = await newDir();
+    const first = await open(dir);
+    const stream = first.stream;
+    expect(Number.isSafeInteger(stream) && stream > 0).toBe(true);
+    await first.append(batch(0, 300), new Map([['d-1', 41]]));
+    await first.close();
+    const again = await open(dir);
+    expect(again.stream).toBe(stream);
+    expect(again.droneSeq('d-1')).toBe(41);
+    await again.close();
+
+    // A flipped byte in the only batch record may have hidden a drone's latest seq.
+    const [name] = await segmentFiles(dir);
+    const bytes = await readFile(path.join(dir, name!));
+    const frames = framesOf(bytes);
+    const batchFrame = frames.find((f) => f.seq === 0)!;
+    bytes[batchFrame.start + 20] = bytes[batchFrame.start + 20]! ^ 0xff;
+    const damagedDir = await newDir();
+    await writeFile(path.join(damagedDir, name!), bytes);
+    const damaged = await open(damagedDir);
+    expect(damaged.stats().recovery.corruptRecords + (damaged.stats().recovery.truncatedBytes > 0 ? 1 : 0)).toBeGreaterThan(0);
+    expect(damaged.stream).not.toBe(stream);
+    await damaged.close();
+
+    // A wiped spool: nothing to restore, a new stream.
+    const wiped = await open(await newDir());
+    expect(wiped.stream).not.toBe(stream);
+    await wiped.close();
+
+    // A spool written before streams: its checkpoints name none.
+    const legacyDir = await newDir();
+    const legacy = Buffer.from(await readFile(path.join(dir, name!)));
+    const legacyFrames = framesOf(legacy).filter((f) => f.seq === undefined);
+    expect(legacyFrames.length).toBeGreaterThan(0);
+    const stripped = Buffer.concat(framesOf(legacy).map((f) => (f.seq === undefined ? withoutStream(legacy.subarray(f.start, f.end)) : legacy.subarray(f.start, f.end))));
+    await writeFile(path.join(legacyDir, name!), stripped);
+    const old = await open(legacyDir);
+    expect(old.stats().recovery.corruptRecords).toBe(0);
+    expect(old.droneSeq('d-1')).toBe(41);
+    expect(old.stream).not.toBe(stream);
+    await old.close();
   });
 
   it('deletes a segment exactly when all its batches are acked', async () => {
