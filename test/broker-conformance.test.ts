@@ -1,5 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { capturedLog, connectPacket, HAS_MOSQUITTO, makeRegistry, mosquitto, rawClient, within } from './broker-helpers';
@@ -16,6 +19,8 @@ const connack = (code: number) => Buffer.from([0x20, 0x02, 0x00, code]);
 const PINGREQ = Buffer.from([0xc0, 0x00]);
 const PINGRESP = Buffer.from([0xd0, 0x00]);
 
+type RawClient = Awaited<ReturnType<typeof rawClient>>;
+
 /** Sends `packet`; resolves every byte the broker sent before it closed the connection (it must, within 5 s). */
 async function refusedWith(port: number, packet: Buffer): Promise<Buffer> {
   const c = await rawClient(port, packet);
@@ -23,8 +28,8 @@ async function refusedWith(port: number, packet: Buffer): Promise<Buffer> {
   return c.received();
 }
 
-/** Sends `packet`, expects CONNACK 0, then a PINGREQ answered: the connection is live. Returns the socket. */
-async function accepted(port: number, packet: Buffer) {
+/** Sends `packet`, expects CONNACK 0, then a PINGREQ answered: the connection is live. */
+async function accepted(port: number, packet: Buffer): Promise<RawClient> {
   const c = await rawClient(port, packet);
   await within('the CONNACK', c.connack, 5000);
   expect(c.received()).toEqual(connack(0));
@@ -32,7 +37,7 @@ async function accepted(port: number, packet: Buffer) {
   return c;
 }
 
-async function ping(c: Awaited<ReturnType<typeof rawClient>>): Promise<void> {
+async function ping(c: RawClient): Promise<void> {
   const before = c.received().length;
   c.socket.write(PINGREQ);
   await waitFor('the PINGRESP', () => c.received().length >= before + 2, 5000);
@@ -53,10 +58,24 @@ function brokerSideTimer(brokerPort: number, clientPort: number): [number, numbe
   throw new Error(`no established connection ${brokerPort} <- ${clientPort} in /proc/net/tcp`);
 }
 
+/**
+ * Centiseconds until the broker's end of the connection is probed: kind 2 is sk_timer, the
+ * keepalive timer of an established socket. Until the client's delayed ACK of the broker's
+ * last bytes comes, the retransmit timer (1) shows instead.
+ */
+async function keepaliveDue(brokerPort: number, clientPort: number): Promise<number> {
+  const [kind, due] = await waitFor('the keepalive timer', () => {
+    const timer = brokerSideTimer(brokerPort, clientPort);
+    return timer[0] !== 1 && timer;
+  }, 5000);
+  expect(kind).toBe(2);
+  return due;
+}
+
 describe('CONNECT with the default options and no registry', () => {
   let broker: Broker;
   const { log, lines } = capturedLog('debug');
-  const open: Array<Awaited<ReturnType<typeof rawClient>>> = [];
+  const open: RawClient[] = [];
 
   beforeAll(async () => {
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, log);
@@ -70,14 +89,8 @@ describe('CONNECT with the default options and no registry', () => {
     const c = await accepted(broker.port, connectPacket({ clientId: 'paho-ka0', keepalive: 0 }));
     open.push(c);
     if (process.platform !== 'linux') return console.log('TCP keepalive timer not checked: /proc/net/tcp is Linux only');
-    // Timer kind 2 is sk_timer, the keepalive timer of an established socket; it is due in
-    // --tcp-keepalive (60 s) of silence, in centiseconds.
-    // Until the client's delayed ACK of the PINGRESP comes, the retransmit timer (1) shows.
-    const [kind, due] = await waitFor('the keepalive timer', () => {
-      const timer = brokerSideTimer(broker.port, c.socket.localPort!);
-      return timer[0] !== 1 && timer;
-    }, 5000);
-    expect(kind).toBe(2);
+    // Due after --tcp-keepalive (60 s) of silence.
+    const due = await keepaliveDue(broker.port, c.socket.localPort!);
     expect(due).toBeGreaterThan(5500);
     expect(due).toBeLessThanOrEqual(6000);
   });
@@ -141,7 +154,7 @@ describe('CONNECT with the default options and no registry', () => {
 describe('CONNECT limits set otherwise', () => {
   it('takes any keepalive with --max-keepalive 0, and an empty id (generated, 42 characters) with --max-client-id-length 23', async () => {
     const broker = await startBroker({ host: '127.0.0.1', port: 0, maxKeepalive: 0, maxClientIdLength: 23 }, capturedLog().log);
-    const open: Array<Awaited<ReturnType<typeof rawClient>>> = [];
+    const open: RawClient[] = [];
     try {
       open.push(await accepted(broker.port, connectPacket({ clientId: 'ka-max', keepalive: 65535 })));
       open.push(await accepted(broker.port, connectPacket({ clientId: '', keepalive: 0 })));
@@ -149,6 +162,34 @@ describe('CONNECT limits set otherwise', () => {
     } finally {
       for (const c of open) c.socket.destroy();
       await broker.close();
+    }
+  });
+});
+
+describe('TCP keepalive on the TLS listener', () => {
+  it.skipIf(process.platform !== 'linux')('is on for a keepalive-0 client over TLS too (skipped off Linux: reads /proc/net/tcp)', async () => {
+    const { dir, remove } = await tempDir('conformance-tls');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'broker.key', '-out', 'broker.pem', '-days', '1', '-subj', '/CN=localhost'], { cwd: dir, stdio: 'pipe' });
+    const broker = await startBroker(
+      { host: '127.0.0.1', port: 0, tlsPort: 0, tlsOnly: true, tlsCert: path.join(dir, 'broker.pem'), tlsKey: path.join(dir, 'broker.key'), tcpKeepalive: 45 },
+      capturedLog().log,
+    );
+    const socket = tls.connect({ host: '127.0.0.1', port: broker.port, rejectUnauthorized: false });
+    socket.on('error', () => {});
+    try {
+      await once(socket, 'secureConnect');
+      let received = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+      socket.write(connectPacket({ clientId: 'tls-ka0', keepalive: 0 }));
+      await waitFor('the CONNACK', () => received.length >= 4, 5000);
+      expect(received).toEqual(connack(0));
+      const due = await keepaliveDue(broker.port, socket.localPort!);
+      expect(due).toBeGreaterThan(4000);
+      expect(due).toBeLessThanOrEqual(4500);
+    } finally {
+      socket.destroy();
+      await broker.close();
+      await remove();
     }
   });
 });
