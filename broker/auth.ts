@@ -1,11 +1,14 @@
 import { TLSSocket } from 'node:tls';
 import type { AuthenticateError, AedesOptions, Client } from 'aedes';
+import { connectRefusal, type ConnectFailure, type ConnectLimits } from './connect';
 import type { Registry, Role } from './registry';
 import { verifySecret } from './secrets';
 
-/** Why a CONNECT was refused, as logged and counted. */
+/** Why a CONNECT was refused, as logged and counted, with its CONNACK return code: one MQTT 3.1.1 defines (1-5). */
 export const AUTH_FAILURES = {
+  empty_client_id: 2,
   client_id_too_long: 2,
+  keepalive_too_long: 2,
   missing_credentials: 5,
   unknown_identity: 4,
   bad_password: 4,
@@ -13,7 +16,7 @@ export const AUTH_FAILURES = {
   unknown_certificate: 5,
   client_id_not_owned: 5,
   too_many_connections: 3,
-} as const;
+} as const satisfies Record<ConnectFailure, 2> & Record<string, 2 | 3 | 4 | 5>;
 export type AuthFailure = keyof typeof AUTH_FAILURES;
 
 /** A refused CONNECT; Aedes answers it with CONNACK `returnCode` and closes the connection. */
@@ -33,8 +36,7 @@ export interface Authenticated {
   by: 'password' | 'certificate';
 }
 
-export interface AuthLimits {
-  maxClientIdLength: number;
+export interface AuthLimits extends ConnectLimits {
   maxConnectionsPerIdentity: number;
 }
 
@@ -71,6 +73,8 @@ function peerCertificate(client: Client): { cn: string | undefined; trusted: boo
  */
 export class Authenticator {
   private readonly identities = new WeakMap<Client, Authenticated>();
+  /** Clients whose CONNECT broke a rule of connect.ts, until `authenticate` refuses them. */
+  private readonly broken = new WeakMap<Client, { reason: ConnectFailure; detail: string }>();
   /** Connections authenticated and not yet closed, per identity: their client ids. */
   private readonly held = new Map<string, Map<Client, string>>();
 
@@ -98,6 +102,18 @@ export class Authenticator {
     return revoked;
   }
 
+  /**
+   * Aedes's `preConnect` hook: it sees the CONNECT packet, which `authenticate` does not (by
+   * then Aedes has replaced an empty client id with a generated one). A refusal here would
+   * close the connection without a CONNACK, so the rule broken is noted, and `authenticate`,
+   * the first step after Aedes's own checks, answers it with its return code.
+   */
+  readonly preConnect: NonNullable<AedesOptions['preConnect']> = (client, packet, done) => {
+    const broken = connectRefusal(packet, this.limits);
+    if (broken) this.broken.set(client, broken);
+    done(null, true);
+  };
+
   readonly authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
     this.check(client, username, password).then(
       (refusal) => {
@@ -110,7 +126,8 @@ export class Authenticator {
   };
 
   private async check(client: Client, username: string | undefined, password: Buffer | undefined): Promise<{ reason: AuthFailure; claimed?: string; detail?: string } | null> {
-    if (client.id.length > this.limits.maxClientIdLength) return { reason: 'client_id_too_long', detail: `${client.id.length} characters` };
+    const broken = this.broken.get(client);
+    if (broken) return broken;
     if (this.registry === null) return null;
     const cert = peerCertificate(client);
     if (cert && !cert.trusted) return { reason: 'untrusted_certificate', claimed: cert.cn, detail: cert.error };

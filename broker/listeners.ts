@@ -11,6 +11,8 @@ export interface ListenerConfig {
   port: number | undefined;
   /** options from readTlsOptions; undefined for no TLS listener. */
   tls: { port: number; options: tls.TlsOptions } | undefined;
+  /** Seconds a connection may stay silent before TCP keepalive probes it. */
+  tcpKeepalive: number;
 }
 
 export interface Listeners {
@@ -81,11 +83,17 @@ export async function openListeners(config: ListenerConfig, onConnection: (socke
     closing = true;
     return Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
   };
+  // TCP keepalive on every connection, TLS ones included: a client with MQTT keepalive 0 is
+  // never timed out by Aedes, and a link that died without a FIN (power loss, a dropped
+  // cellular bearer, a NAT that forgot it) would hold its session for ever. The kernel probes
+  // a silent connection after tcpKeepalive seconds; Node 20 (libuv) then sends 10 probes a
+  // second apart, and the tenth unanswered closes the socket with ETIMEDOUT (invariant 6).
+  const keepAlive: net.ServerOpts = { keepAlive: true, keepAliveInitialDelay: config.tcpKeepalive * 1000 };
   try {
-    const plain = config.port !== undefined ? await listen(track(net.createServer(onConnection)), config.port, config.host) : undefined;
+    const plain = config.port !== undefined ? await listen(track(net.createServer(keepAlive, onConnection)), config.port, config.host) : undefined;
     let secure: net.AddressInfo | undefined;
     if (config.tls) {
-      const server = track(tls.createServer(config.tls.options, onConnection));
+      const server = track(tls.createServer({ ...keepAlive, ...config.tls.options }, onConnection));
       // With a listener here, Node leaves the failed socket (a handshake timeout included) open.
       server.on('tlsClientError', (err, socket) => {
         socket.destroy();

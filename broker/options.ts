@@ -43,8 +43,14 @@ export const brokerOptions = {
   connectTimeout: { type: 'string', describe: 'seconds a new connection has to complete its CONNECT (and TLS handshake)', schema: seconds().default(10) },
   maxKeepalive: {
     type: 'string',
-    describe: 'refuse clients whose keepalive is 0 or above this many seconds (0: any keepalive)',
+    describe: 'refuse clients whose keepalive is above this many seconds (CONNACK 2; 0: any keepalive)',
     schema: optionSchemas.count(0, 65535).default(300),
+  },
+  tcpKeepalive: {
+    type: 'string',
+    describe: 'seconds a connection may stay silent before TCP keepalive probes it; a dead link is closed about 10 s later',
+    // Linux takes at most 32767 s for TCP_KEEPIDLE.
+    schema: optionSchemas.count(1, 32767).default(60),
   },
   drainTimeout: {
     type: 'string',

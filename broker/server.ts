@@ -113,10 +113,12 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
       // --drain-timeout closes it.
       concurrency: 0,
       connectTimeout: config.connectTimeout * 1000,
-      keepaliveLimit: config.maxKeepalive,
+      // No keepaliveLimit: Aedes would refuse keepalive 0, which MQTT 3.1.1 allows, with
+      // CONNACK 6, which it does not define. auth.preConnect checks the limit instead.
       maxClientsIdLength: config.maxClientIdLength,
       maxTopicLevels: config.maxTopicLevels,
       drainTimeout: config.drainTimeout * 1000,
+      preConnect: auth.preConnect,
       authenticate: auth.authenticate,
       authorizeForward,
       ...(auth.anonymous ? {} : aclHooks((client) => auth.identityOf(client), onDenial)),
@@ -167,7 +169,7 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
       limitPacketSize(socket, config.maxPacketBytes, () => stats.oversizedPackets++);
       broker.handle(socket);
     };
-    listeners = await openListeners({ host: config.host, port: config.tlsOnly ? undefined : config.port, tls }, onConnection, (err) => {
+    listeners = await openListeners({ host: config.host, port: config.tlsOnly ? undefined : config.port, tls, tcpKeepalive: config.tcpKeepalive }, onConnection, (err) => {
       stats.connectionErrors++;
       log.info({ err: err.message }, 'TLS handshake failed');
     });

@@ -32,7 +32,7 @@ export async function makeRegistry(dir: string, ids: ReadonlyArray<readonly [str
 }
 
 /** A pino logger whose JSON lines land in `lines`. */
-export function capturedLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
+export function capturedLog(level: pino.Level = 'info'): { log: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -40,7 +40,7 @@ export function capturedLog(): { log: Logger; lines: Array<Record<string, unknow
       done();
     },
   });
-  return { log: pino({ level: 'info' }, sink), lines };
+  return { log: pino({ level }, sink), lines };
 }
 
 /** Connects with MQTT.js, without reconnecting; resolves the client, or the CONNACK return code of a refusal. */
@@ -114,11 +114,12 @@ function frame(typeAndFlags: number, body: Buffer): Buffer {
   return Buffer.concat([Buffer.from([typeAndFlags, ...length]), body]);
 }
 
-/** An MQTT 3.1.1 CONNECT, written out by hand for the raw-socket tests. */
-export function connectPacket(o: { clientId: string; username?: string; password?: string; keepalive?: number }): Buffer {
-  const flags = 0x02 | (o.username !== undefined ? 0x80 : 0) | (o.password !== undefined ? 0x40 : 0);
+/** An MQTT 3.1.1 CONNECT (3.1 with `level: 3`), written out by hand for the raw-socket tests; CleanSession 1 unless `clean: false`. */
+export function connectPacket(o: { clientId: string; username?: string; password?: string; keepalive?: number; clean?: boolean; level?: 3 | 4 }): Buffer {
+  const flags = (o.clean === false ? 0 : 0x02) | (o.username !== undefined ? 0x80 : 0) | (o.password !== undefined ? 0x40 : 0);
   const keepalive = o.keepalive ?? 60;
-  const parts = [str('MQTT'), Buffer.from([4, flags, keepalive >> 8, keepalive & 0xff]), str(o.clientId)];
+  const level = o.level ?? 4;
+  const parts = [str(level === 3 ? 'MQIsdp' : 'MQTT'), Buffer.from([level, flags, keepalive >> 8, keepalive & 0xff]), str(o.clientId)];
   if (o.username !== undefined) parts.push(str(o.username));
   if (o.password !== undefined) parts.push(str(o.password));
   return frame(0x10, Buffer.concat(parts));
@@ -128,8 +129,14 @@ export function subscribePacket(messageId: number, topic: string): Buffer {
   return frame(0x82, Buffer.concat([Buffer.from([messageId >> 8, messageId & 0xff]), str(topic), Buffer.from([1])]));
 }
 
-/** A raw TCP connection; `connack` resolves the return code of the first CONNACK, or null if the socket closes first. */
-export async function rawClient(port: number, send?: Buffer): Promise<{ socket: net.Socket; connack: Promise<number | null>; closed: Promise<void> }> {
+/**
+ * A raw TCP connection; `connack` resolves the return code of the first CONNACK, or null if
+ * the socket closes first; `received` gives every byte the broker sent so far.
+ */
+export async function rawClient(
+  port: number,
+  send?: Buffer,
+): Promise<{ socket: net.Socket; connack: Promise<number | null>; closed: Promise<void>; received: () => Buffer }> {
   const socket = net.connect(port, '127.0.0.1');
   socket.on('error', () => {});
   await once(socket, 'connect');
@@ -143,7 +150,7 @@ export async function rawClient(port: number, send?: Buffer): Promise<{ socket: 
     void closedSocket.then(() => resolve(null));
   });
   if (send) socket.write(send);
-  return { socket, connack, closed: closedSocket };
+  return { socket, connack, closed: closedSocket, received: () => received };
 }
 
 /** The value of one sample of /metrics, e.g. metric(text, 'dronelake_broker_acl_denials_total{action="publish"}'). */
