@@ -1,5 +1,5 @@
 import type { AedesOptions, Client } from 'aedes';
-import { ackTopic, gatewayOfTelemetryTopic, ID_PATTERN, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import { ackTopic, gatewayOfTelemetryTopic, ID_PATTERN, isOutputPortTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import type { Authenticated } from './auth';
 
 export const ACL_ACTIONS = ['publish', 'subscribe', 'deliver'] as const;
@@ -9,19 +9,42 @@ const ACK_PREFIX = ackTopic('');
 const isAckTopic = (topic: string): boolean => topic.startsWith(ACK_PREFIX) && ID_PATTERN.test(topic.slice(ACK_PREFIX.length));
 
 // The contract's topics are the only ones in use: a gateway sends its own telemetry and
-// hears its own acks; the sink hears every gateway's telemetry and acks any of them.
+// hears its own acks; the sink hears every gateway's telemetry, acks any of them, and
+// publishes the live and events output ports; a consumer reads those ports and nothing
+// else (unvalidated gateway input is for sinks only), and publishes nothing.
 
 function mayPublish(who: Authenticated, topic: string): boolean {
-  return who.role === 'gateway' ? topic === telemetryTopic(who.id) : isAckTopic(topic);
+  switch (who.role) {
+    case 'gateway':
+      return topic === telemetryTopic(who.id);
+    case 'sink':
+      return isAckTopic(topic) || (isOutputPortTopic(topic) && !topic.endsWith('/+'));
+    case 'consumer':
+      return false;
+  }
 }
 
 function maySubscribe(who: Authenticated, filter: string): boolean {
-  return who.role === 'gateway' ? filter === ackTopic(who.id) : filter === TELEMETRY_WILDCARD || gatewayOfTelemetryTopic(filter) !== null;
+  switch (who.role) {
+    case 'gateway':
+      return filter === ackTopic(who.id);
+    case 'sink':
+      return filter === TELEMETRY_WILDCARD || gatewayOfTelemetryTopic(filter) !== null;
+    case 'consumer':
+      return isOutputPortTopic(filter);
+  }
 }
 
 /** Whether a message on `topic` may reach this client: checked again at delivery, for what a stored session replays. */
 export function mayReceive(who: Authenticated, topic: string): boolean {
-  return who.role === 'gateway' ? topic === ackTopic(who.id) : gatewayOfTelemetryTopic(topic) !== null;
+  switch (who.role) {
+    case 'gateway':
+      return topic === ackTopic(who.id);
+    case 'sink':
+      return gatewayOfTelemetryTopic(topic) !== null;
+    case 'consumer':
+      return isOutputPortTopic(topic);
+  }
 }
 
 export type DenialListener = (client: Client | null, action: AclAction, topic: string) => void;

@@ -70,7 +70,7 @@ export const identityOptions = {
 
 export const identityAddOptions = {
   ...identityOptions,
-  role: { type: 'string', describe: "'gateway' (publishes its telemetry, reads its acks) or 'sink' (reads all telemetry, acks any gateway) (required)", schema: roleSchema },
+  role: { type: 'string', describe: "'gateway' (publishes its telemetry, reads its acks), 'sink' (reads all telemetry, acks any gateway, publishes the live and events ports) or 'consumer' (reads the live and events ports only) (required)", schema: roleSchema },
 } satisfies OptionSpecs;
 
 export type BrokerOptions = ParsedOptions<typeof brokerOptions>;

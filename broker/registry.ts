@@ -8,7 +8,7 @@ import { UsageError } from '../deploy/options';
 import { ID_PATTERN } from '../proto/topics';
 import { generateSecret, hashSecret, type ScryptCost, type SecretHash } from './secrets';
 
-const ROLES = ['gateway', 'sink'] as const;
+const ROLES = ['gateway', 'sink', 'consumer'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface Identity {
@@ -19,7 +19,7 @@ export interface Identity {
 /** Identities by id. */
 export type Registry = Map<string, Identity>;
 
-export const roleSchema = z.enum(ROLES, { error: "expected 'gateway' or 'sink'" });
+export const roleSchema = z.enum(ROLES, { error: "expected 'gateway', 'sink' or 'consumer'" });
 const ID_RULE = 'expected 1-64 characters of A-Z a-z 0-9 . _ -';
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, 'expected base64');

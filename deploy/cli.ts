@@ -63,7 +63,7 @@ const commands = {
       identity: command({
         summary: 'Manage the registry of identities the broker accepts (broker --registry FILE): gateways and sinks, each with a secret.',
         usage:
-          'dronelake broker identity add ID --role gateway|sink --registry FILE\n' +
+          'dronelake broker identity add ID --role gateway|sink|consumer --registry FILE\n' +
           '       dronelake broker identity remove ID --registry FILE\n' +
           '       dronelake broker identity list --registry FILE',
         // Optional here, so that a missing command is reported as such.
@@ -76,7 +76,7 @@ const commands = {
         subcommands: {
           add: command({
             summary: 'Add an identity with a new random secret; the secret is printed once, as the last line, and only its hash is kept.',
-            usage: 'dronelake broker identity add ID --role gateway|sink --registry FILE',
+            usage: 'dronelake broker identity add ID --role gateway|sink|consumer --registry FILE',
             options: identityAddOptions,
             positionals: 1,
             async run(options, [id]) {

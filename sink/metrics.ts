@@ -25,6 +25,11 @@ export function sinkMetrics(stats: () => SinkSnapshot): Registry {
   counter('dronelake_sink_compaction_errors_total', 'Compaction passes that failed.', (s) => s.compactionErrors);
   counter('dronelake_sink_files_deleted_total', 'Files removed after their grace period.', (s) => s.filesDeleted);
   counter('dronelake_sink_acks_published_total', 'Commit acks published to gateways.', (s) => s.acksPublished);
+  counter('dronelake_sink_live_points_total', 'Points published on the live port (MQTT and SSE).', (s) => s.live?.points ?? 0);
+  counter('dronelake_sink_live_mqtt_dropped_points_total', 'Live points not published on MQTT: the broker link was down.', (s) => s.live?.mqttDroppedPoints ?? 0);
+  gauge('dronelake_sink_live_sse_clients', 'Server-Sent Events clients of GET /live.', (s) => s.live?.sseClients ?? 0);
+  counter('dronelake_sink_live_sse_disconnected_total', 'SSE clients disconnected for falling behind.', (s) => s.live?.sseDisconnected ?? 0);
+  byLabel('dronelake_sink_live_events_total', 'Derived events published, by kind.', 'event', (s) => s.live?.events ?? {});
   gauge('dronelake_sink_latency_p50_milliseconds', 'Event-to-commit latency, median, since the sink started.', (s) => s.latencyMs.p50);
   gauge('dronelake_sink_latency_p99_milliseconds', 'Event-to-commit latency, 99th percentile, since the sink started.', (s) => s.latencyMs.p99);
   return registry;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LIVE_AFTER } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
 import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
@@ -60,6 +61,14 @@ export const sinkOptions = {
     describe: "hours a point stream may go without a commit before its dedupe state leaves memory (its batches stay deduped for ever)",
     schema: optionSchemas.positive().default(168),
   },
+  live: { type: 'boolean', describe: 'publish accepted points on the live port: MQTT dronelake/v1/live/{drone_id} and GET /live (SSE), JSON', schema: optionSchemas.flag() },
+  liveAfter: {
+    type: 'string',
+    describe: "with --live: 'commit' (points once durably in the lake, each once, in commit order) or 'accept' (as soon as validated; may repeat a point after a sink crash)",
+    schema: z.enum(LIVE_AFTER).default('commit'),
+  },
+  alertBatteryPct: { type: 'string', describe: "with --live: a 'battery_low' event when a drone's battery_pct falls below this", schema: z.coerce.number().min(0).max(100).default(20) },
+  alertSilence: { type: 'string', describe: "with --live: a 'silent' event when a drone sent nothing for this many seconds; 0 turns it off", schema: z.coerce.number().min(0).max(1e6).default(60) },
   qualityWindow: { type: 'string', describe: 'seconds per quality window: each gets a quality record, a lineage event and the objectives\' status', schema: optionSchemas.positive().default(60) },
   missingAfter: {
     type: 'string',

@@ -20,6 +20,7 @@ import { ownsTopic } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
+import { createLivePort, liveRow, type LiveStats } from './live';
 import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
@@ -36,7 +37,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { stagedBytes: number; streams: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -115,8 +116,18 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // while a message handler holds its callback, PUBACKs included, so a commit that
   // waited for its acks' PUBACKs on the telemetry connection, while that connection was
   // held for backpressure, would wait forever.
-  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+  // It also carries the live port, at QoS 0 and never queued while the link is down
+  // (queueQoSZero off), so live consumers cannot hold memory or the commits (invariant 6).
+  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, queueQoSZero: false });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
+  const live = config.live
+    ? createLivePort({ after: config.liveAfter, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence }, (topic, payload) => {
+        if (!ackClient.connected) return false;
+        ackClient.publish(topic, payload, { qos: 0 });
+        return true;
+      })
+    : null;
+  const liveAfterCommit = live?.settings.after === 'commit';
 
   async function commitOnce(): Promise<void> {
     if (open.points === 0 && open.batches.size === 0 && open.quarantine.bytes === 0) return;
@@ -155,6 +166,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
       log.debug({ tag, files: files.length, points: buffer.points }, 'committed');
       stats.acksPublished += await publishAcks(ackClient, buffer.batches);
+      if (liveAfterCommit) live!.send(buffer.live);
     } catch (err) {
       // Nothing of this commit is visible and nothing was acked: the agents re-send.
       stats.commitErrors++;
@@ -202,6 +214,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     // Invariant 3: a point's identity is (drone_id, stream, seq); a point that names no
     // stream of its own counts in its batch's (0 for producers that name none).
     const batchStream = batch.stream ?? LEGACY_STREAM;
+    // The live port's rows of this batch: held for the commit, or sent once the batch is taken.
+    const liveRows = live === null ? null : liveAfterCommit ? open.live : [];
     for (const point of batch.points) {
       stats.pointsReceived++;
       if (point.stream == null) point.stream = batchStream;
@@ -218,6 +232,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         continue;
       }
       stagePoint(open, point, batch.gateway_id, now);
+      liveRows?.push(liveRow(point, batch.gateway_id, now));
       stats.pointsStaged++;
       if (point.ts < closedBefore) {
         counts.late_points++;
@@ -226,6 +241,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     }
     ledger.markStaged(batch.gateway_id, batch.batch_seq);
     recordBatch(open, batch.gateway_id, batch.batch_seq);
+    if (liveRows && !liveAfterCommit) live!.send(liveRows);
     // Half the bound: the commit starts while there is still room to take messages.
     if (open.points >= config.commitPoints || stagedBytes(open) >= maxStagedBytes / 2) void commit();
   }
@@ -291,6 +307,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     ...structuredClone(stats),
     stagedBytes: heldBytes(),
     streams: pointLedger.streams,
+    live: live?.stats() ?? null,
     latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
   });
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
@@ -301,6 +318,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
         { method: 'GET', path: '/catalog/product', handle: json(() => catalogOrNull?.product ?? null) },
         { method: 'GET', path: '/quality/latest', handle: json(() => catalogOrNull?.status() ?? { window: null, quality: null, slos: [] }) },
+        ...(live ? [{ method: 'GET' as const, path: '/live', handle: live.sse }] : []),
       ])
     : null;
   if (http) log.info({ http: http.url }, 'sink http listening');
@@ -329,6 +347,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       broker: config.broker,
       httpUrl: http?.url,
       openLineageUrl: config.openlineageUrl,
+      live: live ? { after: live.settings.after, broker: config.broker, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence } : undefined,
     },
     log,
     manifestCache,
@@ -354,6 +373,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       }
       compactConn.closeSync();
       await commit();
+      live?.close();
       await catalog.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the catalog failed'));
       catalogConn.closeSync();
       await http?.close();

@@ -15,6 +15,7 @@ import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './manifest';
+import type { LiveRow } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';
 
@@ -129,6 +130,8 @@ export interface StageBuffer {
   readonly pointKeys: PointKeys;
   /** Bad input received since the last commit, published with this one. */
   readonly quarantine: QuarantineBuffer;
+  /** With the live port after commit: the rows to publish once this commit lands. */
+  readonly live: LiveRow[];
 }
 
 function newColumn(kind: StageKind): ColumnBuffer {
@@ -158,6 +161,7 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     batches: new Map(),
     pointKeys: new Map(),
     quarantine: newQuarantine(),
+    live: [],
   };
 }
 
@@ -233,9 +237,12 @@ export function stagePoint(buffer: StageBuffer, p: TelemetryPoint, gatewayId: st
   buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + 1);
 }
 
-/** An estimate of the memory the buffer holds: staged rows, their strings, and bad input waiting for the commit. */
+/** What a live row waiting for its commit holds: an object of some twenty fields, its strings included. */
+const LIVE_ROW_BYTES = 600;
+
+/** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live rows waiting for the commit. */
 export function stagedBytes(buffer: StageBuffer): number {
-  return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes;
+  return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }
 
 /** Makes everything staged readable by other connections; the buffer takes no more points. */

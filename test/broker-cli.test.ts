@@ -66,7 +66,7 @@ describe('dronelake broker identity', () => {
       await writeFile(bad, '{"version": 1, "identities": {"gw-1": {"role": "gateway"}}}');
       await mkdir(path.join(dir, 'a-directory'));
       const cases: Array<[string[], string]> = [
-        [['add', 'gw-2', '--role', 'admin', '--registry', registry], `--role: expected 'gateway' or 'sink' (got "admin")`],
+        [['add', 'gw-2', '--role', 'admin', '--registry', registry], `--role: expected 'gateway', 'sink' or 'consumer' (got "admin")`],
         [['add', 'gw/2', '--role', 'gateway', '--registry', registry], 'identity id "gw/2": expected 1-64 characters of A-Z a-z 0-9 . _ -'],
         [['add', 'gw-1', '--role', 'gateway', '--registry', registry], 'identity "gw-1" is already in the registry; remove it first to issue a new secret'],
         [['add', '--role', 'gateway', '--registry', registry], 'the identity id is missing, e.g. dronelake broker identity add gw-017 --role gateway --registry FILE'],

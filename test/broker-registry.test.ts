@@ -118,7 +118,7 @@ describe('the registry file', () => {
     ['', '--registry: F: is empty; a registry is {"version": 1, "identities": {...}}'],
     ['{"identities": {}}', '--registry: F: version: Invalid input: expected 1'],
     ['{"version": 1, "identities": {"gw/1": {"role": "sink", "scrypt": {"N": 1024, "r": 8, "p": 1, "salt": "AA==", "hash": "AA=="}}}}', '--registry: F: identities.gw/1: expected 1-64 characters of A-Z a-z 0-9 . _ -'],
-    ['{"version": 1, "identities": {"gw-1": {"role": "admin", "scrypt": {}}}}', "--registry: F: identities.gw-1.role: expected 'gateway' or 'sink'"],
+    ['{"version": 1, "identities": {"gw-1": {"role": "admin", "scrypt": {}}}}', "--registry: F: identities.gw-1.role: expected 'gateway', 'sink' or 'consumer'"],
     ['{"version": 1, "identities": {"gw-1": {"role": "sink", "password": "x", "scrypt": {"N": 1000, "r": 8, "p": 1, "salt": "AA==", "hash": "AA=="}}}}', /^--registry: F: identities\.gw-1/],
     ['version: 1\nidentities:\n  gw-1:\n    role: sink\n    scrypt: {N: 1000, r: 8, p: 1, salt: AA==, hash: AA==}\n', '--registry: F: identities.gw-1.scrypt.N: expected a power of 2'],
     ['- just\n- a list\n', /^--registry: F: the document: /],

@@ -27,6 +27,8 @@ const CREATED = '2026-11-25T10:00:00.000Z';
 const RUN_ID = '0f8e4a52-3c1b-4d8e-9a57-2b6c1d0e9f31';
 const PRODUCER = 'https://github.com/dronelake/dronelake';
 
+const LIVE = { after: 'commit', broker: 'mqtt://127.0.0.1:1883', alertBatteryPct: 20, alertSilenceSeconds: 60 } as const;
+
 const contractInput = (location: ContractInput['location']): ContractInput => ({
   location,
   ownership: OWNERSHIP,
@@ -383,6 +385,10 @@ describe('catalog documents', () => {
       }
       const { createdAt: _, ...undated } = contractInput(LOCAL);
       expect(validators!.contract(buildContract({ ...undated, slos: [] }))).toEqual([]);
+      // With the live port, the events are a dataset of their own, on a server of their own.
+      const withLive = buildContract({ ...contractInput(LOCAL), live: LIVE }) as Json;
+      expect(validators!.contract(withLive)).toEqual([]);
+      expect((withLive['schema'] as Json[]).map((o) => o['name'])).toEqual(['telemetry', 'quarantined_points', 'quarantined_batches', 'events']);
     });
 
     it.skipIf(!HAS_SCHEMAS)(`the product descriptor is valid ODPS v1.0.0${why}`, () => {
@@ -390,6 +396,7 @@ describe('catalog documents', () => {
       for (const doc of [
         buildProduct({ ...base, location: LOCAL }),
         buildProduct({ ...base, location: S3, httpUrl: 'http://127.0.0.1:9464', createdAt: CREATED }),
+        buildProduct({ ...base, location: LOCAL, httpUrl: 'http://127.0.0.1:9464', live: LIVE }),
       ]) {
         expect(validators!.product(doc)).toEqual([]);
       }

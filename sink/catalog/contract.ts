@@ -1,9 +1,10 @@
 import { LAKE_COLUMNS } from '../../proto/columns';
-import { ID_PATTERN } from '../../proto/topics';
+import { ID_PATTERN, eventsTopic } from '../../proto/topics';
 import { FINITE_FIELDS, MIN_TS_MICROS, type InvalidReason } from '../../proto/validate';
 import { QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
 import { MANIFEST_PREFIX } from '../manifest';
 import type { QuarantineKind } from '../quarantine';
+import { LIVE_GUARANTEE, type LivePortInput } from './product';
 import { COLUMN_DOCS, PARTITION_DOCS, POINT_DESCRIPTION, quarantineDocs, ROW_KEY_SENTENCE, type ColumnDoc } from './columns-doc';
 import { isS3Lake, lakePath, lakeUrl } from './lake-url';
 import { qualityRules, type QualityRule } from './rules';
@@ -24,6 +25,8 @@ export interface ContractInput {
   maxFutureSkewSeconds: number;
   /** ISO 8601; given rather than read from the clock, so one input gives one document. */
   createdAt?: string;
+  /** The live and events ports, when the sink runs them: the events are a dataset of the contract. */
+  live?: LivePortInput;
 }
 
 type Doc = Record<string, unknown>;
@@ -166,6 +169,42 @@ function quarantineSchema(kind: QuarantineKind): Doc {
   };
 }
 
+/** The events the live port derives: a second dataset, published on MQTT and SSE rather than stored. */
+function eventsSchema(live: LivePortInput): Doc {
+  const docs: ColumnDoc[] = [
+    { name: 'event', sqlType: 'VARCHAR', description: `one of: emergency (the drone's flight_state became emergency), battery_low (its battery_pct fell below ${live.alertBatteryPct}), silent (no point for ${live.alertSilenceSeconds} s; its state is then forgotten)`, unit: null, required: true },
+    { name: 'drone_id', sqlType: 'VARCHAR', description: 'the drone', unit: null, required: true },
+    { name: 'at', sqlType: 'TIMESTAMPTZ', description: 'when the sink raised the event, UTC', unit: null, required: true },
+    { name: 'ts', sqlType: 'TIMESTAMPTZ', description: 'emergency and battery_low: the event time of the point that raised it', unit: null, required: false },
+    { name: 'flight_state', sqlType: 'VARCHAR', description: 'emergency: the flight state', unit: null, required: false },
+    { name: 'battery_pct', sqlType: 'DOUBLE', description: 'battery_low: the battery level of the point that raised it', unit: '%', required: false },
+    { name: 'threshold_pct', sqlType: 'DOUBLE', description: 'battery_low: the threshold it fell below', unit: '%', required: false },
+    { name: 'last_seen', sqlType: 'TIMESTAMPTZ', description: 'silent: when the last point of the drone went live', unit: null, required: false },
+    { name: 'silent_seconds', sqlType: 'UINTEGER', description: 'silent: seconds since then', unit: 's', required: false },
+  ];
+  return {
+    name: 'events',
+    physicalName: eventsTopic('{drone_id}'),
+    physicalType: 'topic',
+    logicalType: 'object',
+    description: `Events derived from the live telemetry rows, as JSON messages on MQTT ${eventsTopic('{drone_id}')} and as 'alert' events of the SSE stream GET /live; each fires when its condition starts to hold, not on every point. ${LIVE_GUARANTEE[live.after]}.`,
+    properties: docs.map((doc) => property(doc, [])),
+  };
+}
+
+function eventsServer(live: LivePortInput): Doc {
+  return {
+    server: 'events',
+    type: 'custom',
+    description: `MQTT ${eventsTopic('{drone_id}')} on the broker (QoS 0, for identities of role consumer), and SSE GET /live on the sink's HTTP endpoint`,
+    customProperties: [
+      { property: 'protocol', value: 'MQTT' },
+      { property: 'broker', value: live.broker },
+      { property: 'topic', value: eventsTopic('{drone_id}') },
+    ],
+  };
+}
+
 const QUARANTINE_GLOB = (kind: QuarantineKind): string => `${QUARANTINE_PREFIX}/${kind}/**/*.ndjson`;
 
 /** Each schema object's files: its server entry (named as the object), read glob and format. */
@@ -253,8 +292,8 @@ export function buildContract(input: ContractInput): Doc {
     dataProduct: 'drones',
     tags: ['drones', 'telemetry', 'iot', 'parquet'],
     description: description(input),
-    schema: [telemetrySchema(input), quarantineSchema('points'), quarantineSchema('batches')],
-    servers: servers(input.location),
+    schema: [telemetrySchema(input), quarantineSchema('points'), quarantineSchema('batches'), ...(input.live ? [eventsSchema(input.live)] : [])],
+    servers: [...servers(input.location), ...(input.live ? [eventsServer(input.live)] : [])],
     slaProperties: input.slos.map(slaProperty),
     team: { name: ownership.team, members: [{ username: ownership.owner, role: 'owner' }] },
     support: [{ channel: 'support', url: ownership.support }],

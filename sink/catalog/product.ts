@@ -1,5 +1,6 @@
 import { PROTO_PACKAGE } from '../../proto/schema';
-import { telemetryTopic } from '../../proto/topics';
+import { eventsTopic, liveTopic, telemetryTopic } from '../../proto/topics';
+import type { LiveAfter } from '../live';
 import { CATALOG_PREFIX, QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
 import { lakeUrl } from './lake-url';
 import type { ProductLocation, ProductOwnership } from './types';
@@ -15,6 +16,45 @@ export interface ProductInput {
   httpUrl?: string;
   /** ISO 8601; given rather than read from the clock, so one input gives one document. */
   createdAt?: string;
+  /** The live and events output ports, when the sink runs them. */
+  live?: LivePortInput;
+}
+
+/** What the descriptor and the contract say of the live port. */
+export interface LivePortInput {
+  after: LiveAfter;
+  broker: string;
+  alertBatteryPct: number;
+  alertSilenceSeconds: number;
+}
+
+/** The live port's delivery guarantee, in the words the descriptor and the contract use. */
+export const LIVE_GUARANTEE: Record<LiveAfter, string> = {
+  commit: 'after commit: only points durably in the lake, each once, in commit order (a point whose commit landed just before a sink crash may not go live)',
+  accept: 'after accept: points as soon as they are validated and deduplicated, before their commit; a point may be sent again after a sink crash',
+};
+
+/** The live ports: the telemetry rows as they arrive, and the events derived from them. */
+function livePorts(input: ProductInput, live: LivePortInput): Doc[] {
+  const sse = input.httpUrl ? new URL('/live', input.httpUrl).href : '/live';
+  return [
+    {
+      name: 'live',
+      description: `the telemetry object's rows as JSON arrays, one message per drone, ${LIVE_GUARANTEE[live.after]}`,
+      type: 'stream',
+      version: input.version,
+      contractId: input.contractId,
+      customProperties: custom({ protocol: 'MQTT', broker: live.broker, topic: liveTopic('{drone_id}'), qos: 0, format: 'json', delivery: `after-${live.after}`, sse, role: 'consumer' }),
+    },
+    {
+      name: 'events',
+      description: `events derived from the live rows: emergency, battery_low (below ${live.alertBatteryPct} %), silent (nothing for ${live.alertSilenceSeconds} s); the contract's events object`,
+      type: 'stream',
+      version: input.version,
+      contractId: input.contractId,
+      customProperties: custom({ protocol: 'MQTT', broker: live.broker, topic: eventsTopic('{drone_id}'), qos: 0, format: 'json', delivery: `after-${live.after}`, sse, role: 'consumer' }),
+    },
+  ];
 }
 
 type Doc = Record<string, unknown>;
@@ -93,6 +133,7 @@ export function buildProduct(input: ProductInput): Doc {
         contractId: input.contractId,
         customProperties: custom({ format: 'ndjson', location: lakeUrl(lake, QUARANTINE_PREFIX), glob: lakeUrl(lake, `${QUARANTINE_PREFIX}/**/*.ndjson`) }),
       },
+      ...(input.live ? livePorts(input, input.live) : []),
     ],
     managementPorts: [
       {

@@ -22,7 +22,7 @@ import { ObjectExistsError, type LakeStorage } from '../storage';
 import { buildContract, CONTRACT_ID } from './contract';
 import { CONTRACT_SETTINGS } from './read';
 import { buildRunEvent } from './lineage';
-import { buildProduct } from './product';
+import { buildProduct, type LivePortInput } from './product';
 import type { ProductLocation, ProductOwnership, QualityMetrics, SloStatus, SloTarget } from './types';
 import { sqlString } from '../sql';
 
@@ -44,6 +44,8 @@ export interface CatalogConfig {
   httpUrl?: string | undefined;
   /** An OpenLineage endpoint (Marquez, DataHub) that gets each event by POST, besides the lake. */
   openLineageUrl?: string | undefined;
+  /** The live and events ports, when the sink runs them. */
+  live?: LivePortInput | undefined;
 }
 
 export interface CatalogStatus {
@@ -88,6 +90,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     flushIntervalSeconds: config.flushIntervalSeconds,
     latenessSeconds: config.latenessSeconds,
     maxFutureSkewSeconds: config.maxFutureSkewSeconds,
+    ...(config.live && { live: config.live }),
   });
   // What readers of the lake need to compute the status the way the sink does.
   const settings = [
@@ -96,7 +99,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   ];
   const withSettings = contract as { customProperties?: Array<{ property: string; value: unknown }> };
   withSettings.customProperties = [...(withSettings.customProperties ?? []), ...settings];
-  const product = buildProduct({ location: config.location, ownership: config.ownership, version: config.version, contractId: CONTRACT_ID, httpUrl: config.httpUrl });
+  const product = buildProduct({ location: config.location, ownership: config.ownership, version: config.version, contractId: CONTRACT_ID, httpUrl: config.httpUrl, ...(config.live && { live: config.live }) });
 
   async function put(key: string, content: string | null, how: 'replace' | 'create', localFile?: string): Promise<void> {
     const local = localFile ?? path.join(storage.stagingDir, `catalog-${path.posix.basename(key)}`);

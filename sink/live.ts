@@ -1,0 +1,196 @@
+import type http from 'node:http';
+import { LAKE_COLUMNS } from '../proto/columns';
+import { FlightState, type TelemetryPoint } from '../proto/types';
+import { eventsTopic, ID_PATTERN, liveTopic } from '../proto/topics';
+
+// The live output port: the points the sink accepted (valid, not duplicates), as lake
+// rows in JSON, for consumers that cannot wait for files. One MQTT message per drone per
+// delivery, on dronelake/v1/live/{drone_id}, and the same on Server-Sent Events. A slow
+// consumer never slows the lake (invariant 6): MQTT goes out at QoS 0 and is dropped,
+// counted, while the broker link is down; an SSE client that falls behind is disconnected.
+
+/** When a point goes live: once durably in the lake (commit), or as soon as validated (accept). */
+export const LIVE_AFTER = ['commit', 'accept'] as const;
+export type LiveAfter = (typeof LIVE_AFTER)[number];
+
+/** One point as the lake holds it: enums by name, times as RFC 3339 with microseconds. */
+export type LiveRow = Record<string, string | number | boolean | null>;
+
+const ALERTS = ['emergency', 'battery_low', 'silent'] as const;
+export type AlertKind = (typeof ALERTS)[number];
+
+export interface LiveSettings {
+  after: LiveAfter;
+  /** battery_low fires when a drone's battery_pct falls below this. */
+  alertBatteryPct: number;
+  /** silent fires when a drone sent nothing for this many seconds; 0 turns it off. */
+  alertSilenceSeconds: number;
+}
+
+export interface LiveStats {
+  points: number;
+  messages: number;
+  /** Points not published on MQTT because the broker link was down. */
+  mqttDroppedPoints: number;
+  sseClients: number;
+  /** SSE clients disconnected for falling behind, and the points they missed then. */
+  sseDisconnected: number;
+  events: Record<AlertKind, number>;
+}
+
+/** Where the port publishes: false when the message was dropped (no broker link). */
+export type LivePublish = (topic: string, payload: string) => boolean;
+
+export interface LivePort {
+  readonly settings: LiveSettings;
+  /** Publishes rows, in order; called per batch (accept) or per commit (commit). */
+  send(rows: readonly LiveRow[]): void;
+  /** GET /live?drone=ID[,ID...]: an SSE stream of `points` and `alert` events. */
+  sse(req: http.IncomingMessage, res: http.ServerResponse): void;
+  stats(): LiveStats;
+  close(): void;
+}
+
+/** Microseconds since the epoch as RFC 3339 UTC, keeping all six digits. */
+const micros = (us: number): string => `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 19)}.${String(us % 1_000_000).padStart(6, '0')}Z`;
+
+const POINT_COLUMNS = LAKE_COLUMNS.filter((c) => c.origin === 'point');
+
+/** A point as a lake row, its columns derived from the contract like the Parquet files'. */
+export function liveRow(p: TelemetryPoint, gatewayId: string, ingestedAtUs: number): LiveRow {
+  const row: LiveRow = {};
+  for (const column of POINT_COLUMNS) {
+    const v = p[column.name as keyof TelemetryPoint];
+    if (v == null) row[column.name] = null;
+    else if (column.enumNames) row[column.name] = column.enumNames[v as number] ?? null;
+    else if (column.kind === 'timestamp') row[column.name] = micros(v as number);
+    else row[column.name] = v;
+  }
+  row['gateway_id'] = gatewayId;
+  row['ingested_at'] = micros(ingestedAtUs);
+  return row;
+}
+
+/** A write of more than this many bytes still waiting means the SSE client is behind. */
+const SSE_MAX_BUFFERED = 1024 * 1024;
+const EMERGENCY = LAKE_COLUMNS.find((c) => c.name === 'flight_state')!.enumNames![FlightState.emergency]!;
+
+interface DroneState {
+  battery: number | null;
+  emergency: boolean;
+  lastSeenMs: number;
+}
+
+interface SseClient {
+  res: http.ServerResponse;
+  /** Drone ids to send, or null for all. */
+  drones: Set<string> | null;
+}
+
+export function createLivePort(settings: LiveSettings, publish: LivePublish): LivePort {
+  const stats: LiveStats = { points: 0, messages: 0, mqttDroppedPoints: 0, sseClients: 0, sseDisconnected: 0, events: { emergency: 0, battery_low: 0, silent: 0 } };
+  const drones = new Map<string, DroneState>();
+  const clients = new Set<SseClient>();
+
+  function toSse(event: 'points' | 'alert', droneId: string, json: string): void {
+    for (const client of clients) {
+      if (client.drones && !client.drones.has(droneId)) continue;
+      if (client.res.writableLength > SSE_MAX_BUFFERED) {
+        // Invariant 6: a reader that does not keep up is let go, not buffered for.
+        stats.sseDisconnected++;
+        clients.delete(client);
+        client.res.destroy();
+        continue;
+      }
+      client.res.write(`event: ${event}\ndata: ${json}\n\n`);
+    }
+  }
+
+  function alert(kind: AlertKind, droneId: string, body: Record<string, unknown>): void {
+    stats.events[kind]++;
+    const json = JSON.stringify({ event: kind, drone_id: droneId, at: new Date().toISOString(), ...body });
+    publish(eventsTopic(droneId), json);
+    toSse('alert', droneId, json);
+  }
+
+  /** The documented conditions: entering emergency, and falling below the battery threshold; each fires on the change, not on every point. */
+  function watch(row: LiveRow, nowMs: number): void {
+    const droneId = row['drone_id'] as string;
+    let state = drones.get(droneId);
+    if (!state) drones.set(droneId, (state = { battery: null, emergency: false, lastSeenMs: nowMs }));
+    state.lastSeenMs = nowMs;
+    const emergency = row['flight_state'] === EMERGENCY;
+    if (emergency && !state.emergency) alert('emergency', droneId, { ts: row['ts'], flight_state: EMERGENCY });
+    state.emergency = emergency || (row['flight_state'] === null && state.emergency);
+    const battery = row['battery_pct'];
+    if (typeof battery === 'number') {
+      if (battery < settings.alertBatteryPct && (state.battery === null || state.battery >= settings.alertBatteryPct)) {
+        alert('battery_low', droneId, { ts: row['ts'], battery_pct: battery, threshold_pct: settings.alertBatteryPct });
+      }
+      state.battery = battery;
+    }
+  }
+
+  const silenceMs = settings.alertSilenceSeconds * 1000;
+  const silence =
+    silenceMs > 0
+      ? setInterval(() => {
+          const now = Date.now();
+          for (const [droneId, state] of drones) {
+            if (now - state.lastSeenMs < silenceMs) continue;
+            // Forgotten once reported, so the map holds only drones that are flying.
+            drones.delete(droneId);
+            alert('silent', droneId, { last_seen: new Date(state.lastSeenMs).toISOString(), silent_seconds: Math.round((now - state.lastSeenMs) / 1000) });
+          }
+        }, Math.min(1000, silenceMs / 4))
+      : null;
+  silence?.unref();
+
+  return {
+    settings,
+    send(rows) {
+      if (rows.length === 0) return;
+      const now = Date.now();
+      const byDrone = new Map<string, LiveRow[]>();
+      for (const row of rows) {
+        const droneId = row['drone_id'] as string;
+        const list = byDrone.get(droneId);
+        if (list) list.push(row);
+        else byDrone.set(droneId, [row]);
+        watch(row, now);
+      }
+      for (const [droneId, list] of byDrone) {
+        const json = JSON.stringify(list);
+        stats.points += list.length;
+        stats.messages++;
+        if (!publish(liveTopic(droneId), json)) stats.mqttDroppedPoints += list.length;
+        toSse('points', droneId, json);
+      }
+    },
+    sse(req, res) {
+      const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+      const ids = query.getAll('drone').flatMap((d) => d.split(',')).filter((d) => d.length > 0);
+      const bad = ids.find((d) => !ID_PATTERN.test(d));
+      if (bad !== undefined) {
+        res.writeHead(400, { 'Content-Type': 'application/json' });
+        res.end(`${JSON.stringify({ error: `drone ${JSON.stringify(bad.slice(0, 80))} is not a drone id` })}\n`);
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+      res.write(`: dronelake live port, points ${settings.after === 'commit' ? 'once committed' : 'as accepted'}\n\n`);
+      const client: SseClient = { res, drones: ids.length > 0 ? new Set(ids) : null };
+      clients.add(client);
+      stats.sseClients = clients.size;
+      res.on('close', () => {
+        clients.delete(client);
+        stats.sseClients = clients.size;
+      });
+    },
+    stats: () => ({ ...stats, sseClients: clients.size, events: { ...stats.events } }),
+    close() {
+      if (silence) clearInterval(silence);
+      for (const client of clients) client.res.end();
+      clients.clear();
+    },
+  };
+}

@@ -1,0 +1,205 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startAgent, type Agent } from '../agent/agent';
+import { agentOptions } from '../agent/options';
+import { startBroker, type Broker } from '../broker/server';
+import { parseOptions } from '../deploy/options';
+import { EVENTS_WILDCARD, LIVE_WILDCARD, liveTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import { sinkOptions } from '../sink/options';
+import { startSink, type Sink } from '../sink/sink';
+import { HAS_MOSQUITTO, makeRegistry, mosquitto } from './broker-helpers';
+import { quietLog, tempDir, waitFor } from './helpers';
+
+type Row = Record<string, unknown>;
+
+/** A foreign subscriber: mosquitto_sub, printing `topic payload` per message until stopped. */
+function mosquittoSub(args: string[]): { child: ChildProcess; lines: () => string[]; stop: () => Promise<void> } {
+  const child = spawn('mosquitto_sub', ['-v', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  return {
+    child,
+    lines: () => out.split('\n').filter((l) => l.length > 0),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** A client of GET /live: the `points` and `alert` events it receives. */
+async function sseClient(url: string): Promise<{ points: Row[]; alerts: Row[]; close: () => void }> {
+  const controller = new AbortController();
+  const res = await fetch(url, { signal: controller.signal });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toBe('text/event-stream');
+  const points: Row[] = [];
+  const alerts: Row[] = [];
+  let buffered = '';
+  void (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body!) {
+        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+        let end: number;
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const message = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const event = /^event: (\w+)$/m.exec(message)?.[1];
+          const data = /^data: (.*)$/m.exec(message)?.[1];
+          if (event === 'points') points.push(...(JSON.parse(data!) as Row[]));
+          if (event === 'alert') alerts.push(JSON.parse(data!) as Row);
+        }
+      }
+    } catch {
+      // aborted by close()
+    }
+  })();
+  return { points, alerts, close: () => controller.abort() };
+}
+
+const key = (r: Row) => `${String(r['drone_id'])}/${String(r['stream'])}/${String(r['seq'])}`;
+
+describe('the live output port', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function setUp(name: string, sinkArgs: string[]) {
+    const tmp = await tempDir(`live-${name}`);
+    cleanups.push(tmp.remove);
+    const { file, secrets } = await makeRegistry(tmp.dir, [
+      ['gw-live', 'gateway'],
+      ['dronelake-sink', 'sink'],
+      ['ops-map', 'consumer'],
+    ]);
+    const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, quietLog);
+    cleanups.push(() => broker.close());
+    const creds = (id: string) => ['--username', id, '--password', secrets.get(id)!];
+    const sink: Sink = await startSink(
+      parseOptions(sinkOptions, ['--broker', broker.url, '--lake', path.join(tmp.dir, 'lake'), '--http', '127.0.0.1:0', '--live', ...creds('dronelake-sink'), ...sinkArgs]).options,
+      quietLog,
+    );
+    cleanups.push(() => sink.close());
+    const agent: Agent = await startAgent(
+      parseOptions(agentOptions, ['--broker', broker.url, '--gateway', 'gw-live', '--spool', path.join(tmp.dir, 'spool'), '--http', '127.0.0.1:0', '--linger', '0.05', ...creds('gw-live')]).options,
+      quietLog,
+    );
+    cleanups.push(() => agent.close());
+    const post = async (points: object[]) => {
+      const res = await fetch(`${agent.http!.url}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
+      await res.text();
+      return res.status;
+    };
+    const mqttArgs = (id: string, clientId: string) => ['-h', '127.0.0.1', '-p', String(broker.port), '-i', clientId, '-u', id, '-P', secrets.get(id)!];
+    return { broker, sink, agent, post, mqttArgs, secrets };
+  }
+
+  it.skipIf(!HAS_MOSQUITTO)('gives a consumer identity exactly the valid points, each once, after commit, on MQTT and SSE; the consumer can neither publish nor read gateway topics', async () => {
+    const { broker, sink, post, mqttArgs, secrets } = await setUp('commit', ['--flush-interval', '0.2', '--alert-silence', '0']);
+    const consumer = mosquittoSub([...mqttArgs('ops-map', 'ops-map-1'), '-t', LIVE_WILDCARD]);
+    cleanups.push(consumer.stop);
+    const sse = await sseClient(`${sink.http!}/live`);
+    cleanups.push(async () => sse.close());
+    const only = await sseClient(`${sink.http!}/live?drone=live-2`);
+    cleanups.push(async () => only.close());
+    await waitFor('the consumer to subscribe', () => broker.stats().clients >= 4 || undefined);
+
+    const ts = Date.now() - 10_000;
+    const valid = Array.from({ length: 100 }, (_, i) => ({ drone_id: `live-${i % 4}`, seq: Math.floor(i / 4), ts: ts + i, lat: 47.5, lon: 8.5, battery_pct: 80, gps_fix: '3d', flight_state: 'cruise' }));
+    const invalid = Array.from({ length: 5 }, (_, i) => ({ drone_id: 'live-bad', seq: i, ts, lat: 91 }));
+    expect(await post([...valid.slice(0, 60), ...invalid])).toBe(422);
+    // A client retry: 10 points again (duplicates), and the rest.
+    expect(await post([...valid.slice(50, 60), ...valid.slice(60)])).toBe(200);
+    await waitFor('100 points committed', () => sink.stats().pointsCommitted === 100 || undefined);
+    await waitFor('the consumer to get 100 points', () => consumer.lines().reduce((n, l) => n + (JSON.parse(l.slice(l.indexOf(' ') + 1)) as Row[]).length, 0) >= 100 || undefined);
+    await waitFor('the SSE client to get 100 points', () => sse.points.length >= 100 || undefined);
+    expect(sink.stats()).toMatchObject({ pointsDuplicate: 10 });
+    // The invalid points were refused at the agent's door (422) and never went anywhere.
+    expect(sink.stats().pointsReceived).toBe(110);
+
+    const received: Row[] = [];
+    for (const line of consumer.lines()) {
+      const topic = line.slice(0, line.indexOf(' '));
+      const rows = JSON.parse(line.slice(topic.length + 1)) as Row[];
+      for (const row of rows) expect(topic).toBe(liveTopic(String(row['drone_id'])));
+      received.push(...rows);
+    }
+    const expected = new Set(valid.map((p) => `${p.drone_id}/${p.seq}`));
+    expect(received.length).toBe(100);
+    expect(new Set(received.map(key)).size).toBe(100);
+    expect(new Set(received.map((r) => `${String(r['drone_id'])}/${String(r['seq'])}`))).toEqual(expected);
+    expect(received[0]).toMatchObject({ gateway_id: 'gw-live', gps_fix: '3d', flight_state: 'cruise', lat: 47.5 });
+    expect(String(received[0]!['ts'])).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    expect(new Set(sse.points.map(key))).toEqual(new Set(received.map(key)));
+    expect(sse.points.length).toBe(100);
+    expect(only.points.length).toBe(25);
+    expect(only.points.every((r) => r['drone_id'] === 'live-2')).toBe(true);
+    const bad = await fetch(`${sink.http!}/live?drone=a/b`);
+    expect([bad.status, await bad.json()]).toEqual([400, { error: 'drone "a/b" is not a drone id' }]);
+
+    // The consumer may not publish: the broker closes it, and nothing reaches the port's readers.
+    const deniedBefore = broker.stats().aclDenials.publish;
+    const forged = await mosquitto('mosquitto_pub', [...mqttArgs('ops-map', 'ops-map-2'), '-t', liveTopic('live-0'), '-q', '1', '-m', '[{"drone_id":"live-0","seq":999}]']);
+    expect(forged.code).not.toBe(0);
+    expect(broker.stats().aclDenials.publish).toBe(deniedBefore + 1);
+    // ...nor read the gateways' raw telemetry.
+    const raw = await mosquitto('mosquitto_sub', [...mqttArgs('ops-map', 'ops-map-3'), '-t', TELEMETRY_WILDCARD, '-C', '1', '-W', '3']);
+    expect(raw.stderr).toContain('All subscription requests were denied');
+    // ...nor pose as the sink.
+    const asSink = await mqtt.connectAsync(broker.url, { clientId: 'dronelake-sink-x', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 }).catch((err: Error) => err);
+    expect(asSink).toBeInstanceOf(Error);
+    expect(consumer.lines().some((l) => l.includes('"seq":999'))).toBe(false);
+  });
+
+  it('sends points as soon as they are accepted with --live-after accept, before any commit', async () => {
+    const { sink, post } = await setUp('accept', ['--live-after', 'accept', '--flush-interval', '600', '--alert-silence', '0']);
+    const sse = await sseClient(`${sink.http!}/live`);
+    cleanups.push(async () => sse.close());
+    const ts = Date.now() - 5_000;
+    expect(await post(Array.from({ length: 20 }, (_, i) => ({ drone_id: 'fast-1', seq: i, ts: ts + i })))).toBe(200);
+    await waitFor('20 live points', () => sse.points.length >= 20 || undefined);
+    expect(sink.stats().pointsCommitted).toBe(0);
+    expect(sse.points.map((r) => r['seq'])).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    const product = sink.catalog.product as { outputPorts: Array<{ name: string; customProperties: Array<{ property: string; value: unknown }> }> };
+    const livePort = product.outputPorts.find((p) => p.name === 'live');
+    expect(livePort?.customProperties.find((c) => c.property === 'delivery')?.value).toBe('after-accept');
+    expect(product.outputPorts.map((p) => p.name)).toEqual(['telemetry', 'quarantine', 'live', 'events']);
+  });
+
+  it('raises battery_low, emergency and silent events exactly when their conditions start to hold', async () => {
+    const { broker, sink, post, secrets } = await setUp('alerts', ['--flush-interval', '0.2', '--alert-battery-pct', '20', '--alert-silence', '2']);
+    const events: Row[] = [];
+    const listener = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-events', username: 'ops-map', password: secrets.get('ops-map')! });
+    cleanups.push(() => listener.endAsync());
+    listener.on('message', (_t, payload) => events.push(JSON.parse(payload.toString()) as Row));
+    await listener.subscribeAsync(EVENTS_WILDCARD, { qos: 0 });
+
+    const ts = Date.now() - 5_000;
+    const battery = [50, 30, 19, 18, 25, 15, null, 16];
+    const states = ['cruise', 'emergency', 'emergency', 'cruise', 'emergency'];
+    expect(
+      await post([
+        ...battery.map((b, seq) => ({ drone_id: 'alert-batt', seq, ts: ts + seq, ...(b !== null && { battery_pct: b }) })),
+        ...states.map((s, seq) => ({ drone_id: 'alert-mode', seq, ts: ts + seq, flight_state: s })),
+      ]),
+    ).toBe(200);
+    await waitFor('13 points committed', () => sink.stats().pointsCommitted === 13 || undefined);
+    await waitFor('both drones reported silent', () => events.filter((e) => e['event'] === 'silent').length >= 2 || undefined, 10_000);
+    const summary = events.map((e) => [e['event'], e['drone_id'], e['battery_pct'] ?? e['flight_state'] ?? null]);
+    expect(summary.filter(([kind]) => kind !== 'silent')).toEqual([
+      ['battery_low', 'alert-batt', 19],
+      ['battery_low', 'alert-batt', 15],
+      ['emergency', 'alert-mode', 'emergency'],
+      ['emergency', 'alert-mode', 'emergency'],
+    ]);
+    expect(summary.filter(([kind]) => kind === 'silent').map(([, drone]) => drone).sort()).toEqual(['alert-batt', 'alert-mode']);
+    const silent = events.find((e) => e['event'] === 'silent')!;
+    expect(silent['silent_seconds']).toBeGreaterThanOrEqual(2);
+    expect(sink.stats().live?.events).toEqual({ emergency: 2, battery_low: 2, silent: 2 });
+  });
+});
