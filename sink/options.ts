@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
+import { httpPublicOption } from '../deploy/http';
 import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
 export const sinkOptions = {
@@ -54,7 +55,12 @@ export const sinkOptions = {
     describe: 'seconds a compacted or orphaned file stays readable before it is deleted',
     schema: z.coerce.number().min(0).max(1e9).default(600),
   },
-  http: { type: 'string', describe: 'serve /health, /metrics, the catalog and the latest quality on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
+  http: {
+    type: 'string',
+    describe: 'serve /health, /metrics, the catalog and the latest quality on HOST:PORT (off by default); any but loopback needs --http-public',
+    schema: optionSchemas.hostPort(),
+  },
+  httpPublic: httpPublicOption,
   qualityWindow: { type: 'string', describe: 'seconds per quality window: each gets a quality record, a lineage event and the objectives\' status', schema: optionSchemas.positive().default(60) },
   missingAfter: {
     type: 'string',

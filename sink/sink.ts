@@ -10,7 +10,7 @@ import { publishAcks } from './acks';
 import { commitTag, removeOwnOrphans, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
-import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
+import { checkHttpBind, healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
 import { PACKAGE_VERSION } from '../deploy/version';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
@@ -45,6 +45,7 @@ export interface Sink {
 }
 
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
+  checkHttpBind(config.http, config.httpPublic, 'its /metrics, the product\'s contract and its quality');
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
   // Each shard is a sink of its own: its own session at the broker and its own commits.
