@@ -112,6 +112,20 @@ export const replayOptions = {
   logLevel: { ...logLevelOption, schema: logLevelOption.schema.removeDefault().default('warn') },
 } satisfies OptionSpecs;
 
+/** `agent token add|remove|list`: the token file, and the drones of a new token. */
+export const tokenOptions = {
+  httpTokens: { type: 'string', describe: 'the token file: JSON, or YAML when its name ends in .yaml or .yml (required; add creates it)', schema: z.string().min(1) },
+} satisfies OptionSpecs;
+
+export const tokenAddOptions = {
+  ...tokenOptions,
+  drones: {
+    type: 'string',
+    describe: "the drone ids the token may write, comma-separated; * stands for any run of characters, e.g. 'd-*,gw-017-sys*' (required)",
+    schema: z.string().min(1),
+  },
+} satisfies OptionSpecs;
+
 type AgentOptions = ParsedOptions<typeof agentOptions>;
 
 /**
