@@ -6,7 +6,7 @@ import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
 import { healthRoute, metricsRoute, readHttpTls, serveHttp, type HttpServer } from '../deploy/http';
 import { createIngestSource, type IngestStats } from './ingest-api';
-import { openIngestAuth } from './ingest-auth';
+import { openIngestAuth, type IngestAuthStats } from './ingest-auth';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
 import { readSigningKeys } from './mavlink/signing';
 import { openMavlinkUdp, type MavlinkUdpSource, type MavlinkUdpStats } from './mavlink/udp';
@@ -29,8 +29,8 @@ export interface AgentStats extends PublisherStats {
   oldestUnackedAgeSeconds: number | null;
   /** What the MAVLink sources decoded, skipped, counted as damage and refused; null without one. */
   mavlink: MavlinkUdpStats | null;
-  /** What the ingest API took and refused; null without --http. */
-  ingest: IngestStats | null;
+  /** What the ingest API took, and what its token check refused; null without --http. */
+  ingest: (IngestStats & IngestAuthStats) | null;
 }
 
 /** What a source built by the agent's caller may ask of the agent. */
@@ -182,7 +182,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     spool: spool.stats(),
     oldestUnackedAgeSeconds: oldestAgeSeconds(),
     mavlink: mavlink?.stats() ?? null,
-    ingest: ingest?.stats ?? null,
+    ingest: ingest && auth ? { ...ingest.stats, ...auth.stats } : null,
   });
   const http = config.http
     ? await serveHttp(config.http, [

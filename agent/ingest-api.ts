@@ -5,7 +5,7 @@ import { nowMicros } from '../proto/time';
 import { ID_PATTERN } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { FINITE_FIELDS, invalidReason, MIN_TS_MICROS, type InvalidReason } from '../proto/validate';
-import { INGEST_REFUSALS, TOKEN_REFUSAL_MESSAGES, type IngestAuth, type IngestRefusal } from './ingest-auth';
+import { TOKEN_REFUSAL_MESSAGES, type IngestAuth, type IngestRefusal } from './ingest-auth';
 import type { Source, SourceOutput } from './source';
 
 export interface IngestApiOptions {
@@ -23,10 +23,6 @@ export interface IngestStats {
   pointsRejected: number;
   /** Requests answered 400, 405, 413 or 415: the client must change them, retrying will not help. */
   badRequests: number;
-  /** Requests refused by the token check: 401 without a valid token, 403 for a drone the token may not write. */
-  refused: Record<IngestRefusal, number>;
-  /** Points in the requests refused 403 that their token may not write. */
-  pointsForbidden: number;
 }
 
 /** What is wrong with one point: the contract field at fault and a sentence for a person. */
@@ -340,14 +336,7 @@ const MEDIA_TYPES = Object.keys(FORMATS).join(', ');
 
 class IngestSource implements Source {
   readonly name = 'ingest-api';
-  readonly stats: IngestStats = {
-    requests: 0,
-    pointsAccepted: 0,
-    pointsRejected: 0,
-    badRequests: 0,
-    refused: Object.fromEntries(INGEST_REFUSALS.map((r) => [r, 0])) as Record<IngestRefusal, number>,
-    pointsForbidden: 0,
-  };
+  readonly stats: IngestStats = { requests: 0, pointsAccepted: 0, pointsRejected: 0, badRequests: 0 };
   private out: SourceOutput | null = null;
 
   constructor(private readonly options: IngestApiOptions) {}
@@ -387,8 +376,8 @@ class IngestSource implements Source {
     return null;
   }
 
-  private refuse(req: http.IncomingMessage, res: http.ServerResponse, reason: IngestRefusal, error: string): void {
-    this.stats.refused[reason]++;
+  private refuse(req: http.IncomingMessage, res: http.ServerResponse, auth: IngestAuth, reason: IngestRefusal, error: string): void {
+    auth.stats.refused[reason]++;
     // RFC 6750 section 3: a 401 names the scheme the client must use.
     const challenge: Record<string, string> = reason === 'forbidden_drone' ? {} : { 'WWW-Authenticate': 'Bearer realm="dronelake"' };
     reply(res, reason === 'forbidden_drone' ? 403 : 401, { error }, unread(req, challenge));
@@ -396,8 +385,9 @@ class IngestSource implements Source {
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     // Before anything else, so that a client without a token learns nothing of the API.
-    const grant = this.options.auth ? await this.options.auth.check(req) : null;
-    if (typeof grant === 'string') return this.refuse(req, res, grant, TOKEN_REFUSAL_MESSAGES[grant]);
+    const { auth } = this.options;
+    const grant = auth ? await auth.check(req) : null;
+    if (typeof grant === 'string') return this.refuse(req, res, auth!, grant, TOKEN_REFUSAL_MESSAGES[grant]);
     if (req.method !== 'POST') return this.badRequest(req, res, 405, `method ${req.method} is not allowed; use POST`, { Allow: 'POST' });
     const contentType = req.headers['content-type'];
     const format = formatOf(contentType);
@@ -419,7 +409,7 @@ class IngestSource implements Source {
     // Checked again: the spool may have filled, or the agent stopped, during the upload.
     const out = this.output(req, res);
     if (out === null) return;
-    if (grant !== null) {
+    if (auth && grant) {
       // All or nothing: a request that names one drone outside the token's is refused whole.
       let forbidden = 0;
       let first = '';
@@ -428,8 +418,8 @@ class IngestSource implements Source {
         if (forbidden++ === 0) first = `${label}: token ${grant.token} may not write drone ${result.drone_id}`;
       }
       if (forbidden > 0) {
-        this.stats.pointsForbidden += forbidden;
-        return this.refuse(req, res, 'forbidden_drone', `${first} (it may write ${grant.drones.join(',')}); ${forbidden} such points, none accepted`);
+        auth.stats.pointsForbidden += forbidden;
+        return this.refuse(req, res, auth, 'forbidden_drone', `${first} (it may write ${grant.drones.join(',')}); ${forbidden} such points, none accepted`);
       }
     }
     const rejected: RejectedPoint[] = [];

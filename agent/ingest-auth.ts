@@ -103,7 +103,16 @@ export async function addToken(table: TokenTable, id: string, drones: string[], 
   return `${id}.${secret}`;
 }
 
+export interface IngestAuthStats {
+  /** Requests refused: 401 without a valid token, 403 for a drone the token may not write. */
+  refused: Record<IngestRefusal, number>;
+  /** Points of the requests refused 403 that their token may not write. */
+  pointsForbidden: number;
+}
+
 export interface IngestAuth {
+  /** Counted by the ingest API, which answers the refusals. */
+  readonly stats: IngestAuthStats;
   /** What the request's `Authorization: Bearer ID.SECRET` allows, or why it is refused. */
   check(req: http.IncomingMessage): Promise<Grant | TokenRefusal>;
   close(): void;
@@ -118,7 +127,8 @@ const digest = (token: string): Buffer => createHash('sha256').update(token).dig
  * read again when it changes, so a token is issued or revoked without a restart.
  */
 export async function openIngestAuth(file: string | undefined, pollMs: number, onReloadError: (err: Error) => void): Promise<IngestAuth> {
-  if (file === undefined) return { check: async () => ANYONE, close: () => {} };
+  const stats: IngestAuthStats = { refused: Object.fromEntries(INGEST_REFUSALS.map((r) => [r, 0])) as Record<IngestRefusal, number>, pointsForbidden: 0 };
+  if (file === undefined) return { stats, check: async () => ANYONE, close: () => {} };
   let table = await readTokens(file);
   let grants = new Map<string, Grant>();
   // scrypt costs tens of milliseconds: once a token has passed it, later requests are
@@ -141,6 +151,7 @@ export async function openIngestAuth(file: string | undefined, pollMs: number, o
     return grant;
   };
   return {
+    stats,
     async check(req) {
       const header = req.headers.authorization;
       if (header === undefined) return 'missing_token';
