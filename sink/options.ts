@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
-import { httpPublicOption } from '../deploy/http';
-import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
+import { checkHttpBind, httpPublicOption } from '../deploy/http';
+import { configOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 
 export const sinkOptions = {
   config: configOption,
@@ -81,3 +81,8 @@ export const sinkOptions = {
   duckdbThreads: { type: 'string', describe: 'DuckDB worker threads', schema: optionSchemas.count(1, 256).default(2) },
   logLevel: logLevelOption,
 } satisfies OptionSpecs;
+
+/** Rules between options, checked before anything is opened; a broken one is a usage error. */
+export function checkSinkOptions(o: Pick<ParsedOptions<typeof sinkOptions>, 'http' | 'httpPublic'>): void {
+  checkHttpBind(o.http, o.httpPublic, "its /metrics, the product's contract and its quality");
+}

@@ -10,7 +10,7 @@ import { publishAcks } from './acks';
 import { commitTag, removeOwnOrphans, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
-import { checkHttpBind, healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
+import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
 import { PACKAGE_VERSION } from '../deploy/version';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
@@ -22,7 +22,7 @@ import { LatencyHistogram } from './latency';
 import { commitRecord, commitRecordKey, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
-import type { sinkOptions } from './options';
+import { checkSinkOptions, type sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
 
@@ -45,7 +45,7 @@ export interface Sink {
 }
 
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
-  checkHttpBind(config.http, config.httpPublic, 'its /metrics, the product\'s contract and its quality');
+  checkSinkOptions(config);
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
   // Each shard is a sink of its own: its own session at the broker and its own commits.
