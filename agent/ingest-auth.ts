@@ -134,6 +134,14 @@ export async function openIngestAuth(file: string | undefined, pollMs: number, o
   // scrypt costs tens of milliseconds: once a token has passed it, later requests are
   // checked against the SHA-256 of the whole token, one entry per token id.
   let verified = new Map<string, Buffer>();
+  // One scrypt at a time: it runs on libuv's thread pool, which the spool's writes and
+  // fsyncs share (invariant 1), so a flood of wrong secrets must not take every thread.
+  let hashing: Promise<unknown> = Promise.resolve();
+  const verifyOneAtATime = (secret: Buffer, stored: SecretHash): Promise<boolean> => {
+    const result = hashing.then(() => verifySecret(secret, stored));
+    hashing = result.catch(() => false);
+    return result;
+  };
   const stop = watchFileChanges(file, pollMs, () =>
     readTokens(file).then((next) => {
       table = next;
@@ -164,7 +172,7 @@ export async function openIngestAuth(file: string | undefined, pollMs: number, o
       const hash = digest(token);
       const known = verified.get(id);
       if (known !== undefined && timingSafeEqual(known, hash)) return grantOf(id, entry);
-      if (!(await verifySecret(Buffer.from(token.slice(dot + 1), 'utf8'), entry.secret))) return 'bad_token';
+      if (!(await verifyOneAtATime(Buffer.from(token.slice(dot + 1), 'utf8'), entry.secret))) return 'bad_token';
       // The file may have been reloaded while the secret was checked.
       if (table.get(id) !== entry) return 'unknown_token';
       verified.set(id, hash);
