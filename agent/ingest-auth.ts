@@ -1,10 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import { readFile } from 'node:fs/promises';
 import { stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import { generateSecret, hashSecret, secretHashSchema, verifySecret, type ScryptCost, type SecretHash } from '../broker/secrets';
-import { parseDocument, replaceFile, watchFileChanges } from '../deploy/files';
+import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/files';
 import { UsageError } from '../deploy/options';
 import { ID_PATTERN } from '../proto/topics';
 
@@ -71,14 +70,8 @@ function compile(patterns: readonly string[]): RegExp {
 
 /** Reads a token file; `missingIsEmpty` lets the first `token add` create it. */
 export async function readTokens(file: string, missingIsEmpty = false): Promise<TokenTable> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && missingIsEmpty) return new Map();
-    throw new UsageError(`--http-tokens: cannot read ${file}: ${code ?? (err as Error).message}`);
-  }
+  const text = await readOptionFile('--http-tokens', file, missingIsEmpty);
+  if (text === null) return new Map();
   const doc = parseDocument(text, fileSchema, 'a token file is {"version": 1, "tokens": {...}}', (problem) => fail(file, problem));
   return new Map(Object.entries(doc.tokens).map(([id, { drones, scrypt }]) => [id, { drones, secret: scrypt }]));
 }

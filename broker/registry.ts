@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { parseDocument, replaceFile, watchFileChanges } from '../deploy/files';
+import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/files';
 import { UsageError } from '../deploy/options';
 import { ID_PATTERN } from '../proto/topics';
 import { generateSecret, hashSecret, secretHashSchema, type ScryptCost, type SecretHash } from './secrets';
@@ -40,14 +39,8 @@ function parseRegistry(text: string, file: string): Registry {
 
 /** Reads a registry file; `missingIsEmpty` lets the first `identity add` create it. */
 export async function readRegistry(file: string, missingIsEmpty = false): Promise<Registry> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && missingIsEmpty) return new Map();
-    throw new UsageError(`--registry: cannot read ${file}: ${code ?? (err as Error).message}`);
-  }
+  const text = await readOptionFile('--registry', file, missingIsEmpty);
+  if (text === null) return new Map();
   return parseRegistry(text, file);
 }
 

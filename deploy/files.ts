@@ -1,10 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { UsageError } from './options';
+
+/**
+ * The text of the file named by `option`, or null when it does not exist and `missingIsEmpty`
+ * (a command that creates it); any other failure is a usage error naming the option.
+ */
+export async function readOptionFile(option: string, file: string, missingIsEmpty: boolean): Promise<string | null> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && missingIsEmpty) return null;
+    throw new UsageError(`${option}: cannot read ${file}: ${code ?? (err as Error).message}`);
+  }
+}
 
 /**
  * A YAML or JSON document checked against `schema`, or `fail` called with one line: the
