@@ -4,13 +4,14 @@ import type { ParsedOptions } from '../deploy/options';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
-import { healthRoute, metricsRoute, serveHttp, type HttpServer } from '../deploy/http';
-import { createIngestSource } from './ingest-api';
-import { droneIdOf, parseDroneTable, parseEndpoints } from './mavlink/config';
-import type { MavlinkStats } from './mavlink/telemetry';
-import { openMavlinkUdp, type MavlinkUdpSource } from './mavlink/udp';
+import { healthRoute, metricsRoute, readHttpTls, serveHttp, type HttpServer } from '../deploy/http';
+import { createIngestSource, type IngestStats } from './ingest-api';
+import { openIngestAuth, type IngestAuthStats } from './ingest-auth';
+import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
+import { readSigningKeys } from './mavlink/signing';
+import { openMavlinkUdp, type MavlinkUdpSource, type MavlinkUdpStats } from './mavlink/udp';
 import { agentMetrics } from './metrics';
-import type { agentOptions } from './options';
+import { checkAgentOptions, type agentOptions } from './options';
 import { Publisher, type PublisherStats } from './publisher';
 import { createSimulatedFleet } from './simulator';
 import type { Source, SourceOutput } from './source';
@@ -26,8 +27,10 @@ export interface AgentStats extends PublisherStats {
   pendingBytes: number;
   spool: SpoolStats;
   oldestUnackedAgeSeconds: number | null;
-  /** What the MAVLink sources decoded, skipped and counted as damage; null without one. */
-  mavlink: MavlinkStats | null;
+  /** What the MAVLink sources decoded, skipped, counted as damage and refused; null without one. */
+  mavlink: MavlinkUdpStats | null;
+  /** What the ingest API took, and what its token check refused; null without --http. */
+  ingest: (IngestStats & IngestAuthStats) | null;
 }
 
 /** What a source built by the agent's caller may ask of the agent. */
@@ -48,7 +51,18 @@ export interface Agent {
   close(): Promise<void>;
 }
 
+/** How often the --http-tokens file is looked at for changes. */
+const TOKENS_POLL_MS = 1000;
+
 export async function startAgent(config: AgentConfig, log: Logger, extraSources: Array<Source | SourceFactory> = []): Promise<Agent> {
+  checkAgentOptions(config);
+  // Files are read before anything is opened, so a bad one is one line and exit 2.
+  const keys = config.mavlinkKeys ? readSigningKeys(config.mavlinkKeys) : undefined;
+  const httpTls = config.httpTlsCert && config.httpTlsKey ? readHttpTls(config.httpTlsCert, config.httpTlsKey, '--http-tls-cert', '--http-tls-key') : undefined;
+  const auth = config.http
+    ? await openIngestAuth(config.httpTokens, TOKENS_POLL_MS, (err) => log.warn({ err: err.message }, 'token file reload failed; the tokens read before stay in force'))
+    : null;
+  if (config.mavlinkUnsigned) log.warn({ mavlink: config.mavlink }, 'taking unsigned MAVLink (--mavlink-unsigned): anyone who reaches the port can forge positions');
   // Read when a source first sees a drone, after the spool is open.
   const firstSeq = (droneId: string) => (spool.droneSeq(droneId) ?? -1) + 1;
   // Bound before anything else is opened, so that a port in use fails the start cleanly.
@@ -58,6 +72,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
         droneId: droneIdOf(config.gateway, parseDroneTable(config.mavlinkDrones ?? '')),
         hz: config.mavlinkHz,
         firstSeq,
+        keys,
+        allow: config.mavlinkAllow ? parseAllowList(config.mavlinkAllow) : undefined,
+      }).catch((err: unknown) => {
+        auth?.close();
+        throw err;
       })
     : null;
   const spool = await Spool.open({
@@ -69,6 +88,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     minBatchSeq: nowMicros(),
     onError: (err) => log.warn({ err: (err as Error).message }, 'spool background work failed; it is retried or repaired at the next open'),
   }).catch(async (err: unknown) => {
+    auth?.close();
     await mavlink?.stop();
     throw err;
   });
@@ -146,7 +166,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     sources.push(createSimulatedFleet({ gatewayId: config.gateway, drones: config.simulate, hz: config.hz, firstSeq }));
   }
   if (mavlink) sources.push(mavlink);
-  const ingest = config.http ? createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6 }) : null;
+  const ingest = auth ? createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6, auth }) : null;
   if (ingest) sources.push(ingest);
 
   const oldestAgeSeconds = () => {
@@ -163,6 +183,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     spool: spool.stats(),
     oldestUnackedAgeSeconds: oldestAgeSeconds(),
     mavlink: mavlink?.stats() ?? null,
+    ingest: ingest && auth ? { ...ingest.stats, ...auth.stats } : null,
   });
   const http = config.http
     ? await serveHttp(config.http, [
@@ -173,7 +194,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
           return { healthy, body: { status: healthy ? 'ok' : 'unhealthy', oldestUnackedAgeSeconds: age, maxUnackedAgeSeconds: config.healthMaxUnackedAge, connected: publisher.stats.connected } };
         }),
         metricsRoute(agentMetrics(stats)),
-      ])
+      ], httpTls)
     : null;
 
   for (const source of sources) source.start(output);
@@ -201,6 +222,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     async close() {
       await stopSources();
       await http?.close();
+      auth?.close();
       await publisher.close();
       await spool.close();
       const { pointsIn: points, sent, resent, acked, pointsAcked, pendingBatches } = stats();

@@ -5,6 +5,7 @@ import { nowMicros } from '../proto/time';
 import { ID_PATTERN } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { FINITE_FIELDS, invalidReason, MIN_TS_MICROS, type InvalidReason } from '../proto/validate';
+import { TOKEN_REFUSAL_MESSAGES, type IngestAuth, type IngestRefusal } from './ingest-auth';
 import type { Source, SourceOutput } from './source';
 
 export interface IngestApiOptions {
@@ -12,6 +13,8 @@ export interface IngestApiOptions {
   maxBodyBytes: number;
   /** How far ahead of the gateway's clock an event time may be (clock skew), microseconds. */
   maxFutureSkewUs: number;
+  /** Who may post which drones' points (ingest-auth.ts); absent, anyone may post any drone's. */
+  auth?: IngestAuth;
 }
 
 export interface IngestStats {
@@ -377,7 +380,18 @@ class IngestSource implements Source {
     return null;
   }
 
+  private refuse(req: http.IncomingMessage, res: http.ServerResponse, auth: IngestAuth, reason: IngestRefusal, error: string): void {
+    auth.stats.refused[reason]++;
+    // RFC 6750 section 3: a 401 names the scheme the client must use.
+    const challenge: Record<string, string> = reason === 'forbidden_drone' ? {} : { 'WWW-Authenticate': 'Bearer realm="dronelake"' };
+    reply(res, reason === 'forbidden_drone' ? 403 : 401, { error }, unread(req, challenge));
+  }
+
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Before anything else, so that a client without a token learns nothing of the API.
+    const { auth } = this.options;
+    const grant = auth ? await auth.check(req) : null;
+    if (typeof grant === 'string') return this.refuse(req, res, auth!, grant, TOKEN_REFUSAL_MESSAGES[grant]);
     if (req.method !== 'POST') return this.badRequest(req, res, 405, `method ${req.method} is not allowed; use POST`, { Allow: 'POST' });
     const contentType = req.headers['content-type'];
     const format = formatOf(contentType);
@@ -399,6 +413,19 @@ class IngestSource implements Source {
     // Checked again: the spool may have filled, or the agent stopped, during the upload.
     const out = this.output(req, res);
     if (out === null) return;
+    if (auth && grant) {
+      // All or nothing: a request that names one drone outside the token's is refused whole.
+      let forbidden = 0;
+      let first = '';
+      for (const { label, result } of items) {
+        if ('message' in result || grant.mayWrite(result.drone_id)) continue;
+        if (forbidden++ === 0) first = `${label}: token ${grant.token} may not write drone ${result.drone_id}`;
+      }
+      if (forbidden > 0) {
+        auth.stats.pointsForbidden += forbidden;
+        return this.refuse(req, res, auth, 'forbidden_drone', `${first} (it may write ${grant.drones.join(',')}); ${forbidden} such points, none accepted`);
+      }
+    }
     const rejected: RejectedPoint[] = [];
     let accepted = 0;
     for (const { index, label, result, droneId } of items) {

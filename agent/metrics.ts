@@ -7,7 +7,7 @@ import type { AgentStats } from './agent';
  * keeps plain counters and pays nothing per point for metrics.
  */
 export function agentMetrics(stats: () => AgentStats): Registry {
-  const { registry, counter, gauge } = statsRegistry(stats);
+  const { registry, counter, gauge, byLabel } = statsRegistry(stats);
   counter('dronelake_agent_points_in_total', 'Points handed to the agent by its sources.', (s) => s.pointsIn);
   counter('dronelake_agent_batches_sent_total', 'Batches published (first sends).', (s) => s.sent);
   counter('dronelake_agent_batches_acked_total', 'Batches the sink acknowledged as committed.', (s) => s.acked);
@@ -35,5 +35,25 @@ export function agentMetrics(stats: () => AgentStats): Registry {
   mavlink('downsampled', 'MAVLink position reports dropped by --mavlink-hz.', (m) => m.skipped.downsampled);
   mavlink('duplicates', 'MAVLink position reports received twice (same time_boot_ms), dropped.', (m) => m.skipped.duplicate);
   mavlink('paused', 'MAVLink position reports dropped while the spool was full.', (m) => m.skipped.paused);
+  mavlink('signed', 'MAVLink frames whose signature, link id and timestamp passed (--mavlink-keys).', (m) => m.signing.verified);
+  byLabel(
+    'dronelake_agent_mavlink_refused_total',
+    'MAVLink frames dropped by the signing check (unsigned, no_key, bad_signature, replayed, stale), and datagrams from senders outside --mavlink-allow (sender_denied).',
+    'reason',
+    (s) => s.mavlink?.signing.refused ?? {},
+  );
+  const ingest = (name: string, help: string, read: (i: NonNullable<AgentStats['ingest']>) => number) =>
+    counter(`dronelake_agent_ingest_${name}_total`, help, (s) => (s.ingest ? read(s.ingest) : 0));
+  ingest('requests', 'Requests to POST /v1/points.', (i) => i.requests);
+  ingest('points_accepted', 'Points the ingest API accepted.', (i) => i.pointsAccepted);
+  ingest('points_rejected', 'Points the ingest API answered 422 for.', (i) => i.pointsRejected);
+  ingest('bad_requests', 'Requests answered 400, 405, 413 or 415.', (i) => i.badRequests);
+  ingest('points_forbidden', 'Points of requests refused 403: drones their token may not write.', (i) => i.pointsForbidden);
+  byLabel(
+    'dronelake_agent_ingest_refused_total',
+    'Requests refused by the token check: 401 (missing_token, unknown_token, bad_token) or 403 (forbidden_drone).',
+    'reason',
+    (s) => s.ingest?.refused ?? {},
+  );
   return registry;
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { mavlinkOptionSchemas } from './mavlink/config';
-import { configOption, logLevelOption, optionSchemas, type OptionSpec, type OptionSpecs } from '../deploy/options';
+import { mavlinkOptionSchemas, parseEndpoints } from './mavlink/config';
+import { configOption, hostOf, isLoopback, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 
 export const mavlinkDronesOption = {
   type: 'string',
@@ -24,10 +24,32 @@ export const agentOptions = {
     schema: z.enum(['block', 'drop-oldest']).default('block'),
   },
   fsyncInterval: { type: 'string', describe: 'milliseconds between group-commit fsyncs of the spool (0: every batch)', schema: z.coerce.number().min(0).max(10_000).default(50) },
-  http: { type: 'string', describe: 'serve POST /v1/points, /health and /metrics on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
+  http: {
+    type: 'string',
+    describe: 'serve POST /v1/points, /health and /metrics on HOST:PORT (off by default); any but loopback needs --http-tokens',
+    schema: optionSchemas.hostPort(),
+  },
+  httpTokens: {
+    type: 'string',
+    describe: "file of ingest tokens ('dronelake agent token add'): every POST /v1/points must then carry one, for drones it may write",
+    schema: z.string().min(1).optional(),
+  },
+  httpTlsCert: { type: 'string', describe: 'PEM certificate (chain) of the --http endpoint: it then serves HTTPS', schema: z.string().min(1).optional() },
+  httpTlsKey: { type: 'string', describe: 'PEM private key of --http-tls-cert', schema: z.string().min(1).optional() },
   simulate: { type: 'string', describe: 'simulate a fleet of N drones (0: none)', schema: optionSchemas.count(0, 9999).default(0) },
   hz: { type: 'string', describe: 'points per second per simulated drone', schema: optionSchemas.positive().default(1) },
   mavlink: { type: 'string', describe: 'listen for MAVLink v1/v2 on UDP: udp:HOST:PORT, comma-separated (off by default)', schema: mavlinkOptionSchemas.endpoints() },
+  mavlinkKeys: {
+    type: 'string',
+    describe: 'file of MAVLink 2 signing keys (SYSID=KEY or *=KEY, KEY 64 hex digits): only packets signed with them are taken',
+    schema: z.string().min(1).optional(),
+  },
+  mavlinkUnsigned: {
+    type: 'boolean',
+    describe: 'without --mavlink-keys, take unsigned MAVLink on a non-loopback --mavlink too: anyone who reaches the port can forge positions',
+    schema: optionSchemas.flag(),
+  },
+  mavlinkAllow: { type: 'string', describe: 'take MAVLink datagrams only from these senders: CIDR or address, comma-separated', schema: mavlinkOptionSchemas.allow() },
   mavlinkDrones: mavlinkDronesOption,
   mavlinkHz: { type: 'string', describe: 'MAVLink points per second per vehicle at most (0: one per GLOBAL_POSITION_INT)', schema: mavlinkOptionSchemas.hz(5) },
   batchPoints: { type: 'string', describe: 'close a batch at this many points', schema: optionSchemas.count(1, 1_000_000).default(1000) },
@@ -52,7 +74,22 @@ export const agentOptions = {
 } satisfies OptionSpecs;
 
 // The agent's options that make no sense for a file; the rest (link, spool, batching) apply.
-const LIVE_ONLY = ['http', 'simulate', 'hz', 'mavlink', 'mavlinkHz', 'healthMaxUnackedAge', 'maxFutureSkew', 'logLevel'] as const;
+const LIVE_ONLY = [
+  'http',
+  'httpTokens',
+  'httpTlsCert',
+  'httpTlsKey',
+  'simulate',
+  'hz',
+  'mavlink',
+  'mavlinkKeys',
+  'mavlinkUnsigned',
+  'mavlinkAllow',
+  'mavlinkHz',
+  'healthMaxUnackedAge',
+  'maxFutureSkew',
+  'logLevel',
+] as const;
 const linkOptions = Object.fromEntries(Object.entries(agentOptions).filter(([k]) => !(LIVE_ONLY as readonly string[]).includes(k))) as Omit<
   typeof agentOptions,
   (typeof LIVE_ONLY)[number]
@@ -74,3 +111,46 @@ export const replayOptions = {
   json: { type: 'boolean', describe: 'print the final summary as one JSON line on stdout', schema: optionSchemas.flag() },
   logLevel: { ...logLevelOption, schema: logLevelOption.schema.removeDefault().default('warn') },
 } satisfies OptionSpecs;
+
+/** `agent token add|remove|list`: the token file, and the drones of a new token. */
+export const tokenOptions = {
+  httpTokens: { type: 'string', describe: 'the token file: JSON, or YAML when its name ends in .yaml or .yml (required; add creates it)', schema: z.string().min(1) },
+} satisfies OptionSpecs;
+
+export const tokenAddOptions = {
+  ...tokenOptions,
+  drones: {
+    type: 'string',
+    describe: "the drone ids the token may write, comma-separated; * stands for any run of characters, e.g. 'd-*,gw-017-sys*' (required)",
+    schema: z.string().min(1),
+  },
+} satisfies OptionSpecs;
+
+type AgentOptions = ParsedOptions<typeof agentOptions>;
+
+/**
+ * Rules between options, checked before anything is opened; a broken one is a usage error.
+ * The gateway's write paths are secure by default, as the broker's --host is: beyond
+ * loopback, the ingest API needs tokens and MAVLink needs signing keys or an explicit opt-in.
+ */
+export function checkAgentOptions(
+  o: Pick<AgentOptions, 'http' | 'httpTokens' | 'httpTlsCert' | 'httpTlsKey' | 'mavlink' | 'mavlinkKeys' | 'mavlinkUnsigned' | 'mavlinkAllow'>,
+): void {
+  if (o.http === undefined && (o.httpTokens || o.httpTlsCert || o.httpTlsKey)) throw new UsageError('--http-tokens, --http-tls-cert and --http-tls-key need --http');
+  if (!o.httpTlsCert !== !o.httpTlsKey) throw new UsageError('--http-tls-cert and --http-tls-key go together');
+  if (o.http !== undefined && !o.httpTokens && !isLoopback(hostOf(o.http))) {
+    throw new UsageError(
+      `--http ${o.http} is not a loopback address, and without --http-tokens anyone who reaches it could post points for any drone; ` +
+        "give --http-tokens FILE (see 'dronelake agent token add --help')",
+    );
+  }
+  if (o.mavlink === undefined && (o.mavlinkKeys || o.mavlinkUnsigned || o.mavlinkAllow)) throw new UsageError('--mavlink-keys, --mavlink-unsigned and --mavlink-allow need --mavlink');
+  if (o.mavlinkKeys && o.mavlinkUnsigned) throw new UsageError('--mavlink-keys and --mavlink-unsigned exclude each other: with keys every packet must be signed');
+  const open = o.mavlink === undefined ? undefined : parseEndpoints(o.mavlink).find((ep) => !isLoopback(ep.host));
+  if (open && !o.mavlinkKeys && !o.mavlinkUnsigned) {
+    throw new UsageError(
+      `--mavlink udp:${open.host}:${open.port} is not a loopback address, and without --mavlink-keys anyone who reaches it could forge any vehicle's position; ` +
+        'give --mavlink-keys FILE (MAVLink 2 signing), or --mavlink-unsigned to accept that',
+    );
+  }
+}

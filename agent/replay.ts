@@ -34,7 +34,21 @@ export async function replay(file: string, options: ReplayConfig, interrupt: Pro
   const started = performance.now();
   const log = createLogger(options.logLevel, 'agent');
   // The live-only options stay off: no HTTP (so no health or skew check), no simulator, no UDP.
-  const config: AgentConfig = { ...options, http: undefined, simulate: 0, hz: 1, mavlink: undefined, healthMaxUnackedAge: 120, maxFutureSkew: 300 };
+  const config: AgentConfig = {
+    ...options,
+    http: undefined,
+    httpTokens: undefined,
+    httpTlsCert: undefined,
+    httpTlsKey: undefined,
+    simulate: 0,
+    hz: 1,
+    mavlink: undefined,
+    mavlinkKeys: undefined,
+    mavlinkUnsigned: false,
+    mavlinkAllow: undefined,
+    healthMaxUnackedAge: 120,
+    maxFutureSkew: 300,
+  };
   let seqOf: ((droneId: string) => number) | null = null;
   let source: MavlinkFileSource;
   try {

@@ -1,8 +1,8 @@
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { readPem } from '../deploy/files';
 import { UsageError } from '../deploy/options';
 
 export interface ListenerConfig {
@@ -23,14 +23,6 @@ export interface Listeners {
   /** Stops accepting; resolves once every connection is gone (see destroyAll). */
   close(): Promise<void>;
   destroyAll(): void;
-}
-
-function readPem(option: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new UsageError(`${option}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
 }
 
 export interface TlsFiles {

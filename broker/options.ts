@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { configOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { checkHttpBind, httpPublicOption } from '../deploy/http';
+import { configOption, isLoopback, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 import { roleSchema } from './registry';
 
 const file = () => z.string().min(1).optional();
@@ -27,7 +28,8 @@ export const brokerOptions = {
     describe: 'redis:// URL shared by the brokers of a cluster (sessions and routing in Redis)',
     schema: z.string().regex(/^rediss?:\/\/\S+$/, 'expected a URL such as redis://127.0.0.1:6379').optional(),
   },
-  http: { type: 'string', describe: 'serve /health and /metrics on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
+  http: { type: 'string', describe: 'serve /health and /metrics on HOST:PORT (off by default); any but loopback needs --http-public', schema: optionSchemas.hostPort() },
+  httpPublic: httpPublicOption,
   maxPacketBytes: {
     type: 'string',
     describe: 'close a connection that sends an MQTT packet larger than this many bytes',
@@ -75,10 +77,11 @@ export const identityAddOptions = {
 
 export type BrokerOptions = ParsedOptions<typeof brokerOptions>;
 
-const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-
 /** Rules between options, checked before anything is opened; a broken one is a usage error. */
-export function checkBrokerOptions(o: Pick<BrokerOptions, 'host' | 'registry' | 'allowAnonymous' | 'tlsPort' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsOnly'>): void {
+export function checkBrokerOptions(
+  o: Pick<BrokerOptions, 'host' | 'registry' | 'allowAnonymous' | 'tlsPort' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsOnly' | 'http' | 'httpPublic'>,
+): void {
+  checkHttpBind(o.http, o.httpPublic, 'its /health and /metrics');
   if (o.registry && o.allowAnonymous) throw new UsageError('--allow-anonymous and --registry exclude each other: with a registry every client authenticates');
   // As in Mosquitto 2: a broker without identities is reachable from this machine alone,
   // unless the operator says in so many words that anyone may connect.

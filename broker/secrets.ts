@@ -1,4 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
 
 /** scrypt's cost parameters, kept with each hash so a registry can raise them entry by entry. */
 export interface ScryptCost {
@@ -13,6 +14,22 @@ export interface SecretHash extends ScryptCost {
   /** base64 */
   hash: string;
 }
+
+const base64 = z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, 'expected base64');
+const powerOfTwo = (n: number) => (n & (n - 1)) === 0;
+/**
+ * A SecretHash as a file stores it (the broker's registry, the agent's token file).
+ * Bounded so that a file cannot make each check take gigabytes (scrypt needs 128 * N * r bytes).
+ */
+export const secretHashSchema = z
+  .object({
+    N: z.number().int().min(2).max(2 ** 20).refine(powerOfTwo, 'expected a power of 2'),
+    r: z.number().int().min(1).max(16),
+    p: z.number().int().min(1).max(16),
+    salt: base64,
+    hash: base64,
+  })
+  .strict();
 
 /** 16 MiB and tens of milliseconds per check: Node's default, the scrypt paper's figure for interactive logins. */
 const DEFAULT_COST: ScryptCost = { N: 16384, r: 8, p: 1 };

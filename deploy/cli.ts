@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { agentOptions, replayOptions } from '../agent/options';
+import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../agent/options';
 import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
 import { catalogOptions } from '../sink/catalog-options';
@@ -173,7 +173,8 @@ const commands = {
     summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',
     usage:
       'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--mavlink udp:HOST:PORT] [--simulate N --hz H] [--config FILE]\n' +
-      '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)',
+      '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)\n' +
+      '       dronelake agent token add|remove|list ...   (manage the ingest API tokens; see its --help)',
     options: agentOptions,
     async run(options) {
       const log = createLogger(options.logLevel, 'agent');
@@ -186,6 +187,54 @@ const commands = {
       return drained ? 0 : 1;
     },
     subcommands: {
+      token: command({
+        summary: 'Manage the tokens of the ingest API (agent --http-tokens FILE): each may post the points of the drones it names.',
+        usage:
+          "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE\n" +
+          '       dronelake agent token remove ID --http-tokens FILE\n' +
+          '       dronelake agent token list --http-tokens FILE',
+        // Optional here, so that a missing command is reported as such.
+        options: { httpTokens: { ...tokenOptions.httpTokens, schema: tokenOptions.httpTokens.schema.optional() } },
+        positionals: 1,
+        async run(_, [sub]) {
+          const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
+          throw new UsageError(`agent token ${what}: add, remove or list; run 'dronelake agent token --help'`);
+        },
+        subcommands: {
+          add: command({
+            summary: 'Add a token with a new random secret for the drones named; the token is printed once, as the last line, and only its hash is kept.',
+            usage: "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE",
+            options: tokenAddOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { tokenAdd } = await import('../agent/token-cli');
+              process.stdout.write(await tokenAdd(options.httpTokens, id, options.drones));
+              return 0;
+            },
+          }),
+          remove: command({
+            summary: 'Remove a token; a running agent stops taking it within a second or two.',
+            usage: 'dronelake agent token remove ID --http-tokens FILE',
+            options: tokenOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { tokenRemove } = await import('../agent/token-cli');
+              process.stdout.write(await tokenRemove(options.httpTokens, id));
+              return 0;
+            },
+          }),
+          list: command({
+            summary: 'List the tokens and the drones each may write.',
+            usage: 'dronelake agent token list --http-tokens FILE',
+            options: tokenOptions,
+            async run(options) {
+              const { tokenList } = await import('../agent/token-cli');
+              process.stdout.write(await tokenList(options.httpTokens));
+              return 0;
+            },
+          }),
+        },
+      }),
       replay: command({
         summary: 'Import a MAVLink .tlog or raw stream through the agent, keeping its event times; exits once the sink has committed every point.',
         usage: 'dronelake agent replay FILE --gateway ID --spool DIR [--broker URL] [--start TIME] [--realtime] [--mavlink-drones SYSID=ID,...] [--json]',

@@ -1,7 +1,11 @@
 import { once } from 'node:events';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import type { Registry } from 'prom-client';
+import { readPem } from './files';
+import { hostOf, isLoopback, optionSchemas, UsageError, type OptionSpec } from './options';
 
 export interface HttpServer {
   readonly url: string;
@@ -40,11 +44,43 @@ export const metricsRoute = (registry: Registry): Route => ({
   },
 });
 
-/** A small HTTP server on HOST:PORT for a component's routes; anything else is a 404 that lists them. */
-export async function serveHttp(hostPort: string, routes: Route[]): Promise<HttpServer> {
+/** Read-only endpoints answer anyone who reaches them: off loopback only when the operator says so. */
+export const httpPublicOption = {
+  type: 'boolean',
+  describe: 'allow --http on an address other than loopback: anyone who reaches it can read what it serves',
+  schema: optionSchemas.flag(),
+} satisfies OptionSpec;
+
+/**
+ * Secure by default, as the broker's --host: an HTTP endpoint that tells anyone who
+ * reaches it `what` (its /metrics name gateways, drones and volumes) stays on loopback
+ * unless --http-public says otherwise.
+ */
+export function checkHttpBind(hostPort: string | undefined, isPublic: boolean, what: string): void {
+  if (hostPort !== undefined && !isPublic && !isLoopback(hostOf(hostPort))) {
+    throw new UsageError(`--http ${hostPort} is not a loopback address, and anyone who reaches it could read ${what}; give --http-public to accept that`);
+  }
+}
+
+/** Certificate and key of an HTTPS endpoint, read and checked at start-up. */
+export function readHttpTls(certFile: string, keyFile: string, certFlag: string, keyFlag: string): tls.SecureContextOptions {
+  const options = { cert: readPem(certFlag, certFile), key: readPem(keyFlag, keyFile) };
+  try {
+    tls.createSecureContext(options);
+  } catch (err) {
+    throw new UsageError(`${certFlag}, ${keyFlag}: ${(err as Error).message}`);
+  }
+  return options;
+}
+
+/**
+ * A small HTTP server on HOST:PORT for a component's routes; anything else is a 404 that
+ * lists them. With `tlsOptions` (readHttpTls) it serves HTTPS.
+ */
+export async function serveHttp(hostPort: string, routes: Route[], tlsOptions?: tls.SecureContextOptions): Promise<HttpServer> {
   const split = hostPort.lastIndexOf(':');
-  const host = hostPort.slice(0, split).replace(/^\[|\]$/g, '');
-  const server = http.createServer((req, res) => {
+  const host = hostOf(hostPort);
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     const route = routes.find((r) => r.path === path && (r.method === 'ANY' || r.method === req.method));
     if (!route) {
@@ -56,12 +92,13 @@ export async function serveHttp(hostPort: string, routes: Route[]): Promise<Http
       .catch((err: unknown) => {
         if (!res.headersSent) send(res, 500, { error: (err as Error).message });
       });
-  });
+  };
+  const server = tlsOptions ? https.createServer(tlsOptions, handler) : http.createServer(handler);
   server.listen(Number(hostPort.slice(split + 1)), host);
   await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
   const address = server.address() as AddressInfo;
   return {
-    url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    url: `${tlsOptions ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
     close: () => {
       server.closeAllConnections();
       return new Promise<void>((resolve) => server.close(() => resolve()));

@@ -174,6 +174,15 @@ export const optionSchemas = {
       .optional(),
 };
 
+/** Whether HOST (a name or an address, IPv6 with or without brackets) is this machine's loopback. */
+export const isLoopback = (host: string): boolean => {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+};
+
+/** The host of HOST:PORT, without IPv6 brackets. */
+export const hostOf = (hostPort: string): string => hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] as const;
 export const logLevelOption = {
   type: 'string',

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { LIVE_AFTER } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
-import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
+import { checkHttpBind, httpPublicOption } from '../deploy/http';
+import { configOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 
 export const sinkOptions = {
   config: configOption,
@@ -55,7 +56,12 @@ export const sinkOptions = {
     describe: 'seconds a compacted or orphaned file stays readable before it is deleted',
     schema: z.coerce.number().min(0).max(1e9).default(600),
   },
-  http: { type: 'string', describe: 'serve /health, /metrics, the catalog and the latest quality on HOST:PORT (off by default)', schema: optionSchemas.hostPort() },
+  http: {
+    type: 'string',
+    describe: 'serve /health, /metrics, the catalog and the latest quality on HOST:PORT (off by default); any but loopback needs --http-public',
+    schema: optionSchemas.hostPort(),
+  },
+  httpPublic: httpPublicOption,
   streamIdle: {
     type: 'string',
     describe: "hours a point stream may go without a commit before its dedupe state leaves memory (its batches stay deduped for ever)",
@@ -89,3 +95,8 @@ export const sinkOptions = {
   duckdbThreads: { type: 'string', describe: 'DuckDB worker threads', schema: optionSchemas.count(1, 256).default(2) },
   logLevel: logLevelOption,
 } satisfies OptionSpecs;
+
+/** Rules between options, checked before anything is opened; a broken one is a usage error. */
+export function checkSinkOptions(o: Pick<ParsedOptions<typeof sinkOptions>, 'http' | 'httpPublic'>): void {
+  checkHttpBind(o.http, o.httpPublic, "its /metrics, the product's contract and its quality");
+}

@@ -24,7 +24,7 @@ import { createLivePort, liveRow, type LiveStats } from './live';
 import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
-import type { sinkOptions } from './options';
+import { checkSinkOptions, type sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
 
@@ -47,6 +47,7 @@ export interface Sink {
 }
 
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
+  checkSinkOptions(config);
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
   // Each shard is a sink of its own: its own session at the broker and its own commits.

@@ -144,7 +144,7 @@ describe('the registry file', () => {
 });
 
 describe('broker options', () => {
-  const base = { host: '127.0.0.1', registry: undefined, allowAnonymous: false, tlsPort: undefined, tlsCert: undefined, tlsKey: undefined, tlsCa: undefined, tlsOnly: false };
+  const base = { host: '127.0.0.1', registry: undefined, allowAnonymous: false, tlsPort: undefined, tlsCert: undefined, tlsKey: undefined, tlsCa: undefined, tlsOnly: false, http: undefined, httpPublic: false };
 
   it('keeps an anonymous broker on loopback unless told otherwise', () => {
     for (const host of ['127.0.0.1', '127.5.6.7', '::1', 'localhost']) expect(() => checkBrokerOptions({ ...base, host })).not.toThrow();
@@ -154,6 +154,14 @@ describe('broker options', () => {
       expect(() => checkBrokerOptions({ ...base, host, registry: 'r.json' })).not.toThrow();
     }
     expect(() => checkBrokerOptions({ ...base, registry: 'r.json', allowAnonymous: true })).toThrow('--allow-anonymous and --registry exclude each other');
+  });
+
+  it('keeps /health and /metrics on loopback unless --http-public', () => {
+    for (const http of ['127.0.0.1:9100', '[::1]:9100', 'localhost:9100']) expect(() => checkBrokerOptions({ ...base, http })).not.toThrow();
+    expect(() => checkBrokerOptions({ ...base, http: '0.0.0.0:9100' })).toThrow(
+      '--http 0.0.0.0:9100 is not a loopback address, and anyone who reaches it could read its /health and /metrics; give --http-public to accept that',
+    );
+    expect(() => checkBrokerOptions({ ...base, http: '[::]:9100', httpPublic: true })).not.toThrow();
   });
 
   it('wants TLS options together', () => {

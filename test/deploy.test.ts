@@ -9,13 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { agentOptions } from '../agent/options';
+import { agentOptions, checkAgentOptions } from '../agent/options';
 import { brokerOptions, checkBrokerOptions, type BrokerOptions } from '../broker/options';
 import { healthRoute, metricsRoute } from '../deploy/http';
 import { parseOptions, UsageError, type OptionSpecs } from '../deploy/options';
 import { catalogOptions } from '../sink/catalog-options';
 import { compactOptions } from '../sink/compact-options';
-import { sinkOptions } from '../sink/options';
+import { checkSinkOptions, sinkOptions } from '../sink/options';
 import { queryOptions } from '../sink/query-options';
 import pkg from '../package.json';
 
@@ -82,6 +82,8 @@ function validate(inv: Invocation, specs: Specs = SPECS): Record<string, unknown
     try {
       const parsed = parseOptions(spec, argv, 0, { env: inv.env, envPrefix: `DRONELAKE_${command!.toUpperCase()}_` }).options;
       if (command === 'broker') checkBrokerOptions(parsed as BrokerOptions);
+      if (command === 'agent') checkAgentOptions(parsed as Parameters<typeof checkAgentOptions>[0]);
+      if (command === 'sink') checkSinkOptions(parsed as Parameters<typeof checkSinkOptions>[0]);
       options ??= parsed;
     } catch (err) {
       if (err instanceof UsageError) throw new UsageError(`${inv.where}: ${err.message}`);
@@ -339,6 +341,8 @@ describe('deploy files: commands, flags, config keys and environment variables e
     expect(() => validate({ ...base, argv: ['broker', '--mqtt-port', '1883'] })).toThrow(/Unknown option '--mqtt-port'/);
     expect(() => validate({ ...base, argv: ['brokr'] })).toThrow(/not a dronelake command/);
     expect(() => validate({ ...base, argv: ['broker', '--host', '0.0.0.0'] })).toThrow(/not a loopback address/);
+    expect(() => validate({ ...base, argv: ['sink', '--http', '0.0.0.0:9100'] })).toThrow(/give --http-public/);
+    expect(() => validate({ ...base, argv: ['agent', '--gateway', 'g', '--spool', 's', '--http', '0.0.0.0:8080'] })).toThrow(/without --http-tokens/);
     expect(() => validate({ ...base, argv: ['sink', '--lake', 's3://b/p', '--s3-endpoint', 'ftp://x'] })).toThrow(/--s3-endpoint/);
     expect(() => validate({ ...base, argv: ['sink'], env: { DRONELAKE_SINK_LAKES: 's3://b/p' } })).toThrow(/DRONELAKE_SINK_LAKES is not an option of sink/);
     expect(() => validate({ ...base, argv: ['sink'], env: { DRONELAKE_SINK_FLUSH_INTERVAL: '-1' } })).toThrow(/--flush-interval \(from DRONELAKE_SINK_FLUSH_INTERVAL\)/);
@@ -508,6 +512,12 @@ describe('docker: Dockerfile and compose.yaml', () => {
         expect(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION', 'HEALTH_PORT'], `${name}: ${key}`).toContain(key);
       }
       if (command === 'broker' && !o.registry) expect(o.allowAnonymous, `${name}: a broker on 0.0.0.0 without registry`).toBe(true);
+      // The agent's token file is bind-mounted from beside compose.yaml.
+      if (command === 'agent') {
+        const mount = (s.volumes ?? []).find((v) => v.split(':')[1] === o.httpTokens);
+        expect(mount, `${name}: --http-tokens ${String(o.httpTokens)} is mounted`).toBeDefined();
+        expect(existsSync(path.join(ROOT, 'deploy/docker', mount!.split(':')[0]!)), `${name}: ${mount}`).toBe(true);
+      }
     }
   });
 

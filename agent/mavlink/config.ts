@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { ID_PATTERN } from '../../proto/topics';
 
@@ -40,6 +41,28 @@ export function parseDroneTable(spec: string): Map<number, string> {
   return table;
 }
 
+/**
+ * The senders MAVLink is taken from: `10.0.0.0/8,192.168.1.7,fd00::/8`. A BlockList used
+ * as an allow list: check() is true for an address it holds.
+ */
+export function parseAllowList(list: string): BlockList {
+  const allowed = new BlockList();
+  for (const raw of list.split(',')) {
+    const entry = raw.trim();
+    const [address = '', prefix, extra] = entry.split('/');
+    const family = isIP(address);
+    const bits = prefix === undefined ? undefined : Number(prefix);
+    const max = family === 6 ? 128 : 32;
+    if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(prefix!) && bits <= max))) {
+      throw new Error(`"${entry}" is not an IPv4 or IPv6 address or CIDR, e.g. 192.168.1.0/24`);
+    }
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) allowed.addAddress(address, type);
+    else allowed.addSubnet(address, bits, type);
+  }
+  return allowed;
+}
+
 /** Drone ids by system id: the table's, else `{gateway}-sys{N}`. */
 export function droneIdOf(gatewayId: string, table: ReadonlyMap<number, string>): (sysid: number) => string {
   return (sysid) => table.get(sysid) ?? `${gatewayId}-sys${sysid}`;
@@ -57,5 +80,6 @@ const refine = <T>(parse: (s: string) => T) => (s: string, ctx: z.RefinementCtx)
 export const mavlinkOptionSchemas = {
   endpoints: () => z.string().superRefine(refine(parseEndpoints)).optional(),
   drones: () => z.string().superRefine(refine(parseDroneTable)).optional(),
+  allow: () => z.string().superRefine(refine(parseAllowList)).optional(),
   hz: (fallback: number) => z.coerce.number().min(0).max(1000).default(fallback),
 };

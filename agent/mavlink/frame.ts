@@ -11,7 +11,7 @@ const STX_V2 = 0xfd;
 const HEADER_V1 = 6;
 const HEADER_V2 = 10;
 const CRC_BYTES = 2;
-const SIGNATURE_BYTES = 13;
+export const SIGNATURE_BYTES = 13;
 const IFLAG_SIGNED = 0x01;
 
 /** The CRC_EXTRA byte of each message id, indexed directly; -1 where the id is unknown. */
@@ -34,9 +34,13 @@ export interface Frame {
   payloadLen: number;
   /** Bytes of the whole frame: header, payload, CRC and signature. */
   total: number;
+  /** Where the frame starts (its STX) in the buffer. */
+  at: number;
+  /** A MAVLink 2 frame with the signed flag: its last SIGNATURE_BYTES are the signature block. */
+  signed: boolean;
 }
 
-export const newFrame = (): Frame => ({ msgid: 0, sysid: 0, compid: 0, payloadAt: 0, payloadLen: 0, total: 0 });
+export const newFrame = (): Frame => ({ msgid: 0, sysid: 0, compid: 0, payloadAt: 0, payloadLen: 0, total: 0, at: 0, signed: false });
 
 /** tryFrame() results other than a frame's length. */
 export const NEED_MORE = -1;
@@ -87,5 +91,7 @@ export function tryFrame(buf: Uint8Array, at: number, end: number, frame: Frame)
   frame.compid = buf[at + (header === HEADER_V2 ? 6 : 4)]!;
   frame.payloadAt = at + header;
   frame.payloadLen = len;
+  frame.at = at;
+  frame.signed = signature > 0;
   return total;
 }

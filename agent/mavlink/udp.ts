@@ -1,9 +1,11 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import type { BlockList } from 'node:net';
 import { nowMicros } from '../../proto/time';
 import type { Source, SourceOutput } from '../source';
 import type { UdpEndpoint } from './config';
 import { MavlinkScanner } from './scanner';
+import { createSignatureCheck, newSigningStats, type SigningKeys, type SigningStats } from './signing';
 import { MavlinkTelemetry, type MavlinkStats } from './telemetry';
 
 export interface MavlinkUdpOptions {
@@ -12,12 +14,20 @@ export interface MavlinkUdpOptions {
   /** At most this many points per second per vehicle; 0 keeps every position report. */
   hz: number;
   firstSeq: (droneId: string) => number;
+  /** Take only frames signed with these keys (MAVLink 2 signing); absent, signatures are not checked. */
+  keys?: SigningKeys | undefined;
+  /** Take only datagrams from these senders; absent, from anyone. */
+  allow?: BlockList | undefined;
+}
+
+export interface MavlinkUdpStats extends MavlinkStats {
+  signing: SigningStats;
 }
 
 export interface MavlinkUdpSource extends Source {
   /** The bound addresses, `udp:HOST:PORT`, with the ports the system chose for port 0. */
   readonly addresses: string[];
-  stats(): MavlinkStats;
+  stats(): MavlinkUdpStats;
 }
 
 /**
@@ -37,14 +47,24 @@ export async function openMavlinkUdp(opts: MavlinkUdpOptions): Promise<MavlinkUd
     canEmit: () => out?.accepting ?? false,
   });
   let receivedUs = 0;
-  const scanner = new MavlinkScanner('raw', telemetry.stats, (buf, frame) => telemetry.onFrame(buf, frame, receivedUs));
+  const signing = newSigningStats();
+  const signed = opts.keys ? createSignatureCheck(opts.keys, signing) : null;
+  // A frame that fails the check is dropped whole, before it can change a vehicle's state.
+  const scanner = new MavlinkScanner('raw', telemetry.stats, (buf, frame) => {
+    if (signed === null || signed(buf, frame, receivedUs)) telemetry.onFrame(buf, frame, receivedUs);
+  });
+  const allow = opts.allow;
   const sockets: dgram.Socket[] = [];
   try {
     for (const ep of opts.endpoints) {
       const socket = dgram.createSocket({ type: ep.host.includes(':') ? 'udp6' : 'udp4' });
       sockets.push(socket);
-      socket.on('message', (msg) => {
+      socket.on('message', (msg, from) => {
         if (out === null) return;
+        if (allow && !allow.check(from.address, from.family === 'IPv6' ? 'ipv6' : 'ipv4')) {
+          signing.refused.sender_denied++;
+          return;
+        }
         receivedUs = nowMicros();
         scanner.scan(msg, msg.length, true);
       });
@@ -64,7 +84,7 @@ export async function openMavlinkUdp(opts: MavlinkUdpOptions): Promise<MavlinkUd
   return {
     name: 'mavlink',
     addresses,
-    stats: () => telemetry.stats,
+    stats: () => ({ ...telemetry.stats, signing }),
     start(o) {
       out = o;
     },
