@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { mavlinkOptionSchemas } from './mavlink/config';
-import { configOption, logLevelOption, optionSchemas, type OptionSpec, type OptionSpecs } from '../deploy/options';
+import { configOption, logFormatOption, logLevelOption, optionSchemas, type OptionSpec, type OptionSpecs } from '../deploy/options';
 
 export const mavlinkDronesOption = {
   type: 'string',
@@ -49,6 +49,7 @@ export const agentOptions = {
   cert: { type: 'string', describe: 'PEM client certificate, for mutual TLS', schema: z.string().min(1).optional() },
   key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
 // The agent's options that make no sense for a file; the rest (link, spool, batching) apply.
@@ -73,4 +74,5 @@ export const replayOptions = {
   progress: { type: 'string', describe: 'seconds between progress lines on stderr', schema: optionSchemas.positive().default(5) },
   json: { type: 'boolean', describe: 'print the final summary as one JSON line on stdout', schema: optionSchemas.flag() },
   logLevel: { ...logLevelOption, schema: logLevelOption.schema.removeDefault().default('warn') },
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;

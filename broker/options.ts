@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { configOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { configOption, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 import { roleSchema } from './registry';
 
 const file = () => z.string().min(1).optional();
@@ -52,6 +52,7 @@ export const brokerOptions = {
     schema: seconds().default(60),
   },
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
 export const identityOptions = {

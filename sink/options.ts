@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
-import { configOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
+import { configOption, logFormatOption, logLevelOption, optionSchemas, type OptionSpecs } from '../deploy/options';
 
 export const sinkOptions = {
   config: configOption,
@@ -74,4 +74,5 @@ export const sinkOptions = {
   duckdbMemory: { type: 'string', describe: "DuckDB memory limit, e.g. '1GB'", schema: z.string().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, "expected a size such as '512MB' or '2GB'").default('1GB') },
   duckdbThreads: { type: 'string', describe: 'DuckDB worker threads', schema: optionSchemas.count(1, 256).default(2) },
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
