@@ -138,6 +138,21 @@ describe('dronelake query: SQL errors keep DuckDB\'s hints', () => {
     expect(r.stderr).toMatch(/^dronelake: query failed: Catalog Error: Scalar Function with name cont does not exist!\n {2}Did you mean "\w+"\?/);
   });
 
+  it('catalog: objectives by the names consumers use, with units, unset targets hidden, one throughput figure', async () => {
+    const r = await cli(['catalog', '--lake', lake.dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.split('\n');
+    const objectives = lines.slice(lines.indexOf('objectives:') + 1, lines.indexOf(''  , lines.indexOf('objectives:')));
+    // The sink's defaults: availability 99.9 %, error rate 1 %, commits every 30 s, freshness 120 s, retention 365 d; no throughput target.
+    expect(objectives.map((l) => l.slice(12, 28).trim())).toEqual(['availability', 'error rate', 'commit interval', 'freshness', 'retention']);
+    expect(objectives.find((l) => l.includes('freshness'))).toMatch(/^ {2}met {7}freshness {8}newest row at most 120 s old +now \d+(\.\d)? s$/);
+    expect(objectives.find((l) => l.includes('error rate'))).toMatch(/at most 1 % of input rejected, last 24 h +now 0 %$/);
+    expect(objectives.find((l) => l.includes('retention'))).toMatch(/^ {2}met {7}retention {8}rows kept at least 365 d; none are deleted +now oldest row \d+(\.\d)? s old$/);
+    expect(r.stdout).not.toMatch(/latency|target 0|\b1 windows/);
+    expect(r.stdout.match(/rows\/s/g)).toHaveLength(1);
+    expect(r.stdout).toMatch(/throughput \d+(\.\d)? rows\/s over the last \d+(\.\d)? s\n/);
+  });
+
   it('satellites is signed, so a difference between rows can be negative', async () => {
     // Unsigned, `satellites - (satellites + 1)` fails with an overflow, as `satellites - lag(satellites)` did.
     const r = await cli(['query', '--lake', lake.dir, '--format', 'csv', 'SELECT typeof(satellites) AS t, min(satellites - (satellites + 1)) AS d FROM telemetry GROUP BY ALL']);
