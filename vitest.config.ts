@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { skippedTestsReporter } from './test/skipped-reporter';
 
 export default defineConfig({
   test: {
@@ -7,5 +8,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
+    reporters: ['default', skippedTestsReporter],
   },
 });
