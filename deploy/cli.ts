@@ -50,9 +50,11 @@ const commands = {
       '       dronelake broker identity add|remove|list ...   (manage the registry; see its --help)',
     options: brokerOptions,
     async run(options) {
+      // Listening from the start: a signal during start-up stops the broker once it is up.
+      const stop = untilShutdown();
       const { startBroker } = await import('../broker/server');
       const broker = await startBroker(options, createLogger(options.logLevel, 'broker', options.logFormat));
-      await untilShutdown();
+      await stop;
       await broker.close();
       return 0;
     },
@@ -113,9 +115,10 @@ const commands = {
     options: sinkOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'write');
+      const stop = untilShutdown();
       const { startSink } = await import('../sink/sink');
       const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat));
-      await untilShutdown();
+      await stop;
       await sink.close();
       return 0;
     },
@@ -179,10 +182,11 @@ const commands = {
       '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)',
     options: agentOptions,
     async run(options) {
+      const stop = untilShutdown();
       const log = createLogger(options.logLevel, 'agent', options.logFormat);
       const { startAgent } = await import('../agent/agent');
       const agent = await startAgent(options, log);
-      await untilShutdown();
+      await stop;
       const drained = await agent.drain(10_000);
       if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
       await agent.close();
