@@ -1,4 +1,4 @@
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, runCli, tempDir, waitFor } from './helpers';
@@ -54,6 +54,18 @@ describe('dronelake on bad input, as a new user meets it', () => {
     expect(r.ms).toBeLessThan(5000);
     expect(r.stderr).toBe(`${line}\n`);
     expect(r.stdout).toBe('');
+    expect(gone(r.pid)).toBe(true);
+  });
+
+  it('up: when the sink fails after the broker is listening, the broker is closed and up exits 1 within 5 s', async () => {
+    // A file where the lake's drones/ directory belongs passes the root check and fails the sink's start.
+    const lake = path.join(scratch.dir, 'drones-is-a-file');
+    await mkdir(lake);
+    await writeFile(path.join(lake, 'drones'), 'not a directory\n');
+    const r = await timed(['up', '--lake', lake, '--duration', '1'], 10_000);
+    expect(r.code).toBe(1);
+    expect(r.ms).toBeLessThan(5000);
+    expect(r.stderr).toMatch(/^dronelake: Error: ENOTDIR: not a directory/);
     expect(gone(r.pid)).toBe(true);
   });
 
