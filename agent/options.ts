@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { mavlinkOptionSchemas, parseEndpoints } from './mavlink/config';
-import { configOption, hostOf, isLoopback, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 
 export const mavlinkDronesOption = {
   type: 'string',
@@ -71,6 +71,7 @@ export const agentOptions = {
   cert: { type: 'string', describe: 'PEM client certificate, for mutual TLS', schema: z.string().min(1).optional() },
   key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
 // The agent's options that make no sense for a file; the rest (link, spool, batching) apply.
@@ -110,6 +111,7 @@ export const replayOptions = {
   progress: { type: 'string', describe: 'seconds between progress lines on stderr', schema: optionSchemas.positive().default(5) },
   json: { type: 'boolean', describe: 'print the final summary as one JSON line on stdout', schema: optionSchemas.flag() },
   logLevel: { ...logLevelOption, schema: logLevelOption.schema.removeDefault().default('warn') },
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
 /** `agent token add|remove|list`: the token file, and the drones of a new token. */

@@ -32,7 +32,7 @@ export interface ReplaySummary {
  */
 export async function replay(file: string, options: ReplayConfig, interrupt: Promise<unknown>): Promise<ReplaySummary> {
   const started = performance.now();
-  const log = createLogger(options.logLevel, 'agent');
+  const log = createLogger(options.logLevel, 'agent', options.logFormat);
   // The live-only options stay off: no HTTP (so no health or skew check), no simulator, no UDP.
   const config: AgentConfig = {
     ...options,

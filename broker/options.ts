@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { checkHttpBind, httpPublicOption } from '../deploy/http';
-import { configOption, isLoopback, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { configOption, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 import { roleSchema } from './registry';
 
 const file = () => z.string().min(1).optional();
@@ -60,6 +60,7 @@ export const brokerOptions = {
     schema: seconds().default(60),
   },
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
 export const identityOptions = {

@@ -47,7 +47,10 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
   const registry = config.registry ? await readRegistry(config.registry) : null;
   const tls = config.tlsPort !== undefined ? { port: config.tlsPort, options: readTlsOptions(config, config.connectTimeout * 1000) } : undefined;
   if (!registry) {
-    log.warn({ host: config.host }, config.allowAnonymous ? 'accepting anonymous clients beyond loopback (--allow-anonymous)' : 'no --registry: accepting anonymous clients, on loopback only');
+    // Anonymous on loopback is the safe default (checkBrokerOptions refuses it elsewhere without
+    // --allow-anonymous), so it is news, not a warning; beyond loopback it is a risk taken on purpose.
+    if (config.allowAnonymous) log.warn({ host: config.host }, 'accepting anonymous clients beyond loopback (--allow-anonymous)');
+    else log.info({ host: config.host }, 'no --registry: accepting anonymous clients, on loopback only');
   }
 
   const stats = emptyBrokerStats();

@@ -3,6 +3,7 @@ import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../a
 import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
 import { catalogOptions } from '../sink/catalog-options';
+import { checkLakeRoot } from '../sink/lake-root';
 import { compactOptions } from '../sink/compact-options';
 import { queryOptions } from '../sink/query-options';
 import { createLogger } from './log';
@@ -33,16 +34,12 @@ const commands = {
     usage: 'dronelake up [--lake DIR] [--drones N] [--hz H] [--duration S] [--json]',
     options: upOptions,
     async run(options) {
-      const { runUp } = await import('./up');
-      const summary = await runUp(options, untilShutdown());
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(summary)}\n`);
-      } else {
-        process.stdout.write(
-          `generated ${summary.generated}, committed ${summary.committed} in ${summary.files} files under ${summary.lake} ` +
-            `(${summary.seconds.toFixed(1)} s; invalid ${summary.invalid}, rejected batches ${summary.rejected_batches}, re-sent batches ${summary.resent_batches})\n`,
-        );
-      }
+      // Listening before anything starts: the first signal stops start-up in order, at any stage.
+      const stop = untilShutdown();
+      await checkLakeRoot(options.lake, 'write');
+      const { formatUpSummary, runUp } = await import('./up');
+      const summary = await runUp(options, stop);
+      process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatUpSummary(summary, options.lake));
       return summary.generated === summary.committed ? 0 : 1;
     },
   }),
@@ -53,9 +50,11 @@ const commands = {
       '       dronelake broker identity add|remove|list ...   (manage the registry; see its --help)',
     options: brokerOptions,
     async run(options) {
+      // Listening from the start: a signal during start-up stops the broker once it is up.
+      const stop = untilShutdown();
       const { startBroker } = await import('../broker/server');
-      const broker = await startBroker(options, createLogger(options.logLevel, 'broker'));
-      await untilShutdown();
+      const broker = await startBroker(options, createLogger(options.logLevel, 'broker', options.logFormat));
+      await stop;
       await broker.close();
       return 0;
     },
@@ -115,9 +114,11 @@ const commands = {
     usage: 'dronelake sink [--broker URL] [--lake DIR|s3://BUCKET/PREFIX] [--client-id ID]',
     options: sinkOptions,
     async run(options) {
+      await checkLakeRoot(options.lake, 'write');
+      const stop = untilShutdown();
       const { startSink } = await import('../sink/sink');
-      const sink = await startSink(options, createLogger(options.logLevel, 'sink'));
-      await untilShutdown();
+      const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat));
+      await stop;
       await sink.close();
       return 0;
     },
@@ -129,12 +130,14 @@ const commands = {
     positionals: 1,
     async run(options, [sql]) {
       if (!sql) throw new UsageError('query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"');
+      await checkLakeRoot(options.lake, 'read');
       const { formatRows, queryLake } = await import('../sink/query');
       let result: Awaited<ReturnType<typeof queryLake>>;
       try {
         result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped manifest record ${key}: ${err.message}\n`));
       } catch (err) {
-        process.stderr.write(`dronelake: query failed: ${(err as Error).message.split('\n')[0]}\n`);
+        // DuckDB's hints (candidate columns, "Did you mean", the caret under the error) follow the first line.
+        process.stderr.write(`dronelake: query failed: ${indentedMessage(err)}\n`);
         return 1;
       }
       process.stdout.write(formatRows(result.columns, result.rows, options.format));
@@ -146,6 +149,7 @@ const commands = {
     usage: 'dronelake catalog [--lake DIR|s3://BUCKET/PREFIX] [--json]',
     options: catalogOptions,
     async run(options) {
+      await checkLakeRoot(options.lake, 'read');
       const { formatCatalog, readCatalog } = await import('../sink/catalog/read');
       let report: Awaited<ReturnType<typeof readCatalog>>;
       try {
@@ -163,8 +167,10 @@ const commands = {
     usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S]',
     options: compactOptions,
     async run(options) {
+      // A lake to compact must exist: a typo must not compact an empty directory made for it.
+      await checkLakeRoot(options.lake, 'read');
       const { compactOnce } = await import('../sink/compactor');
-      const result = await compactOnce(options, createLogger(options.logLevel, 'compact'));
+      const result = await compactOnce(options, createLogger(options.logLevel, 'compact', options.logFormat));
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return 0;
     },
@@ -177,10 +183,11 @@ const commands = {
       '       dronelake agent token add|remove|list ...   (manage the ingest API tokens; see its --help)',
     options: agentOptions,
     async run(options) {
-      const log = createLogger(options.logLevel, 'agent');
+      const stop = untilShutdown();
+      const log = createLogger(options.logLevel, 'agent', options.logFormat);
       const { startAgent } = await import('../agent/agent');
       const agent = await startAgent(options, log);
-      await untilShutdown();
+      await stop;
       const drained = await agent.drain(10_000);
       if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
       await agent.close();
@@ -264,12 +271,24 @@ ${Object.entries(commands)
 Run 'dronelake <command> --help' for a command's options.
 `;
 
+/** A multi-line error message with its later lines indented under the first. */
+const indentedMessage = (err: unknown): string =>
+  (err instanceof Error ? err.message : String(err))
+    .trimEnd()
+    .split('\n')
+    .map((line, i) => (i === 0 || line.trim() === '' ? line.trimEnd() : `  ${line.trimEnd()}`))
+    .join('\n');
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(TOP_HELP);
     return 0;
+  }
+  if (name === undefined) {
+    // A missing command is a usage error: the help goes where errors go, and the exit says so.
+    process.stderr.write(TOP_HELP);
+    return 2;
   }
   if (name === '--version' || name === '-v') {
     process.stdout.write(`${PACKAGE_VERSION}\n`);

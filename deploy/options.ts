@@ -112,8 +112,12 @@ export function parseOptions<S extends OptionSpecs>(specs: S, argv: string[], ma
   try {
     parsed = parseArgs({ args: attachDashValues(argv, config), options: config, allowPositionals: true, strict: true });
   } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    // `--drones --duration 2`: node calls the value ambiguous; the point is that it is missing.
+    const ambiguous = /^Option '(-[^' ]+)[^']*' argument is ambiguous/.exec(message);
+    if (ambiguous) throw new UsageError(`${ambiguous[1]} needs a value; the next argument is an option (to pass a value that begins with '-', write ${ambiguous[1]}=VALUE)`);
     // Node's message goes on to explain '--' for positionals; the first sentence is the point.
-    throw new UsageError((err as Error).message.split(/\. To specify|\n/)[0] ?? String(err));
+    throw new UsageError(message.split(/\. To specify|\n/)[0] ?? message);
   }
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`unexpected argument "${parsed.positionals[maxPositionals]}"`);
@@ -188,6 +192,13 @@ export const logLevelOption = {
   type: 'string',
   describe: `log level: ${LOG_LEVELS.join(', ')}`,
   schema: z.enum(LOG_LEVELS).default('info'),
+} satisfies OptionSpec;
+
+export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
+export const logFormatOption = {
+  type: 'string',
+  describe: 'logs as readable lines (pretty) or one JSON object a line (json); auto: pretty when stderr is a terminal',
+  schema: z.enum(LOG_FORMATS).default('auto'),
 } satisfies OptionSpec;
 
 export const configOption = {

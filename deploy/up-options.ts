@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { logLevelOption, optionSchemas, type OptionSpecs } from './options';
+import { logFormatOption, logLevelOption, optionSchemas, type OptionSpecs } from './options';
 
 export const upOptions = {
   lake: { type: 'string', describe: 'lake root directory', schema: z.string().min(1).default('./lake') },
@@ -16,4 +16,5 @@ export const upOptions = {
   progress: { type: 'string', describe: 'seconds between progress lines', schema: optionSchemas.positive().default(3) },
   json: { type: 'boolean', describe: 'print the final summary as one JSON line on stdout', schema: optionSchemas.flag() },
   logLevel: { ...logLevelOption, schema: logLevelOption.schema.removeDefault().default('warn') },
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;

@@ -21,7 +21,9 @@ const SQL_TYPE: Record<ColumnKind, string> = {
   // TIMESTAMPTZ is written as Parquet TIMESTAMP(MICROS, isAdjustedToUTC=true).
   timestamp: 'TIMESTAMPTZ',
   double: 'DOUBLE',
-  uint32: 'UINTEGER',
+  // Signed, and wide enough for every uint32: consumers subtract counts (`satellites -
+  // lag(satellites)`), which overflows in an unsigned type as soon as a count falls.
+  uint32: 'BIGINT',
   bool: 'BOOLEAN',
   enum: 'VARCHAR',
 };

@@ -1,4 +1,4 @@
-import { configOption, logLevelOption, type OptionSpecs } from '../deploy/options';
+import { configOption, logFormatOption, logLevelOption, type OptionSpecs } from '../deploy/options';
 import { sinkOptions } from './options';
 import { storageOptions } from './storage-options';
 
@@ -10,4 +10,5 @@ export const compactOptions = {
   compactGrace: sinkOptions.compactGrace,
   duckdbMemory: sinkOptions.duckdbMemory,
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;

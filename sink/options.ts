@@ -3,7 +3,7 @@ import { LIVE_AFTER } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
 import { checkHttpBind, httpPublicOption } from '../deploy/http';
-import { configOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { configOption, logFormatOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 
 export const sinkOptions = {
   config: configOption,
@@ -94,6 +94,7 @@ export const sinkOptions = {
   duckdbMemory: { type: 'string', describe: "DuckDB memory limit, e.g. '1GB'", schema: z.string().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, "expected a size such as '512MB' or '2GB'").default('1GB') },
   duckdbThreads: { type: 'string', describe: 'DuckDB worker threads', schema: optionSchemas.count(1, 256).default(2) },
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
 /** Rules between options, checked before anything is opened; a broken one is a usage error. */

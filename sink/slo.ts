@@ -15,7 +15,7 @@ export interface SloConfig {
 export function sloTargets(config: SloConfig): SloTarget[] {
   return [
     { property: 'availability', target: config.availabilityPct, unit: '%', direction: 'min', description: 'share of the last 24 hours in which the sink recorded quality windows (it was up and committing)' },
-    { property: 'throughput', target: config.minThroughput, unit: 'rows/s', direction: 'min', description: 'rows committed per second over the last hour' },
+    { property: 'throughput', target: config.minThroughput, unit: 'rows/s', direction: 'min', description: 'rows committed per second over the last hour (since the first commit, if that is later)' },
     { property: 'errorRate', target: config.maxErrorRate, unit: 'ratio', direction: 'max', description: '(rejected points + rejected batches) / (received points + rejected batches) over the last 24 hours' },
     { property: 'frequency', target: config.maxCommitIntervalSeconds, unit: 's', direction: 'max', description: 'median time between consecutive commits over the last hour' },
     { property: 'latency', target: config.maxFreshnessSeconds, unit: 's', direction: 'max', description: 'freshness: age of the newest committed event' },
@@ -46,6 +46,16 @@ function median(values: number[]): number | null {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/**
+ * Rows per second over the last hour, or since the first commit when the product is
+ * younger: a product two minutes old is not held to rows spread over an hour it did not run.
+ */
+export function throughputOf(hour: QualityMetrics, commits: CommitRecord[], nowMs: number): { rowsPerSecond: number; windowSeconds: number } {
+  const first = commits.reduce((t, c) => Math.min(t, Date.parse(c.committed_at)), nowMs);
+  const windowSeconds = Math.max(1, Math.min(HOUR_MS, nowMs - first) / 1000);
+  return { rowsPerSecond: hour.rows / windowSeconds, windowSeconds };
+}
+
 function actualOf(property: SloProperty, inputs: SloInputs): number | null {
   switch (property) {
     case 'availability': {
@@ -58,7 +68,7 @@ function actualOf(property: SloProperty, inputs: SloInputs): number | null {
       return Math.min(100, (100 * recorded.length) / expected);
     }
     case 'throughput':
-      return inputs.hour.throughput_rows_per_second;
+      return throughputOf(inputs.hour, inputs.commits, inputs.nowMs).rowsPerSecond;
     case 'errorRate':
       return inputs.day.error_rate;
     case 'frequency': {
@@ -98,16 +108,17 @@ export function productStatus(
   windows: { endsMs: number[]; windowMs: number },
   settleMs: number,
   nowMs: number,
-): { quality: QualityMetrics; slos: SloStatus[] } {
+): { quality: QualityMetrics; slos: SloStatus[]; throughput: { rowsPerSecond: number; windowSeconds: number } } {
   const quality = qualityOf(commits, { toMs: nowMs, settleMs });
+  const hour = qualityOf(commits, { fromMs: nowMs - HOUR_MS, toMs: nowMs, settleMs });
   const slos = evaluateSlos(targets, {
     day: qualityOf(commits, { fromMs: nowMs - DAY_MS, toMs: nowMs, settleMs }),
-    hour: qualityOf(commits, { fromMs: nowMs - HOUR_MS, toMs: nowMs, settleMs }),
+    hour,
     now: quality,
     commits,
     windowEndsMs: windows.endsMs,
     windowMs: windows.windowMs,
     nowMs,
   });
-  return { quality, slos };
+  return { quality, slos, throughput: throughputOf(hour, commits, nowMs) };
 }

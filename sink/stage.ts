@@ -71,6 +71,9 @@ function lakeExpression(column: LakeColumn): string {
       return `(SELECT list(s ORDER BY id) FROM dict)[${staged} + 1] AS ${column.name}`;
     case 'uint64':
       return `${staged}::UBIGINT AS ${column.name}`;
+    case 'uint32':
+      // Staged as UINTEGER, stored as the lake's signed type (proto/columns.ts).
+      return `${staged}::${column.sqlType} AS ${column.name}`;
     case 'timestamp':
       // Integer microseconds in, exact, whatever the session time zone; casting a
       // TIMESTAMP to TIMESTAMPTZ instead would shift it by the zone's offset.

@@ -129,7 +129,7 @@ describe('broker identities and access rules', () => {
     expect(received.some((m) => m.payload === 'sink pretending')).toBe(false);
   });
 
-  it.skipIf(!HAS_MOSQUITTO)('refuses mosquitto_pub with a wrong password, without credentials, or with the sink client id, and denies its subscriptions', async () => {
+  it.skipIf(!HAS_MOSQUITTO)(`refuses mosquitto_pub with a wrong password, without credentials, or with the sink client id, and denies its subscriptions${HAS_MOSQUITTO ? '' : ' (skipped: mosquitto_pub is not on PATH; apt-get install mosquitto-clients)'}`, async () => {
     const wrong = await mosquitto('mosquitto_pub', [...mqttArgs('gw-a', 'gw-a-m', 'wrong'), '-t', telemetryTopic('gw-a'), '-m', 'x', '-q', '1']);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toContain('Connection Refused: bad user name or password');
@@ -149,7 +149,7 @@ describe('broker identities and access rules', () => {
     expect(telemetry.stderr).toContain('All subscription requests were denied');
   });
 
-  it.skipIf(!HAS_MOSQUITTO)("delivers mosquitto_pub's own telemetry to the sink, and never what it sends to another gateway's topic", async () => {
+  it.skipIf(!HAS_MOSQUITTO)(`delivers mosquitto_pub's own telemetry to the sink, and never what it sends to another gateway's topic${HAS_MOSQUITTO ? '' : ' (skipped: mosquitto_pub is not on PATH; apt-get install mosquitto-clients)'}`, async () => {
     const denials = broker.stats().aclDenials.publish;
     const forged = await mosquitto('mosquitto_pub', [...mqttArgs('gw-a', 'gw-a-m'), '-t', telemetryTopic('gw-b'), '-m', 'forged by mosquitto', '-q', '0']);
     expect(forged.code).toBe(0); // QoS 0: it cannot know; the broker closed its connection.
@@ -161,7 +161,6 @@ describe('broker identities and access rules', () => {
     expect(received.some((m) => m.payload === 'forged by mosquitto')).toBe(false);
   });
 
-  it.skipIf(HAS_MOSQUITTO)('skips the mosquitto_pub/mosquitto_sub tests: they are not on PATH (apt-get install mosquitto-clients)', () => {});
 
   it('reloads the registry when its file changes: a new gateway needs no restart, a removed one is cut off', async () => {
     const b = await as('gw-b');

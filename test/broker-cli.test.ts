@@ -130,7 +130,7 @@ describe('dronelake broker, secure by default', () => {
     const local = runCli(['broker', '--port', '0', '--persistence', 'memory']);
     try {
       await listening(local);
-      expect(logLines(local.stderr())).toContainEqual(expect.objectContaining({ level: 40, msg: 'no --registry: accepting anonymous clients, on loopback only', host: '127.0.0.1' }));
+      expect(logLines(local.stderr())).toContainEqual(expect.objectContaining({ level: 30, msg: 'no --registry: accepting anonymous clients, on loopback only', host: '127.0.0.1' }));
     } finally {
       local.child.kill('SIGTERM');
       expect(await local.exited).toBe(0);

@@ -45,7 +45,7 @@ const LOGICAL_TYPES: Readonly<Record<string, Doc>> = {
   VARCHAR: { logicalType: 'string' },
   JSON: { logicalType: 'object' },
   UBIGINT: { logicalType: 'integer', logicalTypeOptions: { format: 'u64' } },
-  UINTEGER: { logicalType: 'integer', logicalTypeOptions: { format: 'u32' } },
+  BIGINT: { logicalType: 'integer', logicalTypeOptions: { format: 'i64' } },
   DOUBLE: { logicalType: 'number', logicalTypeOptions: { format: 'f64' } },
   BOOLEAN: { logicalType: 'boolean' },
   TIMESTAMPTZ: { logicalType: 'timestamp', logicalTypeOptions: { timezone: true, defaultTimezone: 'Etc/UTC' } },
@@ -278,6 +278,11 @@ function description(input: ContractInput): Doc {
   };
 }
 
+/** Schema changes a consumer may need to act on, newest first; additions of columns are not listed. */
+const CHANGELOG = [
+  'satellites is BIGINT (signed), was UINTEGER: differences between rows (satellites - lag(satellites)) no longer overflow. Files written before this change hold UINTEGER.',
+];
+
 /** The product's ODCS v3.1.0 data contract: the lake's schema, quality rules, servers and objectives. */
 export function buildContract(input: ContractInput): Doc {
   const { ownership } = input;
@@ -301,6 +306,7 @@ export function buildContract(input: ContractInput): Doc {
       { property: 'flushIntervalSeconds', value: input.flushIntervalSeconds, description: 'seconds between commits to the lake' },
       { property: 'latenessSeconds', value: input.latenessSeconds, description: 'seconds after its hour ends that a partition closes' },
       { property: 'maxFutureSkewSeconds', value: input.maxFutureSkewSeconds, description: "seconds an event time may lie ahead of the sink's clock" },
+      { property: 'changelog', value: CHANGELOG, description: 'changes to the schema that consumers may need to act on, newest first' },
     ],
     ...(input.createdAt && { contractCreatedTs: input.createdAt }),
   };

@@ -14,6 +14,8 @@ export interface CatalogReport {
   slos: SloStatus[];
   quality: QualityMetrics;
   quality_windows: number;
+  /** Rows per second over the last hour, or since the first commit when that is later: the one throughput figure people are shown. */
+  throughput: { rows_per_second: number; window_seconds: number };
 }
 
 /** Settings the sink records in the contract's customProperties, for readers like this one. */
@@ -54,7 +56,7 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
     const windowEnds = [...new Set((await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
     const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
     const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
-    const { quality, slos } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
+    const { quality, slos, throughput } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
     return {
       product: {
         id: product.id,
@@ -69,6 +71,7 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
       slos,
       quality,
       quality_windows: windowEnds.length,
+      throughput: { rows_per_second: throughput.rowsPerSecond, window_seconds: throughput.windowSeconds },
     };
   } finally {
     await storage.close();
@@ -77,23 +80,56 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
 
 const num = (v: number | null, digits = 3): string => (v === null ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
 
+/** A span of time as people say it: 4.7 s, 12 min, 3.5 h, 2.0 d. */
+export function duration(seconds: number | null): string {
+  if (seconds === null) return '-';
+  if (seconds < 300) return `${num(seconds, 1)} s`;
+  if (seconds < 5400) return `${num(seconds / 60, 0)} min`;
+  if (seconds < 172_800) return `${num(seconds / 3600, 1)} h`;
+  return `${num(seconds / 86_400, 1)} d`;
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * How each objective reads to a consumer: a name, the promise in words with its unit, and
+ * what the lake shows now. The contract keeps ODCS's property names (`latency` is what ODCS
+ * calls how old the newest data may be); people read "freshness".
+ */
+const OBJECTIVES: Record<SloProperty, { name: string; promise: (target: number) => string; now: (actual: number | null) => string }> = {
+  latency: { name: 'freshness', promise: (t) => `newest row at most ${duration(t)} old`, now: duration },
+  availability: { name: 'availability', promise: (t) => `sink up at least ${num(t, 1)} % of the last 24 h`, now: (a) => `${num(a, 1)} %` },
+  throughput: { name: 'throughput', promise: (t) => `at least ${num(t, 1)} rows/s over the last hour`, now: (a) => `${num(a, 1)} rows/s` },
+  errorRate: { name: 'error rate', promise: (t) => `at most ${num(t * 100, 2)} % of input rejected, last 24 h`, now: (a) => (a === null ? '-' : `${num(a * 100, 2)} %`) },
+  frequency: { name: 'commit interval', promise: (t) => `a commit at least every ${duration(t)}`, now: (a) => `${duration(a)} (median, last hour)` },
+  retention: { name: 'retention', promise: (t) => `rows kept at least ${duration(t * 86_400)}; none are deleted`, now: (a) => (a === null ? 'no rows yet' : `oldest row ${duration(a * 86_400)} old`) },
+};
+
+/** An objective whose target nothing can miss (at least 0) was not set: it is not shown as one. */
+const isSet = (s: SloStatus): boolean => !(s.target <= 0 && DIRECTION[s.property] === 'min');
+
 export function formatCatalog(report: CatalogReport): string {
   const q = report.quality;
+  const objectives = report.slos.filter(isSet).map((s) => {
+    const o = OBJECTIVES[s.property];
+    const status = s.met ? 'met' : s.actual === null ? 'no data' : 'BREACHED';
+    return [`  ${status.padEnd(9)}`, o.name.padEnd(16), o.promise(s.target).padEnd(46), `now ${o.now(s.actual)}`];
+  });
   const lines = [
     `${report.product.name} (${report.product.id}), domain ${report.product.domain}, version ${report.product.version}, ${report.product.status}`,
     `contract ${report.product.contract}; output ports: ${report.product.output_ports.join(', ')}`,
     `key: ${report.key}`,
     '',
     'objectives:',
-    ...report.slos.map((s) => `  ${s.met ? 'met     ' : 'BREACHED'}  ${s.property.padEnd(12)} target ${num(s.target)} ${s.unit}, actual ${num(s.actual)}${s.met ? '' : `, off by ${num(s.breach)}`}`),
+    ...objectives.map((cells) => cells.join(' ').trimEnd()),
     '',
-    `quality (${q.from} .. ${q.to}, ${report.quality_windows} windows recorded):`,
-    `  rows ${q.rows}, received points ${q.received_points}, throughput ${num(q.throughput_rows_per_second, 1)} rows/s`,
+    `quality (${q.from} .. ${q.to}, ${plural(report.quality_windows, 'window')} recorded):`,
+    `  rows ${q.rows}, received points ${q.received_points}, throughput ${num(report.throughput.rows_per_second, 1)} rows/s over the last ${duration(report.throughput.window_seconds)}`,
     `  missing entries ${q.missing_entries}, reported lost ${q.reported_lost}, in flight ${q.in_flight}`,
     `  drones ${q.drones} in ${q.streams} streams${Object.keys(q.streams_by_drone).length > 0 ? ` (several: ${Object.entries(q.streams_by_drone).slice(0, 5).map(([d, n]) => `${d} ${n}`).join(', ')}${Object.keys(q.streams_by_drone).length > 5 ? ', …' : ''})` : ''}`,
-    `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches}, error rate ${num(q.error_rate, 4)}`,
+    `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches}, error rate ${num(q.error_rate * 100, 2)} %`,
     `  duplicates dropped ${q.duplicates_dropped}, late points ${q.late_points}`,
-    `  freshness ${num(q.freshness_seconds, 1)} s, latency p50 ${num(q.latency_p50_ms, 0)} ms, p99 ${num(q.latency_p99_ms, 0)} ms`,
+    `  freshness: newest row ${duration(q.freshness_seconds)} old; event to commit p50 ${num(q.latency_p50_ms, 0)} ms, p99 ${num(q.latency_p99_ms, 0)} ms`,
   ];
   return `${lines.join('\n')}\n`;
 }
