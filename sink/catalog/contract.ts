@@ -180,7 +180,7 @@ function eventsSchema(live: LivePortInput): Doc {
     { name: 'battery_pct', sqlType: 'DOUBLE', description: 'battery_low: the battery level of the point that raised it', unit: '%', required: false },
     { name: 'threshold_pct', sqlType: 'DOUBLE', description: 'battery_low: the threshold it fell below', unit: '%', required: false },
     { name: 'last_seen', sqlType: 'TIMESTAMPTZ', description: 'silent: when the last point of the drone went live', unit: null, required: false },
-    { name: 'silent_seconds', sqlType: 'UINTEGER', description: 'silent: seconds since then', unit: 's', required: false },
+    { name: 'silent_seconds', sqlType: 'BIGINT', description: 'silent: seconds since then', unit: 's', required: false },
   ];
   return {
     name: 'events',
@@ -280,6 +280,7 @@ function description(input: ContractInput): Doc {
 
 /** Schema changes a consumer may need to act on, newest first; additions of columns are not listed. */
 const CHANGELOG = [
+  'The key is (drone_id, stream, seq), was (drone_id, seq): a drone has a stream per gateway spool (or ingest client) that numbered its points, so a roaming drone, a replaced spool or a second run no longer lose points to another stream\'s seqs. Rows written before streams have stream null: read it as 0.',
   'satellites is BIGINT (signed), was UINTEGER: differences between rows (satellites - lag(satellites)) no longer overflow. Files written before this change hold UINTEGER.',
 ];
 
