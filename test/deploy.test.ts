@@ -447,7 +447,7 @@ describe('gateway: systemd unit and install.sh', () => {
 describe('docker: Dockerfile and compose.yaml', () => {
   it('the Dockerfile builds from sources that exist and runs the built cli', () => {
     expect(ENTRYPOINT).toEqual(['node', '/app/dist/cli.js']);
-    expect(pkg.bin.dronelake).toBe('dist/cli.js');
+    expect(pkg.bin.dronelake).toBe('deploy/dronelake.mjs');
     expect(read('tsup.config.ts')).toMatch(/cli: 'deploy\/cli\.ts'/);
     const froms = [...DOCKERFILE.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
     expect(froms).toEqual(['node:22-bookworm-slim', 'node:22-bookworm-slim']);

@@ -1,7 +1,8 @@
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, runCli, tempDir, waitFor } from './helpers';
+import { cli, ROOT, runCli, tempDir, waitFor } from './helpers';
 
 // What a new user meets first, run as processes of the built CLI: a wrong --lake, a
 // Ctrl-C during start-up, a typo in SQL. Each must end quickly with a line that says why.
@@ -86,6 +87,20 @@ describe('dronelake on bad input, as a new user meets it', () => {
     const r = await timed(['query', '--lake', scratch.dir, 'SELECT count(*) FROM telemetry'], 10_000);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`dronelake: --lake ${scratch.dir}: not a lake: no drones/_catalog/ in it (no sink has written here)\n`);
+  });
+
+  it('the dronelake command in a checkout that was never built says how to build it, and runs the CLI once built', async () => {
+    const { dir, remove } = await tempDir('unbuilt');
+    try {
+      await mkdir(path.join(dir, 'deploy'));
+      await writeFile(path.join(dir, 'deploy', 'dronelake.mjs'), await readFile(path.join(ROOT, 'deploy', 'dronelake.mjs')));
+      const unbuilt = spawnSync(process.execPath, [path.join(dir, 'deploy', 'dronelake.mjs'), '--help'], { encoding: 'utf8' });
+      expect([unbuilt.status, unbuilt.stderr, unbuilt.stdout]).toEqual([2, "dronelake: not built yet: run 'npm run build' (npm start builds too), then try again\n", '']);
+      const built = spawnSync(process.execPath, [path.join(ROOT, 'deploy', 'dronelake.mjs'), '--version'], { encoding: 'utf8' });
+      expect([built.status, built.stdout.trim()]).toEqual([0, JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version]);
+    } finally {
+      await remove();
+    }
   });
 
   it('dronelake with no command prints the help on stderr and exits 2', async () => {
