@@ -6,6 +6,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgentFootprint } from './agent-footprint';
 import { runCatchUp, runLatency } from './latency';
+import { runLive } from './live';
 import { runNaiveBaseline } from './naive';
 import { figure, table, type BenchContext, type Figure } from './report';
 import { runSizes } from './sizes';
@@ -32,6 +33,7 @@ const SECTIONS: Record<string, Section> = {
   agent: runAgentFootprint,
   latency: runLatency,
   catchup: runCatchUp,
+  live: runLive,
   stages: runStages,
   sizes: runSizes,
   naive: runNaiveBaseline,
