@@ -63,6 +63,6 @@ export async function runLive(ctx: BenchContext): Promise<Figure[]> {
     figure('live', 'live_stuck_p99_ms', 'event to commit p99, live port on, consumer stuck', results.stuck.p99, 'ms'),
     figure('live', 'live_stuck_to_off_p99_ratio', 'p99 with a stuck consumer / without the port', ratio(results.off.p99, results.stuck.p99), 'x'),
     figure('live', 'live_points_published', 'points the live port published meanwhile', results.stuck.live, 'points'),
-    figure('live', 'live_slow_consumers_closed', 'consumers the broker closed for not reading (after --drain-timeout, 60 s)', results.stuck.slowConsumers, 'clients'),
+    figure('live', 'live_slow_consumers_closed', 'consumers the broker closed for not reading (256 KiB of the live port left unread)', results.stuck.slowConsumers, 'clients'),
   ];
 }

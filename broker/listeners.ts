@@ -5,6 +5,9 @@ import tls from 'node:tls';
 import { readPem } from '../deploy/files';
 import { UsageError } from '../deploy/options';
 
+/** Bytes queued on a client's socket before a write reports it full (see server.ts). */
+export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;
+
 export interface ListenerConfig {
   host: string;
   /** Plain TCP; undefined for none. */
@@ -80,7 +83,12 @@ export async function openListeners(config: ListenerConfig, onConnection: (socke
   // cellular bearer, a NAT that forgot it) would hold its session for ever. The kernel probes
   // a silent connection after tcpKeepalive seconds; Node 20 (libuv) then sends 10 probes a
   // second apart, and the tenth unanswered closes the socket with ETIMEDOUT (invariant 6).
-  const keepAlive: net.ServerOpts = { keepAlive: true, keepAliveInitialDelay: config.tcpKeepalive * 1000 };
+  //
+  // Aedes makes a publisher wait while a delivery waits for its receiver's socket to drain,
+  // which happens once more than the socket's high-water mark is queued. A larger mark than
+  // Node's 16 KiB lets server.ts close a live-port consumer that stopped reading before any
+  // publisher (the sink) waits on it.
+  const keepAlive: net.ServerOpts = { keepAlive: true, keepAliveInitialDelay: config.tcpKeepalive * 1000, highWaterMark: SOCKET_HIGH_WATER_MARK };
   try {
     const plain = config.port !== undefined ? await listen(track(net.createServer(keepAlive, onConnection)), config.port, config.host) : undefined;
     let secure: net.AddressInfo | undefined;

@@ -7,7 +7,8 @@ import { aclHooks, mayReceive, type AclAction } from './acl';
 import { Authenticator, Refusal } from './auth';
 import { openBackends } from './backends';
 import { healthRoute, metricsRoute, serveHttp, type HttpServer } from '../deploy/http';
-import { openListeners, readTlsOptions, type Listeners } from './listeners';
+import { openListeners, readTlsOptions, SOCKET_HIGH_WATER_MARK, type Listeners } from './listeners';
+import { isOutputPortTopic } from '../proto/topics';
 import { brokerMetrics } from './metrics';
 import { brokerOptions, checkBrokerOptions, type BrokerOptions } from './options';
 import { limitPacketSize } from './packet-size';
@@ -64,6 +65,17 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
     log.warn({ clientId: client?.id, identity: client && auth.identityOf(client)?.id, action, topic }, 'denied by the access rules');
   };
   const authorizeForward: AedesOptions['authorizeForward'] = (client, packet) => {
+    // A live-port consumer that leaves a quarter of its socket's high-water mark unsent is
+    // not keeping up: it is closed before a delivery to it would have to wait for a drain,
+    // which would make the sink's live publishes wait behind it (invariant 6: a slow
+    // consumer never slows the lake). QoS 0 deliveries it missed are its loss, not the lake's.
+    if (isOutputPortTopic(packet.topic) && client.conn.writableLength > SOCKET_HIGH_WATER_MARK / 4) {
+      if (!client.conn.destroyed) {
+        stats.slowConsumers++;
+        client.conn.destroy(new Error('slow consumer: not reading the live port'));
+      }
+      return null;
+    }
     if (!auth.anonymous) {
       const who = auth.identityOf(client);
       if (!who || !mayReceive(who, packet.topic)) {

@@ -7,7 +7,8 @@ import { eventsTopic, ID_PATTERN, liveTopic } from '../proto/topics';
 // rows in JSON, for consumers that cannot wait for files. One MQTT message per drone per
 // delivery, on dronelake/v1/live/{drone_id}, and the same on Server-Sent Events. A slow
 // consumer never slows the lake (invariant 6): MQTT goes out at QoS 0 and is dropped,
-// counted, while the broker link is down; an SSE client that falls behind is disconnected.
+// counted, while the broker link is down or backed up; an SSE client that falls behind is
+// disconnected.
 
 /** When a point goes live: once durably in the lake (commit), or as soon as validated (accept). */
 export const LIVE_AFTER = ['commit', 'accept'] as const;
@@ -30,7 +31,7 @@ export interface LiveSettings {
 export interface LiveStats {
   points: number;
   messages: number;
-  /** Points not published on MQTT because the broker link was down. */
+  /** Points not published on MQTT because the broker link was down or backed up. */
   mqttDroppedPoints: number;
   sseClients: number;
   /** SSE clients disconnected for falling behind, and the points they missed then. */

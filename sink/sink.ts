@@ -31,6 +31,8 @@ import { emptySinkStats, type SinkStats } from './stats';
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 const MIB = 1024 * 1024;
+/** Live messages written but not yet taken by the broker, in bytes, beyond which the port drops. */
+const LIVE_MAX_BUFFERED = MIB;
 
 export interface Sink {
   readonly lake: string;
@@ -117,14 +119,19 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // while a message handler holds its callback, PUBACKs included, so a commit that
   // waited for its acks' PUBACKs on the telemetry connection, while that connection was
   // held for backpressure, would wait forever.
-  // It also carries the live port, at QoS 0 and never queued while the link is down
-  // (queueQoSZero off), so live consumers cannot hold memory or the commits (invariant 6).
-  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, queueQoSZero: false });
+  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
-  const live = config.live
+  // The live port has a connection of its own, so that nothing it carries can delay an ack.
+  // Invariant 6: it publishes at QoS 0, queues nothing while the link is down, and drops
+  // (and counts) what the broker is not reading, so it never holds memory or a commit.
+  const liveClient = config.live
+    ? mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-live`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, queueQoSZero: false })
+    : null;
+  liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
+  const live = liveClient
     ? createLivePort({ after: config.liveAfter, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence }, (topic, payload) => {
-        if (!ackClient.connected) return false;
-        ackClient.publish(topic, payload, { qos: 0 });
+        if (!liveClient.connected || liveClient.stream.writableLength > LIVE_MAX_BUFFERED) return false;
+        liveClient.publish(topic, payload, { qos: 0 });
         return true;
       })
     : null;
@@ -382,6 +389,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       // unacknowledged on purpose so that the broker delivers them to this session again.
       await client.endAsync(true);
       await ackClient.endAsync(!ackClient.connected);
+      await liveClient?.endAsync(true);
       closeStageBuffer(await spare);
       closeStageBuffer(open);
       conn.closeSync();
