@@ -9,6 +9,7 @@ export function sinkMetrics(stats: () => SinkSnapshot): Registry {
   const { registry, counter, byLabel, gauge } = statsRegistry(stats);
   counter('dronelake_sink_batches_received_total', 'Messages taken from the broker.', (s) => s.batchesReceived);
   byLabel('dronelake_sink_batches_rejected_total', 'Messages quarantined whole, by reason.', 'reason', (s) => s.batchesRejected);
+  counter('dronelake_sink_batches_rejected_repeats_total', 'Copies of a message already quarantined (a re-send or redelivery within 24 h), counted and not quarantined again.', (s) => s.batchesRejectedRepeats);
   counter('dronelake_sink_batches_duplicate_total', 'Batches taken again (a re-send), acked again and not stored.', (s) => s.batchesDuplicate);
   counter('dronelake_sink_points_received_total', 'Points of decodable batches.', (s) => s.pointsReceived);
   byLabel('dronelake_sink_points_rejected_total', 'Points quarantined, by the rule they broke.', 'rule', (s) => s.pointsInvalid);

@@ -23,6 +23,7 @@ import { LatencyHistogram } from './latency';
 import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
+import { createRejectMemory } from './rejects';
 import type { sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
@@ -65,6 +66,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const latency = new LatencyHistogram();
   const ledger = new BatchLedger();
   const pointLedger = new PointLedger();
+  const rejected = createRejectMemory();
   let committingBuffer: StageBuffer | null = null;
   // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
   const manifestCache: ManifestCache = new Map();
@@ -160,6 +162,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       stats.commitErrors++;
       stats.pointsStaged -= buffer.points;
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.unstage(gatewayId, seq);
+      rejected.forget(buffer.table);
       log.error({ tag, err: (err as Error).message }, 'commit failed; its batches will be taken again when re-sent');
     } finally {
       committingBuffer = null;
@@ -175,6 +178,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     stats.batchesReceived++;
     const decoded = decodeTelemetry(topic, payload);
     if (!decoded.ok) {
+      // Invariant 5: a copy of a message already quarantined is counted as a repeat only.
+      if (!rejected.first(topic, payload, Date.now(), open.table)) {
+        stats.batchesRejectedRepeats++;
+        open.counts.repeated_rejected_batches++;
+        return;
+      }
       stats.batchesRejected[decoded.reason]++;
       open.counts.rejected_batches[decoded.reason]++;
       quarantineBatch(open.quarantine, nowMicros(), topic, decoded.gatewayId, decoded.reason, decoded.detail, payload);
