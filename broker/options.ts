@@ -21,7 +21,11 @@ export const brokerOptions = {
     describe: "where sessions and queued messages live: 'level' (on disk under --data-dir) or 'memory' (lost on restart)",
     schema: z.enum(['level', 'memory'], { error: "expected 'level' or 'memory'" }).default('level'),
   },
-  dataDir: { type: 'string', describe: 'directory of the on-disk session store', schema: z.string().min(1).default('./broker-data') },
+  dataDir: {
+    type: 'string',
+    describe: 'directory of the on-disk session store, one per broker (required with --persistence level, e.g. /var/lib/dronelake/broker)',
+    schema: z.string().min(1).optional(),
+  },
   cluster: {
     type: 'string',
     describe: 'redis:// URL shared by the brokers of a cluster (sessions and routing in Redis)',
@@ -72,7 +76,9 @@ export type BrokerOptions = ParsedOptions<typeof brokerOptions>;
 const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
 /** Rules between options, checked before anything is opened; a broken one is a usage error. */
-export function checkBrokerOptions(o: Pick<BrokerOptions, 'host' | 'registry' | 'allowAnonymous' | 'tlsPort' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsOnly'>): void {
+export function checkBrokerOptions(
+  o: Pick<BrokerOptions, 'host' | 'registry' | 'allowAnonymous' | 'tlsPort' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsOnly'> & Partial<Pick<BrokerOptions, 'persistence' | 'dataDir' | 'cluster'>>,
+): void {
   if (o.registry && o.allowAnonymous) throw new UsageError('--allow-anonymous and --registry exclude each other: with a registry every client authenticates');
   // As in Mosquitto 2: a broker without identities is reachable from this machine alone,
   // unless the operator says in so many words that anyone may connect.
@@ -84,4 +90,9 @@ export function checkBrokerOptions(o: Pick<BrokerOptions, 'host' | 'registry' | 
   }
   if (o.tlsPort !== undefined && (!o.tlsCert || !o.tlsKey)) throw new UsageError('--tls-port needs --tls-cert and --tls-key');
   if (o.tlsPort === undefined && (o.tlsCert || o.tlsKey || o.tlsCa || o.tlsOnly)) throw new UsageError('--tls-cert, --tls-key, --tls-ca and --tls-only need --tls-port');
+  // No default under the working directory: brokers of different deployments started from one
+  // directory would share one store, and deliver one's queued messages into another's lake.
+  if (o.persistence === 'level' && !o.cluster && !o.dataDir) {
+    throw new UsageError('--data-dir is required with --persistence level (the default): the directory of this broker\'s session store, e.g. /var/lib/dronelake/broker');
+  }
 }
