@@ -24,6 +24,7 @@ import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, pub
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import { createRejectMemory } from './rejects';
+import { createStoreHealth, type StoreHealth } from './store-health';
 import type { sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
@@ -37,7 +38,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { stagedBytes: number; streams: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { store: StoreHealth; stagedBytes: number; streams: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -67,6 +68,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const ledger = new BatchLedger();
   const pointLedger = new PointLedger();
   const rejected = createRejectMemory();
+  const storeHealth = createStoreHealth();
   let committingBuffer: StageBuffer | null = null;
   // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
   const manifestCache: ManifestCache = new Map();
@@ -156,10 +158,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       stats.pointsStaged -= buffer.points;
       for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
       log.debug({ tag, files: files.length, points: buffer.points }, 'committed');
+      storeHealth.succeeded();
       stats.acksPublished += await publishAcks(ackClient, buffer.batches);
     } catch (err) {
       // Nothing of this commit is visible and nothing was acked: the agents re-send.
       stats.commitErrors++;
+      storeHealth.failed(err as Error);
       stats.pointsStaged -= buffer.points;
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.unstage(gatewayId, seq);
       rejected.forget(buffer.table);
@@ -276,6 +280,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const compactNow = (): Promise<void> => {
     compacting ??= compactLake(storage, compactConn, compaction, log, manifestCache)
       .then((result) => {
+        // A pass that went through shows the store works, when there is nothing to commit too.
+        storeHealth.succeeded();
         stats.compactions += result.compactions;
         stats.filesCompacted += result.inputFiles;
         stats.filesDeleted += result.deleted;
@@ -285,6 +291,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         // pass sweeps; one interrupted by close() is no error.
         if (closing) return;
         stats.compactionErrors++;
+        storeHealth.failed(err);
         log.error({ err: err.message }, 'compaction failed; the next pass tries again');
       })
       .finally(() => {
@@ -298,6 +305,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   let catalogOrNull: Catalog | null = null;
   const snapshotStats = () => ({
     ...structuredClone(stats),
+    store: storeHealth.state(),
     stagedBytes: heldBytes(),
     streams: pointLedger.streams,
     latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
@@ -305,7 +313,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
   const http = config.http
     ? await serveHttp(config.http, [
-        healthRoute(() => ({ healthy: client.connected && !closing, body: { connected: client.connected, staged_bytes: heldBytes(), commits: stats.commits } })),
+        // Degraded, not unhealthy: a restart would not bring the store back, and the sink retries.
+        healthRoute(() => {
+          const store = storeHealth.state();
+          const healthy = client.connected && !closing;
+          return { healthy, body: { status: healthy ? store.status : 'unhealthy', connected: client.connected, store, staged_bytes: heldBytes(), commits: stats.commits } };
+        }),
         metricsRoute(sinkMetrics(snapshotStats)),
         { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
         { method: 'GET', path: '/catalog/product', handle: json(() => catalogOrNull?.product ?? null) },
