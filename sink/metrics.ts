@@ -20,6 +20,7 @@ export function sinkMetrics(stats: () => SinkSnapshot): Registry {
   counter('dronelake_sink_points_committed_total', 'Points committed to the lake.', (s) => s.pointsCommitted);
   gauge('dronelake_sink_staged_bytes', 'Bytes of points and bad input awaiting commit (estimated).', (s) => s.stagedBytes);
   counter('dronelake_sink_commits_total', 'Commits recorded in the manifest.', (s) => s.commits);
+  gauge('dronelake_sink_staging_full', '1 while the staging directory has no room: the sink takes no messages.', (s) => (s.staging.status === 'full' ? 1 : 0));
   gauge('dronelake_sink_store_degraded', '1 while commits or compaction passes fail (until one succeeds).', (s) => (s.store.status === 'degraded' ? 1 : 0));
   counter('dronelake_sink_commit_errors_total', 'Commits that failed (nothing acked; the agents send again).', (s) => s.commitErrors);
   counter('dronelake_sink_files_total', 'Parquet files published by commits.', (s) => s.files);

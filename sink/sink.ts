@@ -24,6 +24,7 @@ import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, pub
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import { createRejectMemory } from './rejects';
+import { isDiskFull, stagingGate, type StagingState } from './staging-space';
 import { createStoreHealth, type StoreHealth } from './store-health';
 import type { sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
@@ -38,7 +39,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { store: StoreHealth; stagedBytes: number; streams: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -69,6 +70,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const pointLedger = new PointLedger();
   const rejected = createRejectMemory();
   const storeHealth = createStoreHealth();
+  const staging = stagingGate(storage.stagingDir, log);
   let committingBuffer: StageBuffer | null = null;
   // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
   const manifestCache: ManifestCache = new Map();
@@ -159,11 +161,13 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
       log.debug({ tag, files: files.length, points: buffer.points }, 'committed');
       storeHealth.succeeded();
+      staging.committed();
       stats.acksPublished += await publishAcks(ackClient, buffer.batches);
     } catch (err) {
       // Nothing of this commit is visible and nothing was acked: the agents re-send.
       stats.commitErrors++;
       storeHealth.failed(err as Error);
+      if (isDiskFull(err)) staging.filled(err as Error);
       stats.pointsStaged -= buffer.points;
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.unstage(gatewayId, seq);
       rejected.forget(buffer.table);
@@ -257,13 +261,16 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       done();
       return;
     }
-    try {
-      take(packet.topic, packet.payload as Buffer);
-    } catch (err) {
-      log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
-    }
-    if (heldBytes() >= maxStagedBytes) void commit().then(() => done());
-    else done();
+    // Invariant 1: with the staging directory full, the message waits unacknowledged.
+    staging.whenRoom(() => {
+      try {
+        take(packet.topic, packet.payload as Buffer);
+      } catch (err) {
+        log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
+      }
+      if (heldBytes() >= maxStagedBytes) void commit().then(() => done());
+      else done();
+    });
   };
 
   await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
@@ -306,6 +313,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const snapshotStats = () => ({
     ...structuredClone(stats),
     store: storeHealth.state(),
+    staging: staging.state(),
     stagedBytes: heldBytes(),
     streams: pointLedger.streams,
     latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
@@ -313,11 +321,13 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
   const http = config.http
     ? await serveHttp(config.http, [
-        // Degraded, not unhealthy: a restart would not bring the store back, and the sink retries.
+        // Degraded, not unhealthy: a restart would bring back neither the store nor disk space,
+        // and the sink retries by itself.
         healthRoute(() => {
           const store = storeHealth.state();
           const healthy = client.connected && !closing;
-          return { healthy, body: { status: healthy ? store.status : 'unhealthy', connected: client.connected, store, staged_bytes: heldBytes(), commits: stats.commits } };
+          const status = !healthy ? 'unhealthy' : staging.full ? 'staging_full' : store.status;
+          return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(), commits: stats.commits } };
         }),
         metricsRoute(sinkMetrics(snapshotStats)),
         { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
@@ -368,6 +378,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     async close() {
       closing = true;
       clearInterval(timer);
+      staging.close();
       if (compactTimer) clearInterval(compactTimer);
       if (compacting) {
         // A merge can take minutes; what it leaves half done is swept by a later pass.
