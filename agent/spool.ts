@@ -513,7 +513,16 @@ export class Spool {
   /** Drops the oldest segment whole, which a single unlink makes crash-atomic. */
   private async dropOldest(): Promise<void> {
     if (this.segments.length === 1) this.roll();
-    const oldest = this.segments[0]!;
+    this.countDrop(this.segments[0]!);
+    // Durable before the unlink: a crash in between finds the drop counted and its batches
+    // below dropBelow, so they are neither resurrected nor counted twice.
+    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
+    await this.requestSync();
+    await this.reclaimNow();
+  }
+
+  /** Frees and counts the live batches of the oldest segment (invariant 1: a counted loss); the caller deletes it. */
+  private countDrop(oldest: Segment): void {
     for (const entry of this.entries.values()) {
       if (entry.segment !== oldest) break;
       this.release(entry, oldest);
@@ -521,11 +530,6 @@ export class Spool {
       this.dropped.points += entry.batch.points;
     }
     this.dropBelow = Math.max(this.dropBelow, oldest.lastSeq + 1);
-    // Durable before the unlink: a crash in between finds the drop counted and its batches
-    // below dropBelow, so they are neither resurrected nor counted twice.
-    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
-    await this.requestSync();
-    await this.reclaimNow();
   }
 
   /** Seals the active segment and starts a new one; its file is created on first write. */
@@ -664,13 +668,7 @@ export class Spool {
   private async dropOldestForDisk(pending: Segment): Promise<boolean> {
     const oldest = this.segments[0]!;
     if (oldest === this.active || oldest === pending || oldest.queuedWrites > 0 || !this.checkpointKeptWithout([oldest])) return false;
-    for (const entry of this.entries.values()) {
-      if (entry.segment !== oldest) break;
-      this.release(entry, oldest);
-      this.dropped.batches++;
-      this.dropped.points += entry.batch.points;
-    }
-    this.dropBelow = Math.max(this.dropBelow, oldest.lastSeq + 1);
+    this.countDrop(oldest);
     await this.deleteSegment(oldest);
     await syncDir(this.dir);
     const checkpoint = checkpointFrame(this.checkpoint());

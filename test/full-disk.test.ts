@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Spool } from '../agent/spool';
@@ -9,11 +8,9 @@ import { parseOptions } from '../deploy/options';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
-import { mountTmpfs, tmpfsProbe } from './tmpfs';
+import { mountTmpfs, tmpfsUnavailable } from './tmpfs';
 
-const probeDir = await mkdtemp(path.join(tmpdir(), 'dronelake-tmpfs-probe-'));
-const noTmpfs = await tmpfsProbe(probeDir);
-await rm(probeDir, { recursive: true, force: true });
+const noTmpfs = await tmpfsUnavailable();
 const needsTmpfs = (name: string) => (noTmpfs ? `${name} (skipped: cannot mount a tmpfs: ${noTmpfs})` : name);
 
 const cleanups: Array<() => Promise<void>> = [];

@@ -13,23 +13,11 @@ import { sinkOptions } from '../sink/options';
 import { queryLake } from '../sink/query';
 import { startSink, type Sink } from '../sink/sink';
 import { storageOptions } from '../sink/storage-options';
-import { quietLog, tempDir, waitFor } from './helpers';
+import { prng, quietLog, tempDir, waitFor } from './helpers';
 import { startS3 } from './s3';
 
 type Fault = 'slowdown' | 'internal' | 'reset' | 'delay';
 const FAULTS: Fault[] = ['slowdown', 'internal', 'reset', 'delay'];
-
-/** A seeded PRNG (mulberry32), so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const errorXml = (code: string, message: string) =>
   `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault</RequestId></Error>`;

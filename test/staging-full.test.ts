@@ -1,5 +1,4 @@
-import { statfs, writeFile, rm, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import pino from 'pino';
@@ -13,11 +12,9 @@ import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
-import { mountTmpfs, tmpfsProbe } from './tmpfs';
+import { mountTmpfs, tmpfsUnavailable } from './tmpfs';
 
-const probeDir = await mkdtemp(path.join(tmpdir(), 'dronelake-tmpfs-probe-'));
-const noTmpfs = await tmpfsProbe(probeDir);
-await rm(probeDir, { recursive: true, force: true });
+const noTmpfs = await tmpfsUnavailable();
 
 const GW = 'gw-staging';
 const BATCHES = 30;

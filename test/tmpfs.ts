@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -19,10 +21,15 @@ export async function mountTmpfs(dir: string, size: string): Promise<{ unmount: 
   return { unmount: () => run('umount', ['-l', dir]).then(() => undefined) };
 }
 
-/** Probed once at import, so a test that needs a tmpfs can skip with the reason in its name. */
-export async function tmpfsProbe(dir: string): Promise<string | null> {
-  const mounted = await mountTmpfs(dir, '1m');
-  if ('reason' in mounted) return mounted.reason;
-  await mounted.unmount();
-  return null;
+/** Why no tmpfs can be mounted here, or null: probed once, so a test can skip with the reason in its name. */
+export async function tmpfsUnavailable(): Promise<string | null> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'dronelake-tmpfs-probe-'));
+  try {
+    const mounted = await mountTmpfs(dir, '1m');
+    if ('reason' in mounted) return mounted.reason;
+    await mounted.unmount();
+    return null;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
