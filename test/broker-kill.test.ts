@@ -72,28 +72,27 @@ describe(`the broker under kill -9, ${KILLS} times in a run`, () => {
     await sink.flush();
     const rows = await duck(`SELECT drone_id, seq::BIGINT AS seq, count(*)::INTEGER AS n FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true) GROUP BY ALL`);
     const keys = new Set(rows.map((r) => `${r['drone_id']}/${r['seq']}`));
-    return { confirmed: client.confirmed, twice: rows.filter((r) => Number(r['n']) > 1), keys, resent: { reconnects, resent } };
+    return { confirmed: client.confirmed, twice: rows.filter((r) => Number(r['n']) > 1), keys, counters: { reconnects, resent } };
+  }
+
+  /** Every point that got a 2xx is in the lake, once. */
+  function exactlyOnce(backend: string, { confirmed, twice, keys, counters }: Awaited<ReturnType<typeof run>>): void {
+    expect(twice).toEqual([]);
+    expect([...confirmed].filter((k) => !keys.has(k))).toEqual([]);
+    expect(keys.size).toBe(confirmed.size);
+    expect(confirmed.size).toBeGreaterThan(0);
+    console.log(JSON.stringify({ backend, kills: KILLS, points: confirmed.size, ...counters }));
   }
 
   it('with sessions on disk (--persistence level): 0 lost, 0 duplicated', async () => {
     const { dir, remove } = await tempDir('broker-kill-data');
     cleanups.push(remove);
-    const { confirmed, twice, keys, resent } = await run(['--data-dir', dir]);
-    expect(twice).toEqual([]);
-    expect([...confirmed].filter((k) => !keys.has(k))).toEqual([]);
-    expect(keys.size).toBe(confirmed.size);
-    expect(confirmed.size).toBeGreaterThan(0);
-    console.log(JSON.stringify({ backend: 'level', kills: KILLS, points: confirmed.size, ...resent }));
+    exactlyOnce('level', await run(['--data-dir', dir]));
   }, 120_000);
 
   it.skipIf(!HAS_REDIS)(`with the Redis cluster backend: 0 lost, 0 duplicated${HAS_REDIS ? '' : ' (skipped: redis-server is not installed)'}`, async () => {
     const redis = await startRedis();
     cleanups.push(redis.stop);
-    const { confirmed, twice, keys, resent } = await run(['--cluster', redis.url]);
-    expect(twice).toEqual([]);
-    expect([...confirmed].filter((k) => !keys.has(k))).toEqual([]);
-    expect(keys.size).toBe(confirmed.size);
-    expect(confirmed.size).toBeGreaterThan(0);
-    console.log(JSON.stringify({ backend: 'redis', kills: KILLS, points: confirmed.size, ...resent }));
+    exactlyOnce('redis', await run(['--cluster', redis.url]));
   }, 120_000);
 });
