@@ -87,6 +87,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     // Batch numbers never fall below the clock, so even a wiped spool cannot reuse one.
     minBatchSeq: nowMicros(),
     onError: (err) => log.warn({ err: (err as Error).message }, 'spool background work failed; it is retried or repaired at the next open'),
+    // Once per episode, not per write: the spool retries with backoff while the disk is full.
+    onDiskFull: (full, err) =>
+      full
+        ? log.error({ spool: config.spool, err: (err as Error).message, policy: config.spoolFull }, config.spoolFull === 'block' ? 'spool disk is full; sources paused until it has room' : 'spool disk is full; dropping the oldest segments, sources paused while none is left to drop')
+        : log.info({ spool: config.spool }, 'spool disk has room again; sources resumed'),
   }).catch(async (err: unknown) => {
     auth?.close();
     await mavlink?.stop();
@@ -190,8 +195,12 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
         { method: 'ANY', path: '/v1/points', handle: (req, res) => ingest!.handle(req, res) },
         healthRoute(() => {
           const age = oldestAgeSeconds();
-          const healthy = age === null || age <= config.healthMaxUnackedAge;
-          return { healthy, body: { status: healthy ? 'ok' : 'unhealthy', oldestUnackedAgeSeconds: age, maxUnackedAgeSeconds: config.healthMaxUnackedAge, connected: publisher.stats.connected } };
+          const spoolDiskFull = spool.stats().diskFull;
+          const healthy = (age === null || age <= config.healthMaxUnackedAge) && !spoolDiskFull;
+          return {
+            healthy,
+            body: { status: healthy ? 'ok' : 'unhealthy', oldestUnackedAgeSeconds: age, maxUnackedAgeSeconds: config.healthMaxUnackedAge, spoolDiskFull, connected: publisher.stats.connected },
+          };
         }),
         metricsRoute(agentMetrics(stats)),
       ], httpTls)

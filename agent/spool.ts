@@ -64,6 +64,8 @@ export interface SpoolOptions {
   minBatchSeq?: number;
   /** Failures of background work (ack records, segment deletion); nothing is lost by them. */
   onError?: (err: unknown) => void;
+  /** The disk ran out of room for a record (true), or took one again (false). */
+  onDiskFull?: (full: boolean, err?: unknown) => void;
 }
 
 export interface SpoolRecovery {
@@ -88,6 +90,10 @@ export interface SpoolStats {
   /** Bytes of live segment files. */
   bytes: number;
   dropped: { batches: number; points: number };
+  /** Whether the disk is out of room right now (ENOSPC, EDQUOT), whatever maxBytes allows. */
+  diskFull: boolean;
+  /** Times the disk ran out of room. */
+  diskFullEvents: number;
   recovery: SpoolRecovery;
 }
 
@@ -117,6 +123,8 @@ interface Segment {
   handle: FileHandle | undefined;
   /** Bytes written or queued. */
   size: number;
+  /** Bytes in the file: where the next record goes, and where a failed write is cut back to. */
+  written: number;
   batches: number;
   /** Batches neither acked nor dropped; at 0 a sealed segment can go. */
   live: number;
@@ -125,6 +133,14 @@ interface Segment {
   acked: number[];
   /** Writes queued for this segment and not yet done: its handle must stay open for them. */
   queuedWrites: number;
+}
+
+/** A frame queued for the file; on a full disk it waits in Spool.parked with the error that parked it. */
+interface PendingWrite {
+  segment: Segment;
+  frame: Uint8Array;
+  done: (err?: unknown) => void;
+  error?: unknown;
 }
 
 interface Entry {
@@ -173,6 +189,12 @@ export class Spool {
   private dropBelow = 0;
 
   private ackHandle: FileHandle | undefined;
+  private ackBytes = 0;
+  private diskFull = false;
+  /** Writes the disk had no room for, oldest first; later writes queue behind them. */
+  private readonly parked: PendingWrite[] = [];
+  private parkedTimer: NodeJS.Timeout | undefined;
+  private readonly onDiskFull: (full: boolean, err?: unknown) => void;
   /** Handles written since their last fsync. */
   private readonly dirty = new Set<FileHandle>();
   /** Every file operation runs on this chain, one at a time, in order. */
@@ -186,7 +208,7 @@ export class Spool {
   private reclaimQueued = false;
   private waiters: Array<() => void> = [];
   private closed = false;
-  private readonly counters = { appends: 0, acks: 0, fsyncs: 0, fsyncLastMs: 0, fsyncMaxMs: 0 };
+  private readonly counters = { appends: 0, acks: 0, fsyncs: 0, fsyncLastMs: 0, fsyncMaxMs: 0, diskFullEvents: 0 };
   private readonly recovery: SpoolRecovery = { segments: 0, recordsRecovered: 0, truncatedBytes: 0, corruptRecords: 0 };
 
   private constructor(options: SpoolOptions) {
@@ -199,6 +221,7 @@ export class Spool {
     this.whenFull = options.whenFull ?? 'block';
     this.minBatchSeq = checkCount('minBatchSeq', options.minBatchSeq ?? 0);
     this.onError = options.onError ?? (() => {});
+    this.onDiskFull = options.onDiskFull ?? (() => {});
   }
 
   /** Opens the spool in `dir` (created if missing), recovering what is there. Bad data never makes it fail. */
@@ -243,8 +266,9 @@ export class Spool {
     return this.droneSeqs.get(droneId);
   }
 
-  /** Whether an append of the usual size would go through without waiting. Always true under drop-oldest. */
+  /** Whether an append of the usual size would go through without waiting: under drop-oldest, unless the disk is full. */
   hasSpace(): boolean {
+    if (this.diskFull) return false;
     if (this.whenFull === 'drop-oldest') return true;
     return this.diskBytes + this.queuedBytes + this.lastFrameBytes <= this.maxBytes;
   }
@@ -269,6 +293,7 @@ export class Spool {
       segments: this.segments.length,
       bytes: this.diskBytes,
       dropped: { ...this.dropped },
+      diskFull: this.diskFull,
       recovery: { ...this.recovery },
     };
   }
@@ -326,9 +351,14 @@ export class Spool {
     if (this.closed) return;
     this.closed = true;
     this.signal();
+    // Writes parked on a full disk get one last try, then fail.
+    if (this.parked.length > 0) this.scheduleParkedRetry(0);
     await this.admission;
-    // Drone seqs noted since the last checkpoint are kept too.
-    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
+    // Drone seqs noted since the last checkpoint are kept too. A full disk skips it: the
+    // batch records written already hold the seqs of their drones.
+    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written.catch((err: unknown) => {
+      if (!isDiskFull(err)) throw err;
+    });
     await this.serial(async () => {
       await this.syncRound();
       for (const seg of this.segments) {
@@ -338,6 +368,7 @@ export class Spool {
       await this.ackHandle?.close();
       this.ackHandle = undefined;
     });
+    clearTimeout(this.parkedTimer);
   }
 
   // --- recovery ---
@@ -391,6 +422,7 @@ export class Spool {
     this.recovery.corruptRecords += corrupt;
     const segment = newSegment(path, undefined);
     segment.size = validEnd;
+    segment.written = validEnd;
     this.segments.push(segment);
     this.diskBytes += validEnd;
     return { segment, records };
@@ -460,6 +492,11 @@ export class Spool {
       if (this.closed) throw new Error('spool closed while the append waited for room');
       const need = frameBytes + (this.rollsFor(frameBytes) ? this.checkpointBytes : 0);
       if (this.diskBytes + need <= this.maxBytes) return;
+      // The io chain is retrying parked writes, and deletes what acks free; a reclaim here could not write.
+      if (this.diskFull) {
+        await this.changed();
+        continue;
+      }
       if (this.segments.some((s) => s !== this.active && s.live === 0)) await this.reclaimNow();
       // Acked data in the active segment is freed by sealing it.
       else if (this.active.batches > 0 && this.active.live === 0) this.roll();
@@ -476,7 +513,16 @@ export class Spool {
   /** Drops the oldest segment whole, which a single unlink makes crash-atomic. */
   private async dropOldest(): Promise<void> {
     if (this.segments.length === 1) this.roll();
-    const oldest = this.segments[0]!;
+    this.countDrop(this.segments[0]!);
+    // Durable before the unlink: a crash in between finds the drop counted and its batches
+    // below dropBelow, so they are neither resurrected nor counted twice.
+    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
+    await this.requestSync();
+    await this.reclaimNow();
+  }
+
+  /** Frees and counts the live batches of the oldest segment (invariant 1: a counted loss); the caller deletes it. */
+  private countDrop(oldest: Segment): void {
     for (const entry of this.entries.values()) {
       if (entry.segment !== oldest) break;
       this.release(entry, oldest);
@@ -484,11 +530,6 @@ export class Spool {
       this.dropped.points += entry.batch.points;
     }
     this.dropBelow = Math.max(this.dropBelow, oldest.lastSeq + 1);
-    // Durable before the unlink: a crash in between finds the drop counted and its batches
-    // below dropBelow, so they are neither resurrected nor counted twice.
-    await this.writeRecord(this.active, checkpointFrame(this.checkpoint())).written;
-    await this.requestSync();
-    await this.reclaimNow();
   }
 
   /** Seals the active segment and starts a new one; its file is created on first write. */
@@ -524,16 +565,125 @@ export class Spool {
     segment.size += frame.length;
     this.diskBytes += frame.length;
     segment.queuedWrites++;
-    const written = this.serial(async () => {
-      try {
-        const handle = await this.openSegment(segment);
-        await writeAll(handle, frame);
-        this.dirty.add(handle);
-      } finally {
-        segment.queuedWrites--;
-      }
+    const written = new Promise<void>((resolve, reject) => {
+      const write: PendingWrite = {
+        segment,
+        frame,
+        done: (err) => {
+          segment.queuedWrites--;
+          if (err === undefined) resolve();
+          else reject(err);
+        },
+      };
+      // Invariant 1: behind a write parked on a full disk, later ones park too, so records
+      // (batches in seq order) reach the file in the order they were queued.
+      this.serial(async () => (this.parked.length > 0 ? void this.parked.push(write) : this.writeOrPark(write))).catch(write.done);
     });
     return { written };
+  }
+
+  /**
+   * Writes a frame at the end of its segment, on the io chain. A disk without room fails the
+   * write, which is cut back so no torn frame stays, and parks it: invariant 1, the frame is
+   * written once there is room instead of being lost. The io chain keeps running meanwhile,
+   * so fsyncs, acks and reclaims (which make room) go on.
+   */
+  private async writeOrPark(write: PendingWrite): Promise<void> {
+    if (await this.tryWrite(write)) return;
+    this.parked.push(write);
+    if (!this.diskFull) this.setDiskFull(true, write.error);
+    this.scheduleParkedRetry(0);
+  }
+
+  /** True once written (or failed for good); false when the disk has no room. */
+  private async tryWrite(write: PendingWrite): Promise<boolean> {
+    try {
+      const handle = await this.openSegment(write.segment);
+      await writeAt(handle, write.frame, write.segment.written);
+      write.segment.written += write.frame.length;
+      this.dirty.add(handle);
+    } catch (err) {
+      if (!isDiskFull(err) || this.closed) {
+        write.done(err);
+        return true;
+      }
+      write.error = err;
+      return false;
+    }
+    write.done();
+    return true;
+  }
+
+  private scheduleParkedRetry(attempt: number): void {
+    clearTimeout(this.parkedTimer);
+    // Backoff: acks, drops and other programs make room at their own pace; close retries at once.
+    const ms = this.closed ? 0 : Math.min(1000, 50 * 2 ** attempt);
+    this.parkedTimer = setTimeout(() => void this.serial(() => this.retryParked(attempt)).catch(this.onError), ms);
+  }
+
+  /** Writes parked frames in order while the disk takes them; on the io chain. */
+  private async retryParked(attempt: number): Promise<void> {
+    await this.deleteDeadSegments();
+    while (this.parked.length > 0) {
+      if (!(await this.tryWrite(this.parked[0]!))) break;
+      this.parked.shift();
+    }
+    if (this.parked.length === 0) {
+      if (!this.closed) this.setDiskFull(false);
+      return;
+    }
+    const dropped = this.whenFull === 'drop-oldest' && (await this.dropOldestForDisk(this.parked[0]!.segment));
+    this.scheduleParkedRetry(dropped ? 0 : attempt + 1);
+  }
+
+  private setDiskFull(full: boolean, err?: unknown): void {
+    this.diskFull = full;
+    if (full) this.counters.diskFullEvents++;
+    this.onDiskFull(full, err);
+    this.signal();
+  }
+
+  /** Whether a segment file other than `going` holds a checkpoint, so deleting those loses no counter. */
+  private checkpointKeptWithout(going: readonly Segment[]): boolean {
+    return this.segments.some((s) => !going.includes(s) && s.header === undefined);
+  }
+
+  /** Deletes sealed segments whose batches are all acked; on the io chain. */
+  private async deleteDeadSegments(): Promise<void> {
+    let dead = this.segments.filter((s) => s !== this.active && s.live === 0 && s.queuedWrites === 0);
+    // The newest stays while no newer file holds a checkpoint: it carries the counters.
+    if (!this.checkpointKeptWithout(dead)) dead = dead.slice(0, -1);
+    if (dead.length === 0) return;
+    for (const seg of dead) await this.deleteSegment(seg);
+    await syncDir(this.dir);
+    this.signal();
+  }
+
+  /**
+   * drop-oldest on a full disk: drops the oldest sealed segment (never the one the first parked
+   * write goes to) and counts its batches; false when there is none. On the io chain. The
+   * unlink comes first, as the disk may have no room for the checkpoint that counts the drop:
+   * a crash between the two loses that count, not data the spool still holds.
+   */
+  private async dropOldestForDisk(pending: Segment): Promise<boolean> {
+    const oldest = this.segments[0]!;
+    if (oldest === this.active || oldest === pending || oldest.queuedWrites > 0 || !this.checkpointKeptWithout([oldest])) return false;
+    this.countDrop(oldest);
+    await this.deleteSegment(oldest);
+    await syncDir(this.dir);
+    const checkpoint = checkpointFrame(this.checkpoint());
+    try {
+      const handle = await this.openSegment(pending);
+      await writeAt(handle, checkpoint, pending.written);
+      pending.written += checkpoint.length;
+      pending.size += checkpoint.length;
+      this.diskBytes += checkpoint.length;
+      this.dirty.add(handle);
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+    }
+    this.signal();
+    return true;
   }
 
   private async openSegment(segment: Segment): Promise<FileHandle> {
@@ -550,6 +700,7 @@ export class Spool {
       throw err;
     }
     segment.handle = handle;
+    segment.written = segment.header.length;
     segment.header = undefined;
     return handle;
   }
@@ -610,11 +761,14 @@ export class Spool {
     const frame = frameOf(ackBody(seq));
     this.serial(async () => {
       if (!this.ackHandle) return;
-      await writeAll(this.ackHandle, frame);
+      // A failed write (a full disk) is cut back, so later ack records follow a whole frame.
+      await writeAt(this.ackHandle, frame, this.ackBytes);
+      this.ackBytes += frame.length;
       this.dirty.add(this.ackHandle);
     })
       .then(() => this.requestSync())
-      .catch(this.onError);
+      // On a full disk an ack record is skipped; the disk-full episode is reported once.
+      .catch((err: unknown) => isDiskFull(err) || this.onError(err));
     if (segment !== this.active && segment.live === 0) this.scheduleReclaim();
   }
 
@@ -634,8 +788,14 @@ export class Spool {
       this.reclaimQueued = false;
       const dead = this.segments.filter((s) => s !== this.active && s.live === 0);
       if (dead.length === 0 && this.ackHandle) return;
-      // The newest checkpoint must be on disk before the older ones go.
-      await this.openSegment(this.active);
+      // The newest checkpoint must be on disk before the older ones go; on a full disk,
+      // the retry of parked writes deletes them once it can.
+      try {
+        await this.openSegment(this.active);
+      } catch (err) {
+        if (isDiskFull(err)) return;
+        throw err;
+      }
       for (const seg of dead) await this.deleteSegment(seg);
       await syncDir(this.dir);
       await this.rewriteAckLog();
@@ -660,9 +820,15 @@ export class Spool {
     const tmp = join(this.dir, ACK_LOG_TMP);
     const path = join(this.dir, ACK_LOG);
     const out = await open(tmp, 'w');
+    const acks = Buffer.concat(this.segments.flatMap((s) => s.acked.map((seq) => frameOf(ackBody(seq)))));
     try {
-      await writeAll(out, Buffer.concat(this.segments.flatMap((s) => s.acked.map((seq) => frameOf(ackBody(seq))))));
+      await writeAll(out, acks);
       await out.sync();
+    } catch (err) {
+      // On a full disk the old log stays: acks of deleted segments in it are ignored.
+      if (!isDiskFull(err)) throw err;
+      await unlink(tmp).catch(() => undefined);
+      return;
     } finally {
       await out.close();
     }
@@ -673,7 +839,9 @@ export class Spool {
     }
     await rename(tmp, path);
     await syncDir(this.dir);
-    this.ackHandle = await open(path, 'a');
+    // Positional writes at ackBytes, so a write cut back after a failure is written over.
+    this.ackHandle = await open(path, 'r+');
+    this.ackBytes = acks.length;
   }
 
   // --- bookkeeping ---
@@ -860,7 +1028,7 @@ function nextFrame<T>(data: Uint8Array, view: DataView, from: number, decode: De
 // --- files ---
 
 function newSegment(path: string, header: Uint8Array | undefined): Segment {
-  return { path, header, handle: undefined, size: 0, batches: 0, live: 0, lastSeq: -1, acked: [], queuedWrites: 0 };
+  return { path, header, handle: undefined, size: 0, written: 0, batches: 0, live: 0, lastSeq: -1, acked: [], queuedWrites: 0 };
 }
 
 function segmentName(id: number): string {
@@ -888,6 +1056,19 @@ async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
   for (let done = 0; done < data.length; ) {
     const { bytesWritten } = await handle.write(data, done, data.length - done);
     done += bytesWritten;
+  }
+}
+
+/** Writes `data` at offset `at`; if that fails, cuts the file back to `at` so no torn frame stays. */
+async function writeAt(handle: FileHandle, data: Uint8Array, at: number): Promise<void> {
+  try {
+    for (let done = 0; done < data.length; ) {
+      const { bytesWritten } = await handle.write(data, done, data.length - done, at + done);
+      done += bytesWritten;
+    }
+  } catch (err) {
+    await handle.truncate(at).catch(() => undefined);
+    throw err;
   }
 }
 
@@ -944,6 +1125,12 @@ function isSeqMap(value: unknown): value is Record<string, number> {
 function checkCount(name: string, value: number): number {
   if (!isCount(value)) throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
   return value;
+}
+
+/** The disk (or the user's quota on it) has no room. */
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 function isMissing(err: unknown): boolean {

@@ -2,11 +2,13 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { AedesOptions } from 'aedes';
 import type { Logger } from 'pino';
+import { UsageError } from '../deploy/options';
 
 export interface BackendConfig {
   /** 'level': sessions and queued messages on disk in `dataDir`; 'memory': lost on restart (tests). */
   persistence: 'level' | 'memory';
-  dataDir: string;
+  /** Required with 'level' (checkBrokerOptions). */
+  dataDir?: string | undefined;
   /** redis:// URL shared by every broker of a cluster; with it, persistence lives in Redis. */
   cluster?: string | undefined;
 }
@@ -15,6 +17,10 @@ export interface BackendConfig {
 export interface Backends {
   persistence?: AedesOptions['persistence'];
   mq?: AedesOptions['mq'];
+  /** Where sessions live, for the start-up log and /health: a directory, a Redis URL (no password), or 'memory'. */
+  store: string;
+  /** Sessions the store holds (clients with subscriptions); call once Aedes has set the persistence up. */
+  sessions(): Promise<number>;
   /** Call after the broker closed. */
   close(): Promise<void>;
 }
@@ -25,6 +31,9 @@ export interface Backends {
 const destroyed = async (p: { destroy(cb?: () => void): Promise<void> | void }): Promise<void> => {
   await p.destroy();
 };
+
+const countSessions = (p: Pick<AedesCallbackPersistence, 'countOffline'>): Promise<number> =>
+  new Promise((resolve, reject) => p.countOffline((err, _subscriptions, clients) => (err ? reject(err) : resolve(clients))));
 
 /**
  * Opens the broker's session store and message bus. Alone, a broker routes in memory and
@@ -47,13 +56,16 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
     return {
       mq: mq as unknown as AedesOptions['mq'],
       persistence,
+      store: redactUrl(config.cluster),
+      sessions: () => countSessions(persistence),
       async close() {
         await destroyed(persistence);
         await new Promise<void>((resolve) => mq.close(() => resolve()));
       },
     };
   }
-  if (config.persistence === 'memory') return { close: async () => {} };
+  if (config.persistence === 'memory') return { store: 'memory', sessions: async () => 0, close: async () => {} };
+  if (!config.dataDir) throw new Error('--persistence level needs --data-dir');
   const [{ Level }, { default: levelPersistence }] = await Promise.all([import('level'), import('aedes-persistence-level')]);
   const dir = path.resolve(config.dataDir, 'sessions');
   await mkdir(dir, { recursive: true });
@@ -61,14 +73,19 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
   try {
     await db.open();
   } catch (err) {
-    // LevelDB holds a lock file: the usual cause is a second broker on the same directory.
-    const cause = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
-    throw new Error(`cannot open the session store ${dir}: ${cause}`);
+    const cause = (err as { cause?: Error & { code?: string } }).cause;
+    // LevelDB holds a lock file while a broker has the store open.
+    // A configuration error, reported as one line: two brokers on one store mix deployments.
+    if (cause?.code === 'LEVEL_LOCKED' || /\block\b/i.test(cause?.message ?? '')) {
+      throw new UsageError(`the session store ${dir} is in use by another broker; give each broker its own --data-dir`);
+    }
+    throw new Error(`cannot open the session store ${dir}: ${cause?.message ?? (err as Error).message}`);
   }
   const persistence = levelPersistence(db);
-  log.info({ dir }, 'broker sessions on disk');
   return {
     persistence,
+    store: dir,
+    sessions: () => countSessions(persistence),
     async close() {
       // The persistence closes the database it was given.
       await destroyed(persistence);

@@ -22,7 +22,11 @@ export const brokerOptions = {
     describe: "where sessions and queued messages live: 'level' (on disk under --data-dir) or 'memory' (lost on restart)",
     schema: z.enum(['level', 'memory'], { error: "expected 'level' or 'memory'" }).default('level'),
   },
-  dataDir: { type: 'string', describe: 'directory of the on-disk session store', schema: z.string().min(1).default('./broker-data') },
+  dataDir: {
+    type: 'string',
+    describe: 'directory of the on-disk session store, one per broker (required with --persistence level, e.g. /var/lib/dronelake/broker)',
+    schema: z.string().min(1).optional(),
+  },
   cluster: {
     type: 'string',
     describe: 'redis:// URL shared by the brokers of a cluster (sessions and routing in Redis)',
@@ -80,7 +84,7 @@ export type BrokerOptions = ParsedOptions<typeof brokerOptions>;
 
 /** Rules between options, checked before anything is opened; a broken one is a usage error. */
 export function checkBrokerOptions(
-  o: Pick<BrokerOptions, 'host' | 'registry' | 'allowAnonymous' | 'tlsPort' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsOnly' | 'http' | 'httpPublic'>,
+  o: Pick<BrokerOptions, 'host' | 'registry' | 'allowAnonymous' | 'tlsPort' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsOnly' | 'http' | 'httpPublic'> & Partial<Pick<BrokerOptions, 'persistence' | 'dataDir' | 'cluster'>>,
 ): void {
   checkHttpBind(o.http, o.httpPublic, 'its /health and /metrics');
   if (o.registry && o.allowAnonymous) throw new UsageError('--allow-anonymous and --registry exclude each other: with a registry every client authenticates');
@@ -94,4 +98,9 @@ export function checkBrokerOptions(
   }
   if (o.tlsPort !== undefined && (!o.tlsCert || !o.tlsKey)) throw new UsageError('--tls-port needs --tls-cert and --tls-key');
   if (o.tlsPort === undefined && (o.tlsCert || o.tlsKey || o.tlsCa || o.tlsOnly)) throw new UsageError('--tls-cert, --tls-key, --tls-ca and --tls-only need --tls-port');
+  // No default under the working directory: brokers of different deployments started from one
+  // directory would share one store, and deliver one's queued messages into another's lake.
+  if (o.persistence === 'level' && !o.cluster && !o.dataDir) {
+    throw new UsageError('--data-dir is required with --persistence level (the default): the directory of this broker\'s session store, e.g. /var/lib/dronelake/broker');
+  }
 }

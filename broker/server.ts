@@ -195,11 +195,13 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
       clients: broker.connectedClients,
     });
     const up = listeners;
+    // Named with their count, so a broker started on the wrong store shows it at once.
+    const sessionStore = { store: backends.store, sessionsRestored: await backends.sessions() };
     if (config.http) {
       http = await serveHttp(config.http, [
         healthRoute(() => ({
           healthy: !closing && up.listening(),
-          body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities },
+          body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities, ...sessionStore },
         })),
         metricsRoute(brokerMetrics(current)),
       ]);
@@ -208,7 +210,7 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
     const primary = (listeners.plain ?? listeners.tls)!;
     const url = urlOf(listeners.plain ? 'mqtt' : 'mqtts', primary);
     const tlsUrl = listeners.tls && urlOf('mqtts', listeners.tls);
-    log.info({ url, tlsUrl, http: http?.url, registry: config.registry, identities: stats.identities }, 'broker listening');
+    log.info({ url, tlsUrl, http: http?.url, registry: config.registry, identities: stats.identities, ...sessionStore }, 'broker listening');
     return {
       host: primary.address,
       port: primary.port,

@@ -55,6 +55,8 @@ export interface CommitCounts {
   /** By rule; a record written before a rule existed lacks its key. */
   rejected_points: Partial<Record<InvalidReason, number>>;
   rejected_batches: Partial<Record<BatchRejectReason, number>>;
+  /** Copies of messages rejected before (within the repeat window); absent in records written before it. */
+  repeated_rejected_batches?: number;
   /** The highest dropped-point total each gateway reported (its spool's drop-oldest losses). */
   dropped_reported: Record<string, number>;
   /** Event-to-commit latency histogram of the commit's rows: bucket index -> rows (see latency.ts). */
@@ -68,6 +70,7 @@ const commitCountsSchema = z.object({
   late_points: count,
   rejected_points: z.partialRecord(z.enum(INVALID_REASONS), count),
   rejected_batches: z.partialRecord(z.enum(BATCH_REJECT_REASONS), count),
+  repeated_rejected_batches: count.optional(),
   dropped_reported: countsByKey,
   latency_buckets: countsByKey,
 });
@@ -76,6 +79,7 @@ const commitCountsSchema = z.object({
 export interface OpenCommitCounts extends CommitCounts {
   rejected_points: Record<InvalidReason, number>;
   rejected_batches: Record<BatchRejectReason, number>;
+  repeated_rejected_batches: number;
 }
 
 export function emptyCommitCounts(): OpenCommitCounts {
@@ -86,6 +90,7 @@ export function emptyCommitCounts(): OpenCommitCounts {
     late_points: 0,
     rejected_points: zeroes(INVALID_REASONS),
     rejected_batches: zeroes(BATCH_REJECT_REASONS),
+    repeated_rejected_batches: 0,
     dropped_reported: {},
     latency_buckets: {},
   };

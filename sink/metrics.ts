@@ -9,6 +9,7 @@ export function sinkMetrics(stats: () => SinkSnapshot): Registry {
   const { registry, counter, byLabel, gauge } = statsRegistry(stats);
   counter('dronelake_sink_batches_received_total', 'Messages taken from the broker.', (s) => s.batchesReceived);
   byLabel('dronelake_sink_batches_rejected_total', 'Messages quarantined whole, by reason.', 'reason', (s) => s.batchesRejected);
+  counter('dronelake_sink_batches_rejected_repeats_total', 'Copies of a message already quarantined (a re-send or redelivery within 24 h), counted and not quarantined again.', (s) => s.batchesRejectedRepeats);
   counter('dronelake_sink_batches_duplicate_total', 'Batches taken again (a re-send), acked again and not stored.', (s) => s.batchesDuplicate);
   counter('dronelake_sink_points_received_total', 'Points of decodable batches.', (s) => s.pointsReceived);
   byLabel('dronelake_sink_points_rejected_total', 'Points quarantined, by the rule they broke.', 'rule', (s) => s.pointsInvalid);
@@ -19,6 +20,8 @@ export function sinkMetrics(stats: () => SinkSnapshot): Registry {
   counter('dronelake_sink_points_committed_total', 'Points committed to the lake.', (s) => s.pointsCommitted);
   gauge('dronelake_sink_staged_bytes', 'Bytes of points and bad input awaiting commit (estimated).', (s) => s.stagedBytes);
   counter('dronelake_sink_commits_total', 'Commits recorded in the manifest.', (s) => s.commits);
+  gauge('dronelake_sink_staging_full', '1 while the staging directory has no room: the sink takes no messages.', (s) => (s.staging.status === 'full' ? 1 : 0));
+  gauge('dronelake_sink_store_degraded', '1 while commits or compaction passes fail (until one succeeds).', (s) => (s.store.status === 'degraded' ? 1 : 0));
   counter('dronelake_sink_commit_errors_total', 'Commits that failed (nothing acked; the agents send again).', (s) => s.commitErrors);
   counter('dronelake_sink_files_total', 'Parquet files published by commits.', (s) => s.files);
   counter('dronelake_sink_compactions_total', 'Compaction swaps recorded.', (s) => s.compactions);

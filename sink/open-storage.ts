@@ -37,6 +37,7 @@ async function openStore(config: StorageConfig, writer: string): Promise<LakeSto
       forcePathStyle: config.s3PathStyle,
       accessKeyId: config.s3AccessKeyId,
       secretAccessKey: config.s3SecretAccessKey,
+      requestTimeoutMs: config.s3Timeout * 1000,
       multipartThresholdBytes: config.s3PartMib * MIB,
       partSizeBytes: config.s3PartMib * MIB,
     },

@@ -78,6 +78,7 @@ export function qualityOf(allCommits: CommitRecord[], span: QualitySpan): Qualit
     totals.late_points += c.late_points;
     for (const reason of INVALID_REASONS) totals.rejected_points[reason] += c.rejected_points[reason] ?? 0;
     for (const reason of BATCH_REJECT_REASONS) totals.rejected_batches[reason] += c.rejected_batches[reason] ?? 0;
+    totals.repeated_rejected_batches += c.repeated_rejected_batches ?? 0;
     for (const [bucket, n] of Object.entries(c.latency_buckets)) latency.add(Number(bucket), n);
     for (const file of commit.files) {
       rows += file.rows;
@@ -116,6 +117,7 @@ export function qualityOf(allCommits: CommitRecord[], span: QualitySpan): Qualit
     rejected_points_by_reason: totals.rejected_points,
     undecodable_batches: rejectedBatches,
     rejected_batches_by_reason: totals.rejected_batches,
+    rejected_batch_repeats: totals.repeated_rejected_batches,
     error_rate: received === 0 ? 0 : (rejectedPoints + rejectedBatches) / received,
     duplicates_dropped: totals.duplicate_points,
     late_points: totals.late_points,

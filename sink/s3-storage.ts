@@ -29,6 +29,8 @@ export interface S3Settings {
   forcePathStyle: boolean;
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** A request that takes longer is abandoned and retried; none when left out. */
+  requestTimeoutMs?: number;
   /** Files larger than this go up as a multipart upload. */
   multipartThresholdBytes: number;
   /** S3 rejects parts under 5 MiB, except the last. */
@@ -89,6 +91,11 @@ async function createClient(settings: S3Settings): Promise<S3Client> {
     forcePathStyle: settings.forcePathStyle,
     ...(settings.endpoint !== undefined && { endpoint: settings.endpoint }),
     ...(settings.region !== undefined && { region: settings.region }),
+    // The SDK retries throttling (503 SlowDown), 5xx, resets and timeouts with exponential
+    // backoff and jitter; without a timeout a response that never comes would hold a commit for ever.
+    ...(settings.requestTimeoutMs !== undefined && {
+      requestHandler: { requestTimeout: settings.requestTimeoutMs, connectionTimeout: Math.min(settings.requestTimeoutMs, 5000) },
+    }),
     ...(settings.accessKeyId !== undefined &&
       settings.secretAccessKey !== undefined && { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } }),
   };

@@ -24,6 +24,9 @@ import { createLivePort, liveRow, type LiveStats } from './live';
 import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
+import { createRejectMemory } from './rejects';
+import { isDiskFull, stagingGate, type StagingState } from './staging-space';
+import { createStoreHealth, type StoreHealth } from './store-health';
 import { checkSinkOptions, type sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
@@ -39,7 +42,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -69,6 +72,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const latency = new LatencyHistogram();
   const ledger = new BatchLedger();
   const pointLedger = new PointLedger();
+  const rejected = createRejectMemory();
+  const storeHealth = createStoreHealth();
+  const staging = stagingGate(storage.stagingDir, log);
   let committingBuffer: StageBuffer | null = null;
   // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
   const manifestCache: ManifestCache = new Map();
@@ -173,13 +179,18 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       stats.pointsStaged -= buffer.points;
       for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
       log.debug({ tag, files: files.length, points: buffer.points }, 'committed');
+      storeHealth.succeeded();
+      staging.committed();
       stats.acksPublished += await publishAcks(ackClient, buffer.batches);
       if (liveAfterCommit) live!.send(buffer.live);
     } catch (err) {
       // Nothing of this commit is visible and nothing was acked: the agents re-send.
       stats.commitErrors++;
+      storeHealth.failed(err as Error);
+      if (isDiskFull(err)) staging.filled(err as Error);
       stats.pointsStaged -= buffer.points;
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.unstage(gatewayId, seq);
+      rejected.forget(buffer.table);
       log.error({ tag, err: (err as Error).message }, 'commit failed; its batches will be taken again when re-sent');
     } finally {
       committingBuffer = null;
@@ -195,6 +206,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     stats.batchesReceived++;
     const decoded = decodeTelemetry(topic, payload);
     if (!decoded.ok) {
+      // Invariant 5: a copy of a message already quarantined is counted as a repeat only.
+      if (!rejected.first(topic, payload, Date.now(), open.table)) {
+        stats.batchesRejectedRepeats++;
+        open.counts.repeated_rejected_batches++;
+        return;
+      }
       stats.batchesRejected[decoded.reason]++;
       open.counts.rejected_batches[decoded.reason]++;
       quarantineBatch(open.quarantine, nowMicros(), topic, decoded.gatewayId, decoded.reason, decoded.detail, payload);
@@ -268,13 +285,16 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       done();
       return;
     }
-    try {
-      take(packet.topic, packet.payload as Buffer);
-    } catch (err) {
-      log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
-    }
-    if (heldBytes() >= maxStagedBytes) void commit().then(() => done());
-    else done();
+    // Invariant 1: with the staging directory full, the message waits unacknowledged.
+    staging.whenRoom(() => {
+      try {
+        take(packet.topic, packet.payload as Buffer);
+      } catch (err) {
+        log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
+      }
+      if (heldBytes() >= maxStagedBytes) void commit().then(() => done());
+      else done();
+    });
   };
 
   await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
@@ -291,6 +311,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const compactNow = (): Promise<void> => {
     compacting ??= compactLake(storage, compactConn, compaction, log, manifestCache)
       .then((result) => {
+        // A pass that went through shows the store works, when there is nothing to commit too.
+        storeHealth.succeeded();
         stats.compactions += result.compactions;
         stats.filesCompacted += result.inputFiles;
         stats.filesDeleted += result.deleted;
@@ -300,6 +322,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         // pass sweeps; one interrupted by close() is no error.
         if (closing) return;
         stats.compactionErrors++;
+        storeHealth.failed(err);
         log.error({ err: err.message }, 'compaction failed; the next pass tries again');
       })
       .finally(() => {
@@ -313,6 +336,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   let catalogOrNull: Catalog | null = null;
   const snapshotStats = () => ({
     ...structuredClone(stats),
+    store: storeHealth.state(),
+    staging: staging.state(),
     stagedBytes: heldBytes(),
     streams: pointLedger.streams,
     live: live?.stats() ?? null,
@@ -321,7 +346,14 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
   const http = config.http
     ? await serveHttp(config.http, [
-        healthRoute(() => ({ healthy: client.connected && !closing, body: { connected: client.connected, staged_bytes: heldBytes(), commits: stats.commits } })),
+        // Degraded, not unhealthy: a restart would bring back neither the store nor disk space,
+        // and the sink retries by itself.
+        healthRoute(() => {
+          const store = storeHealth.state();
+          const healthy = client.connected && !closing;
+          const status = !healthy ? 'unhealthy' : staging.full ? 'staging_full' : store.status;
+          return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(), commits: stats.commits } };
+        }),
         metricsRoute(sinkMetrics(snapshotStats)),
         { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
         { method: 'GET', path: '/catalog/product', handle: json(() => catalogOrNull?.product ?? null) },
@@ -373,6 +405,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     async close() {
       closing = true;
       clearInterval(timer);
+      staging.close();
       if (compactTimer) clearInterval(compactTimer);
       if (compacting) {
         // A merge can take minutes; what it leaves half done is swept by a later pass.

@@ -9,6 +9,8 @@ export interface SinkStats {
   /** Messages of gateways another shard owns, left to it. */
   batchesOtherShards: number;
   batchesRejected: Record<BatchRejectReason, number>;
+  /** Copies of messages already rejected within the repeat window (see rejects.ts), not quarantined again. */
+  batchesRejectedRepeats: number;
   batchesEmpty: number;
   batchesDuplicate: number;
   batchesCommitted: number;
@@ -46,6 +48,7 @@ export function emptySinkStats(): SinkStats {
     batchesReceived: 0,
     batchesOtherShards: 0,
     batchesRejected: zeroes(BATCH_REJECT_REASONS),
+    batchesRejectedRepeats: 0,
     batchesEmpty: 0,
     batchesDuplicate: 0,
     batchesCommitted: 0,

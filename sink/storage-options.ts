@@ -15,6 +15,11 @@ export const storageOptions = {
   s3PathStyle: { type: 'boolean', describe: 'address buckets by path (http://host/bucket/key), as most S3-compatible stores need', schema: optionSchemas.flag() },
   s3AccessKeyId: { type: 'string', describe: 'S3 access key id (else AWS_ACCESS_KEY_ID, profiles, roles)', schema: z.string().min(1).optional() },
   s3SecretAccessKey: { type: 'string', describe: 'S3 secret access key (else AWS_SECRET_ACCESS_KEY)', schema: z.string().min(1).optional() },
+  s3Timeout: {
+    type: 'string',
+    describe: 'seconds an S3 request may take before it is abandoned and retried (with backoff, 3 attempts in all)',
+    schema: optionSchemas.positive().default(30),
+  },
   s3PartMib: { type: 'string', describe: 'S3 files above this many MiB go up in parts of this size', schema: optionSchemas.count(5, 5120).default(16) },
   stagingDir: {
     type: 'string',

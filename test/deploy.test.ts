@@ -337,7 +337,8 @@ describe('deploy files: commands, flags, config keys and environment variables e
 
   it('the validator rejects what the commands reject', () => {
     const base = { where: 'test', env: {}, configs: {} };
-    expect(() => validate({ ...base, argv: ['broker', '--port', '1883'] })).not.toThrow();
+    expect(() => validate({ ...base, argv: ['broker', '--port', '1883', '--data-dir', '/var/lib/dronelake/broker'] })).not.toThrow();
+    expect(() => validate({ ...base, argv: ['broker', '--port', '1883'] })).toThrow(/--data-dir is required with --persistence level/);
     expect(() => validate({ ...base, argv: ['broker', '--mqtt-port', '1883'] })).toThrow(/Unknown option '--mqtt-port'/);
     expect(() => validate({ ...base, argv: ['brokr'] })).toThrow(/not a dronelake command/);
     expect(() => validate({ ...base, argv: ['broker', '--host', '0.0.0.0'] })).toThrow(/not a loopback address/);

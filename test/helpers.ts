@@ -128,3 +128,15 @@ export function ingestClient(dronePrefix: string, drones: number, eventTimeMs: (
     },
   };
 }
+
+/** A small seeded PRNG (mulberry32), so a failing run can be replayed by its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

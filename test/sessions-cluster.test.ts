@@ -1,5 +1,3 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,24 +11,7 @@ import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { freePort, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
-
-const HAS_REDIS = spawnSync('redis-server', ['--version']).status === 0;
-
-/** A throwaway redis-server on loopback, without persistence. */
-async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await waitFor('redis-server to accept connections', () => out.includes('Ready to accept connections'), 10_000);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop() {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
-    },
-  };
-}
+import { HAS_REDIS, startRedis } from './redis';
 
 const points = (drone: string, from: number, n: number) =>
   Array.from({ length: n }, (_, i) => ({ drone_id: drone, seq: from + i, ts: nowMicros() - 1_000_000, lat: 47, lon: 8, battery_pct: 60, gps_fix: GpsFix.fix3d }));

@@ -4,7 +4,7 @@ import CRC32C from 'crc-32/crc32c.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClosedBatch } from '../agent/batcher';
 import { Spool, type SpoolOptions } from '../agent/spool';
-import { tempDir, waitFor } from './helpers';
+import { prng, tempDir, waitFor } from './helpers';
 
 const removers: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -15,18 +15,6 @@ async function newDir(): Promise<string> {
   const { dir, remove } = await tempDir('spool');
   removers.push(remove);
   return dir;
-}
-
-/** A small seeded PRNG (mulberry32), so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomBytes(length: number, seed: number): Uint8Array {

@@ -31,6 +31,8 @@ export interface QualityMetrics {
   /** Whole messages that were not a batch of their gateway, in total and by reason. */
   undecodable_batches: number;
   rejected_batches_by_reason: Record<BatchRejectReason, number>;
+  /** Copies of those messages received again within the repeat window (a re-send, a redelivery): counted here, not in the error rate. */
+  rejected_batch_repeats: number;
   /** (rejected points + rejected batches) / (received points + rejected batches): a batch that cannot be read counts once. */
   error_rate: number;
   /** Points whose (drone_id, stream, seq) was already in the lake or staged: true re-sends. */
