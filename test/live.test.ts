@@ -9,7 +9,7 @@ import { parseOptions } from '../deploy/options';
 import { EVENTS_WILDCARD, LIVE_WILDCARD, liveTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { HAS_MOSQUITTO, makeRegistry, mosquitto } from './broker-helpers';
+import { connectPacket, HAS_MOSQUITTO, makeRegistry, mosquitto, rawClient, subscribePacket } from './broker-helpers';
 import { quietLog, tempDir, waitFor } from './helpers';
 
 type Row = Record<string, unknown>;
@@ -154,6 +154,34 @@ describe('the live output port', () => {
     const asSink = await mqtt.connectAsync(broker.url, { clientId: 'dronelake-sink-x', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 }).catch((err: Error) => err);
     expect(asSink).toBeInstanceOf(Error);
     expect(consumer.lines().some((l) => l.includes('"seq":999'))).toBe(false);
+  });
+
+  it('closes a consumer that stops reading, and the lake goes on committing every point', async () => {
+    const { broker, sink, agent, secrets } = await setUp('stuck', ['--flush-interval', '0.2', '--alert-silence', '0']);
+    // A consumer that subscribes and then reads nothing: its socket fills up at the broker.
+    const stuck = await rawClient(broker.port, connectPacket({ clientId: 'ops-map-stuck', username: 'ops-map', password: secrets.get('ops-map')! }));
+    expect(await stuck.connack).toBe(0);
+    stuck.socket.write(subscribePacket(1, LIVE_WILDCARD));
+    await waitFor('the SUBACK', () => stuck.received().includes(0x90) || undefined);
+    stuck.socket.pause();
+    // About 8 MB of live rows, far more than the socket buffers hold.
+    const lat = 47.123456789012;
+    let sent = 0;
+    for (let round = 0; round < 40; round++) {
+      const points = Array.from({ length: 500 }, (_, i) => ({ drone_id: `stuck-${i % 50}`, seq: round * 10 + Math.floor(i / 50), ts: Date.now() - 5_000 + round, lat, lon: 8.5, alt_m: 512.25, battery_pct: 80, gps_fix: '3d', flight_state: 'cruise', mission_id: 'm-0123456789' }));
+      const res = await fetch(`${agent.http!.url}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
+      expect(res.status).toBe(200);
+      sent += points.length;
+    }
+    await waitFor('every point committed', () => sink.stats().pointsCommitted === sent || undefined, 30_000);
+    await waitFor('the stuck consumer closed', () => broker.stats().slowConsumers === 1 || undefined, 30_000);
+    // Reading again, the consumer finds its connection closed by the broker.
+    stuck.socket.resume();
+    await stuck.closed;
+    const live = sink.stats().live!;
+    // Every accepted point went out on the port, or was counted as dropped there.
+    expect(live.points).toBe(sent);
+    expect(live.mqttDroppedPoints).toBeLessThanOrEqual(sent);
   });
 
   it('sends points as soon as they are accepted with --live-after accept, before any commit', async () => {
