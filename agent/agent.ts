@@ -82,6 +82,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   const spool = await Spool.open({
     dir: config.spool,
     maxBytes: config.spoolMaxBytes,
+    memoryBytes: config.spoolMemoryMib * 1024 * 1024,
     whenFull: config.spoolFull,
     fsyncIntervalMs: config.fsyncInterval,
     // Batch numbers never fall below the clock, so even a wiped spool cannot reuse one.
