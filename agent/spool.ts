@@ -192,6 +192,8 @@ export class Spool {
   private payloadBytes = 0;
   /** Payload bytes of held entries. */
   private heldBytes = 0;
+  /** Shared by the segment reads at open, then let go. */
+  private recoveryBuffer = new Uint8Array(0);
   private pointCount = 0;
   /** Live segment files, oldest first; the last one is the active one. */
   private segments: Segment[] = [];
@@ -489,6 +491,7 @@ export class Spool {
     // lake already holds.
     const damaged = this.recovery.truncatedBytes > 0 || this.recovery.corruptRecords > 0;
     if (this.streamId === 0 || damaged) this.streamId = newStreamId();
+    this.recoveryBuffer = new Uint8Array(0);
     this.nextSegmentId = highestName + 1;
     // A fresh segment per start seals the old ones, so those fully acked can go now.
     this.roll();
@@ -497,7 +500,7 @@ export class Spool {
 
   private async recoverSegment(id: number): Promise<{ segment: Segment; records: Array<Located<SegmentRecord>> }> {
     const path = join(this.dir, segmentName(id));
-    const data = bytesOf(await readFile(path));
+    const data = await this.readWhole(path);
     const { records, validEnd, corrupt } = scan(data, decodeSegmentRecord);
     if (validEnd < data.length) await truncateFile(path, validEnd);
     this.recovery.segments++;
@@ -509,6 +512,28 @@ export class Spool {
     this.segments.push(segment);
     this.diskBytes += validEnd;
     return { segment, records };
+  }
+
+  /**
+   * A segment's bytes, in one buffer that every segment read at open shares: invariant 6, a
+   * large spool on disk is not a burst of buffers in memory that wait for the next GC.
+   */
+  private async readWhole(path: string): Promise<Uint8Array> {
+    const handle = await open(path, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (this.recoveryBuffer.length < size) this.recoveryBuffer = new Uint8Array(size);
+      const data = this.recoveryBuffer.subarray(0, size);
+      let done = 0;
+      while (done < size) {
+        const { bytesRead } = await handle.read(data, done, size - done, done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return data.subarray(0, done);
+    } finally {
+      await handle.close();
+    }
   }
 
   private restore(checkpoint: Checkpoint): void {
