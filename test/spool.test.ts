@@ -538,4 +538,49 @@ describe('spool', () => {
     expect(seqsOf(spool)).toEqual([0]);
     await spool.close();
   });
+
+  it('holds payloads in memory only within memoryBytes, and reads the rest back from disk, before and after a reopen', async () => {
+    const dir = await newDir();
+    // Three 1000-byte payloads fit; the other 37 of the backlog are read back from the segments.
+    const options = { maxBytes: 1024 * 1024, segmentBytes: 16 * 1024, memoryBytes: 3000 };
+    const spool = await open(dir, options);
+    for (let seq = 0; seq < 40; seq++) await spool.append(batch(seq));
+    expect(spool.stats().memoryBytes).toBe(3000);
+    expect(spool.roomFor(2)).toBe(true);
+    expect(spool.roomFor(3)).toBe(false);
+    await expectPayloadsIntact(spool);
+    // Reads for inspection do not stay in memory.
+    expect(spool.stats().memoryBytes).toBe(3000);
+    // A batch loaded to be sent stays until its ack; the ack makes room for the next.
+    expect((await spool.load(10))?.seq).toBe(10);
+    expect(spool.stats().memoryBytes).toBe(4000);
+    expect(spool.ack(10)).toBe(true);
+    expect(spool.ack(0)).toBe(true);
+    expect(spool.stats().memoryBytes).toBe(2000);
+    expect(spool.roomFor(20)).toBe(true);
+    await spool.close();
+
+    const reopened = await open(dir, options);
+    // Recovery holds the first three it replays (0, 1, 2); 0 was acked, so two stay.
+    expect(reopened.stats().memoryBytes).toBe(2000);
+    expect(reopened.count).toBe(38);
+    await expectPayloadsIntact(reopened);
+    await reopened.close();
+  });
+
+  it('counts a batch damaged on disk after it was written as dropped when it is read back', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { maxBytes: 1024 * 1024, segmentBytes: 16 * 1024, memoryBytes: 1000 });
+    for (let seq = 0; seq < 5; seq++) await spool.append(batch(seq));
+    const [file] = await segmentFiles(dir);
+    const bytes = await readFile(path.join(dir, file!));
+    const frame = framesOf(bytes).find((f) => f.seq === 3)!;
+    bytes[frame.end - 10] = bytes[frame.end - 10]! ^ 0xff;
+    await writeFile(path.join(dir, file!), bytes);
+    expect(await spool.get(3)).toBeUndefined();
+    expect(spool.stats().dropped).toEqual({ batches: 1, points: 4 });
+    expect(seqsOf(spool)).toEqual([0, 1, 2, 4]);
+    await expectPayloadsIntact(spool);
+    await spool.close();
+  });
 });
