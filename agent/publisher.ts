@@ -108,15 +108,23 @@ export class Publisher {
 
   private pump(): void {
     while (this.stats.connected && this.inFlight.size < this.config.window) {
-      const queue = this.live.size > 0 ? this.live : this.backlog;
-      const seq = queue.peek();
+      const seq = this.next();
       if (seq === undefined) break;
-      // Invariant 6: what is in flight stays within the spool's memory bound; one batch
-      // always goes, so a batch larger than the bound cannot stall the link.
-      if (this.inFlight.size > 0 && !this.pending.roomFor(seq)) break;
-      queue.shift();
       this.send(seq, false);
     }
+  }
+
+  /**
+   * Live batches first, then the backlog, each only if the spool's memory bound has room for
+   * it (invariant 6): batches already in memory go while the others wait for acks to free
+   * room. One batch always goes, so a batch larger than the bound cannot stall the link.
+   */
+  private next(): number | undefined {
+    for (const queue of [this.live, this.backlog]) {
+      const seq = queue.peek();
+      if (seq !== undefined && this.pending.roomFor(seq)) return queue.shift();
+    }
+    return this.inFlight.size === 0 ? (this.live.shift() ?? this.backlog.shift()) : undefined;
   }
 
   private scheduleReconnect(): void {
