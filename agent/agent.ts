@@ -4,13 +4,11 @@ import type { ParsedOptions } from '../deploy/options';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
-import { healthRoute, metricsRoute, readHttpTls, serveHttp, type HttpServer } from '../deploy/http';
-import { createIngestSource, type IngestStats } from './ingest-api';
-import { openIngestAuth, type IngestAuthStats } from './ingest-auth';
+import type { HttpServer } from '../deploy/http';
+import type { IngestStats } from './ingest-api';
+import type { IngestAuthStats } from './ingest-auth';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
-import { readSigningKeys } from './mavlink/signing';
-import { openMavlinkUdp, type MavlinkUdpSource, type MavlinkUdpStats } from './mavlink/udp';
-import { agentMetrics } from './metrics';
+import type { MavlinkUdpSource, MavlinkUdpStats } from './mavlink/udp';
 import { checkAgentOptions, type agentOptions } from './options';
 import { Publisher, type PublisherStats } from './publisher';
 import { createSimulatedFleet } from './simulator';
@@ -57,17 +55,20 @@ const TOKENS_POLL_MS = 1000;
 export async function startAgent(config: AgentConfig, log: Logger, extraSources: Array<Source | SourceFactory> = []): Promise<Agent> {
   checkAgentOptions(config);
   // Files are read before anything is opened, so a bad one is one line and exit 2.
-  const keys = config.mavlinkKeys ? readSigningKeys(config.mavlinkKeys) : undefined;
-  const httpTls = config.httpTlsCert && config.httpTlsKey ? readHttpTls(config.httpTlsCert, config.httpTlsKey, '--http-tls-cert', '--http-tls-key') : undefined;
+  // Each command loads only what it needs: MAVLink, the HTTP server, the ingest API and
+  // Prometheus load only when their options are on, so a plain gateway stays small.
+  const keys = config.mavlinkKeys ? (await import('./mavlink/signing')).readSigningKeys(config.mavlinkKeys) : undefined;
+  const httpServer = config.http ? await import('../deploy/http') : null;
+  const httpTls = httpServer && config.httpTlsCert && config.httpTlsKey ? httpServer.readHttpTls(config.httpTlsCert, config.httpTlsKey, '--http-tls-cert', '--http-tls-key') : undefined;
   const auth = config.http
-    ? await openIngestAuth(config.httpTokens, TOKENS_POLL_MS, (err) => log.warn({ err: err.message }, 'token file reload failed; the tokens read before stay in force'))
+    ? await (await import('./ingest-auth')).openIngestAuth(config.httpTokens, TOKENS_POLL_MS, (err) => log.warn({ err: err.message }, 'token file reload failed; the tokens read before stay in force'))
     : null;
   if (config.mavlinkUnsigned) log.warn({ mavlink: config.mavlink }, 'taking unsigned MAVLink (--mavlink-unsigned): anyone who reaches the port can forge positions');
   // Read when a source first sees a drone, after the spool is open.
   const firstSeq = (droneId: string) => (spool.droneSeq(droneId) ?? -1) + 1;
   // Bound before anything else is opened, so that a port in use fails the start cleanly.
   const mavlink = config.mavlink
-    ? await openMavlinkUdp({
+    ? await (await import('./mavlink/udp')).openMavlinkUdp({
         endpoints: parseEndpoints(config.mavlink),
         droneId: droneIdOf(config.gateway, parseDroneTable(config.mavlinkDrones ?? '')),
         hz: config.mavlinkHz,
@@ -82,6 +83,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   const spool = await Spool.open({
     dir: config.spool,
     maxBytes: config.spoolMaxBytes,
+    memoryBytes: config.spoolMemoryMib * 1024 * 1024,
     whenFull: config.spoolFull,
     fsyncIntervalMs: config.fsyncInterval,
     // Batch numbers never fall below the clock, so even a wiped spool cannot reuse one.
@@ -171,7 +173,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     sources.push(createSimulatedFleet({ gatewayId: config.gateway, drones: config.simulate, hz: config.hz, firstSeq }));
   }
   if (mavlink) sources.push(mavlink);
-  const ingest = auth ? createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6, auth }) : null;
+  const ingest = auth ? (await import('./ingest-api')).createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6, auth }) : null;
   if (ingest) sources.push(ingest);
 
   const oldestAgeSeconds = () => {
@@ -190,10 +192,10 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     mavlink: mavlink?.stats() ?? null,
     ingest: ingest && auth ? { ...ingest.stats, ...auth.stats } : null,
   });
-  const http = config.http
-    ? await serveHttp(config.http, [
+  const http = httpServer && config.http
+    ? await httpServer.serveHttp(config.http, [
         { method: 'ANY', path: '/v1/points', handle: (req, res) => ingest!.handle(req, res) },
-        healthRoute(() => {
+        httpServer.healthRoute(() => {
           const age = oldestAgeSeconds();
           const spoolDiskFull = spool.stats().diskFull;
           const healthy = (age === null || age <= config.healthMaxUnackedAge) && !spoolDiskFull;
@@ -202,7 +204,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
             body: { status: healthy ? 'ok' : 'unhealthy', oldestUnackedAgeSeconds: age, maxUnackedAgeSeconds: config.healthMaxUnackedAge, spoolDiskFull, connected: publisher.stats.connected },
           };
         }),
-        metricsRoute(agentMetrics(stats)),
+        httpServer.metricsRoute((await import('./metrics')).agentMetrics(stats)),
       ], httpTls)
     : null;
 

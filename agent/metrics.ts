@@ -15,6 +15,7 @@ export function agentMetrics(stats: () => AgentStats): Registry {
   counter('dronelake_agent_reconnects_total', 'Reconnect attempts to the broker.', (s) => s.reconnects);
   counter('dronelake_agent_bad_acks_total', 'Commit acks that could not be read.', (s) => s.badAcks);
   gauge('dronelake_agent_spool_bytes', 'Bytes of batches in the spool.', (s) => s.pendingBytes);
+  gauge('dronelake_agent_spool_memory_bytes', 'Bytes of spooled batches held in memory (--spool-memory-mib); the rest is on disk.', (s) => s.spool.memoryBytes);
   gauge('dronelake_agent_spool_batches', 'Batches in the spool, awaiting their commit ack.', (s) => s.pendingBatches);
   gauge('dronelake_agent_oldest_unacked_age_seconds', 'Age of the oldest batch not yet acknowledged.', (s) => s.oldestUnackedAgeSeconds ?? 0);
   gauge('dronelake_agent_connected', '1 while connected to the broker.', (s) => (s.connected ? 1 : 0));

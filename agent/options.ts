@@ -15,8 +15,13 @@ export const agentOptions = {
   spool: { type: 'string', describe: 'directory of the disk spool that holds batches until the sink commits them (required)', schema: z.string().min(1) },
   spoolMaxBytes: {
     type: 'string',
-    describe: 'the spool holds at most this many bytes (unacked batches are also kept in memory)',
+    describe: 'the spool holds at most this many bytes on disk',
     schema: optionSchemas.count(1024 * 1024, 2 ** 50).default(256 * 1024 * 1024),
+  },
+  spoolMemoryMib: {
+    type: 'string',
+    describe: 'MiB of batches held in memory, being sent or next to go (plus one batch); the rest of the spool is read back from disk',
+    schema: optionSchemas.count(1, 4096).default(8),
   },
   spoolFull: {
     type: 'string',

@@ -49,7 +49,8 @@ export class Publisher {
   private reconnectAttempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closing = false;
-  private readonly inFlight = new Map<number, number>();
+  /** Sent and not yet acked, each with its send; a new send (a reconnect, a late ack) replaces it. */
+  private readonly inFlight = new Map<number, Send>();
   private readonly resendTimer: NodeJS.Timeout;
   readonly stats: PublisherStats = { sent: 0, resent: 0, acked: 0, pointsAcked: 0, badAcks: 0, connected: false, reconnects: 0 };
 
@@ -72,7 +73,7 @@ export class Publisher {
       ...(config.cert ? { cert: read(config.cert) } : {}),
       ...(config.key ? { key: read(config.key) } : {}),
     });
-    for (const batch of pending.unacked()) this.backlog.push(batch.seq);
+    for (const seq of pending.seqs()) this.backlog.push(seq);
     this.client.on('connect', () => {
       // Send only once acks can be heard. With a clean session, acks published while
       // the link was down are gone, so whatever was in flight is sent again at once.
@@ -107,10 +108,23 @@ export class Publisher {
 
   private pump(): void {
     while (this.stats.connected && this.inFlight.size < this.config.window) {
-      const seq = this.live.shift() ?? this.backlog.shift();
+      const seq = this.next();
       if (seq === undefined) break;
-      if (this.send(seq)) this.stats.sent++;
+      this.send(seq, false);
     }
+  }
+
+  /**
+   * Live batches first, then the backlog, each only if the spool's memory bound has room for
+   * it (invariant 6): batches already in memory go while the others wait for acks to free
+   * room. One batch always goes, so a batch larger than the bound cannot stall the link.
+   */
+  private next(): number | undefined {
+    for (const queue of [this.live, this.backlog]) {
+      const seq = queue.peek();
+      if (seq !== undefined && this.pending.roomFor(seq)) return queue.shift();
+    }
+    return this.inFlight.size === 0 ? (this.live.shift() ?? this.backlog.shift()) : undefined;
   }
 
   private scheduleReconnect(): void {
@@ -134,12 +148,31 @@ export class Publisher {
     this.live.drainInto(this.backlog);
   }
 
-  private send(seq: number): boolean {
-    const batch = this.pending.get(seq);
-    if (!batch) return false;
-    this.inFlight.set(seq, Date.now());
-    this.client.publish(telemetryTopic(this.config.gatewayId), Buffer.from(batch.payload.buffer, batch.payload.byteOffset, batch.payload.length), { qos: 1 });
-    return true;
+  /**
+   * Takes a place in the window, then publishes once the spool hands the payload over (from
+   * memory, or read back from disk).
+   */
+  private send(seq: number, again: boolean): void {
+    const send: Send = { sentAt: Date.now() };
+    this.inFlight.set(seq, send);
+    this.pending.load(seq).then(
+      (batch) => {
+        // Acked, or taken back by a reconnect and sent anew, while it was read.
+        if (this.inFlight.get(seq) !== send) return;
+        if (!batch) {
+          this.inFlight.delete(seq);
+          this.pump();
+          return;
+        }
+        // Disconnected meanwhile: the next connect sends whatever is in flight again.
+        if (!this.stats.connected) return;
+        this.client.publish(telemetryTopic(this.config.gatewayId), Buffer.from(batch.payload.buffer, batch.payload.byteOffset, batch.payload.length), { qos: 1 });
+        if (again) this.stats.resent++;
+        else this.stats.sent++;
+      },
+      // It stays in flight, so the ack timeout tries the read again.
+      (err: unknown) => this.log.warn({ seq, err: (err as Error).message }, 'reading a batch back from the spool failed; retried after --ack-timeout'),
+    );
   }
 
   private onAck(payload: Buffer): void {
@@ -151,11 +184,11 @@ export class Publisher {
     }
     for (const seq of seqs) {
       this.inFlight.delete(seq);
-      const batch = this.pending.get(seq);
+      const points = this.pending.pointsOf(seq);
       // invariant 2: free only after the sink's commit ack.
-      if (batch && this.pending.ack(seq)) {
+      if (points !== undefined && this.pending.ack(seq)) {
         this.stats.acked++;
-        this.stats.pointsAcked += batch.points;
+        this.stats.pointsAcked += points;
       }
     }
     this.pump();
@@ -164,10 +197,8 @@ export class Publisher {
   /** Sends again every in-flight batch sent before `sentBefore` (ms since the epoch). */
   private resend(sentBefore: number): void {
     if (!this.stats.connected) return;
-    for (const [seq, sentAt] of this.inFlight) {
-      if (sentAt >= sentBefore) continue;
-      if (this.send(seq)) this.stats.resent++;
-      else this.inFlight.delete(seq);
+    for (const [seq, { sentAt }] of this.inFlight) {
+      if (sentAt < sentBefore) this.send(seq, true);
     }
   }
 
@@ -177,6 +208,11 @@ export class Publisher {
     clearInterval(this.resendTimer);
     await this.client.endAsync(!this.client.connected);
   }
+}
+
+interface Send {
+  /** ms since the epoch. */
+  sentAt: number;
 }
 
 /** A FIFO of batch numbers with O(1) shift. */
@@ -195,6 +231,10 @@ class Queue {
   unshift(seq: number): void {
     if (this.head > 0) this.items[--this.head] = seq;
     else this.items.unshift(seq);
+  }
+
+  peek(): number | undefined {
+    return this.items[this.head];
   }
 
   shift(): number | undefined {

@@ -51,6 +51,11 @@ export interface SpoolOptions {
   dir: string;
   /** Total bytes of live segment files at most. Default 64 MiB. */
   maxBytes?: number;
+  /**
+   * Payload bytes held in memory: batches being sent and the newest ones waiting to be, at
+   * most (plus one batch, so sending never stalls). The rest is read back from disk. Default 8 MiB.
+   */
+  memoryBytes?: number;
   /** A segment is closed once it would grow past this; at most maxBytes / 4. Default 8 MiB. */
   segmentBytes?: number;
   /** Group commit: at most one fsync per this many ms; 0 syncs as soon as a write lands. Default 50. */
@@ -89,6 +94,8 @@ export interface SpoolStats {
   segments: number;
   /** Bytes of live segment files. */
   bytes: number;
+  /** Payload bytes held in memory (invariant 6: at most memoryBytes and one batch). */
+  memoryBytes: number;
   dropped: { batches: number; points: number };
   /** Whether the disk is out of room right now (ENOSPC, EDQUOT), whatever maxBytes allows. */
   diskFull: boolean;
@@ -139,15 +146,25 @@ interface Segment {
 interface PendingWrite {
   segment: Segment;
   frame: Uint8Array;
-  done: (err?: unknown) => void;
+  /** With the offset the frame was written at. */
+  done: (err?: unknown, at?: number) => void;
   error?: unknown;
 }
 
 interface Entry {
-  batch: ClosedBatch;
+  seq: number;
+  points: number;
+  /** Payload bytes. */
+  size: number;
   appendedAt: number;
   /** Unset while the append waits for room. */
   segment: Segment | undefined;
+  /** Where the batch's frame starts in its segment file; -1 until it is written there. */
+  frameAt: number;
+  frameBytes: number;
+  /** The payload while it is in memory: held (counted in memoryBytes), or until its write lands. */
+  payload: Uint8Array | undefined;
+  held: boolean;
   acked: boolean;
 }
 
@@ -156,8 +173,9 @@ interface Entry {
  * segments with group-committed fsyncs, an ack log, and recovery that keeps every valid
  * record of whatever a crash or a bad disk left behind.
  *
- * Payloads also stay in memory (bounded by maxBytes) so get() is synchronous like the
- * in-memory store it replaces.
+ * Invariant 6: maxBytes bounds the disk only. Memory holds the payloads being sent and the
+ * newest ones waiting to be, within memoryBytes; the backlog is read back from the segment
+ * files as acks free room, so memory does not grow with the spool.
  */
 export class Spool {
   private readonly dir: string;
@@ -166,11 +184,16 @@ export class Spool {
   private readonly fsyncIntervalMs: number;
   private readonly whenFull: SpoolFullPolicy;
   private readonly minBatchSeq: number;
+  private readonly memoryBytes: number;
   private readonly onError: (err: unknown) => void;
 
   /** Unacked batches; insertion order is seq order because appends must increase. */
   private readonly entries = new Map<number, Entry>();
   private payloadBytes = 0;
+  /** Payload bytes of held entries. */
+  private heldBytes = 0;
+  /** Shared by the segment reads at open, then let go. */
+  private recoveryBuffer = new Uint8Array(0);
   private pointCount = 0;
   /** Live segment files, oldest first; the last one is the active one. */
   private segments: Segment[] = [];
@@ -220,6 +243,7 @@ export class Spool {
     this.fsyncIntervalMs = checkCount('fsyncIntervalMs', options.fsyncIntervalMs ?? 50);
     this.whenFull = options.whenFull ?? 'block';
     this.minBatchSeq = checkCount('minBatchSeq', options.minBatchSeq ?? 0);
+    this.memoryBytes = checkCount('memoryBytes', options.memoryBytes ?? 8 * MiB);
     this.onError = options.onError ?? (() => {});
     this.onDiskFull = options.onDiskFull ?? (() => {});
   }
@@ -273,13 +297,59 @@ export class Spool {
     return this.diskBytes + this.queuedBytes + this.lastFrameBytes <= this.maxBytes;
   }
 
-  get(seq: number): ClosedBatch | undefined {
-    return this.entries.get(seq)?.batch;
+  /** Points of an unacked batch; undefined if it is not held (unknown, acked or dropped). */
+  pointsOf(seq: number): number | undefined {
+    return this.entries.get(seq)?.points;
   }
 
-  /** Unacked batches in seq order, e.g. to send again after a restart. */
-  unacked(): ClosedBatch[] {
-    return Array.from(this.entries.values(), (e) => e.batch);
+  /** Seqs of the unacked batches in order, e.g. to send again after a restart. */
+  seqs(): number[] {
+    return Array.from(this.entries.keys());
+  }
+
+  /**
+   * Whether load(seq) keeps the batch within memoryBytes: it is in memory already, or there
+   * is room for it.
+   */
+  roomFor(seq: number): boolean {
+    const entry = this.entries.get(seq);
+    return entry === undefined || entry.held || this.heldBytes + entry.size <= this.memoryBytes;
+  }
+
+  /** An unacked batch, from memory or read back from disk; undefined if it is not held. */
+  async get(seq: number): Promise<ClosedBatch | undefined> {
+    const entry = this.entries.get(seq);
+    const payload = entry && (entry.payload ?? (await this.readBack(entry)));
+    return entry && payload && this.entries.has(seq) ? { seq, points: entry.points, payload } : undefined;
+  }
+
+  /**
+   * get(), and the payload then stays in memory until the batch is acked or dropped: for
+   * batches being sent, which a reconnect or a late ack sends again. The caller keeps
+   * within memoryBytes with roomFor() (invariant 6).
+   */
+  async load(seq: number): Promise<ClosedBatch | undefined> {
+    const entry = this.entries.get(seq);
+    if (!entry) return undefined;
+    // Counted at once, so roomFor() sees the reads under way too.
+    if (!entry.held) {
+      entry.held = true;
+      this.heldBytes += entry.size;
+    }
+    const batch = await this.get(seq);
+    // Not held any more if it was acked or dropped meanwhile.
+    if (batch && entry.held) entry.payload ??= batch.payload;
+    return batch;
+  }
+
+  /** Unacked batches in seq order, read back from disk as needed. */
+  async unacked(): Promise<ClosedBatch[]> {
+    const batches: ClosedBatch[] = [];
+    for (const seq of this.seqs()) {
+      const batch = await this.get(seq);
+      if (batch) batches.push(batch);
+    }
+    return batches;
   }
 
   /** When the oldest unacked batch was appended (ms since the epoch), or null if none is. */
@@ -292,6 +362,7 @@ export class Spool {
       ...this.counters,
       segments: this.segments.length,
       bytes: this.diskBytes,
+      memoryBytes: this.heldBytes,
       dropped: { ...this.dropped },
       diskFull: this.diskFull,
       recovery: { ...this.recovery },
@@ -300,7 +371,7 @@ export class Spool {
 
   /**
    * Stores a batch; resolves once an fsync covering it has completed. The batch is visible to
-   * get() and ack() at once. `lastSeqs` (highest seq per drone in the batch) is stored with
+   * get() and ack() at once, and stays in memory if memoryBytes has room for it. `lastSeqs` (highest seq per drone in the batch) is stored with
    * it, so droneSeq() survives a crash. Seqs must increase from nextBatchSeq().
    */
   async append(batch: ClosedBatch, lastSeqs?: ReadonlyMap<string, number>): Promise<void> {
@@ -320,7 +391,21 @@ export class Spool {
 
     this.nextSeq = batch.seq + 1;
     for (const [droneId, seq] of lastSeqs ?? []) this.droneSeqs.set(droneId, seq);
-    const entry: Entry = { batch, appendedAt, segment: undefined, acked: false };
+    // The newest batches are the next to go out while the link is up; in an outage the
+    // first ones stay in memory, and the rest are read back from disk.
+    const held = this.heldBytes + batch.payload.length <= this.memoryBytes;
+    const entry: Entry = {
+      seq: batch.seq,
+      points: batch.points,
+      size: batch.payload.length,
+      appendedAt,
+      segment: undefined,
+      frameAt: -1,
+      frameBytes: frame.length,
+      payload: batch.payload,
+      held,
+      acked: false,
+    };
     this.remember(entry);
     this.counters.appends++;
     this.queuedBytes += frame.length;
@@ -379,7 +464,7 @@ export class Spool {
     const { ids, highestName } = await listSegments(this.dir);
     for (const id of ids) {
       const seg = await this.recoverSegment(id);
-      for (const record of seg.records) {
+      for (const { record, at, end } of seg.records) {
         // The append path writes seqs in increasing order; a record out of it cannot be ours.
         if (record.type === BATCH && record.batch.seq <= lastSeq) {
           this.recovery.corruptRecords++;
@@ -387,7 +472,7 @@ export class Spool {
         }
         this.recovery.recordsRecovered++;
         if (record.type === CHECKPOINT) this.restore(record.checkpoint);
-        else lastSeq = this.replayBatch(seg.segment, record);
+        else lastSeq = this.replayBatch(seg.segment, record, at, end - at);
       }
     }
     for (const seq of await this.readAckLog()) {
@@ -396,7 +481,7 @@ export class Spool {
     }
     // Dropped and counted before a crash that left their segment behind.
     for (const entry of this.entries.values()) {
-      if (entry.batch.seq >= this.dropBelow) break;
+      if (entry.seq >= this.dropBelow) break;
       if (entry.segment) this.release(entry, entry.segment);
     }
     this.nextSeq = Math.max(this.nextSeq, this.minBatchSeq);
@@ -406,15 +491,16 @@ export class Spool {
     // lake already holds.
     const damaged = this.recovery.truncatedBytes > 0 || this.recovery.corruptRecords > 0;
     if (this.streamId === 0 || damaged) this.streamId = newStreamId();
+    this.recoveryBuffer = new Uint8Array(0);
     this.nextSegmentId = highestName + 1;
     // A fresh segment per start seals the old ones, so those fully acked can go now.
     this.roll();
     await this.reclaimNow();
   }
 
-  private async recoverSegment(id: number): Promise<{ segment: Segment; records: SegmentRecord[] }> {
+  private async recoverSegment(id: number): Promise<{ segment: Segment; records: Array<Located<SegmentRecord>> }> {
     const path = join(this.dir, segmentName(id));
-    const data = bytesOf(await readFile(path));
+    const data = await this.readWhole(path);
     const { records, validEnd, corrupt } = scan(data, decodeSegmentRecord);
     if (validEnd < data.length) await truncateFile(path, validEnd);
     this.recovery.segments++;
@@ -428,6 +514,28 @@ export class Spool {
     return { segment, records };
   }
 
+  /**
+   * A segment's bytes, in one buffer that every segment read at open shares: invariant 6, a
+   * large spool on disk is not a burst of buffers in memory that wait for the next GC.
+   */
+  private async readWhole(path: string): Promise<Uint8Array> {
+    const handle = await open(path, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (this.recoveryBuffer.length < size) this.recoveryBuffer = new Uint8Array(size);
+      const data = this.recoveryBuffer.subarray(0, size);
+      let done = 0;
+      while (done < size) {
+        const { bytesRead } = await handle.read(data, done, size - done, done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return data.subarray(0, done);
+    } finally {
+      await handle.close();
+    }
+  }
+
   private restore(checkpoint: Checkpoint): void {
     this.nextSeq = Math.max(this.nextSeq, checkpoint.nextBatchSeq);
     for (const [droneId, seq] of Object.entries(checkpoint.droneSeqs)) this.droneSeqs.set(droneId, seq);
@@ -437,11 +545,13 @@ export class Spool {
     if (checkpoint.stream !== undefined) this.streamId = checkpoint.stream;
   }
 
-  private replayBatch(segment: Segment, record: BatchRecord): number {
+  private replayBatch(segment: Segment, record: BatchRecord, frameAt: number, frameBytes: number): number {
     const { batch, appendedAt, lastSeqs } = record;
-    // A copy, so a surviving batch does not pin its whole segment's buffer.
-    const copy: ClosedBatch = { seq: batch.seq, points: batch.points, payload: batch.payload.slice() };
-    this.remember({ batch: copy, appendedAt, segment, acked: false });
+    // Invariant 6: what memoryBytes has no room for is read back from the file when sent.
+    // A copy, so a batch kept in memory does not pin its whole segment's buffer.
+    const held = this.heldBytes + batch.payload.length <= this.memoryBytes;
+    const payload = held ? batch.payload.slice() : undefined;
+    this.remember({ seq: batch.seq, points: batch.points, size: batch.payload.length, appendedAt, segment, frameAt, frameBytes, payload, held, acked: false });
     segment.batches++;
     segment.live++;
     segment.lastSeq = batch.seq;
@@ -462,7 +572,7 @@ export class Spool {
     const { records, validEnd, corrupt } = scan(data, decodeAck);
     this.recovery.truncatedBytes += data.length - validEnd;
     this.recovery.corruptRecords += corrupt;
-    return records;
+    return records.map((r) => r.record);
   }
 
   // --- appending ---
@@ -480,11 +590,16 @@ export class Spool {
     const segment = this.active;
     segment.batches++;
     segment.live++;
-    segment.lastSeq = entry.batch.seq;
+    segment.lastSeq = entry.seq;
     entry.segment = segment;
     const { written } = this.writeRecord(segment, frame);
-    if (entry.acked) this.recordAck(entry.batch.seq, segment);
-    return { written };
+    // Once in the file, a batch not held in memory is read back from there (invariant 6).
+    const landed = written.then((at) => {
+      entry.frameAt = at;
+      if (!entry.held) entry.payload = undefined;
+    });
+    if (entry.acked) this.recordAck(entry.seq, segment);
+    return { written: landed };
   }
 
   private async makeRoom(frameBytes: number): Promise<void> {
@@ -527,7 +642,7 @@ export class Spool {
       if (entry.segment !== oldest) break;
       this.release(entry, oldest);
       this.dropped.batches++;
-      this.dropped.points += entry.batch.points;
+      this.dropped.points += entry.points;
     }
     this.dropBelow = Math.max(this.dropBelow, oldest.lastSeq + 1);
   }
@@ -561,17 +676,17 @@ export class Spool {
   }
 
   /** Queues a frame for `segment`; `written` resolves once it is in the file (not yet fsynced). */
-  private writeRecord(segment: Segment, frame: Uint8Array): { written: Promise<void> } {
+  private writeRecord(segment: Segment, frame: Uint8Array): { written: Promise<number> } {
     segment.size += frame.length;
     this.diskBytes += frame.length;
     segment.queuedWrites++;
-    const written = new Promise<void>((resolve, reject) => {
+    const written = new Promise<number>((resolve, reject) => {
       const write: PendingWrite = {
         segment,
         frame,
-        done: (err) => {
+        done: (err, at = -1) => {
           segment.queuedWrites--;
-          if (err === undefined) resolve();
+          if (err === undefined) resolve(at);
           else reject(err);
         },
       };
@@ -597,9 +712,11 @@ export class Spool {
 
   /** True once written (or failed for good); false when the disk has no room. */
   private async tryWrite(write: PendingWrite): Promise<boolean> {
+    let at: number;
     try {
       const handle = await this.openSegment(write.segment);
-      await writeAt(handle, write.frame, write.segment.written);
+      at = write.segment.written;
+      await writeAt(handle, write.frame, at);
       write.segment.written += write.frame.length;
       this.dirty.add(handle);
     } catch (err) {
@@ -610,7 +727,7 @@ export class Spool {
       write.error = err;
       return false;
     }
-    write.done();
+    write.done(undefined, at);
     return true;
   }
 
@@ -847,15 +964,45 @@ export class Spool {
   // --- bookkeeping ---
 
   private remember(entry: Entry): void {
-    this.entries.set(entry.batch.seq, entry);
-    this.payloadBytes += entry.batch.payload.length;
-    this.pointCount += entry.batch.points;
+    this.entries.set(entry.seq, entry);
+    this.payloadBytes += entry.size;
+    this.pointCount += entry.points;
+    if (entry.held) this.heldBytes += entry.size;
   }
 
   private forget(entry: Entry): void {
-    if (!this.entries.delete(entry.batch.seq)) return;
-    this.payloadBytes -= entry.batch.payload.length;
-    this.pointCount -= entry.batch.points;
+    if (!this.entries.delete(entry.seq)) return;
+    this.payloadBytes -= entry.size;
+    this.pointCount -= entry.points;
+    if (entry.held) this.heldBytes -= entry.size;
+    entry.held = false;
+    entry.payload = undefined;
+  }
+
+  /**
+   * Reads a batch's payload back from its segment file. A record damaged since it was
+   * written is a counted loss (invariant 1), like one recovery finds damaged.
+   */
+  private async readBack(entry: Entry): Promise<Uint8Array | undefined> {
+    const segment = entry.segment;
+    if (!segment || entry.frameAt < 0) return undefined;
+    let data: Uint8Array;
+    try {
+      data = await readAt(segment.path, entry.frameAt, entry.frameBytes);
+    } catch (err) {
+      // Deleted meanwhile: the batch was acked or dropped.
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    const frame = frameAt(data, viewOf(data), 0, decodeSegmentRecord);
+    if (frame?.record.type === BATCH && frame.record.batch.seq === entry.seq && frame.end === data.length) return frame.record.batch.payload;
+    if (this.entries.get(entry.seq) === entry) {
+      this.release(entry, segment);
+      this.dropped.batches++;
+      this.dropped.points += entry.points;
+      this.onError(new Error(`batch ${entry.seq} in ${segment.path} is damaged; its ${entry.points} points are counted as dropped`));
+    }
+    return undefined;
   }
 
   /** Frees an entry of `segment`, acked or dropped; returns the segment. */
@@ -976,8 +1123,15 @@ function decodeAck(body: Uint8Array): number | undefined {
   return isCount(seq) ? seq : undefined;
 }
 
+interface Located<T> {
+  record: T;
+  /** Where its frame starts and ends in the file. */
+  at: number;
+  end: number;
+}
+
 interface Scan<T> {
-  records: T[];
+  records: Array<Located<T>>;
   /** Where the valid data ends; what follows holds no valid record. */
   validEnd: number;
   /** Corrupt stretches skipped with valid records after them. */
@@ -986,14 +1140,14 @@ interface Scan<T> {
 
 /** Reads frames in order, resyncing past corrupt stretches to the next valid frame. */
 function scan<T>(data: Uint8Array, decode: Decode<T>): Scan<T> {
-  const records: T[] = [];
+  const records: Array<Located<T>> = [];
   let corrupt = 0;
   const view = viewOf(data);
   let pos = 0;
   while (pos < data.length) {
     const frame = frameAt(data, view, pos, decode);
     if (frame) {
-      records.push(frame.record);
+      records.push({ record: frame.record, at: pos, end: frame.end });
       pos = frame.end;
       continue;
     }
@@ -1069,6 +1223,23 @@ async function writeAt(handle: FileHandle, data: Uint8Array, at: number): Promis
   } catch (err) {
     await handle.truncate(at).catch(() => undefined);
     throw err;
+  }
+}
+
+/** Reads `length` bytes at offset `at`; fewer if the file ends first. */
+async function readAt(path: string, at: number, length: number): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const data = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(data, done, length - done, at + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return data.subarray(0, done);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { figure, type BenchContext, type Figure } from './report';
 import { sleep } from './pipeline';
@@ -35,8 +37,68 @@ async function measureAgent(ctx: BenchContext, pointsPerSec: number) {
   }
 }
 
+const CLI = path.join(path.dirname(new URL(import.meta.url).pathname), 'cli.js');
+const MiB = 1024 * 1024;
+
+/** Peak resident bytes (VmHWM) of a running process, from /proc. */
+async function peakRss(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1]) * 1024;
+}
+
+/**
+ * Peak RSS of `node ARGS` after `seconds`, the process on its own as an operator runs it:
+ * the built CLI, not a bench worker that carries the sink and DuckDB along.
+ */
+async function processPeak(args: string[], seconds: number): Promise<number> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'ignore'] });
+  try {
+    await sleep(seconds * 1000);
+    if (child.pid === undefined || child.exitCode !== null) throw new Error(`node ${args.join(' ')} exited early`);
+    return await peakRss(child.pid);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+/**
+ * The agent's memory as a gateway sizes it (what the issue sets: idle, 1,000 points/s, the
+ * end of a broker outage at 1,000 points/s with the default spool), each beside node's own
+ * empty process on the same machine.
+ */
+async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
+  const run = (name: string, extra: string[]) => [CLI, 'agent', '--gateway', `gw-foot-${name}`, '--spool', path.join(ctx.tmp, `foot-${name}`), '--log-level', 'warn', ...extra];
+  const settle = ctx.quick ? 5 : 20;
+  const outageSeconds = ctx.quick ? 60 : 600;
+  ctx.progress('node empty process');
+  const empty = await processPeak(['-e', 'setInterval(() => {}, 1000)'], settle);
+  ctx.progress('agent idle, no broker');
+  const idle = await processPeak(run('idle', ['--broker', 'mqtt://127.0.0.1:9']), settle);
+  const broker = startRole('broker', {});
+  const acker = startRole('acker', { broker: String((await broker.ready)['url']) });
+  let atRate: number;
+  try {
+    await acker.ready;
+    ctx.progress('agent at 1,000 points/s, acked');
+    atRate = await processPeak(run('rate', ['--broker', String((await broker.ready)['url']), '--simulate', '100', '--hz', '10']), settle * 2);
+  } finally {
+    await acker.stop();
+    await broker.stop();
+  }
+  ctx.progress(`agent at 1,000 points/s through a ${outageSeconds} s broker outage`);
+  const outage = await processPeak(run('outage', ['--broker', 'mqtt://127.0.0.1:9', '--simulate', '100', '--hz', '10']), outageSeconds);
+  const beside = (label: string) => `${label} (node's empty process: ${(empty / MiB).toFixed(0)} MB)`;
+  return [
+    figure('agent', 'node_empty_rss_bytes', "node's own empty process, peak resident memory", empty, 'bytes'),
+    figure('agent', 'agent_idle_rss_bytes', beside('agent idle (no source, no broker), peak resident memory'), idle, 'bytes'),
+    figure('agent', 'agent_rss_bytes_at_1k', beside('agent at 1,000 points/s (100 drones at 10 Hz), acked, peak resident memory'), atRate, 'bytes'),
+    figure('agent', 'agent_rss_bytes_after_outage', beside(`agent at the end of a ${outageSeconds} s broker outage at 1,000 points/s, default spool, peak resident memory`), outage, 'bytes'),
+  ];
+}
+
 export async function runAgentFootprint(ctx: BenchContext): Promise<Figure[]> {
-  const figures: Figure[] = [];
+  const figures = await gatewayFootprint(ctx);
+  const empty = figures[0]?.value;
   const atRate: Array<Awaited<ReturnType<typeof measureAgent>>> = [];
   for (const rate of [10_000, 100_000]) {
     ctx.progress(`agent alone at ${rate} points/s`);
@@ -51,6 +113,9 @@ export async function runAgentFootprint(ctx: BenchContext): Promise<Figure[]> {
   figures.unshift(
     figure('agent', 'agent_points_per_sec_per_core', `points per CPU second (simulate, batch, publish, acks)${ctx.quick ? ', at 100k points/s' : ''}`, max.perCore, 'points/s'),
     figure('agent', 'agent_points_per_sec', `points per second, one agent process${ctx.quick ? ', at 100k points/s' : ''}`, max.pointsPerSec, 'points/s'),
+  );
+  figures.push(
+    figure('agent', 'agent_rss_bytes_at_saturation', `peak resident memory as fast as it goes${ctx.quick ? ' (quick: at 100k points/s)' : ''}, in a bench worker that also loads the sink (node's empty process: ${(Number(empty) / MiB).toFixed(0)} MB)`, max.rss, 'bytes'),
   );
   return figures;
 }

@@ -7,6 +7,14 @@ import { latencyBucketSql, type LatencyHistogram } from './latency';
 import { partitionOfHour, QUARANTINE_PREFIX, TELEMETRY_PREFIX } from './layout';
 import type { FileEntry } from './manifest';
 import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
+
+/**
+ * How every lake file is written, commits and compactions alike. Parquet V2 encodings
+ * (DELTA_BINARY_PACKED for integers and timestamps, BYTE_STREAM_SPLIT for doubles) take
+ * sorted, smooth telemetry to 0.71 of the bytes per point of V1's PLAIN (`npm run bench --
+ * --only sizes`). DuckDB reads them in every lake test, hyparquet in test/pipeline.test.ts.
+ */
+export const PARQUET_WRITE_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2';
 import type { LakeStorage } from './storage';
 import { sqlString } from './sql';
 
@@ -65,7 +73,7 @@ export async function writeCommit(
       const from = hour * MICROS_PER_HOUR;
       await conn.run(
         `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${ORDER_BY}) ` +
-          `TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd)`,
+          `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS})`,
       );
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
       let bytes: number;

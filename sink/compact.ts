@@ -5,6 +5,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
+import { PARQUET_WRITE_OPTIONS } from './commit';
 import { TELEMETRY_PREFIX } from './layout';
 import { compactionRecordKey, publishRecord, type CompactionRecord, type FileEntry, type ManifestCache, readManifest, warnBadRecord, type Snapshot } from './manifest';
 import { ObjectExistsError, type LakeStorage } from './storage';
@@ -87,7 +88,7 @@ async function compactGroup(storage: LakeStorage, conn: DuckDBConnection, partit
   try {
     await conn.run(
       `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true) ORDER BY ${ORDER_BY}) ` +
-        `TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${rowGroupRows})`,
+        `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${rowGroupRows})`,
     );
     const written = await countRows(conn, local);
     if (written !== rows) throw new Error(`compaction ${id} wrote ${written} rows, its inputs hold ${rows}`);

@@ -57,7 +57,7 @@ export async function damageRound(seed: number): Promise<DamageRound> {
       await spool.append({ seq: first + i, points: 1, payload }, new Map([['d-1', i]]));
     }
     for (const seq of payloads.keys()) if (random() < 0.35) spool.ack(seq);
-    const unacked = new Set(spool.unacked().map((b) => b.seq));
+    const unacked = new Set(spool.seqs());
     await spool.close();
 
     const files = (await readdir(dir)).filter((f) => f.startsWith('seg-') || f === 'acks.log').sort();
@@ -94,7 +94,7 @@ export async function damageRound(seed: number): Promise<DamageRound> {
     }
 
     const reopened = await Spool.open({ dir, fsyncIntervalMs: 0, segmentBytes: 1024, maxBytes: 1024 * 1024 });
-    const batches = reopened.unacked();
+    const batches = await reopened.unacked();
     const { recovery } = reopened.stats();
     const result: DamageRound = {
       seed,

@@ -84,11 +84,11 @@ function withoutStream(frame: Buffer): Buffer {
 }
 
 function seqsOf(spool: Spool): number[] {
-  return spool.unacked().map((b) => b.seq);
+  return spool.seqs();
 }
 
-function expectPayloadsIntact(spool: Spool, size = 1000): void {
-  for (const b of spool.unacked()) {
+async function expectPayloadsIntact(spool: Spool, size = 1000): Promise<void> {
+  for (const b of await spool.unacked()) {
     expect(Buffer.from(b.payload).equals(Buffer.from(batch(b.seq, size).payload)), `payload of ${b.seq}`).toBe(true);
     expect(b.points).toBe(b.seq + 1);
   }
@@ -119,12 +119,12 @@ describe('spool', () => {
 
     const again = await open(dir);
     expect(seqsOf(again)).toEqual([1, 2, 4, 5, 6, 8, 9]);
-    for (const b of again.unacked()) {
+    for (const b of await again.unacked()) {
       expect(Buffer.from(b.payload).equals(Buffer.from(batch(b.seq, 100 + b.seq * 37).payload))).toBe(true);
       expect(b.points).toBe(b.seq + 1);
     }
-    expect(again.get(4)?.points).toBe(5);
-    expect(again.get(3)).toBeUndefined();
+    expect((await again.get(4))?.points).toBe(5);
+    expect(await again.get(3)).toBeUndefined();
     expect(again.nextBatchSeq()).toBe(10);
     expect(again.droneSeq('d-a')).toBe(90);
     expect(again.droneSeq('d-b')).toBe(91);
@@ -267,7 +267,7 @@ describe('spool', () => {
     for (const d of [dir, crashed]) {
       const reopened = await open(d);
       expect(seqsOf(reopened)).toEqual([0, 3, 5, 6]);
-      expectPayloadsIntact(reopened);
+      await expectPayloadsIntact(reopened);
       await reopened.close();
     }
   });
@@ -304,7 +304,7 @@ describe('spool', () => {
 
       const reopened = await open(copy);
       expect(seqsOf(reopened), `cut at ${cut}`).toEqual(survivors);
-      expectPayloadsIntact(reopened, 400);
+      await expectPayloadsIntact(reopened, 400);
       const { recovery } = reopened.stats();
       expect(recovery.truncatedBytes, `cut at ${cut}`).toBe(cut - (kept.at(-1)?.end ?? 0));
       expect(recovery.corruptRecords).toBe(0);
@@ -345,7 +345,7 @@ describe('spool', () => {
       const reopened = await open(copy);
       const expected = frames.flatMap((f) => (f.seq === undefined || f === frame ? [] : [f.seq]));
       expect(seqsOf(reopened), `flip at ${offset}`).toEqual(expected);
-      expectPayloadsIntact(reopened, 300);
+      await expectPayloadsIntact(reopened, 300);
       expect(reopened.stats().recovery.corruptRecords, `flip at ${offset}`).toBe(1);
       expect(reopened.stats().recovery.truncatedBytes).toBe(0);
       expect(reopened.nextBatchSeq()).toBe(20);
@@ -370,7 +370,7 @@ describe('spool', () => {
 
     const reopened = await open(dir);
     expect(seqsOf(reopened)).toEqual([0, 2, 3, 4]);
-    expectPayloadsIntact(reopened);
+    await expectPayloadsIntact(reopened);
     expect(reopened.stats().recovery).toEqual({
       segments: 3,
       recordsRecovered: 7,
@@ -399,7 +399,7 @@ describe('spool', () => {
 
     let done = false;
     const blocked = spool.append(batch(seq)).then(() => (done = true));
-    expect(spool.get(seq)?.seq).toBe(seq);
+    expect((await spool.get(seq))?.seq).toBe(seq);
     spool.ack(4); // frees no whole segment
     // A batch can be sent, and acked, while it waits for room; it is still written, then freed.
     expect(spool.ack(12)).toBe(true);
@@ -428,11 +428,11 @@ describe('spool', () => {
     while (spool.hasSpace()) await spool.append(batch(seq++));
     const stuck = expect(spool.append(batch(seq))).rejects.toThrow('spool closed while the append waited for room');
     await new Promise((r) => setTimeout(r, 50));
-    expect(spool.get(seq)?.seq).toBe(seq);
+    expect((await spool.get(seq))?.seq).toBe(seq);
     const before = seqsOf(spool).slice(0, -1);
     await spool.close();
     await stuck;
-    expect(spool.get(seq)).toBeUndefined();
+    expect(await spool.get(seq)).toBeUndefined();
     const again = await open(dir, SMALL);
     expect(seqsOf(again)).toEqual(before);
     await again.close();
@@ -462,7 +462,7 @@ describe('spool', () => {
 
     const again = await open(dir, { ...SMALL, whenFull: 'drop-oldest' });
     expect(seqsOf(again)).toEqual(kept);
-    expectPayloadsIntact(again);
+    await expectPayloadsIntact(again);
     expect(again.stats().dropped).toEqual(dropped);
     expect(again.nextBatchSeq()).toBe(30);
     await again.close();
@@ -523,7 +523,7 @@ describe('spool', () => {
     const reopened = await open(dir);
     expect(seqsOf(reopened)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
     expect(reopened.stats().recovery.corruptRecords).toBe(0);
-    expectPayloadsIntact(reopened, 700);
+    await expectPayloadsIntact(reopened, 700);
     await reopened.close();
   });
 
@@ -536,6 +536,51 @@ describe('spool', () => {
     await spool.append(batch(0));
     await expect(spool.append(batch(0))).rejects.toThrow(RangeError);
     expect(seqsOf(spool)).toEqual([0]);
+    await spool.close();
+  });
+
+  it('holds payloads in memory only within memoryBytes, and reads the rest back from disk, before and after a reopen', async () => {
+    const dir = await newDir();
+    // Three 1000-byte payloads fit; the other 37 of the backlog are read back from the segments.
+    const options = { maxBytes: 1024 * 1024, segmentBytes: 16 * 1024, memoryBytes: 3000 };
+    const spool = await open(dir, options);
+    for (let seq = 0; seq < 40; seq++) await spool.append(batch(seq));
+    expect(spool.stats().memoryBytes).toBe(3000);
+    expect(spool.roomFor(2)).toBe(true);
+    expect(spool.roomFor(3)).toBe(false);
+    await expectPayloadsIntact(spool);
+    // Reads for inspection do not stay in memory.
+    expect(spool.stats().memoryBytes).toBe(3000);
+    // A batch loaded to be sent stays until its ack; the ack makes room for the next.
+    expect((await spool.load(10))?.seq).toBe(10);
+    expect(spool.stats().memoryBytes).toBe(4000);
+    expect(spool.ack(10)).toBe(true);
+    expect(spool.ack(0)).toBe(true);
+    expect(spool.stats().memoryBytes).toBe(2000);
+    expect(spool.roomFor(20)).toBe(true);
+    await spool.close();
+
+    const reopened = await open(dir, options);
+    // Recovery holds the first three it replays (0, 1, 2); 0 was acked, so two stay.
+    expect(reopened.stats().memoryBytes).toBe(2000);
+    expect(reopened.count).toBe(38);
+    await expectPayloadsIntact(reopened);
+    await reopened.close();
+  });
+
+  it('counts a batch damaged on disk after it was written as dropped when it is read back', async () => {
+    const dir = await newDir();
+    const spool = await open(dir, { maxBytes: 1024 * 1024, segmentBytes: 16 * 1024, memoryBytes: 1000 });
+    for (let seq = 0; seq < 5; seq++) await spool.append(batch(seq));
+    const [file] = await segmentFiles(dir);
+    const bytes = await readFile(path.join(dir, file!));
+    const frame = framesOf(bytes).find((f) => f.seq === 3)!;
+    bytes[frame.end - 10] = bytes[frame.end - 10]! ^ 0xff;
+    await writeFile(path.join(dir, file!), bytes);
+    expect(await spool.get(3)).toBeUndefined();
+    expect(spool.stats().dropped).toEqual({ batches: 1, points: 4 });
+    expect(seqsOf(spool)).toEqual([0, 1, 2, 4]);
+    await expectPayloadsIntact(spool);
     await spool.close();
   });
 });
