@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/options';
+import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
@@ -173,7 +174,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     sources.push(createSimulatedFleet({ gatewayId: config.gateway, drones: config.simulate, hz: config.hz, firstSeq }));
   }
   if (mavlink) sources.push(mavlink);
-  const ingest = auth ? (await import('./ingest-api')).createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6, auth }) : null;
+  const ingest = auth ? (await import('./ingest-api')).createIngestSource({ maxBodyBytes: 16 * 1024 * 1024, maxFutureSkewUs: config.maxFutureSkew * 1e6, auth, defaultStream: ingestStreamOf(config.gateway) }) : null;
   if (ingest) sources.push(ingest);
 
   const oldestAgeSeconds = () => {

@@ -15,6 +15,12 @@ export interface IngestApiOptions {
   maxFutureSkewUs: number;
   /** Who may post which drones' points (ingest-auth.ts); absent, anyone may post any drone's. */
   auth?: IngestAuth;
+  /**
+   * The stream of points that name none: the gateway's ingest stream (ingestStreamOf). The
+   * client numbers these points, not the spool, so their stream must not change when the
+   * spool draws a new one: a retry after an agent crash is the same point (invariant 3).
+   */
+  defaultStream?: number;
 }
 
 export interface IngestStats {
@@ -433,6 +439,7 @@ class IngestSource implements Source {
         const drone = typeof droneId === 'string' && ID_PATTERN.test(droneId) ? ` (drone ${droneId})` : '';
         rejected.push({ index, field: result.field, message: `${label}${drone}: ${result.message}` });
       } else {
+        if (result.stream == null && this.options.defaultStream !== undefined) result.stream = this.options.defaultStream;
         out.emit(result);
         accepted++;
       }

@@ -8,6 +8,7 @@ import { agentOptions } from '../agent/options';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
 import { decodeBatch, encodeBatch } from '../proto/codec';
+import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
@@ -172,7 +173,8 @@ describe('point identity', () => {
   it('counts missing entries within a stream only: a planned gap on five drones is 250, a roaming drone none', async () => {
     const { dir, lake, broker } = await setUp('gaps');
     const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2', '--missing-after', '0']).options, quietLog);
-    cleanups.push(() => sink.close());
+    let sinkOpen = true;
+    cleanups.push(async () => sinkOpen && (await sink.close()));
     const agents: Agent[] = [];
     for (const gw of ['gw-a', 'gw-b']) {
       const agent = await startAgent(parseOptions(agentOptions, ['--broker', broker.url, '--gateway', gw, '--spool', path.join(dir, gw), '--http', '127.0.0.1:0', '--linger', '0.05']).options, quietLog);
@@ -193,11 +195,22 @@ describe('point identity', () => {
     await post(agents[0]!, roam(0));
     await post(agents[1]!, roam(1000));
     for (const agent of agents) expect(await agent.drain(10_000)).toBe(true);
+    // Points that name no stream are the client's, in the gateway's ingest stream: a retry
+    // through a restarted gateway whose spool was wiped is still the same point.
+    await agents[0]!.close();
+    const again = await startAgent(parseOptions(agentOptions, ['--broker', broker.url, '--gateway', 'gw-a', '--spool', path.join(dir, 'gw-a-new'), '--http', '127.0.0.1:0', '--linger', '0.05']).options, quietLog);
+    cleanups.push(() => again.close());
+    agents[0] = again;
+    await post(again, roam(0).slice(0, 10));
+    expect(await again.drain(10_000)).toBe(true);
     await sink.flush();
+    expect(sink.stats().pointsDuplicate).toBe(10);
+    sinkOpen = false;
     await sink.close();
-    cleanups.pop();
 
-    expect(await catalogQuality(lake)).toMatchObject({ rows: 950, missing_entries: 250, duplicates_dropped: 0, drones: 6, streams: 7, streams_by_drone: { roamer: 2 } });
+    expect(await catalogQuality(lake)).toMatchObject({ rows: 950, missing_entries: 250, drones: 6, streams: 7, streams_by_drone: { roamer: 2 } });
+    const streams = await query(lake, "SELECT DISTINCT stream::BIGINT AS stream FROM telemetry WHERE gateway_id = 'gw-a'");
+    expect(streams).toEqual([{ stream: String(ingestStreamOf('gw-a')) }]);
   });
 
   it('stores every point of a second `dronelake up` on the same lake', async () => {
