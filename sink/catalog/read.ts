@@ -127,7 +127,7 @@ export function formatCatalog(report: CatalogReport): string {
     `  rows ${q.rows}, received points ${q.received_points}, throughput ${num(report.throughput.rows_per_second, 1)} rows/s over the last ${duration(report.throughput.window_seconds)}`,
     `  missing entries ${q.missing_entries}, reported lost ${q.reported_lost}, in flight ${q.in_flight}`,
     `  drones ${q.drones} in ${q.streams} streams${Object.keys(q.streams_by_drone).length > 0 ? ` (several: ${Object.entries(q.streams_by_drone).slice(0, 5).map(([d, n]) => `${d} ${n}`).join(', ')}${Object.keys(q.streams_by_drone).length > 5 ? ', …' : ''})` : ''}`,
-    `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches}, error rate ${num(q.error_rate * 100, 2)} %`,
+    `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches} (sent again ${q.rejected_batch_repeats} times), error rate ${num(q.error_rate * 100, 2)} %`,
     `  duplicates dropped ${q.duplicates_dropped}, late points ${q.late_points}`,
     `  freshness: newest row ${duration(q.freshness_seconds)} old; event to commit p50 ${num(q.latency_p50_ms, 0)} ms, p99 ${num(q.latency_p99_ms, 0)} ms`,
   ];
