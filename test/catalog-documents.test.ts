@@ -377,10 +377,6 @@ describe('catalog documents', () => {
     const validators = loadValidators();
     const why = HAS_SCHEMAS ? '' : ' (skipped: ../shared/schemas is not there)';
 
-    it.runIf(!HAS_SCHEMAS)(`cannot check conformance: ../shared/schemas is not there, so the tests against ODCS, ODPS and OpenLineage are skipped`, () => {
-      expect(validators).toBeNull();
-    });
-
     it.skipIf(!HAS_SCHEMAS)(`the contract of a local lake and of an S3 lake is valid ODCS v3.1.0${why}`, () => {
       for (const location of [LOCAL, S3, { lake: 's3://fleet-lake' }]) {
         expect(validators!.contract(buildContract(contractInput(location))), location.lake).toEqual([]);
