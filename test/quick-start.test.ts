@@ -72,7 +72,7 @@ describe.skipIf(!HAS_GIT)(`README quick start, from a fresh clone${HAS_GIT ? '' 
   for (const command of commands) {
     if (isTestRun(command)) {
       it(`${command}: is what CI runs on a fresh clone after installing, the run this test is part of`, async () => {
-        const ci = (await readFile(path.join(repo, '.ci', 'run'), 'utf8')).split('\n').map((l) => l.trim());
+        const ci = (await readFile(path.join(repo, '.ci', 'run'), 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
         expect(ci.slice(-2)).toEqual(['npm ci', command]);
       });
       continue;
