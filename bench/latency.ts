@@ -5,13 +5,13 @@ import { fleetArgs, runEndToEnd, windows } from './throughput';
 import { LatencyHistogram } from '../sink/latency';
 
 /** The sink's latency counts of a window, as a histogram, so its quantiles are the sink's own. */
-function histogramOf(counts: number[]): LatencyHistogram {
+export function histogramOf(counts: number[]): LatencyHistogram {
   const h = new LatencyHistogram();
   counts.forEach((n, bucket) => n > 0 && h.add(bucket, n));
   return h;
 }
 
-const latencyCounts = (s: Awaited<ReturnType<typeof sample>>): number[] =>
+export const latencyCounts = (s: Awaited<ReturnType<typeof sample>>): number[] =>
   ((s.reports['sink']?.stats['latencyMs'] as { counts: Array<number | null> } | undefined)?.counts ?? []).map((n) => n ?? 0);
 
 async function maxRate(ctx: BenchContext): Promise<number> {

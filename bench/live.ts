@@ -1,12 +1,9 @@
 import mqtt from 'mqtt';
 import { LIVE_WILDCARD } from '../proto/topics';
-import { LatencyHistogram } from '../sink/latency';
+import { histogramOf, latencyCounts } from './latency';
 import { sample, sleep, startPipeline, stat, type Sample } from './pipeline';
 import { figure, type BenchContext, type Figure } from './report';
 import { fleetArgs, windows } from './throughput';
-
-const latencyCounts = (s: Sample): number[] =>
-  ((s.reports['sink']?.stats['latencyMs'] as { counts: Array<number | null> } | undefined)?.counts ?? []).map((n) => n ?? 0);
 
 const livePoints = (s: Sample): number => Number((s.reports['sink']?.stats['live'] as { points?: number } | null | undefined)?.points ?? 0);
 
@@ -41,8 +38,7 @@ export async function runLive(ctx: BenchContext): Promise<Figure[]> {
       await sleep(stuckMs);
       const last = await sample(p);
       const a = latencyCounts(first);
-      const window = new LatencyHistogram();
-      latencyCounts(last).forEach((n, bucket) => window.add(bucket, n - (a[bucket] ?? 0)));
+      const window = histogramOf(latencyCounts(last).map((n, i) => n - (a[i] ?? 0)));
       results[mode] = {
         p50: window.quantile(0.5),
         p99: window.quantile(0.99),

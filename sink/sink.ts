@@ -111,31 +111,26 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     ...(config.cert ? { cert: read(config.cert) } : {}),
     ...(config.key ? { key: read(config.key) } : {}),
   };
-  const client = mqtt.connect(config.broker, {
-    ...credentials,
-    clientId,
-    // A persistent session: the broker queues telemetry while the sink restarts.
-    clean: false,
-    reconnectPeriod: 1000,
-    connectTimeout: 10_000,
-  });
+  // Every connection speaks for the sink's one identity, under a client id of its own.
+  const connect = (id: string, options: mqtt.IClientOptions) => mqtt.connect(config.broker, { ...credentials, clientId: id, reconnectPeriod: 1000, connectTimeout: 10_000, ...options });
+  // A persistent session: the broker queues telemetry while the sink restarts.
+  const client = connect(clientId, { clean: false });
   client.on('connect', () => log.info({ broker: config.broker }, 'sink connected'));
   client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
   // Acks go out on a connection of their own. MQTT.js reads nothing on a connection
   // while a message handler holds its callback, PUBACKs included, so a commit that
   // waited for its acks' PUBACKs on the telemetry connection, while that connection was
   // held for backpressure, would wait forever.
-  const ackClient = mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-acks`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+  const ackClient = connect(`${clientId}-acks`, { clean: true });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
   // The live port has a connection of its own, so that nothing it carries can delay an ack.
   // Invariant 6: it publishes at QoS 0, queues nothing while the link is down, and drops
   // (and counts) what the broker is not reading, so it never holds memory or a commit.
-  const liveClient = config.live
-    ? mqtt.connect(config.broker, { ...credentials, clientId: `${clientId}-live`, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, queueQoSZero: false })
-    : null;
+  const liveClient = config.live ? connect(`${clientId}-live`, { clean: true, queueQoSZero: false }) : null;
   liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
+  const liveSettings = { after: config.liveAfter, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
   const live = liveClient
-    ? createLivePort({ after: config.liveAfter, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence }, (topic, payload) => {
+    ? createLivePort(liveSettings, (topic, payload) => {
         if (!liveClient.connected || liveClient.stream.writableLength > LIVE_MAX_BUFFERED) return false;
         liveClient.publish(topic, payload, { qos: 0 });
         return true;
@@ -171,8 +166,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       }
       commitLatency.counts.forEach((n, bucket) => latency.add(bucket, n));
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
-      pointLedger.commit(buffer.pointKeys, Date.now());
-      stats.streamsEvicted += pointLedger.evictIdle(Date.now() - streamIdleMs);
+      const committedAt = Date.now();
+      pointLedger.commit(buffer.pointKeys, committedAt);
+      stats.streamsEvicted += pointLedger.evictIdle(committedAt - streamIdleMs);
       stats.commits++;
       stats.files += files.length;
       stats.pointsCommitted += buffer.points;
@@ -387,7 +383,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       broker: config.broker,
       httpUrl: http?.url,
       openLineageUrl: config.openlineageUrl,
-      live: live ? { after: live.settings.after, broker: config.broker, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence } : undefined,
+      live: live ? { ...liveSettings, broker: config.broker } : undefined,
     },
     log,
     manifestCache,
