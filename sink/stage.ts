@@ -14,7 +14,7 @@ import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import type { PointKeys } from './dedupe';
-import { emptyCommitCounts, type OpenCommitCounts } from './manifest';
+import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
 import type { LiveRow } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';

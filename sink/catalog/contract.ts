@@ -2,7 +2,8 @@ import { LAKE_COLUMNS } from '../../proto/columns';
 import { ID_PATTERN, eventsTopic } from '../../proto/topics';
 import { FINITE_FIELDS, MIN_TS_MICROS, type InvalidReason } from '../../proto/validate';
 import { QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
-import { MANIFEST_PREFIX } from '../manifest';
+import { CHECKPOINT_PREFIX } from '../checkpoint';
+import { METADATA_PREFIX } from '../table/metadata';
 import type { QuarantineKind } from '../quarantine';
 import { LIVE_GUARANTEE, type LivePortInput } from './product';
 import { COLUMN_DOCS, PARTITION_DOCS, POINT_DESCRIPTION, quarantineDocs, ROW_KEY_SENTENCE, type ColumnDoc } from './columns-doc';
@@ -208,8 +209,13 @@ function eventsServer(live: LivePortInput): Doc {
 const QUARANTINE_GLOB = (kind: QuarantineKind): string => `${QUARANTINE_PREFIX}/${kind}/**/*.ndjson`;
 
 /** Each schema object's files: its server entry (named as the object), read glob and format. */
-const DATASETS: ReadonlyArray<{ server: string; glob: string; format: 'parquet' | 'json'; description: string }> = [
-  { server: 'telemetry', glob: TELEMETRY_GLOB, format: 'parquet', description: `Parquet files of the telemetry object, laid out as ${TELEMETRY_PREFIX}/date=YYYY-MM-DD/hour=HH/{part-{sink}-{commit},compact-{id}}.parquet` },
+const DATASETS: ReadonlyArray<{ server: string; glob: string; format: 'iceberg' | 'json'; description: string }> = [
+  {
+    server: 'telemetry',
+    glob: TELEMETRY_GLOB,
+    format: 'iceberg',
+    description: `An Apache Iceberg v2 table: its metadata under ${METADATA_PREFIX}/ (the current version is the highest v{N}.metadata.json), its Parquet files laid out as ${TELEMETRY_PREFIX}/date=YYYY-MM-DD/hour=HH/{part-{sink}-{commit},compact-{id}}.parquet`,
+  },
   ...(['points', 'batches'] as const).map((kind) => ({
     server: quarantineObject(kind),
     glob: QUARANTINE_GLOB(kind),
@@ -227,14 +233,22 @@ function servers(location: ProductLocation): Doc[] {
       customProperties: [
         { property: 'lake', value: lake, description: 'the lake root, a directory or s3://bucket/prefix' },
         { property: 'layoutGlob', value: glob, description: 'the read glob, relative to the lake root' },
-        { property: 'manifest', value: lakeUrl(lake, `${MANIFEST_PREFIX}/`), description: 'commit and compaction records: follow them for a consistent snapshot' },
+        ...(format === 'iceberg'
+          ? [
+              { property: 'tableFormat', value: 'iceberg', description: 'Apache Iceberg table format, version 2' },
+              { property: 'tableLocation', value: lakeUrl(lake, TELEMETRY_PREFIX), description: 'the table location: register it with an engine\'s Iceberg catalog, or read it by path' },
+              { property: 'metadataLocation', value: lakeUrl(lake, `${METADATA_PREFIX}/`), description: 'the table metadata; version-hint.text names the current version' },
+            ]
+          : []),
+        { property: 'checkpoints', value: lakeUrl(lake, `${CHECKPOINT_PREFIX}/`), description: 'each sink\'s commit checkpoints: batch keys, point-identity ranges and counts, named by the table\'s snapshots' },
       ],
     };
-    if (!isS3Lake(lake)) return { ...common, type: 'local', path: lakePath(lake, glob), format };
+    const where = format === 'iceberg' ? TELEMETRY_PREFIX : glob;
+    if (!isS3Lake(lake)) return { ...common, type: 'local', path: lakePath(lake, where), format };
     return {
       ...common,
       type: 's3',
-      location: lakeUrl(lake, glob),
+      location: lakeUrl(lake, where),
       ...(location.s3Endpoint && { endpointUrl: location.s3Endpoint }),
       format,
       ...(format === 'json' && { delimiter: 'new_line' }),
@@ -267,8 +281,9 @@ function description(input: ContractInput): Doc {
   return {
     purpose: 'Every telemetry point the drone fleet sent through its gateways, validated and deduplicated, as Hive-partitioned Parquet: one row per point, for flight analytics, fleet health and joins to deliveries.',
     usage:
-      `Read through the manifest for a consistent snapshot: \`dronelake query --lake ${input.location.lake}\` has the views telemetry, quarantined_points and quarantined_batches. ` +
-      `Any engine reads the files with a glob and Hive partitioning: read_parquet('${glob}', hive_partitioning = true). ` +
+      `The telemetry is an Apache Iceberg v2 table at ${lakeUrl(input.location.lake, TELEMETRY_PREFIX)}: every Iceberg engine (Spark, Trino, Flink, PyIceberg, DuckDB's iceberg extension, Snowflake, Athena) reads a consistent snapshot, prunes by ts, and travels back in time. ` +
+      `\`dronelake query --lake ${input.location.lake}\` reads the current snapshot (or --as-of, --snapshot) with the views telemetry, quarantined_points and quarantined_batches. ` +
+      `A plain glob, read_parquet('${glob}', hive_partitioning = true), also sees files no snapshot holds: compaction inputs until they expire, and files of commits that failed. ` +
       'mission_id joins to shipping and orders data. The quality rules are DuckDB SQL over the view telemetry.',
     limitations:
       `Rows become visible about ${input.flushIntervalSeconds} s after they arrive (one commit). ` +

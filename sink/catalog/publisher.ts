@@ -15,7 +15,7 @@ import {
   SLO_STATUS_KEY,
   timeOfName,
 } from '../layout';
-import { readManifest, warnBadRecord, type CommitRecord, type ManifestCache } from '../manifest';
+import { committedRecords, warnBadRecord, type CheckpointCache, type CommitRecord } from '../checkpoint';
 import { qualityOf } from '../quality';
 import { productStatus } from '../slo';
 import { ObjectExistsError, type LakeStorage } from '../storage';
@@ -80,7 +80,7 @@ ORDER BY drone_id, date, hour;
  * descriptor when the sink starts, then at the end of every window a quality record, an
  * OpenLineage RunEvent and the objectives' status, all computed from the manifest.
  */
-export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: ManifestCache): Promise<Catalog> {
+export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: CheckpointCache): Promise<Catalog> {
   const runId = randomUUID();
   const contract = buildContract({
     location: config.location,
@@ -144,7 +144,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   let windowStart = Date.now();
 
   async function recordWindow(endMs: number): Promise<void> {
-    const commits = (await readManifest(storage, warnBadRecord(log), cache)).commits;
+    const commits = await committedRecords(storage, warnBadRecord(log), cache);
     const own = commits.filter((c) => c.writer === config.writer);
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
     const bytes = own
