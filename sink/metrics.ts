@@ -27,6 +27,7 @@ export function sinkMetrics(stats: () => SinkSnapshot): Registry {
   counter('dronelake_sink_files_compacted_total', 'Files merged away by compactions.', (s) => s.filesCompacted);
   gauge('dronelake_sink_staged_bytes', 'Bytes of points and bad input awaiting commit (estimated).', (s) => s.stagedBytes);
   counter('dronelake_sink_commits_total', 'Commits that reached the table, acks sent.', (s) => s.commits);
+  gauge('dronelake_sink_startup_objects_read', 'Objects the sink read from the lake as it started (table metadata and checkpoints): bounded, whatever the history.', (s) => s.startupReads);
   counter('dronelake_sink_table_commits_total', 'Snapshots this sink committed to the Iceberg table (appends and compactions).', (s) => s.tableCommits);
   counter('dronelake_sink_table_commit_retries_total', 'Table commits that lost the race for the next version to another writer and were rebased.', (s) => s.tableCommitRetries);
   counter('dronelake_sink_compactions_stale_total', 'Compactions not committed because another writer changed an input first.', (s) => s.compactionsStale);

@@ -47,7 +47,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { startupReads: number; store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -81,14 +81,23 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const storeHealth = createStoreHealth();
   const staging = stagingGate(storage.stagingDir, log);
   let committingBuffer: StageBuffer | null = null;
+  // What a start reads is counted: it must not grow with the table's history.
+  let startupReads = 0;
+  const counted: typeof storage = {
+    ...storage,
+    read: (key) => {
+      startupReads++;
+      return storage.read(key);
+    },
+  };
   // The table's commit needs a store that refuses a second create of a name, or one writer.
-  const createOnly = await refuseSecondWriter(storage, writer, config.shard !== undefined && config.shard.count > 1, log);
+  const createOnly = await refuseSecondWriter(counted, writer, config.shard !== undefined && config.shard.count > 1, log);
   // A lake of an earlier version, with its JSON manifest, becomes a table first.
   await adoptLegacyManifest(storage, log);
-  const table = (await loadTable(storage)) ?? (await createTable(storage));
+  const table = (await loadTable(counted)) ?? (await createTable(counted));
   // Invariant 3 across restarts: what earlier runs committed, from each writer's last
   // full state and the commits after it, as the table's properties name them.
-  const restoreReads = await restoreCheckpoints(storage, table.metadata.properties, ledger, pointLedger);
+  await restoreCheckpoints(counted, table.metadata.properties, ledger, pointLedger);
   // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
   const streamIdleMs = config.streamIdle * 3_600_000;
   pointLedger.evictIdle(Date.now() - streamIdleMs);
@@ -101,7 +110,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const snapshotRetentionMs = config.snapshotRetention * 3_600_000;
   const tableCounters = { commits: 0, retries: 0 };
   const lakeTable = tableWriter(storage, writer, { snapshotRetentionMs }, manifestCache, tableCounters);
-  log.info({ tableVersion: table.version, objectsRead: restoreReads, nextCommit: commitNumber, createOnly }, 'dedupe state restored from the table');
+  log.info({ tableVersion: table.version, objectsRead: startupReads, nextCommit: commitNumber, createOnly }, 'dedupe state restored from the table');
   let bufferNumber = 0;
   const nextBuffer = () => createStageBuffer(db, `stage_${bufferNumber++}`);
   let open: StageBuffer = await nextBuffer();
@@ -370,6 +379,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     ...structuredClone(stats),
     tableCommits: tableCounters.commits,
     tableCommitRetries: tableCounters.retries,
+    startupReads,
     store: storeHealth.state(),
     staging: staging.state(),
     stagedBytes: heldBytes(),

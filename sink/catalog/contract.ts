@@ -288,13 +288,14 @@ function description(input: ContractInput): Doc {
     limitations:
       `Rows become visible about ${input.flushIntervalSeconds} s after they arrive (one commit). ` +
       `Partitions are by event time and close ${input.latenessSeconds} s after their hour ends; points that arrive later are still stored and counted as late, so a closed hour can still grow. ` +
-      "A plain glob may count a compaction's rows twice during its grace period (inputs and output are both present), may see files of a crashed commit until the sink restarts, and may see some hour files of a commit in flight; the manifest never does. " +
+      "A plain glob may count a compaction's rows twice until its inputs expire with the snapshot retention (inputs and output are both present), may see files of a failed commit until maintenance removes them after the grace period, and may see some hour files of a commit in flight; a reader of the Iceberg table never does. " +
       'Null means the drone did not know the value. Invalid points and undecodable batches are not in telemetry: the quarantine keeps them, with the rule they broke.',
   };
 }
 
 /** Schema changes a consumer may need to act on, newest first; additions of columns are not listed. */
 const CHANGELOG = [
+  'The telemetry is an Apache Iceberg v2 table; seq and stream are BIGINT (signed), were UBIGINT, since Iceberg, Spark and Trino have no unsigned 64-bit type (both are at most 2^53). Files written before this change hold UBIGINT until compaction rewrites them.',
   'The key is (drone_id, stream, seq), was (drone_id, seq): a drone has a stream per gateway spool (or ingest client) that numbered its points, so a roaming drone, a replaced spool or a second run no longer lose points to another stream\'s seqs. Rows written before streams have stream null: read it as 0.',
   'satellites is BIGINT (signed), was UINTEGER: differences between rows (satellites - lag(satellites)) no longer overflow. Files written before this change hold UINTEGER.',
 ];

@@ -1,6 +1,7 @@
 import { CHECKPOINT_PREFIX, checkpointOf, writerPositions } from '../checkpoint';
 import { TELEMETRY_PREFIX } from '../layout';
 import type { LakeStorage } from '../storage';
+import { DELETED } from './avro';
 import { manifestsOf, readManifest, type ManifestCache } from './manifests';
 import { keyUri, loadTable, METADATA_PREFIX, metadataKey, VERSION_HINT_KEY } from './metadata';
 
@@ -47,7 +48,8 @@ export async function maintainTable(storage: LakeStorage, settings: MaintenanceS
     referenced.add(snapshot['manifest-list']);
     for (const manifest of await manifestsOf(storage, snapshot, cache)) {
       referenced.add(manifest.manifest_path);
-      for (const entry of await readManifest(storage, manifest, cache)) referenced.add(entry.data_file.file_path);
+      // A deletion entry names a file the snapshot no longer holds.
+      for (const entry of await readManifest(storage, manifest, cache)) if (entry.status !== DELETED) referenced.add(entry.data_file.file_path);
     }
   }
   const versions = new Set([keyUri(storage, metadataKey(table.version)), ...m['metadata-log'].map((e) => e['metadata-file'])]);

@@ -23,6 +23,8 @@ const MAX_ATTEMPTS = 100;
 export interface TableSettings {
   /** Snapshots older than this are expired: how far back time travel reaches. */
   snapshotRetentionMs: number;
+  /** Every snapshot younger than this is kept (KEEP_ALL_SNAPSHOTS_MS unless given). */
+  keepAllMs?: number;
 }
 
 export interface CommitCounters {
@@ -52,7 +54,7 @@ export function retainedSnapshots(snapshots: Snapshot[], currentId: number, nowM
   const hourly = new Set(lastOfHour.values());
   return snapshots.filter((s) => {
     const age = nowMs - s['timestamp-ms'];
-    return s['snapshot-id'] === currentId || age <= KEEP_ALL_SNAPSHOTS_MS || (age <= settings.snapshotRetentionMs && hourly.has(s));
+    return s['snapshot-id'] === currentId || age <= (settings.keepAllMs ?? KEEP_ALL_SNAPSHOTS_MS) || (age <= settings.snapshotRetentionMs && hourly.has(s));
   });
 }
 
