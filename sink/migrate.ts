@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { checkpointKey, checkRecord, forEachPointRange, LEGACY_MANIFEST_PREFIX, positionValue, putCheckpoint, stateKey, stateRecord, writerProperty, type CommitRecord, type FileEntry } from './checkpoint';
 import { BatchLedger, PointLedger } from './dedupe';
+import { TELEMETRY_PREFIX } from './layout';
 import type { LakeStorage } from './storage';
 import type { DataFile } from './table/avro';
 import { newManifestCache } from './table/manifests';
@@ -130,7 +131,13 @@ export async function adoptLegacyManifest(storage: LakeStorage, log: Logger): Pr
       await putCheckpoint(storage, stateKey(writer, number), stateRecord(writer, number, batches, points));
       properties[writerProperty(writer)] = positionValue({ commit: number, state: number });
     }
-    const live = [...liveOf(commits, compactions).values()];
+    // Sizes from the store, not the records: a manifest's file size must be exact for readers to find the footer.
+    const sizes = new Map((await storage.list(`${TELEMETRY_PREFIX}/`)).map((o) => [o.key, o.size]));
+    const live = [...liveOf(commits, compactions).values()].map((f) => {
+      const bytes = sizes.get(f.key);
+      if (bytes === undefined) throw new Error(`${f.key}: the JSON manifest names it as live, but it is not in the store; restore it, then adopt again`);
+      return { ...f, bytes };
+    });
     const table = tableWriter(storage, 'migrate', { snapshotRetentionMs: Number.MAX_SAFE_INTEGER }, newManifestCache());
     await table.append(live.map((f) => adoptedDataFile(keyUri(storage, f.key), f)), { 'dronelake.adopted-records': String(objects.length) }, properties);
     log.info({ records: objects.length, files: live.length, rows: live.reduce((n, f) => n + f.rows, 0) }, 'adopted the JSON manifest as the table');

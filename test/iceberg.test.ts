@@ -198,3 +198,202 @@ describe('the lake as an Iceberg table', () => {
     expect(fieldIds).toEqual(TABLE_FIELDS.map((f) => [f.name, f.id]).sort((a, b) => Number(a[1]) - Number(b[1])));
   }, 60_000);
 });
+
+describe('two writers on one table', () => {
+  it('land every commit of two shards committing at once, rebasing the loser of each race, and count the retries', async () => {
+    const tmp = await tempDir('iceberg-race');
+    cleanups.push(tmp.remove);
+    const lake = path.join(tmp.dir, 'lake');
+    const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    cleanups.push(() => broker.close());
+    const sinks: Sink[] = [];
+    for (const shard of ['0/2', '1/2']) {
+      const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--shard', shard, '--flush-interval', '0.05', '--compact-interval', '0', '--http', '127.0.0.1:0']).options, quietLog);
+      sinks.push(sink);
+      cleanups.push(() => sink.close());
+    }
+    const ids = ['gw-race-a', 'gw-race-b', 'gw-race-c', 'gw-race-d'];
+    const acked = new Map(ids.map((id) => [id, new Set<number>()]));
+    const clients = await Promise.all(
+      ids.map(async (id) => {
+        const c = await mqtt.connectAsync(broker.url, { clientId: id });
+        cleanups.push(() => c.endAsync());
+        c.on('message', (_t, payload) => decodeAck(payload).batch_seqs.forEach((s) => acked.get(id)!.add(s)));
+        await c.subscribeAsync(ackTopic(id), { qos: 1 });
+        return c;
+      }),
+    );
+    const retries = () => sinks.reduce((n, s) => n + s.stats().tableCommitRetries, 0);
+    // Batches until a race happened, bounded in count and time; each batch is its own commit or nearly.
+    let sent = 0;
+    const deadline = Date.now() + 20_000;
+    while ((retries() === 0 || sent < 20) && sent < 400 && Date.now() < deadline) {
+      sent++;
+      await Promise.all(
+        clients.map((c, i) =>
+          c.publishAsync(telemetryTopic(ids[i]!), Buffer.from(encodeBatch({ gateway_id: ids[i]!, batch_seq: sent, sent_at: nowMicros(), points: Array.from({ length: 10 }, (_, p) => point(`${ids[i]}-d`, sent * 10 + p, nowMicros() - 1_000_000)) })), { qos: 1 }),
+        ),
+      );
+      await waitFor(`batch ${sent} acked by every gateway`, () => [...acked.values()].every((s) => s.has(sent)));
+    }
+    expect(retries()).toBeGreaterThan(0);
+    // Every commit landed: the table keeps each append snapshot, and holds every acked row once.
+    const storage = await localStorage(lake, 'drones/_staging/test');
+    const metadata = await tableMetadata(storage);
+    const appends = metadata.snapshots.filter((s) => s.summary.operation === 'append').length;
+    expect(appends).toBe(sinks.reduce((n, s) => n + s.stats().tableCommits, 0));
+    const rows = await icebirdRows(`file://${lake}/${TELEMETRY_PREFIX}`);
+    expect(rows).toHaveLength(ids.length * sent * 10);
+    expect(keysOf(rows).size).toBe(ids.length * sent * 10);
+    // The retries are a metric.
+    const metrics = await Promise.all(sinks.map(async (s) => (await fetch(`${s.http}/metrics`)).text()));
+    const counted = metrics.map((m) => Number(/^dronelake_sink_table_commit_retries_total (\d+)/m.exec(m)?.[1]));
+    expect(counted.reduce((a, b) => a + b, 0)).toBe(retries());
+  }, 60_000);
+});
+
+/**
+ * A table with `commits` commits of one sink in its history, written as that sink writes
+ * them: a checkpoint per commit, a full state every STATE_EVERY, the table's properties
+ * naming the last of each. The table itself gets one append per 100 commits: its own
+ * history is bounded by expiry, and what a start reads of it does not depend on its length.
+ */
+async function lakeWithHistory(lake: string, commits: number): Promise<void> {
+  const storage = await localStorage(lake, 'drones/_staging/history');
+  await mkdir(storage.stagingDir, { recursive: true });
+  const writer = 'dronelake-sink';
+  const batches = new BatchLedger();
+  const points = new PointLedger();
+  const table = tableWriter(storage, writer, { snapshotRetentionMs: 0, keepAllMs: 0 }, newManifestCache());
+  let state = 0;
+  await mkdir(path.join(lake, path.dirname(checkpointKey(writer, 1))), { recursive: true });
+  for (let n = 1; n <= commits; n++) {
+    const keys: PointKeys = new Map([['d-hist', new Map([[7, new RangeSet()]])]]);
+    for (let s = 0; s < 10; s++) keys.get('d-hist')!.get(7)!.add(n * 10 + s);
+    await writeFile(path.join(lake, checkpointKey(writer, n)), JSON.stringify(commitRecord(writer, n, [], [], new Map([['gw-hist', [n]]]), keys, emptyCommitCounts())));
+    batches.markCommitted('gw-hist', n);
+    points.commit(keys, Date.now());
+    if (n - state >= STATE_EVERY) {
+      await writeFile(path.join(lake, stateKey(writer, n)), JSON.stringify(stateRecord(writer, n, batches, points)));
+      state = n;
+    }
+    if (n % 100 === 0 || n === commits) await table.append([], { 'dronelake.commit': String(n) }, { [writerProperty(writer)]: positionValue({ commit: n, state }) });
+  }
+}
+
+describe('a sink starting on a long history', () => {
+  it('reads the same number of objects with 138 and with 3,082 commits behind it, and still dedupes against all of them', async () => {
+    const reads: number[] = [];
+    for (const commits of [STATE_EVERY * 2 + 10, STATE_EVERY * 48 + 10]) {
+      const tmp = await tempDir('iceberg-history');
+      cleanups.push(tmp.remove);
+      const lake = path.join(tmp.dir, 'lake');
+      await lakeWithHistory(lake, commits);
+      const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+      const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '600', '--compact-interval', '0']).options, quietLog);
+      reads.push(sink.stats().startupReads);
+      // It takes messages: a batch and points of the history come back as duplicates, new ones are stored.
+      const client = await mqtt.connectAsync(broker.url, { clientId: 'gw-hist' });
+      const acked = new Set<number>();
+      client.on('message', (_t, payload) => decodeAck(payload).batch_seqs.forEach((s) => acked.add(s)));
+      await client.subscribeAsync(ackTopic('gw-hist'), { qos: 1 });
+      const send = (seq: number, pts: TelemetryPoint[]) => client.publishAsync(telemetryTopic('gw-hist'), Buffer.from(encodeBatch({ gateway_id: 'gw-hist', batch_seq: seq, sent_at: nowMicros(), stream: 7, points: pts })), { qos: 1 });
+      await send(1, [point('d-hist', 10, nowMicros())]);
+      await send(commits + 1, [point('d-hist', 15, nowMicros()), point('d-hist', commits * 10 + 100, nowMicros())]);
+      await waitFor('both batches taken', () => sink.stats().batchesReceived === 2 || undefined);
+      await sink.flush();
+      await waitFor('the new batch acked', () => acked.has(commits + 1));
+      expect(sink.stats()).toMatchObject({ batchesDuplicate: 1, pointsDuplicate: 1, pointsCommitted: 1 });
+      await client.endAsync();
+      await sink.close();
+      await broker.close();
+    }
+    expect(reads[0]).toBeGreaterThan(0);
+    expect(reads[1]).toBe(reads[0]);
+  }, 120_000);
+});
+
+describe('damaged table metadata', () => {
+  it('gives one clear line and a non-zero exit for a truncated metadata file or manifest list, and never starts a sink on it', async () => {
+    const { lake, commitBatch, broker } = await pipeline();
+    await commitBatch(1, Array.from({ length: 20 }, (_, i) => point('d-bad', i, nowMicros())));
+    const storage = await localStorage(lake, 'drones/_staging/test');
+    const table = (await loadTable(storage))!;
+    const current = path.join(lake, METADATA_PREFIX, `v${table.version}.metadata.json`);
+    const good = await readFile(current);
+
+    // A manifest list cut short.
+    const list = (await tableMetadata(storage)).snapshots.at(-1)!['manifest-list'].replace('file://', '');
+    const listBytes = await readFile(list);
+    await truncate(list, 40);
+    let run = await cli(['query', '--lake', lake, 'SELECT count(*) FROM telemetry']);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/query failed: .*snap-.*\.avro: not a readable Avro file/);
+    await writeFile(list, listBytes);
+
+    // The current metadata version cut short.
+    await truncate(current, good.length - 30);
+    run = await cli(['query', '--lake', lake, 'SELECT count(*) FROM telemetry']);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toContain(`v${table.version}.metadata.json: not valid JSON`);
+    expect(run.stderr).toContain('damaged or truncated');
+    await expect(
+      startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--client-id', 'second']).options, quietLog),
+    ).rejects.toThrow(/metadata\.json: not valid JSON .* damaged or truncated/);
+
+    // An id no JavaScript number holds exactly is refused, not rounded.
+    await writeFile(current, good.toString().replace(/"current-snapshot-id": \d+/, '"current-snapshot-id": 9223372036854775807'));
+    run = await cli(['query', '--lake', lake, 'SELECT count(*) FROM telemetry']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('9223372036854775807 is beyond 2^53');
+    await writeFile(current, good);
+    run = await cli(['query', '--lake', lake, '--format', 'csv', 'SELECT count(*) AS n FROM telemetry']);
+    expect(run.stdout).toBe('n\n20\n');
+  }, 60_000);
+});
+
+describe('a lake written with the JSON manifest', () => {
+  it('is adopted by `dronelake migrate` with no row lost or doubled, compactions included, and only once', async () => {
+    const tmp = await tempDir('iceberg-migrate');
+    cleanups.push(tmp.remove);
+    const lake = path.join(tmp.dir, 'lake');
+    const hour = Math.floor(Date.now() / HOUR_MS) - 5;
+    const dir = path.join(lake, TELEMETRY_PREFIX, `date=${new Date(hour * HOUR_MS).toISOString().slice(0, 10)}/hour=${new Date(hour * HOUR_MS).toISOString().slice(11, 13)}`);
+    await mkdir(dir, { recursive: true });
+    await mkdir(path.join(lake, LEGACY_MANIFEST_PREFIX), { recursive: true });
+    const db = await DuckDBInstance.create(':memory:');
+    const conn = await db.connect();
+    const tsUs = hour * HOUR_MS * 1000;
+    // Three commits of 100 rows (seq as UBIGINT, as then), and a compaction of the first two into one file.
+    const write = async (name: string, from: number, to: number) =>
+      conn.run(`COPY (SELECT 'd-mig' AS drone_id, s::UBIGINT AS seq, make_timestamptz(${tsUs} + s) AS ts, 47.0 AS lat, 'gw-mig' AS gateway_id, make_timestamptz(${tsUs}) AS ingested_at FROM range(${from}, ${to}) t(s)) TO '${path.join(dir, name)}' (FORMAT parquet)`);
+    const key = (name: string) => path.relative(lake, path.join(dir, name));
+    const file = (name: string, from: number, to: number) => ({ key: key(name), rows: to - from, bytes: 1, min_ts: tsUs + from, max_ts: tsUs + to - 1 });
+    for (let n = 1; n <= 3; n++) {
+      await write(`part-old-${n}.parquet`, (n - 1) * 100, n * 100);
+      const record = { ...commitRecord('old-sink', n, [file(`part-old-${n}.parquet`, (n - 1) * 100, n * 100)], [], new Map([['gw-mig', [n]]]), new Map([['d-mig', new Map([[0, (() => { const r = new RangeSet(); for (let s = (n - 1) * 100; s < n * 100; s++) r.add(s); return r; })()]])]]), emptyCommitCounts()), committed_at: new Date(Date.now() - (4 - n) * 60_000).toISOString() };
+      await writeFile(path.join(lake, LEGACY_MANIFEST_PREFIX, `commit-old-sink-${String(n).padStart(10, '0')}.json`), JSON.stringify(record));
+    }
+    await write('compact-abc.parquet', 0, 200);
+    await writeFile(
+      path.join(lake, LEGACY_MANIFEST_PREFIX, 'compaction-abc.json'),
+      JSON.stringify({ version: 1, kind: 'compaction', id: 'abc', committed_at: new Date().toISOString(), partition: path.relative(lake, dir), inputs: [key('part-old-1.parquet'), key('part-old-2.parquet')], outputs: [file('compact-abc.parquet', 0, 200)] }),
+    );
+    conn.closeSync();
+    db.closeSync();
+
+    const run = await cli(['migrate', '--lake', lake]);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ records: 4, files: 2, rows: 300, writers: 1 });
+    expect(await readdir(path.join(lake, LEGACY_MANIFEST_PREFIX))).toEqual([]);
+    const rows = await icebirdRows(`file://${lake}/${TELEMETRY_PREFIX}`);
+    expect(rows).toHaveLength(300);
+    expect(keysOf(rows).size).toBe(300);
+    const counted = await cli(['query', '--lake', lake, '--format', 'csv', 'SELECT count(*) AS n, count(DISTINCT seq) AS k FROM telemetry']);
+    expect(counted.stdout).toBe('n,k\n300,300\n');
+    const again = await cli(['migrate', '--lake', lake]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ records: 0, note: 'nothing to adopt: the lake has no JSON manifest' });
+  }, 60_000);
+});

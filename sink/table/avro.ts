@@ -180,13 +180,18 @@ function encodeContainer(type: avro.Type, schema: object, records: object[], met
 /** The records of an Avro container file, checked against `schema`; `what` names the file in errors. */
 async function decodeContainer<T>(bytes: Buffer, reader: avro.Type, schema: z.ZodType<T>, what: string): Promise<T[]> {
   const records: unknown[] = [];
+  let header = false;
   await new Promise<void>((resolve, reject) => {
     const decoder = new avro.streams.BlockDecoder({ readerSchema: reader });
+    decoder.on('metadata', () => (header = true));
     decoder.on('data', (record: unknown) => records.push(record));
     decoder.on('error', (err: Error) => reject(new Error(`${what}: not a readable Avro file: ${err.message}`)));
     decoder.on('end', resolve);
     Readable.from([bytes]).on('error', reject).pipe(decoder);
   });
+  // The decoder ends quietly on a file cut short: a missing header, or fewer records than
+  // the reader was told to expect (checked by the caller), is damage, never an empty file.
+  if (!header) throw new Error(`${what}: not a readable Avro file: its header is incomplete (the file is damaged or truncated)`);
   return records.map((record, i) => {
     const parsed = schema.safeParse(record);
     if (!parsed.success) {

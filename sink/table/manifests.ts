@@ -45,6 +45,12 @@ export const readManifestList = (storage: LakeStorage, uri: string, cache?: Mani
  */
 export async function readManifest(storage: LakeStorage, manifest: ManifestFile, cache?: ManifestCache): Promise<ManifestEntry[]> {
   const entries = await readAvro(storage, manifest.manifest_path, cache?.manifests, decodeManifest);
+  // A manifest cut short at a block boundary decodes to fewer entries: the list says how many.
+  const expected = manifest.added_files_count + manifest.existing_files_count + manifest.deleted_files_count;
+  if (entries.length !== expected) {
+    cache?.manifests.delete(manifest.manifest_path);
+    throw new Error(`${uriKey(storage, manifest.manifest_path)}: holds ${entries.length} entries where the manifest list says ${expected}: the file is damaged or truncated`);
+  }
   return entries.map((e) => ({
     ...e,
     snapshot_id: e.snapshot_id ?? manifest.added_snapshot_id,
@@ -64,7 +70,16 @@ export function currentSnapshot(metadata: TableMetadata): Snapshot | null {
 
 /** The manifests of a snapshot; none for a table with no snapshot yet. */
 export async function manifestsOf(storage: LakeStorage, snapshot: Snapshot | null, cache?: ManifestCache): Promise<ManifestFile[]> {
-  return snapshot ? readManifestList(storage, snapshot['manifest-list'], cache) : [];
+  if (!snapshot) return [];
+  const manifests = await readManifestList(storage, snapshot['manifest-list'], cache);
+  // A list cut short at a block boundary decodes to fewer manifests: the snapshot's summary says how many files.
+  const total = snapshot.summary['total-data-files'];
+  const files = manifests.reduce((n, m) => n + m.added_files_count + m.existing_files_count, 0);
+  if (total !== undefined && Number(total) !== files) {
+    cache?.lists.delete(snapshot['manifest-list']);
+    throw new Error(`${uriKey(storage, snapshot['manifest-list'])}: its manifests hold ${files} data files where the snapshot says ${total}: the file is damaged or truncated`);
+  }
+  return manifests;
 }
 
 /** The data files live in a snapshot: every entry of its manifests that is not a deletion. */
