@@ -159,7 +159,7 @@ export type ManifestFile = z.infer<typeof manifestFileSchema>;
 /** An Avro object container file of `records`, with the header metadata Iceberg readers expect. */
 function encodeContainer(type: avro.Type, schema: object, records: object[], metadata: Record<string, string>): Promise<Buffer> {
   // The schema as written, not as avsc normalises it: that keeps the field ids in the header.
-  const options = { codec: 'deflate', metadata: Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, Buffer.from(v)])) };
+  const options = { codec: 'deflate', writeHeader: 'always', metadata: Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, Buffer.from(v)])) };
   const encoder = new avro.streams.BlockEncoder(schema as avro.Schema, options as ConstructorParameters<typeof avro.streams.BlockEncoder>[1]);
   const chunks: Buffer[] = [];
   return new Promise((resolve, reject) => {

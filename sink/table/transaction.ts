@@ -200,13 +200,14 @@ export function tableWriter(storage: LakeStorage, writer: string, settings: Tabl
         const added = files.map((data_file): ManifestEntry => ({ status: ADDED, snapshot_id: snapshotId, sequence_number: null, file_sequence_number: null, data_file }));
         // Written once: its entries inherit their sequence number from the list entry,
         // which each attempt writes anew (Iceberg v2's inheritance, for exactly this).
-        manifest ??= await writeManifest(storage, added, snapshotId, sequence);
-        const mine: ManifestFile = { ...manifest, sequence_number: sequence, min_sequence_number: sequence };
-        let manifests = [mine, ...current];
+        // A commit of batches with no valid point adds no file, and no manifest.
+        if (added.length > 0) manifest ??= await writeManifest(storage, added, snapshotId, sequence);
+        const mine: ManifestFile[] = manifest ? [{ ...manifest, sequence_number: sequence, min_sequence_number: sequence }] : [];
+        let manifests = [...mine, ...current];
         const small = current.filter((m) => entryCount(m) < MERGE_BELOW_ENTRIES);
         if (manifests.length > MAX_MANIFESTS && small.length > 1) {
           const merged = await mergeManifests(storage, cache, small, snapshotId, sequence);
-          manifests = [mine, merged, ...current.filter((m) => entryCount(m) >= MERGE_BELOW_ENTRIES)];
+          manifests = [...mine, merged, ...current.filter((m) => entryCount(m) >= MERGE_BELOW_ENTRIES)];
         }
         return { operation: 'append', manifests, added, deleted: [] };
       });
