@@ -124,8 +124,8 @@ const commands = {
     },
   }),
   query: command({
-    summary: 'Run SQL on the lake: a `telemetry` view over the files of committed commits, as the manifest lists them.',
-    usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--format table|csv|ndjson] "SQL"',
+    summary: 'Run SQL on the lake: a `telemetry` view over one snapshot of the Iceberg table, the current one unless --as-of or --snapshot names another.',
+    usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--as-of TIME | --snapshot ID] [--format table|csv|ndjson] "SQL"',
     options: queryOptions,
     positionals: 1,
     async run(options, [sql]) {
@@ -157,7 +157,7 @@ const commands = {
       const { formatCatalog, readCatalog } = await import('../sink/catalog/read');
       let report: Awaited<ReturnType<typeof readCatalog>>;
       try {
-        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped manifest record ${key}: ${err.message}\n`));
+        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`));
       } catch (err) {
         process.stderr.write(`dronelake: catalog: ${(err as Error).message.split('\n')[0]}\n`);
         return 1;

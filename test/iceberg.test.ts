@@ -26,6 +26,7 @@ import { TABLE_FIELDS } from '../sink/table/schema';
 import { tableWriter } from '../sink/table/transaction';
 import { awayFromHourBoundary, cli, quietLog, tempDir, waitFor } from './helpers';
 import { fileFetch, tableMetadata } from './table';
+import { writeHistory } from '../bench/history';
 
 const HOUR_MS = 3_600_000;
 const point = (drone: string, seq: number, tsUs: number): TelemetryPoint => ({
@@ -252,35 +253,6 @@ describe('two writers on one table', () => {
   }, 60_000);
 });
 
-/**
- * A table with `commits` commits of one sink in its history, written as that sink writes
- * them: a checkpoint per commit, a full state every STATE_EVERY, the table's properties
- * naming the last of each. The table itself gets one append per 100 commits: its own
- * history is bounded by expiry, and what a start reads of it does not depend on its length.
- */
-async function lakeWithHistory(lake: string, commits: number): Promise<void> {
-  const storage = await localStorage(lake, 'drones/_staging/history');
-  await mkdir(storage.stagingDir, { recursive: true });
-  const writer = 'dronelake-sink';
-  const batches = new BatchLedger();
-  const points = new PointLedger();
-  const table = tableWriter(storage, writer, { snapshotRetentionMs: 0, keepAllMs: 0 }, newManifestCache());
-  let state = 0;
-  await mkdir(path.join(lake, path.dirname(checkpointKey(writer, 1))), { recursive: true });
-  for (let n = 1; n <= commits; n++) {
-    const keys: PointKeys = new Map([['d-hist', new Map([[7, new RangeSet()]])]]);
-    for (let s = 0; s < 10; s++) keys.get('d-hist')!.get(7)!.add(n * 10 + s);
-    await writeFile(path.join(lake, checkpointKey(writer, n)), JSON.stringify(commitRecord(writer, n, [], [], new Map([['gw-hist', [n]]]), keys, emptyCommitCounts())));
-    batches.markCommitted('gw-hist', n);
-    points.commit(keys, Date.now());
-    if (n - state >= STATE_EVERY) {
-      await writeFile(path.join(lake, stateKey(writer, n)), JSON.stringify(stateRecord(writer, n, batches, points)));
-      state = n;
-    }
-    if (n % 100 === 0 || n === commits) await table.append([], { 'dronelake.commit': String(n) }, { [writerProperty(writer)]: positionValue({ commit: n, state }) });
-  }
-}
-
 describe('a sink starting on a long history', () => {
   it('reads the same number of objects with 138 and with 3,082 commits behind it, and still dedupes against all of them', async () => {
     const reads: number[] = [];
@@ -288,7 +260,7 @@ describe('a sink starting on a long history', () => {
       const tmp = await tempDir('iceberg-history');
       cleanups.push(tmp.remove);
       const lake = path.join(tmp.dir, 'lake');
-      await lakeWithHistory(lake, commits);
+      await writeHistory(lake, commits);
       const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
       const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '600', '--compact-interval', '0']).options, quietLog);
       reads.push(sink.stats().startupReads);

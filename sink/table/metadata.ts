@@ -5,7 +5,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { TELEMETRY_PREFIX } from '../layout';
 import { ObjectExistsError, type LakeStorage } from '../storage';
-import { LAST_COLUMN_ID, LAST_PARTITION_ID, PARTITION_SPEC, SORT_ORDER, TABLE_SCHEMA } from './schema';
+import { LAST_COLUMN_ID, LAST_PARTITION_ID, PARTITION_SPEC, SORT_ORDER, TABLE_FIELDS, TABLE_SCHEMA } from './schema';
+
+/** Metadata files a version remembers in its log; older ones may be deleted (Iceberg's default). */
+export const PREVIOUS_VERSIONS_MAX = 100;
 
 /** The table's metadata directory, relative to the lake root. */
 export const METADATA_PREFIX = `${TELEMETRY_PREFIX}/metadata`;
@@ -112,7 +115,13 @@ export function newTableMetadata(storage: LakeStorage, nowMs: number): TableMeta
     'last-partition-id': LAST_PARTITION_ID,
     'default-sort-order-id': SORT_ORDER['order-id'],
     'sort-orders': [{ 'order-id': 0, fields: [] }, SORT_ORDER],
-    properties: { 'write.format.default': 'parquet', 'write.parquet.compression-codec': 'zstd' },
+    properties: {
+      'write.format.default': 'parquet',
+      'write.parquet.compression-codec': 'zstd',
+      'write.metadata.previous-versions-max': String(PREVIOUS_VERSIONS_MAX),
+      // Files written before the table had field ids are read by column name.
+      'schema.name-mapping.default': JSON.stringify(TABLE_FIELDS.map((f) => ({ 'field-id': f.id, names: [f.name] }))),
+    },
     'current-snapshot-id': -1,
     snapshots: [],
     'snapshot-log': [],

@@ -4,7 +4,7 @@ import type { LakeStorage } from '../storage';
 import { ObjectExistsError } from '../storage';
 import { ADDED, DELETED, EXISTING, type DataFile, type ManifestEntry, type ManifestFile } from './avro';
 import { currentSnapshot, manifestHours, manifestsOf, readManifest, trimCache, writeManifest, writeManifestList, type ManifestCache } from './manifests';
-import { createTable, keyUri, loadTable, metadataKey, writeVersion, type Snapshot, type TableMetadata, type TableVersion } from './metadata';
+import { createTable, keyUri, loadTable, metadataKey, PREVIOUS_VERSIONS_MAX, writeVersion, type Snapshot, type TableMetadata, type TableVersion } from './metadata';
 
 /** The snapshot summary field naming the writer that made it. */
 export const WRITER_SUMMARY = 'dronelake.writer';
@@ -13,8 +13,6 @@ export const WRITER_SUMMARY = 'dronelake.writer';
 export const MAX_MANIFESTS = 16;
 /** A manifest with this many entries is left alone by merges, so a merge never rewrites the whole table. */
 const MERGE_BELOW_ENTRIES = 1024;
-/** Metadata files a version remembers in its log; older ones may be deleted (Iceberg's default). */
-export const PREVIOUS_VERSIONS_MAX = 100;
 /** Every snapshot of the last quarter hour is kept; older ones, the last of each hour. */
 export const KEEP_ALL_SNAPSHOTS_MS = 15 * 60 * 1000;
 /** Attempts of one commit against writers that keep winning the race for the next version. */
