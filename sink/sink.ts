@@ -39,8 +39,12 @@ import { emptySinkStats, type SinkStats } from './stats';
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 const MIB = 1024 * 1024;
-/** Live messages written but not yet taken by the broker, in bytes, beyond which the port drops. */
-const LIVE_MAX_BUFFERED = MIB;
+/**
+ * Live messages written but not yet taken by the broker, in bytes, beyond which the port
+ * drops. A commit's rows go out in one burst once it is in the table, so the bound leaves
+ * room for one commit of a few thousand rows (about 200 bytes each) and still bounds memory.
+ */
+const LIVE_MAX_BUFFERED = 4 * MIB;
 
 export interface Sink {
   readonly lake: string;
