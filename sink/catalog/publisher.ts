@@ -15,7 +15,10 @@ import {
   SLO_STATUS_KEY,
   timeOfName,
 } from '../layout';
-import { committedRecords, warnBadRecord, type CheckpointCache, type CommitRecord } from '../checkpoint';
+import { committedRecords, warnBadRecord, type CheckpointCache } from '../checkpoint';
+import { currentSnapshot } from '../table/manifests';
+import { loadTable } from '../table/metadata';
+import { liveFiles } from '../table/scan';
 import { qualityOf } from '../quality';
 import { productStatus } from '../slo';
 import { ObjectExistsError, type LakeStorage } from '../storage';
@@ -129,9 +132,12 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     await postLineage(event);
   }
 
-  async function writeSample(commits: CommitRecord[]): Promise<void> {
-    const keys = commits.flatMap((c) => c.files.map((f) => f.key)).slice(0, 8);
-    if (keys.length === 0 || (await storage.read(SAMPLE_KEY)) !== null) return;
+  async function writeSample(): Promise<void> {
+    if ((await storage.read(SAMPLE_KEY)) !== null) return;
+    // From the table's current files: a commit's own files may have been compacted away.
+    const table = await loadTable(storage);
+    const keys = table ? (await liveFiles(storage, currentSnapshot(table.metadata))).map((f) => f.key).slice(0, 8) : [];
+    if (keys.length === 0) return;
     const sources = await Promise.all(keys.map((k) => storage.localPath(k)));
     const local = path.join(storage.stagingDir, 'catalog-sample.parquet');
     await conn.run(
@@ -163,7 +169,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     status = { window, ...product };
     await put(SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
     await emit('RUNNING', window, product.slos, endMs, bytes);
-    await writeSample(commits);
+    await writeSample();
     windowStart = endMs;
   }
 
