@@ -5,7 +5,7 @@ import { parseOptions } from '../deploy/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
-import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import type { TelemetryPoint } from '../proto/types';
 import { compactLake } from '../sink/compact';
 import { newManifestCache } from '../sink/table/manifests';
 import { expireSnapshots, tableWriter } from '../sink/table/transaction';
@@ -14,25 +14,13 @@ import { currentFiles, snapshotsOf } from './table';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { awayFromHourBoundary, quietLog, waitFor } from './helpers';
+import { awayFromHourBoundary, cruisePoint, quietLog, waitFor } from './helpers';
 import { BACKENDS, testLake, type TestLake } from './lakes';
 
 const GW = 'gw-compact';
 const HOUR_MS = 3_600_000;
 
-const point = (drone: string, seq: number, ts: number): TelemetryPoint => ({
-  drone_id: drone,
-  seq,
-  ts,
-  lat: 47 + seq / 1e5,
-  lon: 8,
-  alt_m: 400,
-  battery_pct: 70,
-  gps_fix: GpsFix.fix3d,
-  satellites: 10,
-  flight_state: FlightState.cruise,
-  armed: true,
-});
+const point = cruisePoint;
 
 describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) => {
   let broker: Broker;

@@ -11,7 +11,7 @@ import { parseOptions } from '../deploy/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
-import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import type { TelemetryPoint } from '../proto/types';
 import { commitRecord, emptyCommitCounts, LEGACY_MANIFEST_PREFIX, STATE_EVERY } from '../sink/checkpoint';
 import { TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../sink/layout';
 import { sinkOptions } from '../sink/options';
@@ -21,24 +21,12 @@ import { startSink, type Sink } from '../sink/sink';
 import { localStorage } from '../sink/storage';
 import { loadTable, METADATA_PREFIX } from '../sink/table/metadata';
 import { TABLE_FIELDS } from '../sink/table/schema';
-import { awayFromHourBoundary, cli, quietLog, tempDir, waitFor } from './helpers';
+import { awayFromHourBoundary, cli, cruisePoint, quietLog, tempDir, waitFor } from './helpers';
 import { fileFetch, tableMetadata } from './table';
 import { writeHistory } from '../bench/history';
 
 const HOUR_MS = 3_600_000;
-const point = (drone: string, seq: number, tsUs: number): TelemetryPoint => ({
-  drone_id: drone,
-  seq,
-  ts: tsUs,
-  lat: 47 + seq / 1e5,
-  lon: 8,
-  alt_m: 400,
-  battery_pct: 70,
-  gps_fix: GpsFix.fix3d,
-  satellites: 10,
-  flight_state: FlightState.cruise,
-  armed: true,
-});
+const point = cruisePoint;
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
