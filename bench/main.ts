@@ -11,6 +11,7 @@ import { runNaiveBaseline } from './naive';
 import { figure, table, type BenchContext, type Figure } from './report';
 import { runSizes } from './sizes';
 import { runStages } from './stages';
+import { runTable } from './table';
 import { runEndToEnd, runIngest, runMosquitto } from './throughput';
 
 type Section = (ctx: BenchContext) => Promise<Figure[]>;
@@ -36,6 +37,7 @@ const SECTIONS: Record<string, Section> = {
   live: runLive,
   stages: runStages,
   sizes: runSizes,
+  table: runTable,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,
 };

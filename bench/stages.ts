@@ -122,8 +122,8 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       report('stage', stage.seconds, `${buffer.points.toLocaleString('en-US')} rows, ${buffer.hours.size} hour(s)`);
 
       const commit = await timed(() => writeCommit(conn, buffer, storage, `bench-stages-${round}`));
-      const rows = commit.result.reduce((n, f) => n + f.rows, 0);
-      report('parquet', commit.seconds, `${rows.toLocaleString('en-US')} rows in ${commit.result.length} file(s)`);
+      const rows = commit.result.files.reduce((n, f) => n + f.rows, 0);
+      report('parquet', commit.seconds, `${rows.toLocaleString('en-US')} rows in ${commit.result.files.length} file(s)`);
     }
   } finally {
     conn.closeSync();

@@ -4,7 +4,7 @@ import { brokerOptions, identityAddOptions, identityOptions } from '../broker/op
 import { sinkOptions } from '../sink/options';
 import { catalogOptions } from '../sink/catalog-options';
 import { checkLakeRoot } from '../sink/lake-root';
-import { compactOptions } from '../sink/compact-options';
+import { compactOptions, migrateOptions } from '../sink/compact-options';
 import { queryOptions } from '../sink/query-options';
 import { createLogger } from './log';
 import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
@@ -124,17 +124,21 @@ const commands = {
     },
   }),
   query: command({
-    summary: 'Run SQL on the lake: a `telemetry` view over the files of committed commits, as the manifest lists them.',
-    usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--format table|csv|ndjson] "SQL"',
+    summary: 'Run SQL on the lake: a `telemetry` view over one snapshot of the Iceberg table, the current one unless --as-of or --snapshot names another.',
+    usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--as-of TIME | --snapshot ID] [--format table|csv|ndjson] "SQL"',
     options: queryOptions,
     positionals: 1,
     async run(options, [sql]) {
       if (!sql) throw new UsageError('query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"');
+      if (options.asOf !== undefined && options.snapshot !== undefined) throw new UsageError('give --as-of or --snapshot, not both');
       await checkLakeRoot(options.lake, 'read');
       const { formatRows, queryLake } = await import('../sink/query');
       let result: Awaited<ReturnType<typeof queryLake>>;
       try {
-        result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped manifest record ${key}: ${err.message}\n`));
+        result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`), {
+          ...(options.asOf !== undefined && { asOfMs: Date.parse(options.asOf) }),
+          ...(options.snapshot !== undefined && { snapshotId: options.snapshot }),
+        });
       } catch (err) {
         // DuckDB's hints (candidate columns, "Did you mean", the caret under the error) follow the first line.
         process.stderr.write(`dronelake: query failed: ${indentedMessage(err)}\n`);
@@ -153,7 +157,7 @@ const commands = {
       const { formatCatalog, readCatalog } = await import('../sink/catalog/read');
       let report: Awaited<ReturnType<typeof readCatalog>>;
       try {
-        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped manifest record ${key}: ${err.message}\n`));
+        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`));
       } catch (err) {
         process.stderr.write(`dronelake: catalog: ${(err as Error).message.split('\n')[0]}\n`);
         return 1;
@@ -163,8 +167,8 @@ const commands = {
     },
   }),
   compact: command({
-    summary: 'Merge the small files of closed partitions into large sorted ones, once, and delete what the grace period allows.',
-    usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S]',
+    summary: 'Merge the small files of closed partitions into large sorted ones as replace snapshots, once, then maintain the table (see maintain).',
+    usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S] [--snapshot-retention H]',
     options: compactOptions,
     async run(options) {
       // A lake to compact must exist: a typo must not compact an empty directory made for it.
@@ -172,6 +176,30 @@ const commands = {
       const { compactOnce } = await import('../sink/compactor');
       const result = await compactOnce(options, createLogger(options.logLevel, 'compact', options.logFormat));
       process.stdout.write(`${JSON.stringify(result)}\n`);
+      return 0;
+    },
+  }),
+  maintain: command({
+    summary: 'Expire table snapshots past the retention, then delete the files, metadata and checkpoints no retained snapshot needs.',
+    usage: 'dronelake maintain [--lake DIR|s3://BUCKET/PREFIX] [--snapshot-retention H] [--compact-grace S]',
+    options: compactOptions,
+    async run(options) {
+      await checkLakeRoot(options.lake, 'read');
+      const { maintainOnce } = await import('../sink/compactor');
+      const result = await maintainOnce(options, createLogger(options.logLevel, 'maintain', options.logFormat));
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return 0;
+    },
+  }),
+  migrate: command({
+    summary: 'Adopt a lake written with the JSON manifest of earlier versions as an Iceberg table (a sink does this on its first start too).',
+    usage: 'dronelake migrate [--lake DIR|s3://BUCKET/PREFIX]',
+    options: migrateOptions,
+    async run(options) {
+      await checkLakeRoot(options.lake, 'read');
+      const { migrateLake } = await import('../sink/migrate');
+      const result = await migrateLake(options, createLogger(options.logLevel, 'migrate', options.logFormat));
+      process.stdout.write(`${JSON.stringify(result ?? { records: 0, files: 0, rows: 0, writers: 0, note: 'nothing to adopt: the lake has no JSON manifest' })}\n`);
       return 0;
     },
   }),

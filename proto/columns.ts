@@ -17,7 +17,9 @@ export interface LakeColumn {
 
 const SQL_TYPE: Record<ColumnKind, string> = {
   string: 'VARCHAR',
-  uint64: 'UBIGINT',
+  // Signed: seq and stream are at most 2^53 (the seq_range and stream_range rules), and
+  // Iceberg, Spark and Trino have no unsigned 64-bit type to read UBIGINT as.
+  uint64: 'BIGINT',
   // TIMESTAMPTZ is written as Parquet TIMESTAMP(MICROS, isAdjustedToUTC=true).
   timestamp: 'TIMESTAMPTZ',
   double: 'DOUBLE',

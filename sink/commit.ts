@@ -4,8 +4,12 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { latencyBucketSql, type LatencyHistogram } from './latency';
-import { partitionOfHour, QUARANTINE_PREFIX, TELEMETRY_PREFIX } from './layout';
-import type { FileEntry } from './manifest';
+import { partitionOfHour } from './layout';
+import type { FileEntry } from './checkpoint';
+import type { DataFile } from './table/avro';
+import { dataFileOf, writtenFiles } from './table/data-files';
+import { keyUri } from './table/metadata';
+import { FIELD_IDS_SQL } from './table/schema';
 import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
 
 /**
@@ -15,7 +19,12 @@ import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from
  * --only sizes`). DuckDB reads them in every lake test, hyparquet in test/pipeline.test.ts.
  */
 export const PARQUET_WRITE_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2';
-import type { LakeStorage } from './storage';
+/**
+ * What a table file's COPY adds: each column's Iceberg field id in the Parquet schema,
+ * and the statistics the table's manifest needs, reported by DuckDB as it writes.
+ */
+export const TABLE_FILE_OPTIONS = `${FIELD_IDS_SQL}, RETURN_STATS`;
+import { publishOwn, type LakeStorage } from './storage';
 import { sqlString } from './sql';
 
 const ORDER_BY = SORT_COLUMNS.join(', ');
@@ -27,24 +36,10 @@ const ORDER_BY = SORT_COLUMNS.join(', ');
 export const commitTag = (writer: string, number: number): string => `${writer}-${String(number).padStart(10, '0')}`;
 const dataFileName = (tag: string): string => `part-${tag}.parquet`;
 
-/**
- * Removes files of `writer`'s commits numbered above `lastRecorded`: a crash between
- * publishing files and recording the commit left them, no record names them, and their
- * batches were never acked, so the agents send them again.
- */
-export async function removeOwnOrphans(storage: LakeStorage, writer: string, lastRecorded: number): Promise<number> {
-  const own = new RegExp(`/part-${writer.replace(/[.]/g, '\\.')}-(\\d{10})\\.(parquet|ndjson)$`);
-  let removed = 0;
-  for (const prefix of [`${TELEMETRY_PREFIX}/`, `${QUARANTINE_PREFIX}/`]) {
-    for (const object of await storage.list(prefix)) {
-      const match = own.exec(object.key);
-      if (match && Number(match[1]) > lastRecorded) {
-        await storage.remove(object.key);
-        removed++;
-      }
-    }
-  }
-  return removed;
+/** Written Parquet files: as the commit record counts them, and as the table's manifest describes them. */
+export interface WrittenCommit {
+  files: FileEntry[];
+  dataFiles: DataFile[];
 }
 
 /**
@@ -60,9 +55,10 @@ export async function writeCommit(
   storage: LakeStorage,
   tag: string,
   latency?: LatencyHistogram,
-): Promise<FileEntry[]> {
+): Promise<WrittenCommit> {
   sealStageBuffer(buffer);
   const files: FileEntry[] = [];
+  const dataFiles: DataFile[] = [];
   try {
     const bounds = await conn.runAndReadAll(
       `SELECT floor(ts / ${MICROS_PER_HOUR})::BIGINT, min(ts)::BIGINT, max(ts)::BIGINT FROM ${buffer.table} GROUP BY ALL`,
@@ -71,20 +67,23 @@ export async function writeCommit(
     for (const [hour, rows] of [...buffer.hours].sort((a, b) => a[0] - b[0])) {
       const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
       const from = hour * MICROS_PER_HOUR;
-      await conn.run(
+      const stats = await conn.runAndReadAll(
         `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${ORDER_BY}) ` +
-          `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS})`,
+          `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`,
       );
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
       let bytes: number;
       try {
         bytes = (await stat(local)).size;
-        await storage.publish(local, key);
+        await publishOwn(storage, local, key);
       } finally {
         await rm(local, { force: true });
       }
       const [minTs, maxTs] = tsRange.get(hour)!;
       files.push({ key, rows, bytes, min_ts: minTs, max_ts: maxTs });
+      const written = writtenFiles(stats.getRowsJson() as unknown[][]);
+      if (written.length !== 1 || written[0]!.rows !== rows) throw new Error(`${key}: DuckDB reports ${written.map((w) => w.rows).join('+')} rows written, the commit staged ${rows}`);
+      dataFiles.push(dataFileOf(keyUri(storage, key), { ...written[0]!, bytes }, hour));
     }
     if (latency) {
       // Measured once the files are visible: that is when a point is committed.
@@ -101,5 +100,5 @@ export async function writeCommit(
     await conn.run(`DROP TABLE IF EXISTS ${buffer.table}_dict`);
     closeStageBuffer(buffer);
   }
-  return files;
+  return { files, dataFiles };
 }

@@ -8,7 +8,16 @@ export const compactOptions = {
   lateness: sinkOptions.lateness,
   compactTargetMib: sinkOptions.compactTargetMib,
   compactGrace: sinkOptions.compactGrace,
+  snapshotRetention: sinkOptions.snapshotRetention,
   duckdbMemory: sinkOptions.duckdbMemory,
+  logLevel: logLevelOption,
+  logFormat: logFormatOption,
+} satisfies OptionSpecs;
+
+/** `dronelake migrate`: where the lake is, and how to log. */
+export const migrateOptions = {
+  config: configOption,
+  ...storageOptions,
   logLevel: logLevelOption,
   logFormat: logFormatOption,
 } satisfies OptionSpecs;

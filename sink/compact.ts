@@ -3,60 +3,72 @@ import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
-import { SORT_COLUMNS } from '../proto/columns';
+import { LAKE_COLUMNS, SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
-import { PARQUET_WRITE_OPTIONS } from './commit';
-import { TELEMETRY_PREFIX } from './layout';
-import { compactionRecordKey, publishRecord, type CompactionRecord, type FileEntry, type ManifestCache, readManifest, warnBadRecord, type Snapshot } from './manifest';
+import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS } from './commit';
 import { ObjectExistsError, type LakeStorage } from './storage';
 import { sqlString } from './sql';
+import { dataFileOf, writtenFiles } from './table/data-files';
+import { maintainTable, type MaintenanceResult } from './table/maintain';
+import { currentSnapshot, type ManifestCache } from './table/manifests';
+import { keyUri, loadTable } from './table/metadata';
+import { liveFiles, type LiveFile } from './table/scan';
+import type { TableWriter } from './table/transaction';
 
 export interface CompactionSettings {
   /** Output files aim at this size; files already this big are left alone. */
   targetBytes: number;
   /** A partition is closed, and may be compacted, this long after its hour ends. */
   latenessUs: number;
-  /** Files leave the store this long after they left the live set (or were written, for orphans). */
+  /** Files leave the store at least this long after no retained snapshot names them. */
   graceMs: number;
+  /** Snapshots older than this are expired, and the files only they named removed. */
+  snapshotRetentionMs: number;
   rowGroupRows: number;
 }
 
 export interface CompactionResult {
   compactions: number;
+  /** Merges not committed because another writer had changed one of their inputs. */
+  stale: number;
   inputFiles: number;
   outputFiles: number;
   rows: number;
   bytesIn: number;
   bytesOut: number;
-  /** Files removed from the store: compaction inputs past the grace period and orphans. */
+  /** Files removed from the store by the maintenance that follows the merges. */
   deleted: number;
+  maintenance: MaintenanceResult;
 }
 
-// (drone_id, ts) as the brief asks; seq breaks ties, so the same inputs give the same bytes.
+// (drone_id, ts) as the table's sort order says; seq breaks ties, so the same inputs give the same bytes.
 const ORDER_BY = [...SORT_COLUMNS, 'seq'].join(', ');
+// Every column in the table's current type: files of older versions (seq as UBIGINT, no
+// stream column) come out of a merge as the table's schema says.
+const COLUMNS_SQL = LAKE_COLUMNS.map((c) => `${c.name}::${c.sqlType} AS ${c.name}`).join(', ');
 
 /** Partitions past their lateness window, with their small files grouped into merges of at most `targetBytes`. */
-export function planCompactions(snapshot: Snapshot, settings: CompactionSettings, nowUs: number): Array<{ partition: string; inputs: FileEntry[] }> {
-  const byPartition = new Map<string, FileEntry[]>();
-  for (const file of snapshot.live.values()) {
+export function planCompactions(files: LiveFile[], settings: Pick<CompactionSettings, 'targetBytes' | 'latenessUs'>, nowUs: number): Array<{ partition: string; inputs: LiveFile[] }> {
+  const byPartition = new Map<string, LiveFile[]>();
+  for (const file of files) {
     const hourEnd = (Math.floor(file.max_ts / MICROS_PER_HOUR) + 1) * MICROS_PER_HOUR;
     if (hourEnd + settings.latenessUs > nowUs || file.bytes >= settings.targetBytes) continue;
     const partition = path.posix.dirname(file.key);
-    const files = byPartition.get(partition);
-    if (files) files.push(file);
+    const list = byPartition.get(partition);
+    if (list) list.push(file);
     else byPartition.set(partition, [file]);
   }
-  const plan: Array<{ partition: string; inputs: FileEntry[] }> = [];
-  for (const [partition, files] of [...byPartition].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-    files.sort((a, b) => (a.key < b.key ? -1 : 1));
-    let group: FileEntry[] = [];
+  const plan: Array<{ partition: string; inputs: LiveFile[] }> = [];
+  for (const [partition, list] of [...byPartition].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    list.sort((a, b) => (a.key < b.key ? -1 : 1));
+    let group: LiveFile[] = [];
     let bytes = 0;
     const close = () => {
       if (group.length >= 2) plan.push({ partition, inputs: group });
       group = [];
       bytes = 0;
     };
-    for (const file of files) {
+    for (const file of list) {
       if (group.length > 0 && bytes + file.bytes > settings.targetBytes) close();
       group.push(file);
       bytes += file.bytes;
@@ -68,111 +80,69 @@ export function planCompactions(snapshot: Snapshot, settings: CompactionSettings
 
 export const compactionId = (inputs: string[]): string => createHash('sha256').update([...inputs].sort().join('\n')).digest('hex').slice(0, 24);
 
-async function countRows(conn: DuckDBConnection, localPath: string): Promise<number> {
-  const reader = await conn.runAndReadAll(`SELECT count(*)::BIGINT FROM read_parquet(${sqlString(localPath)})`);
-  return Number(reader.getRows()[0]![0]);
-}
-
 /**
- * Merges one group into one sorted file and records the swap. Its names follow from the
- * inputs, so a compactor that crashed or raced over the same files left, or writes, the
- * very same output; that output is reused once its row count is checked.
+ * Merges one group into one sorted file and commits the swap as a `replace` snapshot,
+ * which the table takes only while every input is still live. The output's name follows
+ * from the inputs: a second compactor of the same files finds the name taken and leaves
+ * the group to the first. Returns null when the merge was not committed.
  */
-async function compactGroup(storage: LakeStorage, conn: DuckDBConnection, partition: string, inputs: FileEntry[], rowGroupRows: number): Promise<CompactionRecord> {
+async function compactGroup(table: TableWriter, conn: DuckDBConnection, partition: string, inputs: LiveFile[], rowGroupRows: number): Promise<{ rows: number; bytes: number } | null> {
+  const storage = table.storage;
   const id = compactionId(inputs.map((f) => f.key));
   const key = `${partition}/compact-${id}.parquet`;
   const rows = inputs.reduce((n, f) => n + f.rows, 0);
+  const hour = Math.floor(inputs[0]!.min_ts / MICROS_PER_HOUR);
   const local = path.join(storage.stagingDir, `compact-${id}.parquet`);
   const sources = await Promise.all(inputs.map((f) => storage.localPath(f.key)));
-  let bytes: number;
   try {
-    await conn.run(
-      `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true) ORDER BY ${ORDER_BY}) ` +
-        `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${rowGroupRows})`,
+    const stats = await conn.runAndReadAll(
+      `COPY (SELECT ${COLUMNS_SQL} FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true) ORDER BY ${ORDER_BY}) ` +
+        `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${rowGroupRows}, ${TABLE_FILE_OPTIONS})`,
     );
-    const written = await countRows(conn, local);
-    if (written !== rows) throw new Error(`compaction ${id} wrote ${written} rows, its inputs hold ${rows}`);
-    bytes = (await stat(local)).size;
+    const written = writtenFiles(stats.getRowsJson() as unknown[][]);
+    // Invariant 1: the swap holds exactly the rows it replaces, or it does not happen.
+    if (written.length !== 1 || written[0]!.rows !== rows) throw new Error(`compaction ${id} wrote ${written.map((w) => w.rows).join('+')} rows, its inputs hold ${rows}`);
+    const bytes = (await stat(local)).size;
     try {
       await storage.publish(local, key);
     } catch (err) {
-      if (!(err instanceof ObjectExistsError)) throw err;
-      const existing = await countRows(conn, await storage.localPath(key));
-      if (existing !== rows) throw new Error(`${key} exists with ${existing} rows, expected ${rows}`);
+      if (err instanceof ObjectExistsError) return null;
+      throw err;
     }
+    const committed = await table.replace(
+      inputs.map((f) => f.uri),
+      [dataFileOf(keyUri(storage, key), { ...written[0]!, bytes }, hour)],
+      { 'dronelake.compaction': id },
+    );
+    return committed ? { rows, bytes } : null;
   } finally {
     await rm(local, { force: true });
   }
-  const record: CompactionRecord = {
-    version: 1,
-    kind: 'compaction',
-    id,
-    committed_at: new Date().toISOString(),
-    partition,
-    inputs: inputs.map((f) => f.key),
-    outputs: [{ key, rows, bytes, min_ts: Math.min(...inputs.map((f) => f.min_ts)), max_ts: Math.max(...inputs.map((f) => f.max_ts)) }],
-  };
-  try {
-    await publishRecord(storage, compactionRecordKey(id), record);
-  } catch (err) {
-    // Another compactor recorded this very swap first: the lake holds it once either way.
-    if (!(err instanceof ObjectExistsError)) throw err;
-  }
-  return record;
 }
 
-/**
- * How old a file no record names must be before it is removed. Such a file may belong to
- * a commit in flight, published and about to be recorded, so this floor does not follow
- * a short grace period.
- */
-const UNRECORDED_MIN_AGE_MS = 15 * 60 * 1000;
-
-/**
- * Removes data files that are not live, once readers that listed them before they left
- * the live set had the grace period to finish:
- * - compaction inputs, counted from the swap;
- * - outputs of compactions that lost a race, counted from their writing;
- * - files no record names (a crashed commit's or compaction's), from their writing,
- *   and never before UNRECORDED_MIN_AGE_MS.
- */
-async function sweep(storage: LakeStorage, snapshot: Snapshot, graceMs: number, nowMs: number): Promise<number> {
-  let deleted = 0;
-  for (const object of await storage.list(`${TELEMETRY_PREFIX}/`)) {
-    if (snapshot.live.has(object.key) || !object.key.endsWith('.parquet')) continue;
-    const retired = snapshot.retiredAt.get(object.key);
-    const age = nowMs - (retired ?? object.modifiedMs);
-    const minAge = retired !== undefined || snapshot.referenced.has(object.key) ? graceMs : Math.max(graceMs, UNRECORDED_MIN_AGE_MS);
-    if (age < minAge) continue;
-    await storage.remove(object.key);
-    deleted++;
-  }
-  return deleted;
-}
-
-/** One compaction pass over the whole lake: plan from the manifest, merge, record, sweep. */
-export async function compactLake(
-  storage: LakeStorage,
-  conn: DuckDBConnection,
-  settings: CompactionSettings,
-  log: Logger,
-  cache?: ManifestCache,
-): Promise<CompactionResult> {
-  const onBad = warnBadRecord(log);
-  const result: CompactionResult = { compactions: 0, inputFiles: 0, outputFiles: 0, rows: 0, bytesIn: 0, bytesOut: 0, deleted: 0 };
-  const plan = planCompactions(await readManifest(storage, onBad, cache), settings, Date.now() * 1000);
-  for (const { partition, inputs } of plan) {
+/** One compaction pass over the whole table: plan from the current snapshot, merge, commit, then maintenance. */
+export async function compactLake(table: TableWriter, conn: DuckDBConnection, settings: CompactionSettings, log: Logger, cache?: ManifestCache): Promise<CompactionResult> {
+  const storage: LakeStorage = table.storage;
+  const result: CompactionResult = { compactions: 0, stale: 0, inputFiles: 0, outputFiles: 0, rows: 0, bytesIn: 0, bytesOut: 0, deleted: 0, maintenance: { dataFiles: 0, metadataFiles: 0, checkpoints: 0 } };
+  const current = await loadTable(storage);
+  const files = current ? await liveFiles(storage, currentSnapshot(current.metadata), cache) : [];
+  for (const { partition, inputs } of planCompactions(files, settings, Date.now() * 1000)) {
     log.debug({ partition, inputs: inputs.length }, 'compaction started');
-    const record = await compactGroup(storage, conn, partition, inputs, settings.rowGroupRows);
+    const done = await compactGroup(table, conn, partition, inputs, settings.rowGroupRows);
+    if (done === null) {
+      result.stale++;
+      log.info({ partition, inputs: inputs.length }, 'compaction not committed: another writer changed its inputs first');
+      continue;
+    }
     result.compactions++;
     result.inputFiles += inputs.length;
-    result.outputFiles += record.outputs.length;
-    result.rows += record.outputs.reduce((n, f) => n + f.rows, 0);
+    result.outputFiles++;
+    result.rows += done.rows;
     result.bytesIn += inputs.reduce((n, f) => n + f.bytes, 0);
-    result.bytesOut += record.outputs.reduce((n, f) => n + f.bytes, 0);
-    log.info({ partition, inputs: inputs.length, rows: record.outputs[0]!.rows, bytes: record.outputs[0]!.bytes }, 'compacted');
+    result.bytesOut += done.bytes;
+    log.info({ partition, inputs: inputs.length, rows: done.rows, bytes: done.bytes }, 'compacted');
   }
-  // Re-read, so the sweep sees this pass's swaps and everything committed meanwhile.
-  result.deleted = await sweep(storage, await readManifest(storage, onBad, cache), settings.graceMs, Date.now());
+  result.maintenance = await maintainTable(storage, { graceMs: settings.graceMs, snapshotRetentionMs: settings.snapshotRetentionMs }, Date.now(), cache);
+  result.deleted = result.maintenance.dataFiles;
   return result;
 }

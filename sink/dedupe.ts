@@ -36,6 +36,11 @@ export class BatchLedger {
     for (const [from, to] of ranges) set.addRange(from, to);
   }
 
+  /** The committed batches as ranges per gateway, for a state checkpoint. */
+  export(): Record<string, Array<[number, number]>> {
+    return Object.fromEntries([...this.committed].map(([gatewayId, set]) => [gatewayId, set.ranges()]));
+  }
+
   /** Forgets a staged batch whose commit failed, so a re-send is taken again. */
   unstage(gatewayId: string, batchSeq: number): void {
     this.staged.get(gatewayId)?.delete(batchSeq);
@@ -113,6 +118,16 @@ export class PointLedger {
         for (const [from, to] of set.ranges()) seqs.addRange(from, to);
       }
     }
+  }
+
+  /** Every stream's committed ranges and last commit time, for a state checkpoint. */
+  export(): Record<string, Record<string, { ranges: Array<[number, number]>; last_at: number }>> {
+    const out: Record<string, Record<string, { ranges: Array<[number, number]>; last_at: number }>> = {};
+    for (const [droneId, byStream] of this.committed) {
+      const streams: Record<string, { ranges: Array<[number, number]>; last_at: number }> = (out[droneId] = {});
+      for (const [stream, state] of byStream) streams[String(stream)] = { ranges: state.seqs.ranges(), last_at: state.lastAt };
+    }
+    return out;
   }
 
   /** Forgets the streams no commit added to since `beforeMs`; returns how many. */

@@ -53,8 +53,13 @@ export const sinkOptions = {
   compactTargetMib: { type: 'string', describe: 'compaction merges small files into files of about this many MiB', schema: optionSchemas.count(1, 1_000_000).default(128) },
   compactGrace: {
     type: 'string',
-    describe: 'seconds a compacted or orphaned file stays readable before it is deleted',
+    describe: 'seconds a file no snapshot names stays readable before it is deleted (at least 900 for files of no commit)',
     schema: z.coerce.number().min(0).max(1e9).default(600),
+  },
+  snapshotRetention: {
+    type: 'string',
+    describe: 'hours of table snapshots kept: how far time travel reaches, and how long replaced files stay (every snapshot of the last 15 minutes, then one per hour)',
+    schema: optionSchemas.positive().default(168),
   },
   http: {
     type: 'string',

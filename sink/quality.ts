@@ -3,7 +3,7 @@ import { INVALID_REASONS } from '../proto/validate';
 import type { QualityMetrics } from './catalog/types';
 import { LatencyHistogram } from './latency';
 import { TELEMETRY_PREFIX } from './layout';
-import { emptyCommitCounts, forEachPointRange, type CommitRecord } from './manifest';
+import { emptyCommitCounts, forEachPointRange, type CommitRecord } from './checkpoint';
 import { BATCH_REJECT_REASONS } from './stats';
 
 export interface QualitySpan {

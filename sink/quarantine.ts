@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from '../proto/schema';
 import type { TelemetryPoint } from '../proto/types';
 import { QUARANTINE_PREFIX } from './layout';
-import type { LakeStorage } from './storage';
+import { publishOwn, type LakeStorage } from './storage';
 
 /**
  * Invariant 5: bad input is kept, with the reason, next to the data, as NDJSON any engine
@@ -75,7 +75,7 @@ export async function writeQuarantine(buffer: QuarantineBuffer, storage: LakeSto
     await writeFile(local, `${lines.join('\n')}\n`);
     const key = `${QUARANTINE_PREFIX}/${kind}/date=${date}/part-${tag}.ndjson`;
     try {
-      await storage.publish(local, key);
+      await publishOwn(storage, local, key);
     } finally {
       await rm(local, { force: true });
     }

@@ -2,7 +2,9 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import PQueue from 'p-queue';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { QUALITY_PREFIX, QUARANTINE_PREFIX } from './layout';
-import { readManifest } from './manifest';
+import { committedRecords } from './checkpoint';
+import { loadTable } from './table/metadata';
+import { liveFiles, pickSnapshot } from './table/scan';
 import { QUARANTINE_COLUMNS, type QuarantineKind } from './quarantine';
 import { openLake, type StorageConfig } from './open-storage';
 import { sqlString } from './sql';
@@ -19,26 +21,38 @@ function quarantineView(kind: QuarantineKind, files: string[]): string {
   return `CREATE VIEW quarantined_${kind} AS ${source}`;
 }
 
+/** Which snapshot of the table to read: the current one unless a time or an id is given. */
+export interface TimeTravel {
+  asOfMs?: number;
+  snapshotId?: number;
+}
+
 /**
- * Runs `sql` on DuckDB with views over what the manifest names: `telemetry` over its live
- * files, `quarantined_points` and `quarantined_batches` over the bad input its commits
- * kept, and `quality` over the sinks' quality windows. The reader sees whole commits only, never a file whose commit record is missing,
- * and never both the inputs and the output of a compaction. On S3 the files are fetched
- * into the local cache first, since DuckDB here reads local files only.
+ * Runs `sql` on DuckDB with views over one snapshot of the table: `telemetry` over its
+ * data files, `quarantined_points` and `quarantined_batches` over the bad input the
+ * table's commits kept, and `quality` over the sinks' quality windows. The reader sees
+ * whole commits only, and never both the inputs and the output of a compaction
+ * (invariant 4). On S3 the files are fetched into the local cache first, since DuckDB
+ * here reads local files only.
  */
-export async function queryLake(config: StorageConfig, sql: string, onBadRecord: (key: string, err: Error) => void): Promise<{ columns: string[]; rows: unknown[][] }> {
+export async function queryLake(config: StorageConfig, sql: string, onBadRecord: (key: string, err: Error) => void, travel: TimeTravel = {}): Promise<{ columns: string[]; rows: unknown[][] }> {
   const storage = await openLake(config);
   let files: string[];
   const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
   let qualityFiles: string[];
   try {
-    const snapshot = await readManifest(storage, onBadRecord);
+    const table = await loadTable(storage);
+    const snapshot = table ? pickSnapshot(table.metadata, travel) : null;
+    if (!table && (travel.asOfMs !== undefined || travel.snapshotId !== undefined)) throw new Error(`${storage.root} has no table yet: there is nothing to travel back in`);
+    const live = await liveFiles(storage, snapshot);
+    const upTo = snapshot?.['timestamp-ms'] ?? Infinity;
     const fetches = new PQueue({ concurrency: 8 });
     const fetch = (keys: string[]) => Promise.all(keys.sort().map((key) => fetches.add(() => storage.localPath(key))));
-    const kept = snapshot.commits.flatMap((c) => c.quarantine);
+    // The bad input of the commits the snapshot holds.
+    const kept = (await committedRecords(storage, onBadRecord)).filter((c) => Date.parse(c.committed_at) <= upTo).flatMap((c) => c.quarantine);
     const windows = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json'));
     [files, quarantine.batches, quarantine.points, qualityFiles] = await Promise.all([
-      fetch([...snapshot.live.keys()]),
+      fetch(live.map((f) => f.key)),
       fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/batches/`))),
       fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/points/`))),
       fetch(windows),

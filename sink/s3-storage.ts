@@ -192,6 +192,22 @@ export async function s3Storage(url: string, settings: S3Settings, stagingDir: s
     root,
     stagingDir,
     enforcesCreateOnly: endpoint === undefined,
+    async probeCreateOnly() {
+      const key = `${base}drones/_staging/create-only-probe-${randomUUID()}`;
+      const put = () => client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from('probe'), ContentLength: 5, IfNoneMatch: '*' }));
+      try {
+        await put();
+        try {
+          await put();
+          return false;
+        } catch (err) {
+          if (isNameTaken(err)) return true;
+          throw failure(`s3://${bucket}/${key}`, err);
+        }
+      } finally {
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
+      }
+    },
     async publish(localPath, key) {
       // Also what keeps a store that ignores If-None-Match from being overwritten by a late writer.
       if (await exists(key)) throw new ObjectExistsError(key);

@@ -8,7 +8,7 @@ import { LEGACY_STREAM } from '../proto/stream';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { invalidReason } from '../proto/validate';
 import { publishAcks } from './acks';
-import { commitTag, removeOwnOrphans, writeCommit } from './commit';
+import { commitTag, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
 import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
@@ -21,7 +21,12 @@ import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
 import { createLivePort, liveRow, type LiveStats } from './live';
-import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
+import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
+import { adoptLegacyManifest } from './migrate';
+import { newManifestCache } from './table/manifests';
+import { createTable, loadTable } from './table/metadata';
+import { tableWriter } from './table/transaction';
+import { refuseSecondWriter } from './table/writers';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import { createRejectMemory } from './rejects';
@@ -34,15 +39,19 @@ import { emptySinkStats, type SinkStats } from './stats';
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 const MIB = 1024 * 1024;
-/** Live messages written but not yet taken by the broker, in bytes, beyond which the port drops. */
-const LIVE_MAX_BUFFERED = MIB;
+/**
+ * Live messages written but not yet taken by the broker, in bytes, beyond which the port
+ * drops. A commit's rows go out in one burst once it is in the table, so the bound leaves
+ * room for one commit of a few thousand rows (about 200 bytes each) and still bounds memory.
+ */
+const LIVE_MAX_BUFFERED = 4 * MIB;
 
 export interface Sink {
   readonly lake: string;
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkStats & { startupReads: number; store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -76,22 +85,36 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const storeHealth = createStoreHealth();
   const staging = stagingGate(storage.stagingDir, log);
   let committingBuffer: StageBuffer | null = null;
-  // Invariant 3 across restarts: what earlier runs committed, from the lake's manifest.
-  const manifestCache: ManifestCache = new Map();
-  const snapshot = await readManifest(storage, warnBadRecord(log), manifestCache);
-  for (const record of snapshot.commits) {
-    for (const [gatewayId, ranges] of Object.entries(record.batches)) ledger.restore(gatewayId, ranges);
-    const at = Date.parse(record.committed_at);
-    forEachPointRange(record, (droneId, stream, ranges) => pointLedger.restore(droneId, stream, ranges, at));
-  }
+  // What a start reads is counted: it must not grow with the table's history.
+  let startupReads = 0;
+  const counted: typeof storage = {
+    ...storage,
+    read: (key) => {
+      startupReads++;
+      return storage.read(key);
+    },
+  };
+  // The table's commit needs a store that refuses a second create of a name, or one writer.
+  const createOnly = await refuseSecondWriter(counted, writer, config.shard !== undefined && config.shard.count > 1, log);
+  // A lake of an earlier version, with its JSON manifest, becomes a table first.
+  await adoptLegacyManifest(storage, log);
+  const table = (await loadTable(counted)) ?? (await createTable(counted));
+  // Invariant 3 across restarts: what earlier runs committed, from each writer's last
+  // full state and the commits after it, as the table's properties name them.
+  await restoreCheckpoints(counted, table.metadata.properties, ledger, pointLedger);
   // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
   const streamIdleMs = config.streamIdle * 3_600_000;
   pointLedger.evictIdle(Date.now() - streamIdleMs);
-  // Commit numbers go on from the last recorded one, so file names follow from the
-  // sink's history; files of a commit that crashed before its record are removed now.
-  let commitNumber = lastCommitNumber(snapshot, writer) + 1;
-  const orphans = await removeOwnOrphans(storage, writer, commitNumber - 1);
-  log.info({ commits: snapshot.commits.length, liveFiles: snapshot.live.size, orphansRemoved: orphans, nextCommit: commitNumber }, 'dedupe state restored from the manifest');
+  // Commit numbers go on from the last one the table holds, so file names follow from the
+  // sink's history; what a crashed commit left under the next number is replaced.
+  const own = writerPositions(table.metadata.properties).get(writer) ?? { commit: 0, state: 0 };
+  let commitNumber = own.commit + 1;
+  let stateNumber = own.state;
+  const manifestCache = newManifestCache();
+  const snapshotRetentionMs = config.snapshotRetention * 3_600_000;
+  const tableCounters = { commits: 0, retries: 0 };
+  const lakeTable = tableWriter(storage, writer, { snapshotRetentionMs }, manifestCache, tableCounters);
+  log.info({ tableVersion: table.version, objectsRead: startupReads, nextCommit: commitNumber, createOnly }, 'dedupe state restored from the table');
   let bufferNumber = 0;
   const nextBuffer = () => createStageBuffer(db, `stage_${bufferNumber++}`);
   let open: StageBuffer = await nextBuffer();
@@ -152,17 +175,32 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       const quarantined = await writeQuarantine(buffer.quarantine, storage, tag, nowMicros());
       stats.quarantineFiles += quarantined.length;
       const commitLatency = new LatencyHistogram();
-      const files = await writeCommit(conn, buffer, storage, tag, commitLatency);
+      const { files, dataFiles } = await writeCommit(conn, buffer, storage, tag, commitLatency);
       commitLatency.counts.forEach((n, bucket) => {
         if (n > 0) buffer.counts.latency_buckets[bucket] = n;
       });
-      // Recorded after the files are visible and before any ack: a crash in between leaves
-      // files no record names, which readers of the manifest ignore and agents re-send.
+      // The checkpoint first, then the table commit that names it: the commit point
+      // (invariant 4). A crash before it leaves files and a checkpoint no snapshot names;
+      // nothing was acked, the agents re-send, and this writer's next run reuses the names.
+      const checkpoint = checkpointKey(writer, number);
       try {
-        await publishRecord(storage, commitRecordKey(writer, number), commitRecord(writer, number, files, quarantined, buffer.batches, buffer.pointKeys, buffer.counts));
+        await putCheckpoint(storage, checkpoint, commitRecord(writer, number, files, quarantined, buffer.batches, buffer.pointKeys, buffer.counts));
+        await lakeTable.append(
+          dataFiles,
+          { 'dronelake.commit': String(number), 'dronelake.checkpoint': checkpoint },
+          { [writerProperty(writer)]: positionValue({ commit: number, state: stateNumber }) },
+        );
       } catch (err) {
-        await Promise.allSettled([...files.map((f) => f.key), ...quarantined].map((key) => storage.remove(key)));
-        throw err;
+        // An error may come after the store took the version (a timeout on the reply):
+        // only a commit the table does not hold may have its files removed (invariant 1).
+        const landed = await loadTable(storage)
+          .then((t) => (writerPositions(t?.metadata.properties ?? {}).get(writer)?.commit ?? 0) >= number)
+          .catch(() => true);
+        if (!landed) {
+          await Promise.allSettled([...files.map((f) => f.key), ...quarantined, checkpoint].map((key) => storage.remove(key)));
+          throw err;
+        }
+        log.warn({ tag, err: (err as Error).message }, 'the table commit reported an error but landed');
       }
       commitLatency.counts.forEach((n, bucket) => latency.add(bucket, n));
       for (const [gatewayId, seqs] of buffer.batches) for (const seq of seqs) ledger.markCommitted(gatewayId, seq);
@@ -171,6 +209,15 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       stats.streamsEvicted += pointLedger.evictIdle(committedAt - streamIdleMs);
       stats.commits++;
       stats.files += files.length;
+      // A full state now and then, so a start reads at most STATE_EVERY commits per writer;
+      // the next commit's properties name it.
+      if (number - stateNumber >= STATE_EVERY) {
+        await putCheckpoint(storage, stateKey(writer, number), stateRecord(writer, number, ledger, pointLedger))
+          .then(() => {
+            stateNumber = number;
+          })
+          .catch((err: Error) => log.warn({ err: err.message }, 'writing a state checkpoint failed; the next commit tries again'));
+      }
       stats.pointsCommitted += buffer.points;
       stats.pointsStaged -= buffer.points;
       for (const seqs of buffer.batches.values()) stats.batchesCommitted += seqs.length;
@@ -300,16 +347,18 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     targetBytes: config.compactTargetMib * MIB,
     latenessUs,
     graceMs: config.compactGrace * 1000,
+    snapshotRetentionMs,
     rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
   };
   const compactConn = await db.connect();
   let compacting: Promise<void> | null = null;
   const compactNow = (): Promise<void> => {
-    compacting ??= compactLake(storage, compactConn, compaction, log, manifestCache)
+    compacting ??= compactLake(lakeTable, compactConn, compaction, log, manifestCache)
       .then((result) => {
         // A pass that went through shows the store works, when there is nothing to commit too.
         storeHealth.succeeded();
         stats.compactions += result.compactions;
+        stats.compactionsStale += result.stale;
         stats.filesCompacted += result.inputFiles;
         stats.filesDeleted += result.deleted;
       })
@@ -332,6 +381,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   let catalogOrNull: Catalog | null = null;
   const snapshotStats = () => ({
     ...structuredClone(stats),
+    tableCommits: tableCounters.commits,
+    tableCommitRetries: tableCounters.retries,
+    startupReads,
     store: storeHealth.state(),
     staging: staging.state(),
     stagedBytes: heldBytes(),
@@ -348,7 +400,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
           const store = storeHealth.state();
           const healthy = client.connected && !closing;
           const status = !healthy ? 'unhealthy' : staging.full ? 'staging_full' : store.status;
-          return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(), commits: stats.commits } };
+          return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(), commits: stats.commits, create_only: createOnly } };
         }),
         metricsRoute(sinkMetrics(snapshotStats)),
         { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
@@ -386,7 +438,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       live: live ? { ...liveSettings, broker: config.broker } : undefined,
     },
     log,
-    manifestCache,
+    new Map(),
   );
   catalogOrNull = catalog;
   log.info({ lake: storage.root, topic: TELEMETRY_WILDCARD }, 'sink started');

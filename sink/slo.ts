@@ -1,5 +1,5 @@
 import type { QualityMetrics, SloProperty, SloStatus, SloTarget } from './catalog/types';
-import type { CommitRecord } from './manifest';
+import type { CommitRecord } from './checkpoint';
 import { qualityOf } from './quality';
 
 /** The objectives as the sink's options set them; the contract publishes them. */

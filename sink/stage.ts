@@ -14,7 +14,7 @@ import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import type { PointKeys } from './dedupe';
-import { emptyCommitCounts, type OpenCommitCounts } from './manifest';
+import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
 import type { LiveRow } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';
@@ -70,7 +70,7 @@ function lakeExpression(column: LakeColumn): string {
       // An uncorrelated subquery, computed once: 25 % faster than a join per string column.
       return `(SELECT list(s ORDER BY id) FROM dict)[${staged} + 1] AS ${column.name}`;
     case 'uint64':
-      return `${staged}::UBIGINT AS ${column.name}`;
+      return `${staged}::BIGINT AS ${column.name}`;
     case 'uint32':
       // Staged as UINTEGER, stored as the lake's signed type (proto/columns.ts).
       return `${staged}::${column.sqlType} AS ${column.name}`;

@@ -31,6 +31,11 @@ export interface SinkStats {
   commitErrors: number;
   acksPublished: number;
   compactions: number;
+  /** Compactions not committed because another writer changed one of their inputs first. */
+  compactionsStale: number;
+  /** Table commits (appends, replaces) that landed, and attempts that lost the race for a version and tried again. */
+  tableCommits: number;
+  tableCommitRetries: number;
   filesCompacted: number;
   /** Compaction inputs past their grace period and orphans, removed from the store. */
   filesDeleted: number;
@@ -65,6 +70,9 @@ export function emptySinkStats(): SinkStats {
     commitErrors: 0,
     acksPublished: 0,
     compactions: 0,
+    compactionsStale: 0,
+    tableCommits: 0,
+    tableCommitRetries: 0,
     filesCompacted: 0,
     filesDeleted: 0,
     compactionErrors: 0,

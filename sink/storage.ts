@@ -35,6 +35,11 @@ export interface LakeStorage {
    * can both succeed; the manifest protocol does not rely on it (see manifest.ts).
    */
   readonly enforcesCreateOnly: boolean;
+  /**
+   * Asks the store itself: creates one probe name twice, without the check `publish`
+   * makes first, and says whether the second create was refused. Removes the probe.
+   */
+  probeCreateOnly(): Promise<boolean>;
   /** Makes a complete local file visible at `key`; rejects with ObjectExistsError if `key` exists. */
   publish(localPath: string, key: string): Promise<void>;
   /**
@@ -51,6 +56,21 @@ export interface LakeStorage {
   /** Removes the object; removing one that is gone is not an error. */
   remove(key: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Publishes a file whose name carries a commit number the table does not hold yet: an
+ * object already under that name is what a crashed run of this writer left, never live
+ * data, so it is replaced (invariant 3 holds: no snapshot names it).
+ */
+export async function publishOwn(storage: LakeStorage, local: string, key: string): Promise<void> {
+  try {
+    await storage.publish(local, key);
+  } catch (err) {
+    if (!(err instanceof ObjectExistsError)) throw err;
+    await storage.remove(key);
+    await storage.publish(local, key);
+  }
 }
 
 export async function fsyncPath(p: string): Promise<void> {
@@ -95,6 +115,8 @@ export async function localStorage(root: string, stagingRelative: string): Promi
     root: absoluteRoot,
     stagingDir,
     enforcesCreateOnly: true,
+    // link(2) refuses an existing name on every local file system.
+    probeCreateOnly: async () => true,
     async publish(localPath, key) {
       const target = path.join(absoluteRoot, key);
       await mkdir(path.dirname(target), { recursive: true });

@@ -280,18 +280,25 @@ describe('catalog documents', () => {
       const contract = buildContract(contractInput(LOCAL)) as Json;
       expect(contract).toMatchObject({ apiVersion: 'v3.1.0', kind: 'DataContract', id: CONTRACT_ID, status: 'active', domain: 'drones', version: '0.1.0', contractCreatedTs: CREATED });
       expect(contract['servers']).toEqual([
-        expect.objectContaining({ server: 'telemetry', type: 'local', format: 'parquet', path: '/srv/fleet/lake/drones/telemetry/v1/**/*.parquet' }),
+        expect.objectContaining({ server: 'telemetry', type: 'local', format: 'iceberg', path: '/srv/fleet/lake/drones/telemetry/v1' }),
         expect.objectContaining({ server: 'quarantined_points', type: 'local', format: 'json', path: '/srv/fleet/lake/drones/_quarantine/points/**/*.ndjson' }),
         expect.objectContaining({ server: 'quarantined_batches', type: 'local', format: 'json', path: '/srv/fleet/lake/drones/_quarantine/batches/**/*.ndjson' }),
       ]);
       expect(contract['servers'][0]['description']).toContain('drones/telemetry/v1/date=YYYY-MM-DD/hour=HH/');
+      expect(contract['servers'][0]['customProperties']).toEqual(
+        expect.arrayContaining([
+          { property: 'tableFormat', value: 'iceberg', description: expect.any(String) },
+          { property: 'metadataLocation', value: 'file:///srv/fleet/lake/drones/telemetry/v1/metadata/', description: expect.any(String) },
+          { property: 'layoutGlob', value: 'drones/telemetry/v1/**/*.parquet', description: expect.any(String) },
+        ]),
+      );
       expect(contract['description']['limitations']).toContain('grace period');
       expect(contract['description']['limitations']).toContain('3600 s after their hour ends');
     });
 
     it('describes an S3 lake with S3 servers and the endpoint', () => {
       const contract = buildContract(contractInput(S3)) as Json;
-      expect(contract['servers'][0]).toMatchObject({ type: 's3', location: 's3://fleet-lake/prod/drones/telemetry/v1/**/*.parquet', endpointUrl: S3.s3Endpoint, format: 'parquet' });
+      expect(contract['servers'][0]).toMatchObject({ type: 's3', location: 's3://fleet-lake/prod/drones/telemetry/v1', endpointUrl: S3.s3Endpoint, format: 'iceberg' });
       expect(contract['servers'][1]).toMatchObject({ type: 's3', location: 's3://fleet-lake/prod/drones/_quarantine/points/**/*.ndjson', format: 'json', delimiter: 'new_line' });
       expect(buildContract(contractInput({ lake: 's3://fleet-lake' })) as Json).not.toHaveProperty('servers.0.endpointUrl');
     });

@@ -19,7 +19,7 @@ describe('dronelake CLI', () => {
 
   it('README shows each command\'s help exactly as the command prints it', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
-    for (const name of ['up', 'broker', 'broker identity', 'broker identity add', 'broker identity remove', 'broker identity list', 'sink', 'query', 'compact', 'agent', 'agent replay', 'agent token add']) {
+    for (const name of ['up', 'broker', 'broker identity', 'broker identity add', 'broker identity remove', 'broker identity list', 'sink', 'query', 'compact', 'maintain', 'migrate', 'catalog', 'agent', 'agent replay', 'agent token add']) {
       const r = await cli([...name.split(' '), '--help']);
       expect(readme, `README's ${name} help`).toContain(r.stdout.trimEnd());
     }
@@ -89,22 +89,22 @@ describe('dronelake CLI', () => {
       // A compaction pass from the command line keeps every row.
       const compacted = await cli(['compact', '--lake', dir, '--lateness', '0', '--log-level', 'silent']);
       expect(compacted.code, compacted.stderr).toBe(0);
-      expect(Object.keys(JSON.parse(compacted.stdout) as object)).toEqual(['compactions', 'inputFiles', 'outputFiles', 'rows', 'bytesIn', 'bytesOut', 'deleted']);
+      expect(Object.keys(JSON.parse(compacted.stdout) as object)).toEqual(['compactions', 'stale', 'inputFiles', 'outputFiles', 'rows', 'bytesIn', 'bytesOut', 'deleted', 'maintenance']);
       const countAll = ['query', '--lake', dir, '--format', 'csv', 'SELECT count(*) AS n FROM telemetry'];
       expect((await cli(countAll)).stdout).toBe(`n\n${summary['committed']}\n`);
 
-      // Damaged manifest records are skipped, each with a line saying so, and the rest still reads.
-      const manifest = path.join(dir, 'drones/_catalog/manifest');
-      await writeFile(path.join(manifest, 'commit-garbage.json'), '{"version": 1, "kind": "comm');
-      await writeFile(path.join(manifest, 'compaction-empty.json'), '{"version": 1, "kind": "compaction"}');
+      // Damaged commit checkpoints are skipped, each with a line saying so; the table still reads whole.
+      const checkpoints = path.join(dir, 'drones/_catalog/commits/dronelake-sink');
+      await writeFile(path.join(checkpoints, 'commit-0000000001.json'), '{"version": 1, "kind": "comm');
+      await writeFile(path.join(checkpoints, 'commit-0000000002.json'), '{"version": 1, "kind": "commit"}');
       const damaged = await cli(countAll);
       expect(damaged.stdout).toBe(`n\n${summary['committed']}\n`);
       expect(damaged.stderr.split('\n').filter(Boolean).sort()).toEqual([
-        expect.stringMatching(/^dronelake: skipped manifest record drones\/_catalog\/manifest\/commit-garbage\.json: .*JSON/),
-        'dronelake: skipped manifest record drones/_catalog/manifest/compaction-empty.json: not a valid compaction record: id: expected string, received undefined',
+        expect.stringMatching(/^dronelake: skipped commit checkpoint drones\/_catalog\/commits\/dronelake-sink\/commit-0000000001\.json: .*JSON/),
+        'dronelake: skipped commit checkpoint drones/_catalog/commits/dronelake-sink/commit-0000000002.json: not a valid commit record: writer: expected string, received undefined',
       ]);
 
-      // A data file the manifest names, cut short on disk: a clear error, not a crash.
+      // A data file the table names, cut short on disk: a clear error, not a crash.
       const [victim] = (await readdir(path.join(dir, 'drones/telemetry/v1'), { recursive: true })).filter((f) => f.endsWith('.parquet'));
       await truncate(path.join(dir, 'drones/telemetry/v1', victim!), 100);
       const broken = await cli(countAll);

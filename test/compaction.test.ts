@@ -5,31 +5,22 @@ import { parseOptions } from '../deploy/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
-import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
+import type { TelemetryPoint } from '../proto/types';
 import { compactLake } from '../sink/compact';
-import { readManifest } from '../sink/manifest';
+import { newManifestCache } from '../sink/table/manifests';
+import { expireSnapshots, tableWriter } from '../sink/table/transaction';
+import { maintainTable } from '../sink/table/maintain';
+import { currentFiles, snapshotsOf } from './table';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { awayFromHourBoundary, quietLog, waitFor } from './helpers';
+import { awayFromHourBoundary, cruisePoint, quietLog, waitFor } from './helpers';
 import { BACKENDS, testLake, type TestLake } from './lakes';
 
 const GW = 'gw-compact';
 const HOUR_MS = 3_600_000;
 
-const point = (drone: string, seq: number, ts: number): TelemetryPoint => ({
-  drone_id: drone,
-  seq,
-  ts,
-  lat: 47 + seq / 1e5,
-  lon: 8,
-  alt_m: 400,
-  battery_pct: 70,
-  gps_fix: GpsFix.fix3d,
-  satellites: 10,
-  flight_state: FlightState.cruise,
-  armed: true,
-});
+const point = cruisePoint;
 
 describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) => {
   let broker: Broker;
@@ -92,10 +83,7 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
 
     const storage = await lake.open();
     try {
-      const before = await readManifest(storage, (k, e) => {
-        throw e;
-      });
-      const oldFiles = [...before.live.values()].filter((f) => f.max_ts < nowHourStart * 1000);
+      const oldFiles = (await currentFiles(storage)).filter((f) => f.max_ts < nowHourStart * 1000);
       expect(oldFiles).toHaveLength(12);
       expect(await totals()).toEqual({ rows: 3040, distinct: 3040 });
 
@@ -111,17 +99,15 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
       expect(snapshots.length).toBeGreaterThanOrEqual(3);
       for (const s of snapshots) expect(s).toEqual({ rows: 3040, distinct: 3040 });
 
-      const after = await readManifest(storage, (k, e) => {
-        throw e;
-      });
-      expect(after.compactions).toHaveLength(2);
-      const compacted = [...after.live.values()].filter((f) => f.max_ts < nowHourStart * 1000);
+      const after = await currentFiles(storage);
+      expect(await snapshotsOf(storage, 'replace')).toBe(2);
+      const compacted = after.filter((f) => f.max_ts < nowHourStart * 1000);
       expect(compacted).toHaveLength(2);
       expect(compacted.map((f) => f.rows).sort()).toEqual([1500, 1500]);
       const biggestInput = Math.max(...oldFiles.map((f) => f.bytes));
       for (const f of compacted) expect(f.bytes).toBeGreaterThan(biggestInput);
       // The current hour is open, so its file is left alone.
-      expect([...after.live.values()].filter((f) => f.min_ts >= nowHourStart * 1000)).toHaveLength(1);
+      expect(after.filter((f) => f.min_ts >= nowHourStart * 1000)).toHaveLength(1);
 
       // Each output is sorted by (drone_id, ts) and has its rows in row groups of the configured size at most.
       const db = await DuckDBInstance.create(':memory:');
@@ -150,10 +136,7 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
       await commitBatch(11, more.slice(100));
       expect(sink.stats().pointsLate).toBe(3200);
       await sink.compact();
-      const third = await readManifest(storage, (k, e) => {
-        throw e;
-      });
-      const threeHoursAgo = [...third.live.values()].filter((f) => f.max_ts < (nowHourStart - 2 * HOUR_MS) * 1000 && f.min_ts >= (nowHourStart - 3 * HOUR_MS) * 1000);
+      const threeHoursAgo = (await currentFiles(storage)).filter((f) => f.max_ts < (nowHourStart - 2 * HOUR_MS) * 1000 && f.min_ts >= (nowHourStart - 3 * HOUR_MS) * 1000);
       expect(threeHoursAgo.map((f) => f.rows)).toEqual([1700]);
       expect(await totals()).toEqual({ rows: 3240, distinct: 3240 });
     } finally {
@@ -170,24 +153,30 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
     const other = await lake.open('compactor-b');
     const conns = await Promise.all([1, 2].map(async () => (await DuckDBInstance.create(':memory:')).connect()));
     try {
-      const settings = { targetBytes: 1 << 30, latenessUs: 0, graceMs: 0, rowGroupRows: 262_144 };
+      const settings = { targetBytes: 1 << 30, latenessUs: 0, graceMs: 600_000, snapshotRetentionMs: 3_600_000, rowGroupRows: 262_144 };
+      const writers = [storage, other].map((s, i) => tableWriter(s, `compactor-${i}`, settings, newManifestCache()));
+      const fileBytes = (await currentFiles(other))[0]!.bytes;
       // Different target sizes make the two plan different groups over the same files.
       const results = await Promise.all([
-        compactLake(storage, conns[0]!, { ...settings, graceMs: 600_000 }, quietLog),
-        compactLake(other, conns[1]!, { ...settings, targetBytes: 3 * (await readManifest(other, () => undefined)).live.values().next().value!.bytes, graceMs: 600_000 }, quietLog),
+        compactLake(writers[0]!, conns[0]!, settings, quietLog),
+        compactLake(writers[1]!, conns[1]!, { ...settings, targetBytes: 3 * fileBytes }, quietLog),
       ]);
-      // Both planned on the same snapshot, so both recorded swaps over shared files: the losers are void.
-      const records = (await storage.list('drones/_catalog/manifest/')).filter((o) => o.key.includes('/compaction-'));
-      expect(records).toHaveLength(results[0].compactions + results[1].compactions);
-      expect((await readManifest(storage, () => undefined)).compactions.length).toBeLessThan(records.length);
+      // Both planned on the same snapshot; a replace whose inputs the other took is not committed.
+      const committed = results[0].compactions + results[1].compactions;
+      expect(committed).toBeGreaterThan(0);
+      expect(await snapshotsOf(storage, 'replace')).toBe(committed);
+      expect(results[0].stale + results[1].stale).toBeGreaterThan(0);
       expect(await totals()).toEqual({ rows: 2000, distinct: 2000 });
 
-      // Another pass with no grace: inputs and the race's losing outputs leave the store; the snapshot keeps its rows.
-      const swept = await compactLake(storage, conns[0]!, settings, quietLog);
-      expect(swept.deleted).toBeGreaterThanOrEqual(8);
-      const snapshot = await readManifest(storage, () => undefined);
-      const listed = (await storage.list('drones/telemetry/v1/')).map((o) => o.key).sort();
-      expect(listed).toEqual([...snapshot.live.keys()].sort());
+      // Sixteen minutes on, with a retention of nothing: every snapshot but the current one
+      // expires, and the inputs and the race's losing outputs leave the store.
+      const later = Date.now() + 16 * 60_000;
+      expect(await expireSnapshots(storage, { snapshotRetentionMs: 0 }, later)).toBeGreaterThan(0);
+      const swept = await maintainTable(storage, { graceMs: 0, snapshotRetentionMs: 0 }, later);
+      expect(swept.dataFiles).toBeGreaterThanOrEqual(8);
+      const live = await currentFiles(storage);
+      const listed = (await storage.list('drones/telemetry/v1/')).map((o) => o.key).filter((k) => k.endsWith('.parquet')).sort();
+      expect(listed).toEqual(live.map((f) => f.key).sort());
       expect(await totals()).toEqual({ rows: 2000, distinct: 2000 });
     } finally {
       for (const c of conns) c.closeSync();

@@ -61,7 +61,7 @@ describe('the wire contract', () => {
 
   it('maps columns to lake types by the documented rule', () => {
     const types = Object.fromEntries(LAKE_COLUMNS.map((c) => [c.name, c.sqlType]));
-    expect(types).toMatchObject({ drone_id: 'VARCHAR', seq: 'UBIGINT', ts: 'TIMESTAMPTZ', lat: 'DOUBLE', satellites: 'BIGINT', armed: 'BOOLEAN', gps_fix: 'VARCHAR', flight_state: 'VARCHAR' });
+    expect(types).toMatchObject({ drone_id: 'VARCHAR', seq: 'BIGINT', ts: 'TIMESTAMPTZ', lat: 'DOUBLE', satellites: 'BIGINT', armed: 'BOOLEAN', gps_fix: 'VARCHAR', flight_state: 'VARCHAR' });
   });
 
   it('derives enum short names from the proto and keeps MAVLink fix numbers', () => {

@@ -113,7 +113,7 @@ describe('dronelake on bad input, as a new user meets it', () => {
 
 describe('dronelake up: a signal at each stage of start-up stops it in order', () => {
   // The stages, as `up` logs them at --log-level info (JSON on a pipe).
-  const STAGES = ['broker listening', 'dedupe state restored from the manifest', 'sink started', 'spool open', 'agent started'];
+  const STAGES = ['broker listening', 'dedupe state restored from the table', 'sink started', 'spool open', 'agent started'];
   let lakes: Awaited<ReturnType<typeof tempDir>>;
   beforeAll(async () => {
     lakes = await tempDir('up-stages');

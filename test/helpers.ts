@@ -7,11 +7,27 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pino from 'pino';
 import { TELEMETRY_GLOB } from '../sink/layout';
+import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
 
 export const quietLog = pino({ level: 'silent' });
+
+/** A valid point of a drone in cruise, at event time `tsUs` (microseconds). */
+export const cruisePoint = (drone: string, seq: number, tsUs: number): TelemetryPoint => ({
+  drone_id: drone,
+  seq,
+  ts: tsUs,
+  lat: 47 + seq / 1e5,
+  lon: 8,
+  alt_m: 400,
+  battery_pct: 70,
+  gps_fix: GpsFix.fix3d,
+  satellites: 10,
+  flight_state: FlightState.cruise,
+  armed: true,
+});
 
 export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), `dronelake-${prefix}-`));

@@ -12,7 +12,7 @@ import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
-import { commitRecordKey, type CommitRecord } from '../sink/manifest';
+import { LEGACY_MANIFEST_PREFIX, type CommitRecord } from '../sink/checkpoint';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { cli, duck, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
@@ -280,8 +280,9 @@ describe('point identity', () => {
       points: { 'old-drone': [[0, 99]] },
       counts: { received_points: 100, duplicate_points: 0, duplicate_batches: 0, late_points: 0, rejected_points: {}, rejected_batches: {}, dropped_reported: {}, latency_buckets: {} },
     };
-    await mkdir(path.join(lake, path.dirname(commitRecordKey('dronelake-sink', 1))), { recursive: true });
-    await writeFile(path.join(lake, commitRecordKey('dronelake-sink', 1)), JSON.stringify(record));
+    // As the sink of an earlier version recorded it, in its JSON manifest: the sink adopts it.
+    await mkdir(path.join(lake, LEGACY_MANIFEST_PREFIX), { recursive: true });
+    await writeFile(path.join(lake, LEGACY_MANIFEST_PREFIX, 'commit-dronelake-sink-0000000001.json'), JSON.stringify(record));
 
     const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2', '--lateness', '0', '--compact-interval', '0', '--compact-grace', '0']).options, quietLog);
     cleanups.push(() => sink.close());

@@ -8,7 +8,7 @@ import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SAMPLE_KEY, SLO_STATUS_KEY } from '../sink/layout';
-import { readManifest } from '../sink/manifest';
+import { commitRecords } from './table';
 import { sinkOptions } from '../sink/options';
 import { qualityOf } from '../sink/quality';
 import { startSink, type Sink } from '../sink/sink';
@@ -97,7 +97,7 @@ describe('quality metrics, objectives and the catalog, from injected faults', ()
     // A gap younger than the settle time is in flight, not missing.
     const storage = await lake.open();
     try {
-      const commits = (await readManifest(storage, () => undefined)).commits;
+      const commits = await commitRecords(storage);
       expect(qualityOf(commits, { toMs: Date.now(), settleMs: 3_600_000 })).toMatchObject({ missing_entries: 0, in_flight: 50 });
 
       // The sink serves the same status it wrote, and the quality windows are there for any engine.

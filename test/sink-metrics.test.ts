@@ -23,6 +23,7 @@ describe("the sink's /metrics", () => {
     }
     const registry = sinkMetrics(() => ({
       ...stats,
+      startupReads: 0,
       store: { status: 'ok', failuresInARow: 0, since: null, lastError: null },
       staging: { status: 'ok', dir: '/tmp', since: null },
       stagedBytes: 0,

@@ -2,7 +2,8 @@ import { LAKE_COLUMNS } from '../../proto/columns';
 import { ID_PATTERN, eventsTopic } from '../../proto/topics';
 import { FINITE_FIELDS, MIN_TS_MICROS, type InvalidReason } from '../../proto/validate';
 import { QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
-import { MANIFEST_PREFIX } from '../manifest';
+import { CHECKPOINT_PREFIX } from '../checkpoint';
+import { METADATA_PREFIX } from '../table/metadata';
 import type { QuarantineKind } from '../quarantine';
 import { LIVE_GUARANTEE, type LivePortInput } from './product';
 import { COLUMN_DOCS, PARTITION_DOCS, POINT_DESCRIPTION, quarantineDocs, ROW_KEY_SENTENCE, type ColumnDoc } from './columns-doc';
@@ -208,8 +209,13 @@ function eventsServer(live: LivePortInput): Doc {
 const QUARANTINE_GLOB = (kind: QuarantineKind): string => `${QUARANTINE_PREFIX}/${kind}/**/*.ndjson`;
 
 /** Each schema object's files: its server entry (named as the object), read glob and format. */
-const DATASETS: ReadonlyArray<{ server: string; glob: string; format: 'parquet' | 'json'; description: string }> = [
-  { server: 'telemetry', glob: TELEMETRY_GLOB, format: 'parquet', description: `Parquet files of the telemetry object, laid out as ${TELEMETRY_PREFIX}/date=YYYY-MM-DD/hour=HH/{part-{sink}-{commit},compact-{id}}.parquet` },
+const DATASETS: ReadonlyArray<{ server: string; glob: string; format: 'iceberg' | 'json'; description: string }> = [
+  {
+    server: 'telemetry',
+    glob: TELEMETRY_GLOB,
+    format: 'iceberg',
+    description: `An Apache Iceberg v2 table: its metadata under ${METADATA_PREFIX}/ (the current version is the highest v{N}.metadata.json), its Parquet files laid out as ${TELEMETRY_PREFIX}/date=YYYY-MM-DD/hour=HH/{part-{sink}-{commit},compact-{id}}.parquet`,
+  },
   ...(['points', 'batches'] as const).map((kind) => ({
     server: quarantineObject(kind),
     glob: QUARANTINE_GLOB(kind),
@@ -227,14 +233,22 @@ function servers(location: ProductLocation): Doc[] {
       customProperties: [
         { property: 'lake', value: lake, description: 'the lake root, a directory or s3://bucket/prefix' },
         { property: 'layoutGlob', value: glob, description: 'the read glob, relative to the lake root' },
-        { property: 'manifest', value: lakeUrl(lake, `${MANIFEST_PREFIX}/`), description: 'commit and compaction records: follow them for a consistent snapshot' },
+        ...(format === 'iceberg'
+          ? [
+              { property: 'tableFormat', value: 'iceberg', description: 'Apache Iceberg table format, version 2' },
+              { property: 'tableLocation', value: lakeUrl(lake, TELEMETRY_PREFIX), description: 'the table location: register it with an engine\'s Iceberg catalog, or read it by path' },
+              { property: 'metadataLocation', value: lakeUrl(lake, `${METADATA_PREFIX}/`), description: 'the table metadata; version-hint.text names the current version' },
+            ]
+          : []),
+        { property: 'checkpoints', value: lakeUrl(lake, `${CHECKPOINT_PREFIX}/`), description: 'each sink\'s commit checkpoints: batch keys, point-identity ranges and counts, named by the table\'s snapshots' },
       ],
     };
-    if (!isS3Lake(lake)) return { ...common, type: 'local', path: lakePath(lake, glob), format };
+    const where = format === 'iceberg' ? TELEMETRY_PREFIX : glob;
+    if (!isS3Lake(lake)) return { ...common, type: 'local', path: lakePath(lake, where), format };
     return {
       ...common,
       type: 's3',
-      location: lakeUrl(lake, glob),
+      location: lakeUrl(lake, where),
       ...(location.s3Endpoint && { endpointUrl: location.s3Endpoint }),
       format,
       ...(format === 'json' && { delimiter: 'new_line' }),
@@ -267,19 +281,21 @@ function description(input: ContractInput): Doc {
   return {
     purpose: 'Every telemetry point the drone fleet sent through its gateways, validated and deduplicated, as Hive-partitioned Parquet: one row per point, for flight analytics, fleet health and joins to deliveries.',
     usage:
-      `Read through the manifest for a consistent snapshot: \`dronelake query --lake ${input.location.lake}\` has the views telemetry, quarantined_points and quarantined_batches. ` +
-      `Any engine reads the files with a glob and Hive partitioning: read_parquet('${glob}', hive_partitioning = true). ` +
+      `The telemetry is an Apache Iceberg v2 table at ${lakeUrl(input.location.lake, TELEMETRY_PREFIX)}: every Iceberg engine (Spark, Trino, Flink, PyIceberg, DuckDB's iceberg extension, Snowflake, Athena) reads a consistent snapshot, prunes by ts, and travels back in time. ` +
+      `\`dronelake query --lake ${input.location.lake}\` reads the current snapshot (or --as-of, --snapshot) with the views telemetry, quarantined_points and quarantined_batches. ` +
+      `A plain glob, read_parquet('${glob}', hive_partitioning = true), also sees files no snapshot holds: compaction inputs until they expire, and files of commits that failed. ` +
       'mission_id joins to shipping and orders data. The quality rules are DuckDB SQL over the view telemetry.',
     limitations:
       `Rows become visible about ${input.flushIntervalSeconds} s after they arrive (one commit). ` +
       `Partitions are by event time and close ${input.latenessSeconds} s after their hour ends; points that arrive later are still stored and counted as late, so a closed hour can still grow. ` +
-      "A plain glob may count a compaction's rows twice during its grace period (inputs and output are both present), may see files of a crashed commit until the sink restarts, and may see some hour files of a commit in flight; the manifest never does. " +
+      "A plain glob may count a compaction's rows twice until its inputs expire with the snapshot retention (inputs and output are both present), may see files of a failed commit until maintenance removes them after the grace period, and may see some hour files of a commit in flight; a reader of the Iceberg table never does. " +
       'Null means the drone did not know the value. Invalid points and undecodable batches are not in telemetry: the quarantine keeps them, with the rule they broke.',
   };
 }
 
 /** Schema changes a consumer may need to act on, newest first; additions of columns are not listed. */
 const CHANGELOG = [
+  'The telemetry is an Apache Iceberg v2 table; seq and stream are BIGINT (signed), were UBIGINT, since Iceberg, Spark and Trino have no unsigned 64-bit type (both are at most 2^53). Files written before this change hold UBIGINT until compaction rewrites them.',
   'The key is (drone_id, stream, seq), was (drone_id, seq): a drone has a stream per gateway spool (or ingest client) that numbered its points, so a roaming drone, a replaced spool or a second run no longer lose points to another stream\'s seqs. Rows written before streams have stream null: read it as 0.',
   'satellites is BIGINT (signed), was UINTEGER: differences between rows (satellites - lag(satellites)) no longer overflow. Files written before this change hold UINTEGER.',
 ];

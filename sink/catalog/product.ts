@@ -1,3 +1,4 @@
+import { METADATA_PREFIX } from '../table/metadata';
 import { PROTO_PACKAGE } from '../../proto/schema';
 import { eventsTopic, liveTopic, telemetryTopic } from '../../proto/topics';
 import type { LiveAfter } from '../live';
@@ -119,11 +120,17 @@ export function buildProduct(input: ProductInput): Doc {
     outputPorts: [
       {
         name: 'telemetry',
-        description: 'Hive-partitioned (date, hour of event time, UTC), ZSTD-compressed Parquet: one row per point',
-        type: 'files',
+        description: 'An Apache Iceberg v2 table of ZSTD-compressed Parquet, partitioned by hour(ts) and sorted by (drone_id, ts): one row per point',
+        type: 'tables',
         version: input.version,
         contractId: input.contractId,
-        customProperties: custom({ format: 'parquet', location: lakeUrl(lake, TELEMETRY_PREFIX), glob: lakeUrl(lake, TELEMETRY_GLOB) }),
+        customProperties: custom({
+          format: 'parquet',
+          tableFormat: 'iceberg',
+          location: lakeUrl(lake, TELEMETRY_PREFIX),
+          metadataLocation: lakeUrl(lake, `${METADATA_PREFIX}/`),
+          glob: lakeUrl(lake, TELEMETRY_GLOB),
+        }),
       },
       {
         name: 'quarantine',

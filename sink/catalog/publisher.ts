@@ -15,7 +15,10 @@ import {
   SLO_STATUS_KEY,
   timeOfName,
 } from '../layout';
-import { readManifest, warnBadRecord, type CommitRecord, type ManifestCache } from '../manifest';
+import { committedRecords, warnBadRecord, type CheckpointCache } from '../checkpoint';
+import { currentSnapshot } from '../table/manifests';
+import { loadTable } from '../table/metadata';
+import { liveFiles } from '../table/scan';
 import { qualityOf } from '../quality';
 import { productStatus } from '../slo';
 import { ObjectExistsError, type LakeStorage } from '../storage';
@@ -80,7 +83,7 @@ ORDER BY drone_id, date, hour;
  * descriptor when the sink starts, then at the end of every window a quality record, an
  * OpenLineage RunEvent and the objectives' status, all computed from the manifest.
  */
-export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: ManifestCache): Promise<Catalog> {
+export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: CheckpointCache): Promise<Catalog> {
   const runId = randomUUID();
   const contract = buildContract({
     location: config.location,
@@ -129,9 +132,12 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     await postLineage(event);
   }
 
-  async function writeSample(commits: CommitRecord[]): Promise<void> {
-    const keys = commits.flatMap((c) => c.files.map((f) => f.key)).slice(0, 8);
-    if (keys.length === 0 || (await storage.read(SAMPLE_KEY)) !== null) return;
+  async function writeSample(): Promise<void> {
+    if ((await storage.read(SAMPLE_KEY)) !== null) return;
+    // From the table's current files: a commit's own files may have been compacted away.
+    const table = await loadTable(storage);
+    const keys = table ? (await liveFiles(storage, currentSnapshot(table.metadata))).map((f) => f.key).slice(0, 8) : [];
+    if (keys.length === 0) return;
     const sources = await Promise.all(keys.map((k) => storage.localPath(k)));
     const local = path.join(storage.stagingDir, 'catalog-sample.parquet');
     await conn.run(
@@ -144,7 +150,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   let windowStart = Date.now();
 
   async function recordWindow(endMs: number): Promise<void> {
-    const commits = (await readManifest(storage, warnBadRecord(log), cache)).commits;
+    const commits = await committedRecords(storage, warnBadRecord(log), cache);
     const own = commits.filter((c) => c.writer === config.writer);
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
     const bytes = own
@@ -163,7 +169,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     status = { window, ...product };
     await put(SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
     await emit('RUNNING', window, product.slos, endMs, bytes);
-    await writeSample(commits);
+    await writeSample();
     windowStart = endMs;
   }
 

@@ -1,7 +1,8 @@
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
-import { readManifest } from '../manifest';
+import { readCommits } from '../checkpoint';
+import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import { productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
@@ -16,7 +17,22 @@ export interface CatalogReport {
   quality_windows: number;
   /** Rows per second over the last hour, or since the first commit when that is later: the one throughput figure people are shown. */
   throughput: { rows_per_second: number; window_seconds: number };
+  /** The Iceberg table: where it is, its current metadata, and its most recent snapshots (newest first). */
+  table: { location: string; metadata: string; version: number; snapshots: SnapshotLine[] } | null;
 }
+
+/** A snapshot as `dronelake catalog` lists it. */
+export interface SnapshotLine {
+  id: number;
+  at: string;
+  operation: string;
+  writer: string | null;
+  added_records: number;
+  total_records: number;
+}
+
+/** How many recent snapshots the catalog lists. */
+const SNAPSHOTS_LISTED = 10;
 
 /** Settings the sink records in the contract's customProperties, for readers like this one. */
 export const CONTRACT_SETTINGS = { windowSeconds: 'qualityWindowSeconds', missingAfterSeconds: 'missingAfterSeconds' } as const;
@@ -52,7 +68,8 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
     if (contractBytes === null || productBytes === null) throw new Error(`${storage.root} has no catalog (${CONTRACT_KEY}): no sink has written to this lake yet`);
     const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
     const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
-    const commits = (await readManifest(storage, onBadRecord)).commits;
+    const table = await loadTable(storage);
+    const commits = table ? await readCommits(storage, table.metadata.properties, onBadRecord) : [];
     const windowEnds = [...new Set((await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
     const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
     const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
@@ -72,6 +89,22 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
       quality,
       quality_windows: windowEnds.length,
       throughput: { rows_per_second: throughput.rowsPerSecond, window_seconds: throughput.windowSeconds },
+      table: table && {
+        location: table.metadata.location,
+        metadata: keyUri(storage, metadataKey(table.version)),
+        version: table.version,
+        snapshots: [...table.metadata.snapshots]
+          .sort((a, b) => b['timestamp-ms'] - a['timestamp-ms'] || b['sequence-number'] - a['sequence-number'])
+          .slice(0, SNAPSHOTS_LISTED)
+          .map((s) => ({
+            id: s['snapshot-id'],
+            at: new Date(s['timestamp-ms']).toISOString(),
+            operation: s.summary.operation,
+            writer: s.summary['dronelake.writer'] ?? null,
+            added_records: Number(s.summary['added-records'] ?? 0),
+            total_records: Number(s.summary['total-records'] ?? 0),
+          })),
+      },
     };
   } finally {
     await storage.close();
@@ -130,6 +163,14 @@ export function formatCatalog(report: CatalogReport): string {
     `  rejected points ${q.rejected_points}, undecodable batches ${q.undecodable_batches} (sent again ${q.rejected_batch_repeats} times), error rate ${num(q.error_rate * 100, 2)} %`,
     `  duplicates dropped ${q.duplicates_dropped}, late points ${q.late_points}`,
     `  freshness: newest row ${duration(q.freshness_seconds)} old; event to commit p50 ${num(q.latency_p50_ms, 0)} ms, p99 ${num(q.latency_p99_ms, 0)} ms`,
+    '',
+    ...(report.table
+      ? [
+          `table: Iceberg v2 at ${report.table.location}, version ${report.table.version} (${report.table.metadata})`,
+          `recent snapshots (query one with --snapshot ID, or a time with --as-of):`,
+          ...report.table.snapshots.map((s) => `  ${String(s.id).padEnd(17)} ${s.at}  ${s.operation.padEnd(8)} +${s.added_records} rows, ${s.total_records} in all${s.writer ? `  by ${s.writer}` : ''}`),
+        ]
+      : ['table: none yet']),
   ];
   return `${lines.join('\n')}\n`;
 }

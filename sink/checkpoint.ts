@@ -1,0 +1,385 @@
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
+import { CATALOG_PREFIX } from './layout';
+import type { BatchLedger, PointLedger } from './dedupe';
+import { loadTable } from './table/metadata';
+import { BATCH_REJECT_REASONS, type BatchRejectReason, zeroes } from './stats';
+import { z } from 'zod';
+import { LEGACY_STREAM } from '../proto/stream';
+import type { PointKeys } from './dedupe';
+import { RangeSet } from './ranges';
+import type { LakeStorage } from './storage';
+
+/**
+ * A sink's checkpoints: what its commits carried besides data files. The table says
+ * which files are live; a sink's checkpoints say which batches and point keys it
+ * committed (exactly-once across restarts, invariant 3) and what each commit counted
+ * (the quality metrics). They live outside the table's location, where an engine's
+ * orphan-file removal never looks, and the table names them: each snapshot's summary
+ * carries its checkpoint's key, and the table's properties each writer's last commit
+ * and last full state, so a starting sink reads a bounded number of objects.
+ */
+export const CHECKPOINT_PREFIX = `${CATALOG_PREFIX}/commits`;
+/** Where the JSON manifest of earlier versions lived; read only to adopt such a lake. */
+export const LEGACY_MANIFEST_PREFIX = `${CATALOG_PREFIX}/manifest`;
+/** A writer writes its full state every this many commits: a start reads at most this many deltas per writer. */
+export const STATE_EVERY = 64;
+
+type Ranges = Array<[number, number]>;
+
+// What is read back is checked, one schema per record type: records rebuild the dedupe
+// state (invariant 3), so a damaged one must be refused, not half believed.
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const rangesSchema = z.array(z.tuple([count, count]).refine(([from, to]) => from <= to, 'a range must not run backwards'));
+const countsByKey = z.record(z.string(), count);
+const STREAM_KEY = /^[0-9]{1,16}$/;
+
+const fileEntrySchema = z.object({
+  key: z.string().min(1),
+  rows: count,
+  bytes: count,
+  min_ts: z.number().int(),
+  max_ts: z.number().int(),
+});
+
+/** A data file as the manifest knows it. */
+export interface FileEntry {
+  key: string;
+  rows: number;
+  bytes: number;
+  /** Event-time bounds of the file's rows, microseconds since the epoch. */
+  min_ts: number;
+  max_ts: number;
+}
+
+/**
+ * What one commit took besides its rows: the quality metrics are folded from these, so
+ * they are exact, survive crashes, and never count a commit twice.
+ */
+export interface CommitCounts {
+  /** Points of decodable batches: valid, invalid and duplicate. */
+  received_points: number;
+  duplicate_points: number;
+  duplicate_batches: number;
+  /** Points that arrived for a partition already closed (past the lateness window). */
+  late_points: number;
+  /** By rule; a record written before a rule existed lacks its key. */
+  rejected_points: Partial<Record<InvalidReason, number>>;
+  rejected_batches: Partial<Record<BatchRejectReason, number>>;
+  /** Copies of messages rejected before (within the repeat window); absent in records written before it. */
+  repeated_rejected_batches?: number;
+  /** The highest dropped-point total each gateway reported (its spool's drop-oldest losses). */
+  dropped_reported: Record<string, number>;
+  /** Event-to-commit latency histogram of the commit's rows: bucket index -> rows (see latency.ts). */
+  latency_buckets: Record<string, number>;
+}
+
+const commitCountsSchema = z.object({
+  received_points: count,
+  duplicate_points: count,
+  duplicate_batches: count,
+  late_points: count,
+  rejected_points: z.partialRecord(z.enum(INVALID_REASONS), count),
+  rejected_batches: z.partialRecord(z.enum(BATCH_REJECT_REASONS), count),
+  repeated_rejected_batches: count.optional(),
+  dropped_reported: countsByKey,
+  latency_buckets: countsByKey,
+});
+
+/** Counts to add to as a commit takes points: every rule and reason starts at zero. */
+export interface OpenCommitCounts extends CommitCounts {
+  rejected_points: Record<InvalidReason, number>;
+  rejected_batches: Record<BatchRejectReason, number>;
+  repeated_rejected_batches: number;
+}
+
+export function emptyCommitCounts(): OpenCommitCounts {
+  return {
+    received_points: 0,
+    duplicate_points: 0,
+    duplicate_batches: 0,
+    late_points: 0,
+    rejected_points: zeroes(INVALID_REASONS),
+    rejected_batches: zeroes(BATCH_REJECT_REASONS),
+    repeated_rejected_batches: 0,
+    dropped_reported: {},
+    latency_buckets: {},
+  };
+}
+
+/**
+ * One sink commit, recorded after its files are visible and before its acks go out. The
+ * batches and point keys it holds are what a restarted sink dedupes against, so a batch
+ * committed before a crash is never stored twice, whatever the agents re-send.
+ */
+export interface CommitRecord {
+  version: 1;
+  kind: 'commit';
+  /** The sink that wrote it (its MQTT client id) and its commit number, 1, 2, 3… */
+  writer: string;
+  number: number;
+  committed_at: string;
+  files: FileEntry[];
+  quarantine: string[];
+  /** batch_seq ranges per gateway. */
+  batches: Record<string, Ranges>;
+  /** seq ranges per drone, of the legacy stream 0 (points whose producer names no stream). */
+  points: Record<string, Ranges>;
+  /** seq ranges per drone and stream (decimal), of every other stream; absent in records written before streams. */
+  streams?: Record<string, Record<string, Ranges>>;
+  counts: CommitCounts;
+}
+
+const commitRecordSchema = z.object({
+  version: z.literal(1),
+  kind: z.literal('commit'),
+  writer: z.string().min(1),
+  number: count,
+  committed_at: z.iso.datetime(),
+  files: z.array(fileEntrySchema),
+  quarantine: z.array(z.string()),
+  batches: z.record(z.string(), rangesSchema),
+  points: z.record(z.string(), rangesSchema),
+  streams: z.record(z.string(), z.record(z.string().regex(STREAM_KEY).refine((k) => Number.isSafeInteger(Number(k)), 'not a stream id'), rangesSchema)).optional(),
+  counts: commitCountsSchema,
+}) satisfies z.ZodType<CommitRecord>;
+
+/** Calls `each` with every (drone, stream, seq ranges) a commit record holds. */
+export function forEachPointRange(record: CommitRecord, each: (droneId: string, stream: number, ranges: Ranges) => void): void {
+  for (const [droneId, ranges] of Object.entries(record.points)) each(droneId, LEGACY_STREAM, ranges);
+  for (const [droneId, byStream] of Object.entries(record.streams ?? {})) {
+    for (const [stream, ranges] of Object.entries(byStream)) each(droneId, Number(stream), ranges);
+  }
+}
+
+const pad = (n: number): string => String(n).padStart(10, '0');
+export const checkpointKey = (writer: string, number: number): string => `${CHECKPOINT_PREFIX}/${writer}/commit-${pad(number)}.json`;
+export const stateKey = (writer: string, number: number): string => `${CHECKPOINT_PREFIX}/${writer}/state-${pad(number)}.json`;
+const CHECKPOINT_NAME = /\/(commit|state)-(\d{10})\.json$/;
+
+/** Which checkpoint a key names, or null. */
+export function checkpointOf(key: string): { writer: string; kind: 'commit' | 'state'; number: number } | null {
+  const m = CHECKPOINT_NAME.exec(key);
+  if (!m || !key.startsWith(`${CHECKPOINT_PREFIX}/`)) return null;
+  const writer = key.slice(CHECKPOINT_PREFIX.length + 1, m.index);
+  return writer === '' || writer.includes('/') ? null : { writer, kind: m[1] as 'commit' | 'state', number: Number(m[2]) };
+}
+
+export function commitRecord(
+  writer: string,
+  number: number,
+  files: FileEntry[],
+  quarantine: string[],
+  batches: Map<string, number[]>,
+  points: PointKeys,
+  counts: CommitCounts,
+): CommitRecord {
+  const batchRanges: Record<string, Ranges> = {};
+  for (const [gatewayId, seqs] of batches) {
+    const set = new RangeSet();
+    for (const seq of seqs) set.add(seq);
+    batchRanges[gatewayId] = set.ranges();
+  }
+  const pointRanges: Record<string, Ranges> = {};
+  const streamRanges: Record<string, Record<string, Ranges>> = {};
+  for (const [droneId, byStream] of points) {
+    for (const [stream, set] of byStream) {
+      if (stream === LEGACY_STREAM) pointRanges[droneId] = set.ranges();
+      else (streamRanges[droneId] ??= {})[String(stream)] = set.ranges();
+    }
+  }
+  return {
+    version: 1,
+    kind: 'commit',
+    writer,
+    number,
+    committed_at: new Date().toISOString(),
+    files,
+    quarantine,
+    batches: batchRanges,
+    points: pointRanges,
+    streams: streamRanges,
+    counts,
+  };
+}
+
+/**
+ * A writer's whole dedupe state after one of its commits: every batch range, and every
+ * stream's seq ranges with when a commit last added to it. A start reads the latest one
+ * and the commits after it, never the whole history.
+ */
+export interface StateRecord {
+  version: 1;
+  kind: 'state';
+  writer: string;
+  number: number;
+  saved_at: string;
+  batches: Record<string, Ranges>;
+  streams: Record<string, Record<string, { ranges: Ranges; last_at: number }>>;
+}
+
+const stateRecordSchema = z.object({
+  version: z.literal(1),
+  kind: z.literal('state'),
+  writer: z.string().min(1),
+  number: count,
+  saved_at: z.iso.datetime(),
+  batches: z.record(z.string(), rangesSchema),
+  streams: z.record(z.string(), z.record(z.string().regex(STREAM_KEY), z.object({ ranges: rangesSchema, last_at: count }))),
+}) satisfies z.ZodType<StateRecord>;
+
+export function stateRecord(writer: string, number: number, batches: BatchLedger, points: PointLedger): StateRecord {
+  return { version: 1, kind: 'state', writer, number, saved_at: new Date().toISOString(), batches: batches.export(), streams: points.export() };
+}
+
+/**
+ * Publishes a checkpoint. Its name carries a commit number the table does not hold yet,
+ * so an object already under it is what a crashed run of this writer left: replaced.
+ */
+export async function putCheckpoint(storage: LakeStorage, key: string, record: CommitRecord | StateRecord): Promise<void> {
+  const local = path.join(storage.stagingDir, path.basename(key));
+  await writeFile(local, `${JSON.stringify(record)}\n`);
+  try {
+    await storage.replace(local, key);
+  } finally {
+    await rm(local, { force: true });
+  }
+}
+
+function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const field = issue.path.join('.');
+  throw new Error(`not a valid ${what}${field ? `: ${field}` : ''}: ${issue.message.replace(/^Invalid input: /, '')}`);
+}
+
+/** The commit record in `value`, or an error naming the first field at fault. */
+export const checkRecord = (value: unknown): CommitRecord => checked(commitRecordSchema, value, 'commit record');
+const checkState = (value: unknown): StateRecord => checked(stateRecordSchema, value, 'state record');
+
+/** The table property under which a writer's position is kept. */
+export const writerProperty = (writer: string): string => `dronelake.writer.${writer}`;
+const WRITER_PROPERTY = /^dronelake\.writer\.(.+)$/;
+const positionSchema = z.object({ commit: count, state: count });
+/** A writer's last commit the table holds, and its last full state checkpoint (0: none). */
+export type WriterPosition = z.infer<typeof positionSchema>;
+
+export const positionValue = (position: WriterPosition): string => JSON.stringify(position);
+
+/** Every writer's position, from the table's properties; a damaged one is an error naming it. */
+export function writerPositions(properties: Record<string, string>): Map<string, WriterPosition> {
+  const out = new Map<string, WriterPosition>();
+  for (const [name, value] of Object.entries(properties)) {
+    const m = WRITER_PROPERTY.exec(name);
+    if (!m) continue;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      parsed = value;
+    }
+    out.set(m[1]!, checked(positionSchema, parsed, `table property ${name}`));
+  }
+  return out;
+}
+
+async function readJson<T>(storage: LakeStorage, key: string, check: (value: unknown) => T): Promise<T> {
+  const bytes = await storage.read(key);
+  if (bytes === null) throw new Error(`${key}: missing, but the table's properties name it`);
+  try {
+    return check(JSON.parse(bytes.toString('utf8')));
+  } catch (err) {
+    throw new Error(`${key}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Invariant 3 across restarts: rebuilds the dedupe state of every writer the table
+ * names from its last full state and the commits after it: at most STATE_EVERY + 1
+ * reads per writer, whatever the history's length. Returns the objects read.
+ */
+export async function restoreCheckpoints(storage: LakeStorage, properties: Record<string, string>, batches: BatchLedger, points: PointLedger): Promise<number> {
+  const reads = new PQueue({ concurrency: 16 });
+  let objects = 0;
+  const jobs: Array<Promise<void>> = [];
+  for (const [writer, position] of writerPositions(properties)) {
+    if (position.state > 0) {
+      jobs.push(
+        reads.add(async () => {
+          const state = await readJson(storage, stateKey(writer, position.state), checkState);
+          objects++;
+          for (const [gatewayId, ranges] of Object.entries(state.batches)) batches.restore(gatewayId, ranges);
+          for (const [droneId, byStream] of Object.entries(state.streams)) {
+            for (const [stream, s] of Object.entries(byStream)) points.restore(droneId, Number(stream), s.ranges, s.last_at);
+          }
+        }),
+      );
+    }
+    for (let n = position.state + 1; n <= position.commit; n++) {
+      jobs.push(
+        reads.add(async () => {
+          const record = await readJson(storage, checkpointKey(writer, n), checkRecord);
+          objects++;
+          for (const [gatewayId, ranges] of Object.entries(record.batches)) batches.restore(gatewayId, ranges);
+          const at = Date.parse(record.committed_at);
+          forEachPointRange(record, (droneId, stream, ranges) => points.restore(droneId, stream, ranges, at));
+        }),
+      );
+    }
+  }
+  await Promise.all(jobs);
+  return objects;
+}
+
+/** The usual `onBad` of a long-running component: a warning in its log, and on it goes. */
+export const warnBadRecord =
+  (log: Logger) =>
+  (key: string, err: Error): void =>
+    log.warn({ key, err: err.message }, 'skipped an unreadable commit checkpoint');
+
+/** Commit records already read, by key: they never change, so a long-running reader reads each once. */
+export type CheckpointCache = Map<string, CommitRecord>;
+
+/**
+ * Every commit record the table holds (numbers up to each writer's position), for the
+ * quality metrics. A record past a writer's position belongs to a commit that never
+ * reached the table, and does not count. One that cannot be read is reported through
+ * `onBad` and skipped, so the catalog keeps serving.
+ */
+export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, cache: CheckpointCache = new Map()): Promise<CommitRecord[]> {
+  const positions = writerPositions(properties);
+  const keys = (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
+    const c = checkpointOf(key);
+    return c !== null && c.kind === 'commit' && c.number <= (positions.get(c.writer)?.commit ?? 0);
+  });
+  const reads = new PQueue({ concurrency: 16 });
+  const records = await Promise.all(
+    keys.map((key) =>
+      reads.add(async () => {
+        const cached = cache.get(key);
+        if (cached) return cached;
+        try {
+          const bytes = await storage.read(key);
+          if (bytes === null) return null;
+          const record = checkRecord(JSON.parse(bytes.toString('utf8')));
+          cache.set(key, record);
+          return record;
+        } catch (err) {
+          onBad(key, err as Error);
+          return null;
+        }
+      }),
+    ),
+  );
+  return records.filter((r): r is CommitRecord => r !== null).sort((a, b) => (a.committed_at < b.committed_at ? -1 : a.committed_at > b.committed_at ? 1 : 0));
+}
+
+/** The commit records of every commit the table holds now (none before the table exists). */
+export async function committedRecords(storage: LakeStorage, onBad: (key: string, err: Error) => void, cache?: CheckpointCache): Promise<CommitRecord[]> {
+  const table = await loadTable(storage);
+  return table ? readCommits(storage, table.metadata.properties, onBad, cache) : [];
+}
