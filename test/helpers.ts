@@ -6,6 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pino from 'pino';
+import { encodeBatch } from '../proto/codec';
+import { columnsOfPoints, encodeColumnar } from '../proto/columnar';
+import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
+import type { TelemetryBatch } from '../proto/types';
 import { TELEMETRY_GLOB } from '../sink/layout';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
@@ -139,4 +143,14 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Both wires: v2, the agent's default, and v1, still taken from old agents and third parties. */
+export const WIRES = ['v2', 'v1'] as const satisfies readonly Wire[];
+
+/** A batch as a gateway of either wire publishes it: its topic and payload. */
+export function wireMessage(wire: Wire, batch: TelemetryBatch): { topic: string; payload: Buffer } {
+  if (wire === 'v1') return { topic: telemetryTopic(batch.gateway_id), payload: Buffer.from(encodeBatch(batch)) };
+  const head = { gatewayId: batch.gateway_id, batchSeq: batch.batch_seq, sentAt: batch.sent_at, droppedPoints: batch.dropped_points ?? 0, stream: batch.stream ?? 0 };
+  return { topic: telemetryTopicV2(batch.gateway_id), payload: Buffer.from(encodeColumnar(head, columnsOfPoints(batch.points))) };
 }
