@@ -107,6 +107,9 @@ export function pointAt(points: PointColumns, i: number): TelemetryPoint {
   return { drone_id: '', seq: 0, ts: 0, ...p };
 }
 
+/** At most what one value takes in an encoded column: a varint of up to 2^53, or a double. */
+const MAX_VALUE_BYTES = 9;
+
 interface BuilderColumn {
   values: Float64Array;
   present: Uint8Array;
@@ -123,6 +126,8 @@ export class ColumnsBuilder {
   private columns: BuilderColumn[];
   private capacity: number;
   count = 0;
+  /** At least the encoded size of the columns so far, uncompressed: what a batch's byte limit is held to. */
+  byteBound = 0;
 
   constructor(capacity = 1024) {
     this.capacity = Math.max(8, capacity);
@@ -155,9 +160,13 @@ export class ColumnsBuilder {
       if (v == null) continue;
       const column = columns[c]!;
       const dictionary = column.dictionary;
+      this.byteBound += MAX_VALUE_BYTES;
       if (dictionary !== null) {
         let id = dictionary.get(v as string);
-        if (id === undefined) dictionary.set(v as string, (id = dictionary.size));
+        if (id === undefined) {
+          dictionary.set(v as string, (id = dictionary.size));
+          this.byteBound += Buffer.byteLength(v as string) + MAX_VALUE_BYTES;
+        }
         column.values[i] = id;
       } else {
         column.values[i] = typeof v === 'boolean' ? (v ? 1 : 0) : (v as number);
@@ -192,6 +201,7 @@ export class ColumnsBuilder {
       c.dictionary?.clear();
     }
     this.count = 0;
+    this.byteBound = 0;
   }
 }
 
@@ -416,6 +426,33 @@ export function encodeColumnar(head: BatchHead, points: PointColumns, compressio
     compression: COMPRESSION_ID[compression],
     body: compress(body, compression),
   }).finish();
+}
+
+/** The agent's batch builder for wire v2, shaped like BatchWriter (v1) so the batcher takes either. */
+export class ColumnarWriter {
+  private readonly builder = new ColumnsBuilder();
+
+  constructor(private readonly compression: Compression) {}
+
+  get pointCount(): number {
+    return this.builder.count;
+  }
+
+  /** An upper bound of the encoded size before compression, in bytes. */
+  get byteLength(): number {
+    return this.builder.byteBound;
+  }
+
+  add(point: TelemetryPoint): void {
+    this.builder.add(point);
+  }
+
+  /** The finished ColumnarBatch; the writer is empty afterwards and reuses its arrays. */
+  finish(head: BatchHead): Uint8Array {
+    const payload = encodeColumnar(head, this.builder.view(), this.compression);
+    this.builder.reset();
+    return payload;
+  }
 }
 
 /**

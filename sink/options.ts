@@ -21,7 +21,7 @@ export const sinkOptions = {
   key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
   shard: {
     type: 'string',
-    describe: "take only the gateways whose id hashes to shard I of N, e.g. 0/2; the client id gets '-IofN' appended",
+    describe: "take only the gateways of telemetry buckets I, I+N, ... of 64 (by CRC-32 of the id), e.g. 0/2; N at most 64; the client id gets '-IofN' appended",
     schema: shardSchema.optional(),
   },
   flushInterval: {
