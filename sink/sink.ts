@@ -304,7 +304,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   };
 
   const telemetryFilters = [...shardFilters(config.shard), TELEMETRY_WILDCARD];
-  await client.subscribeAsync(Object.fromEntries(telemetryFilters.map((filter) => [filter, { qos: 1 as const }])));
+  // One filter per SUBSCRIBE: with Redis persistence (a broker cluster), Aedes never
+  // answers a SUBSCRIBE of several filters on a persistent session.
+  for (const filter of telemetryFilters) await client.subscribeAsync(filter, { qos: 1 });
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
 
   const compaction: CompactionSettings = {

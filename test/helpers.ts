@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pino from 'pino';
-import { encodeBatch } from '../proto/codec';
-import { columnsOfPoints, encodeColumnar } from '../proto/columnar';
-import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
-import type { TelemetryBatch } from '../proto/types';
+import { decodeBatch, encodeBatch } from '../proto/codec';
+import { columnsOfPoints, decodeColumnar, encodeColumnar, pointAt } from '../proto/columnar';
+import { TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD, telemetryTopic, telemetryTopicV2, wireOfTopic, type Wire } from '../proto/topics';
+import type { TelemetryBatch, TelemetryPoint } from '../proto/types';
 import { TELEMETRY_GLOB } from '../sink/layout';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
@@ -153,4 +153,17 @@ export function wireMessage(wire: Wire, batch: TelemetryBatch): { topic: string;
   if (wire === 'v1') return { topic: telemetryTopic(batch.gateway_id), payload: Buffer.from(encodeBatch(batch)) };
   const head = { gatewayId: batch.gateway_id, batchSeq: batch.batch_seq, sentAt: batch.sent_at, droppedPoints: batch.dropped_points ?? 0, stream: batch.stream ?? 0 };
   return { topic: telemetryTopicV2(batch.gateway_id), payload: Buffer.from(encodeColumnar(head, columnsOfPoints(batch.points))) };
+}
+
+/** What a passive observer subscribes to: every gateway's telemetry, of either wire. */
+export const TELEMETRY_FILTERS = { [TELEMETRY_V2_WILDCARD]: { qos: 1 }, [TELEMETRY_WILDCARD]: { qos: 1 } } as const;
+
+/** A telemetry message of either wire, as an observer reads it: its batch's stream and its points. */
+export function observedBatch(topic: string, payload: Uint8Array): { stream: number; points: TelemetryPoint[] } {
+  if (wireOfTopic(topic) === 'v1') {
+    const batch = decodeBatch(payload);
+    return { stream: batch.stream ?? 0, points: batch.points };
+  }
+  const batch = decodeColumnar(payload);
+  return { stream: batch.stream, points: Array.from({ length: batch.points.count }, (_, i) => pointAt(batch.points, i)) };
 }
