@@ -12,6 +12,7 @@ import { figure, table, type BenchContext, type Figure } from './report';
 import { runSizes } from './sizes';
 import { runStages } from './stages';
 import { runEndToEnd, runIngest, runMosquitto } from './throughput';
+import { runWire } from './wire';
 
 type Section = (ctx: BenchContext) => Promise<Figure[]>;
 
@@ -36,6 +37,7 @@ const SECTIONS: Record<string, Section> = {
   live: runLive,
   stages: runStages,
   sizes: runSizes,
+  wire: runWire,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,
 };
