@@ -7,7 +7,7 @@ import { openMavlinkFile } from '../agent/mavlink/file';
 import { startBroker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
 import { BatchWriter } from '../proto/codec';
-import { ColumnarWriter, type Compression } from '../proto/columnar';
+import { BROTLI_QUALITY, ColumnarWriter, type Compression } from '../proto/columnar';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { telemetryTopic, telemetryTopicV2 } from '../proto/topics';
@@ -27,8 +27,8 @@ const SECTION = 'wire v1 vs v2';
 const VTOL = path.resolve('../shared/fixtures/mavlink/vtol.tlog');
 const SHARDS = 4;
 
-/** Brotli as v2 applies it (quality 5), for the v1 figure to compare like with like. */
-const brotli = (b: Uint8Array) => zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } }).length;
+/** Brotli as v2 applies it, for the v1 figure to compare like with like. */
+const brotli = (b: Uint8Array) => zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY } }).length;
 const total = (batches: Uint8Array[], size: (b: Uint8Array) => number = (b) => b.length) => batches.reduce((n, b) => n + size(b), 0);
 
 async function tlogPoints(file: string): Promise<TelemetryPoint[]> {
@@ -50,7 +50,7 @@ function sizes(name: string, key: string, points: TelemetryPoint[] | null): Figu
   const missing = points ? '' : ' (no file)';
   return [
     figure(SECTION, `wire_${key}_v1_bytes_per_point`, `${name}: v1 row protobuf${missing}`, per(v1 && total(v1)), 'bytes'),
-    figure(SECTION, `wire_${key}_v1_brotli_bytes_per_point`, `${name}: v1 + brotli (quality 5)${missing}`, per(v1Brotli), 'bytes'),
+    figure(SECTION, `wire_${key}_v1_brotli_bytes_per_point`, `${name}: v1 + brotli (quality ${BROTLI_QUALITY}, as v2)${missing}`, per(v1Brotli), 'bytes'),
     figure(SECTION, `wire_${key}_v2_bytes_per_point`, `${name}: v2 columnar${missing}`, per(v2('none')), 'bytes'),
     figure(SECTION, `wire_${key}_v2_deflate_bytes_per_point`, `${name}: v2 + deflate${missing}`, per(v2('deflate')), 'bytes'),
     figure(SECTION, `wire_${key}_v2_brotli_bytes_per_point`, `${name}: v2 + brotli (the agent's default)${missing}`, per(v2Brotli), 'bytes'),
