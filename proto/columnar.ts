@@ -44,7 +44,7 @@ const zstd = zlib as typeof zlib & { zstdCompressSync?: ZstdCodec; zstdDecompres
 export const HAS_ZSTD = typeof zstd.zstdCompressSync === 'function' && typeof zstd.zstdDecompressSync === 'function';
 
 /** Most points a ColumnarBatch may carry: the agent's largest --batch-points. */
-export const MAX_COLUMNAR_POINTS = 1_000_000;
+const MAX_COLUMNAR_POINTS = 1_000_000;
 /** Most bytes a body of n points may decompress to: far past any real batch, and a small bomb of a message cannot take the sink's memory. */
 const maxBodyBytes = (n: number): number => 1024 * 1024 + n * 512;
 /** Decimal digits a scaled double column may carry: 10^15 and every integer below 2^53 are exact doubles. */
@@ -90,7 +90,7 @@ export interface PointColumns {
 export const isPresent = (present: Uint8Array | null, i: number): boolean => present === null || (present[i >> 3]! & (1 << (i & 7))) !== 0;
 
 /** A column's value at point i, or null when the point has none; strings through the dictionary. */
-export function valueAt(column: ColumnValues | null, i: number): number | string | null {
+function valueAt(column: ColumnValues | null, i: number): number | string | null {
   if (column === null || !isPresent(column.present, i)) return null;
   const v = column.values[i]!;
   return column.dictionary ? column.dictionary[v]! : v;

@@ -58,7 +58,7 @@ function identityRule(droneIdOk: boolean, seq: number, stream: number | null | u
   return null;
 }
 
-export const isDroneId = (id: unknown): boolean => typeof id === 'string' && ID_PATTERN.test(id);
+const isDroneId = (id: unknown): boolean => typeof id === 'string' && ID_PATTERN.test(id);
 
 /**
  * The first rule a point breaks, or null when it is valid. `nowUs` and `maxFutureSkewUs`
