@@ -145,7 +145,7 @@ export async function runWire(ctx: BenchContext): Promise<Figure[]> {
   for (const wire of ['v1', 'v2'] as const) {
     const m = ingest[wire];
     figures.push(
-      figure(SECTION, `ingest_${wire}_points_per_sec`, `server side, ${wire}: broker + sink, replayed batches (v2 uncompressed)`, m.pointsPerSec, 'points/s'),
+      figure(SECTION, `ingest_${wire}_points_per_sec`, `server side, ${wire}: broker + sink, replayed batches${wire === 'v2' ? ' (uncompressed)' : ''}`, m.pointsPerSec, 'points/s'),
       figure(SECTION, `ingest_${wire}_cpu_seconds_per_million`, `server side, ${wire}: broker + sink CPU per million points`, cpuPerMillion(m, 'sink') + cpuPerMillion(m, 'broker'), 's'),
     );
   }
