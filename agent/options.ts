@@ -72,7 +72,7 @@ export const agentOptions = {
       .default('brotli'),
   },
   batchPoints: { type: 'string', describe: 'close a batch at this many points', schema: optionSchemas.count(1, 1_000_000).default(1000) },
-  batchBytes: { type: 'string', describe: 'close a batch at this many encoded bytes', schema: optionSchemas.count(64, 64 * 1024 * 1024).default(256 * 1024) },
+  batchBytes: { type: 'string', describe: 'close a batch at this many encoded bytes (v2: a bound on its size before compression)', schema: optionSchemas.count(64, 64 * 1024 * 1024).default(256 * 1024) },
   linger: { type: 'string', describe: 'close a batch this many seconds after its first point', schema: optionSchemas.positive().default(1) },
   window: { type: 'string', describe: 'batches in flight (sent, not yet committed) at most', schema: optionSchemas.count(1, 100_000).default(64) },
   ackTimeout: { type: 'string', describe: 're-send a batch whose commit ack is this many seconds late', schema: optionSchemas.positive().default(30) },

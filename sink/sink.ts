@@ -20,7 +20,7 @@ import { ownsTopic, shardFilters } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { createLivePort, liveRow, type LiveStats } from './live';
+import { createLivePort, type LiveStats } from './live';
 import { commitRecord, commitRecordKey, forEachPointRange, lastCommitNumber, publishRecord, readManifest, warnBadRecord, type ManifestCache } from './manifest';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
@@ -128,11 +128,11 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // (and counts) what the broker is not reading, so it never holds memory or a commit.
   const liveClient = config.live ? connect(`${clientId}-live`, { clean: true, queueQoSZero: false }) : null;
   liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
-  const liveSettings = { after: config.liveAfter, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
+  const liveSettings = { after: config.liveAfter, format: config.liveFormat, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
   const live = liveClient
     ? createLivePort(liveSettings, (topic, payload) => {
         if (!liveClient.connected || liveClient.stream.writableLength > LIVE_MAX_BUFFERED) return false;
-        liveClient.publish(topic, payload, { qos: 0 });
+        liveClient.publish(topic, typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 0 });
         return true;
       })
     : null;
@@ -262,7 +262,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         continue;
       }
       stageRow(open, points, i, dictIds, stream, batch.gateway_id, now);
-      liveRows?.push(liveRow({ ...pointAt(points, i), stream }, batch.gateway_id, now));
+      liveRows?.push({ point: { ...pointAt(points, i), stream }, gatewayId: batch.gateway_id, ingestedAtUs: now });
       stats.pointsStaged++;
       if (times[i]! < closedBefore) {
         counts.late_points++;

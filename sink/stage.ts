@@ -15,7 +15,7 @@ import { MICROS_PER_HOUR } from '../proto/time';
 import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './manifest';
-import type { LiveRow } from './live';
+import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';
 
@@ -136,8 +136,8 @@ export interface StageBuffer {
   readonly pointKeys: PointKeys;
   /** Bad input received since the last commit, published with this one. */
   readonly quarantine: QuarantineBuffer;
-  /** With the live port after commit: the rows to publish once this commit lands. */
-  readonly live: LiveRow[];
+  /** With the live port after commit: the points to publish once this commit lands. */
+  readonly live: LivePoint[];
 }
 
 function newColumn(kind: StageKind): ColumnBuffer {
@@ -252,10 +252,10 @@ export function stageRow(buffer: StageBuffer, points: PointColumns, i: number, d
   buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + 1);
 }
 
-/** What a live row waiting for its commit holds: an object of some twenty fields, its strings included. */
+/** What a live point waiting for its commit holds: an object of some twenty fields, its strings included. */
 const LIVE_ROW_BYTES = 600;
 
-/** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live rows waiting for the commit. */
+/** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live points waiting for the commit. */
 export function stagedBytes(buffer: StageBuffer): number {
   return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }
