@@ -137,6 +137,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       lingerMs: config.linger * 1000,
       firstSeq: spool.nextBatchSeq(),
       stream: spool.stream,
+      wire: config.wire,
+      compression: config.compression,
       droppedPoints: () => spool.stats().dropped.points,
     },
     (batch: ClosedBatch) => {

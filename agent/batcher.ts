@@ -1,4 +1,6 @@
 import { BatchWriter } from '../proto/codec';
+import { ColumnarWriter, type Compression } from '../proto/columnar';
+import type { Wire } from '../proto/topics';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 
@@ -11,6 +13,9 @@ export interface BatcherConfig {
   firstSeq: number;
   /** The stream the points' seqs count in: the spool's (invariant 3). */
   stream: number;
+  /** v2: columnar batches, compressed as `compression` says; v1: row batches, for sinks before v2. */
+  wire: Wire;
+  compression: Compression;
   /** Points the spool has dropped so far, reported in every batch. */
   droppedPoints?: () => number;
 }
@@ -23,11 +28,12 @@ export interface ClosedBatch {
 
 /**
  * Groups points into batches, closing one at a point count, a byte size or a linger time,
- * whichever comes first. Points are encoded as they arrive, so the size is exact and
- * closing costs one copy.
+ * whichever comes first. On v1 points are encoded as they arrive, so the size is exact;
+ * on v2 they go into typed columns, encoded when the batch closes, and the size is an
+ * upper bound.
  */
 export class Batcher {
-  private readonly writer = new BatchWriter();
+  private readonly writer: BatchWriter | ColumnarWriter;
   private nextSeq: number;
   private lingerTimer: NodeJS.Timeout | undefined;
 
@@ -36,6 +42,7 @@ export class Batcher {
     private readonly onBatch: (batch: ClosedBatch) => void,
   ) {
     this.nextSeq = config.firstSeq;
+    this.writer = config.wire === 'v1' ? new BatchWriter() : new ColumnarWriter(config.compression);
   }
 
   add(point: TelemetryPoint): void {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { COMPRESSIONS, HAS_ZSTD } from '../proto/columnar';
 import { mavlinkOptionSchemas, parseEndpoints } from './mavlink/config';
 import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/options';
 
@@ -57,8 +58,21 @@ export const agentOptions = {
   mavlinkAllow: { type: 'string', describe: 'take MAVLink datagrams only from these senders: CIDR or address, comma-separated', schema: mavlinkOptionSchemas.allow() },
   mavlinkDrones: mavlinkDronesOption,
   mavlinkHz: { type: 'string', describe: 'MAVLink points per second per vehicle at most (0: one per GLOBAL_POSITION_INT)', schema: mavlinkOptionSchemas.hz(5) },
+  wire: {
+    type: 'string',
+    describe: "'v2' (columnar batches on bucketed topics) or 'v1' (row batches, deprecated: for sinks older than v2)",
+    schema: z.enum(['v1', 'v2']).default('v2'),
+  },
+  compression: {
+    type: 'string',
+    describe: "compression of v2 batches: 'none', 'deflate', 'brotli' or 'zstd' (zstd on Node 22.15 and later)",
+    schema: z
+      .enum(COMPRESSIONS)
+      .refine((c) => c !== 'zstd' || HAS_ZSTD, `zstd needs Node 22.15 or later; this is ${process.version}`)
+      .default('brotli'),
+  },
   batchPoints: { type: 'string', describe: 'close a batch at this many points', schema: optionSchemas.count(1, 1_000_000).default(1000) },
-  batchBytes: { type: 'string', describe: 'close a batch at this many encoded bytes', schema: optionSchemas.count(64, 64 * 1024 * 1024).default(256 * 1024) },
+  batchBytes: { type: 'string', describe: 'close a batch at this many encoded bytes (v2: a bound on its size before compression)', schema: optionSchemas.count(64, 64 * 1024 * 1024).default(256 * 1024) },
   linger: { type: 'string', describe: 'close a batch this many seconds after its first point', schema: optionSchemas.positive().default(1) },
   window: { type: 'string', describe: 'batches in flight (sent, not yet committed) at most', schema: optionSchemas.count(1, 100_000).default(64) },
   ackTimeout: { type: 'string', describe: 're-send a batch whose commit ack is this many seconds late', schema: optionSchemas.positive().default(30) },

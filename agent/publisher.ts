@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
-import { ackTopic, telemetryTopic } from '../proto/topics';
+import { wireOfPayload } from '../proto/columnar';
+import { ackTopic, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
 import { ackedSeqs } from './acks';
 import { backoffDelayMs } from './backoff';
 import type { ClosedBatch } from './batcher';
@@ -166,7 +167,10 @@ export class Publisher {
         }
         // Disconnected meanwhile: the next connect sends whatever is in flight again.
         if (!this.stats.connected) return;
-        this.client.publish(telemetryTopic(this.config.gatewayId), Buffer.from(batch.payload.buffer, batch.payload.byteOffset, batch.payload.length), { qos: 1 });
+        // Each batch goes on the topic of its own wire: a spool written before a --wire
+        // change still holds batches of the other one.
+        const topic = wireOfPayload(batch.payload) === 'v2' ? telemetryTopicV2(this.config.gatewayId) : telemetryTopic(this.config.gatewayId);
+        this.client.publish(topic, Buffer.from(batch.payload.buffer, batch.payload.byteOffset, batch.payload.length), { qos: 1 });
         if (again) this.stats.resent++;
         else this.stats.sent++;
       },

@@ -13,6 +13,7 @@ import { runSizes } from './sizes';
 import { runStages } from './stages';
 import { runTable } from './table';
 import { runEndToEnd, runIngest, runMosquitto } from './throughput';
+import { runWire } from './wire';
 
 type Section = (ctx: BenchContext) => Promise<Figure[]>;
 
@@ -38,6 +39,7 @@ const SECTIONS: Record<string, Section> = {
   stages: runStages,
   sizes: runSizes,
   table: runTable,
+  wire: runWire,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,
 };

@@ -3,10 +3,12 @@ import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker } from '../broker/server';
 import { parseOptions, type OptionSpecs } from '../deploy/options';
-import { batchHead, BatchWriter, decodeAck, decodeBatch, encodeAck, joinBatch } from '../proto/codec';
+import { batchHead, BatchWriter, decodeAck, encodeAck, joinBatch } from '../proto/codec';
+import { ColumnsBuilder, encodeColumnar, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';
 import { nowMicros } from '../proto/time';
-import { ackTopic, TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
+import { ackTopic, TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
+import { decodeTelemetry } from '../sink/decode';
 import { sinkOptions } from '../sink/options';
 import { startSink } from '../sink/sink';
 import type { TelemetryPoint } from '../proto/types';
@@ -70,10 +72,14 @@ export const roles: Record<string, RoleStarter> = {
    * A light load generator, as mqtt-benchmark is: each gateway replays one batch of
    * simulated points under fresh batch numbers, keeping `window` batches unacknowledged.
    * The sink stores each (drone_id, stream, seq) once, so every replay moves the points' seq on
-   * and encodes the batch again: about 1.5 us per point of the generator's own CPU.
+   * and encodes the batch again: about 1.5 us per point of the generator's own CPU (v1).
+   * `wire` v2 sends columnar batches, compressed as `compression` says, on v2 topics.
    */
   async replay(args) {
     const gateways = Number(args['gateways']);
+    const v2 = args['wire'] === 'v2';
+    const compression = (args['compression'] ?? 'none') as Compression;
+    const columns = new ColumnsBuilder();
     const window = Number(args['window'] ?? 64);
     const batchPoints = Number(args['batchPoints'] ?? 1000);
     const drones = Math.min(200, batchPoints);
@@ -107,7 +113,19 @@ export const roles: Record<string, RoleStarter> = {
           while (running && inFlight < window) {
             inFlight++;
             sent += batchPoints;
-            client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead({ gatewayId, batchSeq: seq++, sentAt: nowMicros(), stream }), encodeNext(points, perDrone))), { qos: 1 });
+            const head = { gatewayId, batchSeq: seq++, sentAt: nowMicros(), stream };
+            if (v2) {
+              for (const p of points) {
+                p.seq += perDrone;
+                columns.add(p);
+              }
+              const payload = encodeColumnar(head, columns.view(), compression);
+              columns.reset();
+              wireBytes = payload.length;
+              client.publish(telemetryTopicV2(gatewayId), Buffer.from(payload), { qos: 1 });
+            } else {
+              client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(head), encodeNext(points, perDrone))), { qos: 1 });
+            }
           }
         };
         client.on('message', (_t, payload) => {
@@ -135,11 +153,14 @@ export const roles: Record<string, RoleStarter> = {
   async acker(args) {
     const client = await mqtt.connectAsync(String(args['broker']), { clientId: 'bench-acker' });
     let batches = 0;
-    client.on('message', (_t, payload) => {
-      const batch = decodeBatch(payload);
+    client.on('message', (topic, payload) => {
+      const decoded = decodeTelemetry(topic, payload);
+      if (!decoded.ok) return;
+      const { batch } = decoded;
       batches++;
       client.publish(ackTopic(batch.gateway_id), Buffer.from(encodeAck({ gateway_id: batch.gateway_id, batch_seqs: [batch.batch_seq], committed_at: nowMicros() })), { qos: 0 });
     });
+    await client.subscribeAsync(TELEMETRY_V2_WILDCARD, { qos: 0 });
     await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 0 });
     return { info: {}, stats: () => ({ batches }), stop: () => client.endAsync() };
   },

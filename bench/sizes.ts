@@ -7,11 +7,11 @@ import type { TelemetryPoint } from '../proto/types';
 import { writeCommit } from '../sink/commit';
 import { sqlString } from '../sink/sql';
 import { STAGING_PREFIX } from '../sink/layout';
-import { createStageBuffer, stagePoint } from '../sink/stage';
+import { createStageBuffer } from '../sink/stage';
 import { localStorage } from '../sink/storage';
 import { figure, type BenchContext, type Figure } from './report';
 import { simulatedPoints } from './points';
-import { BATCH_POINTS, BENCH_DRONES, BENCH_GATEWAY, encodeBatches, sinkDatabase } from './stages';
+import { BATCH_POINTS, BENCH_DRONES, BENCH_GATEWAY, decodeBatches, encodeBatches, sinkDatabase, stageBatches } from './stages';
 
 const SECTION = 'sizes';
 
@@ -56,12 +56,10 @@ export async function runSizes(ctx: BenchContext): Promise<Figure[]> {
   const { db, conn } = await sinkDatabase();
   try {
     const buffer = await createStageBuffer(db, 'stage_sizes');
+    stageBatches(buffer, decodeBatches(batches, BENCH_GATEWAY, 'v1'));
     for (const batch of decoded) {
       const ingestedAt = nowMicros();
-      for (const p of batch.points) {
-        stagePoint(buffer, p, batch.gateway_id, ingestedAt);
-        ndjsonBytes += Buffer.byteLength(ndjsonLine(p, batch.gateway_id, ingestedAt));
-      }
+      for (const p of batch.points) ndjsonBytes += Buffer.byteLength(ndjsonLine(p, batch.gateway_id, ingestedAt));
     }
     const storage = await localStorage(path.join(ctx.tmp, 'sizes-lake'), STAGING_PREFIX);
     await mkdir(storage.stagingDir, { recursive: true });

@@ -2,15 +2,18 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parseOptions } from '../deploy/options';
-import { BatchWriter, decodeBatch } from '../proto/codec';
+import { BatchWriter } from '../proto/codec';
+import { ColumnsBuilder, encodeColumnar, isPresent, STREAM_COLUMN, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';
 import { nowMicros } from '../proto/time';
-import type { TelemetryBatch, TelemetryPoint } from '../proto/types';
-import { invalidReason } from '../proto/validate';
+import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
+import type { TelemetryPoint } from '../proto/types';
+import { invalidReasonAt, validDroneIds } from '../proto/validate';
+import { decodeTelemetry, type TakenBatch } from '../sink/decode';
 import { writeCommit } from '../sink/commit';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkOptions } from '../sink/options';
-import { closeStageBuffer, createStageBuffer, stagePoint, type StageBuffer } from '../sink/stage';
+import { closeStageBuffer, createStageBuffer, stageDictIds, stageRow, type StageBuffer } from '../sink/stage';
 import { localStorage } from '../sink/storage';
 import { figure, type BenchContext, type Figure } from './report';
 import { simulatedPoints } from './points';
@@ -41,6 +44,33 @@ export function encodeBatches(points: readonly TelemetryPoint[], gatewayId: stri
   return batches;
 }
 
+/** Points into wire v2 batches of the agent's default size, as its batcher closes them. */
+export function encodeColumnarBatches(points: readonly TelemetryPoint[], gatewayId: string, compression: Compression = 'none'): Uint8Array[] {
+  const builder = new ColumnsBuilder(BATCH_POINTS);
+  const stream = newStreamId();
+  const batches: Uint8Array[] = [];
+  const close = () => {
+    batches.push(encodeColumnar({ gatewayId, batchSeq: batches.length, sentAt: nowMicros(), stream }, builder.view(), compression));
+    builder.reset();
+  };
+  for (const p of points) {
+    builder.add(p);
+    if (builder.count >= BATCH_POINTS) close();
+  }
+  if (builder.count > 0) close();
+  return batches;
+}
+
+/** Batches of either wire as the sink decodes them off their topic. */
+export function decodeBatches(batches: readonly Uint8Array[], gatewayId: string, wire: Wire): TakenBatch[] {
+  const topic = wire === 'v2' ? telemetryTopicV2(gatewayId) : telemetryTopic(gatewayId);
+  return batches.map((b) => {
+    const decoded = decodeTelemetry(topic, b);
+    if (!decoded.ok) throw new Error(`bench batch not decoded: ${decoded.detail}`);
+    return decoded.batch;
+  });
+}
+
 /** An in-memory DuckDB and commit connection, set up as startSink() sets up its own. */
 export async function sinkDatabase(): Promise<{ db: DuckDBInstance; conn: DuckDBConnection }> {
   const db = await DuckDBInstance.create(':memory:', {
@@ -53,18 +83,26 @@ export async function sinkDatabase(): Promise<{ db: DuckDBInstance; conn: DuckDB
 }
 
 /** Stages every point of the batches, each batch with its own ingestion time as in the sink. */
-export function stageBatches(buffer: StageBuffer, batches: readonly TelemetryBatch[]): void {
+export function stageBatches(buffer: StageBuffer, batches: readonly TakenBatch[]): void {
   for (const batch of batches) {
     const ingestedAt = nowMicros();
-    for (const p of batch.points) stagePoint(buffer, p, batch.gateway_id, ingestedAt);
+    const dictIds = stageDictIds(batch.points);
+    const streams = batch.points.columns[STREAM_COLUMN] ?? null;
+    for (let i = 0; i < batch.points.count; i++) {
+      const stream = streams && isPresent(streams.present, i) ? streams.values[i]! : batch.stream;
+      stageRow(buffer, batch.points, i, dictIds, stream, batch.gateway_id, ingestedAt);
+    }
   }
 }
 
-function countInvalid(batches: readonly TelemetryBatch[]): number {
+function countInvalid(batches: readonly TakenBatch[]): number {
   const now = nowMicros();
   const skewUs = SINK_DEFAULTS.maxFutureSkew * 1e6;
   let invalid = 0;
-  for (const batch of batches) for (const p of batch.points) if (invalidReason(p, now, skewUs) !== null) invalid++;
+  for (const batch of batches) {
+    const dronesOk = validDroneIds(batch.points);
+    for (let i = 0; i < batch.points.count; i++) if (invalidReasonAt(batch.points, i, batch.stream, dronesOk, now, skewUs) !== null) invalid++;
+  }
   return invalid;
 }
 
@@ -92,8 +130,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
 
   const { db, conn } = await sinkDatabase();
   try {
-    const warmBatches = encodeBatches(points.slice(0, WARMUP_POINTS), BENCH_GATEWAY);
-    const warmDecoded = warmBatches.map((b) => decodeBatch(b));
+    const warm = points.slice(0, WARMUP_POINTS);
+    decodeBatches(encodeBatches(warm, BENCH_GATEWAY), BENCH_GATEWAY, 'v1');
+    const warmDecoded = decodeBatches(encodeColumnarBatches(warm, BENCH_GATEWAY), BENCH_GATEWAY, 'v2');
     countInvalid(warmDecoded);
     const warmBuffer = await createStageBuffer(db, 'stage_warmup');
     stageBatches(warmBuffer, warmDecoded);
@@ -103,12 +142,17 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     await mkdir(storage.stagingDir, { recursive: true });
 
     for (; round < (ctx.quick ? QUICK_ROUNDS : ROUNDS); round++) {
-      const encode = await timed(() => encodeBatches(points, BENCH_GATEWAY));
-      report('encode', encode.seconds, `${encode.result.reduce((n, b) => n + b.length, 0).toLocaleString('en-US')} bytes`);
+      const bytes = (batches: Uint8Array[]) => `${batches.reduce((n, b) => n + b.length, 0).toLocaleString('en-US')} bytes`;
+      const encodeV1 = await timed(() => encodeBatches(points, BENCH_GATEWAY));
+      report('encode_v1', encodeV1.seconds, bytes(encodeV1.result));
+      const encode = await timed(() => encodeColumnarBatches(points, BENCH_GATEWAY));
+      report('encode', encode.seconds, bytes(encode.result));
 
-      const decode = await timed(() => encode.result.map((b) => decodeBatch(b)));
+      const decodeV1 = await timed(() => decodeBatches(encodeV1.result, BENCH_GATEWAY, 'v1'));
+      report('decode_v1', decodeV1.seconds, `${decodeV1.result.length} batches`);
+      const decode = await timed(() => decodeBatches(encode.result, BENCH_GATEWAY, 'v2'));
       const decoded = decode.result;
-      const decodedPoints = decoded.reduce((n, b) => n + b.points.length, 0);
+      const decodedPoints = decoded.reduce((n, b) => n + b.points.count, 0);
       if (decodedPoints !== count) throw new Error(`decoded ${decodedPoints} points of ${count}`);
       report('decode', decode.seconds, `${decodedPoints.toLocaleString('en-US')} points`);
 
@@ -130,13 +174,18 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     db.closeSync();
   }
 
-  const [slowest, slowestRate] = Object.entries(best).reduce((a, b) => (b[1] < a[1] ? b : a));
+  // The slowest of the stages a v2 point goes through; the v1 ones are there for the ratio.
+  const [slowest, slowestRate] = Object.entries(best)
+    .filter(([stage]) => !stage.endsWith('_v1'))
+    .reduce((a, b) => (b[1] < a[1] ? b : a));
   const rate = (stage: string) => best[stage] ?? null;
   return [
-    figure(SECTION, 'stage_encode_points_per_sec', `encode: BatchWriter, ${BATCH_POINTS}-point batches`, rate('encode'), 'points/s'),
-    figure(SECTION, 'stage_decode_points_per_sec', 'decode: decodeBatch', rate('decode'), 'points/s'),
-    figure(SECTION, 'stage_validate_points_per_sec', 'validate: invalidReason', rate('validate'), 'points/s'),
-    figure(SECTION, 'stage_stage_points_per_sec', 'stage: stagePoint into DuckDB', rate('stage'), 'points/s'),
+    figure(SECTION, 'stage_encode_v1_points_per_sec', `encode v1: BatchWriter, ${BATCH_POINTS}-point batches`, rate('encode_v1'), 'points/s'),
+    figure(SECTION, 'stage_encode_points_per_sec', `encode v2: ColumnsBuilder + encodeColumnar, ${BATCH_POINTS}-point batches`, rate('encode'), 'points/s'),
+    figure(SECTION, 'stage_decode_v1_points_per_sec', 'decode v1: decodeTelemetry (rows, then columns)', rate('decode_v1'), 'points/s'),
+    figure(SECTION, 'stage_decode_points_per_sec', 'decode v2: decodeTelemetry (columns)', rate('decode'), 'points/s'),
+    figure(SECTION, 'stage_validate_points_per_sec', 'validate: invalidReasonAt on columns', rate('validate'), 'points/s'),
+    figure(SECTION, 'stage_stage_points_per_sec', 'stage: stageRow into DuckDB', rate('stage'), 'points/s'),
     figure(SECTION, 'stage_parquet_points_per_sec', 'parquet: writeCommit (sorted ZSTD, link)', rate('parquet'), 'points/s'),
     figure(SECTION, 'slowest_stage', 'slowest stage', slowest),
     figure(SECTION, 'slowest_stage_points_per_sec', 'slowest stage ceiling', slowestRate, 'points/s'),

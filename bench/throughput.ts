@@ -70,8 +70,8 @@ export function footprint(m: Measured, section: string, suffix: string): Figure[
   ];
 }
 
-async function runFleet(ctx: BenchContext, gateways: number, brokerUrl?: string): Promise<Measured> {
-  const args = fleetArgs(gateways, OFFERED_PER_SEC, { spoolMaxBytes: (ctx.quick ? 2 : 8) * 2 ** 20 });
+export async function runFleet(ctx: BenchContext, gateways: number, brokerUrl?: string, extra: RoleArgs = {}): Promise<Measured> {
+  const args = fleetArgs(gateways, OFFERED_PER_SEC, { spoolMaxBytes: (ctx.quick ? 2 : 8) * 2 ** 20, ...extra });
   const p = await startPipeline(ctx, { role: 'agents', args }, { sink: throughputSink(ctx), ...(brokerUrl ? { brokerUrl } : {}) });
   try {
     const m = await measure(ctx, p, 'pointsIn', saturatedWarmMs(ctx));
@@ -101,20 +101,33 @@ export async function runEndToEnd(ctx: BenchContext): Promise<Figure[]> {
   return figures;
 }
 
-/** Broker and sink fed by a light generator that replays pre-encoded batches. */
-export async function runIngest(ctx: BenchContext): Promise<Figure[]> {
-  const p = await startPipeline(ctx, { role: 'replay', args: { gateways: 10, window: ctx.quick ? 16 : 64, batchPoints: 1000 } }, { sink: throughputSink(ctx) });
+/**
+ * Broker and sink fed by a light generator that replays batches of `wire`. v2 batches go
+ * uncompressed: the generator re-encodes every batch on the same cores, and compressing
+ * each would make it, not the server, the bottleneck.
+ */
+export async function measureIngest(ctx: BenchContext, wire: 'v1' | 'v2'): Promise<Measured> {
+  const args = { gateways: 10, window: ctx.quick ? 16 : 64, batchPoints: 1000, wire, compression: 'none' };
+  const p = await startPipeline(ctx, { role: 'replay', args }, { sink: throughputSink(ctx) });
   try {
     const m = await measure(ctx, p, 'pointsSent');
     await p.stop();
-    return [
-      figure('server side', 'ingest_points_per_sec', 'broker + sink, replayed batches of 1000', m.pointsPerSec, 'points/s'),
-      figure('server side', 'ingest_sink_cpu_seconds_per_million', 'sink CPU per million points', ((cpu(m.last, 'sink') - cpu(m.first, 'sink')) / m.committed) * 1e6, 's'),
-      figure('server side', 'ingest_broker_cpu_seconds_per_million', 'broker CPU per million points', ((cpu(m.last, 'broker') - cpu(m.first, 'broker')) / m.committed) * 1e6, 's'),
-    ];
+    return m;
   } finally {
     p.kill();
   }
+}
+
+export const cpuPerMillion = (m: Measured, role: string): number => ((cpu(m.last, role) - cpu(m.first, role)) / m.committed) * 1e6;
+
+/** Broker and sink fed by a light generator that replays pre-encoded v1 batches; the wire section runs both wires. */
+export async function runIngest(ctx: BenchContext): Promise<Figure[]> {
+  const m = await measureIngest(ctx, 'v1');
+  return [
+    figure('server side', 'ingest_points_per_sec', 'broker + sink, replayed batches of 1000', m.pointsPerSec, 'points/s'),
+    figure('server side', 'ingest_sink_cpu_seconds_per_million', 'sink CPU per million points', cpuPerMillion(m, 'sink'), 's'),
+    figure('server side', 'ingest_broker_cpu_seconds_per_million', 'broker CPU per million points', cpuPerMillion(m, 'broker'), 's'),
+  ];
 }
 
 async function freePort(): Promise<number> {

@@ -1,5 +1,5 @@
 import type { AedesOptions, Client } from 'aedes';
-import { ackTopic, gatewayOfTelemetryTopic, ID_PATTERN, isOutputPortTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import { ackTopic, gatewayOfTelemetryTopic, ID_PATTERN, isOutputPortTopic, isTelemetryV2Filter, telemetryTopic, telemetryTopicV2, TELEMETRY_WILDCARD } from '../proto/topics';
 import type { Authenticated } from './auth';
 
 export const ACL_ACTIONS = ['publish', 'subscribe', 'deliver'] as const;
@@ -8,15 +8,15 @@ export type AclAction = (typeof ACL_ACTIONS)[number];
 const ACK_PREFIX = ackTopic('');
 const isAckTopic = (topic: string): boolean => topic.startsWith(ACK_PREFIX) && ID_PATTERN.test(topic.slice(ACK_PREFIX.length));
 
-// The contract's topics are the only ones in use: a gateway sends its own telemetry and
-// hears its own acks; the sink hears every gateway's telemetry, acks any of them, and
+// The contract's topics are the only ones in use: a gateway sends its own telemetry (on
+// its own v1 topic, or its own v2 topic in its own bucket) and hears its own acks; the sink hears every gateway's telemetry, acks any of them, and
 // publishes the live and events output ports; a consumer reads those ports and nothing
 // else (unvalidated gateway input is for sinks only), and publishes nothing.
 
 function mayPublish(who: Authenticated, topic: string): boolean {
   switch (who.role) {
     case 'gateway':
-      return topic === telemetryTopic(who.id);
+      return topic === telemetryTopicV2(who.id) || topic === telemetryTopic(who.id);
     case 'sink':
       return isAckTopic(topic) || (isOutputPortTopic(topic) && !topic.endsWith('/+'));
     case 'consumer':
@@ -29,7 +29,7 @@ function maySubscribe(who: Authenticated, filter: string): boolean {
     case 'gateway':
       return filter === ackTopic(who.id);
     case 'sink':
-      return filter === TELEMETRY_WILDCARD || gatewayOfTelemetryTopic(filter) !== null;
+      return filter === TELEMETRY_WILDCARD || isTelemetryV2Filter(filter) || gatewayOfTelemetryTopic(filter) !== null;
     case 'consumer':
       return isOutputPortTopic(filter);
   }

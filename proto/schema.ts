@@ -12,7 +12,7 @@ protobuf.configure();
 export const PROTO_PATH = new URL('../proto/telemetry.proto', import.meta.url);
 export const PROTO_PACKAGE = 'dronelake.telemetry.v1';
 
-const root = protobuf.parse(readFileSync(PROTO_PATH, 'utf8'), { keepCase: true }).root;
+export const root = protobuf.parse(readFileSync(PROTO_PATH, 'utf8'), { keepCase: true }).root;
 
 /**
  * protobufjs gives an absent proto3 `optional` enum the enum's zero value instead of null

@@ -1,3 +1,4 @@
+import { DRONE_COLUMN, isPresent, POINT_FIELDS, SEQ_COLUMN, TS_COLUMN, type PointColumns } from './columnar';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from './schema';
 import { isStreamId } from './stream';
 import { ID_PATTERN } from './topics';
@@ -34,25 +35,83 @@ export const FINITE_FIELDS = [
   'battery_voltage_v',
 ] as const satisfies readonly (keyof TelemetryPoint)[];
 
+/** The ranges of measurements, checked after every measurement is known to be finite. */
+const RANGES = [
+  { field: 'lat', min: -90, max: 90, reason: 'lat_range' },
+  { field: 'lon', min: -180, max: 180, reason: 'lon_range' },
+  { field: 'battery_pct', min: 0, max: 100, reason: 'battery_pct_range' },
+] as const satisfies ReadonlyArray<{ field: (typeof FINITE_FIELDS)[number]; min: number; max: number; reason: InvalidReason }>;
+
+const ENUMS = [
+  { field: 'gps_fix', names: GPS_FIX_NAMES },
+  { field: 'flight_state', names: FLIGHT_STATE_NAMES },
+] as const satisfies ReadonlyArray<{ field: keyof TelemetryPoint; names: readonly string[] }>;
+
+/** The rules of a point's identity and time, in the order they are checked. */
+function identityRule(droneIdOk: boolean, seq: number, stream: number | null | undefined, ts: number, nowUs: number, maxFutureSkewUs: number): InvalidReason | null {
+  if (!droneIdOk) return 'drone_id_pattern';
+  if (!Number.isSafeInteger(seq) || seq < 0) return 'seq_range';
+  if (stream != null && !isStreamId(stream)) return 'stream_range';
+  if (!Number.isSafeInteger(ts)) return 'not_finite';
+  if (ts < MIN_TS_MICROS) return 'ts_before_2000';
+  if (ts > nowUs + maxFutureSkewUs) return 'ts_in_future';
+  return null;
+}
+
+const isDroneId = (id: unknown): boolean => typeof id === 'string' && ID_PATTERN.test(id);
+
 /**
  * The first rule a point breaks, or null when it is valid. `nowUs` and `maxFutureSkewUs`
  * bound event times from above; there is no bound on age, so old flight logs import.
  */
 export function invalidReason(p: TelemetryPoint, nowUs: number, maxFutureSkewUs: number): InvalidReason | null {
-  if (typeof p.drone_id !== 'string' || !ID_PATTERN.test(p.drone_id)) return 'drone_id_pattern';
-  if (!Number.isSafeInteger(p.seq) || p.seq < 0) return 'seq_range';
-  if (p.stream != null && !isStreamId(p.stream)) return 'stream_range';
-  if (!Number.isSafeInteger(p.ts)) return 'not_finite';
-  if (p.ts < MIN_TS_MICROS) return 'ts_before_2000';
-  if (p.ts > nowUs + maxFutureSkewUs) return 'ts_in_future';
+  const identity = identityRule(isDroneId(p.drone_id), p.seq, p.stream, p.ts, nowUs, maxFutureSkewUs);
+  if (identity) return identity;
   for (const field of FINITE_FIELDS) {
     const v = p[field];
     if (v != null && !Number.isFinite(v)) return 'not_finite';
   }
-  if (p.lat != null && (p.lat < -90 || p.lat > 90)) return 'lat_range';
-  if (p.lon != null && (p.lon < -180 || p.lon > 180)) return 'lon_range';
-  if (p.battery_pct != null && (p.battery_pct < 0 || p.battery_pct > 100)) return 'battery_pct_range';
-  if (p.gps_fix != null && GPS_FIX_NAMES[p.gps_fix] === undefined) return 'enum_unknown';
-  if (p.flight_state != null && FLIGHT_STATE_NAMES[p.flight_state] === undefined) return 'enum_unknown';
+  for (const { field, min, max, reason } of RANGES) {
+    const v = p[field];
+    if (v != null && (v < min || v > max)) return reason;
+  }
+  for (const { field, names } of ENUMS) {
+    const v = p[field];
+    if (v != null && names[v] === undefined) return 'enum_unknown';
+  }
+  return null;
+}
+
+const columnOf = (field: string): number => POINT_FIELDS.findIndex((f) => f.name === field);
+const FINITE_COLUMNS = FINITE_FIELDS.map(columnOf);
+const RANGE_COLUMNS = RANGES.map((r) => ({ ...r, column: columnOf(r.field) }));
+const ENUM_COLUMNS = ENUMS.map((e) => ({ ...e, column: columnOf(e.field) }));
+
+/** For each entry of a batch's drone dictionary, whether it is a valid drone id: checked once per batch, not per point. */
+export const validDroneIds = (points: PointColumns): Uint8Array => Uint8Array.from(points.columns[DRONE_COLUMN]!.dictionary!, (id) => (isDroneId(id) ? 1 : 0));
+
+/**
+ * invalidReason for point i of a batch's columns, read in place (the sink's hot path):
+ * `stream` is the point's own or its batch's, `droneIdsOk` validDroneIds of the batch.
+ */
+export function invalidReasonAt(points: PointColumns, i: number, stream: number, droneIdsOk: Uint8Array, nowUs: number, maxFutureSkewUs: number): InvalidReason | null {
+  const columns = points.columns;
+  const droneOk = droneIdsOk[columns[DRONE_COLUMN]!.values[i]!] === 1;
+  const identity = identityRule(droneOk, columns[SEQ_COLUMN]!.values[i]!, stream, columns[TS_COLUMN]!.values[i]!, nowUs, maxFutureSkewUs);
+  if (identity) return identity;
+  for (const c of FINITE_COLUMNS) {
+    const column = columns[c];
+    if (column && isPresent(column.present, i) && !Number.isFinite(column.values[i]!)) return 'not_finite';
+  }
+  for (const { column: c, min, max, reason } of RANGE_COLUMNS) {
+    const column = columns[c];
+    if (!column || !isPresent(column.present, i)) continue;
+    const v = column.values[i]!;
+    if (v < min || v > max) return reason;
+  }
+  for (const { column: c, names } of ENUM_COLUMNS) {
+    const column = columns[c];
+    if (column && isPresent(column.present, i) && names[column.values[i]!] === undefined) return 'enum_unknown';
+  }
   return null;
 }

@@ -1,11 +1,28 @@
 import { decodeBatch } from '../proto/codec';
-import { gatewayOfTelemetryTopic } from '../proto/topics';
-import type { TelemetryBatch } from '../proto/types';
+import { columnsOfPoints, decodeColumnar, type PointColumns } from '../proto/columnar';
+import { parseTelemetryTopic, wireOfTopic } from '../proto/topics';
 import type { BatchRejectReason } from './stats';
 
+/** A batch as the sink takes it, from either wire: its head, and its points as typed columns. */
+export interface TakenBatch {
+  gateway_id: string;
+  batch_seq: number;
+  dropped_points: number;
+  /** The stream the points' seqs count in, unless a point names its own; 0 is the legacy stream. */
+  stream: number;
+  points: PointColumns;
+}
+
 export type Decoded =
-  | { ok: true; batch: TelemetryBatch }
+  | { ok: true; batch: TakenBatch }
   | { ok: false; reason: BatchRejectReason; detail: string; gatewayId: string | null };
+
+/** The payload as a batch of the topic's wire: v2 columns as they come, v1 rows turned into columns. */
+function decodeWire(topic: string, payload: Uint8Array): TakenBatch {
+  if (wireOfTopic(topic) === 'v2') return decodeColumnar(payload);
+  const batch = decodeBatch(payload);
+  return { gateway_id: batch.gateway_id, batch_seq: batch.batch_seq, dropped_points: batch.dropped_points ?? 0, stream: batch.stream ?? 0, points: columnsOfPoints(batch.points) };
+}
 
 /**
  * Turns an MQTT message into a batch, or says why it is not one. The gateway id in the
@@ -13,10 +30,10 @@ export type Decoded =
  * bytes that happen to parse as protobuf fail here.
  */
 export function decodeTelemetry(topic: string, payload: Uint8Array): Decoded {
-  const gatewayId = gatewayOfTelemetryTopic(topic);
-  let batch: TelemetryBatch;
+  const gatewayId = parseTelemetryTopic(topic)?.gatewayId ?? null;
+  let batch: TakenBatch;
   try {
-    batch = decodeBatch(payload);
+    batch = decodeWire(topic, payload);
   } catch (err) {
     return { ok: false, reason: 'undecodable', detail: (err as Error).message, gatewayId };
   }
@@ -29,7 +46,7 @@ export function decodeTelemetry(topic: string, payload: Uint8Array): Decoded {
     };
   }
   if (!Number.isSafeInteger(batch.batch_seq) || batch.batch_seq < 0) {
-    return { ok: false, reason: 'batch_seq_range', detail: `batch_seq ${batch.batch_seq}`, gatewayId };
+    return { ok: false, reason: 'batch_seq_range', detail: `batch_seq ${batch.batch_seq}` , gatewayId };
   }
   return { ok: true, batch };
 }

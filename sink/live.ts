@@ -1,11 +1,14 @@
 import type http from 'node:http';
+import { ColumnsBuilder, encodeColumnar } from '../proto/columnar';
 import { LAKE_COLUMNS } from '../proto/columns';
+import { nowMicros } from '../proto/time';
 import { FlightState, type TelemetryPoint } from '../proto/types';
 import { eventsTopic, ID_PATTERN, liveTopic } from '../proto/topics';
 
-// The live output port: the points the sink accepted (valid, not duplicates), as lake
-// rows in JSON, for consumers that cannot wait for files. One MQTT message per drone per
-// delivery, on dronelake/v1/live/{drone_id}, and the same on Server-Sent Events. A slow
+// The live output port: the points the sink accepted (valid, not duplicates), for consumers
+// that cannot wait for files. One MQTT message per drone per delivery, on
+// dronelake/v1/live/{drone_id}: lake rows in JSON, or (--live-format v2) the points as a
+// wire v2 ColumnarBatch; Server-Sent Events always carry the JSON rows. A slow
 // consumer never slows the lake (invariant 6): MQTT goes out at QoS 0 and is dropped,
 // counted, while the broker link is down or backed up; an SSE client that falls behind is
 // disconnected.
@@ -17,10 +20,22 @@ export type LiveAfter = (typeof LIVE_AFTER)[number];
 /** One point as the lake holds it: enums by name, times as RFC 3339 with microseconds. */
 export type LiveRow = Record<string, string | number | boolean | null>;
 
+/** How MQTT live messages are encoded: JSON rows, or a wire v2 ColumnarBatch of the points. */
+export const LIVE_FORMATS = ['json', 'v2'] as const;
+export type LiveFormat = (typeof LIVE_FORMATS)[number];
+
+/** An accepted point waiting to go live, with what the lake adds to it. */
+export interface LivePoint {
+  point: TelemetryPoint;
+  gatewayId: string;
+  ingestedAtUs: number;
+}
+
 export type AlertKind = 'emergency' | 'battery_low' | 'silent';
 
 export interface LiveSettings {
   after: LiveAfter;
+  format: LiveFormat;
   /** battery_low fires when a drone's battery_pct falls below this. */
   alertBatteryPct: number;
   /** silent fires when a drone sent nothing for this many seconds; 0 turns it off. */
@@ -39,12 +54,12 @@ export interface LiveStats {
 }
 
 /** Where the port publishes: false when the message was dropped (no broker link). */
-export type LivePublish = (topic: string, payload: string) => boolean;
+export type LivePublish = (topic: string, payload: string | Uint8Array) => boolean;
 
 export interface LivePort {
   readonly settings: LiveSettings;
-  /** Publishes rows, in order; called per batch (accept) or per commit (commit). */
-  send(rows: readonly LiveRow[]): void;
+  /** Publishes points, in order; called per batch (accept) or per commit (commit). */
+  send(points: readonly LivePoint[]): void;
   /** GET /live?drone=ID[,ID...]: an SSE stream of `points` and `alert` events. */
   sse(req: http.IncomingMessage, res: http.ServerResponse): void;
   stats(): LiveStats;
@@ -55,9 +70,10 @@ export interface LivePort {
 const micros = (us: number): string => `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 19)}.${String(us % 1_000_000).padStart(6, '0')}Z`;
 
 const POINT_COLUMNS = LAKE_COLUMNS.filter((c) => c.origin === 'point');
+const EMERGENCY = LAKE_COLUMNS.find((c) => c.name === 'flight_state')!.enumNames![FlightState.emergency]!;
 
 /** A point as a lake row, its columns derived from the contract like the Parquet files'. */
-export function liveRow(p: TelemetryPoint, gatewayId: string, ingestedAtUs: number): LiveRow {
+function liveRow({ point: p, gatewayId, ingestedAtUs }: LivePoint): LiveRow {
   const row: LiveRow = {};
   for (const column of POINT_COLUMNS) {
     const v = p[column.name as keyof TelemetryPoint];
@@ -73,7 +89,6 @@ export function liveRow(p: TelemetryPoint, gatewayId: string, ingestedAtUs: numb
 
 /** A write of more than this many bytes still waiting means the SSE client is behind. */
 const SSE_MAX_BUFFERED = 1024 * 1024;
-const EMERGENCY = LAKE_COLUMNS.find((c) => c.name === 'flight_state')!.enumNames![FlightState.emergency]!;
 
 interface DroneState {
   battery: number | null;
@@ -115,21 +130,30 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
   }
 
   /** The documented conditions: entering emergency, and falling below the battery threshold; each fires on the change, not on every point. */
-  function watch(row: LiveRow, nowMs: number): void {
-    const droneId = row['drone_id'] as string;
+  function watch(p: TelemetryPoint, nowMs: number): void {
+    const droneId = p.drone_id;
     let state = drones.get(droneId);
     if (!state) drones.set(droneId, (state = { battery: null, emergency: false, lastSeenMs: nowMs }));
     state.lastSeenMs = nowMs;
-    const emergency = row['flight_state'] === EMERGENCY;
-    if (emergency && !state.emergency) alert('emergency', droneId, { ts: row['ts'], flight_state: EMERGENCY });
-    state.emergency = emergency || (row['flight_state'] === null && state.emergency);
-    const battery = row['battery_pct'];
-    if (typeof battery === 'number') {
+    const emergency = p.flight_state === FlightState.emergency;
+    if (emergency && !state.emergency) alert('emergency', droneId, { ts: micros(p.ts), flight_state: EMERGENCY });
+    state.emergency = emergency || (p.flight_state == null && state.emergency);
+    const battery = p.battery_pct;
+    if (battery != null) {
       if (battery < settings.alertBatteryPct && (state.battery === null || state.battery >= settings.alertBatteryPct)) {
-        alert('battery_low', droneId, { ts: row['ts'], battery_pct: battery, threshold_pct: settings.alertBatteryPct });
+        alert('battery_low', droneId, { ts: micros(p.ts), battery_pct: battery, threshold_pct: settings.alertBatteryPct });
       }
       state.battery = battery;
     }
+  }
+
+  /** A drone's points as one MQTT message in the port's format. */
+  function message(list: readonly LivePoint[], json: string): string | Uint8Array {
+    if (settings.format === 'json') return json;
+    const builder = new ColumnsBuilder(list.length);
+    for (const { point } of list) builder.add(point);
+    // The batch names the gateway of the drone's first point; batch_seq numbers the port's messages.
+    return encodeColumnar({ gatewayId: list[0]!.gatewayId, batchSeq: stats.messages, sentAt: nowMicros() }, builder.view());
   }
 
   const silenceMs = settings.alertSilenceSeconds * 1000;
@@ -149,22 +173,22 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
 
   return {
     settings,
-    send(rows) {
-      if (rows.length === 0) return;
+    send(points) {
+      if (points.length === 0) return;
       const now = Date.now();
-      const byDrone = new Map<string, LiveRow[]>();
-      for (const row of rows) {
-        const droneId = row['drone_id'] as string;
+      const byDrone = new Map<string, LivePoint[]>();
+      for (const live of points) {
+        const droneId = live.point.drone_id;
         const list = byDrone.get(droneId);
-        if (list) list.push(row);
-        else byDrone.set(droneId, [row]);
-        watch(row, now);
+        if (list) list.push(live);
+        else byDrone.set(droneId, [live]);
+        watch(live.point, now);
       }
       for (const [droneId, list] of byDrone) {
-        const json = JSON.stringify(list);
+        const json = JSON.stringify(list.map(liveRow));
         stats.points += list.length;
+        if (!publish(liveTopic(droneId), message(list, json))) stats.mqttDroppedPoints += list.length;
         stats.messages++;
-        if (!publish(liveTopic(droneId), json)) stats.mqttDroppedPoints += list.length;
         toSse('points', droneId, json);
       }
     },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LIVE_AFTER } from './live';
+import { LIVE_AFTER, LIVE_FORMATS } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
 import { checkHttpBind, httpPublicOption } from '../deploy/http';
@@ -21,7 +21,7 @@ export const sinkOptions = {
   key: { type: 'string', describe: 'PEM client key, for mutual TLS', schema: z.string().min(1).optional() },
   shard: {
     type: 'string',
-    describe: "take only the gateways whose id hashes to shard I of N, e.g. 0/2; the client id gets '-IofN' appended",
+    describe: "take only the gateways of telemetry buckets I, I+N, ... of 64 (by CRC-32 of the id), e.g. 0/2; N at most 64; the client id gets '-IofN' appended",
     schema: shardSchema.optional(),
   },
   flushInterval: {
@@ -77,6 +77,11 @@ export const sinkOptions = {
     type: 'string',
     describe: "with --live: 'commit' (points once durably in the lake, each once, in commit order) or 'accept' (as soon as validated; may repeat a point after a sink crash)",
     schema: z.enum(LIVE_AFTER).default('commit'),
+  },
+  liveFormat: {
+    type: 'string',
+    describe: "with --live: MQTT messages as 'json' (lake rows) or 'v2' (a wire v2 columnar batch of the points); SSE stays JSON",
+    schema: z.enum(LIVE_FORMATS).default('json'),
   },
   alertBatteryPct: { type: 'string', describe: "with --live: a 'battery_low' event when a drone's battery_pct falls below this", schema: z.coerce.number().min(0).max(100).default(20) },
   alertSilence: { type: 'string', describe: "with --live: a 'silent' event when a drone sent nothing for this many seconds; 0 turns it off", schema: z.coerce.number().min(0).max(1e6).default(60) },

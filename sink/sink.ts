@@ -4,9 +4,9 @@ import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
-import { LEGACY_STREAM } from '../proto/stream';
+import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
-import { invalidReason } from '../proto/validate';
+import { invalidReasonAt, validDroneIds } from '../proto/validate';
 import { publishAcks } from './acks';
 import { commitTag, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
@@ -16,11 +16,11 @@ import { PACKAGE_VERSION } from '../deploy/version';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
 import { sinkMetrics } from './metrics';
-import { ownsTopic } from './shard';
+import { ownsTopic, shardFilters } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { createLivePort, liveRow, type LiveStats } from './live';
+import { createLivePort, type LiveStats } from './live';
 import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
 import { adoptLegacyManifest } from './migrate';
 import { newManifestCache } from './table/manifests';
@@ -33,7 +33,7 @@ import { createRejectMemory } from './rejects';
 import { isDiskFull, stagingGate, type StagingState } from './staging-space';
 import { createStoreHealth, type StoreHealth } from './store-health';
 import { checkSinkOptions, type sinkOptions } from './options';
-import { closeStageBuffer, createStageBuffer, recordBatch, stagedBytes, stagePoint, type StageBuffer } from './stage';
+import { closeStageBuffer, createStageBuffer, recordBatch, stageDictIds, stagedBytes, stageRow, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkStats } from './stats';
 
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
@@ -151,11 +151,11 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // (and counts) what the broker is not reading, so it never holds memory or a commit.
   const liveClient = config.live ? connect(`${clientId}-live`, { clean: true, queueQoSZero: false }) : null;
   liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
-  const liveSettings = { after: config.liveAfter, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
+  const liveSettings = { after: config.liveAfter, format: config.liveFormat, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
   const live = liveClient
     ? createLivePort(liveSettings, (topic, payload) => {
         if (!liveClient.connected || liveClient.stream.writableLength > LIVE_MAX_BUFFERED) return false;
-        liveClient.publish(topic, payload, { qos: 0 });
+        liveClient.publish(topic, typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 0 });
         return true;
       })
     : null;
@@ -270,39 +270,48 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       if (state === 'committed') void publishAcks(ackClient, new Map([[batch.gateway_id, [batch.batch_seq]]])).catch(() => undefined);
       return;
     }
-    if (batch.points.length === 0) stats.batchesEmpty++;
-    const dropped = batch.dropped_points ?? 0;
+    const { points } = batch;
+    const n = points.count;
+    if (n === 0) stats.batchesEmpty++;
+    const dropped = batch.dropped_points;
     if (dropped > (stats.gatewayDroppedPoints[batch.gateway_id] ?? 0)) stats.gatewayDroppedPoints[batch.gateway_id] = dropped;
     if (dropped > (open.counts.dropped_reported[batch.gateway_id] ?? 0)) open.counts.dropped_reported[batch.gateway_id] = dropped;
     const now = nowMicros();
     // Points of hours whose partition closed are late: they go in, and are counted.
     const closedBefore = Math.floor((now - latenessUs) / MICROS_PER_HOUR) * MICROS_PER_HOUR;
     const counts = open.counts;
-    counts.received_points += batch.points.length;
-    // Invariant 3: a point's identity is (drone_id, stream, seq); a point that names no
-    // stream of its own counts in its batch's (0 for producers that name none).
-    const batchStream = batch.stream ?? LEGACY_STREAM;
+    counts.received_points += n;
+    stats.pointsReceived += n;
     // The live port's rows of this batch: held for the commit, or sent once the batch is taken.
     const liveRows = live === null ? null : liveAfterCommit ? open.live : [];
-    for (const point of batch.points) {
-      stats.pointsReceived++;
-      if (point.stream == null) point.stream = batchStream;
-      const reason = invalidReason(point, now, maxFutureSkewUs);
+    // The batch is taken as columns, point by point in place: no object per point.
+    const drones = points.columns[DRONE_COLUMN]!;
+    const seqs = points.columns[SEQ_COLUMN]!.values;
+    const times = points.columns[TS_COLUMN]!.values;
+    const streams = points.columns[STREAM_COLUMN] ?? null;
+    const dronesOk = validDroneIds(points);
+    const dictIds = stageDictIds(points);
+    for (let i = 0; i < n; i++) {
+      // Invariant 3: a point's identity is (drone_id, stream, seq); a point that names no
+      // stream of its own counts in its batch's (0 for producers that name none).
+      const stream = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : batch.stream;
+      const reason = invalidReasonAt(points, i, stream, dronesOk, now, maxFutureSkewUs);
       if (reason) {
         stats.pointsInvalid[reason]++;
         counts.rejected_points[reason]++;
-        quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, point, reason);
+        quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, { ...pointAt(points, i), stream }, reason);
         continue;
       }
-      if (!pointLedger.take(point.drone_id, point.stream, point.seq, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
+      const droneId = drones.dictionary![drones.values[i]!]!;
+      if (!pointLedger.take(droneId, stream, seqs[i]!, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
         stats.pointsDuplicate++;
         counts.duplicate_points++;
         continue;
       }
-      stagePoint(open, point, batch.gateway_id, now);
-      liveRows?.push(liveRow(point, batch.gateway_id, now));
+      stageRow(open, points, i, dictIds, stream, batch.gateway_id, now);
+      liveRows?.push({ point: { ...pointAt(points, i), stream }, gatewayId: batch.gateway_id, ingestedAtUs: now });
       stats.pointsStaged++;
-      if (point.ts < closedBefore) {
+      if (times[i]! < closedBefore) {
         counts.late_points++;
         stats.pointsLate++;
       }
@@ -321,8 +330,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // so the broker delivers them again to this session.
   client.handleMessage = (packet, done) => {
     if (closing) return;
-    // Every sink hears every gateway (Aedes has no shared subscriptions); a message of
-    // another shard's gateway is left to that shard, before any decoding.
+    // On wire v1 (deprecated) every sink hears every gateway (Aedes has no shared
+    // subscriptions): a message of another shard's gateway is left to that shard, before
+    // any decoding. On v2 a shard subscribes to its own buckets only.
     if (config.shard && !ownsTopic(config.shard, packet.topic)) {
       stats.batchesOtherShards++;
       done();
@@ -340,7 +350,10 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     });
   };
 
-  await client.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+  const telemetryFilters = [...shardFilters(config.shard), TELEMETRY_WILDCARD];
+  // One filter per SUBSCRIBE: with Redis persistence (a broker cluster), Aedes never
+  // answers a SUBSCRIBE of several filters on a persistent session.
+  for (const filter of telemetryFilters) await client.subscribeAsync(filter, { qos: 1 });
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
 
   const compaction: CompactionSettings = {
@@ -441,7 +454,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     new Map(),
   );
   catalogOrNull = catalog;
-  log.info({ lake: storage.root, topic: TELEMETRY_WILDCARD }, 'sink started');
+  log.info({ lake: storage.root, topics: telemetryFilters }, 'sink started');
 
   return {
     lake: storage.root,

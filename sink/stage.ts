@@ -12,10 +12,10 @@ import {
 } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
-import type { TelemetryPoint } from '../proto/types';
+import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
-import type { LiveRow } from './live';
+import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';
 
@@ -59,6 +59,9 @@ const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[ki
 const DICT_ENTRY_OVERHEAD = 64;
 const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;
 const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
+const STREAM_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'stream');
+// stageRow copies point column c of a batch into staged column c.
+if (POINT_FIELDS.some((f, c) => LAKE_COLUMNS[c]!.name !== f.name)) throw new Error('the lake columns do not begin with the point fields in their order');
 const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
 
 
@@ -133,8 +136,8 @@ export interface StageBuffer {
   readonly pointKeys: PointKeys;
   /** Bad input received since the last commit, published with this one. */
   readonly quarantine: QuarantineBuffer;
-  /** With the live port after commit: the rows to publish once this commit lands. */
-  readonly live: LiveRow[];
+  /** With the live port after commit: the points to publish once this commit lands. */
+  readonly live: LivePoint[];
 }
 
 function newColumn(kind: StageKind): ColumnBuffer {
@@ -187,23 +190,6 @@ function dictId(buffer: StageBuffer, s: string): number {
   return id;
 }
 
-function setValue(buffer: StageBuffer, col: ColumnBuffer, row: number, v: unknown): void {
-  if (v == null) {
-    col.validity[row >> 3]! &= ~(1 << (row & 7));
-    return;
-  }
-  switch (col.kind) {
-    case 'dict':
-      col.values[row] = dictId(buffer, v as string);
-      break;
-    case 'bool':
-      col.values[row] = v ? 1 : 0;
-      break;
-    default:
-      col.values[row] = v as number;
-  }
-}
-
 /** Hands the rows in the typed arrays to DuckDB, one memcpy per column. */
 function flushChunk(buffer: StageBuffer): void {
   const rows = buffer.chunkRows;
@@ -224,26 +210,52 @@ function flushChunk(buffer: StageBuffer): void {
   buffer.chunkRows = 0;
 }
 
-/** Stages one valid point. The hot path: typed-array writes, no allocation. */
-export function stagePoint(buffer: StageBuffer, p: TelemetryPoint, gatewayId: string, ingestedAt: number): void {
+/** Per string column of a batch: its dictionary's ids in this buffer's dictionary, -1 until first staged. */
+export type StageDictIds = Array<Int32Array | null>;
+
+export const stageDictIds = (points: PointColumns): StageDictIds => points.columns.map((c) => (c?.dictionary ? new Int32Array(c.dictionary.length).fill(-1) : null));
+
+/**
+ * Stages point i of a batch's columns, valid and new, counting in `stream` (its own or its
+ * batch's). The hot path: typed-array reads and writes, no allocation, a string looked up
+ * once per batch and dictionary entry.
+ */
+export function stageRow(buffer: StageBuffer, points: PointColumns, i: number, dictIds: StageDictIds, stream: number, gatewayId: string, ingestedAt: number): void {
   const row = buffer.chunkRows;
   const columns = buffer.columns;
-  for (let i = 0; i < POINT_COLUMN_COUNT; i++) {
-    setValue(buffer, columns[i]!, row, p[STAGE_COLUMNS[i]!.column.name as keyof TelemetryPoint]);
+  for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
+    const column = points.columns[c];
+    const col = columns[c]!;
+    if (!column || !isPresent(column.present, i)) {
+      col.validity[row >> 3]! &= ~(1 << (row & 7));
+      continue;
+    }
+    const v = column.values[i]!;
+    const ids = dictIds[c];
+    if (ids) {
+      let id = ids[v]!;
+      if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
+      col.values[row] = id;
+    } else {
+      col.values[row] = v;
+    }
   }
+  // Invariant 3: every stored point names the stream its seq counts in.
+  columns[STREAM_INDEX]!.values[row] = stream;
+  columns[STREAM_INDEX]!.validity[row >> 3]! |= 1 << (row & 7);
   columns[GATEWAY_INDEX]!.values[row] = dictId(buffer, gatewayId);
   columns[INGESTED_INDEX]!.values[row] = ingestedAt;
   buffer.chunkRows = row + 1;
   if (buffer.chunkRows === CHUNK_ROWS) flushChunk(buffer);
   buffer.points++;
-  const hour = Math.floor(p.ts / MICROS_PER_HOUR);
+  const hour = Math.floor(points.columns[TS_COLUMN]!.values[i]! / MICROS_PER_HOUR);
   buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + 1);
 }
 
-/** What a live row waiting for its commit holds: an object of some twenty fields, its strings included. */
+/** What a live point waiting for its commit holds: an object of some twenty fields, its strings included. */
 const LIVE_ROW_BYTES = 600;
 
-/** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live rows waiting for the commit. */
+/** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live points waiting for the commit. */
 export function stagedBytes(buffer: StageBuffer): number {
   return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }

@@ -4,11 +4,9 @@ import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
-import { decodeBatch } from '../proto/codec';
-import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, freePort, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, freePort, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
 const MiB = 1024 * 1024;
 /** What a crashed run leaves in the spool: many times the memory bound, so an agent that loaded it would show. */
@@ -47,8 +45,10 @@ describe('the agent through a broker outage longer than its memory bound holds',
     for (const c of cleanups.splice(0)) await c();
   });
 
+  // Wire v1: its larger batches grow the spool past the memory bound within the test's
+  // outage; the bound holds bytes, whatever wire they are of.
   const agent = (url: string, spool: string, extra: string[]) => {
-    const proc = runCli(['agent', '--broker', url, '--gateway', 'gw-mem', '--spool', spool, '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '0.5', '--log-level', 'info', ...extra]);
+    const proc = runCli(['agent', '--wire', 'v1', '--broker', url, '--gateway', 'gw-mem', '--spool', spool, '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '0.5', '--log-level', 'info', ...extra]);
     procs.push(proc);
     return proc;
   };
@@ -96,11 +96,11 @@ describe('the agent through a broker outage longer than its memory bound holds',
     const wire = new Set<string>();
     const observer = await mqtt.connectAsync(broker.url, { clientId: 'memory-observer' });
     cleanups.push(() => observer.endAsync());
-    observer.on('message', (_t, payload) => {
-      const batch = decodeBatch(payload);
+    observer.on('message', (topic, payload) => {
+      const batch = observedBatch(topic, payload);
       for (const p of batch.points) wire.add(`${p.drone_id}/${p.stream ?? batch.stream}/${p.seq}`);
     });
-    await observer.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+    await observer.subscribeAsync(TELEMETRY_FILTERS);
     sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
     const metric = async (name: string) => Number((await (await fetch(`${http}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
     await waitFor('the backlog drained', async () => (await metric('dronelake_agent_spool_bytes')) < MEMORY_MIB * MiB || undefined, 60_000);

@@ -121,7 +121,8 @@ describe('the agent through outages and a power cut', () => {
     const lake = path.join(dir, 'lake');
     const port = await freePort();
     // No broker yet: nothing is acked, so the spool fills.
-    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024)]);
+    // Wire v1: the bound holds bytes of either wire, and v1's larger batches reach it within the posts below.
+    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024), '--wire', 'v1']);
     const client = ingestClient('out-d', DRONES);
     let status = 200;
     for (let i = 0; i < 400 && status === 200; i++) status = await client.post(http, 200);
@@ -149,7 +150,8 @@ describe('the agent through outages and a power cut', () => {
     cleanups.push(remove);
     const lake = path.join(dir, 'lake');
     const port = await freePort();
-    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024), '--spool-full', 'drop-oldest']);
+    // Wire v1, as above: its batches outgrow the bound within the posts below.
+    const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024), '--spool-full', 'drop-oldest', '--wire', 'v1']);
     const client = ingestClient('out-d', DRONES);
     for (let i = 0; i < 200; i++) expect(await client.post(http, 200)).toBe(200);
     const dropped = await metric(http, 'dronelake_agent_dropped_points_total');

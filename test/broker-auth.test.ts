@@ -2,7 +2,7 @@ import type mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addIdentity, readRegistry, writeRegistry } from '../broker/registry';
 import { startBroker, type Broker } from '../broker/server';
-import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import { ackTopic, bucketOf, TELEMETRY_BUCKETS, telemetryTopic, telemetryTopicV2, TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD } from '../proto/topics';
 import { capturedLog, closed, connect, granted, HAS_MOSQUITTO, makeRegistry, metric, mosquitto, scrape, TEST_COST, tryConnect } from './broker-helpers';
 import { quietLog, tempDir, waitFor } from './helpers';
 
@@ -39,6 +39,7 @@ describe('broker identities and access rules', () => {
     broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, captured.log);
     sink = await as('dronelake-sink', 'dronelake-sink');
     await sink.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+    await sink.subscribeAsync(TELEMETRY_V2_WILDCARD, { qos: 1 });
     sink.on('message', (topic, payload) => received.push({ topic, payload: payload.toString() }));
   });
 
@@ -103,6 +104,22 @@ describe('broker identities and access rules', () => {
     expect(received.filter((m) => m.topic === telemetryTopic('gw-b')).map((m) => m.payload)).toEqual(['from gw-b']);
     expect(received.some((m) => m.payload === 'retained')).toBe(false);
     expect(logs.find((l) => l['msg'] === 'denied by the access rules' && l['action'] === 'publish')).toMatchObject({ identity: 'gw-a', topic: telemetryTopic('gw-b') });
+  });
+
+  it('lets a gateway publish v2 telemetry only in its own bucket, under its own id', async () => {
+    const denied = broker.stats().aclDenials.publish;
+    const otherBucket = `dronelake/v2/telemetry/${(bucketOf('gw-a') + 1) % TELEMETRY_BUCKETS}/gw-a`;
+    for (const [n, forged] of [otherBucket, telemetryTopicV2('gw-b')].entries()) {
+      const a = await as('gw-a');
+      const gone = closed(a);
+      a.publish(forged, 'forged v2', { qos: 1 });
+      await gone;
+      expect(broker.stats().aclDenials.publish).toBe(denied + n + 1);
+    }
+    const a = await as('gw-a');
+    await a.publishAsync(telemetryTopicV2('gw-a'), 'v2 from gw-a', { qos: 1 });
+    await waitFor('gw-a v2 telemetry at the sink', () => received.some((m) => m.payload === 'v2 from gw-a'));
+    expect(received.filter((m) => m.payload === 'forged v2')).toEqual([]);
   });
 
   it("refuses a gateway's subscriptions to another gateway's acks and to the telemetry, and delivers its own acks", async () => {

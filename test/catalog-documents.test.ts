@@ -27,7 +27,7 @@ const CREATED = '2026-11-25T10:00:00.000Z';
 const RUN_ID = '0f8e4a52-3c1b-4d8e-9a57-2b6c1d0e9f31';
 const PRODUCER = 'https://github.com/dronelake/dronelake';
 
-const LIVE = { after: 'commit', broker: 'mqtt://127.0.0.1:1883', alertBatteryPct: 20, alertSilenceSeconds: 60 } as const;
+const LIVE = { after: 'commit', format: 'json', broker: 'mqtt://127.0.0.1:1883', alertBatteryPct: 20, alertSilenceSeconds: 60 } as const;
 
 const contractInput = (location: ContractInput['location']): ContractInput => ({
   location,

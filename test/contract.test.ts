@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { BatchWriter, decodeAck, decodeBatch, encodeAck, encodeBatch } from '../proto/codec';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES, PointType } from '../proto/schema';
-import { ackTopic, gatewayOfTelemetryTopic, telemetryTopic } from '../proto/topics';
+import CRC32 from 'crc-32';
+import { ackTopic, bucketOf, gatewayOfTelemetryTopic, parseTelemetryTopic, TELEMETRY_BUCKETS, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
+import { shardFilters, shardOf } from '../sink/shard';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { invalidReason, MIN_TS_MICROS } from '../proto/validate';
 
@@ -115,6 +117,22 @@ describe('the wire contract', () => {
     expect(gatewayOfTelemetryTopic('dronelake/v1/telemetry/gw-1')).toBe('gw-1');
     expect(gatewayOfTelemetryTopic('dronelake/v1/telemetry/a/b')).toBeNull();
     expect(gatewayOfTelemetryTopic('dronelake/v1/ack/gw-1')).toBeNull();
+  });
+
+  it('puts v2 telemetry in the bucket CRC-32 of the gateway id names, and reads no other bucket as that gateway', () => {
+    // CRC-32 (IEEE) of "gw-1" is 2818520230; mod 64 that is 38.
+    expect(bucketOf('gw-1')).toBe(2818520230 % TELEMETRY_BUCKETS);
+    expect(telemetryTopicV2('gw-1')).toBe('dronelake/v2/telemetry/38/gw-1');
+    expect(parseTelemetryTopic('dronelake/v2/telemetry/38/gw-1')).toEqual({ wire: 'v2', gatewayId: 'gw-1' });
+    expect(parseTelemetryTopic('dronelake/v1/telemetry/gw-1')).toEqual({ wire: 'v1', gatewayId: 'gw-1' });
+    for (const wrong of ['dronelake/v2/telemetry/37/gw-1', 'dronelake/v2/telemetry/038/gw-1', 'dronelake/v2/telemetry/102/gw-1', 'dronelake/v2/telemetry/gw-1', 'dronelake/v2/telemetry/38/a/b']) {
+      expect(parseTelemetryTopic(wrong), wrong).toBeNull();
+    }
+    // A shard owns whole buckets: with 2 shards, the same gateways as CRC-32 mod 2 before buckets.
+    const ids = Array.from({ length: 200 }, (_, i) => `gw-${i}`);
+    expect(ids.every((id) => shardOf(id, 2) === (CRC32.str(id) >>> 0) % 2)).toBe(true);
+    expect(shardFilters({ index: 1, count: 4 })).toEqual(Array.from({ length: 16 }, (_, k) => `dronelake/v2/telemetry/${1 + 4 * k}/+`));
+    expect(shardFilters(undefined)).toEqual(['dronelake/v2/telemetry/+/+']);
   });
 });
 

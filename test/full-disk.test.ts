@@ -122,8 +122,9 @@ describe.skipIf(noTmpfs !== null)('the agent with its spool on a disk that fills
     cleanups.push(remove);
     const lake = path.join(work, 'lake');
     const port = await freePort();
-    // No broker yet: nothing is acked, so the spool only grows until the disk is full.
-    const proc = runCli(['agent', '--broker', `mqtt://127.0.0.1:${port}`, '--gateway', 'gw-disk', '--spool', path.join(dir, 'spool'), '--http', '127.0.0.1:0', '--linger', '0.05', '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '0.5', '--log-level', 'info']);
+    // No broker yet: nothing is acked, so the spool only grows until the disk is full. Wire
+    // v1: its larger batches fill the small disk within the wait below; v2 would take minutes.
+    const proc = runCli(['agent', '--wire', 'v1', '--broker', `mqtt://127.0.0.1:${port}`, '--gateway', 'gw-disk', '--spool', path.join(dir, 'spool'), '--http', '127.0.0.1:0', '--linger', '0.05', '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '0.5', '--log-level', 'info']);
     procs.push(proc);
     const started = await waitFor('the agent to start', () => logLines(proc.stderr()).find((l) => l['msg'] === 'agent started'));
     const http = String(started['http']);

@@ -6,8 +6,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pino from 'pino';
+import { decodeBatch, encodeBatch } from '../proto/codec';
+import { columnsOfPoints, decodeColumnar, encodeColumnar, pointAt } from '../proto/columnar';
+import { TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD, telemetryTopic, telemetryTopicV2, wireOfTopic, type Wire } from '../proto/topics';
+import { FlightState, GpsFix, type TelemetryBatch, type TelemetryPoint } from '../proto/types';
 import { TELEMETRY_GLOB } from '../sink/layout';
-import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -155,4 +158,27 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Both wires: v2, the agent's default, and v1, still taken from old agents and third parties. */
+export const WIRES = ['v2', 'v1'] as const satisfies readonly Wire[];
+
+/** A batch as a gateway of either wire publishes it: its topic and payload. */
+export function wireMessage(wire: Wire, batch: TelemetryBatch): { topic: string; payload: Buffer } {
+  if (wire === 'v1') return { topic: telemetryTopic(batch.gateway_id), payload: Buffer.from(encodeBatch(batch)) };
+  const head = { gatewayId: batch.gateway_id, batchSeq: batch.batch_seq, sentAt: batch.sent_at, droppedPoints: batch.dropped_points ?? 0, stream: batch.stream ?? 0 };
+  return { topic: telemetryTopicV2(batch.gateway_id), payload: Buffer.from(encodeColumnar(head, columnsOfPoints(batch.points))) };
+}
+
+/** What a passive observer subscribes to: every gateway's telemetry, of either wire. */
+export const TELEMETRY_FILTERS = { [TELEMETRY_V2_WILDCARD]: { qos: 1 }, [TELEMETRY_WILDCARD]: { qos: 1 } } as const;
+
+/** A telemetry message of either wire, as an observer reads it: its batch's stream and its points. */
+export function observedBatch(topic: string, payload: Uint8Array): { stream: number; points: TelemetryPoint[] } {
+  if (wireOfTopic(topic) === 'v1') {
+    const batch = decodeBatch(payload);
+    return { stream: batch.stream ?? 0, points: batch.points };
+  }
+  const batch = decodeColumnar(payload);
+  return { stream: batch.stream, points: Array.from({ length: batch.points.count }, (_, i) => pointAt(batch.points, i)) };
 }

@@ -7,15 +7,15 @@ import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
-import { decodeBatch, encodeBatch } from '../proto/codec';
+import { encodeBatch } from '../proto/codec';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
-import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
+import { telemetryTopic } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { LEGACY_MANIFEST_PREFIX, type CommitRecord } from '../sink/checkpoint';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { cli, duck, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { cli, duck, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
 // Invariant 3: a point's identity is (drone_id, stream, seq), with one authority per
 // stream. These tests replay the events that used to drop real observations as
@@ -136,11 +136,11 @@ describe('point identity', () => {
     const wire = new Map<string, TelemetryPoint>();
     const observer = await mqtt.connectAsync(broker.url, { clientId: 'identity-observer' });
     cleanups.push(() => observer.endAsync());
-    observer.on('message', (_t, payload) => {
-      const batch = decodeBatch(payload);
+    observer.on('message', (topic, payload) => {
+      const batch = observedBatch(topic, payload);
       for (const p of batch.points) wire.set(`${p.drone_id}/${batch.stream}/${p.seq}`, p);
     });
-    await observer.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+    await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const spool = path.join(dir, 'spool');
     const argv = ['--broker', broker.url, '--gateway', 'gw-wipe', '--spool', spool, '--simulate', '4', '--hz', '20', '--linger', '0.05'];

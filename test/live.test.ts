@@ -6,7 +6,9 @@ import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
+import { decodeColumnar, pointAt } from '../proto/columnar';
 import { EVENTS_WILDCARD, LIVE_WILDCARD, liveTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { connectPacket, HAS_MOSQUITTO, makeRegistry, mosquitto, rawClient, subscribePacket } from './broker-helpers';
@@ -182,6 +184,38 @@ describe('the live output port', () => {
     // Every accepted point went out on the port, or was counted as dropped there.
     expect(live.points).toBe(sent);
     expect(live.mqttDroppedPoints).toBeLessThanOrEqual(sent);
+  });
+
+  it('with --live-format v2, gives a consumer the accepted points as wire v2 columnar batches, value for value, while SSE stays JSON', async () => {
+    const { broker, sink, post, secrets } = await setUp('v2', ['--live-format', 'v2', '--flush-interval', '0.2', '--alert-silence', '0']);
+    const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-v2', username: 'ops-map', password: secrets.get('ops-map')! });
+    cleanups.push(() => consumer.endAsync());
+    const received: Array<{ topic: string; gatewayId: string; point: TelemetryPoint }> = [];
+    consumer.on('message', (topic, payload) => {
+      const batch = decodeColumnar(payload);
+      for (let i = 0; i < batch.points.count; i++) received.push({ topic, gatewayId: batch.gateway_id, point: pointAt(batch.points, i) });
+    });
+    await consumer.subscribeAsync(LIVE_WILDCARD, { qos: 0 });
+    const sse = await sseClient(`${sink.http!}/live`);
+    cleanups.push(async () => sse.close());
+
+    const ts = Date.now() - 10_000;
+    const valid = Array.from({ length: 60 }, (_, i) => ({ drone_id: `v2-${i % 3}`, seq: Math.floor(i / 3), ts: ts + i, lat: 47.3816147, lon: 8.5, battery_pct: 80, gps_fix: '3d', flight_state: 'cruise' }));
+    expect(await post([...valid, { drone_id: 'v2-bad', seq: 0, ts, lat: 91 }])).toBe(422);
+    await waitFor('60 live points over MQTT', () => received.length >= 60 || undefined);
+    await waitFor('60 live points over SSE', () => sse.points.length >= 60 || undefined);
+    expect(received.length).toBe(60);
+    expect(new Set(received.map((r) => `${r.point.drone_id}/${r.point.seq}`))).toEqual(new Set(valid.map((p) => `${p.drone_id}/${p.seq}`)));
+    for (const r of received) {
+      expect(r.topic).toBe(liveTopic(r.point.drone_id));
+      expect(r.gatewayId).toBe('gw-live');
+      expect(r.point).toMatchObject({ lat: 47.3816147, lon: 8.5, battery_pct: 80, gps_fix: GpsFix.fix3d, flight_state: FlightState.cruise });
+      // The ingest API takes milliseconds; the lake counts microseconds.
+      expect(r.point.ts).toBe((ts + valid.findIndex((p) => p.drone_id === r.point.drone_id && p.seq === r.point.seq)) * 1000);
+    }
+    expect(sse.points[0]).toMatchObject({ gps_fix: '3d', flight_state: 'cruise', gateway_id: 'gw-live' });
+    const product = sink.catalog.product as { outputPorts: Array<{ name: string; customProperties: Array<{ property: string; value: unknown }> }> };
+    expect(product.outputPorts.find((p) => p.name === 'live')?.customProperties.find((c) => c.property === 'format')?.value).toBe('v2');
   });
 
   it('sends points as soon as they are accepted with --live-after accept, before any commit', async () => {

@@ -102,7 +102,7 @@ describe('MAVLink fixtures decode to exact counts', () => {
     expect(p0.alt_m).toBe(587.85);
     expect(p0.rel_alt_m).toBe(6.75);
     expect(p0.heading_deg).toBe(140.37);
-    expect(p0.ground_speed_mps).toBe(Math.sqrt(188 * 188 + 6 * 6) / 100);
+    expect(p0.ground_speed_mps).toBe(1.88);
     expect(p0.vertical_speed_mps).toBe(0);
     expect(p0.ts).toBe(1533737161912000);
     // SITL reports no battery: voltage 0 and remaining -1 are unknown, not empty.

@@ -12,10 +12,9 @@ import { agentOptions } from '../agent/options';
 import type { SourceOutput } from '../agent/source';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
-import { decodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
-import { freePort, quietLog, tempDir, waitFor } from './helpers';
+import { freePort, observedBatch, quietLog, tempDir, TELEMETRY_FILTERS, waitFor } from './helpers';
 
 // MAVLink enum values used below (common.xml).
 const MAV_TYPE_FIXED_WING = 1;
@@ -328,10 +327,10 @@ describe('the agent with --mavlink', () => {
     const wire = new Map<string, TelemetryPoint>();
     const observer = await mqtt.connectAsync(broker.url, { clientId: 'mavlink-observer' });
     cleanups.push(() => observer.endAsync());
-    observer.on('message', (_t, payload) => {
-      for (const p of decodeBatch(payload).points) wire.set(`${p.drone_id}/${p.seq}`, p);
+    observer.on('message', (topic, payload) => {
+      for (const p of observedBatch(topic, payload).points) wire.set(`${p.drone_id}/${p.seq}`, p);
     });
-    await observer.subscribeAsync('dronelake/v1/telemetry/+', { qos: 1 });
+    await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const httpPort = await freePort();
     const run = async (boots: number[]) => {

@@ -4,11 +4,12 @@ import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeBatch } from '../proto/codec';
+import { decodeColumnar } from '../proto/columnar';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from '../proto/schema';
+import { telemetryTopicV2 } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { SAMPLE_KEY } from '../sink/layout';
-import { duck, lakeGlob, logLines, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, lakeGlob, logLines, observedBatch, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
 async function listParquet(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
@@ -45,11 +46,11 @@ describe('agent -> broker -> sink -> Parquet, as separate processes over TCP', (
     const sent = new Map<number, TelemetryPoint[]>();
     const observer = await mqtt.connectAsync(url, { clientId: 'test-observer' });
     cleanups.push(() => observer.endAsync());
-    observer.on('message', (_t, payload) => {
-      const batch = decodeBatch(payload);
-      sent.set(batch.batch_seq, batch.points);
+    observer.on('message', (topic, payload) => {
+      expect(topic).toBe(telemetryTopicV2('gw-it'));
+      sent.set(decodeColumnar(payload).batch_seq, observedBatch(topic, payload).points);
     });
-    await observer.subscribeAsync('dronelake/v1/telemetry/+', { qos: 1 });
+    await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const agent = runCli(['agent', '--broker', url, '--gateway', 'gw-it', '--spool', beside('spool'), '--simulate', '20', '--hz', '25', '--linger', '0.2', '--log-level', 'info']);
     procs.push(agent);

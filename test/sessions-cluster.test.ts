@@ -3,13 +3,13 @@ import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
-import { decodeBatch, encodeBatch } from '../proto/codec';
+import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { freePort, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { freePort, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
 import { HAS_REDIS, startRedis } from './redis';
 
@@ -92,8 +92,8 @@ describe('broker sessions and clustering', () => {
     const sent = new Set<string>();
     const observer = await mqtt.connectAsync(a.url, { clientId: 'cluster-observer' });
     cleanups.push(() => observer.endAsync());
-    observer.on('message', (_t, payload) => decodeBatch(payload).points.forEach((p) => sent.add(`${p.drone_id}/${p.seq}`)));
-    await observer.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+    observer.on('message', (topic, payload) => observedBatch(topic, payload).points.forEach((p) => sent.add(`${p.drone_id}/${p.seq}`)));
+    await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const sink = await sinkOn(b.url, lake);
     const agent = runCli(['agent', '--broker', a.url, '--gateway', 'gw-cluster', '--spool', path.join(dir, 'spool'), '--simulate', '5', '--hz', '20', '--linger', '0.1', '--ack-timeout', '3']);

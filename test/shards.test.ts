@@ -2,15 +2,15 @@ import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { parseOptions } from '../deploy/options';
-import { decodeAck, encodeBatch } from '../proto/codec';
+import { decodeAck } from '../proto/codec';
 import { nowMicros } from '../proto/time';
-import { ackTopic, telemetryTopic } from '../proto/topics';
+import { ackTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
 import { commitRecords } from './table';
 import { sinkOptions } from '../sink/options';
 import { shardOf } from '../sink/shard';
 import { startSink, type Sink } from '../sink/sink';
-import { quietLog, waitFor } from './helpers';
+import { quietLog, waitFor, wireMessage, WIRES } from './helpers';
 import { testLake, type TestLake } from './lakes';
 
 const GATEWAYS = 20;
@@ -30,9 +30,15 @@ describe('two sinks sharing the fleet by shard', () => {
     await lake.remove();
   });
 
-  it(`stores every point of ${GATEWAYS} gateways exactly once, each sink committing and acking only its own gateways`, async () => {
+  /** A counter of the broker's Prometheus endpoint. */
+  const brokerMetric = async (name: string): Promise<number> => {
+    const text = await (await fetch(`${broker.httpUrl}/metrics`)).text();
+    return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+  };
+
+  it.each(WIRES)(`wire %s: stores every point of ${GATEWAYS} gateways exactly once, each sink committing and acking only its own gateways; the broker delivers a v2 message once, a v1 message to both`, async (wire) => {
     lake = await testLake('local');
-    broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    broker = await startBroker({ host: '127.0.0.1', port: 0, http: '127.0.0.1:0' }, quietLog);
     for (const shard of ['0/2', '1/2']) {
       sinks.push(await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--shard', shard, '--flush-interval', '0.2']).options, quietLog));
     }
@@ -56,11 +62,20 @@ describe('two sinks sharing the fleet by shard', () => {
       gateways.map(async (client, i) => {
         for (let b = 0; b < BATCHES; b++) {
           const points = Array.from({ length: POINTS }, (_, p) => ({ drone_id: `${gw(i)}-d`, seq: b * POINTS + p, ts: nowMicros() - 1_000_000, lat: 47, lon: 8, gps_fix: GpsFix.fix3d }));
-          await client.publishAsync(telemetryTopic(gw(i)), Buffer.from(encodeBatch({ gateway_id: gw(i), batch_seq: b, sent_at: nowMicros(), points })), { qos: 1 });
+          const { topic, payload } = wireMessage(wire, { gateway_id: gw(i), batch_seq: b, sent_at: nowMicros(), points });
+          await client.publishAsync(topic, payload, { qos: 1 });
         }
       }),
     );
     await waitFor('every batch acked', () => [...acked.values()].every((s) => s.size === BATCHES));
+
+    // Deliveries per telemetry message, from the broker's counters: every message in is a
+    // telemetry batch or an ack, and each ack goes to its one gateway.
+    const telemetry = GATEWAYS * BATCHES;
+    const acks = (await brokerMetric('dronelake_broker_messages_in_total')) - telemetry;
+    const deliveries = (await brokerMetric('dronelake_broker_messages_out_total')) - acks;
+    expect(acks).toBeGreaterThan(0);
+    expect(deliveries / telemetry).toBe(wire === 'v2' ? 1 : 2);
 
     const [row] = await lake.query('SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, seq))::INTEGER AS k FROM telemetry');
     expect(row).toEqual({ n: GATEWAYS * BATCHES * POINTS, k: GATEWAYS * BATCHES * POINTS });
@@ -72,7 +87,9 @@ describe('two sinks sharing the fleet by shard', () => {
       for (const [s, writer] of ['dronelake-sink-0of2', 'dronelake-sink-1of2'].entries()) {
         const gatewaysCommitted = new Set(commits.filter((c) => c.writer === writer).flatMap((c) => Object.keys(c.batches)));
         expect([...gatewaysCommitted].sort()).toEqual([...owned[s]!].sort());
-        expect(sinks[s]!.stats()).toMatchObject({ batchesReceived: owned[s]!.length * BATCHES, batchesOtherShards: owned[1 - s]!.length * BATCHES, batchesDuplicate: 0 });
+        // On v2 a shard hears its own buckets only; on v1 it hears and skips the others' too.
+        const others = wire === 'v2' ? 0 : owned[1 - s]!.length * BATCHES;
+        expect(sinks[s]!.stats()).toMatchObject({ batchesReceived: owned[s]!.length * BATCHES, batchesOtherShards: others, batchesDuplicate: 0 });
       }
     } finally {
       await storage.close();
@@ -82,5 +99,6 @@ describe('two sinks sharing the fleet by shard', () => {
   it('refuses a shard outside its count with one clear line', () => {
     expect(() => parseOptions(sinkOptions, ['--shard', '2/2'])).toThrow('--shard: expected I/N with 0 <= I < N (got "2/2")');
     expect(() => parseOptions(sinkOptions, ['--shard', 'one'])).toThrow('--shard: expected I/N, e.g. 0/2 (got "one")');
+    expect(() => parseOptions(sinkOptions, ['--shard', '0/65'])).toThrow('--shard: at most 64 shards: a shard owns whole telemetry buckets (got "0/65")');
   });
 });

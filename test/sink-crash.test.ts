@@ -2,11 +2,9 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { decodeBatch } from '../proto/codec';
-import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { TELEMETRY_PREFIX } from '../sink/layout';
 import { currentFiles, snapshotsOf } from './table';
-import { ingestClient, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { ingestClient, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 import { BACKENDS, testLake, type TestLake } from './lakes';
 
 const KILLS = 24;
@@ -43,10 +41,10 @@ describe.each(BACKENDS)('the sink process killed with SIGKILL, on the %s backend
     // A passive observer records every point that went over the wire: the lake must end up holding exactly these.
     const sent = new Set<string>();
     observer = await mqtt.connectAsync(url, { clientId: 'crash-observer' });
-    observer.on('message', (_topic, payload) => {
-      for (const p of decodeBatch(payload).points) sent.add(`${p.drone_id}/${p.seq}`);
+    observer.on('message', (topic, payload) => {
+      for (const p of observedBatch(topic, payload).points) sent.add(`${p.drone_id}/${p.seq}`);
     });
-    await observer.subscribeAsync(TELEMETRY_WILDCARD, { qos: 1 });
+    await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const agent = runCli([
       'agent', '--broker', url, '--gateway', 'gw-crash', '--spool', path.join(dir, 'spool'), '--http', '127.0.0.1:0',
@@ -124,7 +122,7 @@ describe.each(BACKENDS)('the sink process killed with SIGKILL, on the %s backend
     expect([...old.confirmed].filter((k) => !stored.has(k))).toEqual([]);
     expect(old.confirmed.size).toBeGreaterThan(1000);
 
-    // Every file the manifest names is there, whole; compactions happened in between.
+    // Every file the table names is there, whole; compactions happened in between.
     const storage = await lake.open();
     try {
       const live = await currentFiles(storage);

@@ -238,7 +238,10 @@ export class MavlinkTelemetry {
     point.rel_alt_m = p.getInt32(16, true) / 1000;
     const vx = p.getInt16(20, true);
     const vy = p.getInt16(22, true);
-    point.ground_speed_mps = Math.sqrt(vx * vx + vy * vy) / 100;
+    // The components are whole cm/s, so is their magnitude: the digits of the square root
+    // past that are no measurement, and would cost 8 bytes a point on the wire (wire v2
+    // sends decimal values as small integers).
+    point.ground_speed_mps = Math.round(Math.sqrt(vx * vx + vy * vy)) / 100;
     // NED: vz is positive down, the contract's vertical speed up; `|| 0` keeps -0 out of the lake.
     point.vertical_speed_mps = -p.getInt16(24, true) / 100 || 0;
     const hdg = p.getUint16(26, true);

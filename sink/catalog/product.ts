@@ -1,7 +1,7 @@
 import { METADATA_PREFIX } from '../table/metadata';
 import { PROTO_PACKAGE } from '../../proto/schema';
 import { eventsTopic, liveTopic, telemetryTopic } from '../../proto/topics';
-import type { LiveAfter } from '../live';
+import type { LiveAfter, LiveFormat } from '../live';
 import { CATALOG_PREFIX, QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
 import { lakeUrl } from './lake-url';
 import type { ProductLocation, ProductOwnership } from './types';
@@ -24,6 +24,7 @@ export interface ProductInput {
 /** What the descriptor and the contract say of the live port. */
 export interface LivePortInput {
   after: LiveAfter;
+  format: LiveFormat;
   broker: string;
   alertBatteryPct: number;
   alertSilenceSeconds: number;
@@ -41,11 +42,11 @@ function livePorts(input: ProductInput, live: LivePortInput): Doc[] {
   return [
     {
       name: 'live',
-      description: `the telemetry object's rows as JSON arrays, one message per drone, ${LIVE_GUARANTEE[live.after]}`,
+      description: `the telemetry object's rows, ${live.format === 'v2' ? 'as wire v2 columnar batches on MQTT and JSON arrays on SSE' : 'as JSON arrays'}, one message per drone, ${LIVE_GUARANTEE[live.after]}`,
       type: 'stream',
       version: input.version,
       contractId: input.contractId,
-      customProperties: custom({ protocol: 'MQTT', broker: live.broker, topic: liveTopic('{drone_id}'), qos: 0, format: 'json', delivery: `after-${live.after}`, sse, role: 'consumer' }),
+      customProperties: custom({ protocol: 'MQTT', broker: live.broker, topic: liveTopic('{drone_id}'), qos: 0, format: live.format, delivery: `after-${live.after}`, sse, role: 'consumer' }),
     },
     {
       name: 'events',

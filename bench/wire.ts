@@ -1,0 +1,175 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import mqtt from 'mqtt';
+import pino from 'pino';
+import { openMavlinkFile } from '../agent/mavlink/file';
+import { startBroker } from '../broker/server';
+import { parseOptions } from '../deploy/options';
+import { BatchWriter } from '../proto/codec';
+import { BROTLI_QUALITY, ColumnarWriter, type Compression } from '../proto/columnar';
+import { nowMicros } from '../proto/time';
+import type { TelemetryPoint } from '../proto/types';
+import { telemetryTopic, telemetryTopicV2 } from '../proto/topics';
+import { sinkOptions } from '../sink/options';
+import { startSink, type Sink } from '../sink/sink';
+import { simulatedPoints } from './points';
+import { figure, type BenchContext, type Figure } from './report';
+import { BATCH_POINTS, BENCH_DRONES, BENCH_GATEWAY, encodeBatches, encodeColumnarBatches } from './stages';
+import { cpuPerMillion, measureIngest, runFleet } from './throughput';
+
+// Wire v1 (row protobuf) and v2 (columnar) side by side in one run: bytes per point, the
+// agent's CPU per point, the server side, end to end, and the broker's fan-out to shards.
+// The issue's targets are printed next to the ratios; nothing here fails on a figure.
+
+const SECTION = 'wire v1 vs v2';
+/** A real ArduPilot VTOL flight, when the fixtures are next to the repository. */
+const VTOL = path.resolve('../shared/fixtures/mavlink/vtol.tlog');
+const SHARDS = 4;
+
+/** Brotli as v2 applies it, for the v1 figure to compare like with like. */
+const brotli = (b: Uint8Array) => zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY } }).length;
+const total = (batches: Uint8Array[], size: (b: Uint8Array) => number = (b) => b.length) => batches.reduce((n, b) => n + size(b), 0);
+
+async function tlogPoints(file: string): Promise<TelemetryPoint[]> {
+  const points: TelemetryPoint[] = [];
+  const source = await openMavlinkFile({ file, droneId: (s) => `vtol-sys${s}`, hz: 0, firstSeq: () => 0, realtime: false });
+  source.start({ accepting: true, flush: async () => undefined, emit: (p) => points.push({ ...p }) });
+  await source.done;
+  await source.stop();
+  return points;
+}
+
+/** Bytes per point of the same points in each encoding, in the agent's 1,000-point batches. */
+function sizes(name: string, key: string, points: TelemetryPoint[] | null): Figure[] {
+  const per = (bytes: number | null) => (bytes === null || !points ? null : bytes / points.length);
+  const v1 = points && encodeBatches(points, BENCH_GATEWAY);
+  const v2 = (c: Compression) => (points ? total(encodeColumnarBatches(points, BENCH_GATEWAY, c)) : null);
+  const v1Brotli = v1 && total(v1, brotli);
+  const v2Brotli = v2('brotli');
+  const missing = points ? '' : ' (no file)';
+  return [
+    figure(SECTION, `wire_${key}_v1_bytes_per_point`, `${name}: v1 row protobuf${missing}`, per(v1 && total(v1)), 'bytes'),
+    figure(SECTION, `wire_${key}_v1_brotli_bytes_per_point`, `${name}: v1 + brotli (quality ${BROTLI_QUALITY}, as v2)${missing}`, per(v1Brotli), 'bytes'),
+    figure(SECTION, `wire_${key}_v2_bytes_per_point`, `${name}: v2 columnar${missing}`, per(v2('none')), 'bytes'),
+    figure(SECTION, `wire_${key}_v2_deflate_bytes_per_point`, `${name}: v2 + deflate${missing}`, per(v2('deflate')), 'bytes'),
+    figure(SECTION, `wire_${key}_v2_brotli_bytes_per_point`, `${name}: v2 + brotli (the agent's default)${missing}`, per(v2Brotli), 'bytes'),
+    figure(SECTION, `wire_${key}_v2_vs_v1_brotli_ratio`, `${name}: v2 + brotli / v1 + brotli (target <= 0.3)${missing}`, v1Brotli && v2Brotli !== null ? v2Brotli / v1Brotli : null, 'ratio'),
+  ];
+}
+
+/** CPU seconds of this process for `work`, best of `rounds`. */
+function cpuSeconds(rounds: number, work: () => void): number {
+  let best = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const start = process.cpuUsage();
+    work();
+    const used = process.cpuUsage(start);
+    best = Math.min(best, (used.user + used.system) / 1e6);
+  }
+  return best;
+}
+
+/** The agent's batching: each point into the wire's writer, a batch closed every 1,000 points. */
+function batchAll(points: readonly TelemetryPoint[], writer: BatchWriter | ColumnarWriter): void {
+  let seq = 0;
+  for (const p of points) {
+    writer.add(p);
+    if (writer.pointCount >= BATCH_POINTS) writer.finish({ gatewayId: BENCH_GATEWAY, batchSeq: seq++, sentAt: nowMicros(), stream: 1 });
+  }
+  if (writer.pointCount > 0) writer.finish({ gatewayId: BENCH_GATEWAY, batchSeq: seq, sentAt: nowMicros(), stream: 1 });
+}
+
+/** Broker deliveries per telemetry message with SHARDS sinks sharing the fleet, on each wire. */
+async function deliveriesPerMessage(ctx: BenchContext, wire: 'v1' | 'v2'): Promise<number> {
+  const log = pino({ level: 'silent' });
+  const broker = await startBroker({ host: '127.0.0.1', port: 0 }, log);
+  const sinks: Sink[] = [];
+  const gateways = 16;
+  const batches = ctx.quick ? 3 : 10;
+  try {
+    for (let s = 0; s < SHARDS; s++) {
+      const argv = ['--broker', broker.url, '--lake', path.join(ctx.tmp, `shards-${wire}`), '--shard', `${s}/${SHARDS}`, '--flush-interval', '0.2'];
+      sinks.push(await startSink(parseOptions(sinkOptions, argv).options, log));
+    }
+    const client = await mqtt.connectAsync(broker.url, { clientId: `bench-shards-${wire}` });
+    const base = broker.stats();
+    for (let g = 0; g < gateways; g++) {
+      const gatewayId = `gw-fan-${g}`;
+      const points = Array.from({ length: 100 }, (_, i): TelemetryPoint => ({ drone_id: `${gatewayId}-d`, seq: i, ts: nowMicros() - 1_000_000, lat: 47, lon: 8 }));
+      for (let b = 0; b < batches; b++) {
+        const head = { gatewayId, batchSeq: b, sentAt: nowMicros() };
+        const payload = wire === 'v2' ? encodeColumnarBatches(points, gatewayId)[0]! : (() => {
+          const w = new BatchWriter();
+          for (const p of points) w.add(p);
+          return w.finish(head);
+        })();
+        await client.publishAsync(wire === 'v2' ? telemetryTopicV2(gatewayId) : telemetryTopic(gatewayId), Buffer.from(payload), { qos: 1 });
+      }
+    }
+    const sent = gateways * batches;
+    const deadline = Date.now() + 30_000;
+    while (sinks.reduce((n, s) => n + s.stats().batchesReceived, 0) < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await client.endAsync();
+    // No gateway listens for acks here, so every message out is telemetry.
+    return (broker.stats().messagesOut - base.messagesOut) / sent;
+  } finally {
+    for (const s of sinks) await s.close();
+    await broker.close();
+  }
+}
+
+export async function runWire(ctx: BenchContext): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  ctx.progress('wire: bytes per point');
+  const fleet = await simulatedPoints(ctx.quick ? 50_000 : 200_000, BENCH_DRONES, BENCH_GATEWAY);
+  figures.push(...sizes('simulated fleet', 'fleet', fleet));
+  const vtol = existsSync(VTOL) ? await tlogPoints(VTOL) : null;
+  if (!vtol) ctx.progress(`wire: ${VTOL} not found; its figures are empty`);
+  figures.push(...sizes('vtol.tlog (real flight)', 'vtol', vtol));
+
+  ctx.progress('wire: agent batching CPU');
+  const rounds = ctx.quick ? 1 : 3;
+  batchAll(fleet.slice(0, 20_000), new BatchWriter());
+  batchAll(fleet.slice(0, 20_000), new ColumnarWriter('brotli'));
+  const v1Cpu = cpuSeconds(rounds, () => batchAll(fleet, new BatchWriter()));
+  const v2Cpu = cpuSeconds(rounds, () => batchAll(fleet, new ColumnarWriter('brotli')));
+  figures.push(
+    figure(SECTION, 'agent_encode_v1_points_per_cpu_sec', 'agent batching, v1 (BatchWriter), points per CPU second', fleet.length / v1Cpu, 'points/s'),
+    figure(SECTION, 'agent_encode_v2_points_per_cpu_sec', 'agent batching, v2 + brotli, points per CPU second', fleet.length / v2Cpu, 'points/s'),
+    figure(SECTION, 'agent_encode_v2_vs_v1', 'agent batching, v2 / v1 points per CPU second (target >= 3)', v1Cpu / v2Cpu, 'x'),
+  );
+
+  ctx.progress('wire: server side, v1 then v2');
+  const ingest = { v1: await measureIngest(ctx, 'v1'), v2: await measureIngest(ctx, 'v2') };
+  for (const wire of ['v1', 'v2'] as const) {
+    const m = ingest[wire];
+    figures.push(
+      figure(SECTION, `ingest_${wire}_points_per_sec`, `server side, ${wire}: broker + sink, replayed batches${wire === 'v2' ? ' (uncompressed)' : ''}`, m.pointsPerSec, 'points/s'),
+      figure(SECTION, `ingest_${wire}_cpu_seconds_per_million`, `server side, ${wire}: broker + sink CPU per million points`, cpuPerMillion(m, 'sink') + cpuPerMillion(m, 'broker'), 's'),
+    );
+  }
+  const serverCpu = (wire: 'v1' | 'v2') => cpuPerMillion(ingest[wire], 'sink') + cpuPerMillion(ingest[wire], 'broker');
+  figures.push(figure(SECTION, 'ingest_v2_vs_v1_cpu', 'server side, v1 / v2 CPU per point (target >= 3)', serverCpu('v1') / serverCpu('v2'), 'x'));
+  figures.push(figure(SECTION, 'ingest_v2_vs_v1_rate', 'server side, v2 / v1 points per second', ingest.v2.pointsPerSec / ingest.v1.pointsPerSec, 'x'));
+
+  ctx.progress('wire: end to end with 10 gateways, v1 then v2');
+  const e2e = { v1: await runFleet(ctx, 10, undefined, { wire: 'v1' }), v2: await runFleet(ctx, 10, undefined, { wire: 'v2' }) };
+  for (const wire of ['v1', 'v2'] as const) {
+    const m = e2e[wire];
+    figures.push(
+      figure(SECTION, `e2e_${wire}_points_per_sec_10gw`, `end to end, ${wire}, 10 gateways`, m.pointsPerSec, 'points/s'),
+      figure(SECTION, `e2e_${wire}_agent_cpu_us_per_point`, `end to end, ${wire}: agents' CPU per point`, cpuPerMillion(m, 'load'), 'us'),
+      figure(SECTION, `e2e_${wire}_sink_cpu_us_per_point`, `end to end, ${wire}: sink CPU per point`, cpuPerMillion(m, 'sink'), 'us'),
+      figure(SECTION, `e2e_${wire}_broker_cpu_us_per_point`, `end to end, ${wire}: broker CPU per point`, cpuPerMillion(m, 'broker'), 'us'),
+    );
+  }
+  figures.push(figure(SECTION, 'e2e_v2_vs_v1', 'end to end, v2 / v1 (target >= 2, and >= 400,000 points/s)', e2e.v2.pointsPerSec / e2e.v1.pointsPerSec, 'x'));
+  figures.push(figure(SECTION, 'agent_v2_vs_v1_cpu', "agents' CPU per point end to end, v1 / v2 (target >= 3)", cpuPerMillion(e2e.v1, 'load') / cpuPerMillion(e2e.v2, 'load'), 'x'));
+
+  ctx.progress(`wire: broker deliveries per message with ${SHARDS} shards`);
+  for (const wire of ['v1', 'v2'] as const) {
+    figures.push(figure(SECTION, `deliveries_per_message_${SHARDS}shards_${wire}`, `broker deliveries per message, ${SHARDS} sink shards, ${wire} (target: v1 ${SHARDS}, v2 1)`, await deliveriesPerMessage(ctx, wire), 'x'));
+  }
+  return figures;
+}

@@ -1,0 +1,651 @@
+import zlib from 'node:zlib';
+import protobuf from 'protobufjs';
+import { z } from 'zod';
+import type { BatchHead } from './codec';
+import { LAKE_COLUMNS, type ColumnKind } from './columns';
+import { PointType, PROTO_PACKAGE, root } from './schema';
+import type { TelemetryPoint } from './types';
+import { ByteReader, ByteWriter, MAX_ZIGZAG_INPUT, unzigzag, zigzag } from './varint';
+
+// Wire v2 (ColumnarBatch in telemetry.proto): a batch of points as typed columns. The
+// agent appends points to a ColumnsBuilder and encodes the columns once per batch; the
+// sink decodes them straight into typed arrays and validates, dedupes and stages them by
+// index, with no object per point.
+
+const ColumnarBatchType = root.lookupType(`${PROTO_PACKAGE}.ColumnarBatch`);
+const ColumnarBodyType = root.lookupType(`${PROTO_PACKAGE}.ColumnarBody`);
+const EncodingEnum = root.lookupEnum(`${PROTO_PACKAGE}.ColumnEncoding`);
+const CompressionEnum = root.lookupEnum(`${PROTO_PACKAGE}.Compression`);
+
+const enumValue = (e: protobuf.Enum, name: string): number => {
+  const v = e.values[name];
+  if (v === undefined) throw new Error(`telemetry.proto: ${e.name} has no ${name}`);
+  return v;
+};
+const FLOAT64 = enumValue(EncodingEnum, 'COLUMN_ENCODING_FLOAT64');
+const DELTA = enumValue(EncodingEnum, 'COLUMN_ENCODING_DELTA');
+const DELTA_OF_DELTA = enumValue(EncodingEnum, 'COLUMN_ENCODING_DELTA_OF_DELTA');
+const RLE = enumValue(EncodingEnum, 'COLUMN_ENCODING_RLE');
+const DICTIONARY = enumValue(EncodingEnum, 'COLUMN_ENCODING_DICTIONARY');
+
+/** Batch compressions, named as on the command line; zstd only where this Node has it. */
+export const COMPRESSIONS = ['none', 'deflate', 'brotli', 'zstd'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+const COMPRESSION_ID: Record<Compression, number> = {
+  none: enumValue(CompressionEnum, 'COMPRESSION_NONE'),
+  deflate: enumValue(CompressionEnum, 'COMPRESSION_DEFLATE'),
+  brotli: enumValue(CompressionEnum, 'COMPRESSION_BROTLI'),
+  zstd: enumValue(CompressionEnum, 'COMPRESSION_ZSTD'),
+};
+
+type ZstdCodec = (buf: Uint8Array, options?: { maxOutputLength?: number }) => Buffer;
+// zlib.zstdCompressSync arrived in Node 22.15; Node 20's typings do not name it.
+const zstd = zlib as typeof zlib & { zstdCompressSync?: ZstdCodec; zstdDecompressSync?: ZstdCodec };
+export const HAS_ZSTD = typeof zstd.zstdCompressSync === 'function' && typeof zstd.zstdDecompressSync === 'function';
+
+/** Most points a ColumnarBatch may carry: the agent's largest --batch-points. */
+const MAX_COLUMNAR_POINTS = 1_000_000;
+/** Most bytes a body of n points may decompress to: far past any real batch, and a small bomb of a message cannot take the sink's memory. */
+const maxBodyBytes = (n: number): number => 1024 * 1024 + n * 512;
+/** Decimal digits a scaled double column may carry: 10^15 and every integer below 2^53 are exact doubles. */
+export const MAX_SCALE = 15;
+const POW10 = Array.from({ length: MAX_SCALE + 1 }, (_, i) => 10 ** i);
+
+/** A Point field as a column: its name and lake kind (proto/columns.ts), and its field number. */
+export interface PointField {
+  name: keyof TelemetryPoint;
+  kind: ColumnKind;
+  id: number;
+}
+
+/** The Point's fields in field-number order: the index of a column in PointColumns. */
+export const POINT_FIELDS: readonly PointField[] = LAKE_COLUMNS.filter((c) => c.origin === 'point').map((c) => {
+  const field = PointType.fields[c.name];
+  if (!field) throw new Error(`telemetry.proto: Point has no field ${c.name}`);
+  return { name: c.name as keyof TelemetryPoint, kind: c.kind, id: field.id };
+});
+const fieldIndex = (name: string): number => POINT_FIELDS.findIndex((f) => f.name === name);
+export const DRONE_COLUMN = fieldIndex('drone_id');
+export const SEQ_COLUMN = fieldIndex('seq');
+export const TS_COLUMN = fieldIndex('ts');
+export const STREAM_COLUMN = fieldIndex('stream');
+const INDEX_OF_ID = new Map(POINT_FIELDS.map((f, i) => [f.id, i]));
+
+/** One field of every point of a batch. */
+export interface ColumnValues {
+  /** A slot per point, 0 where the point has no value; for strings, indexes into `dictionary`. */
+  values: Float64Array;
+  /** Bit i (byte i >> 3, bit i & 7) set when point i has a value; null when every point has one. */
+  present: Uint8Array | null;
+  /** For strings: the distinct values. */
+  dictionary: readonly string[] | null;
+}
+
+/** The points of a batch as columns, indexed like POINT_FIELDS; null: no point has the field. */
+export interface PointColumns {
+  count: number;
+  columns: ReadonlyArray<ColumnValues | null>;
+}
+
+export const isPresent = (present: Uint8Array | null, i: number): boolean => present === null || (present[i >> 3]! & (1 << (i & 7))) !== 0;
+
+/** A column's value at point i, or null when the point has none; strings through the dictionary. */
+function valueAt(column: ColumnValues | null, i: number): number | string | null {
+  if (column === null || !isPresent(column.present, i)) return null;
+  const v = column.values[i]!;
+  return column.dictionary ? column.dictionary[v]! : v;
+}
+
+/** Point i as an object: for the paths that need one (quarantine, the live port), never the hot one. */
+export function pointAt(points: PointColumns, i: number): TelemetryPoint {
+  const p: Record<string, unknown> = {};
+  for (let c = 0; c < POINT_FIELDS.length; c++) {
+    const field = POINT_FIELDS[c]!;
+    const v = valueAt(points.columns[c]!, i);
+    if (v !== null) p[field.name] = field.kind === 'bool' ? v === 1 : v;
+  }
+  return { drone_id: '', seq: 0, ts: 0, ...p };
+}
+
+/** At most what one value takes in an encoded column: a varint of up to 2^53, or a double. */
+const MAX_VALUE_BYTES = 9;
+
+interface BuilderColumn {
+  values: Float64Array;
+  present: Uint8Array;
+  /** Points with a value. */
+  filled: number;
+  dictionary: Map<string, number> | null;
+}
+
+/**
+ * Collects points into columns. The agent keeps one per batcher and reuses its arrays from
+ * batch to batch; the sink builds one per v1 batch to take it the v2 way.
+ */
+export class ColumnsBuilder {
+  private columns: BuilderColumn[];
+  private capacity: number;
+  count = 0;
+  /** At least the encoded size of the columns so far, uncompressed: what a batch's byte limit is held to. */
+  byteBound = 0;
+
+  constructor(capacity = 1024) {
+    this.capacity = Math.max(8, capacity);
+    this.columns = POINT_FIELDS.map((f) => ({
+      values: new Float64Array(this.capacity),
+      present: new Uint8Array(this.capacity >> 3),
+      filled: 0,
+      dictionary: f.kind === 'string' ? new Map<string, number>() : null,
+    }));
+  }
+
+  private grow(): void {
+    this.capacity *= 2;
+    for (const c of this.columns) {
+      const values = new Float64Array(this.capacity);
+      values.set(c.values);
+      const present = new Uint8Array(this.capacity >> 3);
+      present.set(c.present);
+      c.values = values;
+      c.present = present;
+    }
+  }
+
+  add(p: TelemetryPoint): void {
+    if (this.count === this.capacity) this.grow();
+    const i = this.count++;
+    const columns = this.columns;
+    for (let c = 0; c < columns.length; c++) {
+      const v = p[POINT_FIELDS[c]!.name];
+      if (v == null) continue;
+      const column = columns[c]!;
+      const dictionary = column.dictionary;
+      this.byteBound += MAX_VALUE_BYTES;
+      if (dictionary !== null) {
+        let id = dictionary.get(v as string);
+        if (id === undefined) {
+          dictionary.set(v as string, (id = dictionary.size));
+          this.byteBound += Buffer.byteLength(v as string) + MAX_VALUE_BYTES;
+        }
+        column.values[i] = id;
+      } else {
+        column.values[i] = typeof v === 'boolean' ? (v ? 1 : 0) : (v as number);
+      }
+      column.present[i >> 3]! |= 1 << (i & 7);
+      column.filled++;
+    }
+  }
+
+  /** The columns so far, as views of the builder's arrays: valid until the next add() or reset(). */
+  view(): PointColumns {
+    const n = this.count;
+    const bytes = (n + 7) >> 3;
+    return {
+      count: n,
+      columns: this.columns.map((c, index) => {
+        const required = index === DRONE_COLUMN || index === SEQ_COLUMN || index === TS_COLUMN;
+        if (c.filled === 0 && !required) return null;
+        const dictionary = c.dictionary ? [...c.dictionary.keys()] : null;
+        // proto3: a required field a point lacks is its default ("" for the drone id).
+        if (dictionary && c.filled < n) dictionary.push('');
+        return { values: c.values.subarray(0, n), present: c.filled === n ? null : c.present.subarray(0, bytes), dictionary };
+      }),
+    };
+  }
+
+  reset(): void {
+    for (const c of this.columns) {
+      c.values.fill(0, 0, this.count);
+      c.present.fill(0, 0, (this.count + 7) >> 3);
+      c.filled = 0;
+      c.dictionary?.clear();
+    }
+    this.count = 0;
+    this.byteBound = 0;
+  }
+}
+
+/** The points of one batch as columns: the builder of a v1 batch's points. */
+export function columnsOfPoints(points: readonly TelemetryPoint[]): PointColumns {
+  const builder = new ColumnsBuilder(points.length);
+  for (const p of points) builder.add(p);
+  return builder.view();
+}
+
+// ---- encoding ----
+
+/** The smallest scale at which every value round-trips bit for bit as int / 10^scale, or -1. */
+function scaleOf(values: Float64Array, order: Uint32Array, present: Uint8Array | null): number {
+  let scale = 0;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
+    if (!isPresent(present, i)) continue;
+    const v = values[i]!;
+    // -0 would come back as +0, NaN and the infinities as no integer: raw doubles then.
+    if (v === 0 && 1 / v < 0) return -1;
+    for (;;) {
+      const p = POW10[scale]!;
+      const int = Math.round(v * p);
+      if (int / p === v && Math.abs(int) <= MAX_ZIGZAG_INPUT / 2) break;
+      if (++scale > MAX_SCALE) return -1;
+    }
+  }
+  return scale;
+}
+
+/** Zigzag deltas of round(v * 10^scale); false (nothing written) when one is not exact. */
+function writeDeltas(out: ByteWriter, values: Float64Array, order: Uint32Array, present: Uint8Array | null, scale: number): boolean {
+  const p = POW10[scale]!;
+  const start = out.length;
+  let last = 0;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
+    if (!isPresent(present, i)) continue;
+    const v = values[i]!;
+    const int = scale === 0 ? v : Math.round(v * p);
+    const delta = int - last;
+    if (!Number.isInteger(int) || int / p !== v || Math.abs(delta) > MAX_ZIGZAG_INPUT) {
+      out.length = start;
+      return false;
+    }
+    out.varint(zigzag(delta));
+    last = int;
+  }
+  return true;
+}
+
+/** The largest 10^k (k <= 6) that divides every delta: 3 for times that count milliseconds. */
+function deltaScaleOf(values: Float64Array, order: Uint32Array, present: Uint8Array | null): number {
+  let scale = 6;
+  let last: number | null = null;
+  for (let k = 0; k < order.length && scale > 0; k++) {
+    const i = order[k]!;
+    if (!isPresent(present, i)) continue;
+    const v = values[i]!;
+    if (last !== null) while (scale > 0 && (v - last) % POW10[scale]! !== 0) scale--;
+    last = v;
+  }
+  return scale;
+}
+
+/** The first value, the first delta, then each delta's change, the deltas in units of 10^scale. */
+function writeDeltaOfDelta(out: ByteWriter, values: Float64Array, order: Uint32Array, present: Uint8Array | null, scale: number): boolean {
+  const start = out.length;
+  const unit = POW10[scale]!;
+  let last = 0;
+  let lastDelta = 0;
+  let k = 0;
+  for (let j = 0; j < order.length; j++) {
+    const i = order[j]!;
+    if (!isPresent(present, i)) continue;
+    const v = values[i]!;
+    const delta = (v - last) / unit;
+    const coded = k === 0 ? v : k === 1 ? delta : delta - lastDelta;
+    if (!Number.isSafeInteger(v) || !Number.isInteger(coded) || Math.abs(coded) > MAX_ZIGZAG_INPUT || Math.abs(delta) > MAX_ZIGZAG_INPUT) {
+      out.length = start;
+      return false;
+    }
+    out.varint(zigzag(coded));
+    last = v;
+    lastDelta = delta;
+    k++;
+  }
+  return true;
+}
+
+/** Runs of equal values: zigzag value, then length. */
+function writeRuns(out: ByteWriter, values: Float64Array, order: Uint32Array, present: Uint8Array | null, zigzagged: boolean): boolean {
+  const start = out.length;
+  let run = 0;
+  let value = 0;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
+    if (!isPresent(present, i)) continue;
+    const v = values[i]!;
+    if (run > 0 && v === value) {
+      run++;
+      continue;
+    }
+    if (run > 0) {
+      out.varint(zigzagged ? zigzag(value) : value);
+      out.varint(run);
+    }
+    if (!Number.isInteger(v) || Math.abs(v) > MAX_ZIGZAG_INPUT) {
+      out.length = start;
+      return false;
+    }
+    value = v;
+    run = 1;
+  }
+  if (run > 0) {
+    out.varint(zigzagged ? zigzag(value) : value);
+    out.varint(run);
+  }
+  return true;
+}
+
+function writeFloats(out: ByteWriter, values: Float64Array, order: Uint32Array, present: Uint8Array | null): void {
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
+    if (isPresent(present, i)) out.float64(values[i]!);
+  }
+}
+
+/** The presence bitmap in the sent order. */
+function orderedPresence(present: Uint8Array, order: Uint32Array): Uint8Array {
+  const out = new Uint8Array((order.length + 7) >> 3);
+  for (let k = 0; k < order.length; k++) if (isPresent(present, order[k]!)) out[k >> 3]! |= 1 << (k & 7);
+  return out;
+}
+
+/**
+ * The order points are sent in: grouped by drone, in arrival order within each drone, so
+ * that every delta is one drone's step from its previous point. A counting sort.
+ */
+function droneOrder(drones: ColumnValues, count: number): Uint32Array {
+  const groups = drones.dictionary!.length;
+  const starts = new Uint32Array(groups + 1);
+  for (let i = 0; i < count; i++) starts[drones.values[i]! + 1]!++;
+  for (let g = 0; g < groups; g++) starts[g + 1]! += starts[g]!;
+  const order = new Uint32Array(count);
+  for (let i = 0; i < count; i++) order[starts[drones.values[i]!]!++] = i;
+  return order;
+}
+
+interface EncodedColumn {
+  field: number;
+  encoding: number;
+  scale?: number;
+  present?: Uint8Array;
+  data: Uint8Array;
+  dictionary?: string[];
+}
+
+function encodeColumn(field: PointField, column: ColumnValues, order: Uint32Array, out: ByteWriter): EncodedColumn {
+  const { values, present } = column;
+  const base = { field: field.id, ...(present ? { present: orderedPresence(present, order) } : {}) };
+  if (column.dictionary) {
+    writeRuns(out, values, order, present, false);
+    return { ...base, encoding: DICTIONARY, data: out.take(), dictionary: [...column.dictionary] };
+  }
+  switch (field.kind) {
+    case 'double': {
+      const scale = scaleOf(values, order, present);
+      if (scale >= 0 && writeDeltas(out, values, order, present, scale)) return { ...base, encoding: DELTA, scale, data: out.take() };
+      break;
+    }
+    case 'timestamp': {
+      const scale = deltaScaleOf(values, order, present);
+      if (writeDeltaOfDelta(out, values, order, present, scale)) return { ...base, encoding: DELTA_OF_DELTA, scale, data: out.take() };
+      break;
+    }
+    case 'uint64':
+      if (writeDeltas(out, values, order, present, 0)) return { ...base, encoding: DELTA, data: out.take() };
+      break;
+    default:
+      if (writeRuns(out, values, order, present, true)) return { ...base, encoding: RLE, data: out.take() };
+  }
+  // A value no integer coding holds exactly (a seq past 2^52, an out-of-range input the
+  // sink will reject): sent as it is, so that the sink sees exactly what was given.
+  writeFloats(out, values, order, present);
+  return { ...base, encoding: FLOAT64, data: out.take() };
+}
+
+/**
+ * Brotli's quality for batches. On a real flight's columns (vtol.tlog, 807 points) quality 1
+ * gives 8.33 bytes a point for 0.2 CPU-us, quality 5 8.03 bytes for 0.58 us, deflate 8.2
+ * bytes for 0.7-0.85 us: the last few percent of bytes are not worth three times the CPU.
+ */
+export const BROTLI_QUALITY = 1;
+
+function compress(body: Uint8Array, compression: Compression): Uint8Array {
+  switch (compression) {
+    case 'none':
+      return body;
+    case 'deflate':
+      return zlib.deflateRawSync(body);
+    case 'brotli':
+      return zlib.brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: body.length } });
+    case 'zstd':
+      if (!zstd.zstdCompressSync) throw new Error(`zstd needs Node 22.15 or later; this is ${process.version}`);
+      return zstd.zstdCompressSync(body);
+  }
+}
+
+/** One ColumnarBatch: the head, and the points' columns encoded and compressed as asked. */
+export function encodeColumnar(head: BatchHead, points: PointColumns, compression: Compression = 'none'): Uint8Array {
+  const order = droneOrder(points.columns[DRONE_COLUMN]!, points.count);
+  const out = new ByteWriter();
+  const columns: EncodedColumn[] = [];
+  points.columns.forEach((column, c) => {
+    if (column) columns.push(encodeColumn(POINT_FIELDS[c]!, column, order, out));
+  });
+  const body = ColumnarBodyType.encode({ columns }).finish();
+  // point_count first: a spool told apart v1 and v2 payloads by it (wireOfPayload).
+  return ColumnarBatchType.encode({
+    point_count: points.count,
+    gateway_id: head.gatewayId,
+    batch_seq: head.batchSeq,
+    sent_at: head.sentAt,
+    dropped_points: head.droppedPoints ?? 0,
+    stream: head.stream ?? 0,
+    compression: COMPRESSION_ID[compression],
+    body: compress(body, compression),
+  }).finish();
+}
+
+/** The agent's batch builder for wire v2, shaped like BatchWriter (v1) so the batcher takes either. */
+export class ColumnarWriter {
+  private readonly builder = new ColumnsBuilder();
+
+  constructor(private readonly compression: Compression) {}
+
+  get pointCount(): number {
+    return this.builder.count;
+  }
+
+  /** An upper bound of the encoded size before compression, in bytes. */
+  get byteLength(): number {
+    return this.builder.byteBound;
+  }
+
+  add(point: TelemetryPoint): void {
+    this.builder.add(point);
+  }
+
+  /** The finished ColumnarBatch; the writer is empty afterwards and reuses its arrays. */
+  finish(head: BatchHead): Uint8Array {
+    const payload = encodeColumnar(head, this.builder.view(), this.compression);
+    this.builder.reset();
+    return payload;
+  }
+}
+
+/**
+ * Which wire a payload our agent wrote is: a v2 ColumnarBatch begins with its point_count
+ * (tag 0x08), a v1 Batch with its gateway_id (tag 0x0a). Only for payloads this code
+ * encoded, e.g. a spool written before a --wire change; the sink goes by the topic.
+ */
+export const wireOfPayload = (payload: Uint8Array): 'v1' | 'v2' => (payload[0] === 0x08 ? 'v2' : 'v1');
+
+// ---- decoding ----
+
+/** A decoded ColumnarBatch: its head as in a v1 batch, and its points as typed columns. */
+export interface ColumnarBatch {
+  gateway_id: string;
+  batch_seq: number;
+  sent_at: number;
+  dropped_points: number;
+  stream: number;
+  points: PointColumns;
+}
+
+function decompress(body: Uint8Array, compression: number, count: number): Uint8Array {
+  const limit = { maxOutputLength: maxBodyBytes(count) };
+  switch (compression) {
+    case COMPRESSION_ID.none:
+      return body;
+    case COMPRESSION_ID.deflate:
+      return zlib.inflateRawSync(body, limit);
+    case COMPRESSION_ID.brotli:
+      return zlib.brotliDecompressSync(body, limit);
+    case COMPRESSION_ID.zstd:
+      if (!zstd.zstdDecompressSync) throw new Error(`zstd-compressed batch, and this Node (${process.version}) has no zstd`);
+      return zstd.zstdDecompressSync(body, limit);
+    default:
+      throw new Error(`unknown compression ${compression}`);
+  }
+}
+
+/** Reads `m` values of a column into `values` at the points `present` marks. */
+function readColumn(field: PointField, wire: WireColumn, n: number, values: Float64Array, present: Uint8Array | null): void {
+  const r = new ByteReader(wire.data);
+  let i = -1;
+  // The next point with a value; -1 past the last.
+  const next = (): number => {
+    do i++;
+    while (i < n && !isPresent(present, i));
+    return i < n ? i : -1;
+  };
+  const fail = (what: string): never => {
+    throw new Error(what);
+  };
+  const isDouble = field.kind === 'double';
+  switch (wire.encoding) {
+    case FLOAT64:
+      for (let at = next(); at >= 0; at = next()) values[at] = r.float64();
+      break;
+    case DELTA: {
+      if (wire.scale > MAX_SCALE || (wire.scale > 0 && !isDouble)) fail(`scale ${wire.scale} out of range`);
+      const p = POW10[wire.scale]!;
+      let int = 0;
+      for (let at = next(); at >= 0; at = next()) {
+        int += unzigzag(r.varint());
+        if (Math.abs(int) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
+        values[at] = int / p;
+      }
+      break;
+    }
+    case DELTA_OF_DELTA: {
+      if (wire.scale > 6) fail(`scale ${wire.scale} out of range`);
+      const unit = POW10[wire.scale]!;
+      let v = 0;
+      let delta = 0;
+      let k = 0;
+      for (let at = next(); at >= 0; at = next()) {
+        const coded = unzigzag(r.varint());
+        if (k === 0) v = coded;
+        else {
+          delta = k === 1 ? coded : delta + coded;
+          v += delta * unit;
+        }
+        k++;
+        if (Math.abs(v) > Number.MAX_SAFE_INTEGER || Math.abs(delta) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
+        values[at] = v;
+      }
+      break;
+    }
+    case RLE:
+    case DICTIONARY: {
+      if ((wire.encoding === DICTIONARY) !== (field.kind === 'string')) fail(`encoding ${wire.encoding} does not suit a ${field.kind}`);
+      let at = next();
+      while (at >= 0) {
+        const raw = r.varint();
+        const v = wire.encoding === DICTIONARY ? raw : unzigzag(raw);
+        if (wire.encoding === DICTIONARY && v >= wire.dictionary.length) fail(`index ${v} past a dictionary of ${wire.dictionary.length}`);
+        let run = r.varint();
+        if (run === 0) fail('run of length 0');
+        for (; run > 0; run--) {
+          if (at < 0) fail('more values than points');
+          values[at] = v;
+          at = next();
+        }
+      }
+      break;
+    }
+    default:
+      fail(`unknown encoding ${wire.encoding}`);
+  }
+  if (i < n) fail('fewer values than points');
+  if (!r.done) fail('more values than points');
+  if (isDouble || field.kind === 'string') return;
+  if (wire.encoding === FLOAT64 && field.kind !== 'uint64' && field.kind !== 'timestamp') fail('FLOAT64 carries doubles and 64-bit integers only');
+  // The protobuf types' ranges, which v1 decoding gives by construction.
+  for (let at = 0; at < n; at++) {
+    const v = values[at]!;
+    if (field.kind === 'uint32' && !(v >= 0 && v <= 0xffffffff)) fail(`value ${v} is no uint32`);
+    if (field.kind === 'bool' && v !== 0 && v !== 1) fail(`value ${v} is no bool`);
+    if (field.kind === 'enum' && !(v >= -(2 ** 31) && v < 2 ** 31)) fail(`value ${v} is no enum`);
+  }
+}
+
+function decodeColumns(count: number, wires: readonly WireColumn[]): PointColumns {
+  const columns: Array<ColumnValues | null> = POINT_FIELDS.map(() => null);
+  const bitmapBytes = (count + 7) >> 3;
+  for (const wire of wires) {
+    const c = INDEX_OF_ID.get(wire.field);
+    // A field added to Point after this sink was built: skipped, as protobuf skips unknown fields.
+    if (c === undefined) continue;
+    const field = POINT_FIELDS[c]!;
+    if (columns[c]) throw new Error(`column ${field.name} sent twice`);
+    const present = wire.present.length === 0 ? null : wire.present;
+    if (present && present.length !== bitmapBytes) throw new Error(`column ${field.name}: presence of ${present.length * 8} points for ${count}`);
+    const values = new Float64Array(count);
+    try {
+      readColumn(field, wire, count, values, present);
+    } catch (err) {
+      throw new Error(`column ${field.name}: ${(err as Error).message}`);
+    }
+    columns[c] = { values, present, dictionary: field.kind === 'string' ? wire.dictionary : null };
+  }
+  // proto3: a required field no point carries is its default in every point.
+  for (const c of [DRONE_COLUMN, SEQ_COLUMN, TS_COLUMN]) {
+    const column = columns[c];
+    if (column === null) columns[c] = { values: new Float64Array(count), present: null, dictionary: c === DRONE_COLUMN ? [''] : null };
+    else if (column?.present) {
+      // Absent required values read as the default: 0, or a "" entry added to the dictionary.
+      const dictionary = column.dictionary ? [...column.dictionary, ''] : null;
+      for (let i = 0; i < count; i++) if (!isPresent(column.present, i)) column.values[i] = dictionary ? dictionary.length - 1 : 0;
+      columns[c] = { values: column.values, present: null, dictionary };
+    }
+  }
+  return { count, columns };
+}
+
+const bytesField = z.instanceof(Uint8Array);
+const countField = z.number().int().nonnegative();
+const WireColumnSchema = z.object({
+  field: countField,
+  encoding: z.number().int(),
+  scale: countField,
+  present: bytesField,
+  data: bytesField,
+  dictionary: z.array(z.string()),
+});
+type WireColumn = z.infer<typeof WireColumnSchema>;
+const WireBatchSchema = z.object({
+  point_count: countField.max(MAX_COLUMNAR_POINTS, `point_count over ${MAX_COLUMNAR_POINTS}`),
+  gateway_id: z.string(),
+  batch_seq: z.number(),
+  sent_at: z.number(),
+  dropped_points: z.number(),
+  stream: z.number(),
+  compression: z.number().int(),
+  body: bytesField,
+});
+const WireBodySchema = z.object({ columns: z.array(WireColumnSchema) });
+const asObject = { defaults: true, arrays: true } as const;
+
+/** Throws on bytes that are not a consistent ColumnarBatch: the sink quarantines those as undecodable. */
+export function decodeColumnar(bytes: Uint8Array): ColumnarBatch {
+  const head = WireBatchSchema.parse(ColumnarBatchType.toObject(ColumnarBatchType.decode(bytes), asObject));
+  const body = WireBodySchema.parse(ColumnarBodyType.toObject(ColumnarBodyType.decode(decompress(head.body, head.compression, head.point_count)), asObject));
+  return {
+    gateway_id: head.gateway_id,
+    batch_seq: head.batch_seq,
+    sent_at: head.sent_at,
+    dropped_points: head.dropped_points,
+    stream: head.stream,
+    points: decodeColumns(head.point_count, body.columns),
+  };
+}
