@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
 import { CATALOG_PREFIX } from './layout';
 import { BATCH_REJECT_REASONS, type BatchRejectReason, zeroes } from './stats';
-import { z } from 'zod';
+import * as z from 'zod';
 import { LEGACY_STREAM } from '../proto/stream';
 import type { PointKeys } from './dedupe';
 import { RangeSet } from './ranges';

@@ -1,5 +1,5 @@
 import CRC32 from 'crc-32';
-import { z } from 'zod';
+import * as z from 'zod';
 import { gatewayOfTelemetryTopic } from '../proto/topics';
 
 /** This sink's share of the fleet: the gateways whose id hashes to `index` of `count`. */
