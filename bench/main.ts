@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgentFootprint } from './agent-footprint';
+import { runLakeLayout } from './lake-layout';
 import { runCatchUp, runLatency } from './latency';
 import { runLive } from './live';
 import { runNaiveBaseline } from './naive';
@@ -36,6 +37,7 @@ const SECTIONS: Record<string, Section> = {
   live: runLive,
   stages: runStages,
   sizes: runSizes,
+  lake: runLakeLayout,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,
 };
