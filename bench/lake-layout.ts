@@ -73,11 +73,10 @@ const EXACT_DECIMALS = cast({
   battery_voltage_v: 'DECIMAL(6,3)',
 });
 const VARIANTS: readonly Variant[] = [
-  { key: 'v2', label: 'Parquet V2 encodings (BYTE_STREAM_SPLIT, DELTA), as the lake wrote before', select: () => '*', options: `FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
+  { key: 'v1', label: 'Parquet V1 encodings (dictionaries, else PLAIN)', select: () => '*', options: `FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V1, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
   { key: 'zstd9', label: 'ZSTD level 9', select: () => '*', options: `${PARQUET_WRITE_OPTIONS}, COMPRESSION_LEVEL 9, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
   { key: 'zstd19', label: 'ZSTD level 19', select: () => '*', options: `${PARQUET_WRITE_OPTIONS}, COMPRESSION_LEVEL 19, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
   { key: 'decimal', label: 'exact DECIMAL for the columns on MAVLink grids (a contract change)', select: EXACT_DECIMALS, options: `${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
-  { key: 'decimal_v2', label: 'exact DECIMAL, Parquet V2 encodings (DELTA_BINARY_PACKED integers)', select: EXACT_DECIMALS, options: `FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
 ];
 
 /** Bytes per point of the lake's file and of each variant, and each variant's size as a ratio of the lake's. */
