@@ -12,7 +12,7 @@ import { STAGING_PREFIX } from '../sink/layout';
 import { sqlString } from '../sink/sql';
 import { createStageBuffer, stagePoint } from '../sink/stage';
 import { localStorage } from '../sink/storage';
-import { simulatedPoints } from './points';
+import { forEachSimulatedPoint } from './points';
 import { figure, type BenchContext, type Figure } from './report';
 import { sinkDatabase } from './stages';
 
@@ -23,33 +23,43 @@ const HZ = 10;
 // The real flight logs, beside the repository when they are there.
 const TLOG = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../shared/fixtures/mavlink/vtol.tlog');
 
-/** Points of a MAVLink log as the agent's MAVLink source makes them, one per GLOBAL_POSITION_INT. */
-function flightLogPoints(file: string, startUs: number): TelemetryPoint[] {
+/** Hands `emit` the points of a MAVLink log as the agent's MAVLink source makes them, one per GLOBAL_POSITION_INT. */
+async function forEachFlightLogPoint(file: string, startUs: number, emit: (p: TelemetryPoint) => void): Promise<void> {
   const buf = readFileSync(file);
   const format = detectFormat(buf);
   if (format === null) throw new Error(`${file}: no MAVLink packet`);
-  const points: TelemetryPoint[] = [];
-  const telemetry = new MavlinkTelemetry({ droneId: (sysid) => `${GATEWAY}-sys${sysid}`, hz: 0, firstSeq: () => 0, emit: (p) => points.push({ ...p }), canEmit: () => true, rawStartUs: startUs });
+  const telemetry = new MavlinkTelemetry({ droneId: (sysid) => `${GATEWAY}-sys${sysid}`, hz: 0, firstSeq: () => 0, emit, canEmit: () => true, rawStartUs: startUs });
   new MavlinkScanner(format, telemetry.stats, (b, frame, tlogUs) => telemetry.onFrame(b, frame, tlogUs)).scan(buf, buf.length, true);
-  return points;
 }
 
 /**
  * The points as the sink stores them: one commit through the sink's writer, then merged
  * into one file sorted as the compactor sorts, with its write options and row groups.
- * Each batch of 1,000 points gets one ingestion time, as a sink commit gives it.
+ * `fill` hands its points to `stage`; each batch of 1,000 gets one ingestion time, 1.8 s
+ * after its first point (the agent's linger, then a sink commit), as a sink gives it.
  */
-async function compactedFile(ctx: BenchContext, conn: DuckDBConnection, db: Parameters<typeof createStageBuffer>[0], points: readonly TelemetryPoint[], name: string): Promise<string> {
+async function compactedFile(
+  ctx: BenchContext,
+  conn: DuckDBConnection,
+  db: Parameters<typeof createStageBuffer>[0],
+  name: string,
+  fill: (stage: (p: TelemetryPoint) => void) => Promise<void>,
+): Promise<{ file: string; points: number }> {
   const buffer = await createStageBuffer(db, `stage_${name}`);
-  points.forEach((p, i) => stagePoint(buffer, p, GATEWAY, points[Math.min(points.length - 1, i - (i % 1000) + 999)]!.ts + 800_000));
+  let points = 0;
+  let ingestedAt = 0;
+  await fill((p) => {
+    if (points++ % 1000 === 0) ingestedAt = p.ts + 1_800_000;
+    stagePoint(buffer, p, GATEWAY, ingestedAt);
+  });
   const storage = await localStorage(path.join(ctx.tmp, `lake-${name}`), STAGING_PREFIX);
   await mkdir(storage.stagingDir, { recursive: true });
   const files = await writeCommit(conn, buffer, storage, `bench-${name}`);
   const inputs = files.map((f) => sqlString(path.join(storage.root, f.key))).join(', ');
   await conn.run(`CREATE TABLE ${name} AS SELECT * FROM read_parquet([${inputs}], hive_partitioning = false)`);
-  const out = path.join(ctx.tmp, `${name}-compacted.parquet`);
-  await conn.run(`COPY (SELECT * FROM ${name} ORDER BY ${SORT_COLUMNS.join(', ')}) TO ${sqlString(out)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS})`);
-  return out;
+  const file = path.join(ctx.tmp, `${name}-compacted.parquet`);
+  await conn.run(`COPY (SELECT * FROM ${name} ORDER BY ${SORT_COLUMNS.join(', ')}) TO ${sqlString(file)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS})`);
+  return { file, points };
 }
 
 /** The same rows written another way: a SELECT list over table `name`, and COPY options. */
@@ -123,11 +133,10 @@ export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
   const seconds = ctx.quick ? 300 : 3600;
   const count = DRONES * HZ * seconds;
   ctx.progress(`lake: simulating ${count.toLocaleString('en-US')} points (${DRONES} drones at ${HZ} Hz for ${seconds} s)`);
-  const fleet = await simulatedPoints(count, DRONES, GATEWAY);
   const { db, conn } = await sinkDatabase();
   const figures: Figure[] = [];
   try {
-    const file = await compactedFile(ctx, conn, db, fleet, 'fleet');
+    const { file } = await compactedFile(ctx, conn, db, 'fleet', (stage) => forEachSimulatedPoint(count, DRONES, GATEWAY, stage));
     const what = `simulated fleet, ${DRONES} drones at ${HZ} Hz, ${seconds} s`;
     figures.push(...(await sizeFigures(ctx, conn, 'fleet', file, count, what)));
 
@@ -158,9 +167,8 @@ export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
     }
 
     if (existsSync(TLOG)) {
-      const log = flightLogPoints(TLOG, Date.UTC(2026, 0, 1) * 1000);
-      const logFile = await compactedFile(ctx, conn, db, log, 'vtol');
-      figures.push(...(await sizeFigures(ctx, conn, 'vtol', logFile, log.length, `vtol.tlog, a real flight log (${log.length} points; the file's metadata weighs on so few)`)));
+      const log = await compactedFile(ctx, conn, db, 'vtol', (stage) => forEachFlightLogPoint(TLOG, Date.UTC(2026, 0, 1) * 1000, stage));
+      figures.push(...(await sizeFigures(ctx, conn, 'vtol', log.file, log.points, `vtol.tlog, a real flight log (${log.points} points; the file's metadata weighs on so few)`)));
     } else {
       ctx.progress(`lake: skipped the real flight log: ${TLOG} is not there`);
     }
