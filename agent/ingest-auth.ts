@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import { stringify as stringifyYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { generateSecret, hashSecret, secretHashSchema, verifySecret, type ScryptCost, type SecretHash } from '../broker/secrets';
 import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/files';
 import { UsageError } from '../deploy/options';

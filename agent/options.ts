@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { COMPRESSIONS, HAS_ZSTD } from '../proto/columnar';
 import { mavlinkOptionSchemas, parseEndpoints } from './mavlink/config';
 import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/options';

@@ -68,6 +68,9 @@ export class Publisher {
       // Reconnects are scheduled below, with backoff and jitter.
       reconnectPeriod: 0,
       connectTimeout: 10_000,
+      // MQTT.js otherwise builds 65,536 two-byte Buffers for packet ids on its first
+      // write: 6 MB of heap that an agent on a small gateway cannot spare (invariant 6).
+      writeCache: false,
       ...(config.username ? { username: config.username } : {}),
       ...(config.password ? { password: config.password } : {}),
       ...(config.ca ? { ca: read(config.ca) } : {}),

@@ -59,6 +59,16 @@ const CHARGE_PCT_PER_S = 1;
 const SAG_V_PER_DRAIN = 1;
 const CELLS = 6;
 
+// Spread of the velocity noise per axis, m/s.
+const GS_NOISE_MPS = 0.4;
+// A packet reaches the gateway a little after the autopilot sent it (radio, serial link,
+// router): at least the minimum, plus an exponential tail, capped below the sample period so
+// reception keeps the send order. A point's ts is when the agent received it.
+const RECEPTION_DELAY_MIN_US = 2000;
+const RECEPTION_DELAY_MEAN_US = 3000;
+/** The most a point's ts lies after its sample time. */
+export const RECEPTION_DELAY_MAX_US = 25_000;
+
 const FIX_CHANGE_MEAN_S = 60;
 const SAT_CHANGE_MEAN_S = 8;
 // GPS error wanders rather than jumping from point to point; this is its correlation time.
@@ -107,7 +117,8 @@ type Stage = (typeof Stage)[keyof typeof Stage];
 interface Home {
   readonly lat: number;
   readonly lon: number;
-  readonly altM: number;
+  /** The home altitude in whole mm, so that alt_m is home plus rel_alt_m exactly, as an autopilot reports them. */
+  readonly altMm: number;
   readonly mPerDegLon: number;
 }
 
@@ -124,8 +135,10 @@ class Drone {
   /** Sample slots that fell due since start, whether emitted or skipped while the agent was full. */
   slots = 0;
   seq = 0;
-  /** Time of the last point; the physics has advanced up to here. */
+  /** Sample time of the last point; the physics has advanced up to here. */
   lastUs = 0;
+  /** Reception time (ts) of the last point. */
+  private lastTs = 0;
 
   private rng: number;
   private stage: Stage = Stage.idle;
@@ -139,7 +152,6 @@ class Drone {
   private vx = 0;
   private vy = 0;
   private vs = 0;
-  private gs = 0;
   private heading: number;
   private pct: number;
   /** Percent per second; negative while charging. */
@@ -166,6 +178,8 @@ class Drone {
     private readonly padX: number,
     private readonly padY: number,
     private readonly home: Home,
+    /** The reception delay's cap: RECEPTION_DELAY_MAX_US, or less at high rates. */
+    private readonly delayCapUs: number,
   ) {
     this.rng = seed;
     this.offset = this.rand();
@@ -191,17 +205,19 @@ class Drone {
     return this.gps.satMin + Math.floor(this.rand() * (this.gps.satMax - this.gps.satMin + 1));
   }
 
-  /** The drone's point at `ts`, after flying the time since its last one. */
-  next(ts: number): TelemetryPoint {
-    if (ts <= this.lastUs) ts = this.lastUs + 1;
-    const dt = (ts - this.lastUs) / 1e6;
-    this.lastUs = ts;
+  /** The drone's point sampled at `sampleUs`, after flying the time since its last one. */
+  next(sampleUs: number): TelemetryPoint {
+    if (sampleUs <= this.lastUs) sampleUs = this.lastUs + 1;
+    const dt = (sampleUs - this.lastUs) / 1e6;
+    this.lastUs = sampleUs;
     this.advance(dt);
     this.sense(dt);
+    const delay = RECEPTION_DELAY_MIN_US - Math.log(1 - this.rand()) * RECEPTION_DELAY_MEAN_US;
+    const ts = Math.max(this.lastTs + 1, sampleUs + Math.floor(Math.min(delay, this.delayCapUs)));
+    this.lastTs = ts;
 
     // A charging drone sits in the hangar, where GPS sees too few satellites to fix.
     const indoors = this.stage === Stage.charging;
-    const rel = this.rel + (this.rand() - 0.5) * 0.3;
     const x = this.pct / 100;
     const u = 1 - x;
     const cell =
@@ -210,19 +226,29 @@ class Drone {
       (this.drain > 0 ? this.drain * SAG_V_PER_DRAIN : 0) +
       (this.rand() - 0.5) * 0.01;
     const heading = this.heading + (this.rand() - 0.5) * 4;
+    // Every value as an autopilot sends it (GLOBAL_POSITION_INT, SYS_STATUS) and the MAVLink
+    // source converts it: integers of degE7, mm, cm/s, cdeg, percent and mV, divided exactly.
+    const relMm = Math.round((this.rel + (this.rand() - 0.5) * 0.3) * 1000);
+    // Ground speed is |(vx, vy)| of the velocity's whole cm/s, as the MAVLink source computes it.
+    const noise = indoors ? 0 : GS_NOISE_MPS;
+    const vNorth = Math.round((this.vy + (this.rand() - 0.5) * noise) * 100);
+    const vEast = Math.round((this.vx + (this.rand() - 0.5) * noise) * 100);
+    const latE7 = Math.round((this.home.lat + (this.y + this.errY) / M_PER_DEG_LAT) * 1e7);
+    const lonE7 = Math.round((this.home.lon + (this.x + this.errX) / this.home.mPerDegLon) * 1e7);
     return {
       drone_id: this.id,
       seq: this.seq++,
       ts,
-      lat: indoors ? null : this.home.lat + (this.y + this.errY) / M_PER_DEG_LAT,
-      lon: indoors ? null : this.home.lon + (this.x + this.errX) / this.home.mPerDegLon,
-      alt_m: this.home.altM + rel,
-      rel_alt_m: rel,
-      ground_speed_mps: indoors ? null : Math.abs(this.gs + (this.rand() - 0.5) * 0.4),
-      vertical_speed_mps: this.vs + (this.rand() - 0.5) * 0.2,
-      heading_deg: ((heading % 360) + 360) % 360,
-      battery_pct: this.pct,
-      battery_voltage_v: CELLS * cell,
+      lat: indoors ? null : latE7 / 1e7,
+      lon: indoors ? null : lonE7 / 1e7,
+      alt_m: (this.home.altMm + relMm) / 1000,
+      rel_alt_m: relMm / 1000,
+      ground_speed_mps: indoors ? null : Math.sqrt(vNorth * vNorth + vEast * vEast) / 100,
+      // `|| 0`: a climb rate that rounds to -0 cm/s is stored as 0, as the MAVLink source does.
+      vertical_speed_mps: Math.round((this.vs + (this.rand() - 0.5) * 0.2) * 100) / 100 || 0,
+      heading_deg: (((Math.round(heading * 100) % 36000) + 36000) % 36000) / 100,
+      battery_pct: Math.round(this.pct),
+      battery_voltage_v: Math.round(CELLS * cell * 1000) / 1000,
       gps_fix: indoors ? GpsFix.none : this.gps.fix,
       satellites: indoors ? Math.floor(this.rand() * 4) : this.sats,
       flight_state: this.state,
@@ -371,7 +397,6 @@ class Drone {
     const dist = Math.sqrt(dx * dx + dy * dy);
     this.vx = (dx / dist) * this.speed;
     this.vy = (dy / dist) * this.speed;
-    this.gs = this.speed;
     this.heading = ((Math.atan2(dx, dy) * 180) / Math.PI + 360) % 360;
     this.drain = DRAIN_CRUISE_BASE + DRAIN_CRUISE_PER_MPS * this.speed;
     this.left = dist / this.speed;
@@ -382,7 +407,6 @@ class Drone {
     this.y = y;
     this.vx = 0;
     this.vy = 0;
-    this.gs = 0;
   }
 }
 
@@ -408,12 +432,14 @@ class SimulatedFleet implements Source {
     if (!(Math.abs(h.lat) <= MAX_HOME_ABS_LAT && Math.abs(h.lon) <= MAX_HOME_ABS_LON && Number.isFinite(h.altM))) {
       throw new RangeError(`home must lie within ±${MAX_HOME_ABS_LAT}° lat and ±${MAX_HOME_ABS_LON}° lon`);
     }
-    const home: Home = { ...h, mPerDegLon: M_PER_DEG_LAT * Math.cos((h.lat * Math.PI) / 180) };
+    const home: Home = { lat: h.lat, lon: h.lon, altMm: Math.round(h.altM * 1000), mPerDegLon: M_PER_DEG_LAT * Math.cos((h.lat * Math.PI) / 180) };
     this.hzPerUs = hz / 1e6;
     this.maxBacklogUs = (opts.maxBacklogMs ?? DEFAULT_MAX_BACKLOG_MS) * 1000;
     this.clock = opts.clock ?? nowMicros;
     this.firstSeq = opts.firstSeq;
 
+    // At high rates the delay stays under half a sample period.
+    const delayCapUs = Math.min(RECEPTION_DELAY_MAX_US, 0.4e6 / hz);
     const seed = opts.seed ?? fnv1a(gatewayId);
     const cols = Math.ceil(Math.sqrt(drones));
     for (let i = 0; i < drones; i++) {
@@ -422,7 +448,7 @@ class SimulatedFleet implements Source {
       const droneSeed = fnv1a(`${seed}:${i}`);
       const padX = (i % cols) * PAD_SPACING_M;
       const padY = Math.floor(i / cols) * PAD_SPACING_M;
-      this.drones.push(new Drone(id, droneSeed, padX, padY, home));
+      this.drones.push(new Drone(id, droneSeed, padX, padY, home, delayCapUs));
     }
   }
 

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgentFootprint } from './agent-footprint';
+import { runLakeLayout } from './lake-layout';
 import { runCatchUp, runLatency } from './latency';
 import { runLive } from './live';
 import { runNaiveBaseline } from './naive';
@@ -38,6 +39,7 @@ const SECTIONS: Record<string, Section> = {
   live: runLive,
   stages: runStages,
   sizes: runSizes,
+  lake: runLakeLayout,
   table: runTable,
   wire: runWire,
   naive: runNaiveBaseline,

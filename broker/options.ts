@@ -1,7 +1,10 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { checkHttpBind, httpPublicOption } from '../deploy/http';
 import { configOption, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
-import { roleSchema } from './registry';
+
+// Here rather than in the registry, so that the CLI's option specs load neither the
+// registry nor its YAML writer (a gateway's agent parses these specs too).
+export const roleSchema = z.enum(['gateway', 'sink', 'consumer'], { error: "expected 'gateway', 'sink' or 'consumer'" });
 
 const file = () => z.string().min(1).optional();
 const seconds = () => z.coerce.number().positive().max(3600);

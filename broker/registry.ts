@@ -1,12 +1,12 @@
 import { stringify as stringifyYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/files';
 import { UsageError } from '../deploy/options';
 import { ID_PATTERN } from '../proto/topics';
+import { roleSchema } from './options';
 import { generateSecret, hashSecret, secretHashSchema, type ScryptCost, type SecretHash } from './secrets';
 
-const ROLES = ['gateway', 'sink', 'consumer'] as const;
-export type Role = (typeof ROLES)[number];
+export type Role = z.output<typeof roleSchema>;
 
 export interface Identity {
   role: Role;
@@ -16,7 +16,6 @@ export interface Identity {
 /** Identities by id. */
 export type Registry = Map<string, Identity>;
 
-export const roleSchema = z.enum(ROLES, { error: "expected 'gateway', 'sink' or 'consumer'" });
 const ID_RULE = 'expected 1-64 characters of A-Z a-z 0-9 . _ -';
 
 const fileSchema = z

@@ -1,5 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** scrypt's cost parameters, kept with each hash so a registry can raise them entry by entry. */
 export interface ScryptCost {

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { UsageError } from './options';
 
 /**
@@ -27,7 +27,10 @@ export async function readOptionFile(option: string, file: string, missingIsEmpt
 export function parseDocument<T>(text: string, schema: z.ZodType<T>, empty: string, fail: (problem: string) => never): T {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // Loaded on the first document: this module is on every command's start path (readPem),
+    // and the YAML parser is megabytes of a gateway agent's memory (invariant 6).
+    const yaml: typeof import('yaml') = createRequire(import.meta.url)('yaml');
+    doc = yaml.parse(text);
   } catch (err) {
     fail(`not valid YAML or JSON: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
   }

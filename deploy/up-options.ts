@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { logFormatOption, logLevelOption, optionSchemas, type OptionSpecs } from './options';
 
 export const upOptions = {

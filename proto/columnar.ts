@@ -1,6 +1,6 @@
 import zlib from 'node:zlib';
 import protobuf from 'protobufjs';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { BatchHead } from './codec';
 import { LAKE_COLUMNS, type ColumnKind } from './columns';
 import { PointType, PROTO_PACKAGE, root } from './schema';

@@ -7,7 +7,7 @@ import { CATALOG_PREFIX } from './layout';
 import type { BatchLedger, PointLedger } from './dedupe';
 import { loadTable } from './table/metadata';
 import { BATCH_REJECT_REASONS, type BatchRejectReason, zeroes } from './stats';
-import { z } from 'zod';
+import * as z from 'zod';
 import { LEGACY_STREAM } from '../proto/stream';
 import type { PointKeys } from './dedupe';
 import { RangeSet } from './ranges';

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/options';
 import { openLake } from './open-storage';
 import type { storageOptions } from './storage-options';
-import { z } from 'zod';
+import * as z from 'zod';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { checkpointKey, checkRecord, forEachPointRange, LEGACY_MANIFEST_PREFIX, positionValue, putCheckpoint, stateKey, stateRecord, writerProperty, type CommitRecord, type FileEntry } from './checkpoint';
 import { BatchLedger, PointLedger } from './dedupe';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { LIVE_AFTER, LIVE_FORMATS } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { storageOptions } from './storage-options';
 import { configOption, type OptionSpecs } from '../deploy/options';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { bucketFilter, bucketOf, gatewayOfTelemetryTopic, TELEMETRY_BUCKETS, TELEMETRY_V2_WILDCARD } from '../proto/topics';
 
 /**

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { optionSchemas, type OptionSpecs } from '../deploy/options';
 
 /** How to reach the lake: shared by every command that reads or writes it. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ID_PATTERN } from '../../proto/topics';
 
 export interface UdpEndpoint {

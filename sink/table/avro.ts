@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import avro from 'avsc';
-import { z } from 'zod';
+import * as z from 'zod';
 
 // The Avro schemas of Iceberg's manifests and manifest lists (format v2), with the field
 // ids the spec assigns: engines find fields by these ids, not by name.

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { MICROS_PER_HOUR } from '../../proto/time';
 import type { DataFile } from './avro';
 import { fieldById, fieldIdByName, type IcebergType } from './schema';

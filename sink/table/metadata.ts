@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { z } from 'zod';
+import * as z from 'zod';
 import { TELEMETRY_PREFIX } from '../layout';
 import { ObjectExistsError, type LakeStorage } from '../storage';
 import { LAST_COLUMN_ID, LAST_PARTITION_ID, PARTITION_SPEC, SORT_ORDER, TABLE_FIELDS, TABLE_SCHEMA } from './schema';

@@ -1,0 +1,193 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { MavlinkScanner, detectFormat } from '../agent/mavlink/scanner';
+import { MavlinkTelemetry } from '../agent/mavlink/telemetry';
+import { SORT_COLUMNS } from '../proto/columns';
+import type { TelemetryPoint } from '../proto/types';
+import { PARQUET_WRITE_OPTIONS, writeCommit } from '../sink/commit';
+import { COMPACTED_ROW_GROUP_ROWS } from '../sink/compactor';
+import { STAGING_PREFIX } from '../sink/layout';
+import { sqlString } from '../sink/sql';
+import { createStageBuffer, stageDictIds, stageRow } from '../sink/stage';
+import { columnsOfPoints } from '../proto/columnar';
+import { LEGACY_STREAM } from '../proto/stream';
+import { localStorage } from '../sink/storage';
+import { forEachSimulatedPoint } from './points';
+import { figure, type BenchContext, type Figure } from './report';
+import { sinkDatabase } from './stages';
+
+const SECTION = 'lake';
+const GATEWAY = 'gw-bench';
+const DRONES = 100;
+const HZ = 10;
+// The real flight logs, beside the repository when they are there.
+const TLOG = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../shared/fixtures/mavlink/vtol.tlog');
+
+/** Hands `emit` the points of a MAVLink log as the agent's MAVLink source makes them, one per GLOBAL_POSITION_INT. */
+async function forEachFlightLogPoint(file: string, startUs: number, emit: (p: TelemetryPoint) => void): Promise<void> {
+  const buf = readFileSync(file);
+  const format = detectFormat(buf);
+  if (format === null) throw new Error(`${file}: no MAVLink packet`);
+  const telemetry = new MavlinkTelemetry({ droneId: (sysid) => `${GATEWAY}-sys${sysid}`, hz: 0, firstSeq: () => 0, emit, canEmit: () => true, rawStartUs: startUs });
+  new MavlinkScanner(format, telemetry.stats, (b, frame, tlogUs) => telemetry.onFrame(b, frame, tlogUs)).scan(buf, buf.length, true);
+}
+
+/**
+ * The points as the sink stores them: one commit through the sink's writer, then merged
+ * into one file sorted as the compactor sorts, with its write options and row groups.
+ * `fill` hands its points to `stage`; each batch of 1,000 gets one ingestion time, 1.8 s
+ * after its first point (the agent's linger, then a sink commit), as a sink gives it.
+ */
+async function compactedFile(
+  ctx: BenchContext,
+  conn: DuckDBConnection,
+  db: Parameters<typeof createStageBuffer>[0],
+  name: string,
+  fill: (stage: (p: TelemetryPoint) => void) => Promise<void>,
+): Promise<{ file: string; points: number }> {
+  const buffer = await createStageBuffer(db, `stage_${name}`);
+  let points = 0;
+  let batch: TelemetryPoint[] = [];
+  // Staged as the sink stages a batch: its columns, with one ingestion time.
+  const stageBatch = () => {
+    if (batch.length === 0) return;
+    const columns = columnsOfPoints(batch);
+    const ids = stageDictIds(columns);
+    const ingestedAt = batch[0]!.ts + 1_800_000;
+    for (let i = 0; i < columns.count; i++) stageRow(buffer, columns, i, ids, batch[i]!.stream ?? LEGACY_STREAM, GATEWAY, ingestedAt);
+    batch = [];
+  };
+  await fill((p) => {
+    points++;
+    batch.push(p);
+    if (batch.length === 1000) stageBatch();
+  });
+  stageBatch();
+  const storage = await localStorage(path.join(ctx.tmp, `lake-${name}`), STAGING_PREFIX);
+  await mkdir(storage.stagingDir, { recursive: true });
+  const { files } = await writeCommit(conn, buffer, storage, `bench-${name}`);
+  const inputs = files.map((f) => sqlString(path.join(storage.root, f.key))).join(', ');
+  await conn.run(`CREATE TABLE ${name} AS SELECT * FROM read_parquet([${inputs}], hive_partitioning = false)`);
+  const file = path.join(ctx.tmp, `${name}-compacted.parquet`);
+  await conn.run(`COPY (SELECT * FROM ${name} ORDER BY ${SORT_COLUMNS.join(', ')}) TO ${sqlString(file)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS})`);
+  return { file, points };
+}
+
+/** The same rows written another way: a SELECT list over table `name`, and COPY options. */
+interface Variant {
+  key: string;
+  label: string;
+  select: (columns: string[]) => string;
+  options: string;
+}
+
+const cast = (types: Record<string, string>) => (columns: string[]) => columns.map((c) => (types[c] ? `${c}::${types[c]} AS ${c}` : c)).join(', ');
+// What the values are on MAVLink's grids, exactly: degE7, mm, cm/s, cdeg, mV. Ground speed,
+// |(vx, vy)|, lies on no grid and stays DOUBLE.
+const EXACT_DECIMALS = cast({
+  lat: 'DECIMAL(10,7)',
+  lon: 'DECIMAL(10,7)',
+  alt_m: 'DECIMAL(9,3)',
+  rel_alt_m: 'DECIMAL(9,3)',
+  vertical_speed_mps: 'DECIMAL(6,2)',
+  heading_deg: 'DECIMAL(5,2)',
+  battery_voltage_v: 'DECIMAL(6,3)',
+});
+const VARIANTS: readonly Variant[] = [
+  { key: 'v1', label: 'Parquet V1 encodings (dictionaries, else PLAIN)', select: () => '*', options: `FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V1, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
+  { key: 'zstd9', label: 'ZSTD level 9', select: () => '*', options: `${PARQUET_WRITE_OPTIONS}, COMPRESSION_LEVEL 9, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
+  { key: 'zstd19', label: 'ZSTD level 19', select: () => '*', options: `${PARQUET_WRITE_OPTIONS}, COMPRESSION_LEVEL 19, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
+  { key: 'decimal', label: 'exact DECIMAL for the columns on MAVLink grids (a contract change)', select: EXACT_DECIMALS, options: `${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS}` },
+];
+
+/** Bytes per point of the lake's file and of each variant, and each variant's size as a ratio of the lake's. */
+async function sizeFigures(ctx: BenchContext, conn: DuckDBConnection, name: string, file: string, points: number, what: string): Promise<Figure[]> {
+  const lakeBytes = (await stat(file)).size;
+  const figures = [figure(SECTION, `${name}_bytes_per_point`, `${what}: compacted, as the lake writes it (${PARQUET_WRITE_OPTIONS})`, lakeBytes / points, 'bytes')];
+  const columns = (await conn.runAndReadAll(`SELECT column_name FROM (DESCRIBE ${name})`)).getRows().map((r) => String(r[0]));
+  for (const v of VARIANTS) {
+    const out = path.join(ctx.tmp, `${name}-${v.key}.parquet`);
+    await conn.run(`COPY (SELECT ${v.select(columns)} FROM ${name} ORDER BY ${SORT_COLUMNS.join(', ')}) TO ${sqlString(out)} (${v.options})`);
+    const bytes = (await stat(out)).size;
+    figures.push(figure(SECTION, `${name}_${v.key}_bytes_per_point`, `${what}: ${v.label}`, bytes / points, 'bytes'));
+    figures.push(figure(SECTION, `${name}_${v.key}_vs_lake_ratio`, `${what}: ${v.label}, size / the lake's`, bytes / lakeBytes, 'ratio'));
+  }
+  return figures;
+}
+
+/**
+ * Bytes hyparquet (an independent reader) fetches to find one drone's rows, footer included:
+ * it skips row groups by their drone_id statistics and, for an id inside a group's range, by
+ * its Bloom filter.
+ */
+async function lookupBytes(file: string, droneId: string): Promise<{ bytes: number; rows: number }> {
+  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
+  const { compressors } = await import('hyparquet-compressors');
+  const inner = await asyncBufferFromFile(file);
+  let bytes = 0;
+  const counting = {
+    byteLength: inner.byteLength,
+    slice(start: number, end?: number) {
+      bytes += (end ?? inner.byteLength) - start;
+      return inner.slice(start, end);
+    },
+  };
+  // The footer's length first, then the footer, as a reader that knows no size reads it
+  // (hyparquet's default fetches the last 512 KiB at once).
+  const metadata = await parquetMetadataAsync(counting, { initialFetchSize: 8 });
+  const rows = await parquetReadObjects({ file: counting, metadata, compressors, rowFormat: 'object', filter: { drone_id: { $eq: droneId } }, useBloomFilters: true });
+  return { bytes, rows: rows.length };
+}
+
+export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
+  // A full run stores one compacted hour partition of the fleet, the unit a day is made of.
+  const seconds = ctx.quick ? 300 : 3600;
+  const count = DRONES * HZ * seconds;
+  ctx.progress(`lake: simulating ${count.toLocaleString('en-US')} points (${DRONES} drones at ${HZ} Hz for ${seconds} s)`);
+  const { db, conn } = await sinkDatabase();
+  const figures: Figure[] = [];
+  try {
+    const { file } = await compactedFile(ctx, conn, db, 'fleet', (stage) => forEachSimulatedPoint(count, DRONES, GATEWAY, stage));
+    const what = `simulated fleet, ${DRONES} drones at ${HZ} Hz, ${seconds} s`;
+    figures.push(...(await sizeFigures(ctx, conn, 'fleet', file, count, what)));
+
+    // A point lookup reads the row groups that hold the drone: smaller groups, fewer bytes.
+    const present = `${GATEWAY}-d${String(DRONES / 2).padStart(4, '0')}`;
+    // Sorts between two drones that are there, so only the Bloom filter can rule it out.
+    const absent = `${present}x`;
+    for (const rowGroupRows of [COMPACTED_ROW_GROUP_ROWS, 65_536]) {
+      const lake = rowGroupRows === COMPACTED_ROW_GROUP_ROWS;
+      const f = lake ? file : path.join(ctx.tmp, `fleet-rg${rowGroupRows}.parquet`);
+      if (!lake) await conn.run(`COPY (SELECT * FROM fleet ORDER BY ${SORT_COLUMNS.join(', ')}) TO ${sqlString(f)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${rowGroupRows})`);
+      const meta = await conn.runAndReadAll(
+        `SELECT count(DISTINCT row_group_id)::INTEGER, max(bloom_filter_length) FILTER (WHERE path_in_schema = 'drone_id') FROM parquet_metadata(${sqlString(f)})`,
+      );
+      const [rowGroups, bloom] = meta.getRows()[0]!;
+      const fileBytes = (await stat(f)).size;
+      const hit = await lookupBytes(f, present);
+      const miss = await lookupBytes(f, absent);
+      if (hit.rows !== count / DRONES) throw new Error(`lookup of ${present} found ${hit.rows} rows, expected ${count / DRONES}`);
+      if (miss.rows !== 0) throw new Error(`lookup of ${absent} found ${miss.rows} rows`);
+      const rg = `rg${rowGroupRows}`;
+      const how = `${String(rowGroups)} row groups of ${rowGroupRows.toLocaleString('en-US')} rows${lake ? ' (the lake\'s)' : ''}`;
+      figures.push(
+        figure(SECTION, `fleet_${rg}_bytes_per_point`, `fleet, ${how}; drone_id Bloom filter ${bloom === null ? 'absent' : `${String(bloom)} bytes`}`, fileBytes / count, 'bytes'),
+        figure(SECTION, `lookup_${rg}_fraction_of_bytes`, `${how}: point lookup of one drone (hyparquet, drone_id = ...), bytes read / file bytes`, hit.bytes / fileBytes, 'ratio'),
+        figure(SECTION, `lookup_absent_${rg}_fraction_of_bytes`, `${how}: lookup of a drone id that is not there, bytes read / file bytes`, miss.bytes / fileBytes, 'ratio'),
+      );
+    }
+
+    if (existsSync(TLOG)) {
+      const log = await compactedFile(ctx, conn, db, 'vtol', (stage) => forEachFlightLogPoint(TLOG, Date.UTC(2026, 0, 1) * 1000, stage));
+      figures.push(...(await sizeFigures(ctx, conn, 'vtol', log.file, log.points, `vtol.tlog, a real flight log (${log.points} points; the file's metadata weighs on so few)`)));
+    } else {
+      ctx.progress(`lake: skipped the real flight log: ${TLOG} is not there`);
+    }
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+  return figures;
+}
