@@ -1,0 +1,161 @@
+import type http from 'node:http';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { send, type Route } from '../../deploy/http';
+import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY } from '../layout';
+import type { ManifestCache } from '../manifest';
+import type { LakeStorage } from '../storage';
+import { readCurrentTable, type CurrentTable, type TableMetadataCache } from './iceberg-table';
+import { catalogReport, type CatalogReport } from './read';
+
+// The product's machine-readable documents as the sink published them in the lake, read
+// back for HTTP: the same files `dronelake catalog` reads, at stable URLs the descriptor's
+// management ports list.
+
+/** A quality window as the sink records it: the figures the history shows are checked, the rest passes. */
+const nullableNumber = z.number().nullable();
+export const qualityWindowSchema = z.looseObject({
+  writer: z.string(),
+  from: z.string(),
+  to: z.string(),
+  rows: z.number(),
+  received_points: z.number(),
+  missing_entries: z.number(),
+  rejected_points: z.number(),
+  undecodable_batches: z.number(),
+  error_rate: z.number(),
+  freshness_seconds: nullableNumber,
+  latency_p50_ms: nullableNumber,
+  latency_p99_ms: nullableNumber,
+  throughput_rows_per_second: z.number(),
+});
+export type QualityWindow = z.infer<typeof qualityWindowSchema>;
+
+const lineageEventSchema = z.looseObject({ eventType: z.string(), eventTime: z.string() });
+export type LineageEvent = z.infer<typeof lineageEventSchema>;
+
+const DAY_MS = 86_400_000;
+/** How far back the history and lineage documents reach by default, and at most. */
+export const HISTORY_DAYS = 7;
+
+/** The `date=YYYY-MM-DD/` folders a span of time touches. */
+const datesOf = (fromMs: number, toMs: number): string[] => {
+  const dates: string[] = [];
+  for (let t = Math.floor(fromMs / DAY_MS) * DAY_MS; t <= toMs; t += DAY_MS) dates.push(new Date(t).toISOString().slice(0, 10));
+  return dates;
+};
+
+export interface CatalogDocuments {
+  readonly storage: LakeStorage;
+  /** The ODCS contract and the ODPS descriptor, parsed from their YAML; null before a sink wrote them. */
+  contract(): Promise<unknown>;
+  product(): Promise<unknown>;
+  sloStatus(): Promise<unknown>;
+  /** Every sink's quality windows that ended in [fromMs, toMs], oldest first. */
+  qualityWindows(fromMs: number, toMs: number): Promise<QualityWindow[]>;
+  /** The OpenLineage run events of [fromMs, toMs], oldest first. */
+  lineage(fromMs: number, toMs: number): Promise<LineageEvent[]>;
+  table(): Promise<CurrentTable | null>;
+  report(nowMs: number): Promise<CatalogReport>;
+}
+
+/**
+ * Reads the documents of an open lake. Windows, lineage events, manifest records and table
+ * metadata are created once and never rewritten, so each is read once and kept.
+ */
+export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string, err: Error) => void): CatalogDocuments {
+  const manifestCache: ManifestCache = new Map();
+  const tableCache: TableMetadataCache = new Map();
+  const windows = new Map<string, QualityWindow | null>();
+  const events = new Map<string, LineageEvent | null>();
+
+  async function yaml(key: string): Promise<unknown> {
+    const bytes = await storage.read(key);
+    return bytes === null ? null : parseYaml(bytes.toString('utf8'));
+  }
+
+  /** The JSON files under `prefix` of [fromMs, toMs], parsed and checked; a damaged one is reported and left out. */
+  async function timed<T>(prefix: string, fromMs: number, toMs: number, cache: Map<string, T | null>, schema: z.ZodType<T>, timeOf: (doc: T) => number): Promise<T[]> {
+    const listed = (await Promise.all(datesOf(fromMs, toMs).map((d) => storage.list(`${prefix}/date=${d}/`)))).flat();
+    const out: T[] = [];
+    for (const { key } of listed) {
+      if (!key.endsWith('.json')) continue;
+      if (!cache.has(key)) {
+        const bytes = await storage.read(key);
+        let doc: T | null = null;
+        try {
+          doc = bytes === null ? null : schema.parse(JSON.parse(bytes.toString('utf8')));
+        } catch (err) {
+          onBadRecord(key, err as Error);
+        }
+        cache.set(key, doc);
+      }
+      const doc = cache.get(key);
+      if (doc) {
+        const t = timeOf(doc);
+        if (t >= fromMs && t <= toMs) out.push(doc);
+      }
+    }
+    return out.sort((a, b) => timeOf(a) - timeOf(b));
+  }
+
+  return {
+    storage,
+    contract: () => yaml(CONTRACT_KEY),
+    product: () => yaml(PRODUCT_KEY),
+    async sloStatus() {
+      const bytes = await storage.read(SLO_STATUS_KEY);
+      return bytes === null ? null : (JSON.parse(bytes.toString('utf8')) as unknown);
+    },
+    qualityWindows: (fromMs, toMs) => timed(QUALITY_PREFIX, fromMs, toMs, windows, qualityWindowSchema, (w) => Date.parse(w.to)),
+    lineage: (fromMs, toMs) => timed(LINEAGE_PREFIX, fromMs, toMs, events, lineageEventSchema, (e) => Date.parse(e.eventTime)),
+    table: () => readCurrentTable(storage, tableCache),
+    report: (nowMs) => catalogReport(storage, onBadRecord, nowMs, manifestCache),
+  };
+}
+
+/** The span a history request asks for: `?days=N` (1 to 7), the last 7 days by default. */
+function spanOf(req: http.IncomingMessage): { fromMs: number; toMs: number } | string {
+  const raw = new URL(req.url ?? '/', 'http://localhost').searchParams.get('days');
+  const days = raw === null ? HISTORY_DAYS : Number(raw);
+  if (!Number.isInteger(days) || days < 1 || days > HISTORY_DAYS) return `days must be a whole number from 1 to ${HISTORY_DAYS}, got ${JSON.stringify(raw)}`;
+  const toMs = Date.now();
+  return { fromMs: toMs - days * DAY_MS, toMs };
+}
+
+/** Paths of the documents, for the routes and the descriptor's management ports. */
+export const DOCUMENT_PATHS = {
+  contract: '/catalog/contract',
+  product: '/catalog/product',
+  sloStatus: '/catalog/slo-status',
+  quality: '/catalog/quality',
+  lineage: '/catalog/lineage',
+} as const;
+
+export function documentRoutes(docs: CatalogDocuments): Route[] {
+  const whole = (path: string, read: () => Promise<unknown>, what: string): Route => ({
+    method: 'GET',
+    path,
+    async handle(_req, res) {
+      const doc = await read();
+      if (doc === null) send(res, 404, { error: `no ${what} in ${docs.storage.root} yet: no sink has published one` });
+      else send(res, 200, doc);
+    },
+  });
+  const history = (path: string, read: (fromMs: number, toMs: number) => Promise<unknown[]>, key: string): Route => ({
+    method: 'GET',
+    path,
+    async handle(req, res) {
+      const span = spanOf(req);
+      if (typeof span === 'string') send(res, 400, { error: span });
+      else send(res, 200, { from: new Date(span.fromMs).toISOString(), to: new Date(span.toMs).toISOString(), [key]: await read(span.fromMs, span.toMs) });
+    },
+  });
+  return [
+    whole(DOCUMENT_PATHS.contract, docs.contract, 'contract'),
+    whole(DOCUMENT_PATHS.product, docs.product, 'product descriptor'),
+    whole(DOCUMENT_PATHS.sloStatus, docs.sloStatus, 'objectives status'),
+    history(DOCUMENT_PATHS.quality, docs.qualityWindows, 'windows'),
+    history(DOCUMENT_PATHS.lineage, docs.lineage, 'events'),
+  ];
+}
