@@ -19,6 +19,8 @@ export default defineConfig([
     clean: ['**/*', `!${PAGE_BUNDLE}.*`],
     sourcemap: true,
     splitting: true,
+    // The bench drives Chromium with it; it is a development dependency, loaded only there.
+    external: ['playwright-core'],
   },
   {
     // uPlot and its stylesheet go inside: the page loads nothing from anywhere else.

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgentFootprint } from './agent-footprint';
+import { runCatalogPage } from './catalog-page';
 import { runCatchUp, runLatency } from './latency';
 import { runLive } from './live';
 import { runNaiveBaseline } from './naive';
@@ -34,6 +35,7 @@ const SECTIONS: Record<string, Section> = {
   latency: runLatency,
   catchup: runCatchUp,
   live: runLive,
+  catalog: runCatalogPage,
   stages: runStages,
   sizes: runSizes,
   naive: runNaiveBaseline,

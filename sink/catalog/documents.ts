@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { send, type Route } from '../../deploy/http';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY } from '../layout';
 import type { ManifestCache } from '../manifest';
-import type { LakeStorage } from '../storage';
+import type { LakeStorage, StoredObject } from '../storage';
 import { readCurrentTable, type CurrentTable, type TableMetadataCache } from './iceberg-table';
 import { catalogReport, type CatalogReport } from './read';
 
@@ -51,12 +51,12 @@ export interface CatalogDocuments {
   contract(): Promise<unknown>;
   product(): Promise<unknown>;
   sloStatus(): Promise<unknown>;
-  /** Every sink's quality windows that ended in [fromMs, toMs], oldest first. */
-  qualityWindows(fromMs: number, toMs: number): Promise<QualityWindow[]>;
+  /** Every sink's quality windows that ended in [fromMs, toMs], oldest first; from `listed` when given (a listing of QUALITY_PREFIX). */
+  qualityWindows(fromMs: number, toMs: number, listed?: StoredObject[]): Promise<QualityWindow[]>;
   /** The OpenLineage run events of [fromMs, toMs], oldest first. */
   lineage(fromMs: number, toMs: number): Promise<LineageEvent[]>;
   table(): Promise<CurrentTable | null>;
-  report(nowMs: number): Promise<CatalogReport>;
+  report(nowMs: number, windows?: StoredObject[]): Promise<CatalogReport>;
 }
 
 /**
@@ -75,8 +75,9 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
   }
 
   /** The JSON files under `prefix` of [fromMs, toMs], parsed and checked; a damaged one is reported and left out. */
-  async function timed<T>(prefix: string, fromMs: number, toMs: number, cache: Map<string, T | null>, schema: z.ZodType<T>, timeOf: (doc: T) => number): Promise<T[]> {
-    const listed = (await Promise.all(datesOf(fromMs, toMs).map((d) => storage.list(`${prefix}/date=${d}/`)))).flat();
+  async function timed<T>(prefix: string, fromMs: number, toMs: number, cache: Map<string, T | null>, schema: z.ZodType<T>, timeOf: (doc: T) => number, all?: StoredObject[]): Promise<T[]> {
+    const dates = datesOf(fromMs, toMs).map((d) => `${prefix}/date=${d}/`);
+    const listed = all ? all.filter((o) => dates.some((d) => o.key.startsWith(d))) : (await Promise.all(dates.map((d) => storage.list(d)))).flat();
     const out: T[] = [];
     for (const { key } of listed) {
       if (!key.endsWith('.json')) continue;
@@ -107,10 +108,10 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
       const bytes = await storage.read(SLO_STATUS_KEY);
       return bytes === null ? null : (JSON.parse(bytes.toString('utf8')) as unknown);
     },
-    qualityWindows: (fromMs, toMs) => timed(QUALITY_PREFIX, fromMs, toMs, windows, qualityWindowSchema, (w) => Date.parse(w.to)),
+    qualityWindows: (fromMs, toMs, listed) => timed(QUALITY_PREFIX, fromMs, toMs, windows, qualityWindowSchema, (w) => Date.parse(w.to), listed),
     lineage: (fromMs, toMs) => timed(LINEAGE_PREFIX, fromMs, toMs, events, lineageEventSchema, (e) => Date.parse(e.eventTime)),
     table: () => readCurrentTable(storage, tableCache),
-    report: (nowMs) => catalogReport(storage, onBadRecord, nowMs, manifestCache),
+    report: (nowMs, listed) => catalogReport(storage, onBadRecord, nowMs, manifestCache, listed),
   };
 }
 

@@ -1,7 +1,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
 import { MICROS_PER_HOUR } from '../../proto/time';
-import { partitionOfHour, QUARANTINE_PREFIX, SAMPLE_KEY, TELEMETRY_GLOB } from '../layout';
+import { partitionOfHour, QUALITY_PREFIX, QUARANTINE_PREFIX, SAMPLE_KEY, TELEMETRY_GLOB } from '../layout';
 import { readManifest, type ManifestCache } from '../manifest';
 import { sqlString } from '../sql';
 import { HISTORY_DAYS, type CatalogDocuments, type QualityWindow } from './documents';
@@ -194,11 +194,13 @@ async function sampleOf(docs: CatalogDocuments, query: Query): Promise<PageData[
 }
 
 export async function pageData(docs: CatalogDocuments, query: Query, settings: PageSettings, onBadRecord: (key: string, err: Error) => void, manifestCache: ManifestCache, nowMs = Date.now()): Promise<PageData> {
+  // One listing of the windows for the report and the history: it is most of the work.
+  const listed = await docs.storage.list(`${QUALITY_PREFIX}/`);
   const [report, contract, product, windows, events, table, manifest] = await Promise.all([
-    docs.report(nowMs),
+    docs.report(nowMs, listed),
     docs.contract(),
     docs.product(),
-    docs.qualityWindows(nowMs - HISTORY_DAYS * 24 * HOUR_MS, nowMs),
+    docs.qualityWindows(nowMs - HISTORY_DAYS * 24 * HOUR_MS, nowMs, listed),
     docs.lineage(nowMs - 24 * HOUR_MS, nowMs),
     docs.table(),
     readManifest(docs.storage, onBadRecord, manifestCache),

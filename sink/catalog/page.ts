@@ -19,10 +19,10 @@ export function readPageScript(): Buffer {
   return readFileSync(found);
 }
 
-const SHELL = `<!doctype html>
+const shell = (preload: boolean) => `<!doctype html>
 <html lang="en">
 <head>
-<meta charset="utf-8">
+<meta charset="utf-8">${preload ? `\n<link rel="preload" href="${PAGE_DATA_PATH}" as="fetch" crossorigin="anonymous">` : ''}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>drones: the data product</title>
 <link rel="icon" href="data:,">
@@ -62,15 +62,20 @@ button.on { font-weight: bold; }
  */
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
 
-/** The page's shell and script: public, since they hold no data. */
-export function pageRoutes(script: Buffer): Route[] {
+/**
+ * The page's shell and script: public, since they hold no data. Without tokens the shell
+ * has the browser fetch the page's data while it loads the script: the first view comes
+ * sooner by the script's load and start. With tokens only the script can ask for it.
+ */
+export function pageRoutes(script: Buffer, tokens: boolean): Route[] {
+  const html = shell(!tokens);
   return [
     {
       method: 'GET',
       path: '/',
       handle(_req, res) {
         res.setHeader('Content-Security-Policy', CSP);
-        send(res, 200, SHELL, 'text/html; charset=utf-8');
+        send(res, 200, html, 'text/html; charset=utf-8');
       },
     },
     {

@@ -2,7 +2,7 @@ import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
 import { readManifest, type ManifestCache } from '../manifest';
-import type { LakeStorage } from '../storage';
+import type { LakeStorage, StoredObject } from '../storage';
 import { productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
@@ -59,13 +59,20 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
  * The report of an open lake: what `dronelake catalog` prints and the product page shows,
  * computed one way. A long-running reader passes its manifest cache.
  */
-export async function catalogReport(storage: LakeStorage, onBadRecord: (key: string, err: Error) => void, nowMs = Date.now(), cache?: ManifestCache): Promise<CatalogReport> {
+export async function catalogReport(
+  storage: LakeStorage,
+  onBadRecord: (key: string, err: Error) => void,
+  nowMs = Date.now(),
+  cache?: ManifestCache,
+  /** The quality windows' listing, when the caller has made it already: on a local lake, listing a week of windows is most of the work. */
+  windows?: StoredObject[],
+): Promise<CatalogReport> {
   const [contractBytes, productBytes] = await Promise.all([storage.read(CONTRACT_KEY), storage.read(PRODUCT_KEY)]);
   if (contractBytes === null || productBytes === null) throw new Error(`${storage.root} has no catalog (${CONTRACT_KEY}): no sink has written to this lake yet`);
   const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
   const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
   const commits = (await readManifest(storage, onBadRecord, cache)).commits;
-  const windowEnds = [...new Set((await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
+  const windowEnds = [...new Set((windows ?? (await storage.list(`${QUALITY_PREFIX}/`))).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
   const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
   const { quality, slos, throughput } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);

@@ -83,8 +83,12 @@ export async function catalogRoutes(storage: LakeStorage, log: Logger, settings:
     ...(settings.live ? [{ method: 'GET' as const, path: '/live', handle: settings.live }] : []),
   ];
   const auth = settings.auth;
+  // Read the history, the manifest and the table once now, so that the first person to
+  // open the page does not wait for a week of windows to be read. A lake no sink has
+  // written to yet is not an error here: the page says so when asked.
+  void pageData(docs, query, pageSettings, onBadRecord, manifestCache).catch(() => undefined);
   return {
-    routes: [...pageRoutes(script), ...(auth ? data.map((r) => guarded(r, auth)) : data)],
+    routes: [...pageRoutes(script, auth !== undefined), ...(auth ? data.map((r) => guarded(r, auth)) : data)],
     close() {
       conn.closeSync();
       db.closeSync();
