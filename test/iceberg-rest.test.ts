@@ -75,6 +75,7 @@ describe.each(BACKENDS)('the Iceberg REST catalog, read with iceberg-js (%s lake
     expect(await get('/iceberg/v1/namespaces/robots/tables')).toEqual({ status: 404, body: { error: { code: 404, type: 'NoSuchNamespaceException', message: 'namespace does not exist: robots' } } });
     expect(await get('/iceberg/v1/namespaces/drones/tables/flights')).toEqual({ status: 404, body: { error: { code: 404, type: 'NoSuchTableException', message: 'table does not exist: drones.flights' } } });
     expect(await get('/iceberg/v1/namespaces/drones/tables', { method: 'POST', body: '{}' })).toMatchObject({ status: 405, body: { error: { code: 405, type: 'UnsupportedOperationException' } } });
+    expect(await get('/iceberg/v1/namespaces/%E0%A4%A/tables')).toMatchObject({ status: 400, body: { error: { code: 400, type: 'BadRequestException' } } });
     expect(await get('/iceberg/v2/config')).toMatchObject({ status: 404, body: { error: { code: 404, type: 'NoSuchResourceException' } } });
     expect(await get('/iceberg/v1/config?warehouse=anything')).toMatchObject({ status: 200, body: { defaults: {}, overrides: {} } });
     // A newer version that is not table metadata is the server's problem, said in one line.

@@ -1,9 +1,10 @@
 import type http from 'node:http';
+import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { send, type Route } from '../../deploy/http';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY } from '../layout';
-import type { ManifestCache } from '../manifest';
+import { readManifest, type ManifestCache, type Snapshot } from '../manifest';
 import type { LakeStorage, StoredObject } from '../storage';
 import { readCurrentTable, type CurrentTable, type TableMetadataCache } from './iceberg-table';
 import { catalogReport, type CatalogReport } from './read';
@@ -57,7 +58,20 @@ export interface CatalogDocuments {
   lineage(fromMs: number, toMs: number): Promise<LineageEvent[]>;
   table(): Promise<CurrentTable | null>;
   report(nowMs: number, windows?: StoredObject[]): Promise<CatalogReport>;
+  /** The manifest's snapshot: its records are read once each. */
+  manifest(): Promise<Snapshot>;
+  /** Every quality window file, as `storage.list(QUALITY_PREFIX)` would list it, without listing the closed days again. */
+  listWindows(nowMs: number): Promise<StoredObject[]>;
 }
+
+/**
+ * A day's windows are all written once the day has ended: a sink records a window at its
+ * end, by its own clock. An hour's margin covers a sink whose clock is behind, or that was
+ * slow to record.
+ */
+const CLOSED_AFTER_MS = 3_600_000;
+const FULL_LISTING_MS = 600_000;
+const DATE_DIR = /\/date=(\d{4}-\d{2}-\d{2})\//;
 
 /**
  * Reads the documents of an open lake. Windows, lineage events, manifest records and table
@@ -78,19 +92,26 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
   async function timed<T>(prefix: string, fromMs: number, toMs: number, cache: Map<string, T | null>, schema: z.ZodType<T>, timeOf: (doc: T) => number, all?: StoredObject[]): Promise<T[]> {
     const dates = datesOf(fromMs, toMs).map((d) => `${prefix}/date=${d}/`);
     const listed = all ? all.filter((o) => dates.some((d) => o.key.startsWith(d))) : (await Promise.all(dates.map((d) => storage.list(d)))).flat();
+    // Files are small: reading many at once hides the store's per-request latency.
+    const reads = new PQueue({ concurrency: 16 });
+    await Promise.all(
+      listed
+        .filter(({ key }) => key.endsWith('.json') && !cache.has(key))
+        .map(({ key }) =>
+          reads.add(async () => {
+            const bytes = await storage.read(key);
+            let doc: T | null = null;
+            try {
+              doc = bytes === null ? null : schema.parse(JSON.parse(bytes.toString('utf8')));
+            } catch (err) {
+              onBadRecord(key, err as Error);
+            }
+            cache.set(key, doc);
+          }),
+        ),
+    );
     const out: T[] = [];
     for (const { key } of listed) {
-      if (!key.endsWith('.json')) continue;
-      if (!cache.has(key)) {
-        const bytes = await storage.read(key);
-        let doc: T | null = null;
-        try {
-          doc = bytes === null ? null : schema.parse(JSON.parse(bytes.toString('utf8')));
-        } catch (err) {
-          onBadRecord(key, err as Error);
-        }
-        cache.set(key, doc);
-      }
       const doc = cache.get(key);
       if (doc) {
         const t = timeOf(doc);
@@ -100,8 +121,46 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
     return out.sort((a, b) => timeOf(a) - timeOf(b));
   }
 
+  // The listings of closed days, by date, and the open days listed last time; null until the first full listing.
+  let closedDays: Map<string, StoredObject[]> | null = null;
+  let openDays = new Set<string>();
+  let listedAllAt = 0;
+  async function listWindows(nowMs: number): Promise<StoredObject[]> {
+    const openFrom = new Date(nowMs - CLOSED_AFTER_MS).toISOString().slice(0, 10);
+    const open = new Set([openFrom, new Date(nowMs).toISOString().slice(0, 10), ...[...openDays].filter((d) => d >= openFrom)]);
+    // Now and then the whole listing again: it finds what no rule above foresaw (a day
+    // written by a sink whose clock is far off), within FULL_LISTING_MS.
+    if (closedDays === null || nowMs - listedAllAt > FULL_LISTING_MS) {
+      listedAllAt = nowMs;
+      const all = await storage.list(`${QUALITY_PREFIX}/`);
+      closedDays = new Map();
+      for (const o of all) {
+        const date = DATE_DIR.exec(o.key)?.[1];
+        if (date === undefined) continue;
+        if (date >= openFrom) open.add(date);
+        else {
+          const day = closedDays.get(date);
+          if (day) day.push(o);
+          else closedDays.set(date, [o]);
+        }
+      }
+      openDays = open;
+      return all;
+    }
+    // A day open last time and closed now is listed once more, then kept.
+    const closing = [...openDays].filter((d) => d < openFrom);
+    const days = [...closing, ...open];
+    const listed = await Promise.all(days.map((d) => storage.list(`${QUALITY_PREFIX}/date=${d}/`)));
+    for (const [i, d] of days.entries()) if (d < openFrom) closedDays.set(d, listed[i]!);
+    openDays = open;
+    const kept = [...closedDays.entries()].filter(([d]) => !open.has(d) && !closing.includes(d)).flatMap(([, objects]) => objects);
+    return [...kept, ...listed.flat()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
   return {
     storage,
+    listWindows,
+    manifest: () => readManifest(storage, onBadRecord, manifestCache),
     contract: () => yaml(CONTRACT_KEY),
     product: () => yaml(PRODUCT_KEY),
     async sloStatus() {

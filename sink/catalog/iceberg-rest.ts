@@ -43,7 +43,14 @@ export function icebergRoutes(source: IcebergSource): Route[] {
       sendIcebergError(res, 405, 'UnsupportedOperationException', `this catalog is read-only: ${method} is not supported; it answers GET and HEAD`);
       return;
     }
-    const [version, resource, namespace, tables, table, ...rest] = parts;
+    let decoded: string[];
+    try {
+      decoded = parts.map((p) => decodeURIComponent(p));
+    } catch {
+      sendIcebergError(res, 400, 'BadRequestException', `malformed path ${url.pathname}: a part is not valid percent-encoding`);
+      return;
+    }
+    const [version, resource, namespace, tables, table, ...rest] = decoded;
     const notFound = () => sendIcebergError(res, 404, 'NoSuchResourceException', `no such resource ${url.pathname}; the catalog serves ${ICEBERG_BASE}/v1/config and ${ICEBERG_BASE}/v1/namespaces/...`);
     if (version !== 'v1' || resource === undefined) return notFound();
     if (resource === 'config' && namespace === undefined) {
@@ -58,8 +65,8 @@ export function icebergRoutes(source: IcebergSource): Route[] {
       return;
     }
     // A multi-level namespace comes as its parts joined by %1F: none exists here.
-    if (decodeURIComponent(namespace) !== NAMESPACE) {
-      sendIcebergError(res, 404, 'NoSuchNamespaceException', `namespace does not exist: ${decodeURIComponent(namespace).replaceAll('\x1f', '.')}`);
+    if (namespace !== NAMESPACE) {
+      sendIcebergError(res, 404, 'NoSuchNamespaceException', `namespace does not exist: ${namespace.replaceAll('\x1f', '.')}`);
       return;
     }
     if (tables === undefined) {
@@ -73,9 +80,9 @@ export function icebergRoutes(source: IcebergSource): Route[] {
       send(res, 200, { identifiers: current === null ? [] : [{ namespace: [NAMESPACE], name: TABLE }] });
       return;
     }
-    if (decodeURIComponent(table) !== TABLE || current === null) {
-      const why = current === null && decodeURIComponent(table) === TABLE ? ': the lake is not an Iceberg table yet' : '';
-      sendIcebergError(res, 404, 'NoSuchTableException', `table does not exist: ${NAMESPACE}.${decodeURIComponent(table)}${why}`);
+    if (table !== TABLE || current === null) {
+      const why = current === null && table === TABLE ? ': the lake is not an Iceberg table yet' : '';
+      sendIcebergError(res, 404, 'NoSuchTableException', `table does not exist: ${NAMESPACE}.${table}${why}`);
       return;
     }
     if (method === 'HEAD') {

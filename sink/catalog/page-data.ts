@@ -1,8 +1,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
 import { MICROS_PER_HOUR } from '../../proto/time';
-import { partitionOfHour, QUALITY_PREFIX, QUARANTINE_PREFIX, SAMPLE_KEY, TELEMETRY_GLOB } from '../layout';
-import { readManifest, type ManifestCache } from '../manifest';
+import { partitionOfHour, QUARANTINE_PREFIX, SAMPLE_KEY, TELEMETRY_GLOB } from '../layout';
 import { sqlString } from '../sql';
 import { HISTORY_DAYS, type CatalogDocuments, type QualityWindow } from './documents';
 import { lakeUrl } from './lake-url';
@@ -23,7 +22,9 @@ export interface PageData {
   generated_at: string;
   report: CatalogReport;
   columns: Array<{ name: string; type: string; unit: string | null; description: string; primary_key: boolean }>;
-  /** Every quality window of the last 7 days, one column per figure, windows of all sinks summed by end time. */
+  /** The quality windows of the last 7 days, one column per figure, windows of all sinks summed by end time; before the last 24 h, in buckets (historyOf). */
+  /** How many windows of the last 7 days the history is made of. */
+  history_windows: number;
   history: { t: number[]; freshness_s: Array<number | null>; error_rate: number[]; missing_entries: number[]; throughput: number[]; latency_p50_ms: Array<number | null>; latency_p99_ms: Array<number | null> };
   quarantine: { points_by_reason: Record<string, number>; batches_by_reason: Record<string, number>; examples: Array<{ reason: string; received_at: string; gateway_id: string | null; detail: string }> };
   /** The last hour's track of each drone, [lon, lat] pairs thinned to a few hundred, with its latest row. */
@@ -83,19 +84,24 @@ function columnsOf(contract: unknown): PageData['columns'] {
   });
 }
 
+type History = PageData['history'];
+const emptyHistory = (): History => ({ t: [], freshness_s: [], error_rate: [], missing_entries: [], throughput: [], latency_p50_ms: [], latency_p99_ms: [] });
+const extreme = (values: Array<number | null>, pick: (...v: number[]) => number): number | null => {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length === 0 ? null : pick(...known);
+};
+
 /** Windows of several sinks that end together are one point of the history: counts add up, the freshest row wins. */
-function historyOf(windows: QualityWindow[]): PageData['history'] {
+function byWindow(windows: QualityWindow[]): History {
   const byEnd = new Map<number, QualityWindow[]>();
   for (const w of windows) {
     const t = Math.round(Date.parse(w.to) / 1000);
-    byEnd.set(t, [...(byEnd.get(t) ?? []), w]);
+    const same = byEnd.get(t);
+    if (same) same.push(w);
+    else byEnd.set(t, [w]);
   }
-  const h: PageData['history'] = { t: [], freshness_s: [], error_rate: [], missing_entries: [], throughput: [], latency_p50_ms: [], latency_p99_ms: [] };
+  const h = emptyHistory();
   const sum = (ws: QualityWindow[], f: (w: QualityWindow) => number) => ws.reduce((n, w) => n + f(w), 0);
-  const extreme = (values: Array<number | null>, pick: (...v: number[]) => number) => {
-    const known = values.filter((v): v is number => v !== null);
-    return known.length === 0 ? null : pick(...known);
-  };
   for (const [t, ws] of [...byEnd].sort((a, b) => a[0] - b[0])) {
     const undecodable = sum(ws, (w) => w.undecodable_batches);
     const denominator = sum(ws, (w) => w.received_points) + undecodable;
@@ -110,14 +116,53 @@ function historyOf(windows: QualityWindow[]): PageData['history'] {
   return h;
 }
 
+/** Older than a day, the history is drawn in buckets of this many seconds: a week at one point a minute is 10,080 points a chart. */
+export const HISTORY_BUCKET_SECONDS = 600;
+
+/**
+ * The last 24 hours window by window; before that, each bucket's worst window (the stalest,
+ * the highest error rate, the most missing entries, the slowest commits) and its mean
+ * throughput, so that a bad window still shows in the week's chart.
+ */
+function historyOf(windows: QualityWindow[], nowMs: number): History {
+  const all = byWindow(windows);
+  const dayAgo = nowMs / 1000 - 86_400;
+  const h = emptyHistory();
+  for (let i = 0; i < all.t.length; ) {
+    const t = all.t[i]!;
+    if (t >= dayAgo) {
+      for (const k of Object.keys(h) as Array<keyof History>) (h[k] as Array<number | null>).push(all[k][i]!);
+      i++;
+      continue;
+    }
+    const bucketEnd = Math.min(Math.ceil(t / HISTORY_BUCKET_SECONDS) * HISTORY_BUCKET_SECONDS, Math.floor(dayAgo));
+    let j = i;
+    while (j < all.t.length && all.t[j]! <= bucketEnd && all.t[j]! < dayAgo) j++;
+    const range = <T>(values: T[]): T[] => values.slice(i, j);
+    h.t.push(all.t[j - 1]!);
+    h.freshness_s.push(extreme(range(all.freshness_s), Math.max));
+    h.error_rate.push(Math.max(...range(all.error_rate)));
+    h.missing_entries.push(Math.max(...range(all.missing_entries)));
+    h.throughput.push(range(all.throughput).reduce((a, b) => a + b, 0) / (j - i));
+    h.latency_p50_ms.push(extreme(range(all.latency_p50_ms), Math.max));
+    h.latency_p99_ms.push(extreme(range(all.latency_p99_ms), Math.max));
+    i = j;
+  }
+  return h;
+}
+
 const quarantinePointSchema = z.looseObject({ received_at: z.string(), gateway_id: z.string(), rule: z.string(), point: z.unknown() });
 const quarantineBatchSchema = z.looseObject({ received_at: z.string(), gateway_id: z.string().nullable(), reason: z.string(), detail: z.string() });
 
 /** A few examples of each reason, from the newest quarantine files the manifest names. */
-async function examplesOf(docs: CatalogDocuments, keys: string[]): Promise<PageData['quarantine']['examples']> {
+async function examplesOf(docs: CatalogDocuments, allKeys: string[], cache: PageCache): Promise<PageData['quarantine']['examples']> {
+  const keys = allKeys.slice(-QUARANTINE_FILES).reverse();
+  // Quarantine files are never rewritten: the same files give the same examples.
+  const cacheKey = keys.join(' ');
+  if (cache.examples?.key === cacheKey) return cache.examples.value;
   const examples: PageData['quarantine']['examples'] = [];
   const seen = new Map<string, number>();
-  for (const key of keys.slice(-QUARANTINE_FILES).reverse()) {
+  for (const key of keys) {
     const bytes = await docs.storage.read(key);
     if (bytes === null) continue;
     const points = key.startsWith(`${QUARANTINE_PREFIX}/points/`);
@@ -143,8 +188,21 @@ async function examplesOf(docs: CatalogDocuments, keys: string[]): Promise<PageD
       examples.push(example);
     }
   }
+  cache.examples = { key: cacheKey, value: examples };
   return examples;
 }
+
+/**
+ * What a page's data is made of that changes only with the lake: kept between views and
+ * made again when the files it came from change. The sample file is written once.
+ */
+export interface PageCache {
+  sample: PageData['sample'] | null;
+  tracks: { key: string; value: PageData['tracks'] } | null;
+  examples: { key: string; value: PageData['quarantine']['examples'] } | null;
+}
+
+export const newPageCache = (): PageCache => ({ sample: null, tracks: null, examples: null });
 
 /** Runs one query at a time on the page's connection. */
 export type Query = (sql: string) => Promise<{ columns: string[]; rows: unknown[][] }>;
@@ -161,13 +219,16 @@ export function queryOn(conn: DuckDBConnection): Query {
   };
 }
 
-async function tracksOf(docs: CatalogDocuments, live: string[], query: Query, nowMs: number): Promise<PageData['tracks']> {
+async function tracksOf(docs: CatalogDocuments, live: string[], query: Query, nowMs: number, cache: PageCache): Promise<PageData['tracks']> {
   // The files of the last two hour partitions hold every row of the last hour, except late
   // rows of other hours that arrived since: those are not the last hour's track.
   const hour = Math.floor((nowMs * 1000) / MICROS_PER_HOUR);
   const partitions = [partitionOfHour(hour - 1), partitionOfHour(hour)].map((p) => `${p}/`);
   const keys = live.filter((k) => partitions.some((p) => k.startsWith(p)));
   if (keys.length === 0) return [];
+  // The same files in the same minute draw the same tracks.
+  const key = `${Math.floor(nowMs / 60_000)} ${keys.join(' ')}`;
+  if (cache.tracks?.key === key) return cache.tracks.value;
   const files = await Promise.all(keys.map((k) => docs.storage.localPath(k)));
   const since = new Date(nowMs - HOUR_MS).toISOString();
   const { rows } = await query(`
@@ -182,20 +243,24 @@ async function tracksOf(docs: CatalogDocuments, live: string[], query: Query, no
     FROM numbered WHERE (i - 1) % greatest(1, n // ${TRACK_POINTS}) = 0 OR i = n
     GROUP BY drone_id ORDER BY drone_id`);
   const row = z.tuple([z.string(), z.array(z.tuple([z.number(), z.number()])), z.string()]);
-  return rows.map((r) => {
+  const value = rows.map((r) => {
     const [drone_id, path, latest] = row.parse(r);
     return { drone_id, path, latest: z.record(z.string(), z.unknown()).parse(JSON.parse(latest)) };
   });
+  cache.tracks = { key, value };
+  return value;
 }
 
-async function sampleOf(docs: CatalogDocuments, query: Query): Promise<PageData['sample']> {
+async function sampleOf(docs: CatalogDocuments, query: Query, cache: PageCache): Promise<PageData['sample']> {
+  if (cache.sample) return cache.sample;
   if ((await docs.storage.read(SAMPLE_KEY)) === null) return { columns: [], rows: [] };
-  return query(`SELECT * FROM read_parquet(${sqlString(await docs.storage.localPath(SAMPLE_KEY))}) LIMIT ${SAMPLE_ROWS}`);
+  cache.sample = await query(`SELECT * FROM read_parquet(${sqlString(await docs.storage.localPath(SAMPLE_KEY))}) LIMIT ${SAMPLE_ROWS}`);
+  return cache.sample;
 }
 
-export async function pageData(docs: CatalogDocuments, query: Query, settings: PageSettings, onBadRecord: (key: string, err: Error) => void, manifestCache: ManifestCache, nowMs = Date.now()): Promise<PageData> {
+export async function pageData(docs: CatalogDocuments, query: Query, settings: PageSettings, cache: PageCache, nowMs = Date.now()): Promise<PageData> {
   // One listing of the windows for the report and the history: it is most of the work.
-  const listed = await docs.storage.list(`${QUALITY_PREFIX}/`);
+  const listed = await docs.listWindows(nowMs);
   const [report, contract, product, windows, events, table, manifest] = await Promise.all([
     docs.report(nowMs, listed),
     docs.contract(),
@@ -203,10 +268,10 @@ export async function pageData(docs: CatalogDocuments, query: Query, settings: P
     docs.qualityWindows(nowMs - HISTORY_DAYS * 24 * HOUR_MS, nowMs, listed),
     docs.lineage(nowMs - 24 * HOUR_MS, nowMs),
     docs.table(),
-    readManifest(docs.storage, onBadRecord, manifestCache),
+    docs.manifest(),
   ]);
   const quarantineKeys = manifest.commits.flatMap((c) => c.quarantine);
-  const [examples, tracks, sample] = await Promise.all([examplesOf(docs, quarantineKeys), tracksOf(docs, [...manifest.live.keys()], query, nowMs), sampleOf(docs, query)]);
+  const [examples, tracks, sample] = await Promise.all([examplesOf(docs, quarantineKeys, cache), tracksOf(docs, [...manifest.live.keys()], query, nowMs, cache), sampleOf(docs, query, cache)]);
   const parsed = productSchema.safeParse(product);
   const about = parsed.success ? parsed.data : {};
   const last = events.at(-1);
@@ -215,7 +280,8 @@ export async function pageData(docs: CatalogDocuments, query: Query, settings: P
     generated_at: new Date(nowMs).toISOString(),
     report,
     columns: columnsOf(contract),
-    history: historyOf(windows),
+    history_windows: windows.length,
+    history: historyOf(windows, nowMs),
     quarantine: { points_by_reason: report.quality.rejected_points_by_reason, batches_by_reason: report.quality.rejected_batches_by_reason, examples },
     tracks,
     sample,

@@ -3,12 +3,11 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { openIngestAuth, type IngestAuth } from '../../agent/ingest-auth';
 import { send, serveHttp, type HttpServer, type Route } from '../../deploy/http';
-import type { ManifestCache } from '../manifest';
 import { openLake, type StorageConfig } from '../open-storage';
 import type { LakeStorage } from '../storage';
 import { catalogDocuments, DOCUMENT_PATHS, documentRoutes } from './documents';
 import { ICEBERG_BASE, icebergRoutes, sendIcebergError } from './iceberg-rest';
-import { pageData, queryOn, type PageData } from './page-data';
+import { newPageCache, pageData, queryOn, type PageData } from './page-data';
 import { PAGE_DATA_PATH, pageRoutes, readPageScript } from './page';
 
 // The product's home over HTTP: the page for people, the Iceberg REST catalog for
@@ -67,15 +66,23 @@ export async function catalogRoutes(storage: LakeStorage, log: Logger, settings:
   const conn = await db.connect();
   await conn.run("SET TimeZone = 'UTC'");
   const query = queryOn(conn);
-  const manifestCache: ManifestCache = new Map();
+  const cache = newPageCache();
   const pageSettings = { live: settings.live !== undefined, tokens: settings.auth !== undefined, documents: DOCUMENTS };
+  // Views that ask while the page's data is being made share it, rather than each read the lake.
+  let making: Promise<PageData> | null = null;
+  const currentPage = (): Promise<PageData> => {
+    making ??= pageData(docs, query, pageSettings, cache).finally(() => {
+      making = null;
+    });
+    return making;
+  };
   const data: Route[] = [
     {
       method: 'GET',
       path: PAGE_DATA_PATH,
       async handle(_req, res) {
         if ((await docs.contract()) === null) send(res, 404, { error: `${storage.root} has no catalog yet: no sink has written to this lake` });
-        else send(res, 200, await pageData(docs, query, pageSettings, onBadRecord, manifestCache));
+        else send(res, 200, await currentPage());
       },
     },
     ...documentRoutes(docs),
@@ -86,7 +93,7 @@ export async function catalogRoutes(storage: LakeStorage, log: Logger, settings:
   // Read the history, the manifest and the table once now, so that the first person to
   // open the page does not wait for a week of windows to be read. A lake no sink has
   // written to yet is not an error here: the page says so when asked.
-  void pageData(docs, query, pageSettings, onBadRecord, manifestCache).catch(() => undefined);
+  void currentPage().catch(() => undefined);
   return {
     routes: [...pageRoutes(script, auth !== undefined), ...(auth ? data.map((r) => guarded(r, auth)) : data)],
     close() {

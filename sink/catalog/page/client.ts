@@ -100,7 +100,7 @@ function charts(data: PageData): { el: HTMLElement; draw(days: number): void } {
     const slice = <T>(values: T[]): T[] => (start < 0 ? [] : values.slice(start));
     const t = slice(data.history.t);
     plots = CHARTS.map((c) => {
-      const box = h('figure', { class: 'chart', 'data-chart': c.title }, h('figcaption', {}, `${c.title}, last ${days === 1 ? '24 h' : '7 days'}`));
+      const box = h('figure', { class: 'chart', 'data-chart': c.title }, h('figcaption', {}, `${c.title}, last ${days === 1 ? '24 h' : '7 days (before the last 24 h, 10-minute buckets: the worst window of each, the mean throughput)'}`));
       holder.append(box);
       return new uPlot(
         {
@@ -117,7 +117,7 @@ function charts(data: PageData): { el: HTMLElement; draw(days: number): void } {
     });
     for (const b of buttons) b.classList.toggle('on', b.dataset['days'] === String(days));
   }
-  return { el: h('div', {}, h('p', {}, 'history: ', ...buttons, ` (${data.history.t.length} quality windows in 7 days)`), holder), draw };
+  return { el: h('div', {}, h('p', {}, 'history: ', ...buttons, ` (${data.history_windows} quality windows in 7 days)`), holder), draw };
 }
 
 function objectives(data: PageData): HTMLElement {
