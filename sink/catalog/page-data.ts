@@ -124,7 +124,7 @@ export const HISTORY_BUCKET_SECONDS = 600;
  * the highest error rate, the most missing entries, the slowest commits) and its mean
  * throughput, so that a bad window still shows in the week's chart.
  */
-function historyOf(windows: QualityWindow[], nowMs: number): History {
+export function historyOf(windows: QualityWindow[], nowMs: number): History {
   const all = byWindow(windows);
   const dayAgo = nowMs / 1000 - 86_400;
   const h = emptyHistory();
