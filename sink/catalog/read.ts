@@ -5,6 +5,7 @@ import { readManifest, type ManifestCache } from '../manifest';
 import type { LakeStorage, StoredObject } from '../storage';
 import { productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
+import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
 
 /** What `dronelake catalog` prints: the product, its objectives' status, its quality. */
@@ -21,8 +22,6 @@ export interface CatalogReport {
 
 /** Settings the sink records in the contract's customProperties, for readers like this one. */
 export const CONTRACT_SETTINGS = { windowSeconds: 'qualityWindowSeconds', missingAfterSeconds: 'missingAfterSeconds' } as const;
-
-const DIRECTION: Record<SloProperty, 'min' | 'max'> = { availability: 'min', throughput: 'min', errorRate: 'max', frequency: 'max', latency: 'max', retention: 'min' };
 
 interface ContractDoc {
   id: string;
@@ -94,41 +93,13 @@ export async function catalogReport(
   };
 }
 
-const num = (v: number | null, digits = 3): string => (v === null ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
-
-/** A span of time as people say it: 4.7 s, 12 min, 3.5 h, 2.0 d. */
-export function duration(seconds: number | null): string {
-  if (seconds === null) return '-';
-  if (seconds < 300) return `${num(seconds, 1)} s`;
-  if (seconds < 5400) return `${num(seconds / 60, 0)} min`;
-  if (seconds < 172_800) return `${num(seconds / 3600, 1)} h`;
-  return `${num(seconds / 86_400, 1)} d`;
-}
-
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-/**
- * How each objective reads to a consumer: a name, the promise in words with its unit, and
- * what the lake shows now. The contract keeps ODCS's property names (`latency` is what ODCS
- * calls how old the newest data may be); people read "freshness".
- */
-const OBJECTIVES: Record<SloProperty, { name: string; promise: (target: number) => string; now: (actual: number | null) => string }> = {
-  latency: { name: 'freshness', promise: (t) => `newest row at most ${duration(t)} old`, now: duration },
-  availability: { name: 'availability', promise: (t) => `sink up at least ${num(t, 1)} % of the last 24 h`, now: (a) => `${num(a, 1)} %` },
-  throughput: { name: 'throughput', promise: (t) => `at least ${num(t, 1)} rows/s over the last hour`, now: (a) => `${num(a, 1)} rows/s` },
-  errorRate: { name: 'error rate', promise: (t) => `at most ${num(t * 100, 2)} % of input rejected, last 24 h`, now: (a) => (a === null ? '-' : `${num(a * 100, 2)} %`) },
-  frequency: { name: 'commit interval', promise: (t) => `a commit at least every ${duration(t)}`, now: (a) => `${duration(a)} (median, last hour)` },
-  retention: { name: 'retention', promise: (t) => `rows kept at least ${duration(t * 86_400)}; none are deleted`, now: (a) => (a === null ? 'no rows yet' : `oldest row ${duration(a * 86_400)} old`) },
-};
-
-/** An objective whose target nothing can miss (at least 0) was not set: it is not shown as one. */
-const isSet = (s: SloStatus): boolean => !(s.target <= 0 && DIRECTION[s.property] === 'min');
 
 export function formatCatalog(report: CatalogReport): string {
   const q = report.quality;
   const objectives = report.slos.filter(isSet).map((s) => {
     const o = OBJECTIVES[s.property];
-    const status = s.met ? 'met' : s.actual === null ? 'no data' : 'BREACHED';
+    const status = objectiveStatus(s);
     return [`  ${status.padEnd(9)}`, o.name.padEnd(16), o.promise(s.target).padEnd(46), `now ${o.now(s.actual)}`];
   });
   const lines = [

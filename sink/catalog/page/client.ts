@@ -2,6 +2,7 @@
 // (dist/catalog-page.js) that the catalog serves: the page loads nothing from elsewhere.
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { isSet, num, objectiveStatus, OBJECTIVES, percent } from '../objectives-text';
 import type { PageData } from '../page-data';
 
 /** With tokens, the page is opened as /#token=ID.SECRET: the fragment never reaches a server or a log. */
@@ -24,26 +25,6 @@ function s(tag: string, attrs: Record<string, string | number>): SVGElement {
 const table = (head: string[], rows: Child[][], attrs: Record<string, string> = {}): HTMLElement =>
   h('table', attrs, h('thead', {}, h('tr', {}, ...head.map((c) => h('th', {}, c)))), h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', {}, c))))));
 const section = (id: string, title: string, ...children: Child[]): HTMLElement => h('section', { id }, h('h2', {}, title), ...children);
-
-const fixed = (v: number | null, digits: number): string => (v === null ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
-/** How `dronelake catalog` writes an error rate: a percentage with two decimals. */
-const percent = (ratio: number | null): string => (ratio === null ? '-' : `${(ratio * 100).toFixed(2)} %`);
-function duration(seconds: number | null): string {
-  if (seconds === null) return '-';
-  if (seconds < 300) return `${fixed(seconds, 1)} s`;
-  if (seconds < 5400) return `${fixed(seconds / 60, 0)} min`;
-  if (seconds < 172_800) return `${fixed(seconds / 3600, 1)} h`;
-  return `${fixed(seconds / 86_400, 1)} d`;
-}
-
-const OBJECTIVE_NAMES: Record<string, string> = { latency: 'freshness', availability: 'availability', throughput: 'throughput', errorRate: 'error rate', frequency: 'commit interval', retention: 'retention' };
-function actualText(property: string, v: number | null): string {
-  if (v === null) return '-';
-  if (property === 'errorRate') return percent(v);
-  if (property === 'latency' || property === 'frequency') return duration(v);
-  if (property === 'retention') return duration(v * 86_400);
-  return `${fixed(v, 1)} ${property === 'throughput' ? 'rows/s' : '%'}`;
-}
 
 function snippets(data: PageData): HTMLElement {
   const base = `${location.origin}/iceberg`;
@@ -120,20 +101,21 @@ function charts(data: PageData): { el: HTMLElement; draw(days: number): void } {
   return { el: h('div', {}, h('p', {}, 'history: ', ...buttons, ` (${data.history_windows} quality windows in 7 days)`), holder), draw };
 }
 
+/** The objectives as `dronelake catalog` prints them: the ones set, each with its promise, its status and its value now. */
 function objectives(data: PageData): HTMLElement {
-  const rows = data.report.slos.map((o) => {
-    const status = o.met ? 'met' : o.actual === null ? 'no data' : 'BREACHED';
-    const tr = h(
+  const rows = data.report.slos.filter(isSet).map((o) => {
+    const status = objectiveStatus(o);
+    const text = OBJECTIVES[o.property];
+    return h(
       'tr',
       { 'data-objective': o.property, class: status === 'BREACHED' ? 'bad' : '' },
-      h('td', {}, OBJECTIVE_NAMES[o.property] ?? o.property),
+      h('td', {}, text.name),
       h('td', { 'data-field': 'status' }, status),
-      h('td', { 'data-field': 'target' }, `${o.property === 'errorRate' ? percent(o.target) : `${o.target} ${o.unit}`}`),
-      h('td', { 'data-field': 'actual' }, actualText(o.property, o.actual)),
+      h('td', { 'data-field': 'promise' }, text.promise(o.target)),
+      h('td', { 'data-field': 'now' }, text.now(o.actual)),
     );
-    return tr;
   });
-  return h('table', { id: 'objectives-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'objective'), h('th', {}, 'now'), h('th', {}, 'target'), h('th', {}, 'actual'))), h('tbody', {}, ...rows));
+  return h('table', { id: 'objectives-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'objective'), h('th', {}, 'status'), h('th', {}, 'promise'), h('th', {}, 'now'))), h('tbody', {}, ...rows));
 }
 
 function quality(data: PageData): HTMLElement {
@@ -148,7 +130,7 @@ function quality(data: PageData): HTMLElement {
     figure('rejected_points', String(q.rejected_points)),
     figure('duplicates_dropped', String(q.duplicates_dropped)),
     figure('drones', String(q.drones)),
-    figure('throughput', `${fixed(data.report.throughput.rows_per_second, 1)} rows/s`),
+    figure('throughput', `${num(data.report.throughput.rows_per_second, 1)} rows/s`),
   );
 }
 
