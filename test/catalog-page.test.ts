@@ -203,5 +203,7 @@ describe.skipIf(!HAS_CHROMIUM)(`the product page in headless Chromium, served by
     }
     const history = (await (await fetch(`${sink.http!}/catalog/quality?days=1`)).json()) as { windows: Array<{ rows: number }> };
     expect(history.windows.map((w) => w.rows)).toEqual([DRONES * POINTS / 2, DRONES * POINTS / 2 - 10]);
+    const bad = await fetch(`${sink.http!}/catalog/lineage?days=30`);
+    expect({ status: bad.status, body: await bad.json() }).toEqual({ status: 400, body: { error: 'days must be a whole number from 1 to 7, got "30"' } });
   });
 });
