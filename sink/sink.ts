@@ -14,7 +14,6 @@ import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
 import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
 import { PACKAGE_VERSION } from '../deploy/version';
 import { startCatalog, type Catalog } from './catalog/publisher';
-import { catalogRoutes } from './catalog/serve';
 import { decodeTelemetry } from './decode';
 import { sinkMetrics } from './metrics';
 import { ownsTopic } from './shard';
@@ -342,7 +341,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   });
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
   // The product page, the Iceberg REST catalog and the documents, as `catalog serve` has them.
-  const catalogHttp = config.http ? await catalogRoutes(storage, log, { live: live?.sse }) : null;
+  // Loaded only with --http: the page, its DuckDB and the token checks are of no use without it.
+  const catalogHttp = config.http ? await (await import('./catalog/serve')).catalogRoutes(storage, log, { live: live?.sse }) : null;
   const http =
     config.http && catalogHttp
       ? await serveHttp(config.http, [

@@ -72,26 +72,19 @@ async function listLocal(root: string, dir: string, out: StoredObject[]): Promis
     if (isMissing(err)) return;
     throw err;
   }
-  const keyOf = (name: string) => (dir === '' ? name : `${dir}/${name}`);
-  // A directory's files are stat'ed all at once: one at a time, a week of quality windows
-  // (10,080 files) took most of a second to list.
-  const files = await Promise.all(
-    entries
-      .filter((entry) => entry.isFile())
-      .map(async (entry): Promise<StoredObject | null> => {
-        const key = keyOf(entry.name);
-        try {
-          const info = await stat(path.join(root, key));
-          return { key, size: info.size, modifiedMs: info.mtimeMs };
-        } catch (err) {
-          // Removed between the listing and the stat: it is simply gone.
-          if (!isMissing(err)) throw err;
-          return null;
-        }
-      }),
-  );
-  for (const file of files) if (file) out.push(file);
-  for (const entry of entries) if (entry.isDirectory()) await listLocal(root, keyOf(entry.name), out);
+  for (const entry of entries) {
+    const key = dir === '' ? entry.name : `${dir}/${entry.name}`;
+    if (entry.isDirectory()) await listLocal(root, key, out);
+    else if (entry.isFile()) {
+      try {
+        const info = await stat(path.join(root, key));
+        out.push({ key, size: info.size, modifiedMs: info.mtimeMs });
+      } catch (err) {
+        // Removed between the listing and the stat: it is simply gone.
+        if (!isMissing(err)) throw err;
+      }
+    }
+  }
 }
 
 /** A lake in a local directory. Staging, relative to the root, is created by whoever writes. */

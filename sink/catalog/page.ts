@@ -12,11 +12,10 @@ const BUNDLE_CANDIDATES = [new URL('./catalog-page.js', import.meta.url), new UR
 export const PAGE_SCRIPT_PATH = '/assets/catalog-page.js';
 export const PAGE_DATA_PATH = '/catalog/page.json';
 
-/** The script, read once; without a build there is no page, and the error says how to make one. */
-export function readPageScript(): Buffer {
+/** The script, read once, or why there is none: a checkout never built still serves everything else. */
+export function readPageScript(): Buffer | string {
   const found = BUNDLE_CANDIDATES.find((u) => existsSync(u));
-  if (!found) throw new Error("the product page's script is not built (dist/catalog-page.js): run 'npm run build'");
-  return readFileSync(found);
+  return found ? readFileSync(found) : "the product page's script is not built (dist/catalog-page.js): run 'npm run build'";
 }
 
 const shell = (preload: boolean) => `<!doctype html>
@@ -67,13 +66,17 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inl
  * has the browser fetch the page's data while it loads the script: the first view comes
  * sooner by the script's load and start. With tokens only the script can ask for it.
  */
-export function pageRoutes(script: Buffer, tokens: boolean): Route[] {
+export function pageRoutes(script: Buffer | string, tokens: boolean): Route[] {
   const html = shell(!tokens);
   return [
     {
       method: 'GET',
       path: '/',
       handle(_req, res) {
+        if (typeof script === 'string') {
+          send(res, 503, { error: script });
+          return;
+        }
         res.setHeader('Content-Security-Policy', CSP);
         send(res, 200, html, 'text/html; charset=utf-8');
       },
@@ -82,6 +85,10 @@ export function pageRoutes(script: Buffer, tokens: boolean): Route[] {
       method: 'GET',
       path: PAGE_SCRIPT_PATH,
       handle(_req, res) {
+        if (typeof script === 'string') {
+          send(res, 503, { error: script });
+          return;
+        }
         res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Content-Length': script.length, 'Cache-Control': 'no-cache' });
         res.end(script);
       },
