@@ -35,11 +35,11 @@ const SECTIONS: Record<string, Section> = {
   latency: runLatency,
   catchup: runCatchUp,
   live: runLive,
-  catalog: runCatalogPage,
   stages: runStages,
   sizes: runSizes,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,
+  catalog: runCatalogPage,
 };
 
 const HELP = `Usage: npm run bench -- [--quick] [--only SECTIONS] [--out DIR]
