@@ -1,28 +1,49 @@
 import { defineConfig } from 'tsup';
 
-export default defineConfig({
-  entry: {
-    cli: 'deploy/cli.ts',
-    bench: 'bench/main.ts',
-    'bench-worker': 'bench/worker.ts',
-    'bench-parquet-writers': 'bench/parquet-writers.ts',
+/** The product page's script: a browser bundle the catalog serves, built beside the CLI. */
+const PAGE_BUNDLE = 'catalog-page';
+
+export default defineConfig([
+  {
+    entry: {
+      cli: 'deploy/cli.ts',
+      bench: 'bench/main.ts',
+      'bench-worker': 'bench/worker.ts',
+      'bench-parquet-writers': 'bench/parquet-writers.ts',
+    },
+    format: ['esm'],
+    platform: 'node',
+    target: 'node20',
+    outDir: 'dist',
+    // Both builds run at once: this one must not clean away the page's bundle.
+    clean: ['**/*', `!${PAGE_BUNDLE}.*`],
+    sourcemap: true,
+    splitting: true,
+    // The agent's own dependencies are bundled, tree-shaken and minified: a gateway's agent
+    // then parses and keeps only the code it runs, 84 -> 61 MB idle (invariant 6). The
+    // others load only in the commands that use them, from node_modules.
+    noExternal: ['zod', 'mqtt', 'pino', 'protobufjs', 'crc-32', 'prom-client'],
+    // Optional native speed-ups that ws tries to load (absent, it uses its JavaScript code),
+    // and playwright-core, a development dependency the bench drives Chromium with, loaded only there.
+    external: ['bufferutil', 'utf-8-validate', 'playwright-core'],
+    // Identifiers are kept, so stack traces stay readable without the source maps.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // Bundled CommonJS calls require() for Node's own modules, which ES modules lack.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   },
-  format: ['esm'],
-  platform: 'node',
-  target: 'node20',
-  outDir: 'dist',
-  clean: true,
-  sourcemap: true,
-  splitting: true,
-  // The agent's own dependencies are bundled, tree-shaken and minified: a gateway's agent
-  // then parses and keeps only the code it runs, 84 -> 61 MB idle (invariant 6). The
-  // others load only in the commands that use them, from node_modules.
-  noExternal: ['zod', 'mqtt', 'pino', 'protobufjs', 'crc-32', 'prom-client'],
-  // Optional native speed-ups that ws tries to load; absent, it uses its JavaScript code.
-  external: ['bufferutil', 'utf-8-validate'],
-  // Identifiers are kept, so stack traces stay readable without the source maps.
-  minifyWhitespace: true,
-  minifySyntax: true,
-  // Bundled CommonJS calls require() for Node's own modules, which ES modules lack.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-});
+  {
+    // uPlot and its stylesheet go inside: the page loads nothing from anywhere else.
+    entry: { [PAGE_BUNDLE]: 'sink/catalog/page/client.ts' },
+    format: ['iife'],
+    platform: 'browser',
+    target: 'es2022',
+    outDir: 'dist',
+    outExtension: () => ({ js: '.js' }),
+    injectStyle: true,
+    minify: true,
+    clean: false,
+    sourcemap: false,
+    tsconfig: 'sink/catalog/page/tsconfig.json',
+  },
+]);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgentFootprint } from './agent-footprint';
 import { runLakeLayout } from './lake-layout';
+import { runCatalogPage } from './catalog-page';
 import { runCatchUp, runLatency } from './latency';
 import { runLive } from './live';
 import { runNaiveBaseline } from './naive';
@@ -44,6 +45,7 @@ const SECTIONS: Record<string, Section> = {
   wire: runWire,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,
+  catalog: runCatalogPage,
 };
 
 const HELP = `Usage: npm run bench -- [--quick] [--only SECTIONS] [--out DIR]

@@ -2,7 +2,7 @@
 import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../agent/options';
 import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
 import { sinkOptions } from '../sink/options';
-import { catalogOptions } from '../sink/catalog-options';
+import { catalogOptions, catalogServeOptions, checkCatalogServeOptions } from '../sink/catalog-options';
 import { checkLakeRoot } from '../sink/lake-root';
 import { compactOptions, migrateOptions } from '../sink/compact-options';
 import { queryOptions } from '../sink/query-options';
@@ -150,7 +150,9 @@ const commands = {
   }),
   catalog: command({
     summary: 'Print the drones data product: its contract, its objectives met or breached, and its quality, from the lake.',
-    usage: 'dronelake catalog [--lake DIR|s3://BUCKET/PREFIX] [--json]',
+    usage:
+      'dronelake catalog [--lake DIR|s3://BUCKET/PREFIX] [--json]\n' +
+      '       dronelake catalog serve --lake DIR|s3://BUCKET/PREFIX [--http HOST:PORT] ...   (the page and the Iceberg REST catalog; see its --help)',
     options: catalogOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
@@ -164,6 +166,32 @@ const commands = {
       }
       process.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatCatalog(report));
       return 0;
+    },
+    subcommands: {
+      serve: command({
+        summary: "Serve the product's home over HTTP: a page for people, the Iceberg REST catalog for engines (/iceberg) and the documents for programs.",
+        usage: 'dronelake catalog serve [--lake DIR|s3://BUCKET/PREFIX] [--http HOST:PORT] [--http-tokens FILE] [--json]',
+        options: catalogServeOptions,
+        async run(options) {
+          checkCatalogServeOptions(options);
+          await checkLakeRoot(options.lake, 'read');
+          const stop = untilShutdown();
+          const { startCatalogServer } = await import('../sink/catalog/serve');
+          let server: Awaited<ReturnType<typeof startCatalogServer>>;
+          try {
+            server = await startCatalogServer(options, createLogger(options.logLevel, 'catalog', options.logFormat));
+          } catch (err) {
+            // A bad token file is the user's to fix (exit 2); a port taken or a store down is one line too.
+            if (err instanceof UsageError) throw err;
+            process.stderr.write(`dronelake: catalog serve: ${(err as Error).message.split('\n')[0]}\n`);
+            return 1;
+          }
+          process.stdout.write(options.json ? `${JSON.stringify({ url: server.url })}\n` : `the drones product's page is at ${server.url}/ and its Iceberg REST catalog at ${server.url}/iceberg\n`);
+          await stop;
+          await server.close();
+          return 0;
+        },
+      }),
     },
   }),
   compact: command({

@@ -15,7 +15,9 @@ export interface HttpServer {
 export interface Route {
   /** ANY: the handler answers every method itself (say, 405 with an Allow header). */
   method: 'GET' | 'POST' | 'ANY';
+  /** The exact path, or with `prefix` every path that starts with it. */
   path: string;
+  prefix?: boolean;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void;
 }
 
@@ -81,8 +83,8 @@ export async function serveHttp(hostPort: string, routes: Route[], tlsOptions?: 
   const split = hostPort.lastIndexOf(':');
   const host = hostOf(hostPort);
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0];
-    const route = routes.find((r) => r.path === path && (r.method === 'ANY' || r.method === req.method));
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = routes.find((r) => (r.prefix ? path.startsWith(r.path) : r.path === path) && (r.method === 'ANY' || r.method === req.method));
     if (!route) {
       send(res, 404, { error: `no route ${req.method} ${path}; try ${routes.map((r) => `${r.method} ${r.path}`).join(', ')}` });
       return;

@@ -33,3 +33,6 @@ export function timeOfName(key: string): number | null {
   const m = /-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z\.json$/.exec(key);
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, +m[7]!) : null;
 }
+
+/** The Iceberg table's metadata: `v{N}.metadata.json`, the highest N current, and `version-hint.text` (a hint only). */
+export const TABLE_METADATA_PREFIX = `${TELEMETRY_PREFIX}/metadata`;

@@ -63,7 +63,7 @@ export const sinkOptions = {
   },
   http: {
     type: 'string',
-    describe: 'serve /health, /metrics, the catalog and the latest quality on HOST:PORT (off by default); any but loopback needs --http-public',
+    describe: 'serve /health, /metrics, the product page, its Iceberg REST catalog (/iceberg), its documents and the latest quality on HOST:PORT (off by default); any but loopback needs --http-public',
     schema: optionSchemas.hostPort(),
   },
   httpPublic: httpPublicOption,

@@ -405,23 +405,25 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
   });
   const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
-  const http = config.http
-    ? await serveHttp(config.http, [
-        // Degraded, not unhealthy: a restart would bring back neither the store nor disk space,
-        // and the sink retries by itself.
-        healthRoute(() => {
-          const store = storeHealth.state();
-          const healthy = client.connected && !closing;
-          const status = !healthy ? 'unhealthy' : staging.full ? 'staging_full' : store.status;
-          return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(), commits: stats.commits, create_only: createOnly } };
-        }),
-        metricsRoute(sinkMetrics(snapshotStats)),
-        { method: 'GET', path: '/catalog/contract', handle: json(() => catalogOrNull?.contract ?? null) },
-        { method: 'GET', path: '/catalog/product', handle: json(() => catalogOrNull?.product ?? null) },
-        { method: 'GET', path: '/quality/latest', handle: json(() => catalogOrNull?.status() ?? { window: null, quality: null, slos: [] }) },
-        ...(live ? [{ method: 'GET' as const, path: '/live', handle: live.sse }] : []),
-      ])
-    : null;
+  // The product page, the Iceberg REST catalog and the documents, as `catalog serve` has them.
+  // Loaded only with --http: the page, its DuckDB and the token checks are of no use without it.
+  const catalogHttp = config.http ? await (await import('./catalog/serve')).catalogRoutes(storage, log, { live: live?.sse }) : null;
+  const http =
+    config.http && catalogHttp
+      ? await serveHttp(config.http, [
+          // Degraded, not unhealthy: a restart would bring back neither the store nor disk space,
+          // and the sink retries by itself.
+          healthRoute(() => {
+            const store = storeHealth.state();
+            const healthy = client.connected && !closing;
+            const status = !healthy ? 'unhealthy' : staging.full ? 'staging_full' : store.status;
+            return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(), commits: stats.commits, create_only: createOnly } };
+          }),
+          metricsRoute(sinkMetrics(snapshotStats)),
+          { method: 'GET', path: '/quality/latest', handle: json(() => catalogOrNull?.status() ?? { window: null, quality: null, slos: [] }) },
+          ...catalogHttp.routes,
+        ])
+      : null;
   if (http) log.info({ http: http.url }, 'sink http listening');
   const catalogConn = await db.connect();
   const catalog = await startCatalog(
@@ -479,6 +481,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       await catalog.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the catalog failed'));
       catalogConn.closeSync();
       await http?.close();
+      catalogHttp?.close();
       // Forced: a graceful end would wait for the messages held above, which stay
       // unacknowledged on purpose so that the broker delivers them to this session again.
       await client.endAsync(true);

@@ -368,6 +368,22 @@ describe('catalog documents', () => {
     });
   });
 
+  it("list the page, the Iceberg REST catalog and every machine-readable document among the descriptor's management ports, at the sink's URL", () => {
+    const product = buildProduct({ location: LOCAL, ownership: OWNERSHIP, version: '0.1.0', contractId: CONTRACT_ID, httpUrl: 'http://127.0.0.1:9464' }) as Json;
+    const urls = Object.fromEntries((product['managementPorts'] as Json[]).filter((p) => p['type'] === 'rest').map((p) => [p['name'], p['url']]));
+    expect(urls).toEqual({
+      page: 'http://127.0.0.1:9464/',
+      iceberg: 'http://127.0.0.1:9464/iceberg',
+      contract: 'http://127.0.0.1:9464/catalog/contract',
+      product: 'http://127.0.0.1:9464/catalog/product',
+      'slo-status': 'http://127.0.0.1:9464/catalog/slo-status',
+      'quality-history': 'http://127.0.0.1:9464/catalog/quality',
+      lineage: 'http://127.0.0.1:9464/catalog/lineage',
+      quality: 'http://127.0.0.1:9464/quality/latest',
+      metrics: 'http://127.0.0.1:9464/metrics',
+    });
+  });
+
   it('are the same document for the same input', () => {
     const twice = <T>(build: () => T): [string, string] => [JSON.stringify(build()), JSON.stringify(build())];
     for (const [a, b] of [

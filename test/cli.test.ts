@@ -19,7 +19,7 @@ describe('dronelake CLI', () => {
 
   it('README shows each command\'s help exactly as the command prints it', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
-    for (const name of ['up', 'broker', 'broker identity', 'broker identity add', 'broker identity remove', 'broker identity list', 'sink', 'query', 'compact', 'maintain', 'migrate', 'catalog', 'agent', 'agent replay', 'agent token add']) {
+    for (const name of ['up', 'broker', 'broker identity', 'broker identity add', 'broker identity remove', 'broker identity list', 'sink', 'query', 'compact', 'maintain', 'migrate', 'catalog', 'catalog serve', 'agent', 'agent replay', 'agent token add']) {
       const r = await cli([...name.split(' '), '--help']);
       expect(readme, `README's ${name} help`).toContain(r.stdout.trimEnd());
     }

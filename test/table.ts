@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LakeStorage } from '../sink/storage';
 import { committedRecords, type CommitRecord } from '../sink/checkpoint';
@@ -55,4 +56,11 @@ export function fileFetch(real: typeof fetch): typeof fetch {
     }
     return new Response(new Uint8Array(bytes), { status: 200, headers: { 'content-length': String(bytes.length) } });
   };
+}
+
+/** Publishes `text` at `key`, create-only, as a writer of the lake would. */
+export async function publishText(storage: LakeStorage, key: string, text: string): Promise<void> {
+  const local = path.join(storage.stagingDir, path.posix.basename(key));
+  await writeFile(local, text);
+  await storage.publish(local, key);
 }

@@ -3,6 +3,8 @@ import { PROTO_PACKAGE } from '../../proto/schema';
 import { eventsTopic, liveTopic, telemetryTopic } from '../../proto/topics';
 import type { LiveAfter, LiveFormat } from '../live';
 import { CATALOG_PREFIX, QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
+import { DOCUMENT_PATHS } from './documents';
+import { ICEBERG_BASE, NAMESPACE, TABLE } from './iceberg-rest';
 import { lakeUrl } from './lake-url';
 import type { ProductLocation, ProductOwnership } from './types';
 
@@ -68,10 +70,15 @@ const WIRE_VERSION = PROTO_PACKAGE.slice(PROTO_PACKAGE.lastIndexOf('.') + 1);
 
 /** What the sink serves over HTTP about the product. */
 const HTTP_PORTS = [
-  { name: 'contract', path: '/catalog/contract', content: 'dictionary', description: 'the ODCS data contract' },
-  { name: 'product', path: '/catalog/product', content: 'discoverability', description: 'this ODPS product descriptor' },
-  { name: 'quality', path: '/quality/latest', content: 'observability', description: "the latest quality window's metrics and the objectives' status" },
-  { name: 'metrics', path: '/metrics', content: 'observability', description: "the sink's Prometheus metrics" },
+  { name: 'page', path: '/', content: 'discoverability', description: 'the product page, for people: what it is, who owns it, whether it can be trusted now and how to read it' },
+  { name: 'iceberg', path: ICEBERG_BASE, content: 'discoverability', description: `the Iceberg REST catalog, read-only: namespace ${NAMESPACE}, table ${TABLE}` },
+  { name: 'contract', path: DOCUMENT_PATHS.contract, content: 'dictionary', description: 'the ODCS data contract' },
+  { name: 'product', path: DOCUMENT_PATHS.product, content: 'discoverability', description: 'this ODPS product descriptor' },
+  { name: 'slo-status', path: DOCUMENT_PATHS.sloStatus, content: 'observability', description: "the objectives' status at the last quality window" },
+  { name: 'quality-history', path: DOCUMENT_PATHS.quality, content: 'observability', description: 'the quality windows of the last 7 days (?days=1..7)' },
+  { name: 'lineage', path: DOCUMENT_PATHS.lineage, content: 'observability', description: 'the OpenLineage run events of the last 7 days (?days=1..7)' },
+  { name: 'quality', path: '/quality/latest', content: 'observability', description: "the sink's latest quality window and the objectives' status (the sink's --http only)" },
+  { name: 'metrics', path: '/metrics', content: 'observability', description: "the sink's Prometheus metrics (the sink's --http only)" },
 ] as const;
 
 function httpPort(port: (typeof HTTP_PORTS)[number], httpUrl: string | undefined): Doc {

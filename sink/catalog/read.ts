@@ -1,10 +1,12 @@
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
-import { readCommits } from '../checkpoint';
+import { readCommits, type CheckpointCache } from '../checkpoint';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
+import type { LakeStorage, StoredObject } from '../storage';
 import { productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
+import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
 
 /** What `dronelake catalog` prints: the product, its objectives' status, its quality. */
@@ -37,8 +39,6 @@ const SNAPSHOTS_LISTED = 10;
 /** Settings the sink records in the contract's customProperties, for readers like this one. */
 export const CONTRACT_SETTINGS = { windowSeconds: 'qualityWindowSeconds', missingAfterSeconds: 'missingAfterSeconds' } as const;
 
-const DIRECTION: Record<SloProperty, 'min' | 'max'> = { availability: 'min', throughput: 'min', errorRate: 'max', frequency: 'max', latency: 'max', retention: 'min' };
-
 interface ContractDoc {
   id: string;
   name?: string;
@@ -60,92 +60,79 @@ export function targetsOf(contract: ContractDoc): SloTarget[] {
     .map((p) => ({ property: p.property, target: p.value, unit: p.unit ?? '', direction: DIRECTION[p.property], description: p.description ?? '' }));
 }
 
-/** Reads the product's catalog and computes its status from the manifest, as of now. */
+/** Reads the product's catalog and computes its status from the table's commit checkpoints, as of now. */
 export async function readCatalog(config: StorageConfig, onBadRecord: (key: string, err: Error) => void, nowMs = Date.now()): Promise<CatalogReport> {
   const storage = await openLake(config);
   try {
-    const [contractBytes, productBytes] = await Promise.all([storage.read(CONTRACT_KEY), storage.read(PRODUCT_KEY)]);
-    if (contractBytes === null || productBytes === null) throw new Error(`${storage.root} has no catalog (${CONTRACT_KEY}): no sink has written to this lake yet`);
-    const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
-    const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
-    const table = await loadTable(storage);
-    const commits = table ? await readCommits(storage, table.metadata.properties, onBadRecord) : [];
-    const windowEnds = [...new Set((await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
-    const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
-    const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
-    const { quality, slos, throughput } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
-    return {
-      product: {
-        id: product.id,
-        name: product.name ?? product.id,
-        domain: product.domain ?? 'drones',
-        version: contract.version,
-        contract: contract.id,
-        status: contract.status,
-        output_ports: (product.outputPorts ?? []).map((p) => p.name),
-      },
-      key: ROW_KEY_SENTENCE,
-      slos,
-      quality,
-      quality_windows: windowEnds.length,
-      throughput: { rows_per_second: throughput.rowsPerSecond, window_seconds: throughput.windowSeconds },
-      table: table && {
-        location: table.metadata.location,
-        metadata: keyUri(storage, metadataKey(table.version)),
-        version: table.version,
-        snapshots: [...table.metadata.snapshots]
-          .sort((a, b) => b['timestamp-ms'] - a['timestamp-ms'] || b['sequence-number'] - a['sequence-number'])
-          .slice(0, SNAPSHOTS_LISTED)
-          .map((s) => ({
-            id: s['snapshot-id'],
-            at: new Date(s['timestamp-ms']).toISOString(),
-            operation: s.summary.operation,
-            writer: s.summary['dronelake.writer'] ?? null,
-            added_records: Number(s.summary['added-records'] ?? 0),
-            total_records: Number(s.summary['total-records'] ?? 0),
-          })),
-      },
-    };
+    return await catalogReport(storage, onBadRecord, nowMs);
   } finally {
     await storage.close();
   }
 }
 
-const num = (v: number | null, digits = 3): string => (v === null ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
-
-/** A span of time as people say it: 4.7 s, 12 min, 3.5 h, 2.0 d. */
-export function duration(seconds: number | null): string {
-  if (seconds === null) return '-';
-  if (seconds < 300) return `${num(seconds, 1)} s`;
-  if (seconds < 5400) return `${num(seconds / 60, 0)} min`;
-  if (seconds < 172_800) return `${num(seconds / 3600, 1)} h`;
-  return `${num(seconds / 86_400, 1)} d`;
+/**
+ * The report of an open lake: what `dronelake catalog` prints and the product page shows,
+ * computed one way. A long-running reader passes its checkpoint cache.
+ */
+export async function catalogReport(
+  storage: LakeStorage,
+  onBadRecord: (key: string, err: Error) => void,
+  nowMs = Date.now(),
+  cache?: CheckpointCache,
+  /** The quality windows' listing, when the caller has made it already: on a local lake, listing a week of windows is most of the work. */
+  windows?: StoredObject[],
+): Promise<CatalogReport> {
+  const [contractBytes, productBytes] = await Promise.all([storage.read(CONTRACT_KEY), storage.read(PRODUCT_KEY)]);
+  if (contractBytes === null || productBytes === null) throw new Error(`${storage.root} has no catalog (${CONTRACT_KEY}): no sink has written to this lake yet`);
+  const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
+  const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
+  const table = await loadTable(storage);
+  const commits = table ? await readCommits(storage, table.metadata.properties, onBadRecord, cache) : [];
+  const windowEnds = [...new Set((windows ?? (await storage.list(`${QUALITY_PREFIX}/`))).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
+  const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
+  const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
+  const { quality, slos, throughput } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
+  return {
+    product: {
+      id: product.id,
+      name: product.name ?? product.id,
+      domain: product.domain ?? 'drones',
+      version: contract.version,
+      contract: contract.id,
+      status: contract.status,
+      output_ports: (product.outputPorts ?? []).map((p) => p.name),
+    },
+    key: ROW_KEY_SENTENCE,
+    slos,
+    quality,
+    quality_windows: windowEnds.length,
+    throughput: { rows_per_second: throughput.rowsPerSecond, window_seconds: throughput.windowSeconds },
+    table: table && {
+      location: table.metadata.location,
+      metadata: keyUri(storage, metadataKey(table.version)),
+      version: table.version,
+      snapshots: [...table.metadata.snapshots]
+        .sort((a, b) => b['timestamp-ms'] - a['timestamp-ms'] || b['sequence-number'] - a['sequence-number'])
+        .slice(0, SNAPSHOTS_LISTED)
+        .map((s) => ({
+          id: s['snapshot-id'],
+          at: new Date(s['timestamp-ms']).toISOString(),
+          operation: s.summary.operation,
+          writer: s.summary['dronelake.writer'] ?? null,
+          added_records: Number(s.summary['added-records'] ?? 0),
+          total_records: Number(s.summary['total-records'] ?? 0),
+        })),
+    },
+  };
 }
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-/**
- * How each objective reads to a consumer: a name, the promise in words with its unit, and
- * what the lake shows now. The contract keeps ODCS's property names (`latency` is what ODCS
- * calls how old the newest data may be); people read "freshness".
- */
-const OBJECTIVES: Record<SloProperty, { name: string; promise: (target: number) => string; now: (actual: number | null) => string }> = {
-  latency: { name: 'freshness', promise: (t) => `newest row at most ${duration(t)} old`, now: duration },
-  availability: { name: 'availability', promise: (t) => `sink up at least ${num(t, 1)} % of the last 24 h`, now: (a) => `${num(a, 1)} %` },
-  throughput: { name: 'throughput', promise: (t) => `at least ${num(t, 1)} rows/s over the last hour`, now: (a) => `${num(a, 1)} rows/s` },
-  errorRate: { name: 'error rate', promise: (t) => `at most ${num(t * 100, 2)} % of input rejected, last 24 h`, now: (a) => (a === null ? '-' : `${num(a * 100, 2)} %`) },
-  frequency: { name: 'commit interval', promise: (t) => `a commit at least every ${duration(t)}`, now: (a) => `${duration(a)} (median, last hour)` },
-  retention: { name: 'retention', promise: (t) => `rows kept at least ${duration(t * 86_400)}; none are deleted`, now: (a) => (a === null ? 'no rows yet' : `oldest row ${duration(a * 86_400)} old`) },
-};
-
-/** An objective whose target nothing can miss (at least 0) was not set: it is not shown as one. */
-const isSet = (s: SloStatus): boolean => !(s.target <= 0 && DIRECTION[s.property] === 'min');
 
 export function formatCatalog(report: CatalogReport): string {
   const q = report.quality;
   const objectives = report.slos.filter(isSet).map((s) => {
     const o = OBJECTIVES[s.property];
-    const status = s.met ? 'met' : s.actual === null ? 'no data' : 'BREACHED';
+    const status = objectiveStatus(s);
     return [`  ${status.padEnd(9)}`, o.name.padEnd(16), o.promise(s.target).padEnd(46), `now ${o.now(s.actual)}`];
   });
   const lines = [

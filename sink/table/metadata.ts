@@ -3,7 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as z from 'zod';
-import { TELEMETRY_PREFIX } from '../layout';
+import { TABLE_METADATA_PREFIX, TELEMETRY_PREFIX } from '../layout';
 import { ObjectExistsError, type LakeStorage } from '../storage';
 import { LAST_COLUMN_ID, LAST_PARTITION_ID, PARTITION_SPEC, SORT_ORDER, TABLE_FIELDS, TABLE_SCHEMA } from './schema';
 
@@ -11,7 +11,7 @@ import { LAST_COLUMN_ID, LAST_PARTITION_ID, PARTITION_SPEC, SORT_ORDER, TABLE_FI
 export const PREVIOUS_VERSIONS_MAX = 100;
 
 /** The table's metadata directory, relative to the lake root. */
-export const METADATA_PREFIX = `${TELEMETRY_PREFIX}/metadata`;
+export const METADATA_PREFIX = TABLE_METADATA_PREFIX;
 export const VERSION_HINT_KEY = `${METADATA_PREFIX}/version-hint.text`;
 export const metadataKey = (version: number): string => `${METADATA_PREFIX}/v${version}.metadata.json`;
 const METADATA_NAME = /^v(\d+)\.metadata\.json$/;
