@@ -45,7 +45,7 @@ const fileEntrySchema = z.object({
   max_ts: z.number().int(),
 });
 
-/** A data file as the manifest knows it. */
+/** A data file as a commit record counts it. */
 export interface FileEntry {
   key: string;
   rows: number;

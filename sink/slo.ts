@@ -100,7 +100,7 @@ export function evaluateSlos(targets: SloTarget[], inputs: SloInputs): SloStatus
 
 /**
  * The product's quality as a whole, and its objectives, as of `nowMs`: what the sink
- * publishes and `dronelake catalog` prints, computed the same way from the manifest.
+ * publishes and `dronelake catalog` prints, computed the same way from the commit checkpoints.
  */
 export function productStatus(
   commits: CommitRecord[],

@@ -32,7 +32,7 @@ export interface LakeStorage {
   /**
    * Whether the store itself refuses a second create of a name. When false (a store
    * that ignores `If-None-Match`), publish still checks first, but two racing writers
-   * can both succeed; the manifest protocol does not rely on it (see manifest.ts).
+   * can both succeed: then only one writer may commit to the table (see table/writers.ts).
    */
   readonly enforcesCreateOnly: boolean;
   /**

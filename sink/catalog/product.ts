@@ -107,8 +107,8 @@ export function buildProduct(input: ProductInput): Doc {
     tags: ['drones', 'telemetry', 'iot'],
     description: {
       purpose: "The drone fleet's telemetry, from the gateways to a Parquet lake any engine reads: every point once, bad input kept aside with the reason.",
-      usage: `Read the telemetry port through the manifest (dronelake query --lake ${lake}) or with a glob and Hive partitioning; the contract has the schema, the quality rules and the objectives.`,
-      limitations: 'A plain glob may see rows twice while a compaction is in its grace period; the manifest never does. See the contract.',
+      usage: `Read the telemetry port as an Iceberg table (any Iceberg engine, the REST catalog under /iceberg, or dronelake query --lake ${lake}), or with a glob and Hive partitioning; the contract has the schema, the quality rules and the objectives.`,
+      limitations: 'A plain glob may see rows twice until a compaction\'s inputs expire with the snapshot retention; a reader of the Iceberg table never does. See the contract.',
     },
     inputPorts: [
       {
@@ -156,7 +156,7 @@ export function buildProduct(input: ProductInput): Doc {
         content: 'discoverability',
         type: 'files',
         url: lakeUrl(lake, `${CATALOG_PREFIX}/`),
-        description: 'the catalog files in the lake: the contract, this descriptor, quality windows, lineage events and the manifest',
+        description: 'the catalog files in the lake: the contract, this descriptor, quality windows, lineage events and each sink\'s commit checkpoints',
       },
       ...HTTP_PORTS.map((port) => httpPort(port, input.httpUrl)),
     ],

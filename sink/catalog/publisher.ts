@@ -81,7 +81,7 @@ ORDER BY drone_id, date, hour;
 /**
  * Publishes the product's self-description next to its data: the contract and the
  * descriptor when the sink starts, then at the end of every window a quality record, an
- * OpenLineage RunEvent and the objectives' status, all computed from the manifest.
+ * OpenLineage RunEvent and the objectives' status, all computed from the table's commit checkpoints.
  */
 export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: CheckpointCache): Promise<Catalog> {
   const runId = randomUUID();

@@ -62,7 +62,7 @@ export function qualityRules(objectives: ReadonlyArray<{ property: SloProperty }
       name: 'drone_seq_unique',
       dimension: 'uniqueness',
       assertion: 'unique',
-      description: '(drone_id, stream, seq) is unique when read through the manifest: a point sent again is dropped as a duplicate',
+      description: '(drone_id, stream, seq) is unique when read through the Iceberg table: a point sent again is dropped as a duplicate',
     },
     ...COLUMN_DOCS.filter((c) => c.required).map((c) => notNullRule(c.name)),
   ];

@@ -90,7 +90,7 @@ export async function catalogRoutes(storage: LakeStorage, log: Logger, settings:
     ...(settings.live ? [{ method: 'GET' as const, path: '/live', handle: settings.live }] : []),
   ];
   const auth = settings.auth;
-  // Read the history, the manifest and the table once now, so that the first person to
+  // Read the history, the commit checkpoints and the table once now, so that the first person to
   // open the page does not wait for a week of windows to be read. A lake no sink has
   // written to yet is not an error here: the page says so when asked.
   void currentPage().catch(() => undefined);

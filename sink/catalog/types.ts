@@ -3,7 +3,7 @@ import type { BatchRejectReason } from '../stats';
 
 /**
  * The drones product's quality over one span of time: a window of the sink's history, or
- * the whole product. Counts are exact: they are folded from the manifest's commit records,
+ * the whole product. Counts are exact: they are folded from the commit checkpoints the table holds,
  * which hold what each commit took, so they survive crashes and never count twice.
  */
 export interface QualityMetrics {
