@@ -24,7 +24,7 @@ import { createLivePort, type LiveStats } from './live';
 import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
 import { adoptLegacyManifest } from './migrate';
 import { newManifestCache } from './table/manifests';
-import { createTable, loadTable } from './table/metadata';
+import { createTable, loadTable, type TableVersion } from './table/metadata';
 import { tableWriter } from './table/transaction';
 import { refuseSecondWriter } from './table/writers';
 import { openLake } from './open-storage';
@@ -94,14 +94,25 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       return storage.read(key);
     },
   };
-  // The table's commit needs a store that refuses a second create of a name, or one writer.
-  const createOnly = await refuseSecondWriter(counted, writer, config.shard !== undefined && config.shard.count > 1, log);
-  // A lake of an earlier version, with its JSON manifest, becomes a table first.
-  await adoptLegacyManifest(storage, log);
-  const table = (await loadTable(counted)) ?? (await createTable(counted));
-  // Invariant 3 across restarts: what earlier runs committed, from each writer's last
-  // full state and the commits after it, as the table's properties name them.
-  await restoreCheckpoints(counted, table.metadata.properties, ledger, pointLedger);
+  let createOnly: boolean;
+  let table: TableVersion;
+  try {
+    // The table's commit needs a store that refuses a second create of a name, or one writer.
+    createOnly = await refuseSecondWriter(counted, writer, config.shard !== undefined && config.shard.count > 1, log);
+    // A lake of an earlier version, with its JSON manifest, becomes a table first.
+    await adoptLegacyManifest(storage, log);
+    table = (await loadTable(counted)) ?? (await createTable(counted));
+    // Invariant 3 across restarts: what earlier runs committed, from each writer's last
+    // full state and the commits after it, as the table's properties name them.
+    await restoreCheckpoints(counted, table.metadata.properties, ledger, pointLedger);
+  } catch (err) {
+    // A sink that cannot start leaves nothing open behind it.
+    staging.close();
+    conn.closeSync();
+    db.closeSync();
+    await storage.close();
+    throw err;
+  }
   // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
   const streamIdleMs = config.streamIdle * 3_600_000;
   pointLedger.evictIdle(Date.now() - streamIdleMs);

@@ -23,6 +23,8 @@ import { loadTable, METADATA_PREFIX } from '../sink/table/metadata';
 import { TABLE_FIELDS } from '../sink/table/schema';
 import { awayFromHourBoundary, cli, cruisePoint, quietLog, tempDir, waitFor } from './helpers';
 import { fileFetch, tableMetadata } from './table';
+import { testLake } from './lakes';
+import pino from 'pino';
 import { writeHistory } from '../bench/history';
 
 const HOUR_MS = 3_600_000;
@@ -352,5 +354,33 @@ describe('a lake written with the JSON manifest', () => {
     expect(counted.stdout).toBe('n,k\n300,300\n');
     const again = await cli(['migrate', '--lake', lake]);
     expect(JSON.parse(again.stdout)).toMatchObject({ records: 0, note: 'nothing to adopt: the lake has no JSON manifest' });
+  }, 60_000);
+});
+
+describe('a store that ignores If-None-Match', () => {
+  it('is named in one line and in /health, and takes one writer only: a shard, or a second sink while the first commits, is refused', async () => {
+    const lake = await testLake('s3');
+    cleanups.push(() => lake.remove());
+    const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    cleanups.push(() => broker.close());
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--flush-interval', '600', '--compact-interval', '0', '--http', '127.0.0.1:0']).options, log);
+    cleanups.push(() => sink.close());
+    expect(lines.filter((l) => l.includes('does not refuse a second create'))).toHaveLength(1);
+    expect(((await (await fetch(`${sink.http}/health`)).json()) as { create_only: boolean }).create_only).toBe(false);
+    await expect(startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--shard', '0/2']).options, quietLog)).rejects.toThrow(
+      /the store ignores If-None-Match, so shards would overwrite each other's table commits/,
+    );
+    // Once the first has committed, a second writer under another name is refused too.
+    const client = await mqtt.connectAsync(broker.url, { clientId: 'gw-probe' });
+    cleanups.push(() => client.endAsync());
+    await client.publishAsync(telemetryTopic('gw-probe'), Buffer.from(encodeBatch({ gateway_id: 'gw-probe', batch_seq: 1, sent_at: nowMicros(), points: [point('d-probe', 1, nowMicros())] })), { qos: 1 });
+    await waitFor('the batch taken', () => sink.stats().batchesReceived === 1 || undefined);
+    await sink.flush();
+    expect(sink.stats().tableCommits).toBe(1);
+    await expect(startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--client-id', 'second-sink']).options, quietLog)).rejects.toThrow(
+      /dronelake-sink committed to the table \d+ s ago, and the store ignores If-None-Match/,
+    );
   }, 60_000);
 });
