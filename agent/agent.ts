@@ -1,11 +1,11 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { ParsedOptions } from '../deploy/options';
+import type { ParsedOptions } from '../deploy/runtime/options';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
-import type { HttpServer } from '../deploy/http';
+import type { HttpServer } from '../deploy/runtime/http';
 import type { IngestStats } from './ingest-api';
 import type { IngestAuthStats } from './ingest-auth';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
@@ -59,7 +59,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   // Each command loads only what it needs: MAVLink, the HTTP server, the ingest API and
   // Prometheus load only when their options are on, so a plain gateway stays small.
   const keys = config.mavlinkKeys ? (await import('./mavlink/signing')).readSigningKeys(config.mavlinkKeys) : undefined;
-  const httpServer = config.http ? await import('../deploy/http') : null;
+  const httpServer = config.http ? await import('../deploy/runtime/http') : null;
   const httpTls = httpServer && config.httpTlsCert && config.httpTlsKey ? httpServer.readHttpTls(config.httpTlsCert, config.httpTlsKey, '--http-tls-cert', '--http-tls-key') : undefined;
   const auth = config.http
     ? await (await import('./ingest-auth')).openIngestAuth(config.httpTokens, TOKENS_POLL_MS, (err) => log.warn({ err: err.message }, 'token file reload failed; the tokens read before stay in force'))

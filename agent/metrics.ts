@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { statsRegistry } from '../deploy/metrics';
+import { statsRegistry } from '../deploy/runtime/metrics';
 import type { AgentStats } from './agent';
 
 /**

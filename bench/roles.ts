@@ -2,7 +2,7 @@ import mqtt from 'mqtt';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker } from '../broker/server';
-import { parseOptions, type OptionSpecs } from '../deploy/options';
+import { parseOptions, type OptionSpecs } from '../deploy/runtime/options';
 import { batchHead, BatchWriter, decodeAck, encodeAck, joinBatch } from '../proto/codec';
 import { ColumnsBuilder, encodeColumnar, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';
