@@ -6,31 +6,16 @@ import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
 import type { HttpServer } from '../deploy/runtime/http';
-import type { IngestStats } from './ingest-api';
-import type { IngestAuthStats } from './ingest-auth';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
-import type { MavlinkUdpSource, MavlinkUdpStats } from './mavlink/udp';
+import type { MavlinkUdpSource } from './mavlink/udp';
 import { checkAgentOptions, type agentOptions } from './options';
-import { Publisher, type PublisherStats } from './publisher';
+import { Publisher } from './publisher';
 import { createSimulatedFleet } from './simulator';
 import type { Source, SourceOutput } from './source';
-import { Spool, type SpoolStats } from './spool';
+import { Spool } from './spool';
+import type { AgentStats } from './stats';
 
 export type AgentConfig = ParsedOptions<typeof agentOptions>;
-
-export interface AgentStats extends PublisherStats {
-  pointsIn: number;
-  batchesClosed: number;
-  pendingBatches: number;
-  pendingPoints: number;
-  pendingBytes: number;
-  spool: SpoolStats;
-  oldestUnackedAgeSeconds: number | null;
-  /** What the MAVLink sources decoded, skipped, counted as damage and refused; null without one. */
-  mavlink: MavlinkUdpStats | null;
-  /** What the ingest API took, and what its token check refused; null without --http. */
-  ingest: (IngestStats & IngestAuthStats) | null;
-}
 
 /** What a source built by the agent's caller may ask of the agent. */
 export interface SourceContext {

@@ -14,8 +14,7 @@ import { startSink } from '../sink/sink';
 import type { TelemetryPoint } from '../proto/types';
 import { naiveRoles } from './naive';
 import { simulatedPoints } from './points';
-import type { RoleArgs } from './procs';
-import type { RoleStarter } from './worker';
+import type { RoleArgs, RoleStarter } from './procs';
 
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 

@@ -20,7 +20,7 @@ import { ownsTopic, shardFilters } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { createLivePort, type LiveStats } from './live';
+import { createLivePort } from './live';
 import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
 import { adoptLegacyManifest } from './migrate';
 import { newManifestCache } from './table/manifests';
@@ -30,11 +30,11 @@ import { refuseSecondWriter } from './table/writers';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import { createRejectMemory } from './rejects';
-import { isDiskFull, stagingGate, type StagingState } from './staging-space';
-import { createStoreHealth, type StoreHealth } from './store-health';
+import { isDiskFull, stagingGate } from './staging-space';
+import { createStoreHealth } from './store-health';
 import { checkSinkOptions, type sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stageDictIds, stagedBytes, stageRow, type StageBuffer } from './stage';
-import { emptySinkStats, type SinkStats } from './stats';
+import { emptySinkStats, type SinkSnapshot } from './stats';
 
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
@@ -51,7 +51,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { startupReads: number; store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkSnapshot;
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
