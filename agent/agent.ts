@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { readTlsFiles } from '../deploy/runtime/files';
 import type { ParsedOptions } from '../deploy/runtime/options';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
@@ -43,6 +44,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   // Files are read before anything is opened, so a bad one is one line and exit 2.
   // Each command loads only what it needs: MAVLink, the HTTP server, the ingest API and
   // Prometheus load only when their options are on, so a plain gateway stays small.
+  const brokerTls = readTlsFiles(config);
   const keys = config.mavlinkKeys ? (await import('./mavlink/signing')).readSigningKeys(config.mavlinkKeys) : undefined;
   const httpServer = config.http ? await import('../deploy/runtime/http') : null;
   const httpTls = httpServer && config.httpTlsCert && config.httpTlsKey ? httpServer.readHttpTls(config.httpTlsCert, config.httpTlsKey, '--http-tls-cert', '--http-tls-key') : undefined;
@@ -100,9 +102,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       reconnectMaxMs: config.reconnectMax * 1000,
       username: config.username,
       password: config.password,
-      ca: config.ca,
-      cert: config.cert,
-      key: config.key,
+      tls: brokerTls,
     },
     spool,
     log,

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
+import { readTlsFiles } from '../deploy/runtime/files';
 import type { ParsedOptions } from '../deploy/runtime/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
@@ -62,6 +62,8 @@ export interface Sink {
 
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
   checkSinkOptions(config);
+  // Read before anything is opened, so a missing PEM file is one line and exit 2.
+  const brokerTls = readTlsFiles(config);
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
   // Each shard is a sink of its own: its own session at the broker and its own commits.
@@ -125,14 +127,11 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const latenessUs = config.lateness * 1e6;
   const maxStagedBytes = config.maxStagedMib * MIB;
 
-  const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
   // Both connections speak for the sink's one identity: `{client-id}-acks` belongs to it too.
   const credentials = {
     ...(config.username ? { username: config.username } : {}),
     ...(config.password ? { password: config.password } : {}),
-    ...(config.ca ? { ca: read(config.ca) } : {}),
-    ...(config.cert ? { cert: read(config.cert) } : {}),
-    ...(config.key ? { key: read(config.key) } : {}),
+    ...brokerTls,
   };
   // Every connection speaks for the sink's one identity, under a client id of its own.
   const connect = (id: string, options: mqtt.IClientOptions) => mqtt.connect(config.broker, { ...credentials, clientId: id, reconnectPeriod: 1000, connectTimeout: 10_000, ...options });
