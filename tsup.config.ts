@@ -6,7 +6,7 @@ const PAGE_BUNDLE = 'catalog-page';
 export default defineConfig([
   {
     entry: {
-      cli: 'deploy/cli.ts',
+      cli: 'deploy/cli/cli.ts',
       bench: 'bench/main.ts',
       'bench-worker': 'bench/worker.ts',
       'bench-parquet-writers': 'bench/parquet-writers.ts',

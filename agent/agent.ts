@@ -1,36 +1,22 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { ParsedOptions } from '../deploy/options';
+import { readTlsFiles } from '../deploy/runtime/files';
+import type { ParsedOptions } from '../deploy/runtime/options';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { Batcher, type ClosedBatch } from './batcher';
-import type { HttpServer } from '../deploy/http';
-import type { IngestStats } from './ingest-api';
-import type { IngestAuthStats } from './ingest-auth';
+import type { HttpServer } from '../deploy/runtime/http';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
-import type { MavlinkUdpSource, MavlinkUdpStats } from './mavlink/udp';
+import type { MavlinkUdpSource } from './mavlink/udp';
 import { checkAgentOptions, type agentOptions } from './options';
-import { Publisher, type PublisherStats } from './publisher';
+import { Publisher } from './publisher';
 import { createSimulatedFleet } from './simulator';
 import type { Source, SourceOutput } from './source';
-import { Spool, type SpoolStats } from './spool';
+import { Spool } from './spool';
+import type { AgentStats } from './stats';
 
 export type AgentConfig = ParsedOptions<typeof agentOptions>;
-
-export interface AgentStats extends PublisherStats {
-  pointsIn: number;
-  batchesClosed: number;
-  pendingBatches: number;
-  pendingPoints: number;
-  pendingBytes: number;
-  spool: SpoolStats;
-  oldestUnackedAgeSeconds: number | null;
-  /** What the MAVLink sources decoded, skipped, counted as damage and refused; null without one. */
-  mavlink: MavlinkUdpStats | null;
-  /** What the ingest API took, and what its token check refused; null without --http. */
-  ingest: (IngestStats & IngestAuthStats) | null;
-}
 
 /** What a source built by the agent's caller may ask of the agent. */
 export interface SourceContext {
@@ -58,8 +44,9 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   // Files are read before anything is opened, so a bad one is one line and exit 2.
   // Each command loads only what it needs: MAVLink, the HTTP server, the ingest API and
   // Prometheus load only when their options are on, so a plain gateway stays small.
+  const brokerTls = readTlsFiles(config);
   const keys = config.mavlinkKeys ? (await import('./mavlink/signing')).readSigningKeys(config.mavlinkKeys) : undefined;
-  const httpServer = config.http ? await import('../deploy/http') : null;
+  const httpServer = config.http ? await import('../deploy/runtime/http') : null;
   const httpTls = httpServer && config.httpTlsCert && config.httpTlsKey ? httpServer.readHttpTls(config.httpTlsCert, config.httpTlsKey, '--http-tls-cert', '--http-tls-key') : undefined;
   const auth = config.http
     ? await (await import('./ingest-auth')).openIngestAuth(config.httpTokens, TOKENS_POLL_MS, (err) => log.warn({ err: err.message }, 'token file reload failed; the tokens read before stay in force'))
@@ -115,9 +102,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
       reconnectMaxMs: config.reconnectMax * 1000,
       username: config.username,
       password: config.password,
-      ca: config.ca,
-      cert: config.cert,
-      key: config.key,
+      tls: brokerTls,
     },
     spool,
     log,

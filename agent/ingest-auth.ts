@@ -3,8 +3,8 @@ import type http from 'node:http';
 import { stringify as stringifyYaml } from 'yaml';
 import * as z from 'zod';
 import { generateSecret, hashSecret, secretHashSchema, verifySecret, type ScryptCost, type SecretHash } from '../broker/secrets';
-import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/files';
-import { UsageError } from '../deploy/options';
+import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/runtime/files';
+import { UsageError } from '../deploy/runtime/options';
 import { ID_PATTERN } from '../proto/topics';
 
 // Who may post points to the ingest API: bearer tokens `ID.SECRET`, each stored as the

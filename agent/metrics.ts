@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
-import { statsRegistry } from '../deploy/metrics';
-import type { AgentStats } from './agent';
+import { statsRegistry } from '../deploy/runtime/metrics';
+import type { AgentStats } from './stats';
 
 /**
  * Prometheus metrics read from the agent's counters at scrape time, so the hot path

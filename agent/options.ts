@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { COMPRESSIONS, HAS_ZSTD } from '../proto/columnar';
 import { mavlinkOptionSchemas, parseEndpoints } from './mavlink/config';
-import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/runtime/options';
 
 export const mavlinkDronesOption = {
   type: 'string',

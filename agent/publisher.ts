@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { wireOfPayload } from '../proto/columnar';
@@ -20,10 +19,8 @@ export interface PublisherConfig {
   reconnectMaxMs: number;
   username?: string | undefined;
   password?: string | undefined;
-  /** PEM files, for TLS to the broker. */
-  ca?: string | undefined;
-  cert?: string | undefined;
-  key?: string | undefined;
+  /** The PEM contents for TLS to the broker, read at start-up (readTlsFiles). */
+  tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
 }
 
 export interface PublisherStats {
@@ -61,7 +58,6 @@ export class Publisher {
     private readonly log: Logger,
   ) {
     const topic = ackTopic(config.gatewayId);
-    const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
     this.client = mqtt.connect(config.broker, {
       clientId: config.clientId,
       clean: true,
@@ -73,9 +69,7 @@ export class Publisher {
       writeCache: false,
       ...(config.username ? { username: config.username } : {}),
       ...(config.password ? { password: config.password } : {}),
-      ...(config.ca ? { ca: read(config.ca) } : {}),
-      ...(config.cert ? { cert: read(config.cert) } : {}),
-      ...(config.key ? { key: read(config.key) } : {}),
+      ...config.tls,
     });
     for (const seq of pending.seqs()) this.backlog.push(seq);
     this.client.on('connect', () => {

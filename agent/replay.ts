@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { createLogger } from '../deploy/log';
-import { UsageError, type ParsedOptions } from '../deploy/options';
+import { createLogger } from '../deploy/runtime/log';
+import { UsageError, type ParsedOptions } from '../deploy/runtime/options';
 import { startAgent, type AgentConfig } from './agent';
 import { droneIdOf, parseDroneTable } from './mavlink/config';
 import { openMavlinkFile, type MavlinkFileSource } from './mavlink/file';

@@ -1,4 +1,4 @@
-import { UsageError } from '../deploy/options';
+import { UsageError } from '../deploy/runtime/options';
 import { addToken, parseDronePatterns, readTokens, writeTokens } from './ingest-auth';
 
 function needId(id: string | undefined, example: string): string {

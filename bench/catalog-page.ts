@@ -5,7 +5,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { startBroker } from '../broker/server';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';

@@ -9,11 +9,10 @@ import parquet, { type ParquetFieldOptions } from 'parquetjs-lite';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { startRole, type RoleHandle } from './procs';
+import { startRole, type RoleHandle, type RoleStarter } from './procs';
 import { PARQUETJS_TYPE } from './parquet-writers';
 import { figure, type BenchContext, type Figure } from './report';
 import { simulatedPoints } from './points';
-import type { RoleStarter } from './worker';
 
 const TOPIC_PREFIX = 'naive/telemetry/';
 const GATEWAY_ID = 'gw-naive';

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { Logger } from 'pino';
 
 /** What a role process reports when asked, and once more when it stops. */
 export interface RoleReport {
@@ -12,6 +13,16 @@ export interface RoleReport {
 }
 
 export type RoleArgs = Record<string, string | number | boolean>;
+
+/** A role as its process runs it (worker.ts): what it reports, and how it stops. */
+export interface RunningRole {
+  info: Record<string, unknown>;
+  stats(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+/** How roles.ts and naive.ts start a role inside the process worker.ts runs. */
+export type RoleStarter = (args: RoleArgs, log: Logger) => Promise<RunningRole>;
 
 export interface RoleHandle {
   readonly name: string;

@@ -2,7 +2,7 @@ import mqtt from 'mqtt';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker } from '../broker/server';
-import { parseOptions, type OptionSpecs } from '../deploy/options';
+import { parseOptions, type OptionSpecs } from '../deploy/runtime/options';
 import { batchHead, BatchWriter, decodeAck, encodeAck, joinBatch } from '../proto/codec';
 import { ColumnsBuilder, encodeColumnar, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';
@@ -14,8 +14,7 @@ import { startSink } from '../sink/sink';
 import type { TelemetryPoint } from '../proto/types';
 import { naiveRoles } from './naive';
 import { simulatedPoints } from './points';
-import type { RoleArgs } from './procs';
-import type { RoleStarter } from './worker';
+import type { RoleArgs, RoleStarter } from './procs';
 
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { BatchWriter } from '../proto/codec';
 import { ColumnsBuilder, encodeColumnar, isPresent, STREAM_COLUMN, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { startBroker } from '../broker/server';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { sinkOptions } from '../sink/options';
 import { startSink } from '../sink/sink';
 import { localStorage } from '../sink/storage';

@@ -5,7 +5,7 @@ import mqtt from 'mqtt';
 import pino from 'pino';
 import { openMavlinkFile } from '../agent/mavlink/file';
 import { startBroker } from '../broker/server';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { BatchWriter } from '../proto/codec';
 import { BROTLI_QUALITY, ColumnarWriter, type Compression } from '../proto/columnar';
 import { nowMicros } from '../proto/time';

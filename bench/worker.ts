@@ -1,16 +1,8 @@
 // Entry of every role process the bench starts (see procs.ts). Argument 1 names the role,
 // argument 2 carries its options as JSON. The parent asks for reports over IPC.
 import pino from 'pino';
-import type { RoleArgs, RoleReport } from './procs';
+import type { RoleArgs, RoleReport, RunningRole } from './procs';
 import { roles } from './roles';
-
-export interface RunningRole {
-  info: Record<string, unknown>;
-  stats(): Record<string, unknown>;
-  stop(): Promise<void>;
-}
-
-export type RoleStarter = (args: RoleArgs, log: pino.Logger) => Promise<RunningRole>;
 
 function report(running: RunningRole): RoleReport {
   const cpu = process.cpuUsage();

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { AedesOptions } from 'aedes';
 import type { Logger } from 'pino';
-import { UsageError } from '../deploy/options';
+import { UsageError } from '../deploy/runtime/options';
 
 export interface BackendConfig {
   /** 'level': sessions and queued messages on disk in `dataDir`; 'memory': lost on restart (tests). */

@@ -1,4 +1,4 @@
-import { UsageError } from '../deploy/options';
+import { UsageError } from '../deploy/runtime/options';
 import { addIdentity, readRegistry, writeRegistry, type Role } from './registry';
 
 function needId(id: string | undefined, example: string): string {

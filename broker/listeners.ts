@@ -2,8 +2,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { readPem } from '../deploy/files';
-import { UsageError } from '../deploy/options';
+import { readPem } from '../deploy/runtime/files';
+import { UsageError } from '../deploy/runtime/options';
 
 /** Bytes queued on a client's socket before a write reports it full (see server.ts). */
 export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;

@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { statsRegistry } from '../deploy/metrics';
+import { statsRegistry } from '../deploy/runtime/metrics';
 import type { BrokerStats } from './stats';
 
 /** Prometheus metrics read from the broker's counters at scrape time. */

@@ -1,6 +1,6 @@
 import * as z from 'zod';
-import { checkHttpBind, httpPublicOption } from '../deploy/http';
-import { configOption, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { checkHttpBind, httpPublicOption } from '../deploy/runtime/http';
+import { configOption, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/runtime/options';
 
 // Here rather than in the registry, so that the CLI's option specs load neither the
 // registry nor its YAML writer (a gateway's agent parses these specs too).

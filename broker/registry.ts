@@ -1,7 +1,7 @@
 import { stringify as stringifyYaml } from 'yaml';
 import * as z from 'zod';
-import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/files';
-import { UsageError } from '../deploy/options';
+import { parseDocument, readOptionFile, replaceFile, watchFileChanges } from '../deploy/runtime/files';
+import { UsageError } from '../deploy/runtime/options';
 import { ID_PATTERN } from '../proto/topics';
 import { roleSchema } from './options';
 import { generateSecret, hashSecret, secretHashSchema, type ScryptCost, type SecretHash } from './secrets';

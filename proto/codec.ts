@@ -87,15 +87,46 @@ export function encodeBatch(batch: TelemetryBatch): Uint8Array {
   return BatchType.encode(batch).finish();
 }
 
+// The decoder builds messages of the schema's shape; these checks hold the decoded object
+// to the TypeScript type instead of casting it. They look at the Batch's few head fields
+// and the points array, once per batch: each point is a Point message the decoder built,
+// and the sink validates every point's values (proto/validate.ts).
+
+const isCount = (v: unknown): boolean => v === undefined || v === null || typeof v === 'number';
+
+function isBatch(m: object): m is TelemetryBatch {
+  return (
+    'gateway_id' in m && typeof m.gateway_id === 'string' &&
+    'batch_seq' in m && typeof m.batch_seq === 'number' &&
+    'sent_at' in m && typeof m.sent_at === 'number' &&
+    'points' in m && Array.isArray(m.points) &&
+    (!('dropped_points' in m) || isCount(m.dropped_points)) &&
+    (!('stream' in m) || isCount(m.stream))
+  );
+}
+
+function isAck(m: object): m is CommitAck {
+  return (
+    'gateway_id' in m && typeof m.gateway_id === 'string' &&
+    'committed_at' in m && typeof m.committed_at === 'number' &&
+    'batch_seqs' in m && Array.isArray(m.batch_seqs) && m.batch_seqs.every((seq) => typeof seq === 'number')
+  );
+}
+
 /** Throws on bytes that are not a Batch (truncated, wrong wire types). */
 export function decodeBatch(bytes: Uint8Array): TelemetryBatch {
-  return BatchType.decode(bytes) as unknown as TelemetryBatch;
+  const batch = BatchType.decode(bytes);
+  if (!isBatch(batch)) throw new Error('decoded Batch does not have the contract\'s fields');
+  return batch;
 }
 
 export function encodeAck(ack: CommitAck): Uint8Array {
   return CommitAckType.encode(ack).finish();
 }
 
+/** Throws on bytes that are not a CommitAck. */
 export function decodeAck(bytes: Uint8Array): CommitAck {
-  return CommitAckType.decode(bytes) as unknown as CommitAck;
+  const ack = CommitAckType.decode(bytes);
+  if (!isAck(ack)) throw new Error('decoded CommitAck does not have the contract\'s fields');
+  return ack;
 }

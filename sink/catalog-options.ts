@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpecs, type ParsedOptions } from '../deploy/runtime/options';
 import { storageOptions } from './storage-options';
 
 export const catalogOptions = {

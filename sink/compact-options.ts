@@ -1,4 +1,4 @@
-import { configOption, logFormatOption, logLevelOption, type OptionSpecs } from '../deploy/options';
+import { configOption, logFormatOption, logLevelOption, type OptionSpecs } from '../deploy/runtime/options';
 import { sinkOptions } from './options';
 import { storageOptions } from './storage-options';
 

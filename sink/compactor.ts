@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from 'pino';
-import type { ParsedOptions } from '../deploy/options';
+import type { ParsedOptions } from '../deploy/runtime/options';
 import { compactLake, type CompactionResult } from './compact';
 import type { compactOptions } from './compact-options';
 import { openLake } from './open-storage';

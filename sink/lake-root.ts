@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../deploy/options';
+import { UsageError } from '../deploy/runtime/options';
 import { CATALOG_PREFIX } from './layout';
 
 /** `EACCES: permission denied, mkdir '/x'` -> `EACCES: permission denied`: the path is already named. */

@@ -1,8 +1,6 @@
 import type { Registry } from 'prom-client';
-import { statsRegistry } from '../deploy/metrics';
-import type { Sink } from './sink';
-
-type SinkSnapshot = ReturnType<Sink['stats']>;
+import { statsRegistry } from '../deploy/runtime/metrics';
+import type { SinkSnapshot } from './stats';
 
 /** Prometheus metrics read from the sink's counters at scrape time. */
 export function sinkMetrics(stats: () => SinkSnapshot): Registry {

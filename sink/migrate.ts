@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { ParsedOptions } from '../deploy/options';
+import type { ParsedOptions } from '../deploy/runtime/options';
 import { openLake } from './open-storage';
 import type { storageOptions } from './storage-options';
 import * as z from 'zod';

@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { ParsedOptions } from '../deploy/options';
+import type { ParsedOptions } from '../deploy/runtime/options';
 import { STAGING_PREFIX } from './layout';
 import { localStorage, type LakeStorage } from './storage';
 import type { storageOptions } from './storage-options';

@@ -2,8 +2,8 @@ import * as z from 'zod';
 import { LIVE_AFTER, LIVE_FORMATS } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
-import { checkHttpBind, httpPublicOption } from '../deploy/http';
-import { configOption, logFormatOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/options';
+import { checkHttpBind, httpPublicOption } from '../deploy/runtime/http';
+import { configOption, logFormatOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/runtime/options';
 
 export const sinkOptions = {
   config: configOption,

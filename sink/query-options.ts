@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { storageOptions } from './storage-options';
-import { configOption, type OptionSpecs } from '../deploy/options';
+import { configOption, type OptionSpecs } from '../deploy/runtime/options';
 
 export const queryOptions = {
   config: configOption,

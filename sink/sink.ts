@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
-import type { ParsedOptions } from '../deploy/options';
+import { readTlsFiles } from '../deploy/runtime/files';
+import type { ParsedOptions } from '../deploy/runtime/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
@@ -11,8 +11,8 @@ import { publishAcks } from './acks';
 import { commitTag, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
-import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/http';
-import { PACKAGE_VERSION } from '../deploy/version';
+import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/runtime/http';
+import { PACKAGE_VERSION } from '../deploy/runtime/version';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
 import { sinkMetrics } from './metrics';
@@ -20,7 +20,7 @@ import { ownsTopic, shardFilters } from './shard';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { createLivePort, type LiveStats } from './live';
+import { createLivePort } from './live';
 import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
 import { adoptLegacyManifest } from './migrate';
 import { newManifestCache } from './table/manifests';
@@ -30,11 +30,11 @@ import { refuseSecondWriter } from './table/writers';
 import { openLake } from './open-storage';
 import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine';
 import { createRejectMemory } from './rejects';
-import { isDiskFull, stagingGate, type StagingState } from './staging-space';
-import { createStoreHealth, type StoreHealth } from './store-health';
+import { isDiskFull, stagingGate } from './staging-space';
+import { createStoreHealth } from './store-health';
 import { checkSinkOptions, type sinkOptions } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stageDictIds, stagedBytes, stageRow, type StageBuffer } from './stage';
-import { emptySinkStats, type SinkStats } from './stats';
+import { emptySinkStats, type SinkSnapshot } from './stats';
 
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
@@ -51,7 +51,7 @@ export interface Sink {
   /** The HTTP endpoint's URL, when --http is set. */
   readonly http: string | null;
   readonly catalog: Catalog;
-  stats(): SinkStats & { startupReads: number; store: StoreHealth; staging: StagingState; stagedBytes: number; streams: number; live: LiveStats | null; latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] } };
+  stats(): SinkSnapshot;
   /** Commits whatever is staged now; resolves when its acks are out. */
   flush(): Promise<void>;
   /** Runs a compaction pass now, or waits for the one running. */
@@ -62,6 +62,8 @@ export interface Sink {
 
 export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
   checkSinkOptions(config);
+  // Read before anything is opened, so a missing PEM file is one line and exit 2.
+  const brokerTls = readTlsFiles(config);
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
   // Each shard is a sink of its own: its own session at the broker and its own commits.
@@ -136,14 +138,11 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const latenessUs = config.lateness * 1e6;
   const maxStagedBytes = config.maxStagedMib * MIB;
 
-  const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
   // Both connections speak for the sink's one identity: `{client-id}-acks` belongs to it too.
   const credentials = {
     ...(config.username ? { username: config.username } : {}),
     ...(config.password ? { password: config.password } : {}),
-    ...(config.ca ? { ca: read(config.ca) } : {}),
-    ...(config.cert ? { cert: read(config.cert) } : {}),
-    ...(config.key ? { key: read(config.key) } : {}),
+    ...brokerTls,
   };
   // Every connection speaks for the sink's one identity, under a client id of its own.
   const connect = (id: string, options: mqtt.IClientOptions) => mqtt.connect(config.broker, { ...credentials, clientId: id, reconnectPeriod: 1000, connectTimeout: 10_000, ...options });

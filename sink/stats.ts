@@ -1,4 +1,7 @@
 import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
+import type { LiveStats } from './live';
+import type { StagingState } from './staging-space';
+import type { StoreHealth } from './store-health';
 
 /** Why a whole batch was turned away. */
 export const BATCH_REJECT_REASONS = ['undecodable', 'gateway_mismatch', 'batch_seq_range'] as const;
@@ -79,3 +82,14 @@ export function emptySinkStats(): SinkStats {
     gatewayDroppedPoints: {},
   };
 }
+
+/** What sink.stats() returns: the counters, and the state read when asked; metrics.ts exports it at scrape time. */
+export type SinkSnapshot = SinkStats & {
+  startupReads: number;
+  store: StoreHealth;
+  staging: StagingState;
+  stagedBytes: number;
+  streams: number;
+  live: LiveStats | null;
+  latencyMs: { p50: number | null; p99: number | null; points: number; counts: number[] };
+};

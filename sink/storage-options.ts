@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import * as z from 'zod';
-import { optionSchemas, type OptionSpecs } from '../deploy/options';
+import { optionSchemas, type OptionSpecs } from '../deploy/runtime/options';
 
 /** How to reach the lake: shared by every command that reads or writes it. */
 export const storageOptions = {

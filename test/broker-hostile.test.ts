@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, scrape, subscribePacket, tryConnect, within } from './broker-helpers';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { sinkOptions } from '../sink/options';

@@ -5,7 +5,7 @@ import { catalogDocuments, type QualityWindow } from '../sink/catalog/documents'
 import { historyOf } from '../sink/catalog/page-data';
 import { compactTime, QUALITY_PREFIX } from '../sink/layout';
 import { openLake } from '../sink/open-storage';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { storageOptions } from '../sink/storage-options';
 import type { LakeStorage } from '../sink/storage';
 import { tempDir } from './helpers';

@@ -49,11 +49,26 @@ describe('dronelake CLI', () => {
     [['up', 'extra'], 'dronelake: unexpected argument "extra"'],
     [['up', '--drones', '--duration', '2'], "dronelake: --drones needs a value; the next argument is an option (to pass a value that begins with '-', write --drones=VALUE)"],
     [['agent', '--gateway', 'g', '--spool', 'x', '--hz', '-1'], 'dronelake: --hz: Too small: expected number to be >0 (got "-1")'],
+    // A missing PEM file for TLS to the broker is one line, as the broker's own (broker-cli.test.ts).
+    [['agent', '--gateway', 'g', '--spool', '/nonexistent/spool', '--ca', '/nonexistent/ca.pem'], 'dronelake: --ca: cannot read /nonexistent/ca.pem: ENOENT'],
+    [['agent', '--gateway', 'g', '--spool', '/nonexistent/spool', '--ca', 'README.md', '--cert', 'README.md', '--key', '/nonexistent/key.pem'], 'dronelake: --key: cannot read /nonexistent/key.pem: ENOENT'],
   ])('reports %j as one clear line and exits 2', async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`${message}\n`);
     expect(r.stdout).toBe('');
+  });
+
+  it('sink: a missing PEM file for TLS to the broker is one line and exit 2, as the broker\'s', async () => {
+    // The sink creates its lake directory before it starts, so the lake is a throwaway one.
+    const { dir, remove } = await tempDir('sink-tls');
+    try {
+      const missing = path.join(dir, 'cert.pem');
+      const r = await cli(['sink', '--lake', path.join(dir, 'lake'), '--cert', missing]);
+      expect([r.code, r.stderr, r.stdout]).toEqual([2, `dronelake: --cert: cannot read ${missing}: ENOENT\n`, '']);
+    } finally {
+      await remove();
+    }
   });
 
   it('up: generates, drains and commits every point, then prints a JSON summary', async () => {

@@ -71,6 +71,16 @@ describe('the wire contract', () => {
     expect(FLIGHT_STATE_NAMES).toEqual(['unspecified', 'idle', 'takeoff', 'cruise', 'delivering', 'returning', 'landing', 'landed', 'emergency']);
   });
 
+  it('decodes to the contract\'s types, proto3 defaults included, checked rather than cast', () => {
+    // Empty bytes are a valid message whose every field is its default: the checks in
+    // codec.ts accept them, and the sink then turns the batch away for its gateway id.
+    const empty = decodeBatch(new Uint8Array(0));
+    expect([empty.gateway_id, empty.batch_seq, empty.sent_at, empty.points.length, empty.dropped_points, empty.stream]).toEqual(['', 0, 0, 0, 0, 0]);
+    const ack = decodeAck(encodeAck({ gateway_id: 'gw', batch_seqs: [3, 2 ** 52], committed_at: NOW }));
+    expect([ack.gateway_id, [...ack.batch_seqs], ack.committed_at]).toEqual(['gw', [3, 2 ** 52], NOW]);
+    expect(() => decodeBatch(Uint8Array.of(0x0a, 0x05, 0x61))).toThrow();
+  });
+
   it('round-trips a batch, keeping unknown fields absent rather than zero', () => {
     const sparse: TelemetryPoint = { drone_id: 'd1', seq: 0, ts: NOW, lat: 0, armed: false };
     const bytes = encodeBatch({ gateway_id: 'gw-1', batch_seq: 99, sent_at: NOW, points: [full, sparse] });

@@ -11,8 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { agentOptions, checkAgentOptions } from '../agent/options';
 import { brokerOptions, checkBrokerOptions, type BrokerOptions } from '../broker/options';
-import { healthRoute, metricsRoute } from '../deploy/http';
-import { parseOptions, UsageError, type OptionSpecs } from '../deploy/options';
+import { healthRoute, metricsRoute } from '../deploy/runtime/http';
+import { parseOptions, UsageError, type OptionSpecs } from '../deploy/runtime/options';
 import { catalogOptions } from '../sink/catalog-options';
 import { compactOptions } from '../sink/compact-options';
 import { checkSinkOptions, sinkOptions } from '../sink/options';
@@ -29,10 +29,10 @@ const HAS_SYSTEMD_ANALYZE = has('systemd-analyze');
 const HAS_SHELLCHECK = has('shellcheck');
 
 type Specs = Record<string, OptionSpecs>;
-/** The commands a deploy file may run, with their option specs (deploy/cli.ts). */
+/** The commands a deploy file may run, with their option specs (deploy/cli/cli.ts). */
 const SPECS: Specs = { agent: agentOptions, broker: brokerOptions, sink: sinkOptions, query: queryOptions, catalog: catalogOptions, compact: compactOptions };
 
-/** The paths the components' HTTP servers serve (deploy/http.ts), checked below to be used by each. */
+/** The paths the components' HTTP servers serve (deploy/runtime/http.ts), checked below to be used by each. */
 const ROUTES = {
   health: healthRoute(() => ({ healthy: true, body: {} })).path,
   metrics: metricsRoute({} as Parameters<typeof metricsRoute>[0]).path,
@@ -383,8 +383,8 @@ describe('gateway: systemd unit and install.sh', () => {
     expect(one('Restart')).toMatch(/^(on-failure|always)$/);
     expect(Number(one('RestartSec'))).toBeGreaterThan(0);
     expect(UNIT.Unit?.StartLimitIntervalSec).toEqual(['0']);
-    // The agent drains for 10 s on SIGTERM (deploy/cli.ts), then closes.
-    expect(read('deploy/cli.ts')).toContain('agent.drain(10_000)');
+    // The agent drains for 10 s on SIGTERM (deploy/cli/cli.ts), then closes.
+    expect(read('deploy/cli/cli.ts')).toContain('agent.drain(10_000)');
     expect(Number(one('TimeoutStopSec'))).toBeGreaterThanOrEqual(20);
     const yes = ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'LockPersonality'];
     for (const key of yes) expect(SERVICE[key], key).toEqual(['yes']);
@@ -449,7 +449,7 @@ describe('docker: Dockerfile and compose.yaml', () => {
   it('the Dockerfile builds from sources that exist and runs the built cli', () => {
     expect(ENTRYPOINT).toEqual(['node', '/app/dist/cli.js']);
     expect(pkg.bin.dronelake).toBe('deploy/dronelake.mjs');
-    expect(read('tsup.config.ts')).toMatch(/cli: 'deploy\/cli\.ts'/);
+    expect(read('tsup.config.ts')).toMatch(/cli: 'deploy\/cli\/cli\.ts'/);
     const froms = [...DOCKERFILE.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
     expect(froms).toEqual(['node:22-bookworm-slim', 'node:22-bookworm-slim']);
     expect(DOCKERFILE).toMatch(/^USER dronelake$/m);

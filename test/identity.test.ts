@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';

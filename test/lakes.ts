@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { openLake, type StorageConfig } from '../sink/open-storage';
 import { queryLake } from '../sink/query';
 import { storageOptions } from '../sink/storage-options';

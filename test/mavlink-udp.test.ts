@@ -11,7 +11,7 @@ import { openMavlinkUdp, type MavlinkUdpSource } from '../agent/mavlink/udp';
 import { agentOptions } from '../agent/options';
 import type { SourceOutput } from '../agent/source';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/options';
+import { parseOptions } from '../deploy/runtime/options';
 import { nowMicros } from '../proto/time';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { freePort, observedBatch, quietLog, tempDir, TELEMETRY_FILTERS, waitFor } from './helpers';

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { UsageError } from '../../deploy/options';
+import { UsageError } from '../../deploy/runtime/options';
 import { SIGNATURE_BYTES, type Frame } from './frame';
 
 // MAVLink 2 message signing (https://mavlink.io/en/guide/message_signing.html): a signed

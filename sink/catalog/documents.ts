@@ -2,7 +2,7 @@ import type http from 'node:http';
 import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
-import { send, type Route } from '../../deploy/http';
+import { send, type Route } from '../../deploy/runtime/http';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY } from '../layout';
 import { readCommits, type CheckpointCache, type CommitRecord } from '../checkpoint';
 import type { LakeStorage, StoredObject } from '../storage';

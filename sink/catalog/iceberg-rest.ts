@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import { send, type Route } from '../../deploy/http';
+import { send, type Route } from '../../deploy/runtime/http';
 import type { CurrentTable } from './iceberg-table';
 
 // The Iceberg REST catalog, read-only, per the Iceberg REST OpenAPI spec

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { send, type Route } from '../../deploy/http';
+import { send, type Route } from '../../deploy/runtime/http';
 
 // The product page: an HTML shell and one script (dist/catalog-page.js, built from
 // page/client.ts with uPlot inside), which fetches /catalog/page.json. The shell and the

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { openIngestAuth, type IngestAuth } from '../../agent/ingest-auth';
-import { send, serveHttp, type HttpServer, type Route } from '../../deploy/http';
+import { send, serveHttp, type HttpServer, type Route } from '../../deploy/runtime/http';
 import { openLake, type StorageConfig } from '../open-storage';
 import type { LakeStorage } from '../storage';
 import { catalogDocuments, DOCUMENT_PATHS, documentRoutes } from './documents';

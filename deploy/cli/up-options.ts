@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { logFormatOption, logLevelOption, optionSchemas, type OptionSpecs } from './options';
+import { logFormatOption, logLevelOption, optionSchemas, type OptionSpecs } from '../runtime/options';
 
 export const upOptions = {
   lake: { type: 'string', describe: 'lake root directory', schema: z.string().min(1).default('./lake') },

@@ -96,3 +96,22 @@ export function readPem(option: string, file: string): Buffer {
     throw new UsageError(`${option}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
+
+/** The PEM files an MQTT client names for TLS to the broker (--ca, --cert, --key). */
+export interface TlsFiles {
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+}
+
+/**
+ * The agent's and the sink's --ca, --cert and --key, read with readPem before anything is
+ * opened, so a missing or unreadable file is one line and exit 2, as for the broker's.
+ */
+export function readTlsFiles(files: TlsFiles): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(files.ca ? { ca: readPem('--ca', files.ca) } : {}),
+    ...(files.cert ? { cert: readPem('--cert', files.cert) } : {}),
+    ...(files.key ? { key: readPem('--key', files.key) } : {}),
+  };
+}

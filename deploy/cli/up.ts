@@ -1,13 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startAgent, type Agent } from '../agent/agent';
-import { agentOptions } from '../agent/options';
-import { startBroker } from '../broker/server';
-import { sinkOptions } from '../sink/options';
-import { startSink, type Sink } from '../sink/sink';
-import { createLogger } from './log';
-import { parseOptions, type ParsedOptions } from './options';
+import { startAgent, type Agent } from '../../agent/agent';
+import { agentOptions } from '../../agent/options';
+import { startBroker } from '../../broker/server';
+import { sinkOptions } from '../../sink/options';
+import { startSink, type Sink } from '../../sink/sink';
+import { createLogger } from '../runtime/log';
+import { parseOptions, type ParsedOptions } from '../runtime/options';
 import type { upOptions } from './up-options';
 
 export type UpConfig = ParsedOptions<typeof upOptions>;

@@ -1,15 +1,15 @@
 #!/usr/bin/env node
-import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../agent/options';
-import { brokerOptions, identityAddOptions, identityOptions } from '../broker/options';
-import { sinkOptions } from '../sink/options';
-import { catalogOptions, catalogServeOptions, checkCatalogServeOptions } from '../sink/catalog-options';
-import { checkLakeRoot } from '../sink/lake-root';
-import { compactOptions, migrateOptions } from '../sink/compact-options';
-import { queryOptions } from '../sink/query-options';
-import { createLogger } from './log';
-import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from './options';
-import { untilShutdown } from './signals';
-import { PACKAGE_VERSION } from './version';
+import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../../agent/options';
+import { brokerOptions, identityAddOptions, identityOptions } from '../../broker/options';
+import { sinkOptions } from '../../sink/options';
+import { catalogOptions, catalogServeOptions, checkCatalogServeOptions } from '../../sink/catalog-options';
+import { checkLakeRoot } from '../../sink/lake-root';
+import { compactOptions, migrateOptions } from '../../sink/compact-options';
+import { queryOptions } from '../../sink/query-options';
+import { createLogger } from '../runtime/log';
+import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from '../runtime/options';
+import { untilShutdown } from '../runtime/signals';
+import { PACKAGE_VERSION } from '../runtime/version';
 import { upOptions } from './up-options';
 
 // Each command loads its component when it runs, so `--help` and the agent on a small
@@ -52,7 +52,7 @@ const commands = {
     async run(options) {
       // Listening from the start: a signal during start-up stops the broker once it is up.
       const stop = untilShutdown();
-      const { startBroker } = await import('../broker/server');
+      const { startBroker } = await import('../../broker/server');
       const broker = await startBroker(options, createLogger(options.logLevel, 'broker', options.logFormat));
       await stop;
       await broker.close();
@@ -79,7 +79,7 @@ const commands = {
             options: identityAddOptions,
             positionals: 1,
             async run(options, [id]) {
-              const { identityAdd } = await import('../broker/identity-cli');
+              const { identityAdd } = await import('../../broker/identity-cli');
               process.stdout.write(await identityAdd(options.registry, id, options.role));
               return 0;
             },
@@ -90,7 +90,7 @@ const commands = {
             options: identityOptions,
             positionals: 1,
             async run(options, [id]) {
-              const { identityRemove } = await import('../broker/identity-cli');
+              const { identityRemove } = await import('../../broker/identity-cli');
               process.stdout.write(await identityRemove(options.registry, id));
               return 0;
             },
@@ -100,7 +100,7 @@ const commands = {
             usage: 'dronelake broker identity list --registry FILE',
             options: identityOptions,
             async run(options) {
-              const { identityList } = await import('../broker/identity-cli');
+              const { identityList } = await import('../../broker/identity-cli');
               process.stdout.write(await identityList(options.registry));
               return 0;
             },
@@ -116,7 +116,7 @@ const commands = {
     async run(options) {
       await checkLakeRoot(options.lake, 'write');
       const stop = untilShutdown();
-      const { startSink } = await import('../sink/sink');
+      const { startSink } = await import('../../sink/sink');
       const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat));
       await stop;
       await sink.close();
@@ -132,7 +132,7 @@ const commands = {
       if (!sql) throw new UsageError('query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"');
       if (options.asOf !== undefined && options.snapshot !== undefined) throw new UsageError('give --as-of or --snapshot, not both');
       await checkLakeRoot(options.lake, 'read');
-      const { formatRows, queryLake } = await import('../sink/query');
+      const { formatRows, queryLake } = await import('../../sink/query');
       let result: Awaited<ReturnType<typeof queryLake>>;
       try {
         result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`), {
@@ -156,7 +156,7 @@ const commands = {
     options: catalogOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
-      const { formatCatalog, readCatalog } = await import('../sink/catalog/read');
+      const { formatCatalog, readCatalog } = await import('../../sink/catalog/read');
       let report: Awaited<ReturnType<typeof readCatalog>>;
       try {
         report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`));
@@ -176,7 +176,7 @@ const commands = {
           checkCatalogServeOptions(options);
           await checkLakeRoot(options.lake, 'read');
           const stop = untilShutdown();
-          const { startCatalogServer } = await import('../sink/catalog/serve');
+          const { startCatalogServer } = await import('../../sink/catalog/serve');
           let server: Awaited<ReturnType<typeof startCatalogServer>>;
           try {
             server = await startCatalogServer(options, createLogger(options.logLevel, 'catalog', options.logFormat));
@@ -201,7 +201,7 @@ const commands = {
     async run(options) {
       // A lake to compact must exist: a typo must not compact an empty directory made for it.
       await checkLakeRoot(options.lake, 'read');
-      const { compactOnce } = await import('../sink/compactor');
+      const { compactOnce } = await import('../../sink/compactor');
       const result = await compactOnce(options, createLogger(options.logLevel, 'compact', options.logFormat));
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return 0;
@@ -213,7 +213,7 @@ const commands = {
     options: compactOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
-      const { maintainOnce } = await import('../sink/compactor');
+      const { maintainOnce } = await import('../../sink/compactor');
       const result = await maintainOnce(options, createLogger(options.logLevel, 'maintain', options.logFormat));
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return 0;
@@ -225,7 +225,7 @@ const commands = {
     options: migrateOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
-      const { migrateLake } = await import('../sink/migrate');
+      const { migrateLake } = await import('../../sink/migrate');
       const result = await migrateLake(options, createLogger(options.logLevel, 'migrate', options.logFormat));
       process.stdout.write(`${JSON.stringify(result ?? { records: 0, files: 0, rows: 0, writers: 0, note: 'nothing to adopt: the lake has no JSON manifest' })}\n`);
       return 0;
@@ -241,7 +241,7 @@ const commands = {
     async run(options) {
       const stop = untilShutdown();
       const log = createLogger(options.logLevel, 'agent', options.logFormat);
-      const { startAgent } = await import('../agent/agent');
+      const { startAgent } = await import('../../agent/agent');
       const agent = await startAgent(options, log);
       await stop;
       const drained = await agent.drain(10_000);
@@ -270,7 +270,7 @@ const commands = {
             options: tokenAddOptions,
             positionals: 1,
             async run(options, [id]) {
-              const { tokenAdd } = await import('../agent/token-cli');
+              const { tokenAdd } = await import('../../agent/token-cli');
               process.stdout.write(await tokenAdd(options.httpTokens, id, options.drones));
               return 0;
             },
@@ -281,7 +281,7 @@ const commands = {
             options: tokenOptions,
             positionals: 1,
             async run(options, [id]) {
-              const { tokenRemove } = await import('../agent/token-cli');
+              const { tokenRemove } = await import('../../agent/token-cli');
               process.stdout.write(await tokenRemove(options.httpTokens, id));
               return 0;
             },
@@ -291,7 +291,7 @@ const commands = {
             usage: 'dronelake agent token list --http-tokens FILE',
             options: tokenOptions,
             async run(options) {
-              const { tokenList } = await import('../agent/token-cli');
+              const { tokenList } = await import('../../agent/token-cli');
               process.stdout.write(await tokenList(options.httpTokens));
               return 0;
             },
@@ -305,7 +305,7 @@ const commands = {
         positionals: 1,
         async run(options, [file]) {
           if (!file) throw new UsageError('agent replay needs the file to import, e.g. dronelake agent replay flight.tlog --gateway gw-1 --spool ./spool');
-          const { formatSummary, replay } = await import('../agent/replay');
+          const { formatSummary, replay } = await import('../../agent/replay');
           const summary = await replay(file, options, untilShutdown());
           process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
           return summary.interrupted ? 130 : summary.drained ? 0 : 1;

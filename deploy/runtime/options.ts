@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import * as z from 'zod';
-import { ID_PATTERN } from '../proto/topics';
+import { ID_PATTERN } from '../../proto/topics';
 
 /** One command-line option: its flag is the key in kebab-case; the schema validates and types it. */
 export interface OptionSpec {
