@@ -202,10 +202,16 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
         );
       } catch (err) {
         // An error may come after the store took the version (a timeout on the reply):
-        // only a commit the table does not hold may have its files removed (invariant 1).
-        const landed = await loadTable(storage)
-          .then((t) => (writerPositions(t?.metadata.properties ?? {}).get(writer)?.commit ?? 0) >= number)
-          .catch(() => true);
+        // only a commit the table does not hold may have its files removed (invariant 1),
+        // and only one it holds may be acked (invariant 2). Until the table can be read,
+        // neither is known; at close it stays unknown, the files stay, nothing is acked,
+        // and the next start reads the answer from the table.
+        let landed: boolean;
+        try {
+          landed = await commitLanded(number);
+        } catch {
+          throw err;
+        }
         if (!landed) {
           await Promise.allSettled([...files.map((f) => f.key), ...quarantined, checkpoint].map((key) => storage.remove(key)));
           throw err;
@@ -247,6 +253,19 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       log.error({ tag, err: (err as Error).message }, 'commit failed; its batches will be taken again when re-sent');
     } finally {
       committingBuffer = null;
+    }
+  }
+
+  /** Whether the table holds this sink's commit `number`: asked until the store answers, or the sink closes. */
+  async function commitLanded(number: number): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const table = await loadTable(storage);
+        return (writerPositions(table?.metadata.properties ?? {}).get(writer)?.commit ?? 0) >= number;
+      } catch (err) {
+        if (closing) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
+      }
     }
   }
 
