@@ -146,7 +146,9 @@ async function listedVersion(storage: LakeStorage): Promise<number | null> {
  * stale hint costs one listing.
  */
 export async function loadTable(storage: LakeStorage): Promise<TableVersion | null> {
-  const hint = await storage.read(VERSION_HINT_KEY);
+  // Only a hint, replaced in place by every commit: a read that fails (a store may abort a
+  // read of an object being replaced) costs a listing, never the load.
+  const hint = await storage.read(VERSION_HINT_KEY).catch(() => null);
   const hinted = hint === null ? NaN : Number(hint.toString('utf8').trim());
   let version = Number.isSafeInteger(hinted) && hinted > 0 ? hinted : await listedVersion(storage);
   if (version === null) return null;
