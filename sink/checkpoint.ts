@@ -297,6 +297,13 @@ async function readJson<T>(storage: LakeStorage, key: string, check: (value: unk
   }
 }
 
+/** Marks what one commit record holds as committed in the dedupe ledgers. */
+export function restoreCommit(record: CommitRecord, batches: BatchLedger, points: PointLedger): void {
+  for (const [gatewayId, ranges] of Object.entries(record.batches)) batches.restore(gatewayId, ranges);
+  const at = Date.parse(record.committed_at);
+  forEachPointRange(record, (droneId, stream, ranges) => points.restore(droneId, stream, ranges, at));
+}
+
 /**
  * Invariant 3 across restarts: rebuilds the dedupe state of every writer the table
  * names from its last full state and the commits after it: at most STATE_EVERY + 1
@@ -322,11 +329,8 @@ export async function restoreCheckpoints(storage: LakeStorage, properties: Recor
     for (let n = position.state + 1; n <= position.commit; n++) {
       jobs.push(
         reads.add(async () => {
-          const record = await readJson(storage, checkpointKey(writer, n), checkRecord);
+          restoreCommit(await readJson(storage, checkpointKey(writer, n), checkRecord), batches, points);
           objects++;
-          for (const [gatewayId, ranges] of Object.entries(record.batches)) batches.restore(gatewayId, ranges);
-          const at = Date.parse(record.committed_at);
-          forEachPointRange(record, (droneId, stream, ranges) => points.restore(droneId, stream, ranges, at));
         }),
       );
     }

@@ -5,7 +5,7 @@ import { openLake } from './open-storage';
 import type { storageOptions } from './storage-options';
 import * as z from 'zod';
 import { MICROS_PER_HOUR } from '../proto/time';
-import { checkpointKey, checkRecord, forEachPointRange, LEGACY_MANIFEST_PREFIX, positionValue, putCheckpoint, stateKey, stateRecord, writerProperty, type CommitRecord, type FileEntry } from './checkpoint';
+import { checkpointKey, checkRecord, LEGACY_MANIFEST_PREFIX, positionValue, putCheckpoint, restoreCommit, stateKey, stateRecord, writerProperty, type CommitRecord, type FileEntry } from './checkpoint';
 import { BatchLedger, PointLedger } from './dedupe';
 import { TELEMETRY_PREFIX } from './layout';
 import type { LakeStorage } from './storage';
@@ -121,8 +121,7 @@ export async function adoptLegacyManifest(storage: LakeStorage, log: Logger): Pr
     const last = new Map<string, number>();
     for (const record of commits) {
       await putCheckpoint(storage, checkpointKey(record.writer, record.number), record);
-      for (const [gatewayId, ranges] of Object.entries(record.batches)) batches.restore(gatewayId, ranges);
-      forEachPointRange(record, (drone, stream, ranges) => points.restore(drone, stream, ranges, Date.parse(record.committed_at)));
+      restoreCommit(record, batches, points);
       last.set(record.writer, Math.max(last.get(record.writer) ?? 0, record.number));
     }
     const properties: Record<string, string> = { [ADOPTED_PROPERTY]: String(objects.length) };

@@ -82,6 +82,12 @@ function summaryOf(parent: Snapshot | null, operation: string, added: ManifestEn
   };
 }
 
+/** The log a new version carries: the previous ones, then the version it replaces, the last PREVIOUS_VERSIONS_MAX. */
+function metadataLogAfter(storage: LakeStorage, base: TableVersion): TableMetadata['metadata-log'] {
+  const m = base.metadata;
+  return [...m['metadata-log'], { 'timestamp-ms': m['last-updated-ms'], 'metadata-file': keyUri(storage, metadataKey(base.version)) }].slice(-PREVIOUS_VERSIONS_MAX);
+}
+
 /** The new version's metadata: `snapshot` made current, expired snapshots dropped, the log bounded. */
 function nextMetadata(base: TableVersion, storage: LakeStorage, snapshot: Snapshot, properties: Record<string, string>, settings: TableSettings): TableMetadata {
   const m = base.metadata;
@@ -97,7 +103,7 @@ function nextMetadata(base: TableVersion, storage: LakeStorage, snapshot: Snapsh
     refs: { ...m.refs, main: { 'snapshot-id': snapshot['snapshot-id'], type: 'branch' } },
     snapshots,
     'snapshot-log': [...m['snapshot-log'], { 'timestamp-ms': now, 'snapshot-id': snapshot['snapshot-id'] }].filter((e) => kept.has(e['snapshot-id'])),
-    'metadata-log': [...m['metadata-log'], { 'timestamp-ms': m['last-updated-ms'], 'metadata-file': keyUri(storage, metadataKey(base.version)) }].slice(-PREVIOUS_VERSIONS_MAX),
+    'metadata-log': metadataLogAfter(storage, base),
   };
 }
 
@@ -270,7 +276,7 @@ export async function expireSnapshots(storage: LakeStorage, settings: TableSetti
         'last-updated-ms': Math.max(nowMs, m['last-updated-ms']),
         snapshots,
         'snapshot-log': m['snapshot-log'].filter((e) => kept.has(e['snapshot-id'])),
-        'metadata-log': [...m['metadata-log'], { 'timestamp-ms': m['last-updated-ms'], 'metadata-file': keyUri(storage, metadataKey(base.version)) }].slice(-PREVIOUS_VERSIONS_MAX),
+        'metadata-log': metadataLogAfter(storage, base),
       });
       return m.snapshots.length - snapshots.length;
     } catch (err) {
