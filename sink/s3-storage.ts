@@ -156,9 +156,6 @@ const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code
 /**
  * An S3 lake at `url` (`s3://bucket/prefix`). Objects DuckDB reads are downloaded once into
  * `cacheDir`; they are immutable, so a cached copy never goes stale.
- *
- * `enforcesCreateOnly` is true only when talking to AWS itself (no endpoint in the settings
- * or in AWS_ENDPOINT_URL(_S3)): S3-compatible stores may ignore `If-None-Match` (s3rver does).
  */
 export async function s3Storage(url: string, settings: S3Settings, stagingDir: string, cacheDir: string): Promise<LakeStorage> {
   const { bucket, prefix } = parseS3Url(url);
@@ -191,7 +188,6 @@ export async function s3Storage(url: string, settings: S3Settings, stagingDir: s
   return {
     root,
     stagingDir,
-    enforcesCreateOnly: endpoint === undefined,
     async probeCreateOnly() {
       const key = `${base}drones/_staging/create-only-probe-${randomUUID()}`;
       const put = () => client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from('probe'), ContentLength: 5, IfNoneMatch: '*' }));

@@ -30,12 +30,6 @@ export interface LakeStorage {
   /** A local directory for files before they are published. */
   readonly stagingDir: string;
   /**
-   * Whether the store itself refuses a second create of a name. When false (a store
-   * that ignores `If-None-Match`), publish still checks first, but two racing writers
-   * can both succeed: then only one writer may commit to the table (see table/writers.ts).
-   */
-  readonly enforcesCreateOnly: boolean;
-  /**
    * Asks the store itself: creates one probe name twice, without the check `publish`
    * makes first, and says whether the second create was refused. Removes the probe.
    */
@@ -114,7 +108,6 @@ export async function localStorage(root: string, stagingRelative: string): Promi
   return {
     root: absoluteRoot,
     stagingDir,
-    enforcesCreateOnly: true,
     // link(2) refuses an existing name on every local file system.
     probeCreateOnly: async () => true,
     async publish(localPath, key) {

@@ -46,7 +46,8 @@ const NO_AWS_ENV = { AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: undefined
 
 interface Backend {
   name: string;
-  enforcesCreateOnly: boolean;
+  /** What probeCreateOnly finds: s3rver ignores If-None-Match. */
+  refusesSecondCreate: boolean;
   /** Starts whatever the backend needs; `open` gives a fresh, empty lake each time. */
   start(): Promise<{ open(dir: string): Promise<LakeStorage>; close(): Promise<void> }>;
 }
@@ -54,7 +55,7 @@ interface Backend {
 const backends: Backend[] = [
   {
     name: 'local',
-    enforcesCreateOnly: true,
+    refusesSecondCreate: true,
     async start() {
       return {
         async open(dir) {
@@ -68,7 +69,7 @@ const backends: Backend[] = [
   },
   {
     name: 's3rver',
-    enforcesCreateOnly: false,
+    refusesSecondCreate: false,
     async start() {
       const s3 = await startS3();
       let lakes = 0;
@@ -112,8 +113,10 @@ describe.each(backends)('$name storage', (backend) => {
     expect((await storage.read('m/commit-1.json'))?.toString()).toBe('first');
   });
 
-  it(`says whether the store itself enforces create-only (${backend.enforcesCreateOnly})`, () => {
-    expect(storage.enforcesCreateOnly).toBe(backend.enforcesCreateOnly);
+  it(`finds by probing whether the store itself refuses a second create (${backend.refusesSecondCreate})`, async () => {
+    expect(await storage.probeCreateOnly()).toBe(backend.refusesSecondCreate);
+    // The probe removes what it wrote.
+    expect(await storage.list('')).toEqual([]);
   });
 
   it('lists recursively, sorted, relative to the lake, with sizes, and only under the prefix', async () => {
@@ -288,7 +291,6 @@ describe('s3 storage, watched on the wire', () => {
     const puts = seen.filter((r) => r.method === 'PUT' && r.url.split('?')[0]?.endsWith('/race.json'));
     expect(puts.map((r) => r.headers['if-none-match'])).toEqual(['*', '*']);
     expect(['writer-1', 'writer-2']).toContain((await storage.read('race.json'))?.toString());
-    expect(storage.enforcesCreateOnly).toBe(false);
   });
 
   it.each([
@@ -438,7 +440,6 @@ describe('s3 storage settings and errors', () => {
     await withEnv(env, async () => {
       const storage = await open(`s3://${s3.bucket}/env-lake`, bare);
       try {
-        expect(storage.enforcesCreateOnly).toBe(false);
         await put(storage, 'k.json', 'via env');
         expect((await storage.read('k.json'))?.toString()).toBe('via env');
       } finally {
@@ -461,7 +462,6 @@ describe('s3 storage settings and errors', () => {
     await withEnv(env, async () => {
       const storage = await open(`s3://${s3.bucket}/env-lake-s3`, { ...bare, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
       try {
-        expect(storage.enforcesCreateOnly).toBe(false);
         await put(storage, 'k.json', 'via AWS_ENDPOINT_URL_S3');
         expect((await storage.list('')).map((o) => o.key)).toEqual(['k.json']);
       } finally {
@@ -483,11 +483,10 @@ describe('s3 storage settings and errors', () => {
     });
   });
 
-  it('counts on If-None-Match only when talking to AWS itself', async () => {
+  it('names a bucket without a prefix as the lake root', async () => {
     await withEnv(NO_AWS_ENV, async () => {
       const aws = await open('s3://some-bucket', { ...bare, forcePathStyle: false, region: 'eu-central-1' });
       await aws.close();
-      expect(aws.enforcesCreateOnly).toBe(true);
       expect(aws.root).toBe('s3://some-bucket');
     });
   });
