@@ -314,7 +314,10 @@ describe('catalog documents', () => {
     it('name the datasets after the lake and the broker', () => {
       const local = buildRunEvent(eventInput('START', EMPTY, [])) as Json;
       expect(local['job']).toMatchObject({ namespace: 'file:///srv/fleet/lake', name: 'drones.telemetry.ingest', facets: { jobType: { processingType: 'STREAMING', integration: 'DRONELAKE', jobType: 'JOB' } } });
-      expect(local['inputs']).toEqual([{ namespace: 'mqtt://broker.fleet.example:1883', name: 'dronelake/v1/telemetry/+' }]);
+      expect(local['inputs']).toEqual([
+        { namespace: 'mqtt://broker.fleet.example:1883', name: 'dronelake/v2/telemetry/+/+' },
+        { namespace: 'mqtt://broker.fleet.example:1883', name: 'dronelake/v1/telemetry/+' },
+      ]);
       expect(local['outputs'].map((o: Json) => [o['namespace'], o['name']])).toEqual([
         ['file', '/srv/fleet/lake/drones/telemetry/v1'],
         ['file', '/srv/fleet/lake/drones/_quarantine/points'],
@@ -382,6 +385,15 @@ describe('catalog documents', () => {
       quality: 'http://127.0.0.1:9464/quality/latest',
       metrics: 'http://127.0.0.1:9464/metrics',
     });
+  });
+
+  it('list both input wires: v2 on bucket topics, and v1 as deprecated', () => {
+    const product = buildProduct({ location: LOCAL, ownership: OWNERSHIP, version: '0.1.0', contractId: CONTRACT_ID }) as Json;
+    const ports = product['inputPorts'].map((p: Json) => ({ name: p['name'], version: p['version'], tags: p['tags'], ...Object.fromEntries(p['customProperties'].map((c: Json) => [c['property'], c['value']])) }));
+    expect(ports).toMatchObject([
+      { name: 'gateway-telemetry', version: 'v2', topic: 'dronelake/v2/telemetry/{bucket}/{gatewayId}', bucket: 'CRC-32(gatewayId) mod 64', message: 'dronelake.telemetry.v1.ColumnarBatch' },
+      { name: 'gateway-telemetry-v1', version: 'v1', tags: ['deprecated'], topic: 'dronelake/v1/telemetry/{gatewayId}', message: 'dronelake.telemetry.v1.Batch', status: 'deprecated' },
+    ]);
   });
 
   it('are the same document for the same input', () => {

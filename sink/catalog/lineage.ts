@@ -1,4 +1,4 @@
-import { TELEMETRY_WILDCARD } from '../../proto/topics';
+import { TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD } from '../../proto/topics';
 import { QUARANTINE_PREFIX, TELEMETRY_PREFIX } from '../layout';
 import { COLUMN_DOCS, PARTITION_DOCS, quarantineDocs, type ColumnDoc } from './columns-doc';
 import errorRatesFacetSchema from './ErrorRatesOutputDatasetFacet.json';
@@ -146,7 +146,8 @@ export function buildRunEvent(input: RunEventInput): Doc {
         jobType: facet(producer, SCHEMA_URLS.jobType, { processingType: 'STREAMING', integration: 'DRONELAKE', jobType: 'JOB' }),
       },
     },
-    inputs: [{ namespace: `mqtt://${new URL(input.broker).host}`, name: TELEMETRY_WILDCARD }],
+    // Both wires feed the one table: v2 from current agents, v1 (deprecated) from old ones.
+    inputs: [TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD].map((name) => ({ namespace: `mqtt://${new URL(input.broker).host}`, name })),
     outputs: [telemetryOutput(input), quarantineOutput(input, 'points'), quarantineOutput(input, 'batches')],
   };
 }

@@ -1,6 +1,6 @@
 import { METADATA_PREFIX } from '../table/metadata';
 import { PROTO_PACKAGE } from '../../proto/schema';
-import { eventsTopic, liveTopic, telemetryTopic } from '../../proto/topics';
+import { eventsTopic, liveTopic, TELEMETRY_BUCKETS, TELEMETRY_V2_WILDCARD, telemetryTopic } from '../../proto/topics';
 import type { LiveAfter, LiveFormat } from '../live';
 import { CATALOG_PREFIX, QUARANTINE_PREFIX, TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../layout';
 import { DOCUMENT_PATHS } from './documents';
@@ -65,9 +65,6 @@ type Doc = Record<string, unknown>;
 
 const custom = (entries: Record<string, unknown>): Doc[] => Object.entries(entries).map(([property, value]) => ({ property, value }));
 
-/** The wire contract's version is the last part of the proto package (dronelake.telemetry.v1). */
-const WIRE_VERSION = PROTO_PACKAGE.slice(PROTO_PACKAGE.lastIndexOf('.') + 1);
-
 /** What the sink serves over HTTP about the product. */
 const HTTP_PORTS = [
   { name: 'page', path: '/', content: 'discoverability', description: 'the product page, for people: what it is, who owns it, whether it can be trusted now and how to read it' },
@@ -113,8 +110,24 @@ export function buildProduct(input: ProductInput): Doc {
     inputPorts: [
       {
         name: 'gateway-telemetry',
-        version: WIRE_VERSION,
+        version: 'v2',
         contractId: PROTO_PACKAGE,
+        customProperties: custom({
+          protocol: 'MQTT',
+          topic: TELEMETRY_V2_WILDCARD.replace('+/+', '{bucket}/{gatewayId}'),
+          bucket: `CRC-32(gatewayId) mod ${TELEMETRY_BUCKETS}`,
+          qos: 1,
+          format: 'protobuf',
+          message: `${PROTO_PACKAGE}.ColumnarBatch`,
+          schema: 'proto/telemetry.proto',
+        }),
+      },
+      {
+        // Old agents and third-party producers still send row batches; every shard hears them.
+        name: 'gateway-telemetry-v1',
+        version: 'v1',
+        contractId: PROTO_PACKAGE,
+        tags: ['deprecated'],
         customProperties: custom({
           protocol: 'MQTT',
           topic: telemetryTopic('{gatewayId}'),
@@ -122,6 +135,7 @@ export function buildProduct(input: ProductInput): Doc {
           format: 'protobuf',
           message: `${PROTO_PACKAGE}.Batch`,
           schema: 'proto/telemetry.proto',
+          status: 'deprecated',
         }),
       },
     ],
