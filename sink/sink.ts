@@ -2,6 +2,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { readTlsFiles } from '../deploy/runtime/files';
+import { checkLakeRoot } from './lake-root';
 import type { ParsedOptions } from '../deploy/runtime/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
@@ -64,6 +65,8 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   checkSinkOptions(config);
   // Read before anything is opened, so a missing PEM file is one line and exit 2.
   const brokerTls = readTlsFiles(config);
+  // Only then is a local lake's directory created: a refused start leaves nothing behind.
+  await checkLakeRoot(config.lake, 'write');
   // The sink's MQTT client id names its commits: the broker lets one connection hold a
   // client id at a time, so one process writes under it.
   // Each shard is a sink of its own: its own session at the broker and its own commits.

@@ -59,13 +59,13 @@ describe('dronelake CLI', () => {
     expect(r.stdout).toBe('');
   });
 
-  it('sink: a missing PEM file for TLS to the broker is one line and exit 2, as the broker\'s', async () => {
-    // The sink creates its lake directory before it starts, so the lake is a throwaway one.
+  it('sink: a missing PEM file for TLS to the broker is one line and exit 2, as the broker\'s, and creates no lake', async () => {
     const { dir, remove } = await tempDir('sink-tls');
     try {
       const missing = path.join(dir, 'cert.pem');
       const r = await cli(['sink', '--lake', path.join(dir, 'lake'), '--cert', missing]);
       expect([r.code, r.stderr, r.stdout]).toEqual([2, `dronelake: --cert: cannot read ${missing}: ENOENT\n`, '']);
+      expect(await readdir(dir)).toEqual([]);
     } finally {
       await remove();
     }

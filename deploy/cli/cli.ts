@@ -114,7 +114,6 @@ const commands = {
     usage: 'dronelake sink [--broker URL] [--lake DIR|s3://BUCKET/PREFIX] [--client-id ID]',
     options: sinkOptions,
     async run(options) {
-      await checkLakeRoot(options.lake, 'write');
       const stop = untilShutdown();
       const { startSink } = await import('../../sink/sink');
       const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat));
