@@ -18,6 +18,7 @@ import { startCatalog, type Catalog } from './catalog/publisher';
 import { decodeTelemetry } from './decode';
 import { sinkMetrics } from './metrics';
 import { ownsTopic, shardFilters } from './shard';
+import { subscribeTelemetry } from './subscribe';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger } from './dedupe';
 import { LatencyHistogram } from './latency';
@@ -383,9 +384,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   };
 
   const telemetryFilters = [...shardFilters(config.shard), TELEMETRY_WILDCARD];
-  // One filter per SUBSCRIBE: with Redis persistence (a broker cluster), Aedes never
-  // answers a SUBSCRIBE of several filters on a persistent session.
-  for (const filter of telemetryFilters) await client.subscribeAsync(filter, { qos: 1 });
+  await subscribeTelemetry(client, telemetryFilters, log);
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
 
   const compaction: CompactionSettings = {
