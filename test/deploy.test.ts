@@ -29,7 +29,7 @@ const HAS_SYSTEMD_ANALYZE = has('systemd-analyze');
 const HAS_SHELLCHECK = has('shellcheck');
 
 type Specs = Record<string, OptionSpecs>;
-/** The commands a deploy file may run, with their option specs (deploy/cli/cli.ts). */
+/** The commands a deploy file may run, with their option specs (deploy/cli/commands.ts). */
 const SPECS: Specs = { agent: agentOptions, broker: brokerOptions, sink: sinkOptions, query: queryOptions, catalog: catalogOptions, compact: compactOptions };
 
 /** The paths the components' HTTP servers serve (deploy/runtime/http.ts), checked below to be used by each. */
@@ -383,8 +383,8 @@ describe('gateway: systemd unit and install.sh', () => {
     expect(one('Restart')).toMatch(/^(on-failure|always)$/);
     expect(Number(one('RestartSec'))).toBeGreaterThan(0);
     expect(UNIT.Unit?.StartLimitIntervalSec).toEqual(['0']);
-    // The agent drains for 10 s on SIGTERM (deploy/cli/cli.ts), then closes.
-    expect(read('deploy/cli/cli.ts')).toContain('agent.drain(10_000)');
+    // The agent drains for 10 s on SIGTERM (deploy/cli/commands.ts), then closes.
+    expect(read('deploy/cli/commands.ts')).toContain('agent.drain(10_000)');
     expect(Number(one('TimeoutStopSec'))).toBeGreaterThanOrEqual(20);
     const yes = ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'LockPersonality'];
     for (const key of yes) expect(SERVICE[key], key).toEqual(['yes']);
