@@ -646,20 +646,20 @@ describe('kubernetes manifests', () => {
     expect(fromSecret('AWS_SECRET_ACCESS_KEY')).toBeDefined();
   });
 
-  it('the README tells how to create every Secret the manifests use', () => {
+  it("deploy/README.md tells how to create every Secret the manifests use", () => {
     for (const w of WORKLOADS) for (const c of containersOf(w)) k8sInvocation(w, c);
     secretsUsed.add(registrySecret());
-    const readme = read('README.md');
-    const deploy = readme.slice(readme.indexOf('## Deploy'));
-    expect(readme.indexOf('## Deploy')).toBeGreaterThan(0);
+    const guide = read('deploy/README.md');
+    const deploy = guide.slice(guide.indexOf('## Kubernetes'));
+    expect(guide.indexOf('## Kubernetes')).toBeGreaterThan(0);
     expect(secretsUsed.size).toBeGreaterThanOrEqual(4);
     for (const ref of secretsUsed) {
       const [name, key] = ref.split('/') as [string, string];
       const at = deploy.indexOf(`kubectl -n dronelake create secret generic ${name} `);
-      expect(at, `README creates the secret ${name}`).toBeGreaterThan(0);
+      expect(at, `deploy/README.md creates the secret ${name}`).toBeGreaterThan(0);
       // The command, up to the end of its last continued line.
       const command = deploy.slice(at).split(/(?<!\\)\n/)[0]!;
-      expect(command, `README's secret ${name} has the key ${key}`).toMatch(new RegExp(`--from-(literal=${key}=|file=${key.replace('.', '\\.')}(=|\\s|$))`));
+      expect(command, `deploy/README.md's secret ${name} has the key ${key}`).toMatch(new RegExp(`--from-(literal=${key}=|file=${key.replace('.', '\\.')}(=|\\s|$))`));
     }
   });
 });
