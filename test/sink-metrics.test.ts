@@ -1,10 +1,15 @@
 import type { Registry } from 'prom-client';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentMetrics } from '../agent/metrics';
 import type { AgentStats } from '../agent/stats';
 import { metricsRoute, serveHttp, type HttpServer } from '../deploy/runtime/http';
 import { sinkMetrics } from '../sink/metrics';
-import { emptySinkStats, type SinkStats } from '../sink/stats';
+import { emptySinkStats, type SinkSnapshot, type SinkStats } from '../sink/stats';
+import { brokerMetrics } from '../broker/metrics';
+import { emptyBrokerStats } from '../broker/stats';
+import { ROOT } from './helpers';
 
 // Every counter the README and operators read is a metric: they read them from GET
 // /metrics, not from the process. Each stat gets a value of its own, the registry is served
@@ -45,21 +50,55 @@ function distinct<T extends { [K in keyof T]: number | Record<string, number> }>
   return { stats: { ...stats, ...filled }, values };
 }
 
+/** The agent's counters, all zero but those of the ingest API given. */
+const agentStats = (ingest: AgentStats['ingest']): AgentStats => ({
+  sent: 0,
+  resent: 0,
+  acked: 0,
+  pointsAcked: 0,
+  badAcks: 0,
+  connected: true,
+  reconnects: 0,
+  pointsIn: 0,
+  batchesClosed: 0,
+  pendingBatches: 0,
+  pendingPoints: 0,
+  pendingBytes: 0,
+  spool: {
+    appends: 0,
+    acks: 0,
+    fsyncs: 0,
+    fsyncLastMs: 0,
+    fsyncMaxMs: 0,
+    segments: 0,
+    bytes: 0,
+    memoryBytes: 0,
+    dropped: { batches: 0, points: 0 },
+    diskFull: false,
+    diskFullEvents: 0,
+    recovery: { segments: 0, recordsRecovered: 0, truncatedBytes: 0, corruptRecords: 0 },
+  },
+  oldestUnackedAgeSeconds: null,
+  mavlink: null,
+  ingest,
+});
+
+/** What sink.stats() returns, around the counters given. */
+const sinkSnapshot = (stats: SinkStats): SinkSnapshot => ({
+  ...stats,
+  startupReads: 0,
+  store: { status: 'ok', failuresInARow: 0, since: null, lastError: null },
+  staging: { status: 'ok', dir: '/tmp', since: null },
+  stagedBytes: 0,
+  streams: 0,
+  live: null,
+  latencyMs: { p50: null, p99: null, points: 0, counts: [] },
+});
+
 describe("the sink's GET /metrics", () => {
   it('shows every stat the sink keeps, each with its own value', async () => {
     const { stats, values } = distinct(emptySinkStats(), 1001);
-    const samples = await scrape(
-      sinkMetrics(() => ({
-        ...stats,
-        startupReads: 0,
-        store: { status: 'ok', failuresInARow: 0, since: null, lastError: null },
-        staging: { status: 'ok', dir: '/tmp', since: null },
-        stagedBytes: 0,
-        streams: 0,
-        live: null,
-        latencyMs: { p50: null, p99: null, points: 0, counts: [] },
-      })),
-    );
+    const samples = await scrape(sinkMetrics(() => sinkSnapshot(stats)));
     const shown = new Set(samples.values());
     expect([...values].filter(([, v]) => !shown.has(v)).map(([k]) => k)).toEqual([]);
     // The stats the README names, under the names it gives them.
@@ -84,37 +123,7 @@ describe("the agent's GET /metrics", () => {
   it("shows every stat of the ingest API and its token check, each with its own value", async () => {
     const ingest = distinct({ requests: 0, pointsAccepted: 0, pointsRejected: 0, badRequests: 0, pointsForbidden: 0 }, 2001);
     const refused = distinct({ missing_token: 0, unknown_token: 0, bad_token: 0, forbidden_drone: 0 }, 3001);
-    const stats: AgentStats = {
-      sent: 0,
-      resent: 0,
-      acked: 0,
-      pointsAcked: 0,
-      badAcks: 0,
-      connected: true,
-      reconnects: 0,
-      pointsIn: 0,
-      batchesClosed: 0,
-      pendingBatches: 0,
-      pendingPoints: 0,
-      pendingBytes: 0,
-      spool: {
-        appends: 0,
-        acks: 0,
-        fsyncs: 0,
-        fsyncLastMs: 0,
-        fsyncMaxMs: 0,
-        segments: 0,
-        bytes: 0,
-        memoryBytes: 0,
-        dropped: { batches: 0, points: 0 },
-        diskFull: false,
-        diskFullEvents: 0,
-        recovery: { segments: 0, recordsRecovered: 0, truncatedBytes: 0, corruptRecords: 0 },
-      },
-      oldestUnackedAgeSeconds: null,
-      mavlink: null,
-      ingest: { ...ingest.stats, refused: refused.stats },
-    };
+    const stats = agentStats({ ...ingest.stats, refused: refused.stats });
     const samples = await scrape(agentMetrics(() => stats));
     const metric: Record<keyof typeof ingest.stats, string> = {
       requests: 'dronelake_agent_ingest_requests_total',
@@ -125,5 +134,28 @@ describe("the agent's GET /metrics", () => {
     };
     for (const [key, value] of ingest.values) expect(samples.get(metric[key as keyof typeof metric]), key).toBe(value);
     for (const [reason, value] of refused.values) expect(samples.get(`dronelake_agent_ingest_refused_total{reason="${reason}"}`), reason).toBe(value);
+  });
+});
+
+describe('the metrics the guides name', () => {
+  it('are each served by the agent, the broker or the sink', async () => {
+    const registries = [
+      agentMetrics(() => agentStats(null)),
+      brokerMetrics(() => emptyBrokerStats()),
+      sinkMetrics(() => sinkSnapshot(emptySinkStats())),
+    ];
+    const served = new Set(registries.flatMap((r) => r.getMetricsAsArray().map((m) => m.name)));
+    const named = new Set<string>();
+    for (const guide of ['README.md', 'deploy/README.md', 'deploy/gateway/README.md', 'sink/README.md', 'proto/README.md', 'bench/README.md']) {
+      const text = await readFile(path.join(ROOT, guide), 'utf8');
+      for (const [match] of text.matchAll(/dronelake_(?:agent|sink|broker)_[a-z0-9_{},]*[a-z0-9}]/g)) {
+        // Labels ({reason}, {rule="..."}) are not part of the name; {a,b}_total stands for each.
+        const name = match.replace(/\{[^},]*\}?$/, '');
+        const braces = /\{([^}]*)\}/.exec(name);
+        for (const part of braces ? braces[1]!.split(',') : ['']) named.add(braces ? name.replace(braces[0], part) : name);
+      }
+    }
+    expect(named.size).toBeGreaterThan(20);
+    expect([...named].filter((name) => !served.has(name)).sort()).toEqual([]);
   });
 });
