@@ -1,4 +1,5 @@
 import type http from 'node:http';
+import * as z from 'zod';
 import { decodeBatch } from '../proto/codec';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from '../proto/schema';
 import { nowMicros } from '../proto/time';
@@ -185,7 +186,51 @@ function ruleError(reason: InvalidReason, p: TelemetryPoint, maxFutureSkewUs: nu
   }
 }
 
-function checked(p: TelemetryPoint, nowUs: number, maxFutureSkewUs: number): TelemetryPoint | PointError {
+// A JS number of any value: NaN and the infinities reach invalidReason's not_finite rule,
+// which names them, rather than failing the type check (z.number() refuses them).
+const anyNumber = z.custom<number>((v) => typeof v === 'number');
+const maybeNumber = anyNumber.nullable();
+
+/**
+ * The shape of a point built from a client's body, every field present (null when absent);
+ * strict, so that it and FIELD_KINDS cannot drift apart unnoticed.
+ */
+const BUILT_POINT = z
+  .object({
+    drone_id: z.string(),
+    seq: anyNumber,
+    ts: anyNumber,
+    lat: maybeNumber,
+    lon: maybeNumber,
+    alt_m: maybeNumber,
+    rel_alt_m: maybeNumber,
+    ground_speed_mps: maybeNumber,
+    vertical_speed_mps: maybeNumber,
+    heading_deg: maybeNumber,
+    battery_pct: maybeNumber,
+    battery_voltage_v: maybeNumber,
+    gps_fix: maybeNumber,
+    satellites: maybeNumber,
+    flight_state: maybeNumber,
+    armed: z.boolean().nullable(),
+    mission_id: z.string().nullable(),
+    stream: maybeNumber,
+  })
+  .strict() satisfies z.ZodType<TelemetryPoint>;
+
+/**
+ * A point built from what a client sent, checked against the contract's type instead of
+ * cast to it, then against the validation rules (invariant 5: bad input gets a clear,
+ * counted outcome, never a crash).
+ */
+function checked(point: Record<string, unknown>, nowUs: number, maxFutureSkewUs: number): TelemetryPoint | PointError {
+  const typed = BUILT_POINT.safeParse(point);
+  if (!typed.success) {
+    const issue = typed.error.issues[0];
+    const field = String(issue?.path[0] ?? '');
+    return { field, message: `${field}: ${issue?.message ?? 'not a contract value'}` };
+  }
+  const p = typed.data;
   const reason = invalidReason(p, nowUs, maxFutureSkewUs);
   return reason === null ? p : ruleError(reason, p, maxFutureSkewUs);
 }
@@ -211,14 +256,14 @@ export function pointFromJson(value: unknown, nowUs: number, maxFutureSkewUs: nu
     if ('message' in parsed) return parsed;
     point[field] = parsed.value;
   }
-  return checked(point as unknown as TelemetryPoint, nowUs, maxFutureSkewUs);
+  return checked(point, nowUs, maxFutureSkewUs);
 }
 
-/** A decoded protobuf Point as a plain object shaped like a JSON one. */
-function plainPoint(decoded: TelemetryPoint): TelemetryPoint {
+/** A decoded protobuf Point as a plain object shaped like a JSON one, for checked(). */
+function plainPoint(decoded: TelemetryPoint): Record<string, unknown> {
   const point: Record<string, unknown> = {};
   for (const field of FIELD_NAMES) point[field] = decoded[field] ?? null;
-  return point as unknown as TelemetryPoint;
+  return point;
 }
 
 interface Item {

@@ -1,5 +1,5 @@
 // Compares two ways for the sink to turn a batch of telemetry rows into one Parquet file,
-// on the same synthetic rows in the same process, so the README can say which one the sink
+// on the same synthetic rows in the same process, so bench/README.md can say which one the sink
 // uses and why. Every file is read back with DuckDB and checked before any figure is reported.
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -29,7 +29,7 @@ const HAS_SYSTEMD_ANALYZE = has('systemd-analyze');
 const HAS_SHELLCHECK = has('shellcheck');
 
 type Specs = Record<string, OptionSpecs>;
-/** The commands a deploy file may run, with their option specs (deploy/cli/cli.ts). */
+/** The commands a deploy file may run, with their option specs (deploy/cli/commands.ts). */
 const SPECS: Specs = { agent: agentOptions, broker: brokerOptions, sink: sinkOptions, query: queryOptions, catalog: catalogOptions, compact: compactOptions };
 
 /** The paths the components' HTTP servers serve (deploy/runtime/http.ts), checked below to be used by each. */
@@ -383,8 +383,8 @@ describe('gateway: systemd unit and install.sh', () => {
     expect(one('Restart')).toMatch(/^(on-failure|always)$/);
     expect(Number(one('RestartSec'))).toBeGreaterThan(0);
     expect(UNIT.Unit?.StartLimitIntervalSec).toEqual(['0']);
-    // The agent drains for 10 s on SIGTERM (deploy/cli/cli.ts), then closes.
-    expect(read('deploy/cli/cli.ts')).toContain('agent.drain(10_000)');
+    // The agent drains for 10 s on SIGTERM (deploy/cli/commands.ts), then closes.
+    expect(read('deploy/cli/commands.ts')).toContain('agent.drain(10_000)');
     expect(Number(one('TimeoutStopSec'))).toBeGreaterThanOrEqual(20);
     const yes = ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'LockPersonality'];
     for (const key of yes) expect(SERVICE[key], key).toEqual(['yes']);
@@ -646,20 +646,20 @@ describe('kubernetes manifests', () => {
     expect(fromSecret('AWS_SECRET_ACCESS_KEY')).toBeDefined();
   });
 
-  it('the README tells how to create every Secret the manifests use', () => {
+  it("deploy/README.md tells how to create every Secret the manifests use", () => {
     for (const w of WORKLOADS) for (const c of containersOf(w)) k8sInvocation(w, c);
     secretsUsed.add(registrySecret());
-    const readme = read('README.md');
-    const deploy = readme.slice(readme.indexOf('## Deploy'));
-    expect(readme.indexOf('## Deploy')).toBeGreaterThan(0);
+    const guide = read('deploy/README.md');
+    const deploy = guide.slice(guide.indexOf('## Kubernetes'));
+    expect(guide.indexOf('## Kubernetes')).toBeGreaterThan(0);
     expect(secretsUsed.size).toBeGreaterThanOrEqual(4);
     for (const ref of secretsUsed) {
       const [name, key] = ref.split('/') as [string, string];
       const at = deploy.indexOf(`kubectl -n dronelake create secret generic ${name} `);
-      expect(at, `README creates the secret ${name}`).toBeGreaterThan(0);
+      expect(at, `deploy/README.md creates the secret ${name}`).toBeGreaterThan(0);
       // The command, up to the end of its last continued line.
       const command = deploy.slice(at).split(/(?<!\\)\n/)[0]!;
-      expect(command, `README's secret ${name} has the key ${key}`).toMatch(new RegExp(`--from-(literal=${key}=|file=${key.replace('.', '\\.')}(=|\\s|$))`));
+      expect(command, `deploy/README.md's secret ${name} has the key ${key}`).toMatch(new RegExp(`--from-(literal=${key}=|file=${key.replace('.', '\\.')}(=|\\s|$))`));
     }
   });
 });

@@ -61,7 +61,7 @@ function pointDescription(column: LakeColumn, stem: string): string {
 
 /**
  * The row key, in one sentence a consumer can act on: the contract, the catalog and the
- * README state it in these words.
+ * consumer's guide (sink/README.md) state it in these words.
  */
 export const ROW_KEY_SENTENCE =
   'Each row is one observation, identified by (drone_id, stream, seq): a point sent again is stored once, and two observations never share a key; ' +

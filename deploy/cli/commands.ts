@@ -1,0 +1,337 @@
+import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../../agent/options';
+import { brokerOptions, identityAddOptions, identityOptions } from '../../broker/options';
+import { sinkOptions } from '../../sink/options';
+import { catalogOptions, catalogServeOptions, checkCatalogServeOptions } from '../../sink/catalog-options';
+import { checkLakeRoot } from '../../sink/lake-root';
+import { compactOptions, migrateOptions } from '../../sink/compact-options';
+import { queryOptions } from '../../sink/query-options';
+import { createLogger } from '../runtime/log';
+import { UsageError, type OptionSpecs, type ParsedOptions } from '../runtime/options';
+import { untilShutdown } from '../runtime/signals';
+import { upOptions } from './up-options';
+
+// Each command loads its component when it runs, so `--help` and the agent on a small
+// gateway never load DuckDB or the broker.
+
+export interface Command<S extends OptionSpecs> {
+  summary: string;
+  usage: string;
+  options: S;
+  /** Arguments after the options, at most. */
+  positionals?: number;
+  run(options: ParsedOptions<S>, positionals: string[]): Promise<number>;
+  /** Commands named by the next argument, e.g. `broker identity add`. */
+  subcommands?: Record<string, Command<OptionSpecs>>;
+}
+
+const command = <S extends OptionSpecs>(c: Command<S>): Command<S> => c;
+
+/** Every command of `dronelake`, by name; test/cli-help.test.ts walks it, subcommands included. */
+export const commands = {
+  up: command({
+    summary: 'Run broker, sink and a simulated fleet on loopback, writing Parquet to a local lake.',
+    usage: 'dronelake up [--lake DIR] [--drones N] [--hz H] [--duration S] [--json]',
+    options: upOptions,
+    async run(options) {
+      // Listening before anything starts: the first signal stops start-up in order, at any stage.
+      const stop = untilShutdown();
+      await checkLakeRoot(options.lake, 'write');
+      const { formatUpSummary, runUp } = await import('./up');
+      const summary = await runUp(options, stop);
+      process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatUpSummary(summary, options.lake));
+      return summary.generated === summary.committed ? 0 : 1;
+    },
+  }),
+  broker: command({
+    summary: 'Run the MQTT broker (Aedes) that gateways publish to and the sink reads from.',
+    usage:
+      'dronelake broker [--host ADDR] [--port N] [--registry FILE] [--tls-port N --tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--http HOST:PORT]\n' +
+      '       dronelake broker identity add|remove|list ...   (manage the registry; see its --help)',
+    options: brokerOptions,
+    async run(options) {
+      // Listening from the start: a signal during start-up stops the broker once it is up.
+      const stop = untilShutdown();
+      const { startBroker } = await import('../../broker/server');
+      const broker = await startBroker(options, createLogger(options.logLevel, 'broker', options.logFormat));
+      await stop;
+      await broker.close();
+      return 0;
+    },
+    subcommands: {
+      identity: command({
+        summary: 'Manage the registry of identities the broker accepts (broker --registry FILE): gateways and sinks, each with a secret.',
+        usage:
+          'dronelake broker identity add ID --role gateway|sink|consumer --registry FILE\n' +
+          '       dronelake broker identity remove ID --registry FILE\n' +
+          '       dronelake broker identity list --registry FILE',
+        // Optional here, so that a missing command is reported as such.
+        options: { registry: { ...identityOptions.registry, schema: identityOptions.registry.schema.optional() } },
+        positionals: 1,
+        async run(_, [sub]) {
+          const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
+          throw new UsageError(`broker identity ${what}: add, remove or list; run 'dronelake broker identity --help'`);
+        },
+        subcommands: {
+          add: command({
+            summary: 'Add an identity with a new random secret; the secret is printed once, as the last line, and only its hash is kept.',
+            usage: 'dronelake broker identity add ID --role gateway|sink|consumer --registry FILE',
+            options: identityAddOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { identityAdd } = await import('../../broker/identity-cli');
+              process.stdout.write(await identityAdd(options.registry, id, options.role));
+              return 0;
+            },
+          }),
+          remove: command({
+            summary: 'Remove an identity; a broker watching the registry closes its connections.',
+            usage: 'dronelake broker identity remove ID --registry FILE',
+            options: identityOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { identityRemove } = await import('../../broker/identity-cli');
+              process.stdout.write(await identityRemove(options.registry, id));
+              return 0;
+            },
+          }),
+          list: command({
+            summary: 'List the identities of the registry and their roles.',
+            usage: 'dronelake broker identity list --registry FILE',
+            options: identityOptions,
+            async run(options) {
+              const { identityList } = await import('../../broker/identity-cli');
+              process.stdout.write(await identityList(options.registry));
+              return 0;
+            },
+          }),
+        },
+      }),
+    },
+  }),
+  sink: command({
+    summary: 'Run the sink: telemetry from the broker into partitioned Parquet under the lake, with commit acks back.',
+    usage: 'dronelake sink [--broker URL] [--lake DIR|s3://BUCKET/PREFIX] [--client-id ID]',
+    options: sinkOptions,
+    async run(options) {
+      const stop = untilShutdown();
+      const { startSink } = await import('../../sink/sink');
+      const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat));
+      await stop;
+      await sink.close();
+      return 0;
+    },
+  }),
+  query: command({
+    summary: 'Run SQL on the lake: a `telemetry` view over one snapshot of the Iceberg table, the current one unless --as-of or --snapshot names another.',
+    usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--as-of TIME | --snapshot ID] [--format table|csv|ndjson] "SQL"',
+    options: queryOptions,
+    positionals: 1,
+    async run(options, [sql]) {
+      if (!sql) throw new UsageError('query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"');
+      if (options.asOf !== undefined && options.snapshot !== undefined) throw new UsageError('give --as-of or --snapshot, not both');
+      await checkLakeRoot(options.lake, 'read');
+      const { formatRows, queryLake } = await import('../../sink/query');
+      let result: Awaited<ReturnType<typeof queryLake>>;
+      try {
+        result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`), {
+          ...(options.asOf !== undefined && { asOfMs: Date.parse(options.asOf) }),
+          ...(options.snapshot !== undefined && { snapshotId: options.snapshot }),
+        });
+      } catch (err) {
+        // DuckDB's hints (candidate columns, "Did you mean", the caret under the error) follow the first line.
+        process.stderr.write(`dronelake: query failed: ${indentedMessage(err)}\n`);
+        return 1;
+      }
+      process.stdout.write(formatRows(result.columns, result.rows, options.format));
+      return 0;
+    },
+  }),
+  catalog: command({
+    summary: 'Print the drones data product: its contract, its objectives met or breached, and its quality, from the lake.',
+    usage:
+      'dronelake catalog [--lake DIR|s3://BUCKET/PREFIX] [--json]\n' +
+      '       dronelake catalog serve --lake DIR|s3://BUCKET/PREFIX [--http HOST:PORT] ...   (the page and the Iceberg REST catalog; see its --help)',
+    options: catalogOptions,
+    async run(options) {
+      await checkLakeRoot(options.lake, 'read');
+      const { formatCatalog, readCatalog } = await import('../../sink/catalog/read');
+      let report: Awaited<ReturnType<typeof readCatalog>>;
+      try {
+        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`));
+      } catch (err) {
+        process.stderr.write(`dronelake: catalog: ${(err as Error).message.split('\n')[0]}\n`);
+        return 1;
+      }
+      process.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatCatalog(report));
+      return 0;
+    },
+    subcommands: {
+      serve: command({
+        summary: "Serve the product's home over HTTP: a page for people, the Iceberg REST catalog for engines (/iceberg) and the documents for programs.",
+        usage: 'dronelake catalog serve [--lake DIR|s3://BUCKET/PREFIX] [--http HOST:PORT] [--http-tokens FILE] [--json]',
+        options: catalogServeOptions,
+        async run(options) {
+          checkCatalogServeOptions(options);
+          await checkLakeRoot(options.lake, 'read');
+          const stop = untilShutdown();
+          const { startCatalogServer } = await import('../../sink/catalog/serve');
+          let server: Awaited<ReturnType<typeof startCatalogServer>>;
+          try {
+            server = await startCatalogServer(options, createLogger(options.logLevel, 'catalog', options.logFormat));
+          } catch (err) {
+            // A bad token file is the user's to fix (exit 2); a port taken or a store down is one line too.
+            if (err instanceof UsageError) throw err;
+            process.stderr.write(`dronelake: catalog serve: ${(err as Error).message.split('\n')[0]}\n`);
+            return 1;
+          }
+          process.stdout.write(options.json ? `${JSON.stringify({ url: server.url })}\n` : `the drones product's page is at ${server.url}/ and its Iceberg REST catalog at ${server.url}/iceberg\n`);
+          await stop;
+          await server.close();
+          return 0;
+        },
+      }),
+    },
+  }),
+  compact: command({
+    summary: 'Merge the small files of closed partitions into large sorted ones as replace snapshots, once, then maintain the table (see maintain).',
+    usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S] [--snapshot-retention H]',
+    options: compactOptions,
+    async run(options) {
+      // A lake to compact must exist: a typo must not compact an empty directory made for it.
+      await checkLakeRoot(options.lake, 'read');
+      const { compactOnce } = await import('../../sink/compactor');
+      const result = await compactOnce(options, createLogger(options.logLevel, 'compact', options.logFormat));
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return 0;
+    },
+  }),
+  maintain: command({
+    summary: 'Expire table snapshots past the retention, then delete the files, metadata and checkpoints no retained snapshot needs.',
+    usage: 'dronelake maintain [--lake DIR|s3://BUCKET/PREFIX] [--snapshot-retention H] [--compact-grace S]',
+    options: compactOptions,
+    async run(options) {
+      await checkLakeRoot(options.lake, 'read');
+      const { maintainOnce } = await import('../../sink/compactor');
+      const result = await maintainOnce(options, createLogger(options.logLevel, 'maintain', options.logFormat));
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return 0;
+    },
+  }),
+  migrate: command({
+    summary: 'Adopt a lake written with the JSON manifest of earlier versions as an Iceberg table (a sink does this on its first start too).',
+    usage: 'dronelake migrate [--lake DIR|s3://BUCKET/PREFIX]',
+    options: migrateOptions,
+    async run(options) {
+      await checkLakeRoot(options.lake, 'read');
+      const { migrateLake } = await import('../../sink/migrate');
+      const result = await migrateLake(options, createLogger(options.logLevel, 'migrate', options.logFormat));
+      process.stdout.write(`${JSON.stringify(result ?? { records: 0, files: 0, rows: 0, writers: 0, note: 'nothing to adopt: the lake has no JSON manifest' })}\n`);
+      return 0;
+    },
+  }),
+  agent: command({
+    summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',
+    usage:
+      'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--mavlink udp:HOST:PORT] [--simulate N --hz H] [--config FILE]\n' +
+      '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)\n' +
+      '       dronelake agent token add|remove|list ...   (manage the ingest API tokens; see its --help)',
+    options: agentOptions,
+    async run(options) {
+      const stop = untilShutdown();
+      const log = createLogger(options.logLevel, 'agent', options.logFormat);
+      const { startAgent } = await import('../../agent/agent');
+      const agent = await startAgent(options, log);
+      await stop;
+      const drained = await agent.drain(10_000);
+      if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
+      await agent.close();
+      return drained ? 0 : 1;
+    },
+    subcommands: {
+      token: command({
+        summary: 'Manage the tokens of the ingest API (agent --http-tokens FILE): each may post the points of the drones it names.',
+        usage:
+          "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE\n" +
+          '       dronelake agent token remove ID --http-tokens FILE\n' +
+          '       dronelake agent token list --http-tokens FILE',
+        // Optional here, so that a missing command is reported as such.
+        options: { httpTokens: { ...tokenOptions.httpTokens, schema: tokenOptions.httpTokens.schema.optional() } },
+        positionals: 1,
+        async run(_, [sub]) {
+          const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
+          throw new UsageError(`agent token ${what}: add, remove or list; run 'dronelake agent token --help'`);
+        },
+        subcommands: {
+          add: command({
+            summary: 'Add a token with a new random secret for the drones named; the token is printed once, as the last line, and only its hash is kept.',
+            usage: "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE",
+            options: tokenAddOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { tokenAdd } = await import('../../agent/token-cli');
+              process.stdout.write(await tokenAdd(options.httpTokens, id, options.drones));
+              return 0;
+            },
+          }),
+          remove: command({
+            summary: 'Remove a token; a running agent stops taking it within a second or two.',
+            usage: 'dronelake agent token remove ID --http-tokens FILE',
+            options: tokenOptions,
+            positionals: 1,
+            async run(options, [id]) {
+              const { tokenRemove } = await import('../../agent/token-cli');
+              process.stdout.write(await tokenRemove(options.httpTokens, id));
+              return 0;
+            },
+          }),
+          list: command({
+            summary: 'List the tokens and the drones each may write.',
+            usage: 'dronelake agent token list --http-tokens FILE',
+            options: tokenOptions,
+            async run(options) {
+              const { tokenList } = await import('../../agent/token-cli');
+              process.stdout.write(await tokenList(options.httpTokens));
+              return 0;
+            },
+          }),
+        },
+      }),
+      replay: command({
+        summary: 'Import a MAVLink .tlog or raw stream through the agent, keeping its event times; exits once the sink has committed every point.',
+        usage: 'dronelake agent replay FILE --gateway ID --spool DIR [--broker URL] [--start TIME] [--realtime] [--mavlink-drones SYSID=ID,...] [--json]',
+        options: replayOptions,
+        positionals: 1,
+        async run(options, [file]) {
+          if (!file) throw new UsageError('agent replay needs the file to import, e.g. dronelake agent replay flight.tlog --gateway gw-1 --spool ./spool');
+          const { formatSummary, replay } = await import('../../agent/replay');
+          const summary = await replay(file, options, untilShutdown());
+          process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
+          return summary.interrupted ? 130 : summary.drained ? 0 : 1;
+        },
+      }),
+    },
+  }),
+};
+
+// Two spaces past the longest name, so that every name stands apart from its summary.
+const COMMAND_WIDTH = Math.max(...Object.keys(commands).map((name) => name.length)) + 2;
+
+export const TOP_HELP = `Usage: dronelake <command> [options]
+
+Edge-to-cloud ingestion of drone telemetry: agent -> MQTT broker -> sink -> Parquet lake.
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(COMMAND_WIDTH)}${c.summary}`)
+  .join('\n')}
+
+Run 'dronelake <command> --help' for a command's options.
+`;
+
+/** A multi-line error message with its later lines indented under the first. */
+const indentedMessage = (err: unknown): string =>
+  (err instanceof Error ? err.message : String(err))
+    .trimEnd()
+    .split('\n')
+    .map((line, i) => (i === 0 || line.trim() === '' ? line.trimEnd() : `  ${line.trimEnd()}`))
+    .join('\n');

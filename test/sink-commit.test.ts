@@ -1,0 +1,107 @@
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MICROS_PER_HOUR } from '../proto/time';
+import type { TelemetryPoint } from '../proto/types';
+import { commitTag, writeCommit } from '../sink/commit';
+import { decodeTelemetry } from '../sink/decode';
+import { LatencyHistogram } from '../sink/latency';
+import { partitionOfHour, STAGING_PREFIX } from '../sink/layout';
+import { createStageBuffer, stageDictIds, stageRow, type StageBuffer } from '../sink/stage';
+import { localStorage, type LakeStorage } from '../sink/storage';
+import { cruisePoint, duck, tempDir, wireMessage } from './helpers';
+
+// The sink's Parquet step: one sorted ZSTD file per event-time hour of a commit, published
+// create-only under the commit's name (invariant 4: a file is whole before its name shows).
+// Real DuckDB, real files, read back by a second DuckDB.
+
+const HOUR = Math.floor(Date.UTC(2026, 0, 2, 3) * 1000 / MICROS_PER_HOUR);
+const T0 = HOUR * MICROS_PER_HOUR;
+
+describe('sink step: commit (Parquet)', () => {
+  let db: DuckDBInstance;
+  let conn: DuckDBConnection;
+  let lake: string;
+  let storage: LakeStorage;
+  let remove: () => Promise<void>;
+  let table = 0;
+  beforeAll(async () => {
+    ({ dir: lake, remove } = await tempDir('sink-commit'));
+    storage = await localStorage(lake, STAGING_PREFIX);
+    await mkdir(storage.stagingDir, { recursive: true });
+    db = await DuckDBInstance.create(':memory:');
+    conn = await db.connect();
+    await conn.run("SET TimeZone = 'UTC'");
+  });
+  afterAll(async () => {
+    conn.closeSync();
+    db.closeSync();
+    await remove();
+  });
+
+  /** A buffer holding `points`, staged as the sink stages a decoded batch. */
+  async function staged(points: TelemetryPoint[]): Promise<StageBuffer> {
+    const buffer = await createStageBuffer(db, `commit_${table++}`);
+    const { topic, payload } = wireMessage('v2', { gateway_id: 'gw-c', batch_seq: 1, sent_at: T0, stream: 9, points });
+    const decoded = decodeTelemetry(topic, payload);
+    if (!decoded.ok) throw new Error(decoded.detail);
+    const ids = stageDictIds(decoded.batch.points);
+    for (let i = 0; i < decoded.batch.points.count; i++) stageRow(buffer, decoded.batch.points, i, ids, 9, 'gw-c', T0);
+    return buffer;
+  }
+
+  // Two hours, drones and times out of order: each file must come out sorted by (drone_id, ts).
+  const POINTS = [
+    cruisePoint('d-2', 1, T0 + 30_000_000),
+    cruisePoint('d-1', 2, T0 + 20_000_000),
+    cruisePoint('d-1', 1, T0 + 10_000_000),
+    cruisePoint('d-1', 3, T0 + MICROS_PER_HOUR + 5),
+  ];
+
+  it('writes one sorted file per hour under the commit tag, and reports what each holds', async () => {
+    const tag = commitTag('sink-a', 1);
+    const latency = new LatencyHistogram();
+    const { files, dataFiles } = await writeCommit(conn, await staged(POINTS), storage, tag, latency);
+    expect(tag).toBe('sink-a-0000000001');
+    expect(files.map(({ key, rows, min_ts, max_ts }) => ({ key, rows, min_ts, max_ts }))).toEqual([
+      { key: `${partitionOfHour(HOUR)}/part-sink-a-0000000001.parquet`, rows: 3, min_ts: T0 + 10_000_000, max_ts: T0 + 30_000_000 },
+      { key: `${partitionOfHour(HOUR + 1)}/part-sink-a-0000000001.parquet`, rows: 1, min_ts: T0 + MICROS_PER_HOUR + 5, max_ts: T0 + MICROS_PER_HOUR + 5 },
+    ]);
+    expect(files[0]!.key).toBe('drones/telemetry/v1/date=2026-01-02/hour=03/part-sink-a-0000000001.parquet');
+    expect(dataFiles.map((f) => f.record_count)).toEqual([3, 1]);
+    expect(latency.total).toBe(4);
+    // Each file as a reader sees it, in file order.
+    const first = await duck(`SELECT drone_id, seq::INTEGER AS seq, stream::INTEGER AS stream, gateway_id FROM read_parquet('${path.join(lake, files[0]!.key)}')`);
+    expect(first).toEqual([
+      { drone_id: 'd-1', seq: 1, stream: 9, gateway_id: 'gw-c' },
+      { drone_id: 'd-1', seq: 2, stream: 9, gateway_id: 'gw-c' },
+      { drone_id: 'd-2', seq: 1, stream: 9, gateway_id: 'gw-c' },
+    ]);
+    const meta = await duck(`SELECT DISTINCT compression FROM parquet_metadata('${path.join(lake, files[1]!.key)}')`);
+    expect(meta).toEqual([{ compression: 'ZSTD' }]);
+    // Nothing is left in staging: each file went through it and was linked into place.
+    expect(await readdir(storage.stagingDir)).toEqual([]);
+  });
+
+  it("replaces what a crashed run left under the commit's names", async () => {
+    const tag = commitTag('sink-b', 7);
+    const key = `${partitionOfHour(HOUR)}/part-${tag}.parquet`;
+    await mkdir(path.dirname(path.join(lake, key)), { recursive: true });
+    await writeFile(path.join(lake, key), 'half a file from a crashed run');
+    const { files } = await writeCommit(conn, await staged(POINTS.slice(0, 2)), storage, tag);
+    expect(files.map((f) => f.key)).toEqual([key]);
+    expect(await duck(`SELECT count(*)::INTEGER AS n FROM read_parquet('${path.join(lake, key)}')`)).toEqual([{ n: 2 }]);
+  });
+
+  it('removes the files it published when a later one fails, and says why', async () => {
+    const tag = commitTag('sink-c', 3);
+    const firstKey = `${partitionOfHour(HOUR)}/part-${tag}.parquet`;
+    // A directory where the second hour's file goes: link(2) and unlink(2) both refuse it.
+    const blocked = path.join(lake, `${partitionOfHour(HOUR + 1)}/part-${tag}.parquet`);
+    await mkdir(path.join(blocked, 'inside'), { recursive: true });
+    await expect(writeCommit(conn, await staged(POINTS), storage, tag)).rejects.toThrow(/part-sink-c-0000000003\.parquet/);
+    await expect(readdir(path.dirname(path.join(lake, firstKey)))).resolves.not.toContain(path.basename(firstKey));
+    expect(await readdir(storage.stagingDir)).toEqual([]);
+  });
+});
