@@ -3,17 +3,25 @@ import { livePointCount } from '../proto/live';
 import { SOCKET_HIGH_WATER_MARK } from './listeners';
 
 // Deliveries of the live and events ports to their consumers. A consumer that does not read
-// must never make the sink wait (invariant 6: a slow consumer never slows the lake): Aedes
+// must never make the sink wait (invariant 6: a slow consumer never slows the lake). Aedes
 // makes a publisher wait while one of its deliveries waits for a receiver's socket to drain,
-// which happens once a write leaves the socket's high-water mark or more unsent. So a
-// delivery goes out only if it fits under that mark with what is still unsent to the
-// consumer; otherwise it is dropped for that consumer alone, and counted under its identity,
-// in messages and in points. The consumer keeps its connection: what reached its socket
-// arrives once it reads again, so points received + points dropped for it == points
-// published on the topics it subscribed to. One that stays behind for `maxBehindMs` (no
-// delivery admitted that long while messages came) is closed, and counted.
+// so the broker writes these deliveries itself, as QoS 0 PUBLISH packets, and never waits:
+// a delivery goes out if it fits under MAX_UNSENT with what is still unsent to the consumer,
+// and is dropped for that consumer alone otherwise, counted under its identity, in messages
+// and in points. The consumer keeps its connection: what reached its socket arrives once it
+// reads again, so points received + points dropped for it == points published on the topics
+// it subscribed to. One that stays behind for `maxBehindMs` (nothing sent to it that long
+// while messages came) is closed, and counted.
 
-/** What the port's consumers missed, per consumer identity ('anonymous' without a registry). */
+/**
+ * Bytes a consumer may leave unsent before its deliveries are dropped. Half the socket's
+ * high-water mark, so that what Aedes itself writes to it (a PINGRESP) never finds the socket
+ * full: Aedes would wait for a drain, and close a consumer that stays behind after
+ * --drain-timeout, with what it held uncounted.
+ */
+const MAX_UNSENT = SOCKET_HIGH_WATER_MARK / 2;
+
+/** What the ports' consumers missed, per consumer identity ('anonymous' without a registry). */
 export interface ConsumerDrops {
   messages: Record<string, number>;
   points: Record<string, number>;
@@ -23,63 +31,67 @@ export interface ConsumerDrops {
 }
 
 export interface PortDelivery {
-  /** Whether this delivery to `client` (of identity `consumer`) goes out; if not, it is counted as dropped. */
-  admit(client: Client, consumer: string, packet: AedesPublishPacket): boolean;
+  /** Writes a delivery to `client` (of identity `consumer`), or drops it, counted: whether it was written. */
+  deliver(client: Client, consumer: string, packet: AedesPublishPacket): boolean;
   drops(): ConsumerDrops;
 }
 
-interface ConsumerState {
-  /** Bytes of deliveries admitted whose write is not yet on the socket (Aedes writes them on the next turn). */
-  reserved: number;
-  /** When its first drop since its last admitted delivery happened; 0 while it keeps up. */
-  behindSince: number;
-}
+/** Bytes of MQTT's remaining length field for a packet body of `remaining` bytes. */
+const lengthBytes = (remaining: number): number => (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4);
 
-/** A PUBLISH's bytes on the wire, near enough from above: fixed header (up to 5), topic length (2), topic, payload (QoS 0: no packet id). */
-const wireBytes = (packet: AedesPublishPacket): number =>
-  7 + packet.topic.length + (typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length);
-
-/**
- * A delivery admitted now is written by Aedes in a setImmediate it queues after this returns;
- * one queued from that turn runs after it, so the reservation lasts until the bytes are in
- * the socket's count (or already sent).
- */
-function releaseNextTurn(state: ConsumerState, bytes: number): void {
-  setImmediate(release, state, bytes);
-}
-function release(state: ConsumerState, bytes: number): void {
-  state.reserved -= bytes;
+/** MQTT 3.1.1 PUBLISH, QoS 0: the fixed header (type, retain flag, remaining length), then the topic; the payload follows it. */
+function publishHeader(topic: string, topicBytes: number, payloadBytes: number, retain: boolean): Buffer {
+  let remaining = 2 + topicBytes + payloadBytes;
+  const header = Buffer.allocUnsafe(1 + lengthBytes(remaining) + 2 + topicBytes);
+  header[0] = 0x30 | (retain ? 1 : 0);
+  let at = 1;
+  do {
+    const digit = remaining % 128;
+    remaining = Math.floor(remaining / 128);
+    header[at++] = remaining > 0 ? digit | 0x80 : digit;
+  } while (remaining > 0);
+  header.writeUInt16BE(topicBytes, at);
+  header.write(topic, at + 2);
+  return header;
 }
 
 export function createPortDelivery(maxBehindMs: number, onClose: (client: Client, consumer: string, unsentBytes: number) => void): PortDelivery {
-  const states = new WeakMap<Client, ConsumerState>();
+  /** When each consumer's first drop since its last delivery happened; absent while it keeps up. */
+  const behindSince = new WeakMap<Client, number>();
   const messages = new Map<string, number>();
   const points = new Map<string, number>();
   let closed = 0;
   let closedUnsentBytes = 0;
 
   return {
-    admit(client, consumer, packet) {
-      let state = states.get(client);
-      if (!state) states.set(client, (state = { reserved: 0, behindSince: 0 }));
+    deliver(client, consumer, packet) {
       const conn = client.conn;
-      const bytes = wireBytes(packet);
-      if (!conn.destroyed && conn.writableLength + state.reserved + bytes < SOCKET_HIGH_WATER_MARK) {
-        state.reserved += bytes;
-        state.behindSince = 0;
-        setImmediate(releaseNextTurn, state, bytes);
+      const open = client.connected && !conn.destroyed;
+      const payload = packet.payload;
+      const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+      const topicBytes = Buffer.byteLength(packet.topic);
+      const body = 2 + topicBytes + payloadBytes;
+      // A message larger than the bound goes out alone, on a socket that holds nothing unsent.
+      if (open && (conn.writableLength === 0 || conn.writableLength + 1 + lengthBytes(body) + body <= MAX_UNSENT)) {
+        // Written whatever write() answers: what stays unsent is bounded by the test above.
+        conn.cork();
+        conn.write(publishHeader(packet.topic, topicBytes, payloadBytes, packet.retain));
+        conn.write(payload);
+        conn.uncork();
+        behindSince.delete(client);
         return true;
       }
       messages.set(consumer, (messages.get(consumer) ?? 0) + 1);
-      points.set(consumer, (points.get(consumer) ?? 0) + livePointCount(packet.topic, packet.payload));
-      if (conn.destroyed) return false;
+      points.set(consumer, (points.get(consumer) ?? 0) + livePointCount(packet.topic, payload));
+      if (!open) return false;
       const now = Date.now();
-      if (state.behindSince === 0) state.behindSince = now;
-      else if (maxBehindMs > 0 && now - state.behindSince >= maxBehindMs) {
+      const since = behindSince.get(client);
+      if (since === undefined) behindSince.set(client, now);
+      else if (maxBehindMs > 0 && now - since >= maxBehindMs) {
         closed++;
         closedUnsentBytes += conn.writableLength;
         onClose(client, consumer, conn.writableLength);
-        conn.destroy(new Error(`slow consumer: behind on the live port for ${Math.round((now - state.behindSince) / 1000)} s`));
+        conn.destroy(new Error(`slow consumer: behind on the live port for ${Math.round((now - since) / 1000)} s`));
       }
       return false;
     },

@@ -68,6 +68,10 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
   const consumers = createPortDelivery(config.consumerMaxBehind * 1000, (client, consumer, unsentBytes) =>
     log.warn({ clientId: client.id, consumer, unsentBytes, maxBehindSeconds: config.consumerMaxBehind }, 'consumer behind on the live port for too long; connection closed'),
   );
+  const countOut = (packet: { payload: Buffer | string }) => {
+    stats.messagesOut++;
+    stats.bytesOut += packet.payload.length;
+  };
   const authorizeForward: AedesOptions['authorizeForward'] = (client, packet) => {
     const who = auth.identityOf(client);
     if (!auth.anonymous) {
@@ -85,11 +89,13 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
         return null;
       }
     }
-    // Invariant 6: a live-port consumer that is behind misses deliveries, counted under its
-    // identity, rather than make the sink's publishes wait for its socket (consumers.ts).
-    if (isOutputPortTopic(packet.topic) && !consumers.admit(client, who?.id ?? 'anonymous', packet)) return null;
-    stats.messagesOut++;
-    stats.bytesOut += packet.payload.length;
+    if (isOutputPortTopic(packet.topic)) {
+      // Invariant 6: written by consumers.ts, never by Aedes, which would make the sink wait
+      // for a consumer's socket; a consumer that is behind misses it, counted under its identity.
+      if (consumers.deliver(client, who?.id ?? 'anonymous', packet)) countOut(packet);
+      return null;
+    }
+    countOut(packet);
     return packet;
   };
 
