@@ -5,7 +5,7 @@ import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
-import { startBroker, type Broker } from '../broker/server';
+import { startBroker, type Broker, type BrokerConfig } from '../broker/server';
 import { parseOptions } from '../deploy/runtime/options';
 import { decodeColumnar, pointAt } from '../proto/columnar';
 import { livePointCount } from '../proto/live';
@@ -13,7 +13,7 @@ import { EVENTS_WILDCARD, LIVE_WILDCARD, liveTopic, TELEMETRY_WILDCARD } from '.
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { HAS_MOSQUITTO, makeRegistry, mosquitto } from './broker-helpers';
+import { HAS_MOSQUITTO, makeRegistry, mosquitto, within } from './broker-helpers';
 import { duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
 
 type Row = Record<string, unknown>;
@@ -103,7 +103,7 @@ describe('the live output port', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setUp(name: string, sinkArgs: string[]) {
+  async function setUp(name: string, sinkArgs: string[], brokerConfig: Partial<BrokerConfig> = {}) {
     const tmp = await tempDir(`live-${name}`);
     cleanups.push(tmp.remove);
     const { file, secrets } = await makeRegistry(tmp.dir, [
@@ -111,7 +111,7 @@ describe('the live output port', () => {
       ['dronelake-sink', 'sink'],
       ['ops-map', 'consumer'],
     ]);
-    const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, quietLog);
+    const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file, ...brokerConfig }, quietLog);
     cleanups.push(() => broker.close());
     const creds = (id: string) => ['--username', id, '--password', secrets.get(id)!];
     const lake = path.join(tmp.dir, 'lake');
@@ -262,6 +262,32 @@ describe('the live output port', () => {
     expect(live().points).toBe(sent);
     const [lakeRows] = await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, stream, seq))::INTEGER AS distinct_keys FROM read_parquet('${lakeGlob(lake)}')`);
     expect(lakeRows).toEqual({ n: sent, distinct_keys: sent });
+  });
+
+  it('closes a consumer still behind after --consumer-max-behind, counting it, what it missed and the bytes held for it', async () => {
+    const { broker, sink, post, secrets } = await setUp('behind', ['--flush-interval', '0.2', '--alert-silence', '0'], { consumerMaxBehind: 1 });
+    const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-behind', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
+    cleanups.push(() => consumer.endAsync(true));
+    const gone = new Promise<void>((resolve) => consumer.once('close', () => resolve()));
+    await consumer.subscribeAsync(LIVE_WILDCARD, { qos: 0 });
+    consumer.stream.pause();
+    let sent = 0;
+    // Rounds until the broker gives up on it, at most 100 (20 MB of rows).
+    for (let round = 0; round < 100 && broker.stats().consumerDrops.closed === 0; round++) {
+      const points = Array.from({ length: 500 }, (_, i) => ({ drone_id: `behind-${i % 50}`, seq: round * 10 + Math.floor(i / 50), ts: Date.now() - 5_000 + round, lat: 47.123456789012, lon: 8.5, mission_id: 'm-0123456789' }));
+      expect(await post(points)).toBe(200);
+      sent += points.length;
+      await waitFor(`${sent} points committed`, () => sink.stats().pointsCommitted === sent || undefined, 30_000);
+    }
+    const drops = broker.stats().consumerDrops;
+    expect(drops.closed).toBe(1);
+    expect(drops.closedUnsentBytes).toBeGreaterThan(0);
+    expect(drops.points['ops-map']).toBeGreaterThan(0);
+    consumer.stream.resume();
+    await within('the consumer to see its connection closed', gone, 10_000);
+    // The lake never waited for it.
+    expect(sink.stats().pointsCommitted).toBe(sent);
+    expect(sink.stats().live!.mqttDroppedPoints).toBe(0);
   });
 
   it('with --live-format v2, gives a consumer the accepted points as wire v2 columnar batches, value for value, while SSE stays JSON', async () => {
