@@ -13,12 +13,12 @@ const ConsumerDrops = z.object({ messages: z.record(z.string(), z.number()), poi
 
 const total = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
 
-/** The port's counts in a sample: points the sink put on MQTT, and what the broker dropped for its consumers. */
-function portCounts(s: Sample): { live: number; published: number; droppedPoints: number; droppedMessages: number; closed: number } {
+/** The port's counts in a sample: points the sink put on MQTT or dropped before (its broker link backed up), and what the broker dropped for its consumers. */
+function portCounts(s: Sample): { published: number; sinkDropped: number; droppedPoints: number; droppedMessages: number; closed: number } {
   const live = SinkLive.safeParse(s.reports['sink']?.stats['live']);
   const drops = ConsumerDrops.safeParse(s.reports['broker']?.stats['consumerDrops']);
   return {
-    live: live.success ? live.data.points : 0,
+    sinkDropped: live.success ? live.data.mqttDroppedPoints : 0,
     published: live.success ? live.data.points - live.data.mqttDroppedPoints : 0,
     droppedPoints: drops.success ? total(drops.data.points) : 0,
     droppedMessages: drops.success ? total(drops.data.messages) : 0,
@@ -64,7 +64,7 @@ export async function runLive(ctx: BenchContext): Promise<Figure[]> {
   const stuckMs = ctx.quick ? 4_000 : 60_000;
   const MODES = ['off', 'reading', 'stuck'] as const;
   type Mode = (typeof MODES)[number];
-  type Result = { p50: number | null; p99: number | null; committedPerSec: number; liveInWindow: number; published: number; received: number; droppedPoints: number; droppedMessages: number; closed: number };
+  type Result = { p50: number | null; p99: number | null; committedPerSec: number; publishedInWindow: number; published: number; sinkDropped: number; received: number; droppedPoints: number; droppedMessages: number; closed: number };
   const results = new Map<Mode, Result>();
   for (const mode of MODES) {
     ctx.progress(`live port ${mode === 'off' ? 'off' : mode === 'reading' ? 'on, with a consumer that reads' : `on, with a consumer that reads nothing for ${stuckMs / 1000} s`} at ${rate} points/s`);
@@ -101,8 +101,9 @@ export async function runLive(ctx: BenchContext): Promise<Figure[]> {
         p50: window.quantile(0.5),
         p99: window.quantile(0.99),
         committedPerSec: (stat(last, 'sink', 'pointsCommitted') - stat(first, 'sink', 'pointsCommitted')) / ((last.at - first.at) / 1000),
-        liveInWindow: portCounts(last).live - portCounts(first).live,
+        publishedInWindow: portCounts(last).published - portCounts(first).published,
         published: counts.published,
+        sinkDropped: counts.sinkDropped,
         received: port.received,
         droppedPoints: counts.droppedPoints,
         droppedMessages: counts.droppedMessages,
@@ -135,13 +136,15 @@ export async function runLive(ctx: BenchContext): Promise<Figure[]> {
     figure('live', 'live_stuck_p99_ms', 'event to commit p99, live port on, consumer stuck', stuck?.p99 ?? null, 'ms'),
     figure('live', 'live_stuck_to_reading_p50_ratio', 'p50 with a stuck consumer / with a reading one', ratio(reading?.p50, stuck?.p50), 'x'),
     figure('live', 'live_stuck_to_reading_p99_ratio', 'p99 with a stuck consumer / with a reading one', ratio(reading?.p99, stuck?.p99), 'x'),
-    figure('live', 'live_stuck_window_points', 'points the port published while the consumer read nothing', stuck?.liveInWindow ?? null, 'points'),
+    figure('live', 'live_stuck_window_points', 'points the port published on MQTT while the consumer read nothing', stuck?.publishedInWindow ?? null, 'points'),
     figure('live', 'live_stuck_published_points', 'points the port published on MQTT, whole run (stuck)', stuck?.published ?? null, 'points'),
     figure('live', 'live_stuck_received_points', 'points the stuck consumer received, once reading again', stuck?.received ?? null, 'points'),
     figure('live', 'live_stuck_dropped_points', "points the broker dropped for it (its drop counter)", stuck?.droppedPoints ?? null, 'points'),
     figure('live', 'live_stuck_dropped_messages', 'messages the broker dropped for it', stuck?.droppedMessages ?? null, 'messages'),
     figure('live', 'live_stuck_unaccounted_points', 'published - received - dropped (0: every point accounted for)', stuck ? stuck.published - stuck.received - stuck.droppedPoints : null, 'points'),
     figure('live', 'live_stuck_consumers_closed', 'consumers the broker closed for staying behind', stuck?.closed ?? null, 'clients'),
+    figure('live', 'live_reading_sink_dropped_points', 'points the sink did not publish, its broker link backed up (reading)', reading?.sinkDropped ?? null, 'points'),
+    figure('live', 'live_stuck_sink_dropped_points', 'points the sink did not publish, its broker link backed up (stuck)', stuck?.sinkDropped ?? null, 'points'),
     figure('live', 'live_reading_dropped_points', 'points the broker dropped for the reading consumer', reading?.droppedPoints ?? null, 'points'),
     figure('live', 'live_reading_unaccounted_points', 'published - received - dropped, reading consumer', reading ? reading.published - reading.received - reading.droppedPoints : null, 'points'),
   ];
