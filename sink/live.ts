@@ -126,10 +126,13 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
       if (client.res.writableLength > SSE_MAX_BUFFERED) {
         // Invariant 6: a reader that does not keep up is not buffered for: it misses this
         // event, counted, and hears the count once it catches up.
-        if (event === 'points') client.missedPoints += points;
-        else client.missedAlerts++;
-        stats.sseDroppedPoints += points;
-        if (event === 'alert') stats.sseDroppedAlerts++;
+        if (event === 'points') {
+          client.missedPoints += points;
+          stats.sseDroppedPoints += points;
+        } else {
+          client.missedAlerts++;
+          stats.sseDroppedAlerts++;
+        }
         const now = Date.now();
         if (client.behindSince === 0) client.behindSince = now;
         else if (now - client.behindSince >= SSE_MAX_BEHIND_MS) {
