@@ -17,7 +17,7 @@ let runs = 0;
 export async function startPipeline(
   ctx: BenchContext,
   load: { role: string; args: RoleArgs },
-  options: { brokerUrl?: string; sink?: RoleArgs } = {},
+  options: { brokerUrl?: string; sink?: RoleArgs; beforeLoad?: (brokerUrl: string) => Promise<void> } = {},
 ): Promise<Pipeline> {
   const broker = options.brokerUrl ? null : startRole('broker', {});
   const started: RoleHandle[] = broker ? [broker] : [];
@@ -27,6 +27,7 @@ export async function startPipeline(
     const sink = startRole('sink', { broker: brokerUrl, lake, clientId: `bench-sink-${runs}`, ...options.sink });
     started.push(sink);
     await sink.ready;
+    await options.beforeLoad?.(brokerUrl);
     const generator = startRole(load.role, { broker: brokerUrl, spoolRoot: path.join(ctx.tmp, `spool-${runs}`), ...load.args });
     started.push(generator);
     await generator.ready;

@@ -29,7 +29,7 @@ export interface RoleHandle {
   /** Resolves with what the role's start-up reported (ports, urls). */
   readonly ready: Promise<Record<string, unknown>>;
   report(): Promise<RoleReport>;
-  /** Stops the role gracefully and returns its final report. */
+  /** Stops the role gracefully and returns its final report (the same one if called again). */
   stop(): Promise<RoleReport>;
   kill(): void;
 }
@@ -63,15 +63,18 @@ export function startRole(role: string, args: RoleArgs): RoleHandle {
       });
       child.send({ type, id });
     });
+  // Once: a section may stop one role early (the load, say) and the pipeline's stop() then stops it again.
+  let stopped: Promise<RoleReport> | undefined;
   return {
     name: role,
     ready,
     report: () => ask('report'),
-    stop: async () => {
-      const report = await ask('stop');
-      await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
-      return report;
-    },
+    stop: () =>
+      (stopped ??= (async () => {
+        const report = await ask('stop');
+        await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
+        return report;
+      })()),
     kill: () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     },

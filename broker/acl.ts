@@ -54,16 +54,19 @@ export type DenialListener = (client: Client | null, action: AclAction, topic: s
  * code 128 in the SUBACK. MQTT 3.1.1 has no way to refuse a PUBLISH, so Aedes closes the
  * connection of a client whose publish is denied, and the message goes nowhere. Retained
  * messages are denied too: the contract never retains, and a retained message would
- * outlive its sender on disk.
+ * outlive its sender on disk; so are live and events messages above QoS 0.
  */
 export function aclHooks(identityOf: (client: Client) => Authenticated | undefined, onDenial: DenialListener): Pick<AedesOptions, 'authorizePublish' | 'authorizeSubscribe'> {
   return {
     authorizePublish(client, packet, callback) {
       // client is null for the will of a client that died on another broker: not ours to vouch for.
       const who = client && identityOf(client);
-      if (who && !packet.retain && mayPublish(who, packet.topic)) return callback(null);
+      // Invariant 6: the output ports are QoS 0, so the broker never queues their messages
+      // for a consumer, connected or not, whatever QoS it subscribed with.
+      const queued = packet.qos > 0 && isOutputPortTopic(packet.topic);
+      if (who && !packet.retain && !queued && mayPublish(who, packet.topic)) return callback(null);
       onDenial(client, 'publish', packet.topic);
-      callback(new Error(`not authorized to publish to ${packet.topic}${packet.retain ? ' (retained)' : ''}`));
+      callback(new Error(`not authorized to publish to ${packet.topic}${packet.retain ? ' (retained)' : queued ? ` at QoS ${packet.qos} (the output ports are QoS 0)` : ''}`));
     },
     authorizeSubscribe(client, sub, callback) {
       const who = identityOf(client);

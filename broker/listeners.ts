@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { readPem } from '../deploy/runtime/files';
 import { UsageError } from '../deploy/runtime/options';
 
-/** Bytes queued on a client's socket before a write reports it full (see server.ts). */
+/** Bytes queued on a client's socket before a write reports it full (see consumers.ts). */
 export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;
 
 export interface ListenerConfig {
@@ -85,9 +85,10 @@ export async function openListeners(config: ListenerConfig, onConnection: (socke
   // second apart, and the tenth unanswered closes the socket with ETIMEDOUT (invariant 6).
   //
   // Aedes makes a publisher wait while a delivery waits for its receiver's socket to drain,
-  // which happens once more than the socket's high-water mark is queued. A larger mark than
-  // Node's 16 KiB lets server.ts close a live-port consumer that stopped reading before any
-  // publisher (the sink) waits on it.
+  // which happens once more than the socket's high-water mark is queued. consumers.ts drops a
+  // live-port delivery that would reach the mark, so no publisher (the sink) waits on a
+  // consumer; a larger mark than Node's 16 KiB lets a consumer that reads fall that far
+  // behind, a commit's burst, without missing anything.
   const keepAlive: net.ServerOpts = { keepAlive: true, keepAliveInitialDelay: config.tcpKeepalive * 1000, highWaterMark: SOCKET_HIGH_WATER_MARK };
   try {
     const plain = config.port !== undefined ? await listen(track(net.createServer(keepAlive, onConnection)), config.port, config.host) : undefined;

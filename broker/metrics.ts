@@ -17,6 +17,13 @@ export function brokerMetrics(stats: () => BrokerStats): Registry {
   counter('dronelake_broker_connection_errors_total', 'Connections closed for an error before a CONNECT was accepted (garbage, timeouts, TLS).', (s) => s.connectionErrors);
   counter('dronelake_broker_oversized_packets_total', 'Connections closed for a packet over --max-packet-bytes.', (s) => s.oversizedPackets);
   counter('dronelake_broker_slow_consumer_disconnects_total', 'Gateway connections closed for not reading what the broker sent them.', (s) => s.slowConsumers);
+  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+  counter('dronelake_broker_consumer_dropped_messages_total', 'Live and events messages not sent to a consumer that was behind, all consumers.', (s) => sum(s.consumerDrops.messages));
+  counter('dronelake_broker_consumer_dropped_points_total', 'Live points in those messages, all consumers.', (s) => sum(s.consumerDrops.points));
+  byLabel('dronelake_broker_consumer_dropped_messages_by_consumer_total', 'Live and events messages not sent to a consumer that was behind, by consumer identity.', 'consumer', (s) => s.consumerDrops.messages);
+  byLabel('dronelake_broker_consumer_dropped_points_by_consumer_total', 'Live points in those messages, by consumer identity.', 'consumer', (s) => s.consumerDrops.points);
+  counter('dronelake_broker_consumer_behind_disconnects_total', 'Consumers closed for staying behind for --consumer-max-behind.', (s) => s.consumerDrops.closed);
+  counter('dronelake_broker_consumer_behind_unsent_bytes_total', 'Bytes the broker still held for those consumers when it closed them.', (s) => s.consumerDrops.closedUnsentBytes);
   gauge('dronelake_broker_registry_identities', 'Identities in the registry (0 without one).', (s) => s.identities);
   counter('dronelake_broker_registry_reload_failures_total', 'Registry file changes that could not be read (the previous registry stays).', (s) => s.registryReloadFailures);
   return registry;

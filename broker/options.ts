@@ -66,6 +66,11 @@ export const brokerOptions = {
     describe: 'seconds a subscriber may leave what the broker sends it unread before it is disconnected',
     schema: seconds().default(60),
   },
+  consumerMaxBehind: {
+    type: 'string',
+    describe: 'seconds a consumer of the live and events ports may stay too far behind to be sent anything (its deliveries dropped, counted) before it is disconnected; 0: never',
+    schema: z.coerce.number().min(0).max(86400).default(300),
+  },
   logLevel: logLevelOption,
   logFormat: logFormatOption,
 } satisfies OptionSpecs;

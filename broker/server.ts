@@ -7,8 +7,9 @@ import { aclHooks, mayReceive, type AclAction } from './acl';
 import { Authenticator, Refusal } from './auth';
 import { openBackends } from './backends';
 import { healthRoute, metricsRoute, serveHttp, type HttpServer } from '../deploy/runtime/http';
-import { openListeners, readTlsOptions, SOCKET_HIGH_WATER_MARK, type Listeners } from './listeners';
+import { openListeners, readTlsOptions, type Listeners } from './listeners';
 import { isOutputPortTopic } from '../proto/topics';
+import { createPortDelivery } from './consumers';
 import { brokerMetrics } from './metrics';
 import { brokerOptions, checkBrokerOptions, type BrokerOptions } from './options';
 import { limitPacketSize } from './packet-size';
@@ -64,20 +65,16 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
     stats.aclDenials[action]++;
     log.warn({ clientId: client?.id, identity: client && auth.identityOf(client)?.id, action, topic }, 'denied by the access rules');
   };
+  const consumers = createPortDelivery(config.consumerMaxBehind * 1000, (client, consumer, unsentBytes) =>
+    log.warn({ clientId: client.id, consumer, unsentBytes, maxBehindSeconds: config.consumerMaxBehind }, 'consumer behind on the live port for too long; connection closed'),
+  );
+  const countOut = (packet: { payload: Buffer | string }) => {
+    stats.messagesOut++;
+    stats.bytesOut += packet.payload.length;
+  };
   const authorizeForward: AedesOptions['authorizeForward'] = (client, packet) => {
-    // A live-port consumer that leaves a quarter of its socket's high-water mark unsent is
-    // not keeping up: it is closed before a delivery to it would have to wait for a drain,
-    // which would make the sink's live publishes wait behind it (invariant 6: a slow
-    // consumer never slows the lake). QoS 0 deliveries it missed are its loss, not the lake's.
-    if (isOutputPortTopic(packet.topic) && client.conn.writableLength > SOCKET_HIGH_WATER_MARK / 4) {
-      if (!client.conn.destroyed) {
-        stats.slowConsumers++;
-        client.conn.destroy(new Error('slow consumer: not reading the live port'));
-      }
-      return null;
-    }
+    const who = auth.identityOf(client);
     if (!auth.anonymous) {
-      const who = auth.identityOf(client);
       if (!who || !mayReceive(who, packet.topic)) {
         onDenial(client, 'deliver', packet.topic);
         return null;
@@ -92,8 +89,13 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
         return null;
       }
     }
-    stats.messagesOut++;
-    stats.bytesOut += packet.payload.length;
+    if (isOutputPortTopic(packet.topic)) {
+      // Invariant 6: written by consumers.ts, never by Aedes, which would make the sink wait
+      // for a consumer's socket; a consumer that is behind misses it, counted under its identity.
+      if (consumers.deliver(client, who?.id ?? 'anonymous', packet)) countOut(packet);
+      return null;
+    }
+    countOut(packet);
     return packet;
   };
 
@@ -192,6 +194,7 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
       ...stats,
       authFailures: { ...stats.authFailures },
       aclDenials: { ...stats.aclDenials },
+      consumerDrops: consumers.drops(),
       clients: broker.connectedClients,
     });
     const up = listeners;

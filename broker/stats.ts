@@ -1,5 +1,6 @@
 import { ACL_ACTIONS, type AclAction } from './acl';
 import { AUTH_FAILURES, type AuthFailure } from './auth';
+import type { ConsumerDrops } from './consumers';
 
 export interface BrokerStats {
   /** Connected now. */
@@ -18,7 +19,10 @@ export interface BrokerStats {
   authFailures: Record<AuthFailure, number>;
   aclDenials: Record<AclAction, number>;
   oversizedPackets: number;
+  /** Gateways closed for not reading their acks. */
   slowConsumers: number;
+  /** Live and events deliveries dropped for consumers that were behind, and consumers closed for staying behind. */
+  consumerDrops: ConsumerDrops;
   identities: number;
   registryReloadFailures: number;
 }
@@ -37,6 +41,7 @@ export function emptyBrokerStats(): BrokerStats {
     aclDenials: Object.fromEntries(ACL_ACTIONS.map((k) => [k, 0])) as Record<AclAction, number>,
     oversizedPackets: 0,
     slowConsumers: 0,
+    consumerDrops: { messages: {}, points: {}, closed: 0, closedUnsentBytes: 0 },
     identities: 0,
     registryReloadFailures: 0,
   };

@@ -10,8 +10,9 @@ import { eventsTopic, ID_PATTERN, liveTopic } from '../proto/topics';
 // dronelake/v1/live/{drone_id}: lake rows in JSON, or (--live-format v2) the points as a
 // wire v2 ColumnarBatch; Server-Sent Events always carry the JSON rows. A slow
 // consumer never slows the lake (invariant 6): MQTT goes out at QoS 0 and is dropped,
-// counted, while the broker link is down or backed up; an SSE client that falls behind is
-// disconnected.
+// counted, while the broker link is down or backed up (the broker then drops and counts per
+// consumer, broker/consumers.ts); an SSE client that falls behind misses events, counted,
+// and is told how many once it catches up.
 
 /** When a point goes live: once durably in the lake (commit), or as soon as validated (accept). */
 export const LIVE_AFTER = ['commit', 'accept'] as const;
@@ -48,7 +49,10 @@ export interface LiveStats {
   /** Points not published on MQTT because the broker link was down or backed up. */
   mqttDroppedPoints: number;
   sseClients: number;
-  /** SSE clients disconnected for falling behind, and the points they missed then. */
+  /** Points and alerts not sent to an SSE client that was behind, all clients. */
+  sseDroppedPoints: number;
+  sseDroppedAlerts: number;
+  /** SSE clients disconnected for staying behind SSE_MAX_BEHIND_MS. */
   sseDisconnected: number;
   events: Record<AlertKind, number>;
 }
@@ -89,6 +93,8 @@ function liveRow({ point: p, gatewayId, ingestedAtUs }: LivePoint): LiveRow {
 
 /** A write of more than this many bytes still waiting means the SSE client is behind. */
 const SSE_MAX_BUFFERED = 1024 * 1024;
+/** An SSE client sent nothing for this long, for being behind, is disconnected: as the broker's --consumer-max-behind default. */
+const SSE_MAX_BEHIND_MS = 5 * 60_000;
 
 interface DroneState {
   battery: number | null;
@@ -100,23 +106,47 @@ interface SseClient {
   res: http.ServerResponse;
   /** Drone ids to send, or null for all. */
   drones: Set<string> | null;
+  /** What was dropped for it since it was last told, in points and alerts. */
+  missedPoints: number;
+  missedAlerts: number;
+  /** When its first drop since its last event happened; 0 while it keeps up. */
+  behindSince: number;
 }
 
 export function createLivePort(settings: LiveSettings, publish: LivePublish): LivePort {
   // sseClients is read off `clients` when asked for, not kept in step with it.
-  const stats: Omit<LiveStats, 'sseClients'> = { points: 0, messages: 0, mqttDroppedPoints: 0, sseDisconnected: 0, events: { emergency: 0, battery_low: 0, silent: 0 } };
+  const stats: Omit<LiveStats, 'sseClients'> = { points: 0, messages: 0, mqttDroppedPoints: 0, sseDroppedPoints: 0, sseDroppedAlerts: 0, sseDisconnected: 0, events: { emergency: 0, battery_low: 0, silent: 0 } };
   const drones = new Map<string, DroneState>();
   const clients = new Set<SseClient>();
 
-  function toSse(event: 'points' | 'alert', droneId: string, json: string): void {
+  /** `points`: the rows in `json`, 0 for an alert. */
+  function toSse(event: 'points' | 'alert', droneId: string, json: string, points: number): void {
     for (const client of clients) {
       if (client.drones && !client.drones.has(droneId)) continue;
       if (client.res.writableLength > SSE_MAX_BUFFERED) {
-        // Invariant 6: a reader that does not keep up is let go, not buffered for.
-        stats.sseDisconnected++;
-        clients.delete(client);
-        client.res.destroy();
+        // Invariant 6: a reader that does not keep up is not buffered for: it misses this
+        // event, counted, and hears the count once it catches up.
+        if (event === 'points') {
+          client.missedPoints += points;
+          stats.sseDroppedPoints += points;
+        } else {
+          client.missedAlerts++;
+          stats.sseDroppedAlerts++;
+        }
+        const now = Date.now();
+        if (client.behindSince === 0) client.behindSince = now;
+        else if (now - client.behindSince >= SSE_MAX_BEHIND_MS) {
+          stats.sseDisconnected++;
+          clients.delete(client);
+          client.res.destroy();
+        }
         continue;
+      }
+      if (client.behindSince !== 0) {
+        client.res.write(`event: dropped\ndata: {"points":${client.missedPoints},"alerts":${client.missedAlerts}}\n\n`);
+        client.missedPoints = 0;
+        client.missedAlerts = 0;
+        client.behindSince = 0;
       }
       client.res.write(`event: ${event}\ndata: ${json}\n\n`);
     }
@@ -126,7 +156,7 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
     stats.events[kind]++;
     const json = JSON.stringify({ event: kind, drone_id: droneId, at: new Date().toISOString(), ...body });
     publish(eventsTopic(droneId), json);
-    toSse('alert', droneId, json);
+    toSse('alert', droneId, json, 0);
   }
 
   /** The documented conditions: entering emergency, and falling below the battery threshold; each fires on the change, not on every point. */
@@ -189,7 +219,7 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
         stats.points += list.length;
         if (!publish(liveTopic(droneId), message(list, json))) stats.mqttDroppedPoints += list.length;
         stats.messages++;
-        toSse('points', droneId, json);
+        toSse('points', droneId, json, list.length);
       }
     },
     sse(req, res) {
@@ -203,7 +233,7 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
       }
       res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
       res.write(`: dronelake live port, points ${settings.after === 'commit' ? 'once committed' : 'as accepted'}\n\n`);
-      const client: SseClient = { res, drones: ids.length > 0 ? new Set(ids) : null };
+      const client: SseClient = { res, drones: ids.length > 0 ? new Set(ids) : null, missedPoints: 0, missedAlerts: 0, behindSince: 0 };
       clients.add(client);
       res.on('close', () => clients.delete(client));
     },

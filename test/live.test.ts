@@ -1,18 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
-import { startBroker, type Broker } from '../broker/server';
+import { startBroker, type Broker, type BrokerConfig } from '../broker/server';
 import { parseOptions } from '../deploy/runtime/options';
 import { decodeColumnar, pointAt } from '../proto/columnar';
+import { livePointCount } from '../proto/live';
 import { EVENTS_WILDCARD, LIVE_WILDCARD, liveTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { connectPacket, HAS_MOSQUITTO, makeRegistry, mosquitto, rawClient, subscribePacket } from './broker-helpers';
-import { quietLog, tempDir, waitFor } from './helpers';
+import { HAS_MOSQUITTO, makeRegistry, mosquitto, within } from './broker-helpers';
+import { duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
 
 type Row = Record<string, unknown>;
 
@@ -65,13 +67,43 @@ async function sseClient(url: string): Promise<{ points: Row[]; alerts: Row[]; c
 
 const key = (r: Row) => `${String(r['drone_id'])}/${String(r['stream'])}/${String(r['seq'])}`;
 
+/**
+ * A client of GET /live whose reading can be paused, as a stuck browser tab: the rows of its
+ * `points` events, and the points its `dropped` events say it missed.
+ */
+function pausedSse(url: string): { points: Row[]; missed: () => number; connected: () => boolean; pause: () => void; resume: () => void; close: () => void } {
+  const points: Row[] = [];
+  let missed = 0;
+  let response: http.IncomingMessage | undefined;
+  let buffered = '';
+  const req = http.get(url, (res) => {
+    response = res;
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffered += chunk;
+      let end: number;
+      while ((end = buffered.indexOf('\n\n')) >= 0) {
+        const message = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const event = /^event: (\w+)$/m.exec(message)?.[1];
+        const data = /^data: (.*)$/m.exec(message)?.[1];
+        if (event === 'points') points.push(...(JSON.parse(data!) as Row[]));
+        if (event === 'dropped') missed += (JSON.parse(data!) as { points: number }).points;
+      }
+    });
+    res.on('error', () => {});
+  });
+  req.on('error', () => {});
+  return { points, missed: () => missed, connected: () => response !== undefined, pause: () => response?.pause(), resume: () => response?.resume(), close: () => req.destroy() };
+}
+
 describe('the live output port', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setUp(name: string, sinkArgs: string[]) {
+  async function setUp(name: string, sinkArgs: string[], brokerConfig: Partial<BrokerConfig> = {}) {
     const tmp = await tempDir(`live-${name}`);
     cleanups.push(tmp.remove);
     const { file, secrets } = await makeRegistry(tmp.dir, [
@@ -79,11 +111,12 @@ describe('the live output port', () => {
       ['dronelake-sink', 'sink'],
       ['ops-map', 'consumer'],
     ]);
-    const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, quietLog);
+    const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file, ...brokerConfig }, quietLog);
     cleanups.push(() => broker.close());
     const creds = (id: string) => ['--username', id, '--password', secrets.get(id)!];
+    const lake = path.join(tmp.dir, 'lake');
     const sink: Sink = await startSink(
-      parseOptions(sinkOptions, ['--broker', broker.url, '--lake', path.join(tmp.dir, 'lake'), '--http', '127.0.0.1:0', '--live', ...creds('dronelake-sink'), ...sinkArgs]).options,
+      parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--http', '127.0.0.1:0', '--live', ...creds('dronelake-sink'), ...sinkArgs]).options,
       quietLog,
     );
     cleanups.push(() => sink.close());
@@ -98,7 +131,7 @@ describe('the live output port', () => {
       return res.status;
     };
     const mqttArgs = (id: string, clientId: string) => ['-h', '127.0.0.1', '-p', String(broker.port), '-i', clientId, '-u', id, '-P', secrets.get(id)!];
-    return { broker, sink, agent, post, mqttArgs, secrets };
+    return { broker, sink, agent, post, mqttArgs, secrets, lake };
   }
 
   it.skipIf(!HAS_MOSQUITTO)('gives a consumer identity exactly the valid points, each once, after commit, on MQTT and SSE; the consumer can neither publish nor read gateway topics', async () => {
@@ -155,35 +188,106 @@ describe('the live output port', () => {
     // ...nor pose as the sink.
     const asSink = await mqtt.connectAsync(broker.url, { clientId: 'dronelake-sink-x', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 }).catch((err: Error) => err);
     expect(asSink).toBeInstanceOf(Error);
-    expect(consumer.lines().some((l) => l.includes('"seq":999'))).toBe(false);
+    // Nor may the sink publish on the port above QoS 0: the broker would have to queue it for consumers.
+    const queued = await mosquitto('mosquitto_pub', [...mqttArgs('dronelake-sink', 'dronelake-sink-q1'), '-t', liveTopic('live-0'), '-q', '1', '-m', '[{"drone_id":"live-0","seq":998}]']);
+    expect(queued.code).not.toBe(0);
+    expect(broker.stats().aclDenials.publish).toBe(deniedBefore + 2);
+    expect(consumer.lines().some((l) => l.includes('"seq":999') || l.includes('"seq":998'))).toBe(false);
   });
 
-  it('closes a consumer that stops reading, and the lake goes on committing every point', async () => {
-    const { broker, sink, agent, secrets } = await setUp('stuck', ['--flush-interval', '0.2', '--alert-silence', '0']);
-    // A consumer that subscribes and then reads nothing: its socket fills up at the broker.
-    const stuck = await rawClient(broker.port, connectPacket({ clientId: 'ops-map-stuck', username: 'ops-map', password: secrets.get('ops-map')! }));
-    expect(await stuck.connack).toBe(0);
-    stuck.socket.write(subscribePacket(1, LIVE_WILDCARD));
-    await waitFor('the SUBACK', () => stuck.received().includes(0x90) || undefined);
-    stuck.socket.pause();
-    // About 8 MB of live rows, far more than the socket buffers hold.
+  it('drops, and counts per consumer, what a consumer that stops reading misses, keeps it connected, and accounts for every point: received + dropped == published, on MQTT and SSE; the lake holds every point once', async () => {
+    const { broker, sink, post, secrets, lake } = await setUp('stuck', ['--flush-interval', '0.2', '--alert-silence', '0']);
+    // Two overlapping filters: the broker sends each message once all the same.
+    const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-stuck', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
+    cleanups.push(() => consumer.endAsync(true));
+    const received: string[] = [];
+    // What the broker counts for a message it drops, read off the payload as it is: checked on every one received.
+    let miscounted = 0;
+    consumer.on('message', (topic, payload) => {
+      const rows = JSON.parse(payload.toString()) as Row[];
+      if (livePointCount(topic, payload) !== rows.length) miscounted++;
+      received.push(...rows.map(key));
+    });
+    await consumer.subscribeAsync([LIVE_WILDCARD, liveTopic('stuck-0')], { qos: 1 });
+    const sse = pausedSse(`${sink.http!}/live`);
+    cleanups.push(async () => sse.close());
+    await waitFor('the SSE client', () => (sse.connected() && sink.stats().live!.sseClients === 1) || undefined);
+
+    // From here on neither reads: their sockets fill up, at the broker and at the sink.
+    consumer.stream.pause();
+    sse.pause();
     const lat = 47.123456789012;
     let sent = 0;
-    for (let round = 0; round < 40; round++) {
+    const postRound = async (round: number) => {
       const points = Array.from({ length: 500 }, (_, i) => ({ drone_id: `stuck-${i % 50}`, seq: round * 10 + Math.floor(i / 50), ts: Date.now() - 5_000 + round, lat, lon: 8.5, alt_m: 512.25, battery_pct: 80, gps_fix: '3d', flight_state: 'cruise', mission_id: 'm-0123456789' }));
-      const res = await fetch(`${agent.http!.url}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(points) });
-      expect(res.status).toBe(200);
+      expect(await post(points)).toBe(200);
       sent += points.length;
+      await waitFor(`${sent} points committed`, () => sink.stats().pointsCommitted === sent || undefined, 30_000);
+    };
+    const dropped = () => broker.stats().consumerDrops;
+    // About 400 bytes a row: rounds until both have missed something, at most 100 (20 MB).
+    let round = 0;
+    while (round < 100 && ((dropped().points['ops-map'] ?? 0) === 0 || sink.stats().live!.sseDroppedPoints === 0)) await postRound(round++);
+    expect(dropped().points['ops-map']).toBeGreaterThan(0);
+    expect(sink.stats().live!.sseDroppedPoints).toBeGreaterThan(0);
+
+    // Reading again: each gets what reached its socket, and learns nothing was held back beyond that.
+    consumer.stream.resume();
+    sse.resume();
+    const live = () => sink.stats().live!;
+    const published = () => live().points - live().mqttDroppedPoints;
+    const mqttBalanced = () => received.length + (dropped().points['ops-map'] ?? 0) === published();
+    // The SSE client hears of its last gap with the next event it is sent: a few more rounds, at most 10.
+    const sseBalanced = () => sse.points.length + sse.missed() === live().points;
+    for (let more = 0; more < 10 && !(mqttBalanced() && sseBalanced()); more++) {
+      await postRound(round++);
+      await waitFor('both to account for every point', () => (mqttBalanced() && sseBalanced()) || undefined, 5_000).catch(() => undefined);
     }
-    await waitFor('every point committed', () => sink.stats().pointsCommitted === sent || undefined, 30_000);
-    await waitFor('the stuck consumer closed', () => broker.stats().slowConsumers === 1 || undefined, 30_000);
-    // Reading again, the consumer finds its connection closed by the broker.
-    stuck.socket.resume();
-    await stuck.closed;
-    const live = sink.stats().live!;
-    // Every accepted point went out on the port, or was counted as dropped there.
-    expect(live.points).toBe(sent);
-    expect(live.mqttDroppedPoints).toBeLessThanOrEqual(sent);
+    const drops = dropped();
+    expect(received.length + drops.points['ops-map']!).toBe(published());
+    expect(new Set(received).size).toBe(received.length);
+    expect(miscounted).toBe(0);
+    expect(drops.messages['ops-map']).toBeGreaterThan(0);
+    expect(Object.keys(drops.points)).toEqual(['ops-map']);
+    // Still connected: nothing was lost with a closed socket.
+    expect(consumer.connected).toBe(true);
+    expect(drops.closed).toBe(0);
+
+    expect(sse.points.length + sse.missed()).toBe(live().points);
+    expect(sse.missed()).toBe(live().sseDroppedPoints);
+    expect(new Set(sse.points.map(key)).size).toBe(sse.points.length);
+    expect(live().sseDisconnected).toBe(0);
+
+    // The lake has every accepted point, once.
+    expect(live().points).toBe(sent);
+    const [lakeRows] = await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, stream, seq))::INTEGER AS distinct_keys FROM read_parquet('${lakeGlob(lake)}')`);
+    expect(lakeRows).toEqual({ n: sent, distinct_keys: sent });
+  });
+
+  it('closes a consumer still behind after --consumer-max-behind, counting it, what it missed and the bytes held for it', async () => {
+    const { broker, sink, post, secrets } = await setUp('behind', ['--flush-interval', '0.2', '--alert-silence', '0'], { consumerMaxBehind: 1 });
+    const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-behind', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
+    cleanups.push(() => consumer.endAsync(true));
+    const gone = new Promise<void>((resolve) => consumer.once('close', () => resolve()));
+    await consumer.subscribeAsync(LIVE_WILDCARD, { qos: 0 });
+    consumer.stream.pause();
+    let sent = 0;
+    // Rounds until the broker gives up on it, at most 100 (20 MB of rows).
+    for (let round = 0; round < 100 && broker.stats().consumerDrops.closed === 0; round++) {
+      const points = Array.from({ length: 500 }, (_, i) => ({ drone_id: `behind-${i % 50}`, seq: round * 10 + Math.floor(i / 50), ts: Date.now() - 5_000 + round, lat: 47.123456789012, lon: 8.5, mission_id: 'm-0123456789' }));
+      expect(await post(points)).toBe(200);
+      sent += points.length;
+      await waitFor(`${sent} points committed`, () => sink.stats().pointsCommitted === sent || undefined, 30_000);
+    }
+    const drops = broker.stats().consumerDrops;
+    expect(drops.closed).toBe(1);
+    expect(drops.closedUnsentBytes).toBeGreaterThan(0);
+    expect(drops.points['ops-map']).toBeGreaterThan(0);
+    consumer.stream.resume();
+    await within('the consumer to see its connection closed', gone, 10_000);
+    // The lake never waited for it.
+    expect(sink.stats().pointsCommitted).toBe(sent);
+    expect(sink.stats().live!.mqttDroppedPoints).toBe(0);
   });
 
   it('with --live-format v2, gives a consumer the accepted points as wire v2 columnar batches, value for value, while SSE stays JSON', async () => {
@@ -191,8 +295,11 @@ describe('the live output port', () => {
     const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-v2', username: 'ops-map', password: secrets.get('ops-map')! });
     cleanups.push(() => consumer.endAsync());
     const received: Array<{ topic: string; gatewayId: string; point: TelemetryPoint }> = [];
+    // What the broker counts for a message it drops, read off the payload without decoding it.
+    const counted: Array<[number, number]> = [];
     consumer.on('message', (topic, payload) => {
       const batch = decodeColumnar(payload);
+      counted.push([livePointCount(topic, payload), batch.points.count]);
       for (let i = 0; i < batch.points.count; i++) received.push({ topic, gatewayId: batch.gateway_id, point: pointAt(batch.points, i) });
     });
     await consumer.subscribeAsync(LIVE_WILDCARD, { qos: 0 });
@@ -205,6 +312,8 @@ describe('the live output port', () => {
     await waitFor('60 live points over MQTT', () => received.length >= 60 || undefined);
     await waitFor('60 live points over SSE', () => sse.points.length >= 60 || undefined);
     expect(received.length).toBe(60);
+    expect(counted.every(([read, decoded]) => read === decoded)).toBe(true);
+    expect(counted.reduce((n, [read]) => n + read, 0)).toBe(60);
     expect(new Set(received.map((r) => `${r.point.drone_id}/${r.point.seq}`))).toEqual(new Set(valid.map((p) => `${p.drone_id}/${p.seq}`)));
     for (const r of received) {
       expect(r.topic).toBe(liveTopic(r.point.drone_id));

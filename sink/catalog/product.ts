@@ -38,13 +38,17 @@ export const LIVE_GUARANTEE: Record<LiveAfter, string> = {
   accept: 'after accept: points as soon as they are validated and deduplicated, before their commit; a point may be sent again after a sink crash',
 };
 
+/** What a consumer that falls behind gets, in the words the descriptor uses. */
+const LIVE_SLOW_CONSUMER =
+  "a consumer that falls behind is never waited for: the broker drops the MQTT messages it is too far behind to take and counts them per consumer identity, in messages and points, so that points received + points dropped = points published on its topics; an SSE client misses the events it is too far behind to take, and an 'event: dropped' tells it how many points and alerts once it catches up";
+
 /** The live ports: the telemetry rows as they arrive, and the events derived from them. */
 function livePorts(input: ProductInput, live: LivePortInput): Doc[] {
   const sse = input.httpUrl ? new URL('/live', input.httpUrl).href : '/live';
   return [
     {
       name: 'live',
-      description: `the telemetry object's rows, ${live.format === 'v2' ? 'as wire v2 columnar batches on MQTT and JSON arrays on SSE' : 'as JSON arrays'}, one message per drone, ${LIVE_GUARANTEE[live.after]}`,
+      description: `the telemetry object's rows, ${live.format === 'v2' ? 'as wire v2 columnar batches on MQTT and JSON arrays on SSE' : 'as JSON arrays'}, one message per drone, ${LIVE_GUARANTEE[live.after]}; ${LIVE_SLOW_CONSUMER}`,
       type: 'stream',
       version: input.version,
       contractId: input.contractId,
@@ -52,7 +56,7 @@ function livePorts(input: ProductInput, live: LivePortInput): Doc[] {
     },
     {
       name: 'events',
-      description: `events derived from the live rows: emergency, battery_low (below ${live.alertBatteryPct} %), silent (nothing for ${live.alertSilenceSeconds} s); the contract's events object`,
+      description: `events derived from the live rows: emergency, battery_low (below ${live.alertBatteryPct} %), silent (nothing for ${live.alertSilenceSeconds} s); the contract's events object; as on the live port, a consumer that falls behind misses events, counted, rather than being waited for`,
       type: 'stream',
       version: input.version,
       contractId: input.contractId,
