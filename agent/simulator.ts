@@ -228,8 +228,10 @@ class Drone {
     const heading = this.heading + (this.rand() - 0.5) * 4;
     // Every value as an autopilot sends it (GLOBAL_POSITION_INT, SYS_STATUS) and the MAVLink
     // source converts it: integers of degE7, mm, cm/s, cdeg, percent and mV, divided exactly.
-    const relMm = Math.round((this.rel + (this.rand() - 0.5) * 0.3) * 1000);
-    // Ground speed is |(vx, vy)| of the velocity's whole cm/s, as the MAVLink source computes it.
+    // `|| 0`: relative_alt is an int32, which has no -0 (a rounded -0.4 mm would be one).
+    const relMm = Math.round((this.rel + (this.rand() - 0.5) * 0.3) * 1000) || 0;
+    // Ground speed is |(vx, vy)| of the velocity's whole cm/s, rounded to whole cm/s as the
+    // MAVLink source computes it (agent/mavlink/telemetry.ts).
     const noise = indoors ? 0 : GS_NOISE_MPS;
     const vNorth = Math.round((this.vy + (this.rand() - 0.5) * noise) * 100);
     const vEast = Math.round((this.vx + (this.rand() - 0.5) * noise) * 100);
@@ -243,7 +245,7 @@ class Drone {
       lon: indoors ? null : lonE7 / 1e7,
       alt_m: (this.home.altMm + relMm) / 1000,
       rel_alt_m: relMm / 1000,
-      ground_speed_mps: indoors ? null : Math.sqrt(vNorth * vNorth + vEast * vEast) / 100,
+      ground_speed_mps: indoors ? null : Math.round(Math.sqrt(vNorth * vNorth + vEast * vEast)) / 100,
       // `|| 0`: a climb rate that rounds to -0 cm/s is stored as 0, as the MAVLink source does.
       vertical_speed_mps: Math.round((this.vs + (this.rand() - 0.5) * 0.2) * 100) / 100 || 0,
       heading_deg: (((Math.round(heading * 100) % 36000) + 36000) % 36000) / 100,
