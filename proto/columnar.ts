@@ -552,32 +552,43 @@ function decompress(body: Uint8Array, compression: number, count: number): Uint8
   }
 }
 
-/** Reads `m` values of a column into `values` at the points `present` marks. */
+/** Points with a value in a presence bitmap of n points (bits past n do not count). */
+function presentCount(present: Uint8Array, n: number): number {
+  let m = 0;
+  for (let i = 0; i < n; i++) if ((present[i >> 3]! & (1 << (i & 7))) !== 0) m++;
+  return m;
+}
+
+// readColumn decodes a sparse column densely, then spreads it over the points that have a
+// value; like the encoder's, one module-wide scratch serves every (synchronous) decode.
+let decodeScratch = new Float64Array(1024);
+
+/**
+ * Reads a column's values into `values` at the points `present` marks (all when null).
+ * Each encoding is one tight loop over the values in order: no call per value beyond the
+ * varint read, no object made.
+ */
 function readColumn(field: PointField, wire: WireColumn, n: number, values: Float64Array, present: Uint8Array | null): void {
+  const m = present === null ? n : presentCount(present, n);
+  if (present !== null && decodeScratch.length < m) decodeScratch = new Float64Array(m);
+  const dense = present === null ? values : decodeScratch;
   const r = new ByteReader(wire.data);
-  let i = -1;
-  // The next point with a value; -1 past the last.
-  const next = (): number => {
-    do i++;
-    while (i < n && !isPresent(present, i));
-    return i < n ? i : -1;
-  };
   const fail = (what: string): never => {
     throw new Error(what);
   };
   const isDouble = field.kind === 'double';
   switch (wire.encoding) {
     case FLOAT64:
-      for (let at = next(); at >= 0; at = next()) values[at] = r.float64();
+      for (let k = 0; k < m; k++) dense[k] = r.float64();
       break;
     case DELTA: {
       if (wire.scale > MAX_SCALE || (wire.scale > 0 && !isDouble)) fail(`scale ${wire.scale} out of range`);
       const p = POW10[wire.scale]!;
       let int = 0;
-      for (let at = next(); at >= 0; at = next()) {
+      for (let k = 0; k < m; k++) {
         int += unzigzag(r.varint());
         if (Math.abs(int) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
-        values[at] = int / p;
+        dense[k] = int / p;
       }
       break;
     }
@@ -586,43 +597,42 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
       const unit = POW10[wire.scale]!;
       let v = 0;
       let delta = 0;
-      let k = 0;
-      for (let at = next(); at >= 0; at = next()) {
+      for (let k = 0; k < m; k++) {
         const coded = unzigzag(r.varint());
         if (k === 0) v = coded;
         else {
           delta = k === 1 ? coded : delta + coded;
           v += delta * unit;
         }
-        k++;
         if (Math.abs(v) > Number.MAX_SAFE_INTEGER || Math.abs(delta) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
-        values[at] = v;
+        dense[k] = v;
       }
       break;
     }
     case RLE:
     case DICTIONARY: {
-      if ((wire.encoding === DICTIONARY) !== (field.kind === 'string')) fail(`encoding ${wire.encoding} does not suit a ${field.kind}`);
-      let at = next();
-      while (at >= 0) {
+      const dictionary = wire.encoding === DICTIONARY;
+      if (dictionary !== (field.kind === 'string')) fail(`encoding ${wire.encoding} does not suit a ${field.kind}`);
+      let k = 0;
+      while (k < m) {
         const raw = r.varint();
-        const v = wire.encoding === DICTIONARY ? raw : unzigzag(raw);
-        if (wire.encoding === DICTIONARY && v >= wire.dictionary.length) fail(`index ${v} past a dictionary of ${wire.dictionary.length}`);
-        let run = r.varint();
+        const v = dictionary ? raw : unzigzag(raw);
+        if (dictionary && v >= wire.dictionary.length) fail(`index ${v} past a dictionary of ${wire.dictionary.length}`);
+        const run = r.varint();
         if (run === 0) fail('run of length 0');
-        for (; run > 0; run--) {
-          if (at < 0) fail('more values than points');
-          values[at] = v;
-          at = next();
-        }
+        if (run > m - k) fail('more values than points');
+        dense.fill(v, k, k + run);
+        k += run;
       }
       break;
     }
     default:
       fail(`unknown encoding ${wire.encoding}`);
   }
-  if (i < n) fail('fewer values than points');
   if (!r.done) fail('more values than points');
+  if (present !== null) {
+    for (let i = 0, k = 0; i < n; i++) if ((present[i >> 3]! & (1 << (i & 7))) !== 0) values[i] = dense[k++]!;
+  }
   if (isDouble || field.kind === 'string') return;
   if (wire.encoding === FLOAT64 && field.kind !== 'uint64' && field.kind !== 'timestamp') fail('FLOAT64 carries doubles and 64-bit integers only');
   // The protobuf types' ranges, which v1 decoding gives by construction.

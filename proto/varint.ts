@@ -10,10 +10,15 @@ export const MAX_ZIGZAG_INPUT = 2 ** 52;
 /** Most bytes one varint of up to 2^53 takes. */
 export const MAX_VARINT_BYTES = 8;
 
-export const zigzag = (v: number): number => (v >= 0 ? v * 2 : -v * 2 - 1);
-export const unzigzag = (u: number): number => (u % 2 === 0 ? u / 2 : -(u + 1) / 2);
-
 const TWO_32 = 2 ** 32;
+
+export const zigzag = (v: number): number => (v >= 0 ? v * 2 : -v * 2 - 1);
+/** Below 2^32 bitwise; above, in floats without `%`, which V8 runs as a call on doubles. */
+export function unzigzag(u: number): number {
+  if (u < TWO_32) return (u >>> 1) ^ -(u & 1);
+  const half = Math.floor(u / 2);
+  return u === half * 2 ? half : -half - 1;
+}
 
 /**
  * Writes the non-negative integer `v` (up to 2^53) at `at`, which must have room for
