@@ -4,7 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { detectFormat, MavlinkScanner } from '../agent/mavlink/scanner';
 import { MavlinkTelemetry } from '../agent/mavlink/telemetry';
 import { encodeBatch } from '../proto/codec';
-import { COMPRESSIONS, ColumnsBuilder, decodeColumnar, encodeColumnar, HAS_ZSTD, MAX_SCALE, pointAt, POINT_FIELDS, wireOfPayload, type Compression } from '../proto/columnar';
+import { COMPRESSIONS, ColumnsBuilder, columnsOfPoints, decodeColumnar, encodeColumnar, HAS_ZSTD, isPresent, MAX_SCALE, pointAt, POINT_FIELDS, STREAM_COLUMN, wireOfPayload, type Compression } from '../proto/columnar';
+import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
+import { ByteReader, ByteWriter, unzigzag, zigzag } from '../proto/varint';
 import { PROTO_PACKAGE, root } from '../proto/schema';
 import type { TelemetryPoint } from '../proto/types';
 import { prng, ROOT } from './helpers';
@@ -188,5 +190,62 @@ describe('wire v2: the columnar batch', () => {
     const bomb = deflateRawSync(Buffer.alloc(8 * 1024 * 1024));
     expect(bomb.length).toBeLessThan(1024 * 1024);
     expect(() => decodeColumnar(WireBatch.encode({ point_count: 1, gateway_id: 'gw', compression: 1, body: bomb }).finish())).toThrow(/Cannot create a Buffer larger than/);
+  });
+
+  it('carries varints and zigzag across the 7-bit, 32-bit and 2^53 boundaries', () => {
+    const edges = [0, 1, 127, 128, 16_383, 16_384, 2 ** 28 - 1, 2 ** 28, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 49, 2 ** 52 - 1, 2 ** 52, 2 ** 53 - 1];
+    const w = new ByteWriter();
+    for (const v of edges) w.varint(v);
+    const r = new ByteReader(w.take());
+    expect(edges.map(() => r.varint())).toEqual(edges);
+    expect(r.done).toBe(true);
+    const signed = [0, -1, 1, -(2 ** 31), 2 ** 31 - 1, -(2 ** 31) - 1, 2 ** 31, -(2 ** 32), 2 ** 32, 2 ** 52, -(2 ** 52)];
+    expect(signed.map((v) => unzigzag(zigzag(v)))).toEqual(signed);
+  });
+
+  it('codes a double column at the scale its most precise value needs, even when that value comes last', () => {
+    // Tenths first, then a thousandth: the column starts at scale 1 and is written again at 3.
+    const sent = Array.from({ length: 50 }, (_, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, lat: 47 + i / 10 }));
+    sent.push({ drone_id: 'd-1', seq: 50, ts: 1_700_000_000_000_050, lat: 47.001 });
+    const { decoded, bytes } = roundTrip(sent);
+    expectSamePoints(decoded, sent);
+    const lat = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(sent))).points.columns[POINT_FIELDS.findIndex((f) => f.name === 'lat')]!;
+    expect(lat.values[50]).toBe(47.001);
+    // Scaled deltas are a few bytes a point; raw doubles would be 8.
+    expect(bytes).toBeLessThan(sent.length * 8);
+  });
+
+  it('marks every point that breaks a rule as a suspect, column by column, and none in a clean batch', () => {
+    const random = prng(61);
+    const now = 1_800_000_000_000_000;
+    const skew = 300e6;
+    let invalid = 0;
+    for (let round = 0; round < 100; round++) {
+      const sent = randomPoints(random, 1 + Math.floor(random() * 200)).map((p) => {
+        const r = random();
+        // Past the random doubles' bad values: bad identities, times and enums too.
+        if (r < 0.03) return { ...p, drone_id: 'bad id' };
+        if (r < 0.06) return { ...p, seq: -1 };
+        if (r < 0.09) return { ...p, ts: 1000 };
+        if (r < 0.12) return { ...p, ts: now + 2 * skew };
+        if (r < 0.15) return { ...p, stream: 2 ** 53 + 2 };
+        return { ...p, ts: 1_700_000_000_000_000 + (p.ts % 2 ** 30) };
+      });
+      const points = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(sent))).points;
+      const dronesOk = validDroneIds(points);
+      const stream = random() < 0.1 ? -1 : HEAD.stream;
+      const suspects = suspectPoints(points, stream, dronesOk, now, skew);
+      for (let i = 0; i < points.count; i++) {
+        const own = points.columns[STREAM_COLUMN];
+        const pointStream = own && isPresent(own.present, i) ? own.values[i]! : stream;
+        if (invalidReasonAt(points, i, pointStream, dronesOk, now, skew) === null) continue;
+        invalid++;
+        expect(suspects?.[i], `point ${i} of round ${round}`).toBe(1);
+      }
+    }
+    expect(invalid).toBeGreaterThan(1000);
+    const clean = Array.from({ length: 100 }, (_, i): TelemetryPoint => ({ drone_id: `d-${i % 3}`, seq: i, ts: now - 1e6 + i, lat: 47.1, lon: 8.5, battery_pct: 50, gps_fix: 3, flight_state: 3, armed: true }));
+    const points = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(clean))).points;
+    expect(suspectPoints(points, HEAD.stream, validDroneIds(points), now, skew)).toBeNull();
   });
 });
