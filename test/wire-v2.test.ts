@@ -180,6 +180,8 @@ describe('wire v2: the columnar batch', () => {
     ['a point count past the limit', handMade([goodDrone], {}, 2_000_000), /point_count over/],
     ['a bool that is not 0 or 1', handMade([goodDrone, { field: FIELD['armed'], encoding: 4, data: Uint8Array.of(4, 2) }]), /value 2 is no bool/],
     ['a column sent twice', handMade([goodDrone, goodDrone]), /sent twice/],
+    ['a string column sent as raw doubles', handMade([{ field: FIELD['drone_id'], encoding: 1, data: new Uint8Array(16), dictionary: ['d-1'] }]), /column drone_id: FLOAT64 carries doubles and 64-bit integers only/],
+    ['a uint32 past its range', handMade([goodDrone, { field: FIELD['satellites'], encoding: 2, data: Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x20, 0) }]), /value 4294967296 is no uint32/],
   ];
   it.each(bad)('refuses %s with a one-line error', (_name, payload, error) => {
     expect(() => decodeColumnar(payload)).toThrow(error);
