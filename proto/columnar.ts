@@ -406,44 +406,108 @@ function droneOrder(drones: ColumnValues, count: number): Uint32Array {
   return order;
 }
 
-interface EncodedColumn {
-  field: number;
-  encoding: number;
-  scale?: number;
-  present?: Uint8Array;
-  data: Uint8Array;
-  dictionary?: string[];
+const ColumnType = root.lookupType(`${PROTO_PACKAGE}.Column`);
+const LENGTH_DELIMITED = 2;
+const VARINT = 0;
+const tagOf = (type: protobuf.Type, name: string, wireType: number): number => {
+  const f = type.fields[name];
+  if (!f) throw new Error(`telemetry.proto: ${type.name} has no field ${name}`);
+  return (f.id << 3) | wireType;
+};
+// The ColumnarBody is written by hand, straight from the column data into one reused
+// buffer: through protobufjs each column's bytes were copied twice more, into buffers
+// allocated per column and batch.
+const TAG_COLUMNS = tagOf(ColumnarBodyType, 'columns', LENGTH_DELIMITED);
+const TAG_FIELD = tagOf(ColumnType, 'field', VARINT);
+const TAG_ENCODING = tagOf(ColumnType, 'encoding', VARINT);
+const TAG_SCALE = tagOf(ColumnType, 'scale', VARINT);
+const TAG_PRESENT = tagOf(ColumnType, 'present', LENGTH_DELIMITED);
+const TAG_DATA = tagOf(ColumnType, 'data', LENGTH_DELIMITED);
+const TAG_DICTIONARY = tagOf(ColumnType, 'dictionary', LENGTH_DELIMITED);
+
+const varintSize = (v: number): number => {
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80);
+    n++;
+  }
+  return n;
+};
+/** A length-delimited field's size: its tag (one byte for these), length and bytes. */
+const fieldSize = (length: number): number => 1 + varintSize(length) + length;
+
+const utf8 = new TextEncoder();
+const columnData = new ByteWriter();
+const bodyScratch = new ByteWriter();
+
+/** Appends one Column message, whose values are in `data`, to the body. */
+function appendColumn(body: ByteWriter, field: number, encoding: number, scale: number, present: Uint8Array | null, data: ByteWriter, dictionary: readonly string[] | null): void {
+  const strings = dictionary?.map((s) => Buffer.byteLength(s)) ?? [];
+  const size =
+    1 + varintSize(field) + 1 + varintSize(encoding) + (scale > 0 ? 1 + varintSize(scale) : 0) +
+    (present ? fieldSize(present.length) : 0) + fieldSize(data.length) + strings.reduce((n, len) => n + fieldSize(len), 0);
+  const buf = body.reserve(1 + MAX_VARINT_BYTES + size);
+  let at = body.length;
+  buf[at++] = TAG_COLUMNS;
+  at = putVarint(buf, at, size);
+  buf[at++] = TAG_FIELD;
+  at = putVarint(buf, at, field);
+  buf[at++] = TAG_ENCODING;
+  at = putVarint(buf, at, encoding);
+  if (scale > 0) {
+    buf[at++] = TAG_SCALE;
+    at = putVarint(buf, at, scale);
+  }
+  if (present) {
+    buf[at++] = TAG_PRESENT;
+    at = putVarint(buf, at, present.length);
+    buf.set(present, at);
+    at += present.length;
+  }
+  buf[at++] = TAG_DATA;
+  at = putVarint(buf, at, data.length);
+  buf.set(data.buf.subarray(0, data.length), at);
+  at += data.length;
+  dictionary?.forEach((s, i) => {
+    buf[at++] = TAG_DICTIONARY;
+    at = putVarint(buf, at, strings[i]!);
+    at += utf8.encodeInto(s, buf.subarray(at, at + strings[i]!)).written;
+  });
+  body.length = at;
+  data.length = 0;
 }
 
-function encodeColumn(field: PointField, column: ColumnValues, order: Uint32Array, out: ByteWriter): EncodedColumn {
-  const { present } = column;
-  const base = { field: field.id, ...(present ? { present: orderedPresence(present, order) } : {}) };
+/** Encodes one column and appends it to the body. */
+function encodeColumn(field: PointField, column: ColumnValues, order: Uint32Array, body: ByteWriter): void {
+  const out = columnData;
+  const present = column.present ? orderedPresence(column.present, order) : null;
   const dense = gather(column, order);
+  const append = (encoding: number, scale = 0) => appendColumn(body, field.id, encoding, scale, present, out, column.dictionary);
   if (column.dictionary) {
     writeRuns(out, dense, false);
-    return { ...base, encoding: DICTIONARY, data: out.take(), dictionary: [...column.dictionary] };
+    return append(DICTIONARY);
   }
   switch (field.kind) {
     case 'double': {
       const scale = writeScaled(out, dense);
-      if (scale >= 0) return { ...base, encoding: DELTA, scale, data: out.take() };
+      if (scale >= 0) return append(DELTA, scale);
       break;
     }
     case 'timestamp': {
       const scale = deltaScaleOf(dense);
-      if (writeDeltaOfDelta(out, dense, scale)) return { ...base, encoding: DELTA_OF_DELTA, scale, data: out.take() };
+      if (writeDeltaOfDelta(out, dense, scale)) return append(DELTA_OF_DELTA, scale);
       break;
     }
     case 'uint64':
-      if (tryDeltas(out, dense, 0) < 0) return { ...base, encoding: DELTA, data: out.take() };
+      if (tryDeltas(out, dense, 0) < 0) return append(DELTA);
       break;
     default:
-      if (writeRuns(out, dense, true)) return { ...base, encoding: RLE, data: out.take() };
+      if (writeRuns(out, dense, true)) return append(RLE);
   }
   // A value no integer coding holds exactly (a seq past 2^52, an out-of-range input the
   // sink will reject): sent as it is, so that the sink sees exactly what was given.
   writeFloats(out, dense);
-  return { ...base, encoding: FLOAT64, data: out.take() };
+  append(FLOAT64);
 }
 
 /**
@@ -470,12 +534,11 @@ function compress(body: Uint8Array, compression: Compression): Uint8Array {
 /** One ColumnarBatch: the head, and the points' columns encoded and compressed as asked. */
 export function encodeColumnar(head: BatchHead, points: PointColumns, compression: Compression = 'none'): Uint8Array {
   const order = droneOrder(points.columns[DRONE_COLUMN]!, points.count);
-  const out = new ByteWriter();
-  const columns: EncodedColumn[] = [];
+  const body = bodyScratch;
+  body.length = 0;
   points.columns.forEach((column, c) => {
-    if (column) columns.push(encodeColumn(POINT_FIELDS[c]!, column, order, out));
+    if (column) encodeColumn(POINT_FIELDS[c]!, column, order, body);
   });
-  const body = ColumnarBodyType.encode({ columns }).finish();
   // point_count first: a spool told apart v1 and v2 payloads by it (wireOfPayload).
   return ColumnarBatchType.encode({
     point_count: points.count,
@@ -485,7 +548,7 @@ export function encodeColumnar(head: BatchHead, points: PointColumns, compressio
     dropped_points: head.droppedPoints ?? 0,
     stream: head.stream ?? 0,
     compression: COMPRESSION_ID[compression],
-    body: compress(body, compression),
+    body: compress(body.buf.subarray(0, body.length), compression),
   }).finish();
 }
 

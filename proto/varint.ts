@@ -69,13 +69,6 @@ export class ByteWriter {
     this.view.setFloat64(this.length, v, true);
     this.length += 8;
   }
-
-  /** What was written, copied out; the writer is empty afterwards. */
-  take(): Uint8Array {
-    const out = this.buf.slice(0, this.length);
-    this.length = 0;
-    return out;
-  }
 }
 
 /** Reads what a ByteWriter wrote; throws on bytes that end early or hold an over-long varint. */
