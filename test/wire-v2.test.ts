@@ -205,6 +205,12 @@ describe('wire v2: the columnar batch', () => {
     expect(signed.map((v) => unzigzag(zigzag(v)))).toEqual(signed);
   });
 
+  it('carries dictionary strings of any UTF-8 length, the body written by hand as protobuf', () => {
+    const missions = ['', 'M-1', 'Lieferung-Zürich-🚁', 'x'.repeat(300)];
+    const sent = missions.map((mission_id, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, mission_id }));
+    expectSamePoints(roundTrip(sent).decoded, sent);
+  });
+
   it('codes a double column at the scale its most precise value needs, even when that value comes last', () => {
     // Tenths first, then a thousandth: the column starts at scale 1 and is written again at 3.
     const sent = Array.from({ length: 50 }, (_, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, lat: 47 + i / 10 }));
