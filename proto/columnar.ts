@@ -143,9 +143,10 @@ export class ColumnsBuilder {
 
   constructor(capacity = 1024) {
     this.capacity = Math.max(8, capacity);
-    this.columns = POINT_FIELDS.map((f) => ({
-      values: new Float64Array(this.capacity),
-      present: new Uint8Array(this.capacity >> 3),
+    const { values, present } = this.allocate();
+    this.columns = POINT_FIELDS.map((f, c) => ({
+      values: values[c]!,
+      present: present[c]!,
       filled: 0,
       dictionary: f.kind === 'string' ? new Map<string, number>() : null,
     }));
@@ -156,16 +157,32 @@ export class ColumnsBuilder {
     return this.values * MAX_VALUE_BYTES + this.dictionaryBytes;
   }
 
+  /**
+   * Arrays for every column at the capacity, as views of one buffer of values and one of
+   * presence bits: the sink builds a builder per v1 batch, and a typed array of its own per
+   * column was an allocation outside the heap each, which cost more than filling them.
+   */
+  private allocate(): { values: Float64Array[]; present: Uint8Array[] } {
+    const n = this.capacity;
+    // A bit per point, rounded up to whole bytes.
+    const bytes = (n + 7) >> 3;
+    const values = new Float64Array(n * POINT_FIELDS.length);
+    const present = new Uint8Array(bytes * POINT_FIELDS.length);
+    return {
+      values: POINT_FIELDS.map((_, c) => values.subarray(c * n, (c + 1) * n)),
+      present: POINT_FIELDS.map((_, c) => present.subarray(c * bytes, (c + 1) * bytes)),
+    };
+  }
+
   private grow(): void {
     this.capacity *= 2;
-    for (const c of this.columns) {
-      const values = new Float64Array(this.capacity);
-      values.set(c.values);
-      const present = new Uint8Array(this.capacity >> 3);
-      present.set(c.present);
-      c.values = values;
-      c.present = present;
-    }
+    const { values, present } = this.allocate();
+    this.columns.forEach((c, i) => {
+      values[i]!.set(c.values);
+      present[i]!.set(c.present);
+      c.values = values[i]!;
+      c.present = present[i]!;
+    });
   }
 
   private number(c: number, i: number, v: number | null | undefined): void {
@@ -721,6 +738,8 @@ const RANGE_OF_KIND: Record<ColumnKind, readonly [number, number]> = {
 function decodeColumns(count: number, wires: readonly WireColumn[]): PointColumns {
   const columns: Array<ColumnValues | null> = POINT_FIELDS.map(() => null);
   const bitmapBytes = (count + 7) >> 3;
+  let all: Float64Array | null = null;
+  let used = 0;
   for (const wire of wires) {
     const c = INDEX_OF_ID.get(wire.field);
     // A field added to Point after this sink was built: skipped, as protobuf skips unknown fields.
@@ -729,7 +748,9 @@ function decodeColumns(count: number, wires: readonly WireColumn[]): PointColumn
     if (columns[c]) throw new Error(`column ${field.name} sent twice`);
     const present = wire.present.length === 0 ? null : wire.present;
     if (present && present.length !== bitmapBytes) throw new Error(`column ${field.name}: presence of ${present.length * 8} points for ${count}`);
-    const values = new Float64Array(count);
+    // One buffer for the batch's columns (see ColumnsBuilder.allocate).
+    all ??= new Float64Array(count * wires.length);
+    const values = all.subarray(used * count, ++used * count);
     try {
       readColumn(field, wire, count, values, present);
     } catch (err) {

@@ -205,6 +205,16 @@ describe('wire v2: the columnar batch', () => {
     expect(signed.map((v) => unzigzag(zigzag(v)))).toEqual(signed);
   });
 
+  it('takes a v1 batch of any length as columns, the presence of its last points included', () => {
+    // 13 points: the presence bits of points 8-12 are in a second byte, which a bitmap sized
+    // capacity / 8 rounded down had no room for.
+    for (const n of [1, 7, 8, 9, 13, 1001]) {
+      const sent = Array.from({ length: n }, (_, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, lat: i === 0 ? null : 47 + i / 10 }));
+      const columns = columnsOfPoints(sent);
+      expectSamePoints(Array.from({ length: n }, (_, i) => pointAt(columns, i)), sent);
+    }
+  });
+
   it('carries dictionary strings of any UTF-8 length, the body written by hand as protobuf', () => {
     const missions = ['', 'M-1', 'Lieferung-Zürich-🚁', 'x'.repeat(300)];
     const sent = missions.map((mission_id, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, mission_id }));
