@@ -274,7 +274,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     return committing;
   }
 
-  /** The indexes of a batch's points to stage, reused from batch to batch. */
+  /** The indexes of a batch's points to stage, reused from batch to batch (invariant 6: as long as the largest batch, which the packet size bounds). */
   let rows = new Uint32Array(1024);
 
   function take(topic: string, payload: Buffer): void {
