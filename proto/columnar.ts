@@ -112,9 +112,13 @@ const MAX_VALUE_BYTES = 9;
 
 interface BuilderColumn {
   values: Float64Array;
-  present: Uint8Array;
-  /** Points with a value. */
-  filled: number;
+  /**
+   * Bit i set when point i has no value. add() writes bits only for the few values that
+   * are absent, and view() turns them into a presence bitmap once per batch.
+   */
+  absent: Uint8Array;
+  /** Points without a value. */
+  missing: number;
   dictionary: Map<string, number> | null;
 }
 
@@ -137,66 +141,69 @@ export class ColumnsBuilder {
   private columns: BuilderColumn[];
   private capacity: number;
   count = 0;
-  /** Values and dictionary bytes so far: byteBound's terms, kept as counts on the hot path. */
-  private values = 0;
+  /** Absent values and dictionary bytes so far: byteBound's terms, kept as counts on the hot path. */
+  private missing = 0;
   private dictionaryBytes = 0;
 
   constructor(capacity = 1024) {
     this.capacity = Math.max(8, capacity);
-    const { values, present } = this.allocate();
+    const { values, absent } = this.allocate();
     this.columns = POINT_FIELDS.map((f, c) => ({
       values: values[c]!,
-      present: present[c]!,
-      filled: 0,
+      absent: absent[c]!,
+      missing: 0,
       dictionary: f.kind === 'string' ? new Map<string, number>() : null,
     }));
   }
 
   /** At least the encoded size of the columns so far, uncompressed: what a batch's byte limit is held to. */
   get byteBound(): number {
-    return this.values * MAX_VALUE_BYTES + this.dictionaryBytes;
+    return (this.count * POINT_FIELDS.length - this.missing) * MAX_VALUE_BYTES + this.dictionaryBytes;
   }
 
   /**
    * Arrays for every column at the capacity, as views of one buffer of values and one of
-   * presence bits: the sink builds a builder per v1 batch, and a typed array of its own per
+   * absence bits: the sink builds a builder per v1 batch, and a typed array of its own per
    * column was an allocation outside the heap each, which cost more than filling them.
    */
-  private allocate(): { values: Float64Array[]; present: Uint8Array[] } {
+  private allocate(): { values: Float64Array[]; absent: Uint8Array[] } {
     const n = this.capacity;
     // A bit per point, rounded up to whole bytes.
     const bytes = (n + 7) >> 3;
     const values = new Float64Array(n * POINT_FIELDS.length);
-    const present = new Uint8Array(bytes * POINT_FIELDS.length);
+    const absent = new Uint8Array(bytes * POINT_FIELDS.length);
     return {
       values: POINT_FIELDS.map((_, c) => values.subarray(c * n, (c + 1) * n)),
-      present: POINT_FIELDS.map((_, c) => present.subarray(c * bytes, (c + 1) * bytes)),
+      absent: POINT_FIELDS.map((_, c) => absent.subarray(c * bytes, (c + 1) * bytes)),
     };
   }
 
   private grow(): void {
     this.capacity *= 2;
-    const { values, present } = this.allocate();
+    const { values, absent } = this.allocate();
     this.columns.forEach((c, i) => {
       values[i]!.set(c.values);
-      present[i]!.set(c.present);
+      absent[i]!.set(c.absent);
       c.values = values[i]!;
-      c.present = present[i]!;
+      c.absent = absent[i]!;
     });
   }
 
+  private lack(column: BuilderColumn, i: number): void {
+    column.absent[i >> 3]! |= 1 << (i & 7);
+    column.missing++;
+    this.missing++;
+  }
+
   private number(c: number, i: number, v: number | null | undefined): void {
-    if (v == null) return;
     const column = this.columns[c]!;
-    column.values[i] = v;
-    column.present[i >> 3]! |= 1 << (i & 7);
-    column.filled++;
-    this.values++;
+    if (v == null) this.lack(column, i);
+    else column.values[i] = v;
   }
 
   private string(c: number, i: number, v: string | null | undefined): void {
-    if (v == null) return;
     const column = this.columns[c]!;
+    if (v == null) return this.lack(column, i);
     const dictionary = column.dictionary!;
     let id = dictionary.get(v);
     if (id === undefined) {
@@ -204,9 +211,6 @@ export class ColumnsBuilder {
       this.dictionaryBytes += Buffer.byteLength(v) + MAX_VALUE_BYTES;
     }
     column.values[i] = id;
-    column.present[i >> 3]! |= 1 << (i & 7);
-    column.filled++;
-    this.values++;
   }
 
   add(p: TelemetryPoint): void {
@@ -241,11 +245,18 @@ export class ColumnsBuilder {
       count: n,
       columns: this.columns.map((c, index) => {
         const required = index === DRONE_COLUMN || index === SEQ_COLUMN || index === TS_COLUMN;
-        if (c.filled === 0 && !required) return null;
+        if (c.missing === n && !required) return null;
         const dictionary = c.dictionary ? [...c.dictionary.keys()] : null;
         // proto3: a required field a point lacks is its default ("" for the drone id).
-        if (dictionary && c.filled < n) dictionary.push('');
-        return { values: c.values.subarray(0, n), present: c.filled === n ? null : c.present.subarray(0, bytes), dictionary };
+        if (dictionary && c.missing > 0) dictionary.push('');
+        let present: Uint8Array | null = null;
+        if (c.missing > 0) {
+          present = new Uint8Array(bytes);
+          for (let b = 0; b < bytes; b++) present[b] = ~c.absent[b]! & 0xff;
+          // Bits past the last point stay clear.
+          if (n & 7) present[bytes - 1]! &= (1 << (n & 7)) - 1;
+        }
+        return { values: c.values.subarray(0, n), present, dictionary };
       }),
     };
   }
@@ -253,12 +264,12 @@ export class ColumnsBuilder {
   reset(): void {
     for (const c of this.columns) {
       c.values.fill(0, 0, this.count);
-      c.present.fill(0, 0, (this.count + 7) >> 3);
-      c.filled = 0;
+      c.absent.fill(0, 0, (this.count + 7) >> 3);
+      c.missing = 0;
       c.dictionary?.clear();
     }
     this.count = 0;
-    this.values = 0;
+    this.missing = 0;
     this.dictionaryBytes = 0;
   }
 }
