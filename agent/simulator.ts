@@ -128,6 +128,16 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
+/**
+ * A heading in whole centidegrees, 0..35999. The heading stays within a few degrees of
+ * 0..360, so the centidegrees fit 32 bits, where `%` is an integer remainder rather than
+ * the floating-point one (a call, and a visible part of the simulator's CPU).
+ */
+function headingCdeg(heading: number): number {
+  const cdeg = (Math.round(heading * 100) | 0) % 36000;
+  return cdeg < 0 ? cdeg + 36000 : cdeg;
+}
+
 /** One drone: a mission state machine moved by elapsed time, and the sensors that report it. */
 class Drone {
   /** Where in a sample period this drone reports, so drones do not all share one microsecond. */
@@ -171,6 +181,11 @@ class Drone {
   private sats: number;
   private errX = 0;
   private errY = 0;
+  // The GPS error's last step (sense()): its length and fix, and the decay and kick they give.
+  private stepDt = 0;
+  private stepGps: FixProfile | null = null;
+  private stepDecay = 0;
+  private stepKick = 0;
 
   constructor(
     readonly id: string,
@@ -228,8 +243,10 @@ class Drone {
     const heading = this.heading + (this.rand() - 0.5) * 4;
     // Every value as an autopilot sends it (GLOBAL_POSITION_INT, SYS_STATUS) and the MAVLink
     // source converts it: integers of degE7, mm, cm/s, cdeg, percent and mV, divided exactly.
-    const relMm = Math.round((this.rel + (this.rand() - 0.5) * 0.3) * 1000);
-    // Ground speed is |(vx, vy)| of the velocity's whole cm/s, as the MAVLink source computes it.
+    // `|| 0`: relative_alt is an int32, which has no -0 (a rounded -0.4 mm would be one).
+    const relMm = Math.round((this.rel + (this.rand() - 0.5) * 0.3) * 1000) || 0;
+    // Ground speed is |(vx, vy)| of the velocity's whole cm/s, rounded to whole cm/s as the
+    // MAVLink source computes it (agent/mavlink/telemetry.ts).
     const noise = indoors ? 0 : GS_NOISE_MPS;
     const vNorth = Math.round((this.vy + (this.rand() - 0.5) * noise) * 100);
     const vEast = Math.round((this.vx + (this.rand() - 0.5) * noise) * 100);
@@ -243,10 +260,10 @@ class Drone {
       lon: indoors ? null : lonE7 / 1e7,
       alt_m: (this.home.altMm + relMm) / 1000,
       rel_alt_m: relMm / 1000,
-      ground_speed_mps: indoors ? null : Math.sqrt(vNorth * vNorth + vEast * vEast) / 100,
+      ground_speed_mps: indoors ? null : Math.round(Math.sqrt(vNorth * vNorth + vEast * vEast)) / 100,
       // `|| 0`: a climb rate that rounds to -0 cm/s is stored as 0, as the MAVLink source does.
       vertical_speed_mps: Math.round((this.vs + (this.rand() - 0.5) * 0.2) * 100) / 100 || 0,
-      heading_deg: (((Math.round(heading * 100) % 36000) + 36000) % 36000) / 100,
+      heading_deg: headingCdeg(heading) / 100,
       battery_pct: Math.round(this.pct),
       battery_voltage_v: Math.round(CELLS * cell * 1000) / 1000,
       gps_fix: indoors ? GpsFix.none : this.gps.fix,
@@ -266,9 +283,18 @@ class Drone {
       const s = this.sats + (this.rand() < 0.5 ? -1 : 1);
       if (s >= this.gps.satMin && s <= this.gps.satMax) this.sats = s;
     }
-    // Ornstein-Uhlenbeck step: the error's spread stays errM whatever the sample rate.
-    const decay = Math.exp(-dt / GPS_ERR_TAU_S);
-    const kick = this.gps.errM * Math.sqrt(1 - decay * decay) * SQRT3;
+    // Ornstein-Uhlenbeck step: the error's spread stays errM whatever the sample rate. At a
+    // steady rate every step has the same length, so its exp and sqrt are computed once per
+    // length and fix (the simulator's CPU counts as the agent's in the bench).
+    if (dt !== this.stepDt || this.gps !== this.stepGps) {
+      const decay = Math.exp(-dt / GPS_ERR_TAU_S);
+      this.stepDt = dt;
+      this.stepGps = this.gps;
+      this.stepDecay = decay;
+      this.stepKick = this.gps.errM * Math.sqrt(1 - decay * decay) * SQRT3;
+    }
+    const decay = this.stepDecay;
+    const kick = this.stepKick;
     this.errX = this.errX * decay + kick * (2 * this.rand() - 1);
     this.errY = this.errY * decay + kick * (2 * this.rand() - 1);
   }

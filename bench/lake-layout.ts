@@ -10,7 +10,7 @@ import { PARQUET_WRITE_OPTIONS, writeCommit } from '../sink/commit';
 import { COMPACTED_ROW_GROUP_ROWS } from '../sink/compactor';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sqlString } from '../sink/sql';
-import { createStageBuffer, stageDictIds, stageRow } from '../sink/stage';
+import { createStageBuffer, stageDictIds, stageRows } from '../sink/stage';
 import { columnsOfPoints } from '../proto/columnar';
 import { LEGACY_STREAM } from '../proto/stream';
 import { localStorage } from '../sink/storage';
@@ -56,7 +56,7 @@ async function compactedFile(
     const columns = columnsOfPoints(batch);
     const ids = stageDictIds(columns);
     const ingestedAt = batch[0]!.ts + 1_800_000;
-    for (let i = 0; i < columns.count; i++) stageRow(buffer, columns, i, ids, batch[i]!.stream ?? LEGACY_STREAM, GATEWAY, ingestedAt);
+    stageRows(buffer, columns, Uint32Array.from(batch, (_, i) => i), columns.count, ids, LEGACY_STREAM, GATEWAY, ingestedAt);
     batch = [];
   };
   await fill((p) => {

@@ -15,7 +15,7 @@ import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { simulatedPoints } from './points';
 import { figure, type BenchContext, type Figure } from './report';
-import { BATCH_POINTS, BENCH_DRONES, BENCH_GATEWAY, encodeBatches, encodeColumnarBatches } from './stages';
+import { BATCH_POINTS, BENCH_DRONES, BENCH_GATEWAY, decodeBatches, encodeBatches, encodeColumnarBatches } from './stages';
 import { cpuPerMillion, measureIngest, runFleet } from './throughput';
 
 // Wire v1 (row protobuf) and v2 (columnar) side by side in one run: bytes per point, the
@@ -139,6 +139,26 @@ export async function runWire(ctx: BenchContext): Promise<Figure[]> {
     figure(SECTION, 'agent_encode_v2_points_per_cpu_sec', 'agent batching, v2 + brotli, points per CPU second', fleet.length / v2Cpu, 'points/s'),
     figure(SECTION, 'agent_encode_v2_vs_v1', 'agent batching, v2 / v1 points per CPU second (target >= 3)', v1Cpu / v2Cpu, 'x'),
   );
+
+  // The compression each batch names: the same batches encoded (agent) and decoded (sink)
+  // with each, side by side; the CPU past that of uncompressed batches is the compression's.
+  ctx.progress('wire: compression CPU, deflate and brotli');
+  const perPoint = (seconds: number) => (seconds / fleet.length) * 1e6;
+  const codecCpu = (c: Compression) => {
+    const batches = encodeColumnarBatches(fleet, BENCH_GATEWAY, c);
+    return {
+      encode: cpuSeconds(rounds, () => encodeColumnarBatches(fleet, BENCH_GATEWAY, c)),
+      decode: cpuSeconds(rounds, () => decodeBatches(batches, BENCH_GATEWAY, 'v2')),
+    };
+  };
+  const plain = codecCpu('none');
+  for (const c of ['deflate', 'brotli'] as const) {
+    const m = codecCpu(c);
+    figures.push(
+      figure(SECTION, `compression_${c}_agent_us_per_point`, `v2 + ${c}: the agent's compression CPU per point (encode, past uncompressed)`, perPoint(m.encode - plain.encode), 'us'),
+      figure(SECTION, `compression_${c}_sink_us_per_point`, `v2 + ${c}: the sink's decompression CPU per point (decode, past uncompressed)`, perPoint(m.decode - plain.decode), 'us'),
+    );
+  }
 
   ctx.progress('wire: server side, v1 then v2');
   const ingest = { v1: await measureIngest(ctx, 'v1'), v2: await measureIngest(ctx, 'v2') };

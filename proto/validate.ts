@@ -1,4 +1,4 @@
-import { DRONE_COLUMN, isPresent, POINT_FIELDS, SEQ_COLUMN, TS_COLUMN, type PointColumns } from './columnar';
+import { DRONE_COLUMN, isPresent, POINT_FIELDS, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN, type PointColumns } from './columnar';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from './schema';
 import { isStreamId } from './stream';
 import { ID_PATTERN } from './topics';
@@ -114,4 +114,47 @@ export function invalidReasonAt(points: PointColumns, i: number, stream: number,
     if (column && isPresent(column.present, i) && names[column.values[i]!] === undefined) return 'enum_unknown';
   }
   return null;
+}
+
+/**
+ * The points of a batch that may break a rule, found a column at a time (the sink's hot
+ * path: a tight loop per rule instead of every rule per point), or null when none may.
+ * A marked point is only a suspect: invalidReasonAt names its rule, or clears it (a value
+ * the point does not have reads as 0 here, and may be marked for nothing).
+ */
+export function suspectPoints(points: PointColumns, batchStream: number, droneIdsOk: Uint8Array, nowUs: number, maxFutureSkewUs: number): Uint8Array | null {
+  const n = points.count;
+  const columns = points.columns;
+  let marks: Uint8Array | null = null;
+  const mark = (i: number): void => {
+    (marks ??= new Uint8Array(n))[i] = 1;
+  };
+  if (droneIdsOk.includes(0)) {
+    const drones = columns[DRONE_COLUMN]!.values;
+    for (let i = 0; i < n; i++) if (droneIdsOk[drones[i]!] !== 1) mark(i);
+  }
+  const seqs = columns[SEQ_COLUMN]!.values;
+  for (let i = 0; i < n; i++) if (!Number.isSafeInteger(seqs[i]!) || seqs[i]! < 0) mark(i);
+  if (!isStreamId(batchStream)) for (let i = 0; i < n; i++) mark(i);
+  const streams = columns[STREAM_COLUMN]?.values;
+  if (streams) for (let i = 0; i < n; i++) if (!isStreamId(streams[i]!)) mark(i);
+  const times = columns[TS_COLUMN]!.values;
+  const latest = nowUs + maxFutureSkewUs;
+  for (let i = 0; i < n; i++) {
+    const ts = times[i]!;
+    if (!Number.isSafeInteger(ts) || ts < MIN_TS_MICROS || ts > latest) mark(i);
+  }
+  for (const c of FINITE_COLUMNS) {
+    const values = columns[c]?.values;
+    if (values) for (let i = 0; i < n; i++) if (!Number.isFinite(values[i]!)) mark(i);
+  }
+  for (const { column: c, min, max } of RANGE_COLUMNS) {
+    const values = columns[c]?.values;
+    if (values) for (let i = 0; i < n; i++) if (values[i]! < min || values[i]! > max) mark(i);
+  }
+  for (const { column: c, names } of ENUM_COLUMNS) {
+    const values = columns[c]?.values;
+    if (values) for (let i = 0; i < n; i++) if (names[values[i]!] === undefined) mark(i);
+  }
+  return marks;
 }

@@ -1,61 +1,82 @@
 // Varints (LEB128, as protobuf's) and zigzag for every integer a JS number holds exactly:
 // up to 2^53, past the 32 bits that bitwise operators would cut them to. Used for the
 // column data of wire v2 (proto/columnar.ts), one value at a time on the hot path, so
-// neither side allocates per value.
+// neither side allocates per value; below 2^32 (nearly every delta) they take a bitwise
+// path, the rest a float one.
 
 /** Largest zigzag-coded magnitude the columns use: |value| <= 2^52 codes below 2^53. */
 export const MAX_ZIGZAG_INPUT = 2 ** 52;
 
+/** Most bytes one varint of up to 2^53 takes. */
+export const MAX_VARINT_BYTES = 8;
+
+const TWO_32 = 2 ** 32;
+
 export const zigzag = (v: number): number => (v >= 0 ? v * 2 : -v * 2 - 1);
-export const unzigzag = (u: number): number => (u % 2 === 0 ? u / 2 : -(u + 1) / 2);
+/** Below 2^32 bitwise; above, in floats without `%`, which V8 runs as a call on doubles. */
+export function unzigzag(u: number): number {
+  if (u < TWO_32) return (u >>> 1) ^ -(u & 1);
+  const half = Math.floor(u / 2);
+  return u === half * 2 ? half : -half - 1;
+}
+
+/**
+ * Writes the non-negative integer `v` (up to 2^53) at `at`, which must have room for
+ * MAX_VARINT_BYTES; returns the offset past it.
+ */
+export function putVarint(buf: Uint8Array, at: number, v: number): number {
+  if (v < 0x80) {
+    buf[at] = v;
+    return at + 1;
+  }
+  // Past 32 bits: seven bits at a time in floats, until the rest fits the bitwise path.
+  while (v >= TWO_32) {
+    buf[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  while (v >= 0x80) {
+    buf[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[at] = v;
+  return at + 1;
+}
 
 /** A growable byte buffer that varints and doubles are appended to. */
 export class ByteWriter {
-  private buf = new Uint8Array(1024);
+  buf = new Uint8Array(1024);
   private view = new DataView(this.buf.buffer);
   length = 0;
 
-  private room(n: number): void {
-    if (this.length + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
-    next.set(this.buf.subarray(0, this.length));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
+  /** Makes room for `n` more bytes; the hot loops then write into `buf` at `length` themselves. */
+  reserve(n: number): Uint8Array {
+    if (this.length + n > this.buf.length) {
+      const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
+      next.set(this.buf.subarray(0, this.length));
+      this.buf = next;
+      this.view = new DataView(next.buffer);
+    }
+    return this.buf;
   }
 
   /** A non-negative integer up to 2^53. */
   varint(v: number): void {
-    this.room(8);
-    const buf = this.buf;
-    let at = this.length;
-    while (v >= 0x80) {
-      buf[at++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    buf[at++] = v;
-    this.length = at;
+    this.length = putVarint(this.reserve(MAX_VARINT_BYTES), this.length, v);
   }
 
   float64(v: number): void {
-    this.room(8);
+    this.reserve(8);
     this.view.setFloat64(this.length, v, true);
     this.length += 8;
-  }
-
-  /** What was written, copied out; the writer is empty afterwards. */
-  take(): Uint8Array {
-    const out = this.buf.slice(0, this.length);
-    this.length = 0;
-    return out;
   }
 }
 
 /** Reads what a ByteWriter wrote; throws on bytes that end early or hold an over-long varint. */
 export class ByteReader {
-  private at = 0;
+  at = 0;
   private readonly view: DataView;
 
-  constructor(private readonly buf: Uint8Array) {
+  constructor(readonly buf: Uint8Array) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
@@ -65,21 +86,33 @@ export class ByteReader {
 
   varint(): number {
     const buf = this.buf;
-    let b = buf[this.at++];
+    let at = this.at;
+    let b = buf[at++];
     if (b === undefined) throw new Error('column data ends inside a value');
-    if (b < 0x80) return b;
+    if (b < 0x80) {
+      this.at = at;
+      return b;
+    }
+    // Four bytes carry 28 bits: bitwise while the value stays below 2^31.
     let v = b & 0x7f;
-    let scale = 0x80;
+    let shift = 7;
     for (;;) {
-      b = buf[this.at++];
+      b = buf[at++];
       if (b === undefined) throw new Error('column data ends inside a value');
-      v += (b & 0x7f) * scale;
+      if (shift < 28) {
+        v |= (b & 0x7f) << shift;
+        shift += 7;
+        if (b < 0x80) break;
+        continue;
+      }
+      v += (b & 0x7f) * 2 ** shift;
       if (b < 0x80) break;
-      scale *= 0x80;
+      shift += 7;
       // 8 bytes carry 56 bits: anything longer is no integer a number holds.
-      if (scale > 2 ** 49) throw new Error('varint overflows 2^53');
+      if (shift > 49) throw new Error('varint overflows 2^53');
     }
     if (v > Number.MAX_SAFE_INTEGER) throw new Error('varint overflows 2^53');
+    this.at = at;
     return v;
   }
 

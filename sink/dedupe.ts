@@ -50,13 +50,28 @@ export class BatchLedger {
 /** Point keys as ranges: drone_id -> stream -> seqs. */
 export type PointKeys = Map<string, Map<number, RangeSet>>;
 
-/** Adds a key; false when it was already there. */
-export function addPointKey(keys: PointKeys, droneId: string, stream: number, seq: number): boolean {
-  let byStream = keys.get(droneId);
-  if (!byStream) keys.set(droneId, (byStream = new Map()));
-  let set = byStream.get(stream);
-  if (!set) byStream.set(stream, (set = new RangeSet()));
-  return set.add(seq);
+/** The sets of one (drone_id, stream) that dedupe a point against: PointLedger.run. */
+export interface StreamRun {
+  readonly droneId: string;
+  readonly stream: number;
+  readonly committed: RangeSet | null;
+  readonly alsoStaged: RangeSet | null;
+  readonly staged: PointKeys;
+  /** The run's set in `staged`, made on its first point. */
+  stagedSet: RangeSet | null;
+}
+
+/** Records the point's seq as staged unless it is already committed or staged; false for a duplicate. */
+export function takeSeq(run: StreamRun, seq: number): boolean {
+  if (run.committed?.has(seq) || run.alsoStaged?.has(seq)) return false;
+  if (run.stagedSet === null) {
+    let byStream = run.staged.get(run.droneId);
+    if (!byStream) run.staged.set(run.droneId, (byStream = new Map()));
+    let set = byStream.get(run.stream);
+    if (!set) byStream.set(run.stream, (set = new RangeSet()));
+    run.stagedSet = set;
+  }
+  return run.stagedSet.add(seq);
 }
 
 interface StreamState {
@@ -85,11 +100,12 @@ export class PointLedger {
     return this.streamCount;
   }
 
-  /** Records the point in `staged` unless it is already committed or staged; false for a duplicate. */
-  take(droneId: string, stream: number, seq: number, staged: PointKeys, alsoStaged: PointKeys | null): boolean {
-    if (this.committed.get(droneId)?.get(stream)?.seqs.has(seq)) return false;
-    if (alsoStaged?.get(droneId)?.get(stream)?.has(seq)) return false;
-    return addPointKey(staged, droneId, stream, seq);
+  /**
+   * The sets a point of (drone_id, stream) is deduped against (takeSeq), looked up once
+   * for a run of points: the sink takes a v2 batch's points grouped by drone.
+   */
+  run(droneId: string, stream: number, staged: PointKeys, alsoStaged: PointKeys | null): StreamRun {
+    return { droneId, stream, committed: this.committed.get(droneId)?.get(stream)?.seqs ?? null, alsoStaged: alsoStaged?.get(droneId)?.get(stream) ?? null, staged, stagedSet: staged.get(droneId)?.get(stream) ?? null };
   }
 
   private state(droneId: string, stream: number, atMs: number): StreamState {

@@ -7,7 +7,7 @@ import type { ParsedOptions } from '../deploy/runtime/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
-import { invalidReasonAt, validDroneIds } from '../proto/validate';
+import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { publishAcks } from './acks';
 import { commitTag, writeCommit } from './commit';
 import { compactLake, type CompactionSettings } from './compact';
@@ -20,7 +20,7 @@ import { sinkMetrics } from './metrics';
 import { ownsTopic, shardFilters } from './shard';
 import { subscribeTelemetry } from './subscribe';
 import { sloTargets } from './slo';
-import { BatchLedger, PointLedger } from './dedupe';
+import { BatchLedger, PointLedger, takeSeq, type StreamRun } from './dedupe';
 import { LatencyHistogram } from './latency';
 import { createLivePort } from './live';
 import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
@@ -35,7 +35,7 @@ import { createRejectMemory } from './rejects';
 import { isDiskFull, stagingGate } from './staging-space';
 import { createStoreHealth } from './store-health';
 import { checkSinkOptions, type sinkOptions } from './options';
-import { closeStageBuffer, createStageBuffer, recordBatch, stageDictIds, stagedBytes, stageRow, type StageBuffer } from './stage';
+import { closeStageBuffer, createStageBuffer, recordBatch, stageDictIds, stagedBytes, stageRows, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkSnapshot } from './stats';
 
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
@@ -278,6 +278,9 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     return committing;
   }
 
+  /** The indexes of a batch's points to stage, reused from batch to batch (invariant 6: as long as the largest batch, which the packet size bounds). */
+  let rows = new Uint32Array(1024);
+
   function take(topic: string, payload: Buffer): void {
     stats.batchesReceived++;
     const decoded = decodeTelemetry(topic, payload);
@@ -317,38 +320,50 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     stats.pointsReceived += n;
     // The live port's rows of this batch: held for the commit, or sent once the batch is taken.
     const liveRows = live === null ? null : liveAfterCommit ? open.live : [];
-    // The batch is taken as columns, point by point in place: no object per point.
+    // The batch is taken as columns, in place: no object per point. Rules are checked a
+    // column at a time, and only the suspects point by point; the rows to stage are
+    // collected by index and staged column by column.
     const drones = points.columns[DRONE_COLUMN]!;
     const seqs = points.columns[SEQ_COLUMN]!.values;
     const times = points.columns[TS_COLUMN]!.values;
     const streams = points.columns[STREAM_COLUMN] ?? null;
     const dronesOk = validDroneIds(points);
-    const dictIds = stageDictIds(points);
+    const suspects = suspectPoints(points, batch.stream, dronesOk, now, maxFutureSkewUs);
+    if (rows.length < n) rows = new Uint32Array(n);
+    let kept = 0;
+    let run: StreamRun | null = null;
+    let runDrone = -1;
     for (let i = 0; i < n; i++) {
       // Invariant 3: a point's identity is (drone_id, stream, seq); a point that names no
       // stream of its own counts in its batch's (0 for producers that name none).
       const stream = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : batch.stream;
-      const reason = invalidReasonAt(points, i, stream, dronesOk, now, maxFutureSkewUs);
+      const reason = suspects !== null && suspects[i] === 1 ? invalidReasonAt(points, i, stream, dronesOk, now, maxFutureSkewUs) : null;
       if (reason) {
         stats.pointsInvalid[reason]++;
         counts.rejected_points[reason]++;
         quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, { ...pointAt(points, i), stream }, reason);
         continue;
       }
-      const droneId = drones.dictionary![drones.values[i]!]!;
-      if (!pointLedger.take(droneId, stream, seqs[i]!, open.pointKeys, committingBuffer?.pointKeys ?? null)) {
+      // A v2 batch comes grouped by drone: the dedupe sets are looked up once per run.
+      const drone = drones.values[i]!;
+      if (run === null || drone !== runDrone || stream !== run.stream) {
+        run = pointLedger.run(drones.dictionary![drone]!, stream, open.pointKeys, committingBuffer?.pointKeys ?? null);
+        runDrone = drone;
+      }
+      if (!takeSeq(run, seqs[i]!)) {
         stats.pointsDuplicate++;
         counts.duplicate_points++;
         continue;
       }
-      stageRow(open, points, i, dictIds, stream, batch.gateway_id, now);
+      rows[kept++] = i;
       liveRows?.push({ point: { ...pointAt(points, i), stream }, gatewayId: batch.gateway_id, ingestedAtUs: now });
-      stats.pointsStaged++;
       if (times[i]! < closedBefore) {
         counts.late_points++;
         stats.pointsLate++;
       }
     }
+    stageRows(open, points, rows, kept, stageDictIds(points), batch.stream, batch.gateway_id, now);
+    stats.pointsStaged += kept;
     ledger.markStaged(batch.gateway_id, batch.batch_seq);
     recordBatch(open, batch.gateway_id, batch.batch_seq);
     if (liveRows && !liveAfterCommit) live!.send(liveRows);

@@ -60,7 +60,7 @@ const DICT_ENTRY_OVERHEAD = 64;
 const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;
 const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
 const STREAM_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'stream');
-// stageRow copies point column c of a batch into staged column c.
+// stageRows copies point column c of a batch into staged column c.
 if (POINT_FIELDS.some((f, c) => LAKE_COLUMNS[c]!.name !== f.name)) throw new Error('the lake columns do not begin with the point fields in their order');
 const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
 
@@ -216,40 +216,77 @@ export type StageDictIds = Array<Int32Array | null>;
 export const stageDictIds = (points: PointColumns): StageDictIds => points.columns.map((c) => (c?.dictionary ? new Int32Array(c.dictionary.length).fill(-1) : null));
 
 /**
- * Stages point i of a batch's columns, valid and new, counting in `stream` (its own or its
- * batch's). The hot path: typed-array reads and writes, no allocation, a string looked up
- * once per batch and dictionary entry.
+ * Stages the points `rows[0..count)` of a batch's columns, valid and new; `stream` is the
+ * batch's, for the points that name none. The hot path: column by column over the rows,
+ * typed-array reads and writes in tight loops, no allocation, a string looked up once per
+ * batch and dictionary entry.
  */
-export function stageRow(buffer: StageBuffer, points: PointColumns, i: number, dictIds: StageDictIds, stream: number, gatewayId: string, ingestedAt: number): void {
-  const row = buffer.chunkRows;
-  const columns = buffer.columns;
-  for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
-    const column = points.columns[c];
-    const col = columns[c]!;
-    if (!column || !isPresent(column.present, i)) {
-      col.validity[row >> 3]! &= ~(1 << (row & 7));
-      continue;
+export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint32Array, count: number, dictIds: StageDictIds, stream: number, gatewayId: string, ingestedAt: number): void {
+  if (count === 0) return;
+  const gateway = dictId(buffer, gatewayId);
+  // The lake's columns begin with the point's (checked above), so its stream is the point's.
+  const streams = points.columns[STREAM_INDEX] ?? null;
+  for (let from = 0; from < count; ) {
+    // As many rows as the open chunk has room for.
+    const start = buffer.chunkRows;
+    const take = Math.min(count - from, CHUNK_ROWS - start);
+    for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
+      const column = points.columns[c] ?? null;
+      const col = buffer.columns[c]!;
+      const out = col.values;
+      const validity = col.validity;
+      if (column === null) {
+        for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
+        continue;
+      }
+      const { values, present } = column;
+      const ids = dictIds[c];
+      for (let j = 0; j < take; j++) {
+        const i = rows[from + j]!;
+        const row = start + j;
+        if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
+          validity[row >> 3]! &= ~(1 << (row & 7));
+          continue;
+        }
+        const v = values[i]!;
+        if (ids) {
+          let id = ids[v]!;
+          if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
+          out[row] = id;
+        } else {
+          out[row] = v;
+        }
+      }
     }
-    const v = column.values[i]!;
-    const ids = dictIds[c];
-    if (ids) {
-      let id = ids[v]!;
-      if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
-      col.values[row] = id;
-    } else {
-      col.values[row] = v;
+    // Invariant 3: every stored point names the stream its seq counts in.
+    const streamOut = buffer.columns[STREAM_INDEX]!;
+    for (let j = 0; j < take; j++) {
+      const i = rows[from + j]!;
+      const row = start + j;
+      streamOut.values[row] = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : stream;
+      streamOut.validity[row >> 3]! |= 1 << (row & 7);
     }
+    buffer.columns[GATEWAY_INDEX]!.values.fill(gateway, start, start + take);
+    buffer.columns[INGESTED_INDEX]!.values.fill(ingestedAt, start, start + take);
+    // Rows per event-time hour, counted per run of one hour.
+    const times = points.columns[TS_COLUMN]!.values;
+    let hour = Math.floor(times[rows[from]!]! / MICROS_PER_HOUR);
+    let run = 0;
+    for (let j = 0; j < take; j++) {
+      const h = Math.floor(times[rows[from + j]!]! / MICROS_PER_HOUR);
+      if (h !== hour) {
+        buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + run);
+        hour = h;
+        run = 0;
+      }
+      run++;
+    }
+    buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + run);
+    buffer.chunkRows = start + take;
+    buffer.points += take;
+    from += take;
+    if (buffer.chunkRows === CHUNK_ROWS) flushChunk(buffer);
   }
-  // Invariant 3: every stored point names the stream its seq counts in.
-  columns[STREAM_INDEX]!.values[row] = stream;
-  columns[STREAM_INDEX]!.validity[row >> 3]! |= 1 << (row & 7);
-  columns[GATEWAY_INDEX]!.values[row] = dictId(buffer, gatewayId);
-  columns[INGESTED_INDEX]!.values[row] = ingestedAt;
-  buffer.chunkRows = row + 1;
-  if (buffer.chunkRows === CHUNK_ROWS) flushChunk(buffer);
-  buffer.points++;
-  const hour = Math.floor(points.columns[TS_COLUMN]!.values[i]! / MICROS_PER_HOUR);
-  buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + 1);
 }
 
 /** What a live point waiting for its commit holds: an object of some twenty fields, its strings included. */

@@ -8,7 +8,7 @@ import { commitTag, writeCommit } from '../sink/commit';
 import { decodeTelemetry } from '../sink/decode';
 import { LatencyHistogram } from '../sink/latency';
 import { partitionOfHour, STAGING_PREFIX } from '../sink/layout';
-import { createStageBuffer, stageDictIds, stageRow, type StageBuffer } from '../sink/stage';
+import { createStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
 import { localStorage, type LakeStorage } from '../sink/storage';
 import { cruisePoint, duck, tempDir, wireMessage } from './helpers';
 
@@ -46,8 +46,8 @@ describe('sink step: commit (Parquet)', () => {
     const { topic, payload } = wireMessage('v2', { gateway_id: 'gw-c', batch_seq: 1, sent_at: T0, stream: 9, points });
     const decoded = decodeTelemetry(topic, payload);
     if (!decoded.ok) throw new Error(decoded.detail);
-    const ids = stageDictIds(decoded.batch.points);
-    for (let i = 0; i < decoded.batch.points.count; i++) stageRow(buffer, decoded.batch.points, i, ids, 9, 'gw-c', T0);
+    const { count } = decoded.batch.points;
+    stageRows(buffer, decoded.batch.points, Uint32Array.from({ length: count }, (_, i) => i), count, stageDictIds(decoded.batch.points), 9, 'gw-c', T0);
     return buffer;
   }
 

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { addPointKey, BatchLedger, PointLedger, type PointKeys } from '../sink/dedupe';
+import { BatchLedger, PointLedger, takeSeq, type PointKeys } from '../sink/dedupe';
+
+/** Dedupes one point as the sink does, for a run of one. */
+const take = (ledger: PointLedger, drone: string, stream: number, seq: number, staged: PointKeys, alsoStaged: PointKeys | null): boolean => takeSeq(ledger.run(drone, stream, staged, alsoStaged), seq);
 
 // Invariant 3, step by step: a batch is (gateway_id, batch_seq) and a point (drone_id,
 // stream, seq); a re-send is recognised, two observations never collapse into one.
@@ -34,16 +37,16 @@ describe('sink step: dedupe of points', () => {
     const ledger = new PointLedger();
     const open: PointKeys = new Map();
     const committing: PointKeys = new Map();
-    expect(ledger.take('d-1', 7, 0, committing, null)).toBe(true);
-    expect(ledger.take('d-1', 7, 1, open, committing)).toBe(true);
+    expect(take(ledger, 'd-1', 7, 0, committing, null)).toBe(true);
+    expect(take(ledger, 'd-1', 7, 1, open, committing)).toBe(true);
     // Already in the buffer, and in the buffer being committed.
-    expect(ledger.take('d-1', 7, 1, open, committing)).toBe(false);
-    expect(ledger.take('d-1', 7, 0, open, committing)).toBe(false);
+    expect(take(ledger, 'd-1', 7, 1, open, committing)).toBe(false);
+    expect(take(ledger, 'd-1', 7, 0, open, committing)).toBe(false);
     // The same seq in another stream, or of another drone, is another observation.
-    expect(ledger.take('d-1', 8, 0, open, committing)).toBe(true);
-    expect(ledger.take('d-2', 7, 0, open, committing)).toBe(true);
+    expect(take(ledger, 'd-1', 8, 0, open, committing)).toBe(true);
+    expect(take(ledger, 'd-2', 7, 0, open, committing)).toBe(true);
     ledger.commit(committing, 1_000);
-    expect(ledger.take('d-1', 7, 0, new Map(), null)).toBe(false);
+    expect(take(ledger, 'd-1', 7, 0, new Map(), null)).toBe(false);
     expect(ledger.streams).toBe(1);
     expect(ledger.export()).toEqual({ 'd-1': { '7': { ranges: [[0, 0]], last_at: 1_000 } } });
   });
@@ -58,13 +61,14 @@ describe('sink step: dedupe of points', () => {
     expect(ledger.streams).toBe(1);
     expect(ledger.export()).toEqual({ 'd-new': { '1': { ranges: [[0, 9]], last_at: 5_000 } } });
     // The evicted stream's points are no longer known: only its batches stay deduped.
-    expect(ledger.take('d-old', 1, 50, new Map(), null)).toBe(true);
-    expect(ledger.take('d-new', 1, 5, new Map(), null)).toBe(false);
+    expect(take(ledger, 'd-old', 1, 50, new Map(), null)).toBe(true);
+    expect(take(ledger, 'd-new', 1, 5, new Map(), null)).toBe(false);
   });
 
-  it('adds point keys as ranges, refusing one already there', () => {
+  it('takes a run of one drone and stream as ranges, refusing a seq already there', () => {
     const keys: PointKeys = new Map();
-    expect([0, 1, 2, 1, 5].map((seq) => addPointKey(keys, 'd-1', 3, seq))).toEqual([true, true, true, false, true]);
+    const run = new PointLedger().run('d-1', 3, keys, null);
+    expect([0, 1, 2, 1, 5].map((seq) => takeSeq(run, seq))).toEqual([true, true, true, false, true]);
     expect(keys.get('d-1')?.get(3)?.ranges()).toEqual([[0, 2], [5, 5]]);
   });
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { closeStageBuffer, createStageBuffer, lakeRowsSql, recordBatch, sealStageBuffer, stageDictIds, stagedBytes, stageRow, type StageBuffer } from '../sink/stage';
+import { closeStageBuffer, createStageBuffer, lakeRowsSql, recordBatch, sealStageBuffer, stageDictIds, stagedBytes, stageRows, type StageBuffer } from '../sink/stage';
 import { cruisePoint, wireMessage } from './helpers';
 
 // The sink's staging step: points of decoded batches into an in-memory DuckDB table, read
@@ -20,9 +20,9 @@ function taken(gateway: string, batchSeq: number, stream: number, points: Teleme
 }
 
 /** Stages every point of a batch, each in its own stream or the batch's, as the sink does. */
-function stageAll(buffer: StageBuffer, batch: TakenBatch, ingestedAt: number, streamOf: (i: number) => number = () => batch.stream): void {
-  const ids = stageDictIds(batch.points);
-  for (let i = 0; i < batch.points.count; i++) stageRow(buffer, batch.points, i, ids, streamOf(i), batch.gateway_id, ingestedAt);
+function stageAll(buffer: StageBuffer, batch: TakenBatch, ingestedAt: number): void {
+  const { count } = batch.points;
+  stageRows(buffer, batch.points, Uint32Array.from({ length: count }, (_, i) => i), count, stageDictIds(batch.points), batch.stream, batch.gateway_id, ingestedAt);
 }
 
 describe('sink step: stage', () => {
@@ -67,9 +67,10 @@ describe('sink step: stage', () => {
       const n = 5_000;
       // The first 3,000 points in HOUR, the rest in the next hour.
       const points = Array.from({ length: n }, (_, i) => cruisePoint(`d-${i % 7}`, i, T0 + (i < 3_000 ? i : MICROS_PER_HOUR + i)));
+      points[0] = { ...points[0]!, stream: 6 };
       const batch = taken('gw-st', 1, 5, points);
       const before = stagedBytes(buffer);
-      stageAll(buffer, batch, T0, (i) => (i === 0 ? 6 : batch.stream));
+      stageAll(buffer, batch, T0);
       expect(stagedBytes(buffer)).toBeGreaterThan(before + n * 100);
       sealStageBuffer(buffer);
       expect([...buffer.hours].sort()).toEqual([[HOUR, 3_000], [HOUR + 1, 2_000]]);

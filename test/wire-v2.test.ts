@@ -4,7 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { detectFormat, MavlinkScanner } from '../agent/mavlink/scanner';
 import { MavlinkTelemetry } from '../agent/mavlink/telemetry';
 import { encodeBatch } from '../proto/codec';
-import { COMPRESSIONS, ColumnsBuilder, decodeColumnar, encodeColumnar, HAS_ZSTD, MAX_SCALE, pointAt, POINT_FIELDS, wireOfPayload, type Compression } from '../proto/columnar';
+import { COMPRESSIONS, ColumnsBuilder, columnsOfPoints, decodeColumnar, encodeColumnar, HAS_ZSTD, isPresent, MAX_SCALE, pointAt, POINT_FIELDS, STREAM_COLUMN, wireOfPayload, type Compression } from '../proto/columnar';
+import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
+import { ByteReader, ByteWriter, unzigzag, zigzag } from '../proto/varint';
 import { PROTO_PACKAGE, root } from '../proto/schema';
 import type { TelemetryPoint } from '../proto/types';
 import { prng, ROOT } from './helpers';
@@ -178,6 +180,8 @@ describe('wire v2: the columnar batch', () => {
     ['a point count past the limit', handMade([goodDrone], {}, 2_000_000), /point_count over/],
     ['a bool that is not 0 or 1', handMade([goodDrone, { field: FIELD['armed'], encoding: 4, data: Uint8Array.of(4, 2) }]), /value 2 is no bool/],
     ['a column sent twice', handMade([goodDrone, goodDrone]), /sent twice/],
+    ['a string column sent as raw doubles', handMade([{ field: FIELD['drone_id'], encoding: 1, data: new Uint8Array(16), dictionary: ['d-1'] }]), /column drone_id: FLOAT64 carries doubles and 64-bit integers only/],
+    ['a uint32 past its range', handMade([goodDrone, { field: FIELD['satellites'], encoding: 2, data: Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x20, 0) }]), /value 4294967296 is no uint32/],
   ];
   it.each(bad)('refuses %s with a one-line error', (_name, payload, error) => {
     expect(() => decodeColumnar(payload)).toThrow(error);
@@ -188,5 +192,78 @@ describe('wire v2: the columnar batch', () => {
     const bomb = deflateRawSync(Buffer.alloc(8 * 1024 * 1024));
     expect(bomb.length).toBeLessThan(1024 * 1024);
     expect(() => decodeColumnar(WireBatch.encode({ point_count: 1, gateway_id: 'gw', compression: 1, body: bomb }).finish())).toThrow(/Cannot create a Buffer larger than/);
+  });
+
+  it('carries varints and zigzag across the 7-bit, 32-bit and 2^53 boundaries', () => {
+    const edges = [0, 1, 127, 128, 16_383, 16_384, 2 ** 28 - 1, 2 ** 28, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 49, 2 ** 52 - 1, 2 ** 52, 2 ** 53 - 1];
+    const w = new ByteWriter();
+    for (const v of edges) w.varint(v);
+    const r = new ByteReader(w.buf.subarray(0, w.length));
+    expect(edges.map(() => r.varint())).toEqual(edges);
+    expect(r.done).toBe(true);
+    const signed = [0, -1, 1, -(2 ** 31), 2 ** 31 - 1, -(2 ** 31) - 1, 2 ** 31, -(2 ** 32), 2 ** 32, 2 ** 52, -(2 ** 52)];
+    expect(signed.map((v) => unzigzag(zigzag(v)))).toEqual(signed);
+  });
+
+  it('takes a v1 batch of any length as columns, the presence of its last points included', () => {
+    // 13 points: the presence bits of points 8-12 are in a second byte, which a bitmap sized
+    // capacity / 8 rounded down had no room for.
+    for (const n of [1, 7, 8, 9, 13, 1001]) {
+      const sent = Array.from({ length: n }, (_, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, lat: i === 0 ? null : 47 + i / 10 }));
+      const columns = columnsOfPoints(sent);
+      expectSamePoints(Array.from({ length: n }, (_, i) => pointAt(columns, i)), sent);
+    }
+  });
+
+  it('carries dictionary strings of any UTF-8 length, the body written by hand as protobuf', () => {
+    const missions = ['', 'M-1', 'Lieferung-Zürich-🚁', 'x'.repeat(300)];
+    const sent = missions.map((mission_id, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, mission_id }));
+    expectSamePoints(roundTrip(sent).decoded, sent);
+  });
+
+  it('codes a double column at the scale its most precise value needs, even when that value comes last', () => {
+    // Tenths first, then a thousandth: the column starts at scale 1 and is written again at 3.
+    const sent = Array.from({ length: 50 }, (_, i): TelemetryPoint => ({ drone_id: 'd-1', seq: i, ts: 1_700_000_000_000_000 + i, lat: 47 + i / 10 }));
+    sent.push({ drone_id: 'd-1', seq: 50, ts: 1_700_000_000_000_050, lat: 47.001 });
+    const { decoded, bytes } = roundTrip(sent);
+    expectSamePoints(decoded, sent);
+    const lat = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(sent))).points.columns[POINT_FIELDS.findIndex((f) => f.name === 'lat')]!;
+    expect(lat.values[50]).toBe(47.001);
+    // Scaled deltas are a few bytes a point; raw doubles would be 8.
+    expect(bytes).toBeLessThan(sent.length * 8);
+  });
+
+  it('marks every point that breaks a rule as a suspect, column by column, and none in a clean batch', () => {
+    const random = prng(61);
+    const now = 1_800_000_000_000_000;
+    const skew = 300e6;
+    let invalid = 0;
+    for (let round = 0; round < 100; round++) {
+      const sent = randomPoints(random, 1 + Math.floor(random() * 200)).map((p) => {
+        const r = random();
+        // Past the random doubles' bad values: bad identities, times and enums too.
+        if (r < 0.03) return { ...p, drone_id: 'bad id' };
+        if (r < 0.06) return { ...p, seq: -1 };
+        if (r < 0.09) return { ...p, ts: 1000 };
+        if (r < 0.12) return { ...p, ts: now + 2 * skew };
+        if (r < 0.15) return { ...p, stream: 2 ** 53 + 2 };
+        return { ...p, ts: 1_700_000_000_000_000 + (p.ts % 2 ** 30) };
+      });
+      const points = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(sent))).points;
+      const dronesOk = validDroneIds(points);
+      const stream = random() < 0.1 ? -1 : HEAD.stream;
+      const suspects = suspectPoints(points, stream, dronesOk, now, skew);
+      for (let i = 0; i < points.count; i++) {
+        const own = points.columns[STREAM_COLUMN];
+        const pointStream = own && isPresent(own.present, i) ? own.values[i]! : stream;
+        if (invalidReasonAt(points, i, pointStream, dronesOk, now, skew) === null) continue;
+        invalid++;
+        expect(suspects?.[i], `point ${i} of round ${round}`).toBe(1);
+      }
+    }
+    expect(invalid).toBeGreaterThan(1000);
+    const clean = Array.from({ length: 100 }, (_, i): TelemetryPoint => ({ drone_id: `d-${i % 3}`, seq: i, ts: now - 1e6 + i, lat: 47.1, lon: 8.5, battery_pct: 50, gps_fix: 3, flight_state: 3, armed: true }));
+    const points = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(clean))).points;
+    expect(suspectPoints(points, HEAD.stream, validDroneIds(points), now, skew)).toBeNull();
   });
 });
