@@ -1,24 +1,20 @@
 #!/usr/bin/env node
-import { agentOptions, replayOptions, tokenAddOptions, tokenOptions } from '../../agent/options';
-import { brokerOptions, identityAddOptions, identityOptions } from '../../broker/options';
-import { sinkOptions } from '../../sink/options';
-import { catalogOptions, catalogServeOptions, checkCatalogServeOptions } from '../../sink/catalog-options';
 import { checkLakeRoot } from '../../sink/lake-root';
-import { compactOptions, migrateOptions } from '../../sink/compact-options';
-import { queryOptions } from '../../sink/query-options';
 import { createLogger } from '../runtime/log';
 import { helpText, parseOptions, UsageError, type OptionSpecs, type ParsedOptions } from '../runtime/options';
 import { untilShutdown } from '../runtime/signals';
 import { PACKAGE_VERSION } from '../runtime/version';
-import { upOptions } from './up-options';
 
-// Each command loads its component when it runs, so `--help` and the agent on a small
-// gateway never load DuckDB or the broker.
+// Each command loads its option table and its component only when it runs, so the agent on
+// a small gateway never loads DuckDB, the broker, or the sink's and broker's option tables
+// (those pull in zod schemas and node's http, https and tls: 3 MB of resident memory;
+// invariant 6).
 
 interface Command<S extends OptionSpecs> {
   summary: string;
   usage: string;
-  options: S;
+  /** The command's option table, loaded when the command runs or prints its help. */
+  options: () => Promise<S>;
   /** Arguments after the options, at most. */
   positionals?: number;
   run(options: ParsedOptions<S>, positionals: string[]): Promise<number>;
@@ -32,7 +28,7 @@ const commands = {
   up: command({
     summary: 'Run broker, sink and a simulated fleet on loopback, writing Parquet to a local lake.',
     usage: 'dronelake up [--lake DIR] [--drones N] [--hz H] [--duration S] [--json]',
-    options: upOptions,
+    options: async () => (await import('./up-options')).upOptions,
     async run(options) {
       // Listening before anything starts: the first signal stops start-up in order, at any stage.
       const stop = untilShutdown();
@@ -48,7 +44,7 @@ const commands = {
     usage:
       'dronelake broker [--host ADDR] [--port N] [--registry FILE] [--tls-port N --tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--http HOST:PORT]\n' +
       '       dronelake broker identity add|remove|list ...   (manage the registry; see its --help)',
-    options: brokerOptions,
+    options: async () => (await import('../../broker/options')).brokerOptions,
     async run(options) {
       // Listening from the start: a signal during start-up stops the broker once it is up.
       const stop = untilShutdown();
@@ -66,7 +62,10 @@ const commands = {
           '       dronelake broker identity remove ID --registry FILE\n' +
           '       dronelake broker identity list --registry FILE',
         // Optional here, so that a missing command is reported as such.
-        options: { registry: { ...identityOptions.registry, schema: identityOptions.registry.schema.optional() } },
+        options: async () => {
+          const { identityOptions } = await import('../../broker/options');
+          return { registry: { ...identityOptions.registry, schema: identityOptions.registry.schema.optional() } };
+        },
         positionals: 1,
         async run(_, [sub]) {
           const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
@@ -76,7 +75,7 @@ const commands = {
           add: command({
             summary: 'Add an identity with a new random secret; the secret is printed once, as the last line, and only its hash is kept.',
             usage: 'dronelake broker identity add ID --role gateway|sink|consumer --registry FILE',
-            options: identityAddOptions,
+            options: async () => (await import('../../broker/options')).identityAddOptions,
             positionals: 1,
             async run(options, [id]) {
               const { identityAdd } = await import('../../broker/identity-cli');
@@ -87,7 +86,7 @@ const commands = {
           remove: command({
             summary: 'Remove an identity; a broker watching the registry closes its connections.',
             usage: 'dronelake broker identity remove ID --registry FILE',
-            options: identityOptions,
+            options: async () => (await import('../../broker/options')).identityOptions,
             positionals: 1,
             async run(options, [id]) {
               const { identityRemove } = await import('../../broker/identity-cli');
@@ -98,7 +97,7 @@ const commands = {
           list: command({
             summary: 'List the identities of the registry and their roles.',
             usage: 'dronelake broker identity list --registry FILE',
-            options: identityOptions,
+            options: async () => (await import('../../broker/options')).identityOptions,
             async run(options) {
               const { identityList } = await import('../../broker/identity-cli');
               process.stdout.write(await identityList(options.registry));
@@ -112,7 +111,7 @@ const commands = {
   sink: command({
     summary: 'Run the sink: telemetry from the broker into partitioned Parquet under the lake, with commit acks back.',
     usage: 'dronelake sink [--broker URL] [--lake DIR|s3://BUCKET/PREFIX] [--client-id ID]',
-    options: sinkOptions,
+    options: async () => (await import('../../sink/options')).sinkOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'write');
       const stop = untilShutdown();
@@ -126,7 +125,7 @@ const commands = {
   query: command({
     summary: 'Run SQL on the lake: a `telemetry` view over one snapshot of the Iceberg table, the current one unless --as-of or --snapshot names another.',
     usage: 'dronelake query [--lake DIR|s3://BUCKET/PREFIX] [--as-of TIME | --snapshot ID] [--format table|csv|ndjson] "SQL"',
-    options: queryOptions,
+    options: async () => (await import('../../sink/query-options')).queryOptions,
     positionals: 1,
     async run(options, [sql]) {
       if (!sql) throw new UsageError('query needs the SQL to run, e.g. dronelake query "SELECT count(*) FROM telemetry"');
@@ -153,7 +152,7 @@ const commands = {
     usage:
       'dronelake catalog [--lake DIR|s3://BUCKET/PREFIX] [--json]\n' +
       '       dronelake catalog serve --lake DIR|s3://BUCKET/PREFIX [--http HOST:PORT] ...   (the page and the Iceberg REST catalog; see its --help)',
-    options: catalogOptions,
+    options: async () => (await import('../../sink/catalog-options')).catalogOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
       const { formatCatalog, readCatalog } = await import('../../sink/catalog/read');
@@ -171,9 +170,9 @@ const commands = {
       serve: command({
         summary: "Serve the product's home over HTTP: a page for people, the Iceberg REST catalog for engines (/iceberg) and the documents for programs.",
         usage: 'dronelake catalog serve [--lake DIR|s3://BUCKET/PREFIX] [--http HOST:PORT] [--http-tokens FILE] [--json]',
-        options: catalogServeOptions,
+        options: async () => (await import('../../sink/catalog-options')).catalogServeOptions,
         async run(options) {
-          checkCatalogServeOptions(options);
+          (await import('../../sink/catalog-options')).checkCatalogServeOptions(options);
           await checkLakeRoot(options.lake, 'read');
           const stop = untilShutdown();
           const { startCatalogServer } = await import('../../sink/catalog/serve');
@@ -197,7 +196,7 @@ const commands = {
   compact: command({
     summary: 'Merge the small files of closed partitions into large sorted ones as replace snapshots, once, then maintain the table (see maintain).',
     usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S] [--snapshot-retention H]',
-    options: compactOptions,
+    options: async () => (await import('../../sink/compact-options')).compactOptions,
     async run(options) {
       // A lake to compact must exist: a typo must not compact an empty directory made for it.
       await checkLakeRoot(options.lake, 'read');
@@ -210,7 +209,7 @@ const commands = {
   maintain: command({
     summary: 'Expire table snapshots past the retention, then delete the files, metadata and checkpoints no retained snapshot needs.',
     usage: 'dronelake maintain [--lake DIR|s3://BUCKET/PREFIX] [--snapshot-retention H] [--compact-grace S]',
-    options: compactOptions,
+    options: async () => (await import('../../sink/compact-options')).compactOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
       const { maintainOnce } = await import('../../sink/compactor');
@@ -222,7 +221,7 @@ const commands = {
   migrate: command({
     summary: 'Adopt a lake written with the JSON manifest of earlier versions as an Iceberg table (a sink does this on its first start too).',
     usage: 'dronelake migrate [--lake DIR|s3://BUCKET/PREFIX]',
-    options: migrateOptions,
+    options: async () => (await import('../../sink/compact-options')).migrateOptions,
     async run(options) {
       await checkLakeRoot(options.lake, 'read');
       const { migrateLake } = await import('../../sink/migrate');
@@ -237,7 +236,7 @@ const commands = {
       'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--mavlink udp:HOST:PORT] [--simulate N --hz H] [--config FILE]\n' +
       '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)\n' +
       '       dronelake agent token add|remove|list ...   (manage the ingest API tokens; see its --help)',
-    options: agentOptions,
+    options: async () => (await import('../../agent/options')).agentOptions,
     async run(options) {
       const stop = untilShutdown();
       const log = createLogger(options.logLevel, 'agent', options.logFormat);
@@ -257,7 +256,10 @@ const commands = {
           '       dronelake agent token remove ID --http-tokens FILE\n' +
           '       dronelake agent token list --http-tokens FILE',
         // Optional here, so that a missing command is reported as such.
-        options: { httpTokens: { ...tokenOptions.httpTokens, schema: tokenOptions.httpTokens.schema.optional() } },
+        options: async () => {
+          const { tokenOptions } = await import('../../agent/options');
+          return { httpTokens: { ...tokenOptions.httpTokens, schema: tokenOptions.httpTokens.schema.optional() } };
+        },
         positionals: 1,
         async run(_, [sub]) {
           const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
@@ -267,7 +269,7 @@ const commands = {
           add: command({
             summary: 'Add a token with a new random secret for the drones named; the token is printed once, as the last line, and only its hash is kept.',
             usage: "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE",
-            options: tokenAddOptions,
+            options: async () => (await import('../../agent/options')).tokenAddOptions,
             positionals: 1,
             async run(options, [id]) {
               const { tokenAdd } = await import('../../agent/token-cli');
@@ -278,7 +280,7 @@ const commands = {
           remove: command({
             summary: 'Remove a token; a running agent stops taking it within a second or two.',
             usage: 'dronelake agent token remove ID --http-tokens FILE',
-            options: tokenOptions,
+            options: async () => (await import('../../agent/options')).tokenOptions,
             positionals: 1,
             async run(options, [id]) {
               const { tokenRemove } = await import('../../agent/token-cli');
@@ -289,7 +291,7 @@ const commands = {
           list: command({
             summary: 'List the tokens and the drones each may write.',
             usage: 'dronelake agent token list --http-tokens FILE',
-            options: tokenOptions,
+            options: async () => (await import('../../agent/options')).tokenOptions,
             async run(options) {
               const { tokenList } = await import('../../agent/token-cli');
               process.stdout.write(await tokenList(options.httpTokens));
@@ -301,7 +303,7 @@ const commands = {
       replay: command({
         summary: 'Import a MAVLink .tlog or raw stream through the agent, keeping its event times; exits once the sink has committed every point.',
         usage: 'dronelake agent replay FILE --gateway ID --spool DIR [--broker URL] [--start TIME] [--realtime] [--mavlink-drones SYSID=ID,...] [--json]',
-        options: replayOptions,
+        options: async () => (await import('../../agent/options')).replayOptions,
         positionals: 1,
         async run(options, [file]) {
           if (!file) throw new UsageError('agent replay needs the file to import, e.g. dronelake agent replay flight.tlog --gateway gw-1 --spool ./spool');
@@ -360,9 +362,10 @@ async function main(argv: string[]): Promise<number> {
     args = args.slice(1);
   }
   const envPrefix = `DRONELAKE_${path.join('_').toUpperCase()}_`;
+  const specs = await cmd.options();
   const parsed = (() => {
     try {
-      return parseOptions(cmd.options, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
+      return parseOptions(specs, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
     } catch (err) {
       // --help wins over a missing required option.
       if (err instanceof UsageError && (args.includes('--help') || args.includes('-h'))) return null;
@@ -370,7 +373,7 @@ async function main(argv: string[]): Promise<number> {
     }
   })();
   if (parsed === null || parsed.help) {
-    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options, envPrefix));
+    process.stdout.write(helpText(cmd.usage, cmd.summary, specs, envPrefix));
     return 0;
   }
   return cmd.run(parsed.options, parsed.positionals);
