@@ -7,8 +7,8 @@ import { PACKAGE_VERSION } from '../runtime/version';
 
 // Each command loads its option table and its component only when it runs, so the agent on
 // a small gateway never loads DuckDB, the broker, or the sink's and broker's option tables
-// (those pull in zod schemas and node's http, https and tls: 3 MB of resident memory;
-// invariant 6).
+// (those pull in zod schemas and node's http, https and tls: 2.5 MB of peak RSS idle, 5 MB
+// at 1,000 points/s; invariant 6).
 
 interface Command<S extends OptionSpecs> {
   summary: string;
