@@ -28,9 +28,10 @@ async function main(argv: string[]): Promise<number> {
     args = args.slice(1);
   }
   const envPrefix = `DRONELAKE_${path.join('_').toUpperCase()}_`;
+  const options = await cmd.options();
   const parsed = (() => {
     try {
-      return parseOptions(cmd.options, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
+      return parseOptions(options, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
     } catch (err) {
       // --help wins over a missing required option.
       if (err instanceof UsageError && (args.includes('--help') || args.includes('-h'))) return null;
@@ -38,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     }
   })();
   if (parsed === null || parsed.help) {
-    process.stdout.write(helpText(cmd.usage, cmd.summary, cmd.options, envPrefix));
+    process.stdout.write(helpText(cmd.usage, cmd.summary, options, envPrefix));
     return 0;
   }
   return cmd.run(parsed.options, parsed.positionals);
