@@ -5,7 +5,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { LAKE_COLUMNS, SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
-import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS } from './commit';
+import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS } from './write-files';
 import { ObjectExistsError, type LakeStorage } from './storage';
 import { sqlString } from './sql';
 import { dataFileOf, writtenFiles } from './table/data-files';

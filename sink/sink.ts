@@ -9,7 +9,7 @@ import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN 
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { publishAcks } from './acks';
-import { commitTag, writeCommit } from './commit';
+import { commitTag, writeFiles } from './write-files';
 import { compactLake, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
 import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/runtime/http';
@@ -189,7 +189,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       const quarantined = await writeQuarantine(buffer.quarantine, storage, tag, nowMicros());
       stats.quarantineFiles += quarantined.length;
       const commitLatency = new LatencyHistogram();
-      const { files, dataFiles } = await writeCommit(conn, buffer, storage, tag, commitLatency);
+      const { files, dataFiles } = await writeFiles(conn, buffer, storage, tag, commitLatency);
       commitLatency.counts.forEach((n, bucket) => {
         if (n > 0) buffer.counts.latency_buckets[bucket] = n;
       });

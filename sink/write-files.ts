@@ -47,7 +47,7 @@ export const commitTag = (writer: string, number: number): string => `${writer}-
 const dataFileName = (tag: string): string => `part-${tag}.parquet`;
 
 /** Written Parquet files: as the commit record counts them, and as the table's manifest describes them. */
-export interface WrittenCommit {
+export interface WrittenFiles {
   files: FileEntry[];
   dataFiles: DataFile[];
 }
@@ -59,13 +59,13 @@ export interface WrittenCommit {
  * failure, files already published by this commit are removed again, so a retried commit
  * does not store its rows twice.
  */
-export async function writeCommit(
+export async function writeFiles(
   conn: DuckDBConnection,
   buffer: StageBuffer,
   storage: LakeStorage,
   tag: string,
   latency?: LatencyHistogram,
-): Promise<WrittenCommit> {
+): Promise<WrittenFiles> {
   sealStageBuffer(buffer);
   const files: FileEntry[] = [];
   const dataFiles: DataFile[] = [];
