@@ -2,14 +2,14 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { readTlsFiles } from '../deploy/runtime/files';
-import { healthRoute, metricsRoute, send, serveHttp } from '../deploy/runtime/http';
-import { PACKAGE_VERSION } from '../deploy/runtime/version';
+import { serveHttp } from '../deploy/runtime/http';
 import type { ParsedOptions } from '../deploy/runtime/options';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { startCatalog, type Catalog } from './catalog/publisher';
+import { sinkCatalogConfig } from './catalog-config';
 import { restoreCheckpoints, writerPositions } from './checkpoint';
 import { createCommitter } from './commit';
-import { compactLake, type CompactionSettings } from './compact';
+import { scheduleCompaction, type CompactionSettings } from './compact';
 import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
 import { BatchLedger, PointLedger } from './dedupe';
 import { checkLakeRoot } from './lake-root';
@@ -19,9 +19,8 @@ import { adoptLegacyManifest } from './migrate';
 import { openLake } from './open-storage';
 import { checkSinkOptions, type sinkOptions } from './options';
 import { createRejectMemory } from './rejects';
-import { sinkMetrics } from './metrics';
+import { sinkRoutes } from './routes';
 import { ownsTopic, shardFilters } from './shard';
-import { sloTargets } from './slo';
 import { closeStageBuffer, createStageBuffer, heldBytes, type StageBuffers } from './stage';
 import { stagingGate } from './staging-space';
 import { emptySinkStats, type SinkSnapshot } from './stats';
@@ -200,7 +199,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   await subscribeTelemetry(client, telemetryFilters, log);
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
 
-  const compaction: CompactionSettings = {
+  const compactionSettings: CompactionSettings = {
     targetBytes: config.compactTargetMib * MIB,
     latenessUs,
     graceMs: config.compactGrace * 1000,
@@ -208,31 +207,13 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
   };
   const compactConn = await db.connect();
-  let compacting: Promise<void> | null = null;
-  const compactNow = (): Promise<void> => {
-    compacting ??= compactLake(lakeTable, compactConn, compaction, log, manifestCache)
-      .then((result) => {
-        // A pass that went through shows the store works, when there is nothing to commit too.
-        storeHealth.succeeded();
-        stats.compactions += result.compactions;
-        stats.compactionsStale += result.stale;
-        stats.filesCompacted += result.inputFiles;
-        stats.filesDeleted += result.deleted;
-      })
-      .catch((err: Error) => {
-        // A compaction that fails part way leaves at most an orphan output, which a later
-        // pass sweeps; one interrupted by close() is no error.
-        if (closing) return;
-        stats.compactionErrors++;
-        storeHealth.failed(err);
-        log.error({ err: err.message }, 'compaction failed; the next pass tries again');
-      })
-      .finally(() => {
-        compacting = null;
-      });
-    return compacting;
-  };
-  const compactTimer = config.compactInterval > 0 ? setInterval(() => void compactNow(), config.compactInterval * 1000) : null;
+  const compaction = scheduleCompaction(lakeTable, compactConn, compactionSettings, config.compactInterval * 1000, {
+    stats,
+    storeHealth,
+    closing: () => closing,
+    log,
+    cache: manifestCache,
+  });
 
   // The routes read the catalog once it exists; it starts after them, to know their URL.
   let catalogOrNull: Catalog | null = null;
@@ -248,23 +229,13 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     live: live?.stats() ?? null,
     latencyMs: { p50: latency.quantile(0.5), p99: latency.quantile(0.99), points: latency.total, counts: [...latency.counts] },
   });
-  const json = (body: () => unknown) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, 200, body());
   // The product page, the Iceberg REST catalog and the documents, as `catalog serve` has them.
   // Loaded only with --http: the page, its DuckDB and the token checks are of no use without it.
   const catalogHttp = config.http ? await (await import('./catalog/serve')).catalogRoutes(storage, log, { live: live?.sse }) : null;
   const http =
     config.http && catalogHttp
       ? await serveHttp(config.http, [
-          // Degraded, not unhealthy: a restart would bring back neither the store nor disk space,
-          // and the sink retries by itself.
-          healthRoute(() => {
-            const store = storeHealth.state();
-            const healthy = client.connected && !closing;
-            const status = !healthy ? 'unhealthy' : staging.full ? 'staging_full' : store.status;
-            return { healthy, body: { status, connected: client.connected, store, staging: staging.state(), staged_bytes: heldBytes(buffers), commits: stats.commits, create_only: createOnly } };
-          }),
-          metricsRoute(sinkMetrics(snapshotStats)),
-          { method: 'GET', path: '/quality/latest', handle: json(() => catalogOrNull?.status() ?? { window: null, quality: null, slos: [] }) },
+          ...sinkRoutes({ client, closing: () => closing, stats, snapshot: snapshotStats, storeHealth, staging, buffers, createOnly, catalog: () => catalogOrNull }),
           ...catalogHttp.routes,
         ])
       : null;
@@ -273,29 +244,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const catalog = await startCatalog(
     storage,
     catalogConn,
-    {
-      writer,
-      version: PACKAGE_VERSION,
-      location: { lake: storage.root, s3Endpoint: config.s3Endpoint },
-      ownership: { team: config.productTeam, owner: config.productOwner, support: config.productSupport },
-      slos: sloTargets({
-        availabilityPct: config.sloAvailability,
-        minThroughput: config.sloThroughput,
-        maxErrorRate: config.sloErrorRate,
-        maxCommitIntervalSeconds: config.sloFrequency,
-        maxFreshnessSeconds: config.sloFreshness,
-        retentionDays: config.sloRetention,
-      }),
-      windowMs: config.qualityWindow * 1000,
-      settleMs: config.missingAfter * 1000,
-      flushIntervalSeconds: config.flushInterval,
-      latenessSeconds: config.lateness,
-      maxFutureSkewSeconds: config.maxFutureSkew,
-      broker: config.broker,
-      httpUrl: http?.url,
-      openLineageUrl: config.openlineageUrl,
-      live: live ? { ...liveSettings, broker: config.broker } : undefined,
-    },
+    sinkCatalogConfig(config, { writer, lake: storage.root, httpUrl: http?.url, live: live ? { ...liveSettings, broker: config.broker } : undefined }),
     log,
     new Map(),
   );
@@ -308,17 +257,12 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
     stats: snapshotStats,
     catalog,
     flush: commit,
-    compact: compactNow,
+    compact: compaction.now,
     async close() {
       closing = true;
       clearInterval(timer);
       staging.close();
-      if (compactTimer) clearInterval(compactTimer);
-      if (compacting) {
-        // A merge can take minutes; what it leaves half done is swept by a later pass.
-        compactConn.interrupt();
-        await compacting;
-      }
+      await compaction.stop();
       compactConn.closeSync();
       await commit();
       live?.close();
