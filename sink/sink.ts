@@ -115,6 +115,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
   const streamIdleMs = config.streamIdle * 3_600_000;
   pointLedger.evictIdle(Date.now() - streamIdleMs);
+  // This writer's last commit and full state, as the table's properties name them: commits go on from there.
   const own = writerPositions(table.metadata.properties).get(writer) ?? { commit: 0, state: 0 };
   const manifestCache = newManifestCache();
   const snapshotRetentionMs = config.snapshotRetention * 3_600_000;
