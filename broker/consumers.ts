@@ -1,4 +1,5 @@
 import type { AedesPublishPacket, Client } from 'aedes';
+import { writeToStream } from 'mqtt-packet';
 import { livePointCount } from '../proto/live';
 import { SOCKET_HIGH_WATER_MARK } from './listeners';
 
@@ -39,22 +40,6 @@ export interface PortDelivery {
 /** Bytes of MQTT's remaining length field for a packet body of `remaining` bytes. */
 const lengthBytes = (remaining: number): number => (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4);
 
-/** MQTT 3.1.1 PUBLISH, QoS 0: the fixed header (type, retain flag, remaining length), then the topic; the payload follows it. */
-function publishHeader(topic: string, topicBytes: number, payloadBytes: number, retain: boolean): Buffer {
-  let remaining = 2 + topicBytes + payloadBytes;
-  const header = Buffer.allocUnsafe(1 + lengthBytes(remaining) + 2 + topicBytes);
-  header[0] = 0x30 | (retain ? 1 : 0);
-  let at = 1;
-  do {
-    const digit = remaining % 128;
-    remaining = Math.floor(remaining / 128);
-    header[at++] = remaining > 0 ? digit | 0x80 : digit;
-  } while (remaining > 0);
-  header.writeUInt16BE(topicBytes, at);
-  header.write(topic, at + 2);
-  return header;
-}
-
 export function createPortDelivery(maxBehindMs: number, onClose: (client: Client, consumer: string, unsentBytes: number) => void): PortDelivery {
   /** When each consumer's first drop since its last delivery happened; absent while it keeps up. */
   const behindSince = new WeakMap<Client, number>();
@@ -74,10 +59,8 @@ export function createPortDelivery(maxBehindMs: number, onClose: (client: Client
       // A message larger than the bound goes out alone, on a socket that holds nothing unsent.
       if (open && (conn.writableLength === 0 || conn.writableLength + 1 + lengthBytes(body) + body <= MAX_UNSENT)) {
         // Written whatever write() answers: what stays unsent is bounded by the test above.
-        conn.cork();
-        conn.write(publishHeader(packet.topic, topicBytes, payloadBytes, packet.retain));
-        conn.write(payload);
-        conn.uncork();
+        // mqtt-packet, as Aedes writes packets: header and topic, then the payload uncopied.
+        writeToStream({ cmd: 'publish', topic: packet.topic, payload, qos: 0, retain: packet.retain, dup: false }, conn);
         behindSince.delete(client);
         return true;
       }

@@ -56,7 +56,11 @@ export interface Sink {
   close(): Promise<void>;
 }
 
-export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> {
+/**
+ * Starts a sink. `signal` stops a start that waits for the broker (a shutdown signal before
+ * the sink is subscribed): it then rejects with StartAborted, having closed what it opened.
+ */
+export async function startSink(config: SinkConfig, log: Logger, signal?: AbortSignal): Promise<Sink> {
   checkSinkOptions(config);
   // Read before anything is opened, so a missing PEM file is one line and exit 2.
   const brokerTls = readTlsFiles(config);
@@ -197,7 +201,22 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   };
 
   const telemetryFilters = [...shardFilters(config.shard), TELEMETRY_WILDCARD];
-  await subscribeTelemetry(client, telemetryFilters, log);
+  try {
+    await subscribeTelemetry(client, telemetryFilters, log, signal);
+  } catch (err) {
+    // A sink that cannot start leaves nothing open behind it: with a client still
+    // reconnecting, the process would not even exit.
+    closing = true;
+    live?.close();
+    staging.close();
+    await Promise.all([client.endAsync(true), ackClient.endAsync(true), liveClient?.endAsync(true)]);
+    closeStageBuffer(await buffers.spare);
+    closeStageBuffer(buffers.open);
+    conn.closeSync();
+    db.closeSync();
+    await storage.close();
+    throw err;
+  }
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
 
   const compactionSettings: CompactionSettings = {

@@ -7,7 +7,7 @@ import { nowMicros } from '../proto/time';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { capturedLog, makeRegistry, within } from './broker-helpers';
-import { cruisePoint, tempDir, waitFor, wireMessage } from './helpers';
+import { cli, cruisePoint, freePort, logLines, runCli, tempDir, waitFor, wireMessage } from './helpers';
 import { testLake, type TestLake } from './lakes';
 
 /** An MQTT SUBSCRIBE packet's fixed-header byte. */
@@ -81,5 +81,26 @@ describe('the sink subscribing at start', () => {
     cleanups.push(() => lake.remove());
     const options = parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--client-id', 'gw-a', '--username', 'gw-a', '--password', secrets.get('gw-a')!]).options;
     await expect(within('the refusal', startSink(options, capturedLog('debug').log), 20_000)).rejects.toThrow(/^the broker refused the subscription to dronelake\/v2\/telemetry\/\+\/\+: the sink's identity needs the sink role$/);
+  });
+
+  it('dronelake sink: a refused identity is one line and exit 2, with nothing left running', async () => {
+    const { dir, remove } = await tempDir('sink-sub-cli');
+    cleanups.push(remove);
+    const { file, secrets } = await makeRegistry(dir, [['gw-a', 'gateway']]);
+    const broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, capturedLog().log);
+    cleanups.push(() => broker.close());
+    const r = await cli(['sink', '--broker', broker.url, '--lake', `${dir}/lake`, '--client-id', 'gw-a', '--username', 'gw-a', '--password', secrets.get('gw-a')!, '--log-level', 'error'], 30_000);
+    expect([r.code, r.stderr, r.stdout]).toEqual([2, "dronelake: the broker refused the subscription to dronelake/v2/telemetry/+/+: the sink's identity needs the sink role\n", '']);
+  });
+
+  it('dronelake sink: SIGTERM while it waits for a broker that is not there ends the start, exit 0', async () => {
+    const { dir, remove } = await tempDir('sink-sub-term');
+    cleanups.push(remove);
+    const sink = runCli(['sink', '--broker', `mqtt://127.0.0.1:${await freePort()}`, '--lake', `${dir}/lake`]);
+    cleanups.push(async () => sink.child.kill('SIGKILL'));
+    // Started as far as it can: its telemetry connection is being refused.
+    await waitFor('a refused connection in the log', () => logLines(sink.stderr()).some((l) => String(l['err']).includes('ECONNREFUSED')));
+    sink.child.kill('SIGTERM');
+    expect(await within('the sink to exit', sink.exited, 10_000)).toBe(0);
   });
 });

@@ -113,8 +113,16 @@ export const commands = {
     options: async () => (await import('../../sink/options')).sinkOptions,
     async run(options) {
       const stop = untilShutdown();
+      // A signal while the sink waits for the broker ends the start; once started, the drain.
+      const starting = new AbortController();
+      void stop.then(() => starting.abort());
       const { startSink } = await import('../../sink/sink');
-      const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat));
+      const { StartAborted } = await import('../../sink/subscribe');
+      const sink = await startSink(options, createLogger(options.logLevel, 'sink', options.logFormat), starting.signal).catch((err: unknown) => {
+        if (err instanceof StartAborted) return null;
+        throw err;
+      });
+      if (sink === null) return 0;
       await stop;
       await sink.close();
       return 0;
