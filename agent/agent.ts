@@ -4,15 +4,14 @@ import { readTlsFiles } from '../deploy/runtime/files';
 import type { ParsedOptions } from '../deploy/runtime/options';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
-import type { TelemetryPoint } from '../proto/types';
-import { Batcher, type ClosedBatch } from './batcher';
 import type { HttpServer } from '../deploy/runtime/http';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
 import type { MavlinkUdpSource } from './mavlink/udp';
 import { checkAgentOptions, type agentOptions } from './options';
+import { createOutput } from './output';
 import { Publisher } from './publisher';
 import { createSimulatedFleet } from './simulator';
-import type { Source, SourceOutput } from './source';
+import type { Source } from './source';
 import { Spool } from './spool';
 import type { AgentStats } from './stats';
 
@@ -108,53 +107,19 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     log,
   );
 
-  let batchesClosed = 0;
-  let pointsIn = 0;
-  // The spool orders appends and shares one fsync among all in progress, so batches go
-  // to it at once; a flush waits for (and fails with) every append in progress.
-  const appending = new Set<Promise<void>>();
-  let lastSeqs = new Map<string, number>();
-  const batcher = new Batcher(
+  const output = createOutput(
     {
       gatewayId: config.gateway,
       maxPoints: config.batchPoints,
       maxBytes: config.batchBytes,
       lingerMs: config.linger * 1000,
-      firstSeq: spool.nextBatchSeq(),
-      stream: spool.stream,
       wire: config.wire,
       compression: config.compression,
-      droppedPoints: () => spool.stats().dropped.points,
     },
-    (batch: ClosedBatch) => {
-      batchesClosed++;
-      const seqs = lastSeqs;
-      lastSeqs = new Map();
-      const append = spool.append(batch, seqs).then(() => publisher.enqueue(batch));
-      appending.add(append);
-      append.then(
-        () => appending.delete(append),
-        (err: unknown) => {
-          appending.delete(append);
-          log.error({ seq: batch.seq, err: (err as Error).message }, 'spool append failed; the batch is lost');
-        },
-      );
-    },
+    spool,
+    publisher,
+    log,
   );
-  const output: SourceOutput = {
-    emit(point: TelemetryPoint) {
-      pointsIn++;
-      lastSeqs.set(point.drone_id, point.seq);
-      batcher.add(point);
-    },
-    get accepting() {
-      return spool.hasSpace();
-    },
-    async flush() {
-      batcher.close();
-      await Promise.all([...appending]);
-    },
-  };
 
   const sources = extraSources.map((s) => (typeof s === 'function' ? s({ firstSeq }) : s));
   if (config.simulate > 0) {
@@ -170,8 +135,8 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
   };
   const stats = (): AgentStats => ({
     ...publisher.stats,
-    pointsIn,
-    batchesClosed,
+    pointsIn: output.pointsIn,
+    batchesClosed: output.batchesClosed,
     pendingBatches: spool.count,
     pendingPoints: spool.points,
     pendingBytes: spool.bytes,
@@ -204,8 +169,7 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     if (stopped) return;
     stopped = true;
     await Promise.all(sources.map((s) => s.stop()));
-    batcher.close();
-    await Promise.allSettled([...appending]);
+    await output.settle();
   }
 
   return {

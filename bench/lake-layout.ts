@@ -6,7 +6,7 @@ import { MavlinkScanner, detectFormat } from '../agent/mavlink/scanner';
 import { MavlinkTelemetry } from '../agent/mavlink/telemetry';
 import { SORT_COLUMNS } from '../proto/columns';
 import type { TelemetryPoint } from '../proto/types';
-import { PARQUET_WRITE_OPTIONS, writeCommit } from '../sink/commit';
+import { PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
 import { COMPACTED_ROW_GROUP_ROWS } from '../sink/compactor';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sqlString } from '../sink/sql';
@@ -68,7 +68,7 @@ async function compactedFile(
   stageBatch();
   const storage = await localStorage(path.join(ctx.tmp, `lake-${name}`), STAGING_PREFIX);
   await mkdir(storage.stagingDir, { recursive: true });
-  const { files } = await writeCommit(conn, buffer, storage, `bench-${name}`);
+  const { files } = await writeFiles(conn, buffer, storage, `bench-${name}`);
   const inputs = files.map((f) => sqlString(path.join(storage.root, f.key))).join(', ');
   await conn.run(`CREATE TABLE ${name} AS SELECT * FROM read_parquet([${inputs}], hive_partitioning = false)`);
   const file = path.join(ctx.tmp, `${name}-compacted.parquet`);

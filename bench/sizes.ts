@@ -4,7 +4,7 @@ import { BatchWriter, decodeBatch } from '../proto/codec';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { writeCommit } from '../sink/commit';
+import { writeFiles } from '../sink/write-files';
 import { sqlString } from '../sink/sql';
 import { STAGING_PREFIX } from '../sink/layout';
 import { createStageBuffer } from '../sink/stage';
@@ -63,7 +63,7 @@ export async function runSizes(ctx: BenchContext): Promise<Figure[]> {
     }
     const storage = await localStorage(path.join(ctx.tmp, 'sizes-lake'), STAGING_PREFIX);
     await mkdir(storage.stagingDir, { recursive: true });
-    const { files } = await writeCommit(conn, buffer, storage, 'bench-sizes');
+    const { files } = await writeFiles(conn, buffer, storage, 'bench-sizes');
     for (const f of files) parquetBytes += (await stat(path.join(storage.root, f.key))).size;
     ctx.progress(`sizes: ${files.length} Parquet file(s), ${parquetBytes.toLocaleString('en-US')} bytes`);
     // The same rows with the Parquet V1 encodings the lake used before (PLAIN doubles), for the ratio.

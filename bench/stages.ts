@@ -10,7 +10,7 @@ import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { writeCommit } from '../sink/commit';
+import { writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkOptions } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
@@ -169,7 +169,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       const stage = await timed(() => stageBatches(buffer, decoded));
       report('stage', stage.seconds, `${buffer.points.toLocaleString('en-US')} rows, ${buffer.hours.size} hour(s)`);
 
-      const commit = await timed(() => writeCommit(conn, buffer, storage, `bench-stages-${round}`));
+      const commit = await timed(() => writeFiles(conn, buffer, storage, `bench-stages-${round}`));
       const rows = commit.result.files.reduce((n, f) => n + f.rows, 0);
       report('parquet', commit.seconds, `${rows.toLocaleString('en-US')} rows in ${commit.result.files.length} file(s)`);
     }
@@ -192,7 +192,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     figure(SECTION, 'stage_decode_points_per_sec', 'decode v2: decodeTelemetry (columns)', rate('decode'), 'points/s'),
     figure(SECTION, 'stage_validate_points_per_sec', 'validate: suspectPoints on columns', rate('validate'), 'points/s'),
     figure(SECTION, 'stage_stage_points_per_sec', 'stage: stageRows into DuckDB', rate('stage'), 'points/s'),
-    figure(SECTION, 'stage_parquet_points_per_sec', 'parquet: writeCommit (sorted ZSTD, link)', rate('parquet'), 'points/s'),
+    figure(SECTION, 'stage_parquet_points_per_sec', 'parquet: writeFiles (sorted ZSTD, link)', rate('parquet'), 'points/s'),
     figure(SECTION, 'slowest_stage', 'slowest stage', slowest),
     figure(SECTION, 'slowest_stage_points_per_sec', 'slowest stage ceiling', slowestRate, 'points/s'),
   ];

@@ -5,7 +5,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
 import { LAKE_COLUMNS, SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
-import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS } from './commit';
+import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS } from './write-files';
 import { ObjectExistsError, type LakeStorage } from './storage';
 import { sqlString } from './sql';
 import { dataFileOf, writtenFiles } from './table/data-files';
@@ -14,6 +14,8 @@ import { currentSnapshot, type ManifestCache } from './table/manifests';
 import { keyUri, loadTable } from './table/metadata';
 import { liveFiles, type LiveFile } from './table/scan';
 import type { TableWriter } from './table/transaction';
+import type { SinkStats } from './stats';
+import type { createStoreHealth } from './store-health';
 
 export interface CompactionSettings {
   /** Output files aim at this size; files already this big are left alone. */
@@ -145,4 +147,58 @@ export async function compactLake(table: TableWriter, conn: DuckDBConnection, se
   result.maintenance = await maintainTable(storage, { graceMs: settings.graceMs, snapshotRetentionMs: settings.snapshotRetentionMs }, Date.now(), cache);
   result.deleted = result.maintenance.dataFiles;
   return result;
+}
+
+/** The sink's compaction: a pass every `intervalMs` (0: only when asked), one at a time. */
+export interface CompactionSchedule {
+  /** Runs a pass now, or waits for the one running; never rejects (a failure is counted and logged). */
+  now(): Promise<void>;
+  /** Stops the timer and interrupts a pass in progress. */
+  stop(): Promise<void>;
+}
+
+export function scheduleCompaction(
+  table: TableWriter,
+  conn: DuckDBConnection,
+  settings: CompactionSettings,
+  intervalMs: number,
+  parts: { stats: SinkStats; storeHealth: ReturnType<typeof createStoreHealth>; closing: () => boolean; log: Logger; cache: ManifestCache },
+): CompactionSchedule {
+  const { stats, storeHealth, log } = parts;
+  let compacting: Promise<void> | null = null;
+  const now = (): Promise<void> => {
+    compacting ??= compactLake(table, conn, settings, log, parts.cache)
+      .then((result) => {
+        // A pass that went through shows the store works, when there is nothing to commit too.
+        storeHealth.succeeded();
+        stats.compactions += result.compactions;
+        stats.compactionsStale += result.stale;
+        stats.filesCompacted += result.inputFiles;
+        stats.filesDeleted += result.deleted;
+      })
+      .catch((err: Error) => {
+        // A compaction that fails part way leaves at most an orphan output, which a later
+        // pass sweeps; one interrupted by close() is no error.
+        if (parts.closing()) return;
+        stats.compactionErrors++;
+        storeHealth.failed(err);
+        log.error({ err: err.message }, 'compaction failed; the next pass tries again');
+      })
+      .finally(() => {
+        compacting = null;
+      });
+    return compacting;
+  };
+  const timer = intervalMs > 0 ? setInterval(() => void now(), intervalMs) : null;
+  return {
+    now,
+    async stop() {
+      if (timer) clearInterval(timer);
+      if (compacting) {
+        // A merge can take minutes; what it leaves half done is swept by a later pass.
+        conn.interrupt();
+        await compacting;
+      }
+    },
+  };
 }

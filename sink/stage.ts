@@ -297,6 +297,20 @@ export function stagedBytes(buffer: StageBuffer): number {
   return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }
 
+/**
+ * The sink's buffers: `open` takes the points of each message, `committing` is the one a
+ * commit is writing (its point keys still count for dedupe), and `spare` is made in advance,
+ * so that a commit swaps buffers without waiting for DuckDB.
+ */
+export interface StageBuffers {
+  open: StageBuffer;
+  committing: StageBuffer | null;
+  spare: Promise<StageBuffer>;
+}
+
+/** What the sink holds in memory before commit (invariant 6: bounded by --max-staged-mib). */
+export const heldBytes = (buffers: StageBuffers): number => stagedBytes(buffers.open) + (buffers.committing ? stagedBytes(buffers.committing) : 0);
+
 /** Makes everything staged readable by other connections; the buffer takes no more points. */
 export function sealStageBuffer(buffer: StageBuffer): void {
   if (buffer.sealed) return;

@@ -4,7 +4,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { commitTag, writeCommit } from '../sink/commit';
+import { commitTag, writeFiles } from '../sink/write-files';
 import { decodeTelemetry } from '../sink/decode';
 import { LatencyHistogram } from '../sink/latency';
 import { partitionOfHour, STAGING_PREFIX } from '../sink/layout';
@@ -27,7 +27,7 @@ describe('sink step: commit (Parquet)', () => {
   let remove: () => Promise<void>;
   let table = 0;
   beforeAll(async () => {
-    ({ dir: lake, remove } = await tempDir('sink-commit'));
+    ({ dir: lake, remove } = await tempDir('sink-write-files'));
     storage = await localStorage(lake, STAGING_PREFIX);
     await mkdir(storage.stagingDir, { recursive: true });
     db = await DuckDBInstance.create(':memory:');
@@ -62,7 +62,7 @@ describe('sink step: commit (Parquet)', () => {
   it('writes one sorted file per hour under the commit tag, and reports what each holds', async () => {
     const tag = commitTag('sink-a', 1);
     const latency = new LatencyHistogram();
-    const { files, dataFiles } = await writeCommit(conn, await staged(POINTS), storage, tag, latency);
+    const { files, dataFiles } = await writeFiles(conn, await staged(POINTS), storage, tag, latency);
     expect(tag).toBe('sink-a-0000000001');
     expect(files.map(({ key, rows, min_ts, max_ts }) => ({ key, rows, min_ts, max_ts }))).toEqual([
       { key: `${partitionOfHour(HOUR)}/part-sink-a-0000000001.parquet`, rows: 3, min_ts: T0 + 10_000_000, max_ts: T0 + 30_000_000 },
@@ -89,7 +89,7 @@ describe('sink step: commit (Parquet)', () => {
     const key = `${partitionOfHour(HOUR)}/part-${tag}.parquet`;
     await mkdir(path.dirname(path.join(lake, key)), { recursive: true });
     await writeFile(path.join(lake, key), 'half a file from a crashed run');
-    const { files } = await writeCommit(conn, await staged(POINTS.slice(0, 2)), storage, tag);
+    const { files } = await writeFiles(conn, await staged(POINTS.slice(0, 2)), storage, tag);
     expect(files.map((f) => f.key)).toEqual([key]);
     expect(await duck(`SELECT count(*)::INTEGER AS n FROM read_parquet('${path.join(lake, key)}')`)).toEqual([{ n: 2 }]);
   });
@@ -100,7 +100,7 @@ describe('sink step: commit (Parquet)', () => {
     // A directory where the second hour's file goes: link(2) and unlink(2) both refuse it.
     const blocked = path.join(lake, `${partitionOfHour(HOUR + 1)}/part-${tag}.parquet`);
     await mkdir(path.join(blocked, 'inside'), { recursive: true });
-    await expect(writeCommit(conn, await staged(POINTS), storage, tag)).rejects.toThrow(/part-sink-c-0000000003\.parquet/);
+    await expect(writeFiles(conn, await staged(POINTS), storage, tag)).rejects.toThrow(/part-sink-c-0000000003\.parquet/);
     await expect(readdir(path.dirname(path.join(lake, firstKey)))).resolves.not.toContain(path.basename(firstKey));
     expect(await readdir(storage.stagingDir)).toEqual([]);
   });

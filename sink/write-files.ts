@@ -1,0 +1,114 @@
+import { rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { SORT_COLUMNS } from '../proto/columns';
+import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
+import { latencyBucketSql, type LatencyHistogram } from './latency';
+import { partitionOfHour } from './layout';
+import type { FileEntry } from './checkpoint';
+import type { DataFile } from './table/avro';
+import { dataFileOf, writtenFiles } from './table/data-files';
+import { keyUri } from './table/metadata';
+import { FIELD_IDS_SQL } from './table/schema';
+import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
+
+/**
+ * How every lake file is written, commits and compactions alike. Parquet V2 encodings
+ * (DELTA_BINARY_PACKED for integers and timestamps, BYTE_STREAM_SPLIT for doubles): on a
+ * compacted hour of the simulated fleet, its values quantized as autopilots send them, they
+ * take 0.92 of the bytes of V1's dictionaries and PLAIN; on one commit's small file 1.25,
+ * and on the real flight log vtol.tlog 1.19 (`npm run bench -- --only lake,sizes`). The
+ * lake keeps compacted files. DuckDB reads them in every lake test, hyparquet in
+ * test/pipeline.test.ts and the bench.
+ *
+ * The other knobs DuckDB has, measured on the same hour (bench `lake`): ZSTD level 9 0.989
+ * of the bytes, level 19 0.924 for 7.6 times the write time (on 300,000 points); DICTIONARY_SIZE_LIMIT
+ * 65536 0.987, but 1.40 on vtol.tlog, where it puts every column of a small file in a
+ * dictionary; row groups of 1,048,576 rows 0.945, but a point lookup then reads row groups
+ * four times larger. None is worth its cost; the columns' types decide the rest (exact
+ * DECIMALs for the seven columns on MAVLink's grids: 0.73).
+ */
+export const PARQUET_WRITE_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2';
+/**
+ * What a table file's COPY adds: each column's Iceberg field id in the Parquet schema,
+ * and the statistics the table's manifest needs, reported by DuckDB as it writes.
+ */
+export const TABLE_FILE_OPTIONS = `${FIELD_IDS_SQL}, RETURN_STATS`;
+import { publishOwn, type LakeStorage } from './storage';
+import { sqlString } from './sql';
+
+const ORDER_BY = SORT_COLUMNS.join(', ');
+
+/**
+ * Kafka Connect's rule: a file's name follows from what it holds, here which commit of
+ * which sink, so the run after a crash writes the crashed commit's names again.
+ */
+export const commitTag = (writer: string, number: number): string => `${writer}-${String(number).padStart(10, '0')}`;
+const dataFileName = (tag: string): string => `part-${tag}.parquet`;
+
+/** Written Parquet files: as the commit record counts them, and as the table's manifest describes them. */
+export interface WrittenFiles {
+  files: FileEntry[];
+  dataFiles: DataFile[];
+}
+
+/**
+ * Writes one Parquet file per event-time hour of the buffer, through `conn` (the sink's
+ * one commit connection, used by one commit at a time), publishes each with the storage's
+ * create-only step, and adds the commit's event-to-commit latencies to `latency`. On
+ * failure, files already published by this commit are removed again, so a retried commit
+ * does not store its rows twice.
+ */
+export async function writeFiles(
+  conn: DuckDBConnection,
+  buffer: StageBuffer,
+  storage: LakeStorage,
+  tag: string,
+  latency?: LatencyHistogram,
+): Promise<WrittenFiles> {
+  sealStageBuffer(buffer);
+  const files: FileEntry[] = [];
+  const dataFiles: DataFile[] = [];
+  try {
+    const bounds = await conn.runAndReadAll(
+      `SELECT floor(ts / ${MICROS_PER_HOUR})::BIGINT, min(ts)::BIGINT, max(ts)::BIGINT FROM ${buffer.table} GROUP BY ALL`,
+    );
+    const tsRange = new Map(bounds.getRows().map(([hour, min, max]) => [Number(hour), [Number(min), Number(max)] as const]));
+    for (const [hour, rows] of [...buffer.hours].sort((a, b) => a[0] - b[0])) {
+      const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
+      const from = hour * MICROS_PER_HOUR;
+      const stats = await conn.runAndReadAll(
+        `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${ORDER_BY}) ` +
+          `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`,
+      );
+      const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
+      let bytes: number;
+      try {
+        bytes = (await stat(local)).size;
+        await publishOwn(storage, local, key);
+      } finally {
+        await rm(local, { force: true });
+      }
+      const [minTs, maxTs] = tsRange.get(hour)!;
+      files.push({ key, rows, bytes, min_ts: minTs, max_ts: maxTs });
+      const written = writtenFiles(stats.getRowsJson() as unknown[][]);
+      if (written.length !== 1 || written[0]!.rows !== rows) throw new Error(`${key}: DuckDB reports ${written.map((w) => w.rows).join('+')} rows written, the commit staged ${rows}`);
+      dataFiles.push(dataFileOf(keyUri(storage, key), { ...written[0]!, bytes }, hour));
+    }
+    if (latency) {
+      // Measured once the files are visible: that is when a point is committed.
+      const reader = await conn.runAndReadAll(
+        `SELECT ${latencyBucketSql(nowMicros(), 'ts')} AS bucket, count(*)::INTEGER AS n FROM ${buffer.table} GROUP BY ALL`,
+      );
+      for (const [bucket, n] of reader.getRows()) latency.add(Number(bucket), Number(n));
+    }
+  } catch (err) {
+    await Promise.allSettled(files.map((f) => storage.remove(f.key)));
+    throw err;
+  } finally {
+    await conn.run(`DROP TABLE IF EXISTS ${buffer.table}`);
+    await conn.run(`DROP TABLE IF EXISTS ${buffer.table}_dict`);
+    closeStageBuffer(buffer);
+  }
+  return { files, dataFiles };
+}
