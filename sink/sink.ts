@@ -3,7 +3,6 @@ import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { readTlsFiles } from '../deploy/runtime/files';
 import { checkLakeRoot } from './lake-root';
-import type { ParsedOptions } from '../deploy/runtime/options';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
@@ -34,11 +33,9 @@ import { quarantineBatch, quarantinePoint, writeQuarantine } from './quarantine'
 import { createRejectMemory } from './rejects';
 import { isDiskFull, stagingGate } from './staging-space';
 import { createStoreHealth } from './store-health';
-import { checkSinkOptions, type sinkOptions } from './options';
+import { checkSinkOptions, type SinkConfig } from './options';
 import { closeStageBuffer, createStageBuffer, recordBatch, stageDictIds, stagedBytes, stageRows, type StageBuffer } from './stage';
 import { emptySinkStats, type SinkSnapshot } from './stats';
-
-export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 const MIB = 1024 * 1024;
 /**
