@@ -157,7 +157,8 @@ type ValueIn<T extends z.ZodType> = unknown extends z.input<T> ? z.output<T> : z
 /** The options that may be left out: those with a default, and the optional ones. */
 type Defaulted<S extends OptionSpecs> = { [K in keyof S]: undefined extends z.input<S[K]['schema']> ? K : never }[keyof S];
 /** The option naming a config file: the command line's, with no meaning in code. */
-type FileOption = 'config';
+const FILE_OPTION = 'config';
+type FileOption = typeof FILE_OPTION;
 
 /** A component's config as code builds it: a command's options by name (camelCase), those with a default left out at will. */
 export type ConfigInput<S extends OptionSpecs> = { [K in Exclude<keyof S, Defaulted<S> | FileOption>]: ValueIn<S[K]['schema']> } & {
@@ -174,11 +175,11 @@ export type Config<S extends OptionSpecs> = Omit<ParsedOptions<S>, FileOption>;
  */
 export function configOf<S extends OptionSpecs>(specs: S, given: Readonly<Record<string, unknown>>): Config<S> {
   for (const name of Object.keys(given)) {
-    if (!(name in specs) || name === 'config') throw new UsageError(`"${name}" is not an option of this component`);
+    if (!(name in specs) || name === FILE_OPTION) throw new UsageError(`"${name}" is not an option of this component`);
   }
   const config: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) {
-    if (key === 'config') continue;
+    if (key === FILE_OPTION) continue;
     const value = given[key];
     config[key] = checkOption(key, spec, value === undefined ? undefined : { value, where: `--${kebab(key)}` });
   }
