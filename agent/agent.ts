@@ -1,21 +1,18 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { readTlsFiles } from '../deploy/runtime/files';
-import type { ParsedOptions } from '../deploy/runtime/options';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import type { HttpServer } from '../deploy/runtime/http';
 import { droneIdOf, parseAllowList, parseDroneTable, parseEndpoints } from './mavlink/config';
 import type { MavlinkUdpSource } from './mavlink/udp';
-import { checkAgentOptions, type agentOptions } from './options';
+import { checkAgentOptions, type AgentConfig } from './options';
 import { createOutput } from './output';
 import { Publisher } from './publisher';
 import { createSimulatedFleet } from './simulator';
 import type { Source } from './source';
 import { Spool } from './spool';
 import type { AgentStats } from './stats';
-
-export type AgentConfig = ParsedOptions<typeof agentOptions>;
 
 /** What a source built by the agent's caller may ask of the agent. */
 export interface SourceContext {

@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { COMPRESSIONS, HAS_ZSTD } from '../proto/columnar';
 import { mavlinkOptionSchemas, parseEndpoints } from './mavlink/config';
-import { configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type OptionSpec, type OptionSpecs, type ParsedOptions } from '../deploy/runtime/options';
+import { configOf, configOption, hostOf, isLoopback, logFormatOption, logLevelOption, optionSchemas, UsageError, type Config, type ConfigInput, type OptionSpec, type OptionSpecs } from '../deploy/runtime/options';
 
 export const mavlinkDronesOption = {
   type: 'string',
@@ -147,7 +147,11 @@ export const tokenAddOptions = {
   },
 } satisfies OptionSpecs;
 
-type AgentOptions = ParsedOptions<typeof agentOptions>;
+/** What startAgent takes: the options of `dronelake agent`, validated, with their defaults. */
+export type AgentConfig = Config<typeof agentOptions>;
+
+/** An agent's config in code, e.g. `agentConfig({ broker, gateway, spool, simulate: 5 })`: the rest takes the defaults of `dronelake agent`. */
+export const agentConfig = (given: ConfigInput<typeof agentOptions>): AgentConfig => configOf(agentOptions, given);
 
 /**
  * Rules between options, checked before anything is opened; a broken one is a usage error.
@@ -155,7 +159,7 @@ type AgentOptions = ParsedOptions<typeof agentOptions>;
  * loopback, the ingest API needs tokens and MAVLink needs signing keys or an explicit opt-in.
  */
 export function checkAgentOptions(
-  o: Pick<AgentOptions, 'http' | 'httpTokens' | 'httpTlsCert' | 'httpTlsKey' | 'mavlink' | 'mavlinkKeys' | 'mavlinkUnsigned' | 'mavlinkAllow'>,
+  o: Pick<AgentConfig, 'http' | 'httpTokens' | 'httpTlsCert' | 'httpTlsKey' | 'mavlink' | 'mavlinkKeys' | 'mavlinkUnsigned' | 'mavlinkAllow'>,
 ): void {
   if (o.http === undefined && (o.httpTokens || o.httpTlsCert || o.httpTlsKey)) throw new UsageError('--http-tokens, --http-tls-cert and --http-tls-key need --http');
   if (!o.httpTlsCert !== !o.httpTlsKey) throw new UsageError('--http-tls-cert and --http-tls-key go together');

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { createLogger } from '../deploy/runtime/log';
 import { UsageError, type ParsedOptions } from '../deploy/runtime/options';
-import { startAgent, type AgentConfig } from './agent';
+import { startAgent } from './agent';
 import { droneIdOf, parseDroneTable } from './mavlink/config';
 import { openMavlinkFile, type MavlinkFileSource } from './mavlink/file';
 import type { MavlinkStats } from './mavlink/telemetry';
-import type { replayOptions } from './options';
+import { agentConfig, type replayOptions } from './options';
 
 export type ReplayConfig = ParsedOptions<typeof replayOptions>;
 
@@ -33,33 +33,21 @@ export interface ReplaySummary {
 export async function replay(file: string, options: ReplayConfig, interrupt: Promise<unknown>): Promise<ReplaySummary> {
   const started = performance.now();
   const log = createLogger(options.logLevel, 'agent', options.logFormat);
-  // The live-only options stay off: no HTTP (so no health or skew check), no simulator, no UDP.
-  const config: AgentConfig = {
-    ...options,
-    http: undefined,
-    httpTokens: undefined,
-    httpTlsCert: undefined,
-    httpTlsKey: undefined,
-    simulate: 0,
-    hz: 1,
-    mavlink: undefined,
-    mavlinkKeys: undefined,
-    mavlinkUnsigned: false,
-    mavlinkAllow: undefined,
-    healthMaxUnackedAge: 120,
-    maxFutureSkew: 300,
-  };
+  // The agent gets the link's options (spool, batching, broker); its live-only ones keep their
+  // defaults, all off: no HTTP (so no health or skew check), no simulator, no UDP.
+  const { config: _file, json: _json, start, realtime, drainTimeout, progress, mavlinkHz, ...link } = options;
+  const config = agentConfig(link);
   let seqOf: ((droneId: string) => number) | null = null;
   let source: MavlinkFileSource;
   try {
     source = await openMavlinkFile({
       file,
       droneId: droneIdOf(options.gateway, parseDroneTable(options.mavlinkDrones ?? '')),
-      hz: options.mavlinkHz,
+      hz: mavlinkHz,
       // The agent hands over its seqs before it starts the source, and nothing is read before.
       firstSeq: (droneId) => seqOf!(droneId),
-      startUs: options.start === undefined ? undefined : Date.parse(options.start) * 1000,
-      realtime: options.realtime,
+      startUs: start === undefined ? undefined : Date.parse(start) * 1000,
+      realtime,
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -71,10 +59,10 @@ export async function replay(file: string, options: ReplayConfig, interrupt: Pro
       return source;
     },
   ]);
-  const progress = setInterval(() => {
+  const progressLines = setInterval(() => {
     const pct = source.size === 0 ? 100 : Math.floor((100 * source.position) / source.size);
     process.stderr.write(`replay: ${pct}% of ${path.basename(file)} read, ${source.emitted} points, ${agent.stats().pointsAcked} committed\n`);
-  }, options.progress * 1000);
+  }, progress * 1000);
   let interrupted = false;
   try {
     await Promise.race([
@@ -83,7 +71,7 @@ export async function replay(file: string, options: ReplayConfig, interrupt: Pro
         interrupted = true;
       }),
     ]);
-    const drained = await agent.drain(options.drainTimeout * 1000);
+    const drained = await agent.drain(drainTimeout * 1000);
     // A read error surfaces here, after what was read is drained.
     await source.done;
     const stats = source.stats();
@@ -100,7 +88,7 @@ export async function replay(file: string, options: ReplayConfig, interrupt: Pro
       stats,
     };
   } finally {
-    clearInterval(progress);
+    clearInterval(progressLines);
     await agent.close();
   }
 }

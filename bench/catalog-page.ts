@@ -5,16 +5,15 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { startBroker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
 import { startCatalogServer } from '../sink/catalog/serve';
 import { compactTime, QUALITY_PREFIX } from '../sink/layout';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink } from '../sink/sink';
-import { storageOptions } from '../sink/storage-options';
+import { storageConfig } from '../sink/storage-options';
 import { figure, type BenchContext, type Figure } from './report';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -25,7 +24,7 @@ const silent = pino({ level: 'silent' });
 /** A lake a real sink wrote (a few thousand rows of 20 drones, some invalid), with one quality window of its own. */
 async function realLake(lake: string): Promise<string> {
   const broker = await startBroker({ host: '127.0.0.1', port: 0 }, silent);
-  const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '600', '--quality-window', '60']).options, silent);
+  const sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 600, qualityWindow: 60 }), silent);
   const gateway = await mqtt.connectAsync(broker.url, { clientId: 'bench-catalog-gw' });
   try {
     const end = nowMicros() - 5_000_000;
@@ -87,7 +86,7 @@ export async function runCatalogPage(ctx: BenchContext): Promise<Figure[]> {
       // The newest day first, then the six before it.
       written += await addWindows(lake, template, now - days * 1440 * MINUTE_MS, now - written * MINUTE_MS);
       ctx.progress(`${written} quality windows (${days} d): first view`);
-      const server = await startCatalogServer({ ...parseOptions(storageOptions, ['--lake', lake]).options, http: '127.0.0.1:0' }, silent);
+      const server = await startCatalogServer({ ...storageConfig({ lake }), http: '127.0.0.1:0' }, silent);
       try {
         const view = async (): Promise<number> => {
           const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });

@@ -2,7 +2,7 @@ import mqtt from 'mqtt';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentOptions } from '../agent/options';
 import { startBroker } from '../broker/server';
-import { parseOptions, type OptionSpecs } from '../deploy/runtime/options';
+import { configOf, type OptionSpecs } from '../deploy/runtime/options';
 import { batchHead, BatchWriter, decodeAck, encodeAck, joinBatch } from '../proto/codec';
 import { ColumnsBuilder, encodeColumnar, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';
@@ -16,15 +16,8 @@ import { naiveRoles } from './naive';
 import { simulatedPoints } from './points';
 import type { RoleArgs, RoleStarter } from './procs';
 
-const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-
-/** Role args -> the component's validated options, through the same parser as the CLI. */
-function optionsFrom<S extends OptionSpecs>(specs: S, args: RoleArgs) {
-  const argv = Object.entries(args)
-    .filter(([k]) => k in specs)
-    .flatMap(([k, v]) => (typeof v === 'boolean' ? (v ? [`--${kebab(k)}`] : []) : [`--${kebab(k)}`, String(v)]));
-  return parseOptions(specs, argv).options;
-}
+/** Role args -> the component's config: the args that are its options, each checked by its option's schema. */
+const configFrom = <S extends OptionSpecs>(specs: S, args: RoleArgs) => configOf(specs, Object.fromEntries(Object.entries(args).filter(([k]) => k in specs)));
 
 const sumOf = (agents: Agent[], key: 'pointsIn' | 'pointsAcked' | 'pendingPoints' | 'pendingBytes' | 'resent') =>
   agents.reduce((n, a) => n + a.stats()[key], 0);
@@ -36,7 +29,7 @@ export const roles: Record<string, RoleStarter> = {
   },
 
   async sink(args, log) {
-    const sink = await startSink(optionsFrom(sinkOptions, args), log);
+    const sink = await startSink(configFrom(sinkOptions, args), log);
     return { info: {}, stats: () => ({ ...sink.stats() }), stop: () => sink.close() };
   },
 
@@ -48,8 +41,7 @@ export const roles: Record<string, RoleStarter> = {
     for (let g = 0; g < gateways; g++) {
       const share = Math.floor(drones / gateways) + (g < drones % gateways ? 1 : 0);
       const gateway = `${String(args['prefix'] ?? 'gw')}-${g}`;
-      const options = optionsFrom(agentOptions, { ...args, gateway, simulate: share, spool: `${String(args['spoolRoot'])}/${gateway}` });
-      agents.push(await startAgent(options, log));
+      agents.push(await startAgent(configFrom(agentOptions, { ...args, gateway, simulate: share, spool: `${String(args['spoolRoot'])}/${gateway}` }), log));
     }
     return {
       info: {},

@@ -1,7 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { parseOptions } from '../deploy/runtime/options';
 import { BatchWriter } from '../proto/codec';
 import { ColumnsBuilder, encodeColumnar, type Compression } from '../proto/columnar';
 import { newStreamId } from '../proto/stream';
@@ -12,7 +11,7 @@ import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
 import { writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
 import { localStorage } from '../sink/storage';
 import { figure, type BenchContext, type Figure } from './report';
@@ -29,7 +28,7 @@ const WARMUP_POINTS = 20_000;
 const ROUNDS = 3;
 const QUICK_ROUNDS = 1;
 /** The sink's defaults, so the bench measures what `dronelake sink` runs with. */
-export const SINK_DEFAULTS = parseOptions(sinkOptions, []).options;
+export const SINK_DEFAULTS = sinkConfig({});
 
 /** Points into batches exactly as the agent's batcher closes them on a point count. */
 export function encodeBatches(points: readonly TelemetryPoint[], gatewayId: string): Uint8Array[] {

@@ -2,8 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { startBroker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink } from '../sink/sink';
 import { localStorage } from '../sink/storage';
 import type { DataFile } from '../sink/table/avro';
@@ -73,7 +72,7 @@ export async function runTable(ctx: BenchContext): Promise<Figure[]> {
     for (let r = 0; r < 3; r++) {
       const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quiet);
       const t = performance.now();
-      const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', dir, '--flush-interval', '600', '--compact-interval', '0']).options, quiet);
+      const sink = await startSink(sinkConfig({ broker: broker.url, lake: dir, flushInterval: 600, compactInterval: 0 }), quiet);
       runs.push({ ms: performance.now() - t, reads: sink.stats().startupReads });
       await sink.close();
       await broker.close();

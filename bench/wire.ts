@@ -5,13 +5,12 @@ import mqtt from 'mqtt';
 import pino from 'pino';
 import { openMavlinkFile } from '../agent/mavlink/file';
 import { startBroker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { BatchWriter } from '../proto/codec';
 import { BROTLI_QUALITY, ColumnarWriter, type Compression } from '../proto/columnar';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { telemetryTopic, telemetryTopicV2 } from '../proto/topics';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { simulatedPoints } from './points';
 import { figure, type BenchContext, type Figure } from './report';
@@ -89,8 +88,7 @@ async function deliveriesPerMessage(ctx: BenchContext, wire: 'v1' | 'v2'): Promi
   const batches = ctx.quick ? 3 : 10;
   try {
     for (let s = 0; s < SHARDS; s++) {
-      const argv = ['--broker', broker.url, '--lake', path.join(ctx.tmp, `shards-${wire}`), '--shard', `${s}/${SHARDS}`, '--flush-interval', '0.2'];
-      sinks.push(await startSink(parseOptions(sinkOptions, argv).options, log));
+      sinks.push(await startSink(sinkConfig({ broker: broker.url, lake: path.join(ctx.tmp, `shards-${wire}`), shard: `${s}/${SHARDS}`, flushInterval: 0.2 }), log));
     }
     const client = await mqtt.connectAsync(broker.url, { clientId: `bench-shards-${wire}` });
     const base = broker.stats();

@@ -2,7 +2,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import { parseOptions } from '../deploy/runtime/options';
+import { configOf } from '../deploy/runtime/options';
 import { aclHooks, mayReceive, type AclAction } from './acl';
 import { Authenticator, Refusal } from './auth';
 import { openBackends } from './backends';
@@ -21,7 +21,7 @@ export type { BrokerStats } from './stats';
 export type BrokerConfig = Omit<BrokerOptions, 'config' | 'logLevel'>;
 
 /** What in-process callers (tests, bench, `dronelake up`) get: the command's limits, with sessions in memory. */
-export const brokerDefaults: BrokerConfig = { ...parseOptions(brokerOptions, []).options, persistence: 'memory' };
+export const brokerDefaults: BrokerConfig = configOf(brokerOptions, { persistence: 'memory' });
 
 /** How often the registry file is looked at for changes. */
 const REGISTRY_POLL_MS = 1000;

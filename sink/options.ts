@@ -3,7 +3,7 @@ import { LIVE_AFTER, LIVE_FORMATS } from './live';
 import { shardSchema } from './shard';
 import { storageOptions } from './storage-options';
 import { checkHttpBind, httpPublicOption } from '../deploy/runtime/http';
-import { configOption, logFormatOption, logLevelOption, optionSchemas, type OptionSpecs, type ParsedOptions } from '../deploy/runtime/options';
+import { configOf, configOption, logFormatOption, logLevelOption, optionSchemas, type Config, type ConfigInput, type OptionSpecs } from '../deploy/runtime/options';
 
 export const sinkOptions = {
   config: configOption,
@@ -107,7 +107,13 @@ export const sinkOptions = {
   logFormat: logFormatOption,
 } satisfies OptionSpecs;
 
+/** What startSink takes: the options of `dronelake sink`, validated, with their defaults. */
+export type SinkConfig = Config<typeof sinkOptions>;
+
+/** A sink's config in code, e.g. `sinkConfig({ broker, lake, flushInterval: 0.3 })`: the rest takes the defaults of `dronelake sink`. */
+export const sinkConfig = (given: ConfigInput<typeof sinkOptions>): SinkConfig => configOf(sinkOptions, given);
+
 /** Rules between options, checked before anything is opened; a broken one is a usage error. */
-export function checkSinkOptions(o: Pick<ParsedOptions<typeof sinkOptions>, 'http' | 'httpPublic'>): void {
+export function checkSinkOptions(o: Pick<SinkConfig, 'http' | 'httpPublic'>): void {
   checkHttpBind(o.http, o.httpPublic, "its /metrics, the product's contract and its quality");
 }

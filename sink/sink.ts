@@ -3,7 +3,6 @@ import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { readTlsFiles } from '../deploy/runtime/files';
 import { serveHttp } from '../deploy/runtime/http';
-import type { ParsedOptions } from '../deploy/runtime/options';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { sinkCatalogConfig } from './catalog-config';
@@ -17,7 +16,7 @@ import { LatencyHistogram } from './latency';
 import { createLivePort } from './live';
 import { adoptLegacyManifest } from './migrate';
 import { openLake } from './open-storage';
-import { checkSinkOptions, type sinkOptions } from './options';
+import { checkSinkOptions, type SinkConfig } from './options';
 import { createRejectMemory } from './rejects';
 import { sinkRoutes } from './routes';
 import { ownsTopic, shardFilters } from './shard';
@@ -31,8 +30,6 @@ import { createTable, loadTable, type TableVersion } from './table/metadata';
 import { tableWriter } from './table/transaction';
 import { refuseSecondWriter } from './table/writers';
 import { createTake } from './take';
-
-export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 const MIB = 1024 * 1024;
 /**

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import * as z from 'zod';
-import { optionSchemas, type OptionSpecs } from '../deploy/runtime/options';
+import { configOf, optionSchemas, type ConfigInput, type OptionSpecs } from '../deploy/runtime/options';
 
 /** How to reach the lake: shared by every command that reads or writes it. */
 export const storageOptions = {
@@ -32,3 +32,6 @@ export const storageOptions = {
     schema: z.string().min(1).default(path.join(os.tmpdir(), 'dronelake-cache')),
   },
 } satisfies OptionSpecs;
+
+/** How to reach a lake, in code, e.g. `storageConfig({ lake })`: the rest takes the defaults of the commands' storage options. */
+export const storageConfig = (given: ConfigInput<typeof storageOptions>) => configOf(storageOptions, given);

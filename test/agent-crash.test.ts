@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 
@@ -35,7 +34,7 @@ describe('the agent under kill -9', () => {
     const lake = path.join(dir, 'lake');
     const spool = path.join(dir, 'spool');
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.3 }), quietLog);
 
     const client = ingestClient('crash-d', DRONES);
     let x = 12345;

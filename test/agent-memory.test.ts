@@ -3,8 +3,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, freePort, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
@@ -101,7 +100,7 @@ describe('the agent through a broker outage longer than its memory bound holds',
       for (const p of batch.points) wire.add(`${p.drone_id}/${p.stream ?? batch.stream}/${p.seq}`);
     });
     await observer.subscribeAsync(TELEMETRY_FILTERS);
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.3 }), quietLog);
     const metric = async (name: string) => Number((await (await fetch(`${http}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
     await waitFor('the backlog drained', async () => (await metric('dronelake_agent_spool_bytes')) < MEMORY_MIB * MiB || undefined, 60_000);
     // Draining reads the backlog back at the link's pace; that peak is a figure, not the bound.

@@ -2,8 +2,7 @@ import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 
@@ -27,7 +26,7 @@ describe('the agent through outages and a power cut', () => {
     const started = await waitFor('the agent to start', () => logLines(proc.stderr()).find((l) => l['msg'] === 'agent started'));
     return { proc, http: String(started['http']) };
   };
-  const sinkOn = (url: string, lake: string) => startSink(parseOptions(sinkOptions, ['--broker', url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+  const sinkOn = (url: string, lake: string) => startSink(sinkConfig({ broker: url, lake, flushInterval: 0.3 }), quietLog);
   const lakeKeys = async (lake: string) => {
     const rows = await duck(`SELECT drone_id, seq::BIGINT AS seq, count(*)::INTEGER AS n FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true) GROUP BY ALL`);
     return { twice: rows.filter((r) => Number(r['n']) > 1), keys: new Set(rows.map((r) => `${r['drone_id']}/${r['seq']}`)) };

@@ -6,10 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, scrape, subscribePacket, tryConnect, within } from './broker-helpers';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink } from '../sink/sink';
 import { quietLog, tempDir, waitFor } from './helpers';
 import { testLake } from './lakes';
@@ -213,7 +212,7 @@ describe('broker under hostile clients', () => {
   it('after all that, carries the well-behaved gateway\'s batch to a real sink, into the lake, and its commit ack back', async () => {
     const lake = await testLake('local');
     const real = await startSink(
-      parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--client-id', 'dronelake-sink-lake', '--username', 'dronelake-sink', '--password', secrets.get('dronelake-sink')!, '--flush-interval', '0.2']).options,
+      sinkConfig({ broker: broker.url, ...lake.config, clientId: 'dronelake-sink-lake', username: 'dronelake-sink', password: secrets.get('dronelake-sink')!, flushInterval: 0.2 }),
       quietLog,
     );
     try {

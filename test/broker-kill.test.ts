@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 import { HAS_REDIS, startRedis } from './redis';
@@ -40,7 +39,7 @@ describe(`the broker under kill -9, ${KILLS} times in a run`, () => {
     await startBroker();
     let broker = procs[procs.length - 1]!;
     const url = `mqtt://127.0.0.1:${port}`;
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: url, lake, flushInterval: 0.3 }), quietLog);
     const agentLine = await started(
       runCli(['agent', '--broker', url, '--gateway', 'gw-bkill', '--spool', path.join(dir, 'spool'), '--http', '127.0.0.1:0', '--linger', '0.05', '--ack-timeout', '2', '--reconnect-min', '0.1', '--reconnect-max', '0.5', '--log-level', 'info']),
       'agent started',

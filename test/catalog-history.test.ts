@@ -5,8 +5,7 @@ import { catalogDocuments, type QualityWindow } from '../sink/catalog/documents'
 import { historyOf } from '../sink/catalog/page-data';
 import { compactTime, QUALITY_PREFIX } from '../sink/layout';
 import { openLake } from '../sink/open-storage';
-import { parseOptions } from '../deploy/runtime/options';
-import { storageOptions } from '../sink/storage-options';
+import { storageConfig } from '../sink/storage-options';
 import type { LakeStorage } from '../sink/storage';
 import { tempDir } from './helpers';
 
@@ -60,7 +59,7 @@ describe('the listing of quality windows', () => {
 
   beforeAll(async () => {
     tmp = await tempDir('catalog-history');
-    storage = await openLake(parseOptions(storageOptions, ['--lake', tmp.dir]).options);
+    storage = await openLake(storageConfig({ lake: tmp.dir }));
   });
   afterAll(async () => {
     await storage.close();

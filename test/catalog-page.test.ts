@@ -5,13 +5,13 @@ import mqtt from 'mqtt';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { isLoopback, parseOptions } from '../deploy/runtime/options';
+import { isLoopback } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { TABLE_METADATA_PREFIX } from '../sink/layout';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, cli, quietLog, ROOT, waitFor } from './helpers';
 import { loadTable } from '../sink/table/metadata';
@@ -75,8 +75,8 @@ describe.skipIf(!HAS_CHROMIUM)(`the product page in headless Chromium, served by
     await awayFromHourBoundary();
     lake = await testLake('local');
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
-    const args = [...lake.args, '--broker', broker.url, '--flush-interval', '600', '--missing-after', '0', '--quality-window', '3600', '--http', '127.0.0.1:0', '--live', '--alert-silence', '0'];
-    sink = await startSink(parseOptions(sinkOptions, args).options, quietLog);
+    const config = sinkConfig({ ...lake.config, broker: broker.url, flushInterval: 600, missingAfter: 0, qualityWindow: 3600, http: '127.0.0.1:0', live: true, alertSilence: 0 });
+    sink = await startSink(config, quietLog);
     gateway = await mqtt.connectAsync(broker.url, { clientId: `${GW}-1` });
     // Two quality windows: the first half of each flight, then the rest, where drone 3
     // skips seq 30-39 (10 missing entries), with 7 + 3 invalid points and a message that is no batch.

@@ -1,6 +1,9 @@
 import { readdir, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { agentConfig, agentOptions } from '../agent/options';
+import { configOf, parseOptions } from '../deploy/runtime/options';
+import { sinkConfig, sinkOptions } from '../sink/options';
 import { cli, duck, lakeGlob, runCli, tempDir, waitFor } from './helpers';
 
 describe('dronelake CLI', () => {
@@ -169,5 +172,28 @@ describe('dronelake CLI', () => {
     } finally {
       await remove();
     }
+  });
+
+  it('in code: a config takes the command\'s defaults, and a bad value is the one line its flag gives', () => {
+    const required = { gateway: 'gw-1', spool: '/var/spool/dronelake' };
+    expect(sinkConfig({})).toEqual(parseOptions(sinkOptions, []).options);
+    expect(agentConfig(required)).toEqual(parseOptions(agentOptions, ['--gateway', 'gw-1', '--spool', '/var/spool/dronelake']).options);
+    expect(sinkConfig({ flushInterval: 0.3, shard: '1/2' })).toMatchObject({ flushInterval: 0.3, shard: { index: 1, count: 2 }, commitPoints: 500_000 });
+
+    const flagLine = (argv: string[]) => {
+      try {
+        parseOptions(agentOptions, ['--gateway', 'gw-1', '--spool', '/s', ...argv]);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`${argv.join(' ')} was taken`);
+    };
+    expect(() => agentConfig({ ...required, window: 0 })).toThrow(flagLine(['--window', '0']));
+    expect(flagLine(['--window', '0'])).toBe('--window: Too small: expected number to be >=1 (got "0")');
+    expect(() => agentConfig({ ...required, broker: 'ftp://nope' })).toThrow('--broker: expected a URL such as mqtt://127.0.0.1:1883 (got "ftp://nope")');
+    expect(() => sinkConfig({ flushInterval: 0 })).toThrow('--flush-interval: Too small: expected number to be >0 (got "0")');
+    expect(() => configOf(agentOptions, { spool: '/s' })).toThrow('--gateway is required');
+    expect(() => configOf(agentOptions, { ...required, windw: 5 })).toThrow('"windw" is not an option of this component');
+    expect(() => configOf(sinkOptions, { config: 'sink.yaml' })).toThrow('"config" is not an option of this component');
   });
 });

@@ -2,12 +2,11 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
 
@@ -35,7 +34,7 @@ describe('gateways whose clocks are wrong', () => {
     cleanups.push(remove);
     const lake = path.join(dir, 'lake');
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '600', '--quality-window', '3600']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 600, qualityWindow: 3600 }), quietLog);
     const before = Date.now();
     // Each gateway stamps its points with its own clock, as the agent does.
     const gateways: Array<[string, number]> = [

@@ -1,7 +1,6 @@
 import mqtt from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
@@ -11,7 +10,7 @@ import { newManifestCache } from '../sink/table/manifests';
 import { expireSnapshots, tableWriter } from '../sink/table/transaction';
 import { maintainTable } from '../sink/table/maintain';
 import { currentFiles, snapshotsOf } from './table';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { awayFromHourBoundary, cruisePoint, quietLog, waitFor } from './helpers';
@@ -35,8 +34,7 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
     lake = await testLake(backend);
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     // Lateness 0: every earlier hour is closed. The sink's own compactor is off; the test runs passes itself.
-    const args = ['--broker', broker.url, ...lake.args, '--flush-interval', '60', '--lateness', '0', '--compact-interval', '0', '--compact-grace', '600'];
-    sink = await startSink(parseOptions(sinkOptions, args).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, ...lake.config, flushInterval: 60, lateness: 0, compactInterval: 0, compactGrace: 600 }), quietLog);
     gateway = await mqtt.connectAsync(broker.url, { clientId: `${GW}-1` });
     acked.clear();
     gateway.on('message', (_t, payload) => decodeAck(payload).batch_seqs.forEach((s) => acked.add(s)));

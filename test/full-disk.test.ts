@@ -4,8 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Spool } from '../agent/spool';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
 import { mountTmpfs, tmpfsUnavailable } from './tmpfs';
@@ -156,7 +155,7 @@ describe.skipIf(noTmpfs !== null)('the agent with its spool on a disk that fills
     expect(logLines(proc.stderr()).filter(fullLine).length).toBe(1);
 
     broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.3']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.3 }), quietLog);
     await waitFor('every batch to be acked', async () => (await metric(http, 'dronelake_agent_spool_batches')) === 0, 60_000);
     proc.child.kill('SIGTERM');
     expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);

@@ -7,14 +7,13 @@ import { icebergRead } from 'icebird';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { commitRecord, emptyCommitCounts, LEGACY_MANIFEST_PREFIX, STATE_EVERY } from '../sink/checkpoint';
 import { TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../sink/layout';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { queryLake } from '../sink/query';
 import { RangeSet } from '../sink/ranges';
 import { startSink, type Sink } from '../sink/sink';
@@ -37,14 +36,14 @@ afterEach(async () => {
 });
 
 /** A broker, a sink on a local lake that commits only when told, and a gateway connection that collects acks. */
-async function pipeline(extra: string[] = []) {
+async function pipeline() {
   const tmp = await tempDir('iceberg');
   cleanups.push(tmp.remove);
   const lake = path.join(tmp.dir, 'lake');
   const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
   cleanups.push(() => broker.close());
   const sink: Sink = await startSink(
-    parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '600', '--lateness', '0', '--compact-interval', '0', '--compact-grace', '600', ...extra]).options,
+    sinkConfig({ broker: broker.url, lake, flushInterval: 600, lateness: 0, compactInterval: 0, compactGrace: 600 }),
     quietLog,
   );
   cleanups.push(() => sink.close());
@@ -107,7 +106,7 @@ describe('the lake as an Iceberg table', () => {
     // Time travel: the version after the second commit, as icebird reads it and as `dronelake query` does.
     expect(await icebirdRows(table, twoCommits.version)).toHaveLength(290);
     const count = async (travel: { snapshotId?: number; asOfMs?: number }) =>
-      Number((await queryLake({ ...parseOptions(sinkOptions, ['--lake', lake]).options }, 'SELECT count(*) FROM telemetry', () => undefined, travel)).rows[0]![0]);
+      Number((await queryLake({ ...sinkConfig({ lake }) }, 'SELECT count(*) FROM telemetry', () => undefined, travel)).rows[0]![0]);
     expect(await count({ snapshotId: twoCommits.snapshotId })).toBe(290);
     expect(await count({ asOfMs: twoCommits.at })).toBe(290);
     expect(await count({})).toBe(1040);
@@ -196,7 +195,7 @@ describe('two writers on one table', () => {
     cleanups.push(() => broker.close());
     const sinks: Sink[] = [];
     for (const shard of ['0/2', '1/2']) {
-      const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--shard', shard, '--flush-interval', '0.05', '--compact-interval', '0', '--http', '127.0.0.1:0']).options, quietLog);
+      const sink = await startSink(sinkConfig({ broker: broker.url, lake, shard, flushInterval: 0.05, compactInterval: 0, http: '127.0.0.1:0' }), quietLog);
       sinks.push(sink);
       cleanups.push(() => sink.close());
     }
@@ -249,7 +248,7 @@ describe('a sink starting on a long history', () => {
       const lake = path.join(tmp.dir, 'lake');
       await writeHistory(lake, commits);
       const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
-      const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '600', '--compact-interval', '0']).options, quietLog);
+      const sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 600, compactInterval: 0 }), quietLog);
       reads.push(sink.stats().startupReads);
       // It takes messages: a batch and points of the history come back as duplicates, new ones are stored.
       const client = await mqtt.connectAsync(broker.url, { clientId: 'gw-hist' });
@@ -299,7 +298,7 @@ describe('damaged table metadata', () => {
     expect(run.stderr).toContain(`v${table.version}.metadata.json: not valid JSON`);
     expect(run.stderr).toContain('damaged or truncated');
     await expect(
-      startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--client-id', 'second']).options, quietLog),
+      startSink(sinkConfig({ broker: broker.url, lake, clientId: 'second' }), quietLog),
     ).rejects.toThrow(/metadata\.json: not valid JSON .* damaged or truncated/);
 
     // An id no JavaScript number holds exactly is refused, not rounded.
@@ -365,11 +364,11 @@ describe('a store that ignores If-None-Match', () => {
     cleanups.push(() => broker.close());
     const lines: string[] = [];
     const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
-    const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--flush-interval', '600', '--compact-interval', '0', '--http', '127.0.0.1:0']).options, log);
+    const sink = await startSink(sinkConfig({ broker: broker.url, ...lake.config, flushInterval: 600, compactInterval: 0, http: '127.0.0.1:0' }), log);
     cleanups.push(() => sink.close());
     expect(lines.filter((l) => l.includes('does not refuse a second create'))).toHaveLength(1);
     expect(((await (await fetch(`${sink.http}/health`)).json()) as { create_only: boolean }).create_only).toBe(false);
-    await expect(startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--shard', '0/2']).options, quietLog)).rejects.toThrow(
+    await expect(startSink(sinkConfig({ broker: broker.url, ...lake.config, shard: '0/2' }), quietLog)).rejects.toThrow(
       /the store ignores If-None-Match, so shards would overwrite each other's table commits/,
     );
     // Once the first has committed, a second writer under another name is refused too.
@@ -379,7 +378,7 @@ describe('a store that ignores If-None-Match', () => {
     await waitFor('the batch taken', () => sink.stats().batchesReceived === 1 || undefined);
     await sink.flush();
     expect(sink.stats().tableCommits).toBe(1);
-    await expect(startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--client-id', 'second-sink']).options, quietLog)).rejects.toThrow(
+    await expect(startSink(sinkConfig({ broker: broker.url, ...lake.config, clientId: 'second-sink' }), quietLog)).rejects.toThrow(
       /dronelake-sink committed to the table \d+ s ago, and the store ignores If-None-Match/,
     );
   }, 60_000);

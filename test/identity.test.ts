@@ -4,16 +4,15 @@ import mqtt from 'mqtt';
 import { common, MavLinkProtocolV2 } from 'node-mavlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent';
-import { agentOptions } from '../agent/options';
+import { agentConfig } from '../agent/options';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { ingestStreamOf } from '../proto/stream';
 import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { LEGACY_MANIFEST_PREFIX, type CommitRecord } from '../sink/checkpoint';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { cli, duck, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
@@ -130,7 +129,7 @@ describe('point identity', () => {
 
   it('stores every point a gateway sends after its spool was wiped', async () => {
     const { dir, lake, broker } = await setUp('wipe');
-    const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2']).options, quietLog);
+    const sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.2 }), quietLog);
     cleanups.push(() => sink.close());
     // A passive observer keeps every point that crossed the wire, by its identity.
     const wire = new Map<string, TelemetryPoint>();
@@ -143,8 +142,7 @@ describe('point identity', () => {
     await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const spool = path.join(dir, 'spool');
-    const argv = ['--broker', broker.url, '--gateway', 'gw-wipe', '--spool', spool, '--simulate', '4', '--hz', '20', '--linger', '0.05'];
-    const run = async (): Promise<Agent> => startAgent(parseOptions(agentOptions, argv).options, quietLog);
+    const run = async (): Promise<Agent> => startAgent(agentConfig({ broker: broker.url, gateway: 'gw-wipe', spool, simulate: 4, hz: 20, linger: 0.05 }), quietLog);
     let agent = await run();
     await waitFor('300 points acked', () => agent.stats().pointsAcked >= 300 || undefined);
     await agent.drain(10_000);
@@ -172,12 +170,12 @@ describe('point identity', () => {
 
   it('counts missing entries within a stream only: a planned gap on five drones is 250, a roaming drone none', async () => {
     const { dir, lake, broker } = await setUp('gaps');
-    const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2', '--missing-after', '0']).options, quietLog);
+    const sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.2, missingAfter: 0 }), quietLog);
     let sinkOpen = true;
     cleanups.push(async () => sinkOpen && (await sink.close()));
     const agents: Agent[] = [];
     for (const gw of ['gw-a', 'gw-b']) {
-      const agent = await startAgent(parseOptions(agentOptions, ['--broker', broker.url, '--gateway', gw, '--spool', path.join(dir, gw), '--http', '127.0.0.1:0', '--linger', '0.05']).options, quietLog);
+      const agent = await startAgent(agentConfig({ broker: broker.url, gateway: gw, spool: path.join(dir, gw), http: '127.0.0.1:0', linger: 0.05 }), quietLog);
       agents.push(agent);
       cleanups.push(() => agent.close());
     }
@@ -198,7 +196,7 @@ describe('point identity', () => {
     // Points that name no stream are the client's, in the gateway's ingest stream: a retry
     // through a restarted gateway whose spool was wiped is still the same point.
     await agents[0]!.close();
-    const again = await startAgent(parseOptions(agentOptions, ['--broker', broker.url, '--gateway', 'gw-a', '--spool', path.join(dir, 'gw-a-new'), '--http', '127.0.0.1:0', '--linger', '0.05']).options, quietLog);
+    const again = await startAgent(agentConfig({ broker: broker.url, gateway: 'gw-a', spool: path.join(dir, 'gw-a-new'), http: '127.0.0.1:0', linger: 0.05 }), quietLog);
     cleanups.push(() => again.close());
     agents[0] = again;
     await post(again, roam(0).slice(0, 10));
@@ -232,7 +230,7 @@ describe('point identity', () => {
 
   it('quarantines points whose stream is out of range under their own rule, and takes the rest', async () => {
     const { lake, broker } = await setUp('bad-stream');
-    const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2']).options, quietLog);
+    const sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.2 }), quietLog);
     cleanups.push(() => sink.close());
     const client = await mqtt.connectAsync(broker.url, { clientId: 'gw-bad' });
     cleanups.push(() => client.endAsync());
@@ -284,7 +282,7 @@ describe('point identity', () => {
     await mkdir(path.join(lake, LEGACY_MANIFEST_PREFIX), { recursive: true });
     await writeFile(path.join(lake, LEGACY_MANIFEST_PREFIX, 'commit-dronelake-sink-0000000001.json'), JSON.stringify(record));
 
-    const sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2', '--lateness', '0', '--compact-interval', '0', '--compact-grace', '0']).options, quietLog);
+    const sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.2, lateness: 0, compactInterval: 0, compactGrace: 0 }), quietLog);
     cleanups.push(() => sink.close());
     const client = await mqtt.connectAsync(broker.url, { clientId: 'gw-old' });
     cleanups.push(() => client.endAsync());

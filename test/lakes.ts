@@ -1,8 +1,7 @@
 import path from 'node:path';
-import { parseOptions } from '../deploy/runtime/options';
 import { openLake, type StorageConfig } from '../sink/open-storage';
 import { queryLake } from '../sink/query';
-import { storageOptions } from '../sink/storage-options';
+import { storageConfig } from '../sink/storage-options';
 import type { LakeStorage } from '../sink/storage';
 import { tempDir } from './helpers';
 import { startS3 } from './s3';
@@ -11,7 +10,7 @@ import { startS3 } from './s3';
 export const BACKENDS = ['local', 's3'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
-/** A lake on one backend, as the commands name it: `args` go to any command that takes storage options. */
+/** A lake on one backend: `config` for code, and `args` for any command that takes storage options. */
 export interface TestLake {
   backend: Backend;
   args: string[];
@@ -26,34 +25,31 @@ export interface TestLake {
 /** A fresh, empty lake: a temp directory, or a bucket prefix on an S3 server of its own on loopback. */
 export async function testLake(backend: Backend): Promise<TestLake> {
   const tmp = await tempDir(`lake-${backend}`);
-  let args: string[];
+  let given: Parameters<typeof storageConfig>[0];
   let stop = async () => {};
   if (backend === 'local') {
-    args = ['--lake', path.join(tmp.dir, 'lake')];
+    given = { lake: path.join(tmp.dir, 'lake') };
   } else {
     const s3 = await startS3();
     stop = s3.close;
-    args = [
-      '--lake',
-      `s3://${s3.bucket}/lake`,
-      '--s3-endpoint',
-      s3.endpoint,
-      '--s3-region',
-      'us-east-1',
-      '--s3-path-style',
-      '--s3-access-key-id',
-      'S3RVER',
-      '--s3-secret-access-key',
-      'S3RVER',
-      '--s3-part-mib',
-      '5',
-      '--staging-dir',
-      path.join(tmp.dir, 'staging'),
-      '--cache-dir',
-      path.join(tmp.dir, 'cache'),
-    ];
+    given = {
+      lake: `s3://${s3.bucket}/lake`,
+      s3Endpoint: s3.endpoint,
+      s3Region: 'us-east-1',
+      s3PathStyle: true,
+      s3AccessKeyId: 'S3RVER',
+      s3SecretAccessKey: 'S3RVER',
+      s3PartMib: 5,
+      stagingDir: path.join(tmp.dir, 'staging'),
+      cacheDir: path.join(tmp.dir, 'cache'),
+    };
   }
-  const config = parseOptions(storageOptions, args).options;
+  const config = storageConfig(given);
+  // The same lake for a `dronelake` child process: each value given, as its flag.
+  const args = Object.entries(given).flatMap(([key, value]) => {
+    const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    return value === true ? [flag] : [flag, String(value)];
+  });
   return {
     backend,
     args,

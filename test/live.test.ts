@@ -4,14 +4,13 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent';
-import { agentOptions } from '../agent/options';
+import { agentConfig } from '../agent/options';
 import { startBroker, type Broker, type BrokerConfig } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeColumnar, pointAt } from '../proto/columnar';
 import { livePointCount } from '../proto/live';
 import { EVENTS_WILDCARD, LIVE_WILDCARD, liveTopic, TELEMETRY_WILDCARD } from '../proto/topics';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { HAS_MOSQUITTO, makeRegistry, mosquitto, within } from './broker-helpers';
 import { duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
@@ -103,7 +102,7 @@ describe('the live output port', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setUp(name: string, sinkArgs: string[], brokerConfig: Partial<BrokerConfig> = {}) {
+  async function setUp(name: string, sinkGiven: Parameters<typeof sinkConfig>[0], brokerConfig: Partial<BrokerConfig> = {}) {
     const tmp = await tempDir(`live-${name}`);
     cleanups.push(tmp.remove);
     const { file, secrets } = await makeRegistry(tmp.dir, [
@@ -113,15 +112,15 @@ describe('the live output port', () => {
     ]);
     const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file, ...brokerConfig }, quietLog);
     cleanups.push(() => broker.close());
-    const creds = (id: string) => ['--username', id, '--password', secrets.get(id)!];
+    const creds = (id: string) => ({ username: id, password: secrets.get(id)! });
     const lake = path.join(tmp.dir, 'lake');
     const sink: Sink = await startSink(
-      parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--http', '127.0.0.1:0', '--live', ...creds('dronelake-sink'), ...sinkArgs]).options,
+      sinkConfig({ broker: broker.url, lake, http: '127.0.0.1:0', live: true, ...creds('dronelake-sink'), ...sinkGiven }),
       quietLog,
     );
     cleanups.push(() => sink.close());
     const agent: Agent = await startAgent(
-      parseOptions(agentOptions, ['--broker', broker.url, '--gateway', 'gw-live', '--spool', path.join(tmp.dir, 'spool'), '--http', '127.0.0.1:0', '--linger', '0.05', ...creds('gw-live')]).options,
+      agentConfig({ broker: broker.url, gateway: 'gw-live', spool: path.join(tmp.dir, 'spool'), http: '127.0.0.1:0', linger: 0.05, ...creds('gw-live') }),
       quietLog,
     );
     cleanups.push(() => agent.close());
@@ -135,7 +134,7 @@ describe('the live output port', () => {
   }
 
   it.skipIf(!HAS_MOSQUITTO)('gives a consumer identity exactly the valid points, each once, after commit, on MQTT and SSE; the consumer can neither publish nor read gateway topics', async () => {
-    const { broker, sink, post, mqttArgs, secrets } = await setUp('commit', ['--flush-interval', '0.2', '--alert-silence', '0']);
+    const { broker, sink, post, mqttArgs, secrets } = await setUp('commit', { flushInterval: 0.2, alertSilence: 0 });
     const consumer = mosquittoSub([...mqttArgs('ops-map', 'ops-map-1'), '-t', LIVE_WILDCARD]);
     cleanups.push(consumer.stop);
     const sse = await sseClient(`${sink.http!}/live`);
@@ -196,7 +195,7 @@ describe('the live output port', () => {
   });
 
   it('drops, and counts per consumer, what a consumer that stops reading misses, keeps it connected, and accounts for every point: received + dropped == published, on MQTT and SSE; the lake holds every point once', async () => {
-    const { broker, sink, post, secrets, lake } = await setUp('stuck', ['--flush-interval', '0.2', '--alert-silence', '0']);
+    const { broker, sink, post, secrets, lake } = await setUp('stuck', { flushInterval: 0.2, alertSilence: 0 });
     // Two overlapping filters: the broker sends each message once all the same.
     const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-stuck', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
     cleanups.push(() => consumer.endAsync(true));
@@ -265,7 +264,7 @@ describe('the live output port', () => {
   });
 
   it('closes a consumer still behind after --consumer-max-behind, counting it, what it missed and the bytes held for it', async () => {
-    const { broker, sink, post, secrets } = await setUp('behind', ['--flush-interval', '0.2', '--alert-silence', '0'], { consumerMaxBehind: 1 });
+    const { broker, sink, post, secrets } = await setUp('behind', { flushInterval: 0.2, alertSilence: 0 }, { consumerMaxBehind: 1 });
     const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-behind', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
     cleanups.push(() => consumer.endAsync(true));
     const gone = new Promise<void>((resolve) => consumer.once('close', () => resolve()));
@@ -291,7 +290,7 @@ describe('the live output port', () => {
   });
 
   it('with --live-format v2, gives a consumer the accepted points as wire v2 columnar batches, value for value, while SSE stays JSON', async () => {
-    const { broker, sink, post, secrets } = await setUp('v2', ['--live-format', 'v2', '--flush-interval', '0.2', '--alert-silence', '0']);
+    const { broker, sink, post, secrets } = await setUp('v2', { liveFormat: 'v2', flushInterval: 0.2, alertSilence: 0 });
     const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-v2', username: 'ops-map', password: secrets.get('ops-map')! });
     cleanups.push(() => consumer.endAsync());
     const received: Array<{ topic: string; gatewayId: string; point: TelemetryPoint }> = [];
@@ -328,7 +327,7 @@ describe('the live output port', () => {
   });
 
   it('sends points as soon as they are accepted with --live-after accept, before any commit', async () => {
-    const { sink, post } = await setUp('accept', ['--live-after', 'accept', '--flush-interval', '600', '--alert-silence', '0']);
+    const { sink, post } = await setUp('accept', { liveAfter: 'accept', flushInterval: 600, alertSilence: 0 });
     const sse = await sseClient(`${sink.http!}/live`);
     cleanups.push(async () => sse.close());
     const ts = Date.now() - 5_000;
@@ -343,7 +342,7 @@ describe('the live output port', () => {
   });
 
   it('raises battery_low, emergency and silent events exactly when their conditions start to hold', async () => {
-    const { broker, sink, post, secrets } = await setUp('alerts', ['--flush-interval', '0.2', '--alert-battery-pct', '20', '--alert-silence', '2']);
+    const { broker, sink, post, secrets } = await setUp('alerts', { flushInterval: 0.2, alertBatteryPct: 20, alertSilence: 2 });
     const events: Row[] = [];
     const listener = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-events', username: 'ops-map', password: secrets.get('ops-map')! });
     cleanups.push(() => listener.endAsync());

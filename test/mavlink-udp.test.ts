@@ -8,10 +8,9 @@ import { startAgent } from '../agent/agent';
 import { droneIdOf, parseDroneTable, parseEndpoints } from '../agent/mavlink/config';
 import { flightState } from '../agent/mavlink/modes';
 import { openMavlinkUdp, type MavlinkUdpSource } from '../agent/mavlink/udp';
-import { agentOptions } from '../agent/options';
+import { agentConfig } from '../agent/options';
 import type { SourceOutput } from '../agent/source';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { nowMicros } from '../proto/time';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { freePort, observedBatch, quietLog, tempDir, TELEMETRY_FILTERS, waitFor } from './helpers';
@@ -334,8 +333,8 @@ describe('the agent with --mavlink', () => {
 
     const httpPort = await freePort();
     const run = async (boots: number[]) => {
-      const args = ['--broker', broker.url, '--gateway', 'gw-m', '--spool', path.join(dir, 'spool'), '--mavlink', 'udp:127.0.0.1:0', '--mavlink-hz', '0', '--linger', '0.05', '--http', `127.0.0.1:${httpPort}`];
-      const agent = await startAgent(parseOptions(agentOptions, args).options, quietLog);
+      const config = agentConfig({ broker: broker.url, gateway: 'gw-m', spool: path.join(dir, 'spool'), mavlink: 'udp:127.0.0.1:0', mavlinkHz: 0, linger: 0.05, http: `127.0.0.1:${httpPort}` });
+      const agent = await startAgent(config, quietLog);
       const link = await sender(agent.mavlink!.addresses[0]!);
       await link.send(Buffer.from([0xfd, 0x01, 0x00]), ...boots.map((b) => v2(3, position(b))));
       await waitFor('the points on the wire', () => agent.stats().pointsIn === boots.length && wire.size >= boots.length || undefined, 10_000);
@@ -362,7 +361,7 @@ describe('the agent with --mavlink', () => {
     cleanups.push(() => new Promise((r) => taken.close(() => r(undefined))));
     const { dir, remove } = await tempDir('mavlink-taken');
     cleanups.push(remove);
-    const args = ['--broker', broker.url, '--gateway', 'gw-t', '--spool', dir, '--mavlink', `udp:127.0.0.1:${taken.address().port}`];
-    await expect(startAgent(parseOptions(agentOptions, args).options, quietLog)).rejects.toThrow(/EADDRINUSE/);
+    const config = agentConfig({ broker: broker.url, gateway: 'gw-t', spool: dir, mavlink: `udp:127.0.0.1:${taken.address().port}` });
+    await expect(startAgent(config, quietLog)).rejects.toThrow(/EADDRINUSE/);
   });
 });

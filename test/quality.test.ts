@@ -2,14 +2,13 @@ import mqtt from 'mqtt';
 import { parse as parseYaml } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { telemetryTopic } from '../proto/topics';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SAMPLE_KEY, SLO_STATUS_KEY } from '../sink/layout';
 import { commitRecords } from './table';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { qualityOf } from '../sink/quality';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, cli, quietLog, waitFor } from './helpers';
@@ -34,11 +33,11 @@ describe('quality metrics, objectives and the catalog, from injected faults', ()
     await awayFromHourBoundary();
     lake = await testLake('local');
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
-    const args = [
-      '--broker', broker.url, ...lake.args, '--flush-interval', '600', '--lateness', '0', '--missing-after', '0', '--quality-window', '3600',
-      '--slo-error-rate', '0.04', '--slo-freshness', '600', '--http', '127.0.0.1:0',
-    ];
-    sink = await startSink(parseOptions(sinkOptions, args).options, quietLog);
+    const config = sinkConfig({
+      broker: broker.url, ...lake.config, flushInterval: 600, lateness: 0, missingAfter: 0, qualityWindow: 3600,
+      sloErrorRate: 0.04, sloFreshness: 600, http: '127.0.0.1:0',
+    });
+    sink = await startSink(config, quietLog);
     gateway = await mqtt.connectAsync(broker.url, { clientId: `${GW}-1` });
   }, 120_000);
 

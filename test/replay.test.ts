@@ -2,8 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { cli, quietLog, ROOT, runCli, tempDir, waitFor } from './helpers';
 import { testLake, type TestLake } from './lakes';
@@ -38,7 +37,7 @@ describe.skipIf(!HAS_FIXTURES)('dronelake agent replay', () => {
     cleanups.push(() => lake.remove());
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     cleanups.push(() => broker.close());
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--flush-interval', '0.3']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, ...lake.config, flushInterval: 0.3 }), quietLog);
     cleanups.push(() => sink.close());
   });
   afterAll(async () => {

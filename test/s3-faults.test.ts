@@ -4,15 +4,14 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { queryLake } from '../sink/query';
 import { startSink, type Sink } from '../sink/sink';
-import { storageOptions } from '../sink/storage-options';
+import { storageConfig } from '../sink/storage-options';
 import { prng, quietLog, tempDir, waitFor } from './helpers';
 import { startS3 } from './s3';
 
@@ -101,22 +100,22 @@ describe('the sink with an object store that throttles, fails, resets and stalls
     cleanups.push(proxy.close);
     const { dir, remove } = await tempDir('s3-faults');
     cleanups.push(remove);
-    const store = (endpoint: string, name: string) => [
-      '--lake', `s3://${s3.bucket}/lake`, '--s3-endpoint', endpoint, '--s3-region', 'us-east-1', '--s3-path-style',
-      '--s3-access-key-id', 'S3RVER', '--s3-secret-access-key', 'S3RVER',
-      '--staging-dir', path.join(dir, name, 'staging'), '--cache-dir', path.join(dir, name, 'cache'),
-    ];
+    const store = (endpoint: string, name: string) => storageConfig({
+      lake: `s3://${s3.bucket}/lake`, s3Endpoint: endpoint, s3Region: 'us-east-1', s3PathStyle: true,
+      s3AccessKeyId: 'S3RVER', s3SecretAccessKey: 'S3RVER',
+      stagingDir: path.join(dir, name, 'staging'), cacheDir: path.join(dir, name, 'cache'),
+    });
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     sink = await startSink(
-      parseOptions(sinkOptions, [
-        '--broker', broker.url, ...store(proxy.url, 'sink'), '--s3-timeout', '0.5', '--flush-interval', '0.2', '--http', '127.0.0.1:0',
+      sinkConfig({
+        broker: broker.url, ...store(proxy.url, 'sink'), s3Timeout: 0.5, flushInterval: 0.2, http: '127.0.0.1:0',
         // Points of an hour long closed, so compaction passes run (and meet faults) too.
-        '--lateness', '0', '--compact-interval', '0.5', '--compact-grace', '0',
-      ]).options,
+        lateness: 0, compactInterval: 0.5, compactGrace: 0,
+      }),
       quietLog,
     );
     // The lake as a reader sees it: through the manifest, straight from the store.
-    const reader = parseOptions(storageOptions, store(s3.endpoint, 'reader')).options;
+    const reader = store(s3.endpoint, 'reader');
     const lakeKeys = async () => {
       const { rows } = await queryLake(reader, 'SELECT drone_id, seq::BIGINT AS seq, count(*)::INTEGER AS n FROM telemetry GROUP BY ALL', (key, err) => {
         throw new Error(`unreadable manifest record ${key}: ${err.message}`);

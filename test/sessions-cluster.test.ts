@@ -2,12 +2,11 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { freePort, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
@@ -29,7 +28,7 @@ describe('broker sessions and clustering', () => {
   });
 
   const sinkOn = async (url: string, lake: TestLake) => {
-    const sink = await startSink(parseOptions(sinkOptions, ['--broker', url, ...lake.args, '--client-id', 'session-sink', '--flush-interval', '0.2']).options, quietLog);
+    const sink = await startSink(sinkConfig({ broker: url, ...lake.config, clientId: 'session-sink', flushInterval: 0.2 }), quietLog);
     sinks.push(sink);
     return sink;
   };

@@ -7,7 +7,7 @@ import { nowMicros } from '../proto/time';
 import { ackTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
 import { commitRecords } from './table';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig, sinkOptions } from '../sink/options';
 import { shardOf } from '../sink/shard';
 import { startSink, type Sink } from '../sink/sink';
 import { quietLog, waitFor, wireMessage, WIRES } from './helpers';
@@ -40,7 +40,7 @@ describe('two sinks sharing the fleet by shard', () => {
     lake = await testLake('local');
     broker = await startBroker({ host: '127.0.0.1', port: 0, http: '127.0.0.1:0' }, quietLog);
     for (const shard of ['0/2', '1/2']) {
-      sinks.push(await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--shard', shard, '--flush-interval', '0.2']).options, quietLog));
+      sinks.push(await startSink(sinkConfig({ broker: broker.url, ...lake.config, shard, flushInterval: 0.2 }), quietLog));
     }
     const owned = [0, 1].map((s) => Array.from({ length: GATEWAYS }, (_, i) => gw(i)).filter((g) => shardOf(g, 2) === s));
     // Both shards have gateways, or the test would show nothing.
@@ -96,9 +96,16 @@ describe('two sinks sharing the fleet by shard', () => {
     }
   });
 
-  it('refuses a shard outside its count with one clear line', () => {
-    expect(() => parseOptions(sinkOptions, ['--shard', '2/2'])).toThrow('--shard: expected I/N with 0 <= I < N (got "2/2")');
-    expect(() => parseOptions(sinkOptions, ['--shard', 'one'])).toThrow('--shard: expected I/N, e.g. 0/2 (got "one")');
-    expect(() => parseOptions(sinkOptions, ['--shard', '0/65'])).toThrow('--shard: at most 64 shards: a shard owns whole telemetry buckets (got "0/65")');
+  it('refuses a shard outside its count with one clear line, the same from the command line and in code', () => {
+    const refusals = [
+      ['2/2', '--shard: expected I/N with 0 <= I < N (got "2/2")'],
+      ['one', '--shard: expected I/N, e.g. 0/2 (got "one")'],
+      ['0/65', '--shard: at most 64 shards: a shard owns whole telemetry buckets (got "0/65")'],
+    ] as const;
+    for (const [shard, line] of refusals) {
+      expect(() => parseOptions(sinkOptions, ['--shard', shard])).toThrow(line);
+      expect(() => sinkConfig({ shard })).toThrow(line);
+    }
+    expect(sinkConfig({ shard: '1/4' }).shard).toEqual({ index: 1, count: 4 });
   });
 });

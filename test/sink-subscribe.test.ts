@@ -2,9 +2,8 @@ import net from 'node:net';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { nowMicros } from '../proto/time';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { capturedLog, makeRegistry, within } from './broker-helpers';
 import { cli, cruisePoint, freePort, logLines, runCli, tempDir, waitFor, wireMessage } from './helpers';
@@ -51,7 +50,7 @@ describe('the sink subscribing at start', () => {
     const relayUrl = `mqtt://127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
 
     const { log, lines } = capturedLog('warn');
-    const sink: Sink = await within('the sink to start', startSink(parseOptions(sinkOptions, ['--broker', relayUrl, ...lake.args, '--flush-interval', '0.3']).options, log), 20_000);
+    const sink: Sink = await within('the sink to start', startSink(sinkConfig({ broker: relayUrl, ...lake.config, flushInterval: 0.3 }), log), 20_000);
     cleanups.push(() => sink.close());
     expect(cuts).toBe(1);
     expect(lines.filter((l) => l['msg'] === 'subscribe lost with the connection; asking again once reconnected')).toHaveLength(1);
@@ -79,7 +78,7 @@ describe('the sink subscribing at start', () => {
     cleanups.push(() => broker.close());
     const lake = await testLake('local');
     cleanups.push(() => lake.remove());
-    const options = parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--client-id', 'gw-a', '--username', 'gw-a', '--password', secrets.get('gw-a')!]).options;
+    const options = sinkConfig({ broker: broker.url, ...lake.config, clientId: 'gw-a', username: 'gw-a', password: secrets.get('gw-a')! });
     await expect(within('the refusal', startSink(options, capturedLog('debug').log), 20_000)).rejects.toThrow(/^the broker refused the subscription to dronelake\/v2\/telemetry\/\+\/\+: the sink's identity needs the sink role$/);
   });
 

@@ -1,13 +1,12 @@
 import mqtt from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { commitRecords } from './table';
 import { quietLog, waitFor, wireMessage, WIRES } from './helpers';
@@ -43,7 +42,7 @@ describe.each(BACKENDS.flatMap((backend) => WIRES.map((wire) => [backend, wire] 
   let gateway: mqtt.MqttClient;
   let lake: TestLake;
   const acked: number[] = [];
-  const sinkArgs = () => parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--flush-interval', '0.3']).options;
+  const sinkArgs = () => sinkConfig({ broker: broker.url, ...lake.config, flushInterval: 0.3 });
 
   beforeEach(async () => {
     lake = await testLake(backend);
@@ -144,7 +143,7 @@ describe.each(BACKENDS.flatMap((backend) => WIRES.map((wire) => [backend, wire] 
 
   it('stops taking messages while --max-staged-mib is held, and commits early to make room', async () => {
     await sink.close();
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, ...lake.args, '--flush-interval', '600', '--max-staged-mib', '1']).options, quietLog);
+    sink = await startSink(sinkConfig({ broker: broker.url, ...lake.config, flushInterval: 600, maxStagedMib: 1 }), quietLog);
     const batches = 24;
     const publishing = Promise.all(
       Array.from({ length: batches }, (_, b) => publish(batch(100 + b, Array.from({ length: 1000 }, (_, i) => goodPoint(`d-flood-${i % 10}`, b * 100 + Math.floor(i / 10)))))),

@@ -4,12 +4,11 @@ import mqtt from 'mqtt';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { parseOptions } from '../deploy/runtime/options';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { ackTopic, telemetryTopic } from '../proto/topics';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
-import { sinkOptions } from '../sink/options';
+import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
 import { mountTmpfs, tmpfsUnavailable } from './tmpfs';
@@ -46,7 +45,7 @@ describe.skipIf(noTmpfs !== null)('the sink with its staging directory on a disk
     broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     const logged: Array<Record<string, unknown>> = [];
     const capture = { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) };
-    sink = await startSink(parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--flush-interval', '0.2', '--http', '127.0.0.1:0']).options, pino({ level: 'info' }, capture));
+    sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.2, http: '127.0.0.1:0' }), pino({ level: 'info' }, capture));
     gateway = await mqtt.connectAsync(broker.url, { clientId: `${GW}-1` });
     const acked = new Set<number>();
     gateway.on('message', (_t, payload) => {

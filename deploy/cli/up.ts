@@ -2,12 +2,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startAgent, type Agent } from '../../agent/agent';
-import { agentOptions } from '../../agent/options';
+import { agentConfig } from '../../agent/options';
 import { startBroker } from '../../broker/server';
-import { sinkOptions } from '../../sink/options';
+import { sinkConfig } from '../../sink/options';
 import { startSink, type Sink } from '../../sink/sink';
 import { createLogger } from '../runtime/log';
-import { parseOptions, type ParsedOptions } from '../runtime/options';
+import type { ParsedOptions } from '../runtime/options';
 import type { upOptions } from './up-options';
 
 export type UpConfig = ParsedOptions<typeof upOptions>;
@@ -49,18 +49,14 @@ export async function runUp(config: UpConfig, stopSignal: Promise<unknown>): Pro
     const broker = await startBroker({ host: '127.0.0.1', port: 0 }, log('broker'));
     closers.push(() => broker.close());
     if (!stopping) {
-      const opened = await startSink(
-        parseOptions(sinkOptions, ['--broker', broker.url, '--lake', config.lake, '--flush-interval', String(config.flushInterval)]).options,
-        log('sink'),
-      );
+      const opened = await startSink(sinkConfig({ broker: broker.url, lake: config.lake, flushInterval: config.flushInterval }), log('sink'));
       sink = opened;
       closers.push(() => opened.close());
     }
     for (let g = 0; g < config.gateways && !stopping; g++) {
       const drones = Math.floor(config.drones / config.gateways) + (g < config.drones % config.gateways ? 1 : 0);
       const gateway = `gw-${String(g + 1).padStart(3, '0')}`;
-      const argv = ['--broker', broker.url, '--gateway', gateway, '--spool', path.join(spools, gateway), '--simulate', String(drones), '--hz', String(config.hz)];
-      const agent = await startAgent(parseOptions(agentOptions, argv).options, log('agent'));
+      const agent = await startAgent(agentConfig({ broker: broker.url, gateway, spool: path.join(spools, gateway), simulate: drones, hz: config.hz }), log('agent'));
       agents.push(agent);
       closers.push(() => agent.close());
     }

@@ -136,17 +136,54 @@ export function parseOptions<S extends OptionSpecs>(specs: S, argv: string[], ma
   const fileValues = configFile ? loadConfigFile(specs, String(configFile.value)) : {};
 
   const options: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(specs)) {
-    const given = raw(key) ?? fileValues[key];
-    const result = spec.schema.safeParse(given?.value);
-    if (!result.success) {
-      if (given === undefined) throw new UsageError(`--${kebab(key)} is required`);
-      const where = given.where.startsWith('--') ? given.where : `--${kebab(key)} (from ${given.where})`;
-      throw new UsageError(`${where}: ${result.error.issues[0]?.message ?? 'invalid value'} (got "${String(given.value)}")`);
-    }
-    options[key] = result.data;
-  }
+  for (const [key, spec] of Object.entries(specs)) options[key] = checkOption(key, spec, raw(key) ?? fileValues[key]);
   return { options: options as ParsedOptions<S>, positionals: parsed.positionals, help: parsed.values.help === true };
+}
+
+/** One option's value through its schema: the default when none is given, else one line naming the option and where the value came from. */
+function checkOption(key: string, spec: OptionSpec, given: { value: unknown; where: string } | undefined): unknown {
+  const result = spec.schema.safeParse(given?.value);
+  if (result.success) return result.data;
+  if (given === undefined) throw new UsageError(`--${kebab(key)} is required`);
+  const where = given.where.startsWith('--') ? given.where : `--${kebab(key)} (from ${given.where})`;
+  throw new UsageError(`${where}: ${result.error.issues[0]?.message ?? 'invalid value'} (got "${String(given.value)}")`);
+}
+
+/**
+ * What code gives for one option: the schema's input where it is typed (a shard's "I/N"),
+ * else its output (a number, which the schema coerces from a flag's string).
+ */
+type ValueIn<T extends z.ZodType> = unknown extends z.input<T> ? z.output<T> : z.input<T>;
+/** The options that may be left out: those with a default, and the optional ones. */
+type Defaulted<S extends OptionSpecs> = { [K in keyof S]: undefined extends z.input<S[K]['schema']> ? K : never }[keyof S];
+/** The option naming a config file: the command line's, with no meaning in code. */
+const FILE_OPTION = 'config';
+type FileOption = typeof FILE_OPTION;
+
+/** A component's config as code builds it: a command's options by name (camelCase), those with a default left out at will. */
+export type ConfigInput<S extends OptionSpecs> = { [K in Exclude<keyof S, Defaulted<S> | FileOption>]: ValueIn<S[K]['schema']> } & {
+  [K in Exclude<Defaulted<S>, FileOption>]?: ValueIn<S[K]['schema']>;
+};
+/** A component's config: every option of its command, validated, defaults filled in. */
+export type Config<S extends OptionSpecs> = Omit<ParsedOptions<S>, FileOption>;
+
+/**
+ * A component's config from values given in code (tests, the bench, `dronelake up`): each
+ * through its option's schema and default, as parseOptions takes the same value as a flag,
+ * so a bad one is the very line the flag would give, e.g. `--flush-interval: Too small:
+ * expected number to be >0 (got "0")`; a name that is not an option is refused too.
+ */
+export function configOf<S extends OptionSpecs>(specs: S, given: Readonly<Record<string, unknown>>): Config<S> {
+  for (const name of Object.keys(given)) {
+    if (!(name in specs) || name === FILE_OPTION) throw new UsageError(`"${name}" is not an option of this component`);
+  }
+  const config: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(specs)) {
+    if (key === FILE_OPTION) continue;
+    const value = given[key];
+    config[key] = checkOption(key, spec, value === undefined ? undefined : { value, where: `--${kebab(key)}` });
+  }
+  return config as Config<S>;
 }
 
 export function helpText(usage: string, summary: string, specs: OptionSpecs, envPrefix: string): string {
