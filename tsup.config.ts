@@ -11,8 +11,8 @@ export const descriptorModule = (): string => `export const DESCRIPTOR = ${JSON.
 
 /**
  * proto/descriptor.ts parses telemetry.proto when it loads; the build bundles its result in
- * its place, so no command runs protobufjs's parser at start (invariant 6: the parser wakes
- * V8's optimizing compiler in a gateway's agent).
+ * its place, so no command runs protobufjs's parser at start (invariant 6: its tokenizer is
+ * hot enough to wake V8's optimizing compiler in a gateway's agent).
  */
 const telemetryDescriptor: Plugin = {
   name: 'telemetry-descriptor',
