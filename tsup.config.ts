@@ -1,4 +1,25 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
+import { DESCRIPTOR } from './proto/descriptor';
+
+type Plugin = NonNullable<Options['esbuildPlugins']>[number];
+
+/** proto/descriptor.ts, the module the build replaces. */
+export const DESCRIPTOR_MODULE = /[\\/]proto[\\/]descriptor\.ts$/;
+
+/** What the build bundles in its place: the descriptor it yields when the build loads it. */
+export const descriptorModule = (): string => `export const DESCRIPTOR = ${JSON.stringify(DESCRIPTOR)};`;
+
+/**
+ * proto/descriptor.ts parses telemetry.proto when it loads; the build bundles its result in
+ * its place, so no command runs protobufjs's parser at start (invariant 6: its tokenizer is
+ * hot enough to wake V8's optimizing compiler in a gateway's agent).
+ */
+const telemetryDescriptor: Plugin = {
+  name: 'telemetry-descriptor',
+  setup(build) {
+    build.onLoad({ filter: DESCRIPTOR_MODULE }, () => ({ contents: descriptorModule(), loader: 'js' }));
+  },
+};
 
 /** The product page's script: a browser bundle the catalog serves, built beside the CLI. */
 const PAGE_BUNDLE = 'catalog-page';
@@ -15,6 +36,7 @@ export default defineConfig([
     platform: 'node',
     target: 'node20',
     outDir: 'dist',
+    esbuildPlugins: [telemetryDescriptor],
     // Both builds run at once: this one must not clean away the page's bundle.
     clean: ['**/*', `!${PAGE_BUNDLE}.*`],
     sourcemap: true,

@@ -40,6 +40,14 @@ async function measureAgent(ctx: BenchContext, pointsPerSec: number) {
 const CLI = path.join(path.dirname(new URL(import.meta.url).pathname), 'cli.js');
 const MiB = 1024 * 1024;
 
+/** The node flags the gateway's systemd unit gives the agent (its `Environment=NODE_OPTIONS=`). */
+async function gatewayNodeFlags(): Promise<string[]> {
+  const unit = await readFile(new URL('../deploy/gateway/dronelake-agent.service', import.meta.url), 'utf8');
+  const flags = /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1];
+  if (flags === undefined) throw new Error('deploy/gateway/dronelake-agent.service sets no NODE_OPTIONS');
+  return flags.split(/\s+/).filter(Boolean);
+}
+
 /** Peak resident bytes (VmHWM) of a running process, from /proc. */
 async function peakRss(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -72,15 +80,20 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
   const outageSeconds = ctx.quick ? 60 : 600;
   ctx.progress('node empty process');
   const empty = await processPeak(['-e', 'setInterval(() => {}, 1000)'], settle);
+  // Each beside the same agent with the flags the gateway's systemd unit adds.
+  const unitFlags = await gatewayNodeFlags();
   ctx.progress('agent idle, no broker');
-  const idle = await processPeak(run('idle', ['--broker', 'mqtt://127.0.0.1:9']), settle);
+  const [idle, idleUnit] = await Promise.all([processPeak(run('idle', ['--broker', 'mqtt://127.0.0.1:9']), settle), processPeak([...unitFlags, ...run('idle-unit', ['--broker', 'mqtt://127.0.0.1:9'])], settle)]);
   const broker = startRole('broker', {});
   const acker = startRole('acker', { broker: String((await broker.ready)['url']) });
   let atRate: number;
+  let atRateUnit: number;
   try {
     await acker.ready;
     ctx.progress('agent at 1,000 points/s, acked');
-    atRate = await processPeak(run('rate', ['--broker', String((await broker.ready)['url']), '--simulate', '100', '--hz', '10']), settle * 2);
+    const brokerUrl = String((await broker.ready)['url']);
+    const rateArgs = (name: string) => run(name, ['--broker', brokerUrl, '--simulate', '100', '--hz', '10']);
+    [atRate, atRateUnit] = await Promise.all([processPeak(rateArgs('rate'), settle * 2), processPeak([...unitFlags, ...rateArgs('rate-unit')], settle * 2)]);
   } finally {
     await acker.stop();
     await broker.stop();
@@ -91,7 +104,9 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
   return [
     figure('agent', 'node_empty_rss_bytes', "node's own empty process, peak resident memory", empty, 'bytes'),
     figure('agent', 'agent_idle_rss_bytes', beside('agent idle (no source, no broker), peak resident memory'), idle, 'bytes'),
+    figure('agent', 'agent_idle_rss_bytes_unit', beside(`agent idle, with the gateway unit's ${unitFlags.join(' ')}, peak resident memory`), idleUnit, 'bytes'),
     figure('agent', 'agent_rss_bytes_at_1k', beside('agent at 1,000 points/s (100 drones at 10 Hz), acked, peak resident memory'), atRate, 'bytes'),
+    figure('agent', 'agent_rss_bytes_at_1k_unit', beside(`agent at 1,000 points/s, with the gateway unit's ${unitFlags.join(' ')}, peak resident memory`), atRateUnit, 'bytes'),
     figure('agent', 'agent_rss_bytes_after_outage', beside(`agent at the end of a ${outageSeconds} s broker outage at 1,000 points/s, default spool, peak resident memory`), outage, 'bytes'),
   ];
 }

@@ -1,4 +1,4 @@
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light';
 import { BatchType, CommitAckType, PointType } from './schema';
 import type { CommitAck, TelemetryBatch, TelemetryPoint } from './types';
 

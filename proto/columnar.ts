@@ -1,5 +1,5 @@
 import zlib from 'node:zlib';
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light';
 import * as z from 'zod';
 import type { BatchHead } from './codec';
 import { LAKE_COLUMNS, type ColumnKind } from './columns';

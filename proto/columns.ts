@@ -1,4 +1,4 @@
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light';
 import { FLIGHT_STATE_NAMES, FlightStateEnum, GPS_FIX_NAMES, GpsFixEnum, PointType } from './schema';
 
 /** How a column's values are carried from a decoded point into the lake. */

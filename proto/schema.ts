@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light';
+import { DESCRIPTOR } from './descriptor';
 
 // 64-bit fields decode to plain numbers instead of Long objects. Every 64-bit value in
 // the contract (microsecond times, sequence numbers) stays below 2^53, and numbers keep
@@ -7,12 +7,14 @@ import protobuf from 'protobufjs';
 protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
 protobuf.configure();
 
-// The .proto file is the one source of truth. This path resolves from both proto/*.ts
-// (tests, tsx) and dist/*.js (the built CLI), which sit one level below the package root.
+// The .proto file is the one source of truth; the sink reads its comments at run time. This
+// path resolves from both proto/*.ts (tests, tsx) and dist/*.js (the built CLI), which sit
+// one level below the package root.
 export const PROTO_PATH = new URL('../proto/telemetry.proto', import.meta.url);
 export const PROTO_PACKAGE = 'dronelake.telemetry.v1';
 
-export const root = protobuf.parse(readFileSync(PROTO_PATH, 'utf8'), { keepCase: true }).root;
+// From the descriptor built from the .proto, not the .proto itself (proto/descriptor.ts).
+export const root = protobuf.Root.fromJSON(DESCRIPTOR);
 
 /**
  * protobufjs gives an absent proto3 `optional` enum the enum's zero value instead of null

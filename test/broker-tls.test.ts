@@ -5,9 +5,9 @@ import path from 'node:path';
 import type mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
-import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
+import { ackTopic, gatewayOfTelemetryTopic, telemetryTopic, TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD } from '../proto/topics';
 import { closed, connect, granted, HAS_MOSQUITTO, makeRegistry, mosquitto, tryConnect, within } from './broker-helpers';
-import { quietLog, tempDir, waitFor } from './helpers';
+import { quietLog, runCli, tempDir, waitFor } from './helpers';
 
 const openssl = (args: string[], cwd: string) => execFileSync('openssl', args, { cwd, stdio: 'pipe' });
 
@@ -102,6 +102,22 @@ describe('broker over TLS', () => {
     a.publish(telemetryTopic('gw-b'), 'forged', { qos: 1 });
     await gone;
     expect(atSink).not.toContain('forged');
+  });
+
+  it('takes the agent by its client certificate, its own TLS socket checking the server by name', async () => {
+    const v2From: string[] = [];
+    const onMessage = (t: string) => v2From.push(gatewayOfTelemetryTopic(t) ?? t);
+    sink.on('message', onMessage);
+    await sink.subscribeAsync(TELEMETRY_V2_WILDCARD, { qos: 1 });
+    const port = new URL(broker.tlsUrl!).port;
+    const agent = runCli(['agent', '--broker', `mqtts://localhost:${port}`, '--gateway', 'gw-a', '--ca', path.join(dir, 'ca.pem'), '--cert', path.join(dir, 'gw-a.pem'), '--key', path.join(dir, 'gw-a.key'), '--spool', path.join(dir, 'agent-spool'), '--simulate', '1', '--linger', '0.1', '--log-level', 'warn']);
+    try {
+      await waitFor("gw-a's batches over TLS", () => v2From.includes('gw-a'));
+    } finally {
+      agent.child.kill('SIGKILL');
+      sink.off('message', onMessage);
+    }
+    expect(new Set(v2From)).toEqual(new Set(['gw-a']));
   });
 
   it('refuses a certificate whose CN is not in the registry, one from an untrusted CA, and a gateway certificate acting as the sink', async () => {

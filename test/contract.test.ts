@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { BatchWriter, decodeAck, decodeBatch, encodeAck, encodeBatch } from '../proto/codec';
 import { LAKE_COLUMNS } from '../proto/columns';
-import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES, PointType } from '../proto/schema';
+import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES, PointType, PROTO_PATH, root } from '../proto/schema';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { DESCRIPTOR_MODULE, descriptorModule } from '../tsup.config';
 import CRC32 from 'crc-32';
 import { ackTopic, bucketOf, gatewayOfTelemetryTopic, parseTelemetryTopic, TELEMETRY_BUCKETS, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
 import { shardFilters, shardOf } from '../sink/shard';
@@ -53,6 +57,15 @@ const full: TelemetryPoint = {
 };
 
 describe('the wire contract', () => {
+  it('builds the descriptor the CLI carries from telemetry.proto, and the codec reads the same', () => {
+    const fromProto: unknown = protobuf.parse(readFileSync(PROTO_PATH, 'utf8'), { keepCase: true }).root.toJSON();
+    expect(DESCRIPTOR_MODULE.test(fileURLToPath(new URL('../proto/descriptor.ts', import.meta.url)))).toBe(true);
+    const built = /^export const DESCRIPTOR = (\{.*\});$/s.exec(descriptorModule());
+    const descriptor: unknown = JSON.parse(built?.[1] ?? 'null');
+    expect(descriptor).toEqual(fromProto);
+    expect(root.toJSON()).toEqual(fromProto);
+  });
+
   it('names the same point fields in telemetry.proto, proto/types.ts and the lake columns', () => {
     const protoFields = PointType.fieldsArray.map((f) => f.name).sort();
     expect(protoFields).toEqual(Object.keys(POINT_KEYS).sort());

@@ -380,6 +380,8 @@ describe('gateway: systemd unit and install.sh', () => {
     expect(shVar('CONFIG_DIR')).toBe('/etc/dronelake');
     expect(INSTALL_SH).toMatch(/install [^\n]*agent\.example\.yaml" "\$\{CONFIG_DIR\}\/agent\.yaml"/);
     expect(SERVICE.EnvironmentFile).toEqual(['-/etc/dronelake/agent.env']);
+    // The node flags the gateway guide's sizing table measures (bench/agent-footprint.ts reads them here).
+    expect(SERVICE.Environment).toEqual(['NODE_ENV=production', 'NODE_OPTIONS=--max-semi-space-size=1']);
     expect(one('Restart')).toMatch(/^(on-failure|always)$/);
     expect(Number(one('RestartSec'))).toBeGreaterThan(0);
     expect(UNIT.Unit?.StartLimitIntervalSec).toEqual(['0']);
