@@ -1,7 +1,4 @@
 import mqtt from 'mqtt';
-import { connect as tcpConnect, isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
 import { wireOfPayload } from '../proto/columnar';
 import { ackTopic, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
@@ -37,21 +34,6 @@ export interface PublisherStats {
 }
 
 /**
- * The link's socket, for the URLs the agent's --broker admits: TLS for mqtts:// and tls://,
- * or with a client certificate (as mqtt.connect upgrades), else TCP, on MQTT's default ports.
- * mqtt.connect would also load MQTT.js's WebSocket and SOCKS transports and node's http and
- * https, which no gateway's agent uses (invariant 6: the agent's memory).
- */
-function streamBuilder(url: URL, tls: PublisherConfig['tls']): () => Duplex {
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  const secure = url.protocol === 'mqtts:' || url.protocol === 'tls:' || (tls.cert !== undefined && tls.key !== undefined);
-  const port = Number(url.port) || (secure ? 8883 : 1883);
-  if (!secure) return () => tcpConnect({ host, port });
-  // A certificate names a host, not an address: SNI only for names, as mqtt.connect does.
-  return () => tlsConnect({ host, port, ...(isIP(host) === 0 ? { servername: host } : {}), ...tls });
-}
-
-/**
  * Sends pending batches at QoS 1, at most `window` unacknowledged at once, and frees each
  * only on the sink's commit ack (invariant 2): a PUBACK says only that the broker got it.
  */
@@ -76,10 +58,7 @@ export class Publisher {
     private readonly log: Logger,
   ) {
     const topic = ackTopic(config.gatewayId);
-    const url = new URL(config.broker);
-    // As mqtt.connect did: credentials in the URL count when no --username is given.
-    const [username, password] = config.username ? [config.username, config.password] : [decodeURIComponent(url.username), decodeURIComponent(url.password)];
-    this.client = new mqtt.MqttClient(streamBuilder(url, config.tls), {
+    this.client = mqtt.connect(config.broker, {
       clientId: config.clientId,
       clean: true,
       // Reconnects are scheduled below, with backoff and jitter.
@@ -88,8 +67,9 @@ export class Publisher {
       // MQTT.js otherwise builds 65,536 two-byte Buffers for packet ids on its first
       // write: 6 MB of heap that an agent on a small gateway cannot spare (invariant 6).
       writeCache: false,
-      ...(username ? { username } : {}),
-      ...(password ? { password } : {}),
+      ...(config.username ? { username: config.username } : {}),
+      ...(config.password ? { password: config.password } : {}),
+      ...config.tls,
     });
     for (const seq of pending.seqs()) this.backlog.push(seq);
     this.client.on('connect', () => {

@@ -329,7 +329,7 @@ function invocations(): Invocation[] {
 describe('deploy files: commands, flags, config keys and environment variables exist', () => {
   it('the routes the probes use are served by every component', () => {
     expect(ROUTES).toEqual({ health: '/health', metrics: '/metrics' });
-    for (const file of ['broker/server.ts', 'sink/sink.ts', 'agent/agent.ts']) {
+    for (const file of ['broker/server.ts', 'sink/routes.ts', 'agent/agent.ts']) {
       expect(read(file), file).toContain('healthRoute(');
       expect(read(file), file).toContain('metricsRoute(');
     }
