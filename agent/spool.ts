@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import CRC32C from 'crc-32/crc32c.js';
+import { fsyncPath } from '../deploy/runtime/files';
 import { isStreamId, newStreamId } from '../proto/stream';
 import type { ClosedBatch } from './batcher';
 
@@ -772,7 +773,7 @@ export class Spool {
     if (!this.checkpointKeptWithout(dead)) dead = dead.slice(0, -1);
     if (dead.length === 0) return;
     for (const seg of dead) await this.deleteSegment(seg);
-    await syncDir(this.dir);
+    await fsyncPath(this.dir);
     this.signal();
   }
 
@@ -787,7 +788,7 @@ export class Spool {
     if (oldest === this.active || oldest === pending || oldest.queuedWrites > 0 || !this.checkpointKeptWithout([oldest])) return false;
     this.countDrop(oldest);
     await this.deleteSegment(oldest);
-    await syncDir(this.dir);
+    await fsyncPath(this.dir);
     const checkpoint = checkpointFrame(this.checkpoint());
     try {
       const handle = await this.openSegment(pending);
@@ -811,7 +812,7 @@ export class Spool {
     try {
       await writeAll(handle, segment.header);
       await handle.sync();
-      await syncDir(this.dir);
+      await fsyncPath(this.dir);
     } catch (err) {
       await handle.close();
       throw err;
@@ -914,7 +915,7 @@ export class Spool {
         throw err;
       }
       for (const seg of dead) await this.deleteSegment(seg);
-      await syncDir(this.dir);
+      await fsyncPath(this.dir);
       await this.rewriteAckLog();
       this.signal();
     });
@@ -955,7 +956,7 @@ export class Spool {
       this.ackHandle = undefined;
     }
     await rename(tmp, path);
-    await syncDir(this.dir);
+    await fsyncPath(this.dir);
     // Positional writes at ackBytes, so a write cut back after a failure is written over.
     this.ackHandle = await open(path, 'r+');
     this.ackBytes = acks.length;
@@ -1247,16 +1248,6 @@ async function truncateFile(path: string, length: number): Promise<void> {
   const handle = await open(path, 'r+');
   try {
     await handle.truncate(length);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes creations, renames and deletions in the dir durable. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
     await handle.sync();
   } finally {
     await handle.close();

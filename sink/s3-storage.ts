@@ -20,7 +20,8 @@ import {
   type CompletedPart,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { fsyncPath, ObjectExistsError, type LakeStorage, type StoredObject } from './storage';
+import { fsyncPath } from '../deploy/runtime/files';
+import { ObjectExistsError, type LakeStorage, type StoredObject } from './storage';
 
 /** How to reach the store. Every optional field left out falls back to the AWS SDK's own chain (environment, profiles, roles). */
 export interface S3Settings {

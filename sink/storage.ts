@@ -1,5 +1,6 @@
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { fsyncPath } from '../deploy/runtime/files';
 
 /** One stored object, as a listing reports it. */
 export interface StoredObject {
@@ -64,15 +65,6 @@ export async function publishOwn(storage: LakeStorage, local: string, key: strin
     if (!(err instanceof ObjectExistsError)) throw err;
     await storage.remove(key);
     await storage.publish(local, key);
-  }
-}
-
-export async function fsyncPath(p: string): Promise<void> {
-  const handle = await open(p, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

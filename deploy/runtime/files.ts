@@ -64,7 +64,12 @@ export async function replaceFile(file: string, text: string): Promise<void> {
     await rm(temp, { force: true });
     throw err;
   }
-  const handle = await open(dir, 'r');
+  await fsyncPath(dir);
+}
+
+/** Makes a file's bytes, or a directory's creations, renames and deletions, durable. */
+export async function fsyncPath(p: string): Promise<void> {
+  const handle = await open(p, 'r');
   try {
     await handle.sync();
   } finally {
