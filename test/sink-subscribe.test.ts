@@ -60,13 +60,11 @@ describe('the sink subscribing at start', () => {
     cleanups.push(() => gateway.endAsync());
     const t0 = nowMicros() - 2_000_000;
     const { topic, payload } = wireMessage('v2', { gateway_id: 'gw-sub', batch_seq: 1, sent_at: nowMicros(), points: [0, 1, 2].map((i) => cruisePoint('d-sub', i, t0 + i * 100_000)) });
-    const ack = await gateway.publishAsync(topic, Buffer.from(payload), { qos: 1 });
-    console.log('PUB', topic, ack?.messageId, gateway.connected);
+    await gateway.publishAsync(topic, Buffer.from(payload), { qos: 1 });
     await waitFor('the 3 points committed', async () => {
       await sink.flush();
       return sink.stats().pointsCommitted === 3;
     });
-    console.log('ST', JSON.stringify(sink.stats()).slice(0, 200));
     expect(await lake.query('SELECT count(*)::INT AS n, count(DISTINCT seq)::INT AS d FROM telemetry')).toEqual([{ n: 3, d: 3 }]);
   });
 
