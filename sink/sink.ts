@@ -22,7 +22,7 @@ import { subscribeTelemetry } from './subscribe';
 import { sloTargets } from './slo';
 import { BatchLedger, PointLedger, takeSeq, type StreamRun } from './dedupe';
 import { LatencyHistogram } from './latency';
-import { createLivePort } from './live';
+import { createLivePort, mqttLiveLink } from './live';
 import { checkpointKey, commitRecord, positionValue, putCheckpoint, restoreCheckpoints, STATE_EVERY, stateKey, stateRecord, writerPositions, writerProperty } from './checkpoint';
 import { adoptLegacyManifest } from './migrate';
 import { newManifestCache } from './table/manifests';
@@ -41,12 +41,6 @@ import { emptySinkStats, type SinkSnapshot } from './stats';
 export type SinkConfig = ParsedOptions<typeof sinkOptions>;
 
 const MIB = 1024 * 1024;
-/**
- * Live messages written but not yet taken by the broker, in bytes, beyond which the port
- * drops. A commit's rows go out in one burst once it is in the table, so the bound leaves
- * room for one commit of a few thousand rows (about 200 bytes each) and still bounds memory.
- */
-const LIVE_MAX_BUFFERED = 4 * MIB;
 
 export interface Sink {
   readonly lake: string;
@@ -161,18 +155,11 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
   const ackClient = connect(`${clientId}-acks`, { clean: true });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
   // The live port has a connection of its own, so that nothing it carries can delay an ack.
-  // Invariant 6: it publishes at QoS 0, queues nothing while the link is down, and drops
-  // (and counts) what the broker is not reading, so it never holds memory or a commit.
+  // Invariant 6: the port queues for it at most --live-queue-mib and never makes a commit wait (sink/live.ts).
   const liveClient = config.live ? connect(`${clientId}-live`, { clean: true, queueQoSZero: false }) : null;
   liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
   const liveSettings = { after: config.liveAfter, format: config.liveFormat, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
-  const live = liveClient
-    ? createLivePort(liveSettings, (topic, payload) => {
-        if (!liveClient.connected || liveClient.stream.writableLength > LIVE_MAX_BUFFERED) return false;
-        liveClient.publish(topic, typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 0 });
-        return true;
-      })
-    : null;
+  const live = liveClient ? createLivePort(liveSettings, mqttLiveLink(liveClient), config.liveQueueMib * MIB) : null;
   const liveAfterCommit = live?.settings.after === 'commit';
 
   async function commitOnce(): Promise<void> {
@@ -523,7 +510,7 @@ export async function startSink(config: SinkConfig, log: Logger): Promise<Sink> 
       }
       compactConn.closeSync();
       await commit();
-      live?.close();
+      await live?.close();
       await catalog.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the catalog failed'));
       catalogConn.closeSync();
       await http?.close();
