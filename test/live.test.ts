@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkOptions } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { HAS_MOSQUITTO, makeRegistry, mosquitto, within } from './broker-helpers';
-import { duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
+import { duck, lakeGlob, quietLog, ROOT, tempDir, waitFor } from './helpers';
 
 type Row = Record<string, unknown>;
 
@@ -97,13 +98,87 @@ function pausedSse(url: string): { points: Row[]; missed: () => number; connecte
   return { points, missed: () => missed, connected: () => response !== undefined, pause: () => response?.pause(), resume: () => response?.resume(), close: () => req.destroy() };
 }
 
+/**
+ * A consumer in a process of its own, as a real one runs: an MQTT.js client subscribed to the
+ * live topics at QoS 0 that writes each message's payload to stdout as a line. In the test's
+ * process it would share an event loop with the broker that writes to it, and fall behind.
+ */
+async function processConsumer(url: string, username: string, password: string): Promise<{ payloads: () => string[]; stop: () => Promise<void> }> {
+  const script = `
+    import mqtt from 'mqtt';
+    const client = await mqtt.connectAsync(process.env.URL, { clientId: 'ops-map-process', username: process.env.USER_ID, password: process.env.SECRET, reconnectPeriod: 0 });
+    client.on('message', (_topic, payload) => process.stdout.write(payload.toString() + '\\n'));
+    await client.subscribeAsync(${JSON.stringify(LIVE_WILDCARD)}, { qos: 0 });
+    process.stderr.write('subscribed\\n');
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, env: { ...process.env, URL: url, USER_ID: username, SECRET: password }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  await within('the consumer process to subscribe', new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('subscribed')) resolve();
+    });
+    void exited.then(() => reject(new Error(`the consumer process exited: ${err}`)));
+  }), 20_000);
+  return {
+    // Complete lines only: the last may still be arriving.
+    payloads: () => out.slice(0, out.lastIndexOf('\n') + 1).split('\n').filter((l) => l.length > 0),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * A loopback relay in front of the broker for the sink's connections. `stall()` stops reading
+ * what the sink's live connection (the one whose CONNECT names `liveClientId`) sends, as a
+ * broker link that has stopped taking anything; `resume()` reads again.
+ */
+async function liveRelay(brokerUrl: string, liveClientId: string): Promise<{ url: string; found: () => boolean; stall: () => void; resume: () => void; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let live: net.Socket | null = null;
+  const server = net.createServer((down) => {
+    const up = net.connect(Number(new URL(brokerUrl).port), '127.0.0.1');
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    let first = true;
+    down.on('data', (chunk: Buffer) => {
+      // The CONNECT is the first packet a client sends, and carries its client id.
+      if (first && chunk.includes(liveClientId)) live = down;
+      first = false;
+      up.write(chunk);
+    });
+    up.pipe(down);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `mqtt://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    found: () => live !== null,
+    stall: () => live?.pause(),
+    resume: () => live?.resume(),
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 describe('the live output port', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setUp(name: string, sinkArgs: string[], brokerConfig: Partial<BrokerConfig> = {}) {
+  /** `via` puts something between the sink and the broker: it gets the broker's URL and gives the sink's. */
+  async function setUp(name: string, sinkArgs: string[], brokerConfig: Partial<BrokerConfig> = {}, via: (brokerUrl: string) => Promise<string> = async (url) => url) {
     const tmp = await tempDir(`live-${name}`);
     cleanups.push(tmp.remove);
     const { file, secrets } = await makeRegistry(tmp.dir, [
@@ -116,7 +191,7 @@ describe('the live output port', () => {
     const creds = (id: string) => ['--username', id, '--password', secrets.get(id)!];
     const lake = path.join(tmp.dir, 'lake');
     const sink: Sink = await startSink(
-      parseOptions(sinkOptions, ['--broker', broker.url, '--lake', lake, '--http', '127.0.0.1:0', '--live', ...creds('dronelake-sink'), ...sinkArgs]).options,
+      parseOptions(sinkOptions, ['--broker', await via(broker.url), '--lake', lake, '--http', '127.0.0.1:0', '--live', ...creds('dronelake-sink'), ...sinkArgs]).options,
       quietLog,
     );
     cleanups.push(() => sink.close());
@@ -235,7 +310,7 @@ describe('the live output port', () => {
     consumer.stream.resume();
     sse.resume();
     const live = () => sink.stats().live!;
-    const published = () => live().points - live().mqttDroppedPoints;
+    const published = () => live().mqttPublishedPoints;
     const mqttBalanced = () => received.length + (dropped().points['ops-map'] ?? 0) === published();
     // The SSE client hears of its last gap with the next event it is sent: a few more rounds, at most 10.
     const sseBalanced = () => sse.points.length + sse.missed() === live().points;
@@ -260,6 +335,106 @@ describe('the live output port', () => {
 
     // The lake has every accepted point, once.
     expect(live().points).toBe(sent);
+    const [lakeRows] = await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, stream, seq))::INTEGER AS distinct_keys FROM read_parquet('${lakeGlob(lake)}')`);
+    expect(lakeRows).toEqual({ n: sent, distinct_keys: sent });
+  });
+
+  it('publishes a commit whose JSON rows exceed 4 MiB whole to a consumer that reads: every point once, nothing dropped', async () => {
+    const points = 15_000;
+    // One commit: no timed flush, and the commit starts at exactly this many points.
+    const { broker, sink, post, secrets } = await setUp('burst', ['--flush-interval', '600', '--commit-points', String(points), '--alert-silence', '0']);
+    const consumer = await processConsumer(broker.url, 'ops-map', secrets.get('ops-map')!);
+    cleanups.push(consumer.stop);
+    const received = () => consumer.payloads().flatMap((line) => (JSON.parse(line) as Row[]).map(key));
+
+    const ts = Date.now() - 60_000;
+    const drones = 40;
+    const all = Array.from({ length: points }, (_, i) => ({
+      drone_id: `burst-${i % drones}`,
+      seq: Math.floor(i / drones),
+      ts: ts + Math.floor(i / drones),
+      lat: 47.3654248,
+      lon: 8.631304,
+      alt_m: 473.27,
+      rel_alt_m: 65.27,
+      ground_speed_mps: 12.33,
+      vertical_speed_mps: -0.06,
+      heading_deg: 279.05,
+      battery_pct: 50,
+      battery_voltage_v: 22.744,
+      gps_fix: '3d',
+      satellites: 11,
+      flight_state: 'cruise',
+      armed: true,
+      mission_id: 'M-burst-0001',
+    }));
+    for (let at = 0; at < points; at += 5_000) expect(await post(all.slice(at, at + 5_000))).toBe(200);
+    await waitFor(`${points} points committed`, () => sink.stats().pointsCommitted === points || undefined, 60_000);
+    await waitFor(`the consumer to get ${points} points`, () => received().length >= points || undefined, 30_000);
+    const rows = received();
+    const bytes = consumer.payloads().reduce((n, line) => n + Buffer.byteLength(line), 0);
+
+    expect(sink.stats().commits).toBe(1);
+    // More than the 4 MiB the port used to let its socket hold before it dropped.
+    expect(bytes).toBeGreaterThan(4 * 1024 * 1024);
+    expect(rows.length).toBe(points);
+    expect(new Set(rows).size).toBe(points);
+    expect(sink.stats().live).toMatchObject({ points, mqttPublishedPoints: points, mqttDroppedPoints: 0, mqttQueuedPoints: 0, mqttQueuedBytes: 0 });
+    expect(broker.stats().consumerDrops.points).toEqual({});
+  });
+
+  it('with its broker link stalled, keeps committing, holds at most --live-queue-mib, drops the oldest counted, and accounts for every point once the link reads again', async () => {
+    let relay: Awaited<ReturnType<typeof liveRelay>> | undefined;
+    const via = async (url: string) => {
+      relay = await liveRelay(url, 'dronelake-sink-live');
+      cleanups.push(relay.close);
+      return relay.url;
+    };
+    const { broker, sink, post, secrets, lake } = await setUp('stalled', ['--flush-interval', '0.2', '--live-queue-mib', '1', '--alert-silence', '0'], {}, via);
+    const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-stalled', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
+    cleanups.push(() => consumer.endAsync(true));
+    const received: string[] = [];
+    consumer.on('message', (_topic, payload) => {
+      for (const row of JSON.parse(payload.toString()) as Row[]) received.push(key(row));
+    });
+    await consumer.subscribeAsync(LIVE_WILDCARD, { qos: 0 });
+    await waitFor('the live connection through the relay', () => relay!.found() || undefined);
+    relay!.stall();
+
+    const live = () => sink.stats().live!;
+    let sent = 0;
+    let largestQueue = 0;
+    const postRound = async (round: number) => {
+      const points = Array.from({ length: 2_000 }, (_, i) => ({ drone_id: `stalled-${i % 20}`, seq: round * 100 + Math.floor(i / 20), ts: Date.now() - 5_000 + round, lat: 47.123456789012, lon: 8.5, alt_m: 512.25, battery_pct: 80, gps_fix: '3d', flight_state: 'cruise', mission_id: 'm-0123456789' }));
+      expect(await post(points)).toBe(200);
+      sent += points.length;
+      // The lake does not wait for the port.
+      await waitFor(`${sent} points committed`, () => sink.stats().pointsCommitted === sent || undefined, 30_000);
+      const l = live();
+      largestQueue = Math.max(largestQueue, l.mqttQueuedBytes);
+      expect(l.mqttPublishedPoints + l.mqttDroppedPoints + l.mqttQueuedPoints).toBe(sent);
+    };
+    // About 900 KB of rows a round: rounds until the socket's and the relay's buffers are full
+    // and the queue overflows, at most 60 (54 MB).
+    let round = 0;
+    while (round < 60 && live().mqttDroppedPoints === 0) await postRound(round++);
+    // Two more rounds while the queue is full: still committed, still bounded.
+    for (const end = round + 2; round < end; ) await postRound(round++);
+    expect(live().mqttDroppedPoints).toBeGreaterThan(0);
+    expect(live().mqttQueuedPoints).toBeGreaterThan(0);
+    expect(largestQueue).toBeGreaterThan(0);
+    expect(largestQueue).toBeLessThanOrEqual(1024 * 1024);
+
+    // The link reads again: the queue empties, and what was published reaches the consumer.
+    relay!.resume();
+    await waitFor('the queue to empty', () => live().mqttQueuedPoints === 0 || undefined, 30_000);
+    const l = live();
+    expect(l.points).toBe(sent);
+    expect(l.mqttPublishedPoints + l.mqttDroppedPoints).toBe(sent);
+    const brokerDropped = () => broker.stats().consumerDrops.points['ops-map'] ?? 0;
+    await waitFor('the consumer to account for every published point', () => received.length + brokerDropped() === l.mqttPublishedPoints || undefined, 30_000);
+    expect(received.length + brokerDropped()).toBe(l.mqttPublishedPoints);
+    expect(new Set(received).size).toBe(received.length);
     const [lakeRows] = await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, stream, seq))::INTEGER AS distinct_keys FROM read_parquet('${lakeGlob(lake)}')`);
     expect(lakeRows).toEqual({ n: sent, distinct_keys: sent });
   });
