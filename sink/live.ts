@@ -53,8 +53,9 @@ export interface LiveStats {
   messages: number;
   /** Points written to the broker link; with the dropped and the queued ones, `points`. */
   mqttPublishedPoints: number;
-  /** Points and alerts dropped from a full queue (the broker link down or stalled), or still queued at shutdown. */
+  /** Points dropped from a full queue (the broker link down or stalled), or still queued at shutdown. */
   mqttDroppedPoints: number;
+  /** Alerts dropped likewise. */
   mqttDroppedAlerts: number;
   /** What waits in the queue for the broker link now. */
   mqttQueuedPoints: number;
