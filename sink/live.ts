@@ -1,4 +1,6 @@
 import type http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { MqttClient } from 'mqtt';
 import { ColumnsBuilder, encodeColumnar } from '../proto/columnar';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { nowMicros } from '../proto/time';
@@ -9,10 +11,13 @@ import { eventsTopic, ID_PATTERN, liveTopic } from '../proto/topics';
 // that cannot wait for files. One MQTT message per drone per delivery, on
 // dronelake/v1/live/{drone_id}: lake rows in JSON, or (--live-format v2) the points as a
 // wire v2 ColumnarBatch; Server-Sent Events always carry the JSON rows. A slow
-// consumer never slows the lake (invariant 6): MQTT goes out at QoS 0 and is dropped,
-// counted, while the broker link is down or backed up (the broker then drops and counts per
-// consumer, broker/consumers.ts); an SSE client that falls behind misses events, counted,
-// and is told how many once it catches up.
+// consumer never slows the lake (invariant 6): send() never waits. MQTT messages go into a
+// queue bounded in bytes (--live-queue-mib), written out at QoS 0 as fast as the broker link
+// takes them, so a commit's burst is paced rather than dropped; only when the queue is full
+// (the link down or stalled for longer than the bound covers) is its oldest message dropped,
+// counted. The broker then drops and counts per consumer what a consumer cannot take
+// (broker/consumers.ts). An SSE client that falls behind misses events, counted, and is told
+// how many once it catches up.
 
 /** When a point goes live: once durably in the lake (commit), or as soon as validated (accept). */
 export const LIVE_AFTER = ['commit', 'accept'] as const;
@@ -46,8 +51,15 @@ export interface LiveSettings {
 export interface LiveStats {
   points: number;
   messages: number;
-  /** Points not published on MQTT because the broker link was down or backed up. */
+  /** Points written to the broker link; with the dropped and the queued ones, `points`. */
+  mqttPublishedPoints: number;
+  /** Points dropped from a full queue (the broker link down or stalled), or still queued at shutdown. */
   mqttDroppedPoints: number;
+  /** Alerts dropped likewise. */
+  mqttDroppedAlerts: number;
+  /** What waits in the queue for the broker link now. */
+  mqttQueuedPoints: number;
+  mqttQueuedBytes: number;
   sseClients: number;
   /** Points and alerts not sent to an SSE client that was behind, all clients. */
   sseDroppedPoints: number;
@@ -57,17 +69,45 @@ export interface LiveStats {
   events: Record<AlertKind, number>;
 }
 
-/** Where the port publishes: false when the message was dropped (no broker link). */
-export type LivePublish = (topic: string, payload: string | Uint8Array) => boolean;
+/** The port's MQTT connection to the broker, as the queue sees it. */
+export interface LiveLink {
+  /** Bytes written to the connection that its socket has not yet handed on; null while it is down. */
+  unsent(): number | null;
+  /** Writes one message at QoS 0; called only while the link is up. */
+  publish(topic: string, payload: string | Uint8Array): void;
+  /** Calls `wake` once, when the socket drains or the connection comes (back) up. */
+  wait(wake: () => void): void;
+}
+
+/** A connection of the sink's own to the broker as the port's link. */
+export function mqttLiveLink(client: MqttClient): LiveLink {
+  return {
+    unsent: () => (client.connected ? client.stream.writableLength : null),
+    publish: (topic, payload) => client.publish(topic, typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 0 }),
+    wait(wake) {
+      const stream = client.stream;
+      const once = (): void => {
+        stream.off('drain', once);
+        client.off('connect', once);
+        wake();
+      };
+      // A socket holding more than its high-water mark emits 'drain' once it has handed
+      // everything on; a closed one never does, and the reconnect wakes the queue instead.
+      if (client.connected) stream.on('drain', once);
+      client.on('connect', once);
+    },
+  };
+}
 
 export interface LivePort {
   readonly settings: LiveSettings;
-  /** Publishes points, in order; called per batch (accept) or per commit (commit). */
+  /** Publishes points, in order; called per batch (accept) or per commit (commit). Never waits. */
   send(points: readonly LivePoint[]): void;
   /** GET /live?drone=ID[,ID...]: an SSE stream of `points` and `alert` events. */
   sse(req: http.IncomingMessage, res: http.ServerResponse): void;
   stats(): LiveStats;
-  close(): void;
+  /** Ends SSE streams, gives the queue up to LIVE_CLOSE_MS to reach the broker, and counts what is left as dropped. */
+  close(): Promise<void>;
 }
 
 /** Microseconds since the epoch as RFC 3339 UTC, keeping all six digits. */
@@ -89,6 +129,22 @@ function liveRow({ point: p, gatewayId, ingestedAtUs }: LivePoint): LiveRow {
   row['gateway_id'] = gatewayId;
   row['ingested_at'] = micros(ingestedAtUs);
   return row;
+}
+
+/**
+ * Bytes the queue lets the link's socket hold unsent before it waits for a drain: enough to
+ * keep a loopback or LAN link busy between wake-ups, small beside the queue's bound.
+ */
+const LIVE_SOCKET_BYTES = 1024 * 1024;
+/** How long a closing port waits for its queue to reach the broker. */
+const LIVE_CLOSE_MS = 2000;
+
+/** A message waiting for the broker link: `points` 0 for an alert. */
+interface Queued {
+  topic: string;
+  payload: string | Uint8Array;
+  bytes: number;
+  points: number;
 }
 
 /** A write of more than this many bytes still waiting means the SSE client is behind. */
@@ -113,11 +169,74 @@ interface SseClient {
   behindSince: number;
 }
 
-export function createLivePort(settings: LiveSettings, publish: LivePublish): LivePort {
+/** `maxQueuedBytes` bounds the MQTT messages waiting for the broker link (invariant 6). */
+export function createLivePort(settings: LiveSettings, link: LiveLink, maxQueuedBytes: number): LivePort {
   // sseClients is read off `clients` when asked for, not kept in step with it.
-  const stats: Omit<LiveStats, 'sseClients'> = { points: 0, messages: 0, mqttDroppedPoints: 0, sseDroppedPoints: 0, sseDroppedAlerts: 0, sseDisconnected: 0, events: { emergency: 0, battery_low: 0, silent: 0 } };
+  const stats: Omit<LiveStats, 'sseClients'> = {
+    points: 0,
+    messages: 0,
+    mqttPublishedPoints: 0,
+    mqttDroppedPoints: 0,
+    mqttDroppedAlerts: 0,
+    mqttQueuedPoints: 0,
+    mqttQueuedBytes: 0,
+    sseDroppedPoints: 0,
+    sseDroppedAlerts: 0,
+    sseDisconnected: 0,
+    events: { emergency: 0, battery_low: 0, silent: 0 },
+  };
   const drones = new Map<string, DroneState>();
   const clients = new Set<SseClient>();
+  /** The MQTT queue, oldest first from `head`; one entry per message, not per point. */
+  let queue: Queued[] = [];
+  let head = 0;
+  let waiting = false;
+
+  function dequeue(): Queued {
+    const m = queue[head++]!;
+    stats.mqttQueuedBytes -= m.bytes;
+    stats.mqttQueuedPoints -= m.points;
+    // The consumed front is cut off now and then, so the array stays the size of what waits.
+    if (head === queue.length || (head >= 1024 && head * 2 >= queue.length)) {
+      queue = queue.slice(head);
+      head = 0;
+    }
+    return m;
+  }
+
+  function drop(m: Queued): void {
+    if (m.points > 0) stats.mqttDroppedPoints += m.points;
+    else stats.mqttDroppedAlerts++;
+  }
+
+  /** Writes what waits while the link takes it; otherwise asks to be woken when it can take more. */
+  function pump(): void {
+    while (head < queue.length) {
+      const unsent = link.unsent();
+      if (unsent === null || unsent >= LIVE_SOCKET_BYTES) {
+        if (!waiting) {
+          waiting = true;
+          link.wait(() => {
+            waiting = false;
+            pump();
+          });
+        }
+        return;
+      }
+      const m = dequeue();
+      link.publish(m.topic, m.payload);
+      stats.mqttPublishedPoints += m.points;
+    }
+  }
+
+  function publish(topic: string, payload: string | Uint8Array, points: number): void {
+    const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    queue.push({ topic, payload, bytes, points });
+    stats.mqttQueuedBytes += bytes;
+    stats.mqttQueuedPoints += points;
+    // Invariant 6: the queue never holds more than its bound; the oldest go first, counted.
+    while (stats.mqttQueuedBytes > maxQueuedBytes) drop(dequeue());
+  }
 
   /** `points`: the rows in `json`, 0 for an alert. */
   function toSse(event: 'points' | 'alert', droneId: string, json: string, points: number): void {
@@ -155,7 +274,7 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
   function alert(kind: AlertKind, droneId: string, body: Record<string, unknown>): void {
     stats.events[kind]++;
     const json = JSON.stringify({ event: kind, drone_id: droneId, at: new Date().toISOString(), ...body });
-    publish(eventsTopic(droneId), json);
+    publish(eventsTopic(droneId), json, 0);
     toSse('alert', droneId, json, 0);
   }
 
@@ -197,6 +316,7 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
             drones.delete(droneId);
             alert('silent', droneId, { last_seen: new Date(state.lastSeenMs).toISOString(), silent_seconds: Math.round((now - state.lastSeenMs) / 1000) });
           }
+          pump();
         }, Math.min(1000, silenceMs / 4))
       : null;
   silence?.unref();
@@ -217,10 +337,12 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
       for (const [droneId, list] of byDrone) {
         const json = JSON.stringify(list.map(liveRow));
         stats.points += list.length;
-        if (!publish(liveTopic(droneId), message(list, json))) stats.mqttDroppedPoints += list.length;
+        publish(liveTopic(droneId), message(list, json), list.length);
         stats.messages++;
         toSse('points', droneId, json, list.length);
       }
+      // Alerts raised by watch() are queued too: the whole delivery goes out as one paced burst.
+      pump();
     },
     sse(req, res) {
       const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
@@ -238,10 +360,18 @@ export function createLivePort(settings: LiveSettings, publish: LivePublish): Li
       res.on('close', () => clients.delete(client));
     },
     stats: () => ({ ...stats, sseClients: clients.size, events: { ...stats.events } }),
-    close() {
+    async close() {
       if (silence) clearInterval(silence);
       for (const client of clients) client.res.end();
       clients.clear();
+      // The last commit's points go out if the link takes them soon; a down or stalled link
+      // does not hold up shutdown. Polled: a drain may never come.
+      const end = Date.now() + LIVE_CLOSE_MS;
+      for (let unsent = link.unsent(); unsent !== null && (head < queue.length || unsent > 0) && Date.now() < end; unsent = link.unsent()) {
+        pump();
+        await sleep(20);
+      }
+      while (head < queue.length) drop(dequeue());
     },
   };
 }

@@ -83,6 +83,11 @@ export const sinkOptions = {
     describe: "with --live: MQTT messages as 'json' (lake rows) or 'v2' (a wire v2 columnar batch of the points); SSE stays JSON",
     schema: z.enum(LIVE_FORMATS).default('json'),
   },
+  liveQueueMib: {
+    type: 'string',
+    describe: "with --live: MiB of MQTT messages held for the broker link while it is slow or down (JSON rows are about 460 bytes a point); when full, the oldest are dropped, counted",
+    schema: optionSchemas.count(1, 1_000_000).default(64),
+  },
   alertBatteryPct: { type: 'string', describe: "with --live: a 'battery_low' event when a drone's battery_pct falls below this", schema: z.coerce.number().min(0).max(100).default(20) },
   alertSilence: { type: 'string', describe: "with --live: a 'silent' event when a drone sent nothing for this many seconds; 0 turns it off", schema: z.coerce.number().min(0).max(1e6).default(60) },
   qualityWindow: { type: 'string', describe: 'seconds per quality window: each gets a quality record, a lineage event and the objectives\' status', schema: optionSchemas.positive().default(60) },

@@ -13,7 +13,7 @@ import { COMPACTED_ROW_GROUP_ROWS } from './compactor';
 import { BatchLedger, PointLedger } from './dedupe';
 import { checkLakeRoot } from './lake-root';
 import { LatencyHistogram } from './latency';
-import { createLivePort } from './live';
+import { createLivePort, mqttLiveLink } from './live';
 import { adoptLegacyManifest } from './migrate';
 import { openLake } from './open-storage';
 import { checkSinkOptions, type SinkConfig } from './options';
@@ -32,12 +32,6 @@ import { refuseSecondWriter } from './table/writers';
 import { createTake } from './take';
 
 const MIB = 1024 * 1024;
-/**
- * Live messages written but not yet taken by the broker, in bytes, beyond which the port
- * drops. A commit's rows go out in one burst once it is in the table, so the bound leaves
- * room for one commit of a few thousand rows (about 200 bytes each) and still bounds memory.
- */
-const LIVE_MAX_BUFFERED = 4 * MIB;
 
 export interface Sink {
   readonly lake: string;
@@ -149,18 +143,11 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   const ackClient = connect(`${clientId}-acks`, { clean: true });
   ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
   // The live port has a connection of its own, so that nothing it carries can delay an ack.
-  // Invariant 6: it publishes at QoS 0, queues nothing while the link is down, and drops
-  // (and counts) what the broker is not reading, so it never holds memory or a commit.
+  // Invariant 6: the port queues for it at most --live-queue-mib and never makes a commit wait (sink/live.ts).
   const liveClient = config.live ? connect(`${clientId}-live`, { clean: true, queueQoSZero: false }) : null;
   liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
   const liveSettings = { after: config.liveAfter, format: config.liveFormat, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
-  const live = liveClient
-    ? createLivePort(liveSettings, (topic, payload) => {
-        if (!liveClient.connected || liveClient.stream.writableLength > LIVE_MAX_BUFFERED) return false;
-        liveClient.publish(topic, typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 0 });
-        return true;
-      })
-    : null;
+  const live = liveClient ? createLivePort(liveSettings, mqttLiveLink(liveClient), config.liveQueueMib * MIB) : null;
 
   const commit = createCommitter(
     { writer, storage, conn, lakeTable, ackClient, stats, latency, ledger, pointLedger, rejected, storeHealth, staging, live, streamIdleMs, log, newBuffer, closing: () => closing },
@@ -204,7 +191,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     // A sink that cannot start leaves nothing open behind it: with a client still
     // reconnecting, the process would not even exit.
     closing = true;
-    live?.close();
+    await live?.close();
     staging.close();
     await Promise.all([client.endAsync(true), ackClient.endAsync(true), liveClient?.endAsync(true)]);
     closeStageBuffer(await buffers.spare);
@@ -282,7 +269,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
       await compaction.stop();
       compactConn.closeSync();
       await commit();
-      live?.close();
+      await live?.close();
       await catalog.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the catalog failed'));
       catalogConn.closeSync();
       await http?.close();

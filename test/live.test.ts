@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import * as z from 'zod';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentConfig } from '../agent/options';
 import { startBroker, type Broker, type BrokerConfig } from '../broker/server';
@@ -13,7 +15,7 @@ import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { HAS_MOSQUITTO, makeRegistry, mosquitto, within } from './broker-helpers';
-import { duck, lakeGlob, quietLog, tempDir, waitFor } from './helpers';
+import { duck, lakeGlob, quietLog, ROOT, tempDir, waitFor } from './helpers';
 
 type Row = Record<string, unknown>;
 
@@ -96,13 +98,129 @@ function pausedSse(url: string): { points: Row[]; missed: () => number; connecte
   return { points, missed: () => missed, connected: () => response !== undefined, pause: () => response?.pause(), resume: () => response?.resume(), close: () => req.destroy() };
 }
 
+/** What a consumer process received: rows, distinct point keys among them, payload bytes. */
+interface Tally {
+  rows: number;
+  distinct: number;
+  bytes: number;
+}
+
+/**
+ * A consumer in a process of its own, as a real one runs: an MQTT.js client subscribed to the
+ * live topics at QoS 0 that keeps what it receives and does little per message, so that it
+ * keeps up with a burst; it tells its tally when asked. In the test's process it would share
+ * an event loop with the broker that writes to it, and fall behind.
+ */
+async function processConsumer(url: string, username: string, password: string): Promise<{ tally: (what: 'rows' | 'keys') => Promise<Tally>; stop: () => Promise<void> }> {
+  const script = `
+    import mqtt from 'mqtt';
+    import readline from 'node:readline';
+    const client = await mqtt.connectAsync(process.env.URL, { clientId: 'ops-map-process', username: process.env.USER_ID, password: process.env.SECRET, reconnectPeriod: 0 });
+    const payloads = [];
+    let rows = 0;
+    client.on('message', (topic, payload) => {
+      payloads.push(payload);
+      // The rows in a message, counted without parsing it: each starts with its drone_id.
+      rows += payload.toString().split('{"drone_id":').length - 1;
+    });
+    await client.subscribeAsync(${JSON.stringify(LIVE_WILDCARD)}, { qos: 0 });
+    process.stderr.write('subscribed\\n');
+    // Asked on stdin: the rows so far, or ('keys') parsed, with the distinct keys.
+    for await (const line of readline.createInterface({ input: process.stdin })) {
+      const tally = { rows, distinct: 0, bytes: payloads.reduce((n, p) => n + p.length, 0) };
+      if (line === 'keys') tally.distinct = new Set(payloads.flatMap((p) => JSON.parse(p.toString()).map((r) => r.drone_id + '/' + r.stream + '/' + r.seq))).size;
+      process.stdout.write(JSON.stringify(tally) + '\\n');
+    }
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, env: { ...process.env, URL: url, USER_ID: username, SECRET: password }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const TallyLine = z.object({ rows: z.number(), distinct: z.number(), bytes: z.number() });
+  const answers: Array<(t: Tally) => void> = [];
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    let end: number;
+    while ((end = out.indexOf('\n')) >= 0) {
+      const line = out.slice(0, end);
+      out = out.slice(end + 1);
+      answers.shift()?.(TallyLine.parse(JSON.parse(line)));
+    }
+  });
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  await within(
+    'the consumer process to subscribe',
+    new Promise<void>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes('subscribed')) resolve();
+      });
+      void exited.then(() => reject(new Error(`the consumer process exited: ${err}`)));
+    }),
+    20_000,
+  );
+  return {
+    tally: (what) =>
+      within(
+        'the consumer process to answer',
+        new Promise<Tally>((resolve) => {
+          answers.push(resolve);
+          child.stdin!.write(`${what}\n`);
+        }),
+        10_000,
+      ),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * A loopback relay in front of the broker for the sink's connections. `stall()` stops reading
+ * what the sink's live connection (the one whose CONNECT names `liveClientId`) sends, as a
+ * broker link that has stopped taking anything; `resume()` reads again.
+ */
+async function liveRelay(brokerUrl: string, liveClientId: string): Promise<{ url: string; found: () => boolean; stall: () => void; resume: () => void; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let live: net.Socket | null = null;
+  const server = net.createServer((down) => {
+    const up = net.connect(Number(new URL(brokerUrl).port), '127.0.0.1');
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    let first = true;
+    down.on('data', (chunk: Buffer) => {
+      // The CONNECT is the first packet a client sends, and carries its client id.
+      if (first && chunk.includes(liveClientId)) live = down;
+      first = false;
+      up.write(chunk);
+    });
+    up.pipe(down);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `mqtt://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    found: () => live !== null,
+    stall: () => live?.pause(),
+    resume: () => live?.resume(),
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 describe('the live output port', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setUp(name: string, sinkGiven: Parameters<typeof sinkConfig>[0], brokerConfig: Partial<BrokerConfig> = {}) {
+  /** `via` puts something between the sink and the broker: it gets the broker's URL and gives the sink's. */
+  async function setUp(name: string, sinkGiven: Parameters<typeof sinkConfig>[0], brokerConfig: Partial<BrokerConfig> = {}, via: (brokerUrl: string) => Promise<string> = async (url) => url) {
     const tmp = await tempDir(`live-${name}`);
     cleanups.push(tmp.remove);
     const { file, secrets } = await makeRegistry(tmp.dir, [
@@ -115,7 +233,7 @@ describe('the live output port', () => {
     const creds = (id: string) => ({ username: id, password: secrets.get(id)! });
     const lake = path.join(tmp.dir, 'lake');
     const sink: Sink = await startSink(
-      sinkConfig({ broker: broker.url, lake, http: '127.0.0.1:0', live: true, ...creds('dronelake-sink'), ...sinkGiven }),
+      sinkConfig({ broker: await via(broker.url), lake, http: '127.0.0.1:0', live: true, ...creds('dronelake-sink'), ...sinkGiven }),
       quietLog,
     );
     cleanups.push(() => sink.close());
@@ -234,7 +352,7 @@ describe('the live output port', () => {
     consumer.stream.resume();
     sse.resume();
     const live = () => sink.stats().live!;
-    const published = () => live().points - live().mqttDroppedPoints;
+    const published = () => live().mqttPublishedPoints;
     const mqttBalanced = () => received.length + (dropped().points['ops-map'] ?? 0) === published();
     // The SSE client hears of its last gap with the next event it is sent: a few more rounds, at most 10.
     const sseBalanced = () => sse.points.length + sse.missed() === live().points;
@@ -259,6 +377,111 @@ describe('the live output port', () => {
 
     // The lake has every accepted point, once.
     expect(live().points).toBe(sent);
+    const [lakeRows] = await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, stream, seq))::INTEGER AS distinct_keys FROM read_parquet('${lakeGlob(lake)}')`);
+    expect(lakeRows).toEqual({ n: sent, distinct_keys: sent });
+  });
+
+  it('publishes a commit whose JSON rows exceed 4 MiB whole: the sink drops nothing, and the consumer gets each point once or has it counted as dropped for it', async () => {
+    const points = 15_000;
+    // One commit: no timed flush, and the commit starts at exactly this many points.
+    const { broker, sink, post, secrets } = await setUp('burst', { flushInterval: 600, commitPoints: points, alertSilence: 0 });
+    const consumer = await processConsumer(broker.url, 'ops-map', secrets.get('ops-map')!);
+    cleanups.push(consumer.stop);
+
+    const ts = Date.now() - 60_000;
+    // 300 drones: 50 rows, about 22 KB, per drone and commit.
+    const drones = 300;
+    const all = Array.from({ length: points }, (_, i) => ({
+      drone_id: `burst-${i % drones}`,
+      seq: Math.floor(i / drones),
+      ts: ts + Math.floor(i / drones),
+      lat: 47.3654248,
+      lon: 8.631304,
+      alt_m: 473.27,
+      rel_alt_m: 65.27,
+      ground_speed_mps: 12.33,
+      vertical_speed_mps: -0.06,
+      heading_deg: 279.05,
+      battery_pct: 50,
+      battery_voltage_v: 22.744,
+      gps_fix: '3d',
+      satellites: 11,
+      flight_state: 'cruise',
+      armed: true,
+      mission_id: 'M-burst-0001',
+    }));
+    for (let at = 0; at < points; at += 5_000) expect(await post(all.slice(at, at + 5_000))).toBe(200);
+    await waitFor(`${points} points committed`, () => sink.stats().pointsCommitted === points || undefined, 60_000);
+    // The sink's side, the one this test is about: the whole commit went to the broker. What
+    // reaches the consumer then depends on how fast its process reads on a busy machine:
+    // the broker drops, for it alone and counted, what it could not take (broker/consumers.ts).
+    const brokerDropped = () => broker.stats().consumerDrops.points['ops-map'] ?? 0;
+    await waitFor(`the consumer to get or miss ${points} points`, async () => (await consumer.tally('rows')).rows + brokerDropped() >= points || undefined, 30_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}: it got ${JSON.stringify(await consumer.tally('rows'))}; the port ${JSON.stringify(sink.stats().live)}; the broker dropped ${JSON.stringify(broker.stats().consumerDrops)}`);
+    });
+
+    expect(sink.stats().commits).toBe(1);
+    expect(sink.stats().live).toMatchObject({ points, mqttPublishedPoints: points, mqttDroppedPoints: 0, mqttQueuedPoints: 0, mqttQueuedBytes: 0 });
+    const { rows, distinct, bytes } = await consumer.tally('keys');
+    expect(distinct).toBe(rows);
+    expect(rows + brokerDropped()).toBe(points);
+    // More than the 4 MiB the port used to let its socket hold before it dropped, unless the broker dropped it.
+    if (brokerDropped() === 0) expect(bytes).toBeGreaterThan(4 * 1024 * 1024);
+  });
+
+  it('with its broker link stalled, keeps committing, fills its queue up to --live-queue-mib and no further, drops what does not fit, counted, and accounts for every point once the link reads again', async () => {
+    let relay: Awaited<ReturnType<typeof liveRelay>> | undefined;
+    const via = async (url: string) => {
+      relay = await liveRelay(url, 'dronelake-sink-live');
+      cleanups.push(relay.close);
+      return relay.url;
+    };
+    const { broker, sink, post, secrets, lake } = await setUp('stalled', { flushInterval: 0.2, liveQueueMib: 1, alertSilence: 0 }, {}, via);
+    const consumer = await mqtt.connectAsync(broker.url, { clientId: 'ops-map-stalled', username: 'ops-map', password: secrets.get('ops-map')!, reconnectPeriod: 0 });
+    cleanups.push(() => consumer.endAsync(true));
+    const received: string[] = [];
+    consumer.on('message', (_topic, payload) => {
+      for (const row of JSON.parse(payload.toString()) as Row[]) received.push(key(row));
+    });
+    await consumer.subscribeAsync(LIVE_WILDCARD, { qos: 0 });
+    await waitFor('the live connection through the relay', () => relay!.found() || undefined);
+    relay!.stall();
+
+    const live = () => sink.stats().live!;
+    let sent = 0;
+    let largestQueue = 0;
+    const postRound = async (round: number) => {
+      const points = Array.from({ length: 2_000 }, (_, i) => ({ drone_id: `stalled-${i % 20}`, seq: round * 100 + Math.floor(i / 20), ts: Date.now() - 5_000 + round, lat: 47.123456789012, lon: 8.5, alt_m: 512.25, battery_pct: 80, gps_fix: '3d', flight_state: 'cruise', mission_id: 'm-0123456789' }));
+      expect(await post(points)).toBe(200);
+      sent += points.length;
+      // The lake does not wait for the port; the port takes a commit's points once its acks are out.
+      await waitFor(`${sent} points committed and sent live`, () => (sink.stats().pointsCommitted === sent && live().points === sent) || undefined, 30_000);
+      const l = live();
+      largestQueue = Math.max(largestQueue, l.mqttQueuedBytes);
+      expect(l.mqttPublishedPoints + l.mqttDroppedPoints + l.mqttQueuedPoints).toBe(sent);
+    };
+    // About 900 KB of rows a round: rounds until the socket's and the relay's buffers are full
+    // and the queue overflows, at most 60 (54 MB).
+    let round = 0;
+    while (round < 60 && live().mqttDroppedPoints === 0) await postRound(round++);
+    // Two more rounds while the queue is full: still committed, still bounded.
+    for (const end = round + 2; round < end; ) await postRound(round++);
+    expect(live().mqttDroppedPoints).toBeGreaterThan(0);
+    expect(live().mqttQueuedPoints).toBeGreaterThan(0);
+    // Full to within one message (100 rows, about 40 KB), never beyond.
+    expect(largestQueue).toBeGreaterThan(1024 * 1024 - 64 * 1024);
+    expect(largestQueue).toBeLessThanOrEqual(1024 * 1024);
+
+    // The link reads again: the queue empties, and what was published reaches the consumer.
+    relay!.resume();
+    await waitFor('the queue to empty', () => live().mqttQueuedPoints === 0 || undefined, 30_000);
+    const l = live();
+    expect(l.points).toBe(sent);
+    expect(l.mqttPublishedPoints + l.mqttDroppedPoints).toBe(sent);
+    const brokerDropped = () => broker.stats().consumerDrops.points['ops-map'] ?? 0;
+    await waitFor('the consumer to account for every published point', () => received.length + brokerDropped() === l.mqttPublishedPoints || undefined, 30_000);
+    expect(received.length + brokerDropped()).toBe(l.mqttPublishedPoints);
+    expect(new Set(received).size).toBe(received.length);
     const [lakeRows] = await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, stream, seq))::INTEGER AS distinct_keys FROM read_parquet('${lakeGlob(lake)}')`);
     expect(lakeRows).toEqual({ n: sent, distinct_keys: sent });
   });
