@@ -49,21 +49,27 @@ async function sseClient(url: string): Promise<{ points: Row[]; alerts: Row[]; c
     try {
       for await (const chunk of res.body!) {
         buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-        let end: number;
-        while ((end = buffered.indexOf('\n\n')) >= 0) {
-          const message = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          const event = /^event: (\w+)$/m.exec(message)?.[1];
-          const data = /^data: (.*)$/m.exec(message)?.[1];
-          if (event === 'points') points.push(...(JSON.parse(data!) as Row[]));
-          if (event === 'alert') alerts.push(JSON.parse(data!) as Row);
-        }
+        buffered = eachSseMessage(buffered, (event, data) => {
+          if (event === 'points') points.push(...(JSON.parse(data) as Row[]));
+          if (event === 'alert') alerts.push(JSON.parse(data) as Row);
+        });
       }
     } catch {
       // aborted by close()
     }
   })();
   return { points, alerts, close: () => controller.abort() };
+}
+
+/** Calls `on` with each whole SSE message in `buffered` (its event and data lines); returns what is left of an unfinished one. */
+function eachSseMessage(buffered: string, on: (event: string | undefined, data: string) => void): string {
+  let rest = buffered;
+  for (let end = rest.indexOf('\n\n'); end >= 0; end = rest.indexOf('\n\n')) {
+    const message = rest.slice(0, end);
+    rest = rest.slice(end + 2);
+    on(/^event: (\w+)$/m.exec(message)?.[1], /^data: (.*)$/m.exec(message)?.[1] ?? '');
+  }
+  return rest;
 }
 
 const key = (r: Row) => `${String(r['drone_id'])}/${String(r['stream'])}/${String(r['seq'])}`;
@@ -82,15 +88,10 @@ function pausedSse(url: string): { points: Row[]; missed: () => number; connecte
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
       buffered += chunk;
-      let end: number;
-      while ((end = buffered.indexOf('\n\n')) >= 0) {
-        const message = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        const event = /^event: (\w+)$/m.exec(message)?.[1];
-        const data = /^data: (.*)$/m.exec(message)?.[1];
-        if (event === 'points') points.push(...(JSON.parse(data!) as Row[]));
-        if (event === 'dropped') missed += (JSON.parse(data!) as { points: number }).points;
-      }
+      buffered = eachSseMessage(buffered, (event, data) => {
+        if (event === 'points') points.push(...(JSON.parse(data) as Row[]));
+        if (event === 'dropped') missed += (JSON.parse(data) as { points: number }).points;
+      });
     });
     res.on('error', () => {});
   });
