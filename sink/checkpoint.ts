@@ -1,5 +1,3 @@
-import { rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { INVALID_REASONS, type InvalidReason } from '../proto/validate';
@@ -11,7 +9,7 @@ import * as z from 'zod';
 import { LEGACY_STREAM } from '../proto/stream';
 import type { PointKeys } from './dedupe';
 import { RangeSet } from './ranges';
-import type { LakeStorage } from './storage';
+import { putObject, type LakeStorage } from './storage';
 
 /**
  * A sink's checkpoints: what its commits carried besides data files. The table says
@@ -240,13 +238,7 @@ export function stateRecord(writer: string, number: number, batches: BatchLedger
  * so an object already under it is what a crashed run of this writer left: replaced.
  */
 export async function putCheckpoint(storage: LakeStorage, key: string, record: CommitRecord | StateRecord): Promise<void> {
-  const local = path.join(storage.stagingDir, path.basename(key));
-  await writeFile(local, `${JSON.stringify(record)}\n`);
-  try {
-    await storage.replace(local, key);
-  } finally {
-    await rm(local, { force: true });
-  }
+  await putObject(storage, key, `${JSON.stringify(record)}\n`, 'replace');
 }
 
 function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {

@@ -1,4 +1,5 @@
-import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../deploy/runtime/files';
 
@@ -51,6 +52,21 @@ export interface LakeStorage {
   /** Removes the object; removing one that is gone is not an error. */
   remove(key: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Writes `content` to a staging file, then makes it visible at `key`: create-only
+ * (`publish`, rejecting with ObjectExistsError) or in one step over what is there
+ * (`replace`). The staging file goes either way.
+ */
+export async function putObject(storage: LakeStorage, key: string, content: string | Uint8Array, how: 'publish' | 'replace'): Promise<void> {
+  const local = path.join(storage.stagingDir, `${randomUUID()}-${path.posix.basename(key)}`);
+  await writeFile(local, content);
+  try {
+    await (how === 'publish' ? storage.publish(local, key) : storage.replace(local, key));
+  } finally {
+    await rm(local, { force: true });
+  }
 }
 
 /**

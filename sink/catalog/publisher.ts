@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from 'pino';
@@ -21,7 +21,7 @@ import { loadTable } from '../table/metadata';
 import { liveFiles } from '../table/scan';
 import { qualityOf } from '../quality';
 import { productStatus } from '../slo';
-import { ObjectExistsError, type LakeStorage } from '../storage';
+import { ObjectExistsError, putObject, type LakeStorage } from '../storage';
 import { buildContract, CONTRACT_ID } from './contract';
 import { CONTRACT_SETTINGS } from './read';
 import { buildRunEvent } from './lineage';
@@ -104,16 +104,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   withSettings.customProperties = [...(withSettings.customProperties ?? []), ...settings];
   const product = buildProduct({ location: config.location, ownership: config.ownership, version: config.version, contractId: CONTRACT_ID, httpUrl: config.httpUrl, ...(config.live && { live: config.live }) });
 
-  async function put(key: string, content: string | null, how: 'replace' | 'create', localFile?: string): Promise<void> {
-    const local = localFile ?? path.join(storage.stagingDir, `catalog-${path.posix.basename(key)}`);
-    if (content !== null) await writeFile(local, content);
-    try {
-      if (how === 'replace') await storage.replace(local, key);
-      else await storage.publish(local, key);
-    } finally {
-      await rm(local, { force: true });
-    }
-  }
+  const put = (key: string, content: string, how: 'replace' | 'create'): Promise<void> => putObject(storage, key, content, how === 'create' ? 'publish' : 'replace');
 
   async function postLineage(event: object): Promise<void> {
     if (!config.openLineageUrl) return;
@@ -143,7 +134,11 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     await conn.run(
       `COPY (SELECT * FROM read_parquet([${sources.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true) LIMIT ${SAMPLE_ROWS}) TO ${sqlString(local)} (FORMAT parquet, COMPRESSION zstd)`,
     );
-    await put(SAMPLE_KEY, null, 'replace', local);
+    try {
+      await storage.replace(local, SAMPLE_KEY);
+    } finally {
+      await rm(local, { force: true });
+    }
   }
 
   let status: CatalogStatus | null = null;

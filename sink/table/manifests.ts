@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import type { LakeStorage } from '../storage';
+import { putObject, type LakeStorage } from '../storage';
 import { ADDED, DELETED, decodeManifest, decodeManifestList, encodeManifest, encodeManifestList, type ManifestEntry, type ManifestFile } from './avro';
 import { keyUri, METADATA_PREFIX, uriKey, type Snapshot, type TableMetadata } from './metadata';
 import { PARTITION_SPEC, TABLE_SCHEMA } from './schema';
@@ -89,15 +87,7 @@ export async function liveEntries(storage: LakeStorage, snapshot: Snapshot | nul
   return all.flat().filter((e) => e.status !== DELETED);
 }
 
-async function publishAvro(storage: LakeStorage, key: string, bytes: Buffer): Promise<void> {
-  const local = path.join(storage.stagingDir, `${randomUUID()}-${path.posix.basename(key)}`);
-  await writeFile(local, bytes);
-  try {
-    await storage.publish(local, key);
-  } finally {
-    await rm(local, { force: true });
-  }
-}
+const publishAvro = (storage: LakeStorage, key: string, bytes: Buffer): Promise<void> => putObject(storage, key, bytes, 'publish');
 
 const hourBound = (hour: number): Buffer => {
   const b = Buffer.alloc(4);

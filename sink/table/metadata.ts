@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as z from 'zod';
 import { TABLE_METADATA_PREFIX, TELEMETRY_PREFIX } from '../layout';
-import { ObjectExistsError, type LakeStorage } from '../storage';
+import { ObjectExistsError, putObject, type LakeStorage } from '../storage';
 import { LAST_COLUMN_ID, LAST_PARTITION_ID, PARTITION_SPEC, SORT_ORDER, TABLE_FIELDS, TABLE_SCHEMA } from './schema';
 
 /** Metadata files a version remembers in its log; older ones may be deleted (Iceberg's default). */
@@ -181,23 +180,9 @@ export async function loadVersion(storage: LakeStorage, version: number): Promis
  */
 export async function writeVersion(storage: LakeStorage, version: number, metadata: TableMetadata): Promise<void> {
   const key = metadataKey(version);
-  const local = path.join(storage.stagingDir, `${randomUUID()}-v${version}.metadata.json`);
-  await writeFile(local, `${JSON.stringify(metadata, null, 1)}\n`);
-  try {
-    await storage.publish(local, key);
-  } finally {
-    await rm(local, { force: true });
-  }
+  await putObject(storage, key, `${JSON.stringify(metadata, null, 1)}\n`, 'publish');
   // Only a hint: readers probe past it, so a failure here costs nothing but a read.
-  const hint = path.join(storage.stagingDir, `${randomUUID()}-version-hint.text`);
-  try {
-    await writeFile(hint, `${version}\n`);
-    await storage.replace(hint, VERSION_HINT_KEY);
-  } catch {
-    // Ignored on purpose: see above.
-  } finally {
-    await rm(hint, { force: true });
-  }
+  await putObject(storage, VERSION_HINT_KEY, `${version}\n`, 'replace').catch(() => undefined);
 }
 
 /** Creates the table (version 1) unless another writer did first; returns the current version. */
