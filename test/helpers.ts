@@ -57,9 +57,17 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Waits until the next UTC hour is more than 90 s away, for tests whose points must stay in the current hour. */
+/**
+ * Waits until the next UTC hour is more than 75 s away and the last one more than 15 s
+ * behind, for tests whose points, stamped a few seconds in the past, must stay in the
+ * current hour (just after a boundary they fall in the hour before, which has closed).
+ * At most 90 s of waiting, as the tests' hook timeouts allow.
+ */
 export const awayFromHourBoundary = (): Promise<true> =>
-  waitFor('an hour boundary more than 90 s away', () => 3_600_000 - (Date.now() % 3_600_000) > 90_000 || undefined, 100_000);
+  waitFor('an hour boundary more than 75 s ahead and 15 s behind', () => {
+    const intoHour = Date.now() % 3_600_000;
+    return (intoHour > 15_000 && 3_600_000 - intoHour > 75_000) || undefined;
+  }, 100_000);
 
 export interface RunningProcess {
   child: ChildProcess;
