@@ -71,6 +71,12 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   });
   const conn = await db.connect();
   await conn.run("SET TimeZone = 'UTC'");
+  /** Closes what holds the lake open: the last step of close(), and of a start that fails. */
+  const closeLake = async (): Promise<void> => {
+    conn.closeSync();
+    db.closeSync();
+    await storage.close();
+  };
 
   const stats = emptySinkStats();
   const latency = new LatencyHistogram();
@@ -102,9 +108,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   } catch (err) {
     // A sink that cannot start leaves nothing open behind it.
     staging.close();
-    conn.closeSync();
-    db.closeSync();
-    await storage.close();
+    await closeLake();
     throw err;
   }
   // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
@@ -124,7 +128,6 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   const latenessUs = config.lateness * 1e6;
   const maxStagedBytes = config.maxStagedMib * MIB;
 
-  // Both connections speak for the sink's one identity: `{client-id}-acks` belongs to it too.
   const credentials = {
     ...(config.username ? { username: config.username } : {}),
     ...(config.password ? { password: config.password } : {}),
@@ -196,9 +199,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     await Promise.all([client.endAsync(true), ackClient.endAsync(true), liveClient?.endAsync(true)]);
     closeStageBuffer(await buffers.spare);
     closeStageBuffer(buffers.open);
-    conn.closeSync();
-    db.closeSync();
-    await storage.close();
+    await closeLake();
     throw err;
   }
   const timer = setInterval(() => void commit(), config.flushInterval * 1000);
@@ -281,9 +282,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
       await liveClient?.endAsync(true);
       closeStageBuffer(await buffers.spare);
       closeStageBuffer(buffers.open);
-      conn.closeSync();
-      db.closeSync();
-      await storage.close();
+      await closeLake();
       log.info({ committed: stats.pointsCommitted, files: stats.files }, 'sink stopped');
     },
   };

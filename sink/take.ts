@@ -111,7 +111,9 @@ export function createTake(parts: TakeParts, buffers: StageBuffers): (topic: str
       if (reason) {
         stats.pointsInvalid[reason]++;
         counts.rejected_points[reason]++;
-        quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, { ...pointAt(points, i), stream }, reason);
+        const point = pointAt(points, i);
+        point.stream = stream;
+        quarantinePoint(open.quarantine, now, batch.gateway_id, batch.batch_seq, point, reason);
         continue;
       }
       // A v2 batch comes grouped by drone: the dedupe sets are looked up once per run.
@@ -126,7 +128,12 @@ export function createTake(parts: TakeParts, buffers: StageBuffers): (topic: str
         continue;
       }
       rows[kept++] = i;
-      liveRows?.push({ point: { ...pointAt(points, i), stream }, gatewayId: batch.gateway_id, ingestedAtUs: now });
+      if (liveRows) {
+        // pointAt makes a fresh object: the batch's stream is set on it, not on a copy.
+        const point = pointAt(points, i);
+        point.stream = stream;
+        liveRows.push({ point, gatewayId: batch.gateway_id, ingestedAtUs: now });
+      }
       if (times[i]! < closedBefore) {
         counts.late_points++;
         stats.pointsLate++;
