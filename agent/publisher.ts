@@ -1,5 +1,6 @@
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
+import { brokerConnectOptions } from '../deploy/runtime/broker-url';
 import { wireOfPayload } from '../proto/columnar';
 import { ackTopic, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
 import { ackedSeqs } from './acks';
@@ -58,7 +59,8 @@ export class Publisher {
     private readonly log: Logger,
   ) {
     const topic = ackTopic(config.gatewayId);
-    this.client = mqtt.connect(config.broker, {
+    this.client = mqtt.connect({
+      ...brokerConnectOptions(config.broker),
       clientId: config.clientId,
       clean: true,
       // Reconnects are scheduled below, with backoff and jitter.

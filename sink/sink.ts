@@ -1,6 +1,7 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
+import { brokerConnectOptions } from '../deploy/runtime/broker-url';
 import { readTlsFiles } from '../deploy/runtime/files';
 import { serveHttp } from '../deploy/runtime/http';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
@@ -134,7 +135,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     ...brokerTls,
   };
   // Every connection speaks for the sink's one identity, under a client id of its own.
-  const connect = (id: string, options: mqtt.IClientOptions) => mqtt.connect(config.broker, { ...credentials, clientId: id, reconnectPeriod: 1000, connectTimeout: 10_000, ...options });
+  const connect = (id: string, options: mqtt.IClientOptions) => mqtt.connect({ ...brokerConnectOptions(config.broker), ...credentials, clientId: id, reconnectPeriod: 1000, connectTimeout: 10_000, ...options });
   // A persistent session: the broker queues telemetry while the sink restarts.
   const client = connect(clientId, { clean: false });
   client.on('connect', () => log.info({ broker: config.broker }, 'sink connected'));

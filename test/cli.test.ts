@@ -2,6 +2,7 @@ import { readdir, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { agentConfig, agentOptions } from '../agent/options';
+import { brokerConnectOptions } from '../deploy/runtime/broker-url';
 import { configOf, parseOptions } from '../deploy/runtime/options';
 import { sinkConfig, sinkOptions } from '../sink/options';
 import { cli, duck, lakeGlob, runCli, tempDir, waitFor } from './helpers';
@@ -195,5 +196,12 @@ describe('dronelake CLI', () => {
     expect(() => configOf(agentOptions, { spool: '/s' })).toThrow('--gateway is required');
     expect(() => configOf(agentOptions, { ...required, windw: 5 })).toThrow('"windw" is not an option of this component');
     expect(() => configOf(sinkOptions, { config: 'sink.yaml' })).toThrow('"config" is not an option of this component');
+  });
+
+  it('hands MQTT.js a broker URL as options, so no node url.parse warning (Node 24) reaches stderr', () => {
+    expect(brokerConnectOptions('mqtt://127.0.0.1:1883')).toEqual({ protocol: 'mqtt', host: '127.0.0.1', port: 1883 });
+    expect(brokerConnectOptions('mqtts://broker.example')).toEqual({ protocol: 'mqtts', host: 'broker.example', port: 8883 });
+    expect(brokerConnectOptions('tls://[::1]:8884/')).toEqual({ protocol: 'ssl', host: '::1', port: 8884 });
+    expect(brokerConnectOptions('tcp://gw%2D1:p%40ss@10.0.0.2')).toEqual({ protocol: 'tcp', host: '10.0.0.2', port: 1883, username: 'gw-1', password: 'p@ss' });
   });
 });
