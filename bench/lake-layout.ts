@@ -11,7 +11,7 @@ import { COMPACTED_ROW_GROUP_ROWS } from '../sink/compactor';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sqlString } from '../sink/sql';
 import { createStageBuffer, stageDictIds, stageRows } from '../sink/stage';
-import { columnsOfPoints } from '../proto/columnar';
+import { ColumnarWriter, columnsOfPoints } from '../proto/columnar';
 import { LEGACY_STREAM } from '../proto/stream';
 import { localStorage } from '../sink/storage';
 import { forEachSimulatedPoint } from './points';
@@ -75,6 +75,39 @@ async function compactedFile(
   const started = performance.now();
   await conn.run(`COPY (SELECT * FROM ${name} ORDER BY ${SORT_COLUMNS.join(', ')}) TO ${sqlString(file)} (${PARQUET_WRITE_OPTIONS}, ROW_GROUP_SIZE ${COMPACTED_ROW_GROUP_ROWS})`);
   return { file, points, writeSeconds: (performance.now() - started) / 1000 };
+}
+
+/** Points per drone in one of wireBytes' batches: a long run of one drone, as a compacted file holds it. */
+const WIRE_RUN = 10_000;
+
+/**
+ * The bytes the points' values carry, by the wire's own coding: wire v2 batches of one
+ * drone's points in time order (as the lake sorts them), each column delta- or
+ * delta-of-delta-coded at the decimal scale its values round-trip at, then deflate. Parquet
+ * has no delta-of-delta and no scaled coding of doubles, so this is a floor the lake's
+ * files are measured against, not an option for them. Returns the tee that takes each
+ * point, and the bytes per point so far.
+ */
+function wireBytes(): { take: (p: TelemetryPoint) => void; bytesPerPoint: () => number } {
+  const writers = new Map<string, ColumnarWriter>();
+  let bytes = 0;
+  let points = 0;
+  const flush = (w: ColumnarWriter) => {
+    points += w.pointCount;
+    bytes += w.finish({ gatewayId: GATEWAY, batchSeq: 0, sentAt: 0 }).length;
+  };
+  return {
+    take(p) {
+      let w = writers.get(p.drone_id);
+      if (!w) writers.set(p.drone_id, (w = new ColumnarWriter('deflate')));
+      w.add(p);
+      if (w.pointCount === WIRE_RUN) flush(w);
+    },
+    bytesPerPoint() {
+      for (const w of writers.values()) if (w.pointCount > 0) flush(w);
+      return bytes / points;
+    },
+  };
 }
 
 /** The same rows written another way: a SELECT list over table `name`, and COPY options. */
@@ -182,10 +215,19 @@ export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
   const { db, conn } = await sinkDatabase();
   const figures: Figure[] = [];
   try {
-    const fleet = await compactedFile(ctx, conn, db, 'fleet', (stage) => forEachSimulatedPoint(count, DRONES, GATEWAY, stage));
+    const wire = wireBytes();
+    const fleet = await compactedFile(ctx, conn, db, 'fleet', (stage) =>
+      forEachSimulatedPoint(count, DRONES, GATEWAY, (p) => {
+        stage(p);
+        wire.take(p);
+      }),
+    );
     const { file } = fleet;
     const what = `simulated fleet, ${DRONES} drones at ${HZ} Hz, ${seconds} s`;
     figures.push(...(await sizeFigures(ctx, conn, 'fleet', fleet, what)));
+    figures.push(
+      figure(SECTION, 'fleet_wire_floor_bytes_per_point', `${what}: the same points as wire v2 batches of ${WIRE_RUN.toLocaleString('en-US')} points of one drone, deflated (the values' information by the wire's coding; no Parquet encoding does delta-of-delta or scaled doubles)`, wire.bytesPerPoint(), 'bytes'),
+    );
 
     // A point lookup reads the row groups that hold the drone: smaller groups, fewer bytes.
     const present = `${GATEWAY}-d${String(DRONES / 2).padStart(4, '0')}`;
