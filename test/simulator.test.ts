@@ -11,7 +11,16 @@ const MAX_SKEW_US = 60e6;
 
 class Collector implements SourceOutput {
   readonly points: TelemetryPoint[] = [];
-  accepting = true;
+  private open = true;
+  /** When a source last found this output refusing points (microseconds). */
+  lastRefusedUs = 0;
+  get accepting(): boolean {
+    if (!this.open) this.lastRefusedUs = nowMicros();
+    return this.open;
+  }
+  set accepting(open: boolean) {
+    this.open = open;
+  }
   emit(point: TelemetryPoint): void {
     this.points.push(point);
   }
@@ -203,10 +212,14 @@ describe('simulated fleet', () => {
 
     expect(streamProblems(out.points, nowMicros())).toEqual([]);
     expect(perDrone(3)()).toBe(true);
-    // Ticks run at most 50 ms apart, so the last skipped tick came no earlier than that
-    // before the resume; a point timed inside the pause would be a burst of owed points.
+    // The slots the fleet found refused are dropped: the first point after them falls due
+    // after the last tick that saw the pause (one 50 ms period of slack: that tick read its
+    // clock a moment before asking). A point timed between would be a burst of owed
+    // points. Ticks run late on a loaded machine, so the bound is that tick, not the resume.
     // A point sampled just before the pause is received up to the reception delay later.
-    const inPause = out.points.filter((p) => p.ts > pausedUs + RECEPTION_DELAY_MAX_US && p.ts < resumedUs - 60_000);
+    expect(out.lastRefusedUs).toBeGreaterThan(pausedUs);
+    expect(out.lastRefusedUs).toBeLessThan(resumedUs);
+    const inPause = out.points.filter((p) => p.ts > pausedUs + RECEPTION_DELAY_MAX_US && p.ts < out.lastRefusedUs - 50_000);
     expect(inPause).toEqual([]);
   });
 
