@@ -81,8 +81,9 @@ export default defineConfig([
     splitting: true,
     // The agent's own dependencies are bundled, tree-shaken and minified: a gateway's agent
     // then parses and keeps only the code it runs, 84 -> 61 MB idle (invariant 6). The
-    // others load only in the commands that use them, from node_modules. mqtt-packet too,
-    // as MQTT.js's own: from node_modules it loaded a second copy of readable-stream.
+    // others load only in the commands that use them, from node_modules. mqtt-packet is
+    // bundled as MQTT.js's own: from node_modules it loaded readable-stream beside the bundle's
+    // (the broker's Aedes still loads its own copy of it from node_modules).
     noExternal: ['zod', 'mqtt', 'mqtt-packet', 'pino', 'protobufjs', 'crc-32', 'prom-client'],
     // readable-stream is a copy of node's own streams for other runtimes (MQTT.js and
     // mqtt-packet use it): node's, already loaded, serve instead, 2 MB less of an agent's
