@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { defineConfig, type Options } from 'tsup';
 import { DESCRIPTOR } from './proto/descriptor';
 
@@ -21,6 +22,43 @@ const telemetryDescriptor: Plugin = {
   },
 };
 
+/**
+ * MQTT.js's transports that its TCP and TLS links load when they load, for what only other
+ * URLs and settings use: its WebSocket transport (ws, and node's http and https), loaded
+ * when a ws:// or wss:// link starts instead, and its SOCKS client (socks, ip-address),
+ * loaded when MQTTJS_SOCKS_PROXY is set. Our --broker URLs are mqtt, mqtts, tcp and tls.
+ */
+const MQTT_LAZY_LOADS: Array<{ file: RegExp; eager: string; lazy: string }> = [
+  {
+    file: /[\\/]mqtt[\\/]build[\\/]lib[\\/]connect[\\/]index\.js$/,
+    eager: "protocols.ws = require('./ws').streamBuilder;\n            protocols.wss = require('./ws').streamBuilder;",
+    lazy: "protocols.ws = (client, opts) => require('./ws').streamBuilder(client, opts);\n            protocols.wss = protocols.ws;",
+  },
+  ...['tcp', 'tls'].map((name) => ({
+    file: new RegExp(`[\\\\/]mqtt[\\\\/]build[\\\\/]lib[\\\\/]connect[\\\\/]${name}\\.js$`),
+    eager: 'const socks_1 = __importDefault(require("./socks"));',
+    lazy: 'const socks_1 = { get default() { return __importDefault(require("./socks")).default; } };',
+  })),
+];
+
+/**
+ * Loads MQTT_LAZY_LOADS on first use: about 1 MB less of a gateway agent's peak RSS idle
+ * (invariant 6). A new MQTT.js that loads them otherwise fails the build here rather than
+ * silently bundling them back.
+ */
+const mqttLazyTransports: Plugin = {
+  name: 'mqtt-lazy-transports',
+  setup(build) {
+    for (const { file, eager, lazy } of MQTT_LAZY_LOADS) {
+      build.onLoad({ filter: file }, async ({ path }) => {
+        const source = await readFile(path, 'utf8');
+        if (!source.includes(eager)) throw new Error(`${path} no longer loads its transports as tsup.config.ts expects: check MQTT_LAZY_LOADS`);
+        return { contents: source.replace(eager, lazy), loader: 'js' };
+      });
+    }
+  },
+};
+
 /** The product page's script: a browser bundle the catalog serves, built beside the CLI. */
 const PAGE_BUNDLE = 'catalog-page';
 
@@ -36,15 +74,23 @@ export default defineConfig([
     platform: 'node',
     target: 'node20',
     outDir: 'dist',
-    esbuildPlugins: [telemetryDescriptor],
+    esbuildPlugins: [telemetryDescriptor, mqttLazyTransports],
     // Both builds run at once: this one must not clean away the page's bundle.
     clean: ['**/*', `!${PAGE_BUNDLE}.*`],
     sourcemap: true,
     splitting: true,
     // The agent's own dependencies are bundled, tree-shaken and minified: a gateway's agent
     // then parses and keeps only the code it runs, 84 -> 61 MB idle (invariant 6). The
-    // others load only in the commands that use them, from node_modules.
-    noExternal: ['zod', 'mqtt', 'pino', 'protobufjs', 'crc-32', 'prom-client'],
+    // others load only in the commands that use them, from node_modules. mqtt-packet is
+    // bundled as MQTT.js's own: from node_modules it loaded readable-stream beside the bundle's
+    // (the broker's Aedes still loads its own copy of it from node_modules).
+    noExternal: ['zod', 'mqtt', 'mqtt-packet', 'pino', 'protobufjs', 'crc-32', 'prom-client'],
+    // readable-stream is a copy of node's own streams for other runtimes (MQTT.js and
+    // mqtt-packet use it): node's, already loaded, serve instead, 2 MB less of an agent's
+    // peak RSS idle (invariant 6).
+    esbuildOptions(options) {
+      options.alias = { 'readable-stream': 'node:stream' };
+    },
     // Optional native speed-ups that ws tries to load (absent, it uses its JavaScript code),
     // and playwright-core, a development dependency the bench drives Chromium with, loaded only there.
     external: ['bufferutil', 'utf-8-validate', 'playwright-core'],

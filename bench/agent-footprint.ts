@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { figure, type BenchContext, type Figure } from './report';
 import { sleep } from './pipeline';
@@ -82,8 +82,15 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
   const empty = await processPeak(['-e', 'setInterval(() => {}, 1000)'], settle);
   // Each beside the same agent with the flags the gateway's systemd unit adds.
   const unitFlags = await gatewayNodeFlags();
+  // As the unit runs it: its options from a YAML file (--config), which loads the YAML parser.
+  const config = path.join(ctx.tmp, 'foot-agent.yaml');
+  await writeFile(config, `gateway: gw-foot-config\nspool: ${path.join(ctx.tmp, 'foot-config')}\nbroker: mqtt://127.0.0.1:9\nlogLevel: warn\n`);
   ctx.progress('agent idle, no broker');
-  const [idle, idleUnit] = await Promise.all([processPeak(run('idle', ['--broker', 'mqtt://127.0.0.1:9']), settle), processPeak([...unitFlags, ...run('idle-unit', ['--broker', 'mqtt://127.0.0.1:9'])], settle)]);
+  const [idle, idleUnit, idleConfig] = await Promise.all([
+    processPeak(run('idle', ['--broker', 'mqtt://127.0.0.1:9']), settle),
+    processPeak([...unitFlags, ...run('idle-unit', ['--broker', 'mqtt://127.0.0.1:9'])], settle),
+    processPeak([...unitFlags, CLI, 'agent', '--config', config], settle),
+  ]);
   const broker = startRole('broker', {});
   const acker = startRole('acker', { broker: String((await broker.ready)['url']) });
   let atRate: number;
@@ -105,6 +112,7 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
     figure('agent', 'node_empty_rss_bytes', "node's own empty process, peak resident memory", empty, 'bytes'),
     figure('agent', 'agent_idle_rss_bytes', beside('agent idle (no source, no broker), peak resident memory'), idle, 'bytes'),
     figure('agent', 'agent_idle_rss_bytes_unit', beside(`agent idle, with the gateway unit's ${unitFlags.join(' ')}, peak resident memory`), idleUnit, 'bytes'),
+    figure('agent', 'agent_idle_rss_bytes_unit_config', beside(`agent idle as the gateway unit runs it (--config FILE, ${unitFlags.join(' ')}), peak resident memory`), idleConfig, 'bytes'),
     figure('agent', 'agent_rss_bytes_at_1k', beside('agent at 1,000 points/s (100 drones at 10 Hz), acked, peak resident memory'), atRate, 'bytes'),
     figure('agent', 'agent_rss_bytes_at_1k_unit', beside(`agent at 1,000 points/s, with the gateway unit's ${unitFlags.join(' ')}, peak resident memory`), atRateUnit, 'bytes'),
     figure('agent', 'agent_rss_bytes_after_outage', beside(`agent at the end of a ${outageSeconds} s broker outage at 1,000 points/s, default spool, peak resident memory`), outage, 'bytes'),

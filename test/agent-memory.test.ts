@@ -1,11 +1,13 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import * as z from 'zod';
 import { startBroker, type Broker } from '../broker/server';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, freePort, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
+import { CLI, duck, freePort, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
 const MiB = 1024 * 1024;
 /** What a crashed run leaves in the spool: many times the memory bound, so an agent that loaded it would show. */
@@ -120,4 +122,36 @@ describe('the agent through a broker outage longer than its memory bound holds',
     expect(inLake.size).toBe(stopped['pointsAcked']);
     expect(inLake.size).toBeGreaterThan(Number(stopped['pointsIn']));
   }, 150_000);
+});
+
+/** What node writes to NODE_V8_COVERAGE at exit: each script's functions and how often each ran. */
+const CoverageFile = z.object({
+  result: z.array(z.object({ url: z.string(), functions: z.array(z.object({ functionName: z.string(), ranges: z.array(z.object({ count: z.number() })) })) })),
+});
+
+describe("the agent's build loads only the MQTT.js parts its link uses", () => {
+  it('an idle agent runs no WebSocket, SOCKS or readable-stream code, and loads nothing from node_modules', async () => {
+    const { dir, remove } = await tempDir('agent-loads');
+    const coverage = path.join(dir, 'coverage');
+    // Port 9 refuses: the link picks its transport and tries it, as any agent's does.
+    const proc = runCli(['agent', '--gateway', 'gw-loads', '--spool', path.join(dir, 'spool'), '--broker', 'mqtt://127.0.0.1:9', '--log-level', 'warn'], { NODE_V8_COVERAGE: coverage });
+    try {
+      await waitFor('the first connect attempt', () => logLines(proc.stderr()).find((l) => l['msg'] === 'mqtt error'));
+      proc.child.kill('SIGTERM');
+      expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);
+      const scripts = (await Promise.all((await readdir(coverage)).map(async (f) => CoverageFile.parse(JSON.parse(await readFile(path.join(coverage, f), 'utf8'))).result))).flat();
+      // The bundle's CommonJS modules run as functions named after their path in node_modules.
+      const ran = scripts
+        .filter((s) => s.url.startsWith(pathToFileURL(path.dirname(CLI)).href))
+        .flatMap((s) => s.functions.filter((f) => f.functionName.startsWith('node_modules/') && (f.ranges[0]?.count ?? 0) > 0).map((f) => f.functionName));
+      // The guard: the link's own modules ran, so the names are what this test expects.
+      expect(ran).toContain('node_modules/mqtt/build/lib/client.js');
+      expect(ran).toContain('node_modules/mqtt/build/lib/connect/tcp.js');
+      expect(ran.filter((name) => /^node_modules\/(ws|socks|ip-address|smart-buffer|readable-stream)\//.test(name))).toEqual([]);
+      expect(scripts.map((s) => s.url).filter((url) => url.includes('/node_modules/'))).toEqual([]);
+    } finally {
+      proc.child.kill('SIGKILL');
+      await remove();
+    }
+  }, 30_000);
 });

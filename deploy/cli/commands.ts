@@ -1,4 +1,3 @@
-import { checkLakeRoot } from '../../sink/lake-root';
 import { createLogger } from '../runtime/log';
 import { UsageError, type OptionSpecs, type ParsedOptions } from '../runtime/options';
 import { untilShutdown } from '../runtime/signals';
@@ -6,7 +5,10 @@ import { untilShutdown } from '../runtime/signals';
 // Each command loads its option table and its component only when it runs, so the agent on
 // a small gateway never loads DuckDB, the broker, or the sink's and broker's option tables
 // (those pull in zod schemas and node's http, https and tls: 2.5 MB of peak RSS idle, 5 MB
-// at 1,000 points/s; invariant 6).
+// at 1,000 points/s; invariant 6), nor the sink's check of a lake root.
+
+/** sink/lake-root's checkLakeRoot, loaded by the commands that take a --lake. */
+const checkLakeRoot = async (lake: string, use: 'write' | 'read'): Promise<void> => (await import('../../sink/lake-root')).checkLakeRoot(lake, use);
 
 export interface Command<S extends OptionSpecs> {
   summary: string;
