@@ -144,7 +144,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     const warmBuffer = await createStageBuffer(db, 'stage_warmup');
     stageBatches(warmBuffer, warmDecoded);
     closeStageBuffer(warmBuffer);
-    await conn.run('DROP TABLE stage_warmup_dict');
+    await conn.run('DROP TABLE stage_warmup');
     const storage = await localStorage(path.join(ctx.tmp, 'stages-lake'), STAGING_PREFIX);
     await mkdir(storage.stagingDir, { recursive: true });
 

@@ -2,19 +2,16 @@ import duckdb from '@duckdb/node-bindings';
 import {
   BOOLEAN,
   DOUBLE,
-  DuckDBTableFunction,
-  INTEGER,
+  DuckDBDataChunk,
   UINTEGER,
   UTINYINT,
   type DuckDBAppender,
   type DuckDBConnection,
-  type DuckDBDataChunk,
   type DuckDBInstance,
   type DuckDBType,
 } from '@duckdb/node-api';
 import { LAKE_COLUMNS, SORT_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
-import { latencyBucket, type LatencyHistogram } from './latency';
 import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
@@ -23,15 +20,14 @@ import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';
 
 // Staging is columnar. Points are written into typed arrays, a segment of rows at a time,
-// and stay in JavaScript: the commit seals the buffer, which puts the rows in the lake's
-// order, (drone_id, ts), and DuckDB reads them through a table function, a chunk of its
-// vector size at a time, one memcpy per column. Per-value appender calls cost ~250 ns each
-// across the JS/C++ boundary, which capped the sink at ~140k points/s; whole-chunk copies
-// make staging a small part of a point's cost. Two costs of the commit are gone this way:
-// DuckDB's sort of the finished rows, with their strings (a third of the commit's CPU), and
-// appending every row to a DuckDB table, which keeps statistics of each column as it goes
-// (a quarter); sorting fixed-width numbers that arrive nearly in order (a drone's points
-// come in time order) costs a fraction of either. So every staged column is fixed-width:
+// and held in JavaScript until the commit seals the buffer: it then puts the rows in the
+// lake's order, (drone_id, ts), and copies them into DuckDB a chunk of its vector size at a
+// time, one memcpy per column. Per-value appender calls cost ~250 ns each across the JS/C++
+// boundary, which capped the sink at ~140k points/s; whole-chunk copies make staging a small
+// part of a point's cost. Sorting here, where the rows are fixed-width numbers and already
+// nearly in order (a drone's points arrive in time order), costs a fraction of DuckDB's sort
+// of the finished rows with their strings, which took about a third of the commit's CPU.
+// So every staged column is fixed-width:
 // - strings become ids into a per-buffer dictionary (a table joined at commit);
 // - enums stay as their numbers and are named at commit;
 // - 64-bit values are staged as DOUBLE, exact below 2^53 as every sequence number and
@@ -117,10 +113,9 @@ function lakeExpression(column: LakeColumn): string {
 const LAKE_SELECT = LAKE_COLUMNS.map(lakeExpression).join(', ');
 
 export function lakeRowsSql(buffer: StageBuffer, fromUs: number, toUs: number): string {
-  if (!buffer.sealed) throw new Error(`stage buffer ${buffer.table} is read before it is sealed`);
   return (
     `WITH dict AS (SELECT id, s FROM ${buffer.table}_dict) ` +
-    `SELECT ${LAKE_SELECT} FROM ${STAGED_ROWS}(${buffer.number}, ${fromUs}, ${toUs}) t`
+    `SELECT ${LAKE_SELECT} FROM ${buffer.table} t WHERE t.ts >= ${fromUs} AND t.ts < ${toUs}`
   );
 }
 
@@ -134,31 +129,25 @@ interface ColumnBuffer {
 }
 
 /**
- * Points staged for one commit: their columns, the DuckDB table of their strings and its
- * appender, and what they hold. Each buffer has a connection of its own, because a DuckDB
- * connection runs one statement at a time, and the appender flushes through it while other
- * buffers are being committed.
+ * Points staged for one commit: a DuckDB table, its appender, and what they hold. Each
+ * buffer has a connection of its own, because a DuckDB connection runs one statement at
+ * a time, and appenders flush through it while other buffers are being committed.
  */
 export interface StageBuffer {
   readonly connection: DuckDBConnection;
-  /** Names the buffer's string table (`{table}_dict`) and its bad input. */
   readonly table: string;
-  /** Names the buffer to the table function that reads its rows. */
-  readonly number: number;
+  readonly appender: DuckDBAppender;
   readonly dictAppender: DuckDBAppender;
   readonly dict: Map<string, number>;
   dictBytes: number;
   /** The segment being filled. */
   columns: ColumnBuffer[];
-  /** Full segments; with `columns`, every staged row, until the buffer is closed. */
+  /** Full segments, held until the seal hands every row to DuckDB in the lake's order. */
   readonly full: ColumnBuffer[][];
+  readonly chunk: DuckDBDataChunk;
   /** Rows in `columns`. */
   segmentRows: number;
   sealed: boolean;
-  /** Once sealed: the staged rows' numbers in the lake's order. */
-  order: Uint32Array;
-  /** Once sealed: the event-time bounds of each hour's rows, [min, max]. */
-  readonly bounds: Map<number, [number, number]>;
   points: number;
   /** What this commit took, for the quality metrics its record carries. */
   readonly counts: OpenCommitCounts;
@@ -205,108 +194,23 @@ function releaseSegments(segments: ColumnBuffer[][]): void {
   for (const segment of segments) if (pooled.length < POOLED_SEGMENTS) pooled.push(segment);
 }
 
-/** Sealed buffers by number: what the table function reads. A buffer leaves when closed. */
-const sealedBuffers = new Map<number, StageBuffer>();
-let buffersMade = 0;
-/** The table function that reads a sealed buffer's rows: `dronelake_staged(number, from_us, to_us)`. */
-const STAGED_ROWS = 'dronelake_staged';
-/** The databases the table function is registered with (once each, for all their connections). */
-const withStagedRows = new WeakSet<DuckDBInstance>();
-
-/** A scan of one buffer's rows with event times in [from, to): where it has got to in the order. */
-interface Scan {
-  buffer: StageBuffer;
-  from: number;
-  to: number;
-  at: number;
-}
-// The bind step makes the scan; each execution starts it over. Keyed by the objects handed
-// to DuckDB as bind and init data, so the scan is found again without a cast.
-const bound = new WeakMap<object, Omit<Scan, 'at'>>();
-const scans = new WeakMap<object, Scan>();
-/** One chunk's rows, picked from the order, and their columns: scratch that each call of scanChunk fills and copies into DuckDB before it returns, so scans may share it. */
-const picked = new Uint32Array(CHUNK_ROWS);
-const gathered = newColumns(CHUNK_ROWS);
-
-/** Fills `output` with the next rows of the scan, up to one chunk; 0 rows ends it. */
-function scanChunk(scan: Scan, output: DuckDBDataChunk): void {
-  const { buffer, from, to } = scan;
-  const order = buffer.order;
-  const segments = [...buffer.full, buffer.columns];
-  const ts = segments.map((c) => c[TS_INDEX]!.values);
-  let count = 0;
-  while (scan.at < order.length && count < CHUNK_ROWS) {
-    const row = order[scan.at++]!;
-    const t = ts[row >>> SEGMENT_SHIFT]![row & SEGMENT_MASK]!;
-    if (t >= from && t < to) picked[count++] = row;
-  }
-  for (let c = 0; c < gathered.length; c++) {
-    const col = gathered[c]!;
-    gatherColumn(segments, c, picked, 0, count, col);
-    const vector = duckdb.data_chunk_get_vector(output.chunk, c);
-    duckdb.copy_data_to_vector(vector, 0, col.values.buffer as ArrayBuffer, 0, count * STAGE_TYPE[col.kind].bytes);
-    duckdb.vector_ensure_validity_writable(vector);
-    duckdb.copy_data_to_vector_validity(vector, 0, col.validity.buffer as ArrayBuffer, 0, validityBytes(CHUNK_ROWS));
-  }
-  output.rowCount = count;
-}
-
-const stagedRows = (): DuckDBTableFunction =>
-  DuckDBTableFunction.create({
-    name: STAGED_ROWS,
-    parameterTypes: [INTEGER, DOUBLE, DOUBLE],
-    bindFunction: (info) => {
-      for (const { column, kind } of STAGE_COLUMNS) info.addResultColumn(column.name, STAGE_TYPE[kind].duck);
-      const [number, from, to] = [info.getParameter(0), info.getParameter(1), info.getParameter(2)];
-      const buffer = typeof number === 'number' ? sealedBuffers.get(number) : undefined;
-      if (!buffer || typeof from !== 'number' || typeof to !== 'number') {
-        info.setError(`${STAGED_ROWS}: no sealed stage buffer ${String(number)}`);
-        return;
-      }
-      const key = {};
-      bound.set(key, { buffer, from, to });
-      info.setBindData(key);
-      info.setCardinality(buffer.points, false);
-    },
-    initFunction: (info) => {
-      const scan = info.bindData && bound.get(info.bindData);
-      if (!scan) {
-        info.setError(`${STAGED_ROWS}: scan started without its bind`);
-        return;
-      }
-      const key = {};
-      scans.set(key, { ...scan, at: 0 });
-      info.setInitData(key);
-      // One thread reads the rows in order: a COPY without ORDER BY writes them as they come.
-      info.setMaxThreads(1);
-    },
-    mainFunction: (info, output) => {
-      const scan = info.initData && scans.get(info.initData);
-      if (!scan) info.setError(`${STAGED_ROWS}: scan without its state`);
-      else scanChunk(scan, output);
-    },
-  });
-
 export async function createStageBuffer(db: DuckDBInstance, table: string): Promise<StageBuffer> {
   const connection = await db.connect();
-  if (!withStagedRows.has(db)) {
-    connection.registerTableFunction(stagedRows());
-    withStagedRows.add(db);
-  }
+  const columns = STAGE_COLUMNS.map(({ column, kind }) => `${column.name} ${STAGE_TYPE[kind].sql}`).join(', ');
+  await connection.run(`CREATE OR REPLACE TABLE ${table} (${columns})`);
   await connection.run(`CREATE OR REPLACE TABLE ${table}_dict (id UINTEGER, s VARCHAR)`);
   return {
     connection,
     table,
-    number: buffersMade++,
+    appender: await connection.createAppender(table),
     dictAppender: await connection.createAppender(`${table}_dict`),
     dict: new Map(),
     dictBytes: 0,
     columns: takeSegment(),
     full: [],
+    chunk: DuckDBDataChunk.create(STAGE_COLUMNS.map(({ kind }) => STAGE_TYPE[kind].duck)),
     segmentRows: 0,
     sealed: false,
-    order: new Uint32Array(0),
-    bounds: new Map(),
     points: 0,
     counts: emptyCommitCounts(),
     hours: new Map(),
@@ -334,6 +238,22 @@ function dictId(buffer: StageBuffer, s: string): number {
     buffer.dictAppender.endRow();
   }
   return id;
+}
+
+/** Hands `rows` rows of `columns` to DuckDB, one memcpy per column. */
+function appendChunk(buffer: StageBuffer, columns: ColumnBuffer[], rows: number): void {
+  const chunk = buffer.chunk;
+  chunk.reset();
+  for (let i = 0; i < columns.length; i++) {
+    const col = columns[i]!;
+    const vector = duckdb.data_chunk_get_vector(chunk.chunk, i);
+    const bytes = STAGE_TYPE[col.kind].bytes;
+    duckdb.copy_data_to_vector(vector, 0, col.values.buffer as ArrayBuffer, 0, rows * bytes);
+    duckdb.vector_ensure_validity_writable(vector);
+    duckdb.copy_data_to_vector_validity(vector, 0, col.validity.buffer as ArrayBuffer, 0, validityBytes(CHUNK_ROWS));
+  }
+  chunk.rowCount = rows;
+  buffer.appender.appendDataChunk(chunk);
 }
 
 /**
@@ -522,49 +442,36 @@ export interface StageBuffers {
 export const heldBytes = (buffers: StageBuffers): number => stagedBytes(buffers.open) + (buffers.committing ? stagedBytes(buffers.committing) : 0);
 
 /**
- * Puts the staged rows in the lake's order, (drone_id, ts), notes each hour's event-time
- * bounds, and makes the rows readable by lakeRowsSql on any connection of the database;
- * the buffer takes no more points. A COPY of lakeRowsSql without ORDER BY writes the rows in
- * that order: the table function hands them over in order, on one thread.
+ * Hands every staged row to DuckDB in the lake's order, (drone_id, ts), and makes them
+ * readable by other connections; the buffer takes no more points. A query that reads the
+ * table without ORDER BY gets them in that order (DuckDB keeps insertion order). The rows
+ * are copied a DuckDB chunk at a time and the segments dropped after, so the buffer holds its
+ * rows twice only for the moment of the seal.
  */
 export function sealStageBuffer(buffer: StageBuffer): void {
   if (buffer.sealed) return;
   buffer.sealed = true;
   const segments = [...buffer.full, buffer.columns];
   const rows = buffer.full.length * SEGMENT_ROWS + buffer.segmentRows;
-  buffer.order = lakeOrder(buffer, segments, rows);
-  for (let row = 0; row < rows; row++) {
-    const t = segments[row >>> SEGMENT_SHIFT]![TS_INDEX]!.values[row & SEGMENT_MASK]!;
-    const hour = Math.floor(t / MICROS_PER_HOUR);
-    const b = buffer.bounds.get(hour);
-    if (!b) buffer.bounds.set(hour, [t, t]);
-    else if (t < b[0]) b[0] = t;
-    else if (t > b[1]) b[1] = t;
-  }
-  sealedBuffers.set(buffer.number, buffer);
-  buffer.dictAppender.closeSync();
-}
-
-/** Adds the event-to-commit latency of every row of a sealed buffer, committed at `commitUs`. */
-export function addLatencies(buffer: StageBuffer, commitUs: number, latency: LatencyHistogram): void {
-  const segments = [...buffer.full, buffer.columns];
-  const rows = buffer.order.length;
-  const counts: number[] = [];
-  for (let row = 0; row < rows; row++) {
-    const bucket = latencyBucket(commitUs, segments[row >>> SEGMENT_SHIFT]![TS_INDEX]!.values[row & SEGMENT_MASK]!);
-    counts[bucket] = (counts[bucket] ?? 0) + 1;
-  }
-  counts.forEach((n, bucket) => latency.add(bucket, n));
-}
-
-/** Releases a buffer, its rows and its connection. */
-export function closeStageBuffer(buffer: StageBuffer): void {
-  sealStageBuffer(buffer);
-  sealedBuffers.delete(buffer.number);
-  releaseSegments([...buffer.full, buffer.columns]);
   buffer.full.length = 0;
   buffer.columns = [];
   buffer.segmentRows = 0;
-  buffer.order = new Uint32Array(0);
+  if (rows > 0) {
+    const perm = lakeOrder(buffer, segments, rows);
+    const out = newColumns(CHUNK_ROWS);
+    for (let from = 0; from < rows; from += CHUNK_ROWS) {
+      const count = Math.min(CHUNK_ROWS, rows - from);
+      for (let c = 0; c < out.length; c++) gatherColumn(segments, c, perm, from, count, out[c]!);
+      appendChunk(buffer, out, count);
+    }
+  }
+  releaseSegments(segments);
+  buffer.appender.closeSync();
+  buffer.dictAppender.closeSync();
+}
+
+/** Releases a buffer and its connection. */
+export function closeStageBuffer(buffer: StageBuffer): void {
+  sealStageBuffer(buffer);
   buffer.connection.closeSync();
 }
