@@ -67,7 +67,11 @@ const SEGMENT_MASK = SEGMENT_ROWS - 1;
 if (!Number.isInteger(SEGMENT_SHIFT)) throw new Error(`DuckDB's vector size ${CHUNK_ROWS} is not a power of two`);
 
 const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
-/** What one staged row takes in DuckDB: its fixed-width values plus a validity bit each. */
+/**
+ * What one staged row takes, in its segment and, once sealed, in DuckDB: its fixed-width
+ * values plus a validity bit each. A buffer's last segment is allocated whole, so the
+ * estimate is short by at most one segment per buffer (about 2 MB).
+ */
 const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
 /** A dictionary entry: the string as DuckDB stores it, its id, and the JS map entry that finds it. */
 const DICT_ENTRY_OVERHEAD = 64;
@@ -174,7 +178,7 @@ const newColumns = (rows: number): ColumnBuffer[] => STAGE_COLUMNS.map(({ kind }
 /**
  * Segments a seal let go of, for the next buffers to fill. Each commit stages tens of MB;
  * allocated afresh every time, that memory made V8 run full collections for its external
- * memory, costing more than the sort saves. At most POOLED_SEGMENTS wait here (about 50 MB),
+ * memory, costing more than the sort saves. At most POOLED_SEGMENTS wait here (about 66 MB),
  * and never more than the sink once staged (invariant 6).
  */
 const pooled: ColumnBuffer[][] = [];
@@ -258,10 +262,9 @@ function appendChunk(buffer: StageBuffer, columns: ColumnBuffer[], rows: number)
 
 /**
  * `perm[from..to)` holds the row numbers of one drone in arrival order; this puts them in
- * `ts` order, ties in arrival order. A drone's points
- * come nearly in order, so an insertion sort does it in about one pass; input far from
- * order (a log replayed backwards) goes to the library sort once the moves pass a bound,
- * so no input costs quadratic time.
+ * `ts` order, ties in arrival order. A drone's points come nearly in order, so an insertion
+ * sort does it in about one pass; input far from order (a log replayed backwards) goes to
+ * the library sort once the moves pass a bound, so no input costs quadratic time.
  */
 function sortByTime(perm: Uint32Array, from: number, to: number, ts: Array<ColumnBuffer['values']>): void {
   const budget = 16 * (to - from) + 1024;
