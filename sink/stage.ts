@@ -300,16 +300,24 @@ function lakeOrder(buffer: StageBuffer, segments: ColumnBuffer[][], rows: number
   const byBytes = Array.from(strings, (_, id) => id).sort((a, b) => Buffer.compare(bytes[a]!, bytes[b]!));
   const rank = new Uint32Array(strings.length);
   byBytes.forEach((id, place) => (rank[id] = place));
-  const drones = segments.map((c) => c[DRONE_INDEX]!.values);
-  // starts[r]: where the rows of the string ranked r begin in the order.
+  // Each row's drone's place, segment by segment, and starts[r]: where the rows of the
+  // string ranked r begin in the order.
+  const places = new Uint32Array(rows);
   const starts = new Uint32Array(strings.length + 1);
-  const placeOf = (row: number) => rank[drones[row >>> SEGMENT_SHIFT]![row & SEGMENT_MASK]!]!;
-  for (let row = 0; row < rows; row++) starts[placeOf(row) + 1]! += 1;
+  for (let s = 0, row = 0; row < rows; s++) {
+    const drones = segments[s]![DRONE_INDEX]!.values;
+    const end = Math.min(rows, row + SEGMENT_ROWS);
+    for (let i = 0; row < end; i++, row++) {
+      const place = rank[drones[i]!]!;
+      places[row] = place;
+      starts[place + 1]! += 1;
+    }
+  }
   for (let r = 1; r <= strings.length; r++) starts[r] = starts[r]! + starts[r - 1]!;
   const next = starts.slice(0, strings.length);
   const perm = new Uint32Array(rows);
   for (let row = 0; row < rows; row++) {
-    const place = placeOf(row);
+    const place = places[row]!;
     perm[next[place]!] = row;
     next[place]! += 1;
   }
