@@ -10,7 +10,7 @@ import {
   type DuckDBInstance,
   type DuckDBType,
 } from '@duckdb/node-api';
-import { LAKE_COLUMNS, SORT_COLUMNS, type LakeColumn } from '../proto/columns';
+import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
@@ -19,15 +19,11 @@ import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { sqlString } from './sql';
 
-// Staging is columnar. Points are written into typed arrays, a segment of rows at a time,
-// and held in JavaScript until the commit seals the buffer: it then puts the rows in the
-// lake's order, (drone_id, ts), and copies them into DuckDB a chunk of its vector size at a
-// time, one memcpy per column. Per-value appender calls cost ~250 ns each across the JS/C++
-// boundary, which capped the sink at ~140k points/s; whole-chunk copies make staging a small
-// part of a point's cost. Sorting here, where the rows are fixed-width numbers and already
-// nearly in order (a drone's points arrive in time order), costs a fraction of DuckDB's sort
-// of the finished rows with their strings, which took about a third of the commit's CPU.
-// So every staged column is fixed-width:
+// Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
+// size at a time, and each full chunk is copied into DuckDB's vectors with one memcpy per
+// column. Per-value appender calls cost ~250 ns each across the JS/C++ boundary, which
+// capped the sink at ~140k points/s; whole-chunk copies make staging a small part of a
+// point's cost. So every staged column is fixed-width:
 // - strings become ids into a per-buffer dictionary (a table joined at commit);
 // - enums stay as their numbers and are named at commit;
 // - 64-bit values are staged as DOUBLE, exact below 2^53 as every sequence number and
@@ -54,33 +50,15 @@ const STAGE_TYPE: Record<StageKind, { sql: string; duck: DuckDBType; bytes: numb
 };
 
 const CHUNK_ROWS = duckdb.vector_size();
-const validityBytes = (rows: number) => Math.ceil(rows / 64) * 8;
-/**
- * Rows of a segment, the typed arrays staged points are written into: eight DuckDB chunks,
- * so that a commit of 500,000 points makes some 30 sets of arrays for the garbage
- * collector, not 250. A staged row's number is its segment's times SEGMENT_ROWS plus its
- * row in the segment.
- */
-const SEGMENT_ROWS = 8 * CHUNK_ROWS;
-const SEGMENT_SHIFT = Math.log2(SEGMENT_ROWS);
-const SEGMENT_MASK = SEGMENT_ROWS - 1;
-if (!Number.isInteger(SEGMENT_SHIFT)) throw new Error(`DuckDB's vector size ${CHUNK_ROWS} is not a power of two`);
+const VALIDITY_BYTES = Math.ceil(CHUNK_ROWS / 64) * 8;
 
 const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
-/**
- * What one staged row takes, in its segment and, once sealed, in DuckDB: its fixed-width
- * values plus a validity bit each. A buffer's last segment is allocated whole, so the
- * estimate is short by at most one segment per buffer (about 2 MB).
- */
+/** What one staged row takes in DuckDB: its fixed-width values plus a validity bit each. */
 const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
 /** A dictionary entry: the string as DuckDB stores it, its id, and the JS map entry that finds it. */
 const DICT_ENTRY_OVERHEAD = 64;
 const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;
 const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
-const DRONE_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'drone_id');
-const TS_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ts');
-// sealStageBuffer orders the rows as the lake's files are sorted.
-if (SORT_COLUMNS.join() !== 'drone_id,ts') throw new Error(`stage.ts sorts by (drone_id, ts), the lake by (${SORT_COLUMNS.join(', ')})`);
 const STREAM_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'stream');
 // stageRows copies point column c of a batch into staged column c.
 if (POINT_FIELDS.some((f, c) => LAKE_COLUMNS[c]!.name !== f.name)) throw new Error('the lake columns do not begin with the point fields in their order');
@@ -128,8 +106,6 @@ interface ColumnBuffer {
   values: Float64Array | Uint32Array | Uint8Array;
   /** DuckDB's validity mask: bit i set when row i is not null. */
   validity: Uint8Array;
-  /** Whether any bit of `validity` is clear: the seal copies the mask only then. */
-  nulls: boolean;
 }
 
 /**
@@ -144,13 +120,10 @@ export interface StageBuffer {
   readonly dictAppender: DuckDBAppender;
   readonly dict: Map<string, number>;
   dictBytes: number;
-  /** The segment being filled. */
-  columns: ColumnBuffer[];
-  /** Full segments, held until the seal hands every row to DuckDB in the lake's order. */
-  readonly full: ColumnBuffer[][];
+  readonly columns: ColumnBuffer[];
   readonly chunk: DuckDBDataChunk;
-  /** Rows in `columns`. */
-  segmentRows: number;
+  /** Rows in the typed arrays, not yet handed to DuckDB. */
+  chunkRows: number;
   sealed: boolean;
   points: number;
   /** What this commit took, for the quality metrics its record carries. */
@@ -167,35 +140,9 @@ export interface StageBuffer {
   readonly live: LivePoint[];
 }
 
-function newColumn(kind: StageKind, rows: number): ColumnBuffer {
-  const values = kind === 'f64' ? new Float64Array(rows) : kind === 'u32' || kind === 'dict' ? new Uint32Array(rows) : new Uint8Array(rows);
-  return { kind, values, validity: new Uint8Array(validityBytes(rows)).fill(0xff), nulls: false };
-}
-
-/** A segment's columns, or (CHUNK_ROWS) the columns of one DuckDB chunk. */
-const newColumns = (rows: number): ColumnBuffer[] => STAGE_COLUMNS.map(({ kind }) => newColumn(kind, rows));
-
-/**
- * Segments a seal let go of, for the next buffers to fill. Each commit stages tens of MB;
- * allocated afresh every time, that memory made V8 run full collections for its external
- * memory, costing more than the sort saves. At most POOLED_SEGMENTS wait here (about 66 MB),
- * and never more than the sink once staged (invariant 6).
- */
-const pooled: ColumnBuffer[][] = [];
-const POOLED_SEGMENTS = 32;
-
-function takeSegment(): ColumnBuffer[] {
-  const segment = pooled.pop();
-  if (!segment) return newColumns(SEGMENT_ROWS);
-  for (const col of segment) {
-    if (col.nulls) col.validity.fill(0xff);
-    col.nulls = false;
-  }
-  return segment;
-}
-
-function releaseSegments(segments: ColumnBuffer[][]): void {
-  for (const segment of segments) if (pooled.length < POOLED_SEGMENTS) pooled.push(segment);
+function newColumn(kind: StageKind): ColumnBuffer {
+  const values = kind === 'f64' ? new Float64Array(CHUNK_ROWS) : kind === 'u32' || kind === 'dict' ? new Uint32Array(CHUNK_ROWS) : new Uint8Array(CHUNK_ROWS);
+  return { kind, values, validity: new Uint8Array(VALIDITY_BYTES).fill(0xff) };
 }
 
 export async function createStageBuffer(db: DuckDBInstance, table: string): Promise<StageBuffer> {
@@ -210,10 +157,9 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     dictAppender: await connection.createAppender(`${table}_dict`),
     dict: new Map(),
     dictBytes: 0,
-    columns: takeSegment(),
-    full: [],
+    columns: STAGE_COLUMNS.map(({ kind }) => newColumn(kind)),
     chunk: DuckDBDataChunk.create(STAGE_COLUMNS.map(({ kind }) => STAGE_TYPE[kind].duck)),
-    segmentRows: 0,
+    chunkRows: 0,
     sealed: false,
     points: 0,
     counts: emptyCommitCounts(),
@@ -244,105 +190,24 @@ function dictId(buffer: StageBuffer, s: string): number {
   return id;
 }
 
-/** Hands `rows` rows of `columns` to DuckDB, one memcpy per column. */
-function appendChunk(buffer: StageBuffer, columns: ColumnBuffer[], rows: number): void {
+/** Hands the rows in the typed arrays to DuckDB, one memcpy per column. */
+function flushChunk(buffer: StageBuffer): void {
+  const rows = buffer.chunkRows;
+  if (rows === 0) return;
   const chunk = buffer.chunk;
   chunk.reset();
-  for (let i = 0; i < columns.length; i++) {
-    const col = columns[i]!;
+  for (let i = 0; i < buffer.columns.length; i++) {
+    const col = buffer.columns[i]!;
     const vector = duckdb.data_chunk_get_vector(chunk.chunk, i);
     const bytes = STAGE_TYPE[col.kind].bytes;
     duckdb.copy_data_to_vector(vector, 0, col.values.buffer as ArrayBuffer, 0, rows * bytes);
     duckdb.vector_ensure_validity_writable(vector);
-    duckdb.copy_data_to_vector_validity(vector, 0, col.validity.buffer as ArrayBuffer, 0, validityBytes(CHUNK_ROWS));
+    duckdb.copy_data_to_vector_validity(vector, 0, col.validity.buffer as ArrayBuffer, 0, VALIDITY_BYTES);
+    col.validity.fill(0xff);
   }
   chunk.rowCount = rows;
   buffer.appender.appendDataChunk(chunk);
-}
-
-/**
- * `perm[from..to)` holds the row numbers of one drone in arrival order; this puts them in
- * `ts` order, ties in arrival order. A drone's points come nearly in order, so an insertion
- * sort does it in about one pass; input far from order (a log replayed backwards) goes to
- * the library sort once the moves pass a bound, so no input costs quadratic time.
- */
-function sortByTime(perm: Uint32Array, from: number, to: number, ts: Array<ColumnBuffer['values']>): void {
-  const budget = 16 * (to - from) + 1024;
-  let moves = 0;
-  for (let i = from + 1; i < to; i++) {
-    const row = perm[i]!;
-    const t = ts[row >>> SEGMENT_SHIFT]![row & SEGMENT_MASK]!;
-    let j = i - 1;
-    while (j >= from) {
-      const before = perm[j]!;
-      if (ts[before >>> SEGMENT_SHIFT]![before & SEGMENT_MASK]! <= t) break;
-      perm[j + 1] = before;
-      j--;
-    }
-    perm[j + 1] = row;
-    moves += i - 1 - j;
-    if (moves > budget) {
-      const time = (r: number) => ts[r >>> SEGMENT_SHIFT]![r & SEGMENT_MASK]!;
-      perm.subarray(from, to).sort((a, b) => time(a) - time(b) || a - b);
-      return;
-    }
-  }
-}
-
-/**
- * The staged rows' numbers in the lake's order, (drone_id, ts): a counting sort by the
- * drone's place among the dictionary's strings, in arrival order, then each drone's rows by
- * time. Strings compare as DuckDB orders VARCHAR, by their UTF-8 bytes.
- */
-function lakeOrder(buffer: StageBuffer, segments: ColumnBuffer[][], rows: number): Uint32Array {
-  const strings = [...buffer.dict.keys()];
-  const bytes = strings.map((s) => Buffer.from(s, 'utf8'));
-  const byBytes = Array.from(strings, (_, id) => id).sort((a, b) => Buffer.compare(bytes[a]!, bytes[b]!));
-  const rank = new Uint32Array(strings.length);
-  byBytes.forEach((id, place) => (rank[id] = place));
-  // Each row's drone's place, segment by segment, and starts[r]: where the rows of the
-  // string ranked r begin in the order.
-  const places = new Uint32Array(rows);
-  const starts = new Uint32Array(strings.length + 1);
-  for (let s = 0, row = 0; row < rows; s++) {
-    const drones = segments[s]![DRONE_INDEX]!.values;
-    const end = Math.min(rows, row + SEGMENT_ROWS);
-    for (let i = 0; row < end; i++, row++) {
-      const place = rank[drones[i]!]!;
-      places[row] = place;
-      starts[place + 1]! += 1;
-    }
-  }
-  for (let r = 1; r <= strings.length; r++) starts[r] = starts[r]! + starts[r - 1]!;
-  const next = starts.slice(0, strings.length);
-  const perm = new Uint32Array(rows);
-  for (let row = 0; row < rows; row++) {
-    const place = places[row]!;
-    perm[next[place]!] = row;
-    next[place]! += 1;
-  }
-  const ts = segments.map((c) => c[TS_INDEX]!.values);
-  for (let r = 0; r < strings.length; r++) if (starts[r + 1]! - starts[r]! > 1) sortByTime(perm, starts[r]!, starts[r + 1]!, ts);
-  return perm;
-}
-
-/** Copies column `c` of the rows `perm[from..from+count)` into `out`, values and validity. */
-function gatherColumn(segments: ColumnBuffer[][], c: number, perm: Uint32Array, from: number, count: number, out: ColumnBuffer): void {
-  const target = out.values;
-  const sources = segments.map((segment) => segment[c]!.values);
-  for (let j = 0; j < count; j++) {
-    const row = perm[from + j]!;
-    target[j] = sources[row >>> SEGMENT_SHIFT]![row & SEGMENT_MASK]!;
-  }
-  const validity = out.validity;
-  validity.fill(0xff);
-  if (!segments.some((segment) => segment[c]!.nulls)) return;
-  const masks = segments.map((segment) => segment[c]!.validity);
-  for (let j = 0; j < count; j++) {
-    const row = perm[from + j]!;
-    const at = row & SEGMENT_MASK;
-    if ((masks[row >>> SEGMENT_SHIFT]![at >> 3]! & (1 << (at & 7))) === 0) validity[j >> 3]! &= ~(1 << (j & 7));
-  }
+  buffer.chunkRows = 0;
 }
 
 /** Per string column of a batch: its dictionary's ids in this buffer's dictionary, -1 until first staged. */
@@ -362,9 +227,9 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
   // The lake's columns begin with the point's (checked above), so its stream is the point's.
   const streams = points.columns[STREAM_INDEX] ?? null;
   for (let from = 0; from < count; ) {
-    // As many rows as the open segment has room for.
-    const start = buffer.segmentRows;
-    const take = Math.min(count - from, SEGMENT_ROWS - start);
+    // As many rows as the open chunk has room for.
+    const start = buffer.chunkRows;
+    const take = Math.min(count - from, CHUNK_ROWS - start);
     for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
       const column = points.columns[c] ?? null;
       const col = buffer.columns[c]!;
@@ -372,7 +237,6 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
       const validity = col.validity;
       if (column === null) {
         for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
-        col.nulls = true;
         continue;
       }
       const { values, present } = column;
@@ -382,7 +246,6 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
         const row = start + j;
         if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
           validity[row >> 3]! &= ~(1 << (row & 7));
-          col.nulls = true;
           continue;
         }
         const v = values[i]!;
@@ -419,14 +282,10 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
       run++;
     }
     buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + run);
-    buffer.segmentRows = start + take;
+    buffer.chunkRows = start + take;
     buffer.points += take;
     from += take;
-    if (buffer.segmentRows === SEGMENT_ROWS) {
-      buffer.full.push(buffer.columns);
-      buffer.columns = takeSegment();
-      buffer.segmentRows = 0;
-    }
+    if (buffer.chunkRows === CHUNK_ROWS) flushChunk(buffer);
   }
 }
 
@@ -452,31 +311,11 @@ export interface StageBuffers {
 /** What the sink holds in memory before commit (invariant 6: bounded by --max-staged-mib). */
 export const heldBytes = (buffers: StageBuffers): number => stagedBytes(buffers.open) + (buffers.committing ? stagedBytes(buffers.committing) : 0);
 
-/**
- * Hands every staged row to DuckDB in the lake's order, (drone_id, ts), and makes them
- * readable by other connections; the buffer takes no more points. A query that reads the
- * table without ORDER BY gets them in that order (DuckDB keeps insertion order). The rows
- * are copied a DuckDB chunk at a time and the segments dropped after, so the buffer holds its
- * rows twice only for the moment of the seal.
- */
+/** Makes everything staged readable by other connections; the buffer takes no more points. */
 export function sealStageBuffer(buffer: StageBuffer): void {
   if (buffer.sealed) return;
   buffer.sealed = true;
-  const segments = [...buffer.full, buffer.columns];
-  const rows = buffer.full.length * SEGMENT_ROWS + buffer.segmentRows;
-  buffer.full.length = 0;
-  buffer.columns = [];
-  buffer.segmentRows = 0;
-  if (rows > 0) {
-    const perm = lakeOrder(buffer, segments, rows);
-    const out = newColumns(CHUNK_ROWS);
-    for (let from = 0; from < rows; from += CHUNK_ROWS) {
-      const count = Math.min(CHUNK_ROWS, rows - from);
-      for (let c = 0; c < out.length; c++) gatherColumn(segments, c, perm, from, count, out[c]!);
-      appendChunk(buffer, out, count);
-    }
-  }
-  releaseSegments(segments);
+  flushChunk(buffer);
   buffer.appender.closeSync();
   buffer.dictAppender.closeSync();
 }
