@@ -103,10 +103,17 @@ function countInvalid(batches: readonly TakenBatch[]): number {
   return invalid;
 }
 
-async function timed<T>(work: () => T | Promise<T>): Promise<{ result: T; seconds: number }> {
+/**
+ * Wall time and the process's CPU time (every thread's: DuckDB's workers and libuv's pool
+ * too) of `work`. A stage that runs on DuckDB's threads costs more CPU than wall time, and
+ * CPU is what the sink's process pays per point.
+ */
+async function timed<T>(work: () => T | Promise<T>): Promise<{ result: T; seconds: number; cpuSeconds: number }> {
   const start = performance.now();
+  const cpu = process.cpuUsage();
   const result = await work();
-  return { result, seconds: (performance.now() - start) / 1000 };
+  const used = process.cpuUsage(cpu);
+  return { result, seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
 }
 
 /**
@@ -118,11 +125,14 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
   ctx.progress(`stages: simulating ${count.toLocaleString('en-US')} points of ${BENCH_DRONES} drones`);
   const points = await simulatedPoints(count, BENCH_DRONES, BENCH_GATEWAY);
   const best: Record<string, number> = {};
+  const bestCpu: Record<string, number> = {};
   let round = 0;
-  const report = (stage: string, seconds: number, check: string) => {
-    const rate = count / seconds;
+  const report = (stage: string, t: { seconds: number; cpuSeconds: number }, check: string) => {
+    const rate = count / t.seconds;
+    const cpuUs = (t.cpuSeconds / count) * 1e6;
     best[stage] = Math.max(best[stage] ?? 0, rate);
-    ctx.progress(`stages: round ${round + 1}/${ctx.quick ? QUICK_ROUNDS : ROUNDS} ${stage} ${Math.round(rate).toLocaleString('en-US')} points/s (${check})`);
+    bestCpu[stage] = Math.min(bestCpu[stage] ?? Infinity, cpuUs);
+    ctx.progress(`stages: round ${round + 1}/${ctx.quick ? QUICK_ROUNDS : ROUNDS} ${stage} ${Math.round(rate).toLocaleString('en-US')} points/s, ${cpuUs.toFixed(3)} CPU-us/point (${check})`);
   };
 
   const { db, conn } = await sinkDatabase();
@@ -143,34 +153,34 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       // simulator's cost rather than an array's.
       let made = 0;
       const simulate = await timed(() => forEachSimulatedPoint(count, BENCH_DRONES, BENCH_GATEWAY, () => made++));
-      report('simulate', simulate.seconds, `${made.toLocaleString('en-US')} points`);
+      report('simulate', simulate, `${made.toLocaleString('en-US')} points`);
 
       const bytes = (batches: Uint8Array[]) => `${batches.reduce((n, b) => n + b.length, 0).toLocaleString('en-US')} bytes`;
       const encodeV1 = await timed(() => encodeBatches(points, BENCH_GATEWAY));
-      report('encode_v1', encodeV1.seconds, bytes(encodeV1.result));
+      report('encode_v1', encodeV1, bytes(encodeV1.result));
       const encode = await timed(() => encodeColumnarBatches(points, BENCH_GATEWAY));
-      report('encode', encode.seconds, bytes(encode.result));
+      report('encode', encode, bytes(encode.result));
 
       const decodeV1 = await timed(() => decodeBatches(encodeV1.result, BENCH_GATEWAY, 'v1'));
-      report('decode_v1', decodeV1.seconds, `${decodeV1.result.length} batches`);
+      report('decode_v1', decodeV1, `${decodeV1.result.length} batches`);
       const decode = await timed(() => decodeBatches(encode.result, BENCH_GATEWAY, 'v2'));
       const decoded = decode.result;
       const decodedPoints = decoded.reduce((n, b) => n + b.points.count, 0);
       if (decodedPoints !== count) throw new Error(`decoded ${decodedPoints} points of ${count}`);
-      report('decode', decode.seconds, `${decodedPoints.toLocaleString('en-US')} points`);
+      report('decode', decode, `${decodedPoints.toLocaleString('en-US')} points`);
 
       const validate = await timed(() => countInvalid(decoded));
       // Staging only the valid points would credit the later stages with less work.
       if (validate.result > 0) throw new Error(`${validate.result} simulated points are invalid`);
-      report('validate', validate.seconds, '0 invalid');
+      report('validate', validate, '0 invalid');
 
       const buffer = await createStageBuffer(db, `stage_${round}`);
       const stage = await timed(() => stageBatches(buffer, decoded));
-      report('stage', stage.seconds, `${buffer.points.toLocaleString('en-US')} rows, ${buffer.hours.size} hour(s)`);
+      report('stage', stage, `${buffer.points.toLocaleString('en-US')} rows, ${buffer.hours.size} hour(s)`);
 
       const commit = await timed(() => writeFiles(conn, buffer, storage, `bench-stages-${round}`));
       const rows = commit.result.files.reduce((n, f) => n + f.rows, 0);
-      report('parquet', commit.seconds, `${rows.toLocaleString('en-US')} rows in ${commit.result.files.length} file(s)`);
+      report('parquet', commit, `${rows.toLocaleString('en-US')} rows in ${commit.result.files.length} file(s)`);
     }
   } finally {
     conn.closeSync();
@@ -183,6 +193,10 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate')
     .reduce((a, b) => (b[1] < a[1] ? b : a));
   const rate = (stage: string) => best[stage] ?? null;
+  const cpuUs = (stage: string) => bestCpu[stage] ?? null;
+  // What the sink's process spends on a v2 point in its stages, every thread counted: the
+  // figure to hold against the sink's CPU per point end to end.
+  const sinkStages = ['decode', 'validate', 'stage', 'parquet'];
   return [
     figure(SECTION, 'stage_simulate_points_per_sec', `simulate: the simulated fleet of ${BENCH_DRONES} drones (the source)`, rate('simulate'), 'points/s'),
     figure(SECTION, 'stage_encode_v1_points_per_sec', `encode v1: BatchWriter, ${BATCH_POINTS}-point batches`, rate('encode_v1'), 'points/s'),
@@ -192,6 +206,12 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     figure(SECTION, 'stage_validate_points_per_sec', 'validate: suspectPoints on columns', rate('validate'), 'points/s'),
     figure(SECTION, 'stage_stage_points_per_sec', 'stage: stageRows into DuckDB', rate('stage'), 'points/s'),
     figure(SECTION, 'stage_parquet_points_per_sec', 'parquet: writeFiles (sorted ZSTD, link)', rate('parquet'), 'points/s'),
+    figure(SECTION, 'stage_decode_v1_cpu_us_per_point', 'decode v1: CPU per point', cpuUs('decode_v1'), 'us'),
+    figure(SECTION, 'stage_decode_cpu_us_per_point', 'decode v2: CPU per point', cpuUs('decode'), 'us'),
+    figure(SECTION, 'stage_validate_cpu_us_per_point', 'validate: CPU per point', cpuUs('validate'), 'us'),
+    figure(SECTION, 'stage_stage_cpu_us_per_point', 'stage: CPU per point', cpuUs('stage'), 'us'),
+    figure(SECTION, 'stage_parquet_cpu_us_per_point', "parquet: CPU per point, DuckDB's threads included", cpuUs('parquet'), 'us'),
+    figure(SECTION, 'stage_sink_cpu_us_per_point', 'the sink\'s stages on v2 (decode + validate + stage + parquet): CPU per point', sinkStages.reduce((n, st) => n + (bestCpu[st] ?? 0), 0), 'us'),
     figure(SECTION, 'slowest_stage', 'slowest stage', slowest),
     figure(SECTION, 'slowest_stage_points_per_sec', 'slowest stage ceiling', slowestRate, 'points/s'),
   ];

@@ -84,6 +84,56 @@ describe('sink step: commit (Parquet)', () => {
     expect(await readdir(storage.stagingDir)).toEqual([]);
   });
 
+  it('sorts a commit of many segments by (drone_id, ts) as DuckDB orders them: jittered times, a drone whose times run backwards, nulls kept', async () => {
+    // 40,000 points in batches of 1,000, as gateways send them: each batch holds a few points
+    // of every drone. Names whose order is not their numbers' (d-10 before d-2, upper case
+    // before lower case), times jittered within a drone, and one drone sent newest first.
+    const drones = [...Array.from({ length: 30 }, (_, i) => `d-${i}`), 'D-9', 'Z', 'a', 'd_', 'd-', 'd-1x', 'backwards'];
+    const n = 40_000;
+    const per = Math.ceil(n / drones.length);
+    let seed = 7;
+    const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    const points: TelemetryPoint[] = [];
+    for (let k = 0; k < per; k++) {
+      for (const [d, drone] of drones.entries()) {
+        if (points.length === n) break;
+        // Three seconds apart, jittered by up to three steps (so a drone's points arrive out of
+        // order), distinct by the microseconds; half an hour in, the next hour begins.
+        const step = (drone === 'backwards' ? per - k : k) + Math.floor(random() * 4);
+        const ts = T0 + MICROS_PER_HOUR / 2 + step * 3_000_000 + k * 10 + d;
+        points.push(k % 11 === 0 ? { drone_id: drone, seq: k, ts } : cruisePoint(drone, k, ts));
+      }
+    }
+    const buffer = await createStageBuffer(db, `commit_${table++}`);
+    for (let b = 0; b * 1000 < n; b++) {
+      const batch = points.slice(b * 1000, (b + 1) * 1000);
+      const { topic, payload } = wireMessage('v2', { gateway_id: 'gw-c', batch_seq: b, sent_at: T0, stream: 9, points: batch });
+      const decoded = decodeTelemetry(topic, payload);
+      if (!decoded.ok) throw new Error(decoded.detail);
+      stageRows(buffer, decoded.batch.points, Uint32Array.from({ length: batch.length }, (_, i) => i), batch.length, stageDictIds(decoded.batch.points), 9, 'gw-c', T0);
+    }
+    const latency = new LatencyHistogram();
+    const { files } = await writeFiles(conn, buffer, storage, commitTag('sink-sort', 1), latency);
+    expect(files.map((f) => f.rows).reduce((a, b) => a + b, 0)).toBe(n);
+    expect(files.length).toBe(2);
+    expect(latency.total).toBe(n);
+    for (const file of files) {
+      const source = `read_parquet('${path.join(lake, file.key)}')`;
+      // The file's own order, against DuckDB's ORDER BY of the same rows.
+      const asWritten = await duck(`SELECT drone_id, ts::VARCHAR AS ts, seq::INTEGER AS seq, lat FROM ${source}`);
+      const sorted = await duck(`SELECT drone_id, ts::VARCHAR AS ts, seq::INTEGER AS seq, lat FROM ${source} ORDER BY drone_id, ts`);
+      expect(asWritten.length).toBe(file.rows);
+      expect(asWritten).toEqual(sorted);
+      const [bounds] = await duck(`SELECT epoch_us(min(ts))::DOUBLE AS min_ts, epoch_us(max(ts))::DOUBLE AS max_ts FROM ${source}`);
+      expect(bounds).toEqual({ min_ts: file.min_ts, max_ts: file.max_ts });
+    }
+    // Every point once, the nulls of the points sent without a position kept.
+    const all = files.map((f) => `'${path.join(lake, f.key)}'`).join(', ');
+    expect(await duck(`SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, seq))::INTEGER AS keys, count(*) FILTER (lat IS NULL)::INTEGER AS no_lat FROM read_parquet([${all}])`)).toEqual([
+      { n, keys: n, no_lat: points.filter((p) => p.lat === undefined).length },
+    ]);
+  });
+
   it("replaces what a crashed run left under the commit's names", async () => {
     const tag = commitTag('sink-b', 7);
     const key = `${partitionOfHour(HOUR)}/part-${tag}.parquet`;
