@@ -146,9 +146,14 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
       log.debug({ clientId: client.id, identity: auth.identityOf(client) }, 'client connected');
     });
     broker.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'client disconnected'));
+    // Once a connection fails, Aedes reports each delivery still queued for it as one more
+    // error: a sink stopped under load made 2,009 identical lines in a millisecond. The
+    // connection's first error is its cause; it is logged and counted, the rest are not.
+    const failed = new WeakSet<Client>();
     broker.on('clientError', (client, err) => {
       // A refused CONNECT was counted and logged when it was refused.
-      if (err instanceof Refusal) return;
+      if (err instanceof Refusal || failed.has(client)) return;
+      failed.add(client);
       stats.clientErrors++;
       log.warn({ clientId: client.id, identity: auth.identityOf(client)?.id, err: err.message }, 'client error; connection closed');
     });

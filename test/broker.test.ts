@@ -1,7 +1,10 @@
+import { once } from 'node:events';
 import net from 'node:net';
+import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { startBroker } from '../broker/server';
-import { quietLog } from './helpers';
+import { capturedLog, connectPacket, subscribePacket } from './broker-helpers';
+import { quietLog, waitFor } from './helpers';
 
 describe('broker', () => {
   it('shuts down at once even while a client is still in its CONNECT handshake', async () => {
@@ -13,5 +16,38 @@ describe('broker', () => {
     await broker.close();
     expect(Date.now() - started).toBeLessThan(2000);
     socket.destroy();
+  });
+
+  it('logs and counts a failed connection once, however many deliveries it had queued', async () => {
+    const { log, lines } = capturedLog('info');
+    const broker = await startBroker({ host: '127.0.0.1', port: 0 }, log);
+    const pub = await mqtt.connectAsync(broker.url, { clientId: 'pub' });
+    try {
+      // A subscriber that stops reading once subscribed, as a process that hangs.
+      const socket = net.connect(broker.port, '127.0.0.1');
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      let seen = 0;
+      const reading = (d: Buffer) => (seen += d.length);
+      socket.on('data', reading);
+      socket.write(Buffer.concat([connectPacket({ clientId: 'stuck' }), subscribePacket(1, 't/#')]));
+      await waitFor('CONNACK and SUBACK', () => seen >= 9);
+      socket.off('data', reading);
+      socket.pause();
+      // 19 MB at QoS 1: more than the socket holds, so deliveries queue in the broker.
+      const payload = Buffer.alloc(65_536, 1);
+      for (let i = 0; i < 300; i++) await pub.publishAsync('t/x', payload, { qos: 1 });
+      socket.destroy();
+      const failures = () => lines.filter((l) => l['msg'] === 'client error; connection closed');
+      await waitFor('the failure logged', () => failures().length > 0);
+      // Then the broker still serves, and its queued deliveries to the dead connection have
+      // all failed by now: before, each was one more line and one more count (226 here).
+      await pub.publishAsync('t/x', 'after', { qos: 1 });
+      expect(failures().map((l) => l['clientId'])).toEqual(['stuck']);
+      expect(broker.stats().clientErrors).toBe(1);
+    } finally {
+      await pub.endAsync();
+      await broker.close();
+    }
   });
 });
