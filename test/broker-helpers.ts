@@ -7,6 +7,7 @@ import mqtt from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { addIdentity, writeRegistry, type Registry, type Role } from '../broker/registry';
 import type { ScryptCost } from '../broker/secrets';
+import { waitFor } from './helpers';
 
 /** Cheap enough to hash a thousand secrets in a test; recorded per entry, as the format allows. */
 export const TEST_COST: ScryptCost = { N: 1024, r: 8, p: 1 };
@@ -163,4 +164,23 @@ export function metric(text: string, sample: string): number {
 export async function scrape(httpUrl: string): Promise<string> {
   const res = await fetch(`${httpUrl}/metrics`);
   return res.text();
+}
+
+/**
+ * A subscriber that stops reading once its CONNACK and SUBACK are in, as a process that
+ * hangs: what the broker sends it from then on waits in the socket, then in the broker.
+ */
+export async function stuckSubscriber(port: number, login: Parameters<typeof connectPacket>[0], topic: string): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  let seen = 0;
+  const reading = (d: Buffer) => (seen += d.length);
+  socket.on('data', reading);
+  socket.write(Buffer.concat([connectPacket(login), subscribePacket(1, topic)]));
+  // CONNACK (4 bytes), then SUBACK (5): from here on it reads nothing.
+  await waitFor('the CONNACK and SUBACK', () => seen >= 9);
+  socket.off('data', reading);
+  socket.pause();
+  return socket;
 }

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import net from 'node:net';
 import type mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
-import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, scrape, subscribePacket, tryConnect, within } from './broker-helpers';
+import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, scrape, stuckSubscriber, tryConnect, within } from './broker-helpers';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { sinkConfig } from '../sink/options';
@@ -159,17 +158,7 @@ describe('broker under hostile clients', () => {
   });
 
   it('cuts off a gateway that stops reading its acks at once, not after --drain-timeout', async () => {
-    const socket = net.connect(broker.port, '127.0.0.1');
-    socket.on('error', () => {});
-    await once(socket, 'connect');
-    let seen = Buffer.alloc(0);
-    const reading = (d: Buffer) => (seen = Buffer.concat([seen, d]));
-    socket.on('data', reading);
-    socket.write(Buffer.concat([connectPacket(login(gw(4))), subscribePacket(1, ackTopic(gw(4)))]));
-    // CONNACK (4 bytes), then SUBACK (5): from here on it reads nothing.
-    await waitFor('the SUBACK', () => seen.length >= 9);
-    socket.off('data', reading);
-    socket.pause();
+    const socket = await stuckSubscriber(broker.port, login(gw(4)), ackTopic(gw(4)));
 
     const started = Date.now();
     const ack = Buffer.alloc(8192, 3);
@@ -237,16 +226,7 @@ describe('broker with a subscriber that stops reading', () => {
     const broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
     const clients: mqtt.MqttClient[] = [];
     try {
-      const stuck = net.connect(broker.port, '127.0.0.1');
-      stuck.on('error', () => {});
-      await once(stuck, 'connect');
-      let seen = 0;
-      const reading = (d: Buffer) => (seen += d.length);
-      stuck.on('data', reading);
-      stuck.write(Buffer.concat([connectPacket({ clientId: 'stuck' }), subscribePacket(1, 'flood')]));
-      await waitFor('the SUBACK', () => seen >= 9);
-      stuck.off('data', reading);
-      stuck.pause();
+      const stuck = await stuckSubscriber(broker.port, { clientId: 'stuck' }, 'flood');
 
       const other = await connect(broker.url, { clientId: 'other' });
       clients.push(other);

@@ -1,9 +1,8 @@
-import { once } from 'node:events';
 import net from 'node:net';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { startBroker } from '../broker/server';
-import { capturedLog, connectPacket, subscribePacket } from './broker-helpers';
+import { capturedLog, stuckSubscriber } from './broker-helpers';
 import { quietLog, waitFor } from './helpers';
 
 describe('broker', () => {
@@ -23,17 +22,7 @@ describe('broker', () => {
     const broker = await startBroker({ host: '127.0.0.1', port: 0 }, log);
     const pub = await mqtt.connectAsync(broker.url, { clientId: 'pub' });
     try {
-      // A subscriber that stops reading once subscribed, as a process that hangs.
-      const socket = net.connect(broker.port, '127.0.0.1');
-      socket.on('error', () => {});
-      await once(socket, 'connect');
-      let seen = 0;
-      const reading = (d: Buffer) => (seen += d.length);
-      socket.on('data', reading);
-      socket.write(Buffer.concat([connectPacket({ clientId: 'stuck' }), subscribePacket(1, 't/#')]));
-      await waitFor('CONNACK and SUBACK', () => seen >= 9);
-      socket.off('data', reading);
-      socket.pause();
+      const socket = await stuckSubscriber(broker.port, { clientId: 'stuck' }, 't/#');
       // 19 MB at QoS 1: more than the socket holds, so deliveries queue in the broker.
       const payload = Buffer.alloc(65_536, 1);
       for (let i = 0; i < 300; i++) await pub.publishAsync('t/x', payload, { qos: 1 });
