@@ -1,18 +1,32 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 
-/** What a role process reports when asked, and once more when it stops. */
-export interface RoleReport {
+// Both ends of the bench's IPC check what they receive: it comes from another process.
+const RoleReportSchema = z.object({
   /** CPU seconds (user + system) the process used so far. */
-  cpuSeconds: number;
+  cpuSeconds: z.number(),
   /** Peak resident memory so far, bytes. */
-  maxRssBytes: number;
+  maxRssBytes: z.number(),
   /** Role-specific counters. */
-  stats: Record<string, unknown>;
-}
+  stats: z.record(z.string(), z.unknown()),
+});
+/** What a role process reports when asked, and once more when it stops. */
+export type RoleReport = z.infer<typeof RoleReportSchema>;
 
-export type RoleArgs = Record<string, string | number | boolean>;
+/** A role's options, as the worker's second argument carries them in JSON. */
+export const RoleArgsSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+export type RoleArgs = z.infer<typeof RoleArgsSchema>;
+
+/** What the bench asks of a role process. */
+export const RoleRequestSchema = z.object({ type: z.enum(['report', 'stop']), id: z.number().int() });
+
+const RoleMessageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('ready'), info: z.record(z.string(), z.unknown()) }),
+  z.object({ type: z.literal('report'), id: z.number().int(), report: RoleReportSchema }),
+  z.object({ type: z.literal('error'), message: z.string() }),
+]);
 
 /** A role as its process runs it (worker.ts): what it reports, and how it stops. */
 export interface RunningRole {
@@ -34,8 +48,6 @@ export interface RoleHandle {
   kill(): void;
 }
 
-type Message = { type: 'ready'; info: Record<string, unknown> } | { type: 'report'; id: number; report: RoleReport } | { type: 'error'; message: string };
-
 const WORKER = path.join(path.dirname(new URL(import.meta.url).pathname), 'bench-worker.js');
 
 /** Starts `role` in a process of its own, so each component gets a core as it would in production. */
@@ -44,7 +56,10 @@ export function startRole(role: string, args: RoleArgs): RoleHandle {
   let nextId = 0;
   const waiting = new Map<number, (r: RoleReport) => void>();
   const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.on('message', (m: Message) => {
+    child.on('message', (raw: unknown) => {
+      const parsed = RoleMessageSchema.safeParse(raw);
+      if (!parsed.success) return reject(new Error(`${role}: a message that is not the bench's: ${parsed.error.message}`));
+      const m = parsed.data;
       if (m.type === 'ready') resolve(m.info);
       else if (m.type === 'report') waiting.get(m.id)?.(m.report);
       else reject(new Error(`${role}: ${m.message}`));

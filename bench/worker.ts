@@ -2,7 +2,7 @@
 // argument 2 carries its options as JSON. The parent asks for reports over IPC.
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
-import type { RoleArgs, RoleReport, RunningRole } from './procs';
+import { RoleArgsSchema, RoleRequestSchema, type RoleReport, type RunningRole } from './procs';
 import { roles } from './roles';
 
 /**
@@ -30,9 +30,10 @@ async function main(): Promise<void> {
   const [name, json] = process.argv.slice(2);
   const start = roles[name ?? ''];
   if (!start || !process.send) throw new Error(`unknown role "${name}" (or not started by the bench)`);
-  const running = await start(JSON.parse(json ?? '{}') as RoleArgs, pino({ level: 'warn' }, pino.destination(2)));
+  const running = await start(RoleArgsSchema.parse(JSON.parse(json ?? '{}')), pino({ level: 'warn' }, pino.destination(2)));
   process.send({ type: 'ready', info: running.info });
-  process.on('message', (m: { type: 'report' | 'stop'; id: number }) => {
+  process.on('message', (raw: unknown) => {
+    const m = RoleRequestSchema.parse(raw);
     void (async () => {
       if (m.type === 'stop') await running.stop();
       process.send!({ type: 'report', id: m.id, report: report(running) });
