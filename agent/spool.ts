@@ -887,8 +887,7 @@ export class Spool {
         const seqs = this.unwrittenAcks;
         this.unwrittenAcks = [];
         if (!this.ackHandle) return;
-        const frames = new Uint8Array(seqs.length * ACK_FRAME);
-        seqs.forEach((s, i) => frames.set(frameOf(ackBody(s)), i * ACK_FRAME));
+        const frames = ackFrames(seqs);
         // A failed write (a full disk) is cut back, so later ack records follow whole frames.
         await writeAt(this.ackHandle, frames, this.ackBytes);
         this.ackBytes += frames.length;
@@ -949,7 +948,7 @@ export class Spool {
     const tmp = join(this.dir, ACK_LOG_TMP);
     const path = join(this.dir, ACK_LOG);
     const out = await open(tmp, 'w');
-    const acks = Buffer.concat(this.segments.flatMap((s) => s.acked.map((seq) => frameOf(ackBody(seq)))));
+    const acks = ackFrames(this.segments.flatMap((s) => s.acked));
     try {
       await writeAll(out, acks);
       await out.sync();
@@ -1094,12 +1093,17 @@ function checkpointFrame(checkpoint: Checkpoint): Uint8Array {
   return frameOf(body);
 }
 
-function ackBody(seq: number): Uint8Array {
-  const body = new Uint8Array(ACK_BODY);
-  const view = viewOf(body);
-  view.setUint8(0, ACK);
-  view.setFloat64(1, seq, true);
-  return body;
+/** The ack records of `seqs`, framed one after another in one buffer, each built in place. */
+function ackFrames(seqs: readonly number[]): Uint8Array {
+  const frames = new Uint8Array(seqs.length * ACK_FRAME);
+  seqs.forEach((seq, i) => {
+    const frame = frames.subarray(i * ACK_FRAME, (i + 1) * ACK_FRAME);
+    const view = viewOf(frame);
+    view.setUint8(FRAME_HEADER, ACK);
+    view.setFloat64(FRAME_HEADER + 1, seq, true);
+    seal(frame);
+  });
+  return frames;
 }
 
 /**

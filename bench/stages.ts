@@ -60,14 +60,19 @@ export function encodeColumnarBatches(points: readonly TelemetryPoint[], gateway
   return batches;
 }
 
-/** Batches of either wire as the sink decodes them off their topic. */
-export function decodeBatches(batches: readonly Uint8Array[], gatewayId: string, wire: Wire): TakenBatch[] {
+/** A decoder of one wire's batches as the sink decodes them off their topic. */
+function decoderOf(gatewayId: string, wire: Wire): (payload: Uint8Array) => TakenBatch {
   const topic = wire === 'v2' ? telemetryTopicV2(gatewayId) : telemetryTopic(gatewayId);
-  return batches.map((b) => {
-    const decoded = decodeTelemetry(topic, b);
+  return (payload) => {
+    const decoded = decodeTelemetry(topic, payload);
     if (!decoded.ok) throw new Error(`bench batch not decoded: ${decoded.detail}`);
     return decoded.batch;
-  });
+  };
+}
+
+/** Batches of either wire as the sink decodes them off their topic. */
+export function decodeBatches(batches: readonly Uint8Array[], gatewayId: string, wire: Wire): TakenBatch[] {
+  return batches.map(decoderOf(gatewayId, wire));
 }
 
 /**
@@ -77,13 +82,9 @@ export function decodeBatches(batches: readonly Uint8Array[], gatewayId: string,
  * figure. Returns the points decoded.
  */
 export function decodeAndDrop(batches: readonly Uint8Array[], gatewayId: string, wire: Wire): number {
-  const topic = wire === 'v2' ? telemetryTopicV2(gatewayId) : telemetryTopic(gatewayId);
+  const decode = decoderOf(gatewayId, wire);
   let points = 0;
-  for (const b of batches) {
-    const decoded = decodeTelemetry(topic, b);
-    if (!decoded.ok) throw new Error(`bench batch not decoded: ${decoded.detail}`);
-    points += decoded.batch.points.count;
-  }
+  for (const b of batches) points += decode(b).points.count;
   return points;
 }
 

@@ -73,10 +73,10 @@ export class ByteWriter {
 
 /** Reads what a ByteWriter wrote; throws on bytes that end early or hold an over-long varint. */
 export class ByteReader {
-  at = 0;
+  private at = 0;
   private readonly view: DataView;
 
-  constructor(readonly buf: Uint8Array) {
+  constructor(private readonly buf: Uint8Array) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 

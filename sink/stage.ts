@@ -231,6 +231,8 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
     const start = buffer.chunkRows;
     const take = Math.min(count - from, CHUNK_ROWS - start);
     for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
+      // The stream column is written below, each row's own or the batch's.
+      if (c === STREAM_INDEX) continue;
       const column = points.columns[c] ?? null;
       const col = buffer.columns[c]!;
       const out = col.values;

@@ -171,16 +171,9 @@ export async function scrape(httpUrl: string): Promise<string> {
  * hangs: what the broker sends it from then on waits in the socket, then in the broker.
  */
 export async function stuckSubscriber(port: number, login: Parameters<typeof connectPacket>[0], topic: string): Promise<net.Socket> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  let seen = 0;
-  const reading = (d: Buffer) => (seen += d.length);
-  socket.on('data', reading);
-  socket.write(Buffer.concat([connectPacket(login), subscribePacket(1, topic)]));
+  const client = await rawClient(port, Buffer.concat([connectPacket(login), subscribePacket(1, topic)]));
   // CONNACK (4 bytes), then SUBACK (5): from here on it reads nothing.
-  await waitFor('the CONNACK and SUBACK', () => seen >= 9);
-  socket.off('data', reading);
-  socket.pause();
-  return socket;
+  await waitFor('the CONNACK and SUBACK', () => client.received().length >= 9);
+  client.socket.pause();
+  return client.socket;
 }

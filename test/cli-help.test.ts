@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { commands, type Command } from '../deploy/cli/commands';
-import type { OptionSpecs } from '../deploy/runtime/options';
+import { kebab, type OptionSpecs } from '../deploy/runtime/options';
 import { cli, ROOT } from './helpers';
 
 // The --help text is the reference for every option: the guides name the options a task
@@ -21,7 +21,6 @@ function walk(table: Record<string, Command<OptionSpecs>>, parent: string[] = []
 }
 
 const ENTRIES = walk(commands);
-const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 /** The options a text names; `--slo-*` stands for every option that begins so. */
 const flagsIn = (text: string): string[] => [...text.matchAll(/(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](-\*)?/g)].map((m) => m[0]);
 const known = (flag: string, options: Set<string>): boolean => (flag.endsWith('*') ? [...options].some((o) => o.startsWith(flag.slice(0, -1))) : options.has(flag));

@@ -10,7 +10,9 @@ import { decodeBatch, encodeBatch } from '../proto/codec';
 import { columnsOfPoints, decodeColumnar, encodeColumnar, pointAt } from '../proto/columnar';
 import { TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD, telemetryTopic, telemetryTopicV2, wireOfTopic, type Wire } from '../proto/topics';
 import { FlightState, GpsFix, type TelemetryBatch, type TelemetryPoint } from '../proto/types';
+import { decodeTelemetry, type TakenBatch } from '../sink/decode';
 import { TELEMETRY_GLOB } from '../sink/layout';
+import { stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -176,6 +178,20 @@ export function wireMessage(wire: Wire, batch: TelemetryBatch): { topic: string;
   if (wire === 'v1') return { topic: telemetryTopic(batch.gateway_id), payload: Buffer.from(encodeBatch(batch)) };
   const head = { gatewayId: batch.gateway_id, batchSeq: batch.batch_seq, sentAt: batch.sent_at, droppedPoints: batch.dropped_points ?? 0, stream: batch.stream ?? 0 };
   return { topic: telemetryTopicV2(batch.gateway_id), payload: Buffer.from(encodeColumnar(head, columnsOfPoints(batch.points))) };
+}
+
+/** A v2 batch of `points` as the sink takes it off its topic: encoded, then decoded. */
+export function taken(gateway: string, batchSeq: number, stream: number, points: TelemetryPoint[], sentAt = 0): TakenBatch {
+  const { topic, payload } = wireMessage('v2', { gateway_id: gateway, batch_seq: batchSeq, sent_at: sentAt, stream, points });
+  const decoded = decodeTelemetry(topic, payload);
+  if (!decoded.ok) throw new Error(decoded.detail);
+  return decoded.batch;
+}
+
+/** Stages every point of a batch, each in its own stream or the batch's, as the sink does. */
+export function stageAll(buffer: StageBuffer, batch: TakenBatch, ingestedAt: number): void {
+  const { count } = batch.points;
+  stageRows(buffer, batch.points, Uint32Array.from({ length: count }, (_, i) => i), count, stageDictIds(batch.points), batch.stream, batch.gateway_id, ingestedAt);
 }
 
 /** What a passive observer subscribes to: every gateway's telemetry, of either wire. */

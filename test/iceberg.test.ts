@@ -14,6 +14,7 @@ import type { TelemetryPoint } from '../proto/types';
 import { commitRecord, emptyCommitCounts, LEGACY_MANIFEST_PREFIX, STATE_EVERY } from '../sink/checkpoint';
 import { TELEMETRY_GLOB, TELEMETRY_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
+import { storageConfig } from '../sink/storage-options';
 import { queryLake } from '../sink/query';
 import { RangeSet } from '../sink/ranges';
 import { startSink, type Sink } from '../sink/sink';
@@ -106,7 +107,7 @@ describe('the lake as an Iceberg table', () => {
     // Time travel: the version after the second commit, as icebird reads it and as `dronelake query` does.
     expect(await icebirdRows(table, twoCommits.version)).toHaveLength(290);
     const count = async (travel: { snapshotId?: number; asOfMs?: number }) =>
-      Number((await queryLake({ ...sinkConfig({ lake }) }, 'SELECT count(*) FROM telemetry', () => undefined, travel)).rows[0]![0]);
+      Number((await queryLake(storageConfig({ lake }), 'SELECT count(*) FROM telemetry', () => undefined, travel)).rows[0]![0]);
     expect(await count({ snapshotId: twoCommits.snapshotId })).toBe(290);
     expect(await count({ asOfMs: twoCommits.at })).toBe(290);
     expect(await count({})).toBe(1040);

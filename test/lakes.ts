@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { kebab } from '../deploy/runtime/options';
 import { openLake, type StorageConfig } from '../sink/open-storage';
 import { queryLake } from '../sink/query';
 import { storageConfig } from '../sink/storage-options';
@@ -47,7 +48,7 @@ export async function testLake(backend: Backend): Promise<TestLake> {
   const config = storageConfig(given);
   // The same lake for a `dronelake` child process: each value given, as its flag.
   const args = Object.entries(given).flatMap(([key, value]) => {
-    const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    const flag = `--${kebab(key)}`;
     return value === true ? [flag] : [flag, String(value)];
   });
   return {

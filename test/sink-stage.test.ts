@@ -2,28 +2,14 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
-import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { closeStageBuffer, createStageBuffer, lakeRowsSql, recordBatch, sealStageBuffer, stageDictIds, stagedBytes, stageRows, type StageBuffer } from '../sink/stage';
-import { cruisePoint, wireMessage } from './helpers';
+import { closeStageBuffer, createStageBuffer, lakeRowsSql, recordBatch, sealStageBuffer, stagedBytes, type StageBuffer } from '../sink/stage';
+import { cruisePoint, stageAll, taken } from './helpers';
 
 // The sink's staging step: points of decoded batches into an in-memory DuckDB table, read
 // back as lake rows. Real DuckDB, as the sink runs it.
 
 const HOUR = Math.floor(Date.UTC(2026, 0, 2, 3) * 1000 / MICROS_PER_HOUR);
 const T0 = HOUR * MICROS_PER_HOUR;
-
-function taken(gateway: string, batchSeq: number, stream: number, points: TelemetryPoint[]): TakenBatch {
-  const { topic, payload } = wireMessage('v2', { gateway_id: gateway, batch_seq: batchSeq, sent_at: T0, stream, points });
-  const decoded = decodeTelemetry(topic, payload);
-  if (!decoded.ok) throw new Error(decoded.detail);
-  return decoded.batch;
-}
-
-/** Stages every point of a batch, each in its own stream or the batch's, as the sink does. */
-function stageAll(buffer: StageBuffer, batch: TakenBatch, ingestedAt: number): void {
-  const { count } = batch.points;
-  stageRows(buffer, batch.points, Uint32Array.from({ length: count }, (_, i) => i), count, stageDictIds(batch.points), batch.stream, batch.gateway_id, ingestedAt);
-}
 
 describe('sink step: stage', () => {
   let db: DuckDBInstance;
@@ -36,7 +22,7 @@ describe('sink step: stage', () => {
     const buffer = await createStageBuffer(db, 'stage_rows');
     const conn = await db.connect();
     try {
-      const batch = taken('gw-st', 4, 77, [cruisePoint('d-1', 10, T0 + 1_500_000), { drone_id: 'd-2', seq: 3, ts: T0 + 2_000_001, gps_fix: GpsFix.rtkFixed }]);
+      const batch = taken('gw-st', 4, 77, [cruisePoint('d-1', 10, T0 + 1_500_000), { drone_id: 'd-2', seq: 3, ts: T0 + 2_000_001, gps_fix: GpsFix.rtkFixed }], T0);
       stageAll(buffer, batch, T0 + 9_000_000);
       recordBatch(buffer, 'gw-st', 4);
       recordBatch(buffer, 'gw-st', 5);
@@ -68,7 +54,7 @@ describe('sink step: stage', () => {
       // The first 3,000 points in HOUR, the rest in the next hour.
       const points = Array.from({ length: n }, (_, i) => cruisePoint(`d-${i % 7}`, i, T0 + (i < 3_000 ? i : MICROS_PER_HOUR + i)));
       points[0] = { ...points[0]!, stream: 6 };
-      const batch = taken('gw-st', 1, 5, points);
+      const batch = taken('gw-st', 1, 5, points, T0);
       const before = stagedBytes(buffer);
       stageAll(buffer, batch, T0);
       expect(stagedBytes(buffer)).toBeGreaterThan(before + n * 100);

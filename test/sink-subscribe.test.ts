@@ -68,25 +68,27 @@ describe('the sink subscribing at start', () => {
     expect(await lake.query('SELECT count(*)::INT AS n, count(DISTINCT seq)::INT AS d FROM telemetry')).toEqual([{ n: 3, d: 3 }]);
   });
 
-  it('refuses to start under an identity the broker will not let subscribe', async () => {
-    const { dir, remove } = await tempDir('sink-sub');
+  /** A broker whose registry knows one identity, gw-a, a gateway: it may not subscribe to telemetry. */
+  async function gatewayOnlyBroker(name: string) {
+    const { dir, remove } = await tempDir(name);
     cleanups.push(remove);
     const { file, secrets } = await makeRegistry(dir, [['gw-a', 'gateway']]);
     const broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, capturedLog().log);
     cleanups.push(() => broker.close());
+    return { dir, broker, password: secrets.get('gw-a')! };
+  }
+
+  it('refuses to start under an identity the broker will not let subscribe', async () => {
+    const { broker, password } = await gatewayOnlyBroker('sink-sub');
     const lake = await testLake('local');
     cleanups.push(() => lake.remove());
-    const options = sinkConfig({ broker: broker.url, ...lake.config, clientId: 'gw-a', username: 'gw-a', password: secrets.get('gw-a')! });
+    const options = sinkConfig({ broker: broker.url, ...lake.config, clientId: 'gw-a', username: 'gw-a', password });
     await expect(within('the refusal', startSink(options, capturedLog('debug').log), 20_000)).rejects.toThrow(/^the broker refused the subscription to dronelake\/v2\/telemetry\/\+\/\+: the sink's identity needs the sink role$/);
   });
 
   it('dronelake sink: a refused identity is one line and exit 2, with nothing left running', async () => {
-    const { dir, remove } = await tempDir('sink-sub-cli');
-    cleanups.push(remove);
-    const { file, secrets } = await makeRegistry(dir, [['gw-a', 'gateway']]);
-    const broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file }, capturedLog().log);
-    cleanups.push(() => broker.close());
-    const r = await cli(['sink', '--broker', broker.url, '--lake', `${dir}/lake`, '--client-id', 'gw-a', '--username', 'gw-a', '--password', secrets.get('gw-a')!, '--log-level', 'error'], 30_000);
+    const { dir, broker, password } = await gatewayOnlyBroker('sink-sub-cli');
+    const r = await cli(['sink', '--broker', broker.url, '--lake', `${dir}/lake`, '--client-id', 'gw-a', '--username', 'gw-a', '--password', password, '--log-level', 'error'], 30_000);
     expect([r.code, r.stderr, r.stdout]).toEqual([2, "dronelake: the broker refused the subscription to dronelake/v2/telemetry/+/+: the sink's identity needs the sink role\n", '']);
   });
 

@@ -5,12 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { commitTag, writeFiles } from '../sink/write-files';
-import { decodeTelemetry } from '../sink/decode';
 import { LatencyHistogram } from '../sink/latency';
 import { partitionOfHour, STAGING_PREFIX } from '../sink/layout';
-import { createStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
+import { createStageBuffer, type StageBuffer } from '../sink/stage';
 import { localStorage, type LakeStorage } from '../sink/storage';
-import { cruisePoint, duck, tempDir, wireMessage } from './helpers';
+import { cruisePoint, duck, stageAll, taken, tempDir } from './helpers';
 
 // The sink's Parquet step: one sorted ZSTD file per event-time hour of a commit, published
 // create-only under the commit's name (invariant 4: a file is whole before its name shows).
@@ -43,11 +42,7 @@ describe('sink step: commit (Parquet)', () => {
   /** A buffer holding `points`, staged as the sink stages a decoded batch. */
   async function staged(points: TelemetryPoint[]): Promise<StageBuffer> {
     const buffer = await createStageBuffer(db, `commit_${table++}`);
-    const { topic, payload } = wireMessage('v2', { gateway_id: 'gw-c', batch_seq: 1, sent_at: T0, stream: 9, points });
-    const decoded = decodeTelemetry(topic, payload);
-    if (!decoded.ok) throw new Error(decoded.detail);
-    const { count } = decoded.batch.points;
-    stageRows(buffer, decoded.batch.points, Uint32Array.from({ length: count }, (_, i) => i), count, stageDictIds(decoded.batch.points), 9, 'gw-c', T0);
+    stageAll(buffer, taken('gw-c', 1, 9, points, T0), T0);
     return buffer;
   }
 
@@ -105,13 +100,7 @@ describe('sink step: commit (Parquet)', () => {
       }
     }
     const buffer = await createStageBuffer(db, `commit_${table++}`);
-    for (let b = 0; b * 1000 < n; b++) {
-      const batch = points.slice(b * 1000, (b + 1) * 1000);
-      const { topic, payload } = wireMessage('v2', { gateway_id: 'gw-c', batch_seq: b, sent_at: T0, stream: 9, points: batch });
-      const decoded = decodeTelemetry(topic, payload);
-      if (!decoded.ok) throw new Error(decoded.detail);
-      stageRows(buffer, decoded.batch.points, Uint32Array.from({ length: batch.length }, (_, i) => i), batch.length, stageDictIds(decoded.batch.points), 9, 'gw-c', T0);
-    }
+    for (let b = 0; b * 1000 < n; b++) stageAll(buffer, taken('gw-c', b, 9, points.slice(b * 1000, (b + 1) * 1000), T0), T0);
     const latency = new LatencyHistogram();
     const { files } = await writeFiles(conn, buffer, storage, commitTag('sink-sort', 1), latency);
     expect(files.map((f) => f.rows).reduce((a, b) => a + b, 0)).toBe(n);

@@ -1,4 +1,5 @@
-import { createLogger } from '../runtime/log';
+import type { Logger } from 'pino';
+import { createLogger, type LogFormat } from '../runtime/log';
 import { UsageError, type OptionSpecs, type ParsedOptions } from '../runtime/options';
 import { untilShutdown } from '../runtime/signals';
 
@@ -9,6 +10,19 @@ import { untilShutdown } from '../runtime/signals';
 
 /** sink/lake-root's checkLakeRoot, loaded by the commands that take a --lake. */
 const checkLakeRoot = async (lake: string, use: 'write' | 'read'): Promise<void> => (await import('../../sink/lake-root')).checkLakeRoot(lake, use);
+
+/**
+ * The run of a one-shot job over a lake: the lake must exist (a typo must not act on an
+ * empty directory made for it), and the job's result is printed as one JSON line.
+ */
+const lakeJob =
+  <O extends { lake: string; logLevel: string; logFormat: LogFormat }>(name: string, job: (options: O, log: Logger) => Promise<unknown>) =>
+  async (options: O): Promise<number> => {
+    await checkLakeRoot(options.lake, 'read');
+    const result = await job(options, createLogger(options.logLevel, name, options.logFormat));
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
+  };
 
 export interface Command<S extends OptionSpecs> {
   summary: string;
@@ -205,38 +219,22 @@ export const commands = {
     summary: 'Merge the small files of closed partitions into large sorted ones as replace snapshots, once, then maintain the table (see maintain).',
     usage: 'dronelake compact [--lake DIR|s3://BUCKET/PREFIX] [--lateness S] [--compact-target-mib N] [--compact-grace S] [--snapshot-retention H]',
     options: async () => (await import('../../sink/compact-options')).compactOptions,
-    async run(options) {
-      // A lake to compact must exist: a typo must not compact an empty directory made for it.
-      await checkLakeRoot(options.lake, 'read');
-      const { compactOnce } = await import('../../sink/compactor');
-      const result = await compactOnce(options, createLogger(options.logLevel, 'compact', options.logFormat));
-      process.stdout.write(`${JSON.stringify(result)}\n`);
-      return 0;
-    },
+    run: lakeJob('compact', async (options, log) => (await import('../../sink/compactor')).compactOnce(options, log)),
   }),
   maintain: command({
     summary: 'Expire table snapshots past the retention, then delete the files, metadata and checkpoints no retained snapshot needs.',
     usage: 'dronelake maintain [--lake DIR|s3://BUCKET/PREFIX] [--snapshot-retention H] [--compact-grace S]',
     options: async () => (await import('../../sink/compact-options')).compactOptions,
-    async run(options) {
-      await checkLakeRoot(options.lake, 'read');
-      const { maintainOnce } = await import('../../sink/compactor');
-      const result = await maintainOnce(options, createLogger(options.logLevel, 'maintain', options.logFormat));
-      process.stdout.write(`${JSON.stringify(result)}\n`);
-      return 0;
-    },
+    run: lakeJob('maintain', async (options, log) => (await import('../../sink/compactor')).maintainOnce(options, log)),
   }),
   migrate: command({
     summary: 'Adopt a lake written with the JSON manifest of earlier versions as an Iceberg table (a sink does this on its first start too).',
     usage: 'dronelake migrate [--lake DIR|s3://BUCKET/PREFIX]',
     options: async () => (await import('../../sink/compact-options')).migrateOptions,
-    async run(options) {
-      await checkLakeRoot(options.lake, 'read');
-      const { migrateLake } = await import('../../sink/migrate');
-      const result = await migrateLake(options, createLogger(options.logLevel, 'migrate', options.logFormat));
-      process.stdout.write(`${JSON.stringify(result ?? { records: 0, files: 0, rows: 0, writers: 0, note: 'nothing to adopt: the lake has no JSON manifest' })}\n`);
-      return 0;
-    },
+    run: lakeJob(
+      'migrate',
+      async (options, log) => (await (await import('../../sink/migrate')).migrateLake(options, log)) ?? { records: 0, files: 0, rows: 0, writers: 0, note: 'nothing to adopt: the lake has no JSON manifest' },
+    ),
   }),
   agent: command({
     summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',

@@ -17,7 +17,8 @@ export type ParsedOptions<S extends OptionSpecs> = { [K in keyof S]: z.output<S[
 /** A mistake in how a command was called: reported as one line, exit code 2. */
 export class UsageError extends Error {}
 
-const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** An option's name as its flag spells it: `logLevel` -> `log-level`. */
+export const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 export interface Parsed<S extends OptionSpecs> {
   options: ParsedOptions<S>;

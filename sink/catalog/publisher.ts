@@ -104,8 +104,6 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   withSettings.customProperties = [...(withSettings.customProperties ?? []), ...settings];
   const product = buildProduct({ location: config.location, ownership: config.ownership, version: config.version, contractId: CONTRACT_ID, httpUrl: config.httpUrl, ...(config.live && { live: config.live }) });
 
-  const put = (key: string, content: string, how: 'replace' | 'create'): Promise<void> => putObject(storage, key, content, how === 'create' ? 'publish' : 'replace');
-
   async function postLineage(event: object): Promise<void> {
     if (!config.openLineageUrl) return;
     try {
@@ -119,7 +117,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   async function emit(eventType: 'START' | 'RUNNING' | 'COMPLETE', window: QualityMetrics, slos: SloStatus[], atMs: number, outputBytes = 0): Promise<void> {
     const event = buildRunEvent({ runId, eventType, eventTime: new Date(atMs).toISOString(), window, slos, location: config.location, outputBytes, producer: PRODUCER, broker: config.broker });
     const key = `${LINEAGE_PREFIX}/date=${new Date(atMs).toISOString().slice(0, 10)}/event-${config.writer}-${eventType.toLowerCase()}-${compactTime(atMs)}.json`;
-    await put(key, `${JSON.stringify(event)}\n`, 'replace');
+    await putObject(storage, key, `${JSON.stringify(event)}\n`, 'replace');
     await postLineage(event);
   }
 
@@ -154,7 +152,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     const day = compactTime(endMs).slice(0, 8);
     const date = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}`;
     try {
-      await put(`${QUALITY_PREFIX}/date=${date}/window-${config.writer}-${compactTime(endMs)}.json`, `${JSON.stringify({ writer: config.writer, run_id: runId, ...window })}\n`, 'create');
+      await putObject(storage, `${QUALITY_PREFIX}/date=${date}/window-${config.writer}-${compactTime(endMs)}.json`, `${JSON.stringify({ writer: config.writer, run_id: runId, ...window })}\n`, 'publish');
     } catch (err) {
       // A window a crashed run of this sink recorded already.
       if (!(err instanceof ObjectExistsError)) throw err;
@@ -162,15 +160,15 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     const windowEnds = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null);
     const product = productStatus(commits, config.slos, { endsMs: [...new Set(windowEnds)], windowMs: config.windowMs }, config.settleMs, endMs);
     status = { window, ...product };
-    await put(SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
+    await putObject(storage, SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
     await emit('RUNNING', window, product.slos, endMs, bytes);
     await writeSample();
     windowStart = endMs;
   }
 
-  await put(CONTRACT_KEY, toYaml(contract), 'replace');
-  await put(PRODUCT_KEY, toYaml(product), 'replace');
-  await put(EXAMPLE_QUERY_KEY, EXAMPLE_QUERY, 'replace');
+  await putObject(storage, CONTRACT_KEY, toYaml(contract), 'replace');
+  await putObject(storage, PRODUCT_KEY, toYaml(product), 'replace');
+  await putObject(storage, EXAMPLE_QUERY_KEY, EXAMPLE_QUERY, 'replace');
   const startMs = Date.now();
   await emit('START', qualityOf([], { fromMs: startMs, toMs: startMs, settleMs: config.settleMs }), [], startMs);
 

@@ -87,8 +87,6 @@ export async function liveEntries(storage: LakeStorage, snapshot: Snapshot | nul
   return all.flat().filter((e) => e.status !== DELETED);
 }
 
-const publishAvro = (storage: LakeStorage, key: string, bytes: Buffer): Promise<void> => putObject(storage, key, bytes, 'publish');
-
 const hourBound = (hour: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeInt32LE(hour);
@@ -106,7 +104,7 @@ export async function writeManifest(storage: LakeStorage, entries: ManifestEntry
     'format-version': '2',
     content: 'data',
   });
-  await publishAvro(storage, key, bytes);
+  await putObject(storage, key, bytes, 'publish');
   const count = (status: number) => entries.filter((e) => e.status === status);
   const rows = (list: ManifestEntry[]) => list.reduce((n, e) => n + e.data_file.record_count, 0);
   const hours = entries.map((e) => e.data_file.partition.ts_hour).filter((h): h is number => h !== null);
@@ -148,7 +146,7 @@ export async function writeManifestList(storage: LakeStorage, manifests: Manifes
     'sequence-number': String(sequence),
     'format-version': '2',
   });
-  await publishAvro(storage, key, bytes);
+  await putObject(storage, key, bytes, 'publish');
   return keyUri(storage, key);
 }
 
