@@ -21,7 +21,10 @@ export async function publishAcks(client: MqttClient, batches: Map<string, numbe
   );
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ACK_TIMEOUT_MS)));
-  const outcome = await Promise.race([Promise.all(sends), timedOut]);
+  // Settled, not all: a publish the client refuses (it is ending, say) rejects, and the
+  // commit has landed by now, so that must not fail it and unstage its batches (invariant 2:
+  // the gateway sends the batch again, and the sink, finding it committed, acks it then).
+  const outcome = await Promise.race([Promise.allSettled(sends), timedOut]);
   clearTimeout(timer);
-  return outcome === 'timeout' ? 0 : sends.length;
+  return outcome === 'timeout' ? 0 : outcome.filter((s) => s.status === 'fulfilled').length;
 }

@@ -48,6 +48,13 @@ describe('sink step: acks', () => {
     expect(await publishAcks(sink, new Map())).toBe(0);
   });
 
+  it('counts what a client that is ending refuses as unpublished, and never throws: the commit has landed', async () => {
+    const ending = await mqtt.connectAsync(broker.url, { clientId: 'acks-ending', reconnectPeriod: 0 });
+    const ended = ending.endAsync();
+    expect(await publishAcks(ending, new Map([['gw-e', [1]]]))).toBe(0);
+    await ended;
+  });
+
   it('reads an ack as the contract encodes it', () => {
     const payload = encodeAck({ gateway_id: 'gw-c', batch_seqs: [0, 2 ** 40], committed_at: 1 });
     expect(ackedSeqs(payload, 'gw-c')).toEqual([0, 2 ** 40]);
