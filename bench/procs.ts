@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 
 // Both ends of the bench's IPC check what they receive: it comes from another process.
 const RoleReportSchema = z.object({
