@@ -72,7 +72,7 @@ function compile(patterns: readonly string[]): RegExp {
 export async function readTokens(file: string, missingIsEmpty = false): Promise<TokenTable> {
   const text = await readOptionFile('--http-tokens', file, missingIsEmpty);
   if (text === null) return new Map();
-  const doc = parseDocument(text, fileSchema, 'a token file is {"version": 1, "tokens": {...}}', (problem) => fail(file, problem));
+  const doc = await parseDocument(text, fileSchema, 'a token file is {"version": 1, "tokens": {...}}', (problem) => fail(file, problem));
   return new Map(Object.entries(doc.tokens).map(([id, { drones, scrypt }]) => [id, { drones, secret: scrypt }]));
 }
 

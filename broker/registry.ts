@@ -29,8 +29,8 @@ function fail(file: string, problem: string): never {
   throw new UsageError(`--registry: ${file}: ${problem}`);
 }
 
-function parseRegistry(text: string, file: string): Registry {
-  const doc = parseDocument(text, fileSchema, 'a registry is {"version": 1, "identities": {...}}', (problem) => fail(file, problem));
+async function parseRegistry(text: string, file: string): Promise<Registry> {
+  const doc = await parseDocument(text, fileSchema, 'a registry is {"version": 1, "identities": {...}}', (problem) => fail(file, problem));
   const entries = Object.entries(doc.identities);
   for (const [id] of entries) if (!ID_PATTERN.test(id)) fail(file, `identities.${id}: ${ID_RULE}`);
   return new Map(entries.map(([id, { role, scrypt }]) => [id, { role, secret: scrypt }]));

@@ -175,22 +175,22 @@ describe('dronelake CLI', () => {
     }
   });
 
-  it('in code: a config takes the command\'s defaults, and a bad value is the one line its flag gives', () => {
+  it('in code: a config takes the command\'s defaults, and a bad value is the one line its flag gives', async () => {
     const required = { gateway: 'gw-1', spool: '/var/spool/dronelake' };
-    expect(sinkConfig({})).toEqual(parseOptions(sinkOptions, []).options);
-    expect(agentConfig(required)).toEqual(parseOptions(agentOptions, ['--gateway', 'gw-1', '--spool', '/var/spool/dronelake']).options);
+    expect(sinkConfig({})).toEqual((await parseOptions(sinkOptions, [])).options);
+    expect(agentConfig(required)).toEqual((await parseOptions(agentOptions, ['--gateway', 'gw-1', '--spool', '/var/spool/dronelake'])).options);
     expect(sinkConfig({ flushInterval: 0.3, shard: '1/2' })).toMatchObject({ flushInterval: 0.3, shard: { index: 1, count: 2 }, commitPoints: 500_000 });
 
-    const flagLine = (argv: string[]) => {
+    const flagLine = async (argv: string[]) => {
       try {
-        parseOptions(agentOptions, ['--gateway', 'gw-1', '--spool', '/s', ...argv]);
+        await parseOptions(agentOptions, ['--gateway', 'gw-1', '--spool', '/s', ...argv]);
       } catch (err) {
         return (err as Error).message;
       }
       throw new Error(`${argv.join(' ')} was taken`);
     };
-    expect(() => agentConfig({ ...required, window: 0 })).toThrow(flagLine(['--window', '0']));
-    expect(flagLine(['--window', '0'])).toBe('--window: Too small: expected number to be >=1 (got "0")');
+    expect(() => agentConfig({ ...required, window: 0 })).toThrow(await flagLine(['--window', '0']));
+    expect(await flagLine(['--window', '0'])).toBe('--window: Too small: expected number to be >=1 (got "0")');
     expect(() => agentConfig({ ...required, broker: 'ftp://nope' })).toThrow('--broker: expected a URL such as mqtt://127.0.0.1:1883 (got "ftp://nope")');
     expect(() => sinkConfig({ flushInterval: 0 })).toThrow('--flush-interval: Too small: expected number to be >0 (got "0")');
     expect(() => configOf(agentOptions, { spool: '/s' })).toThrow('--gateway is required');

@@ -60,7 +60,7 @@ let tmpFiles = 0;
  * every value and every key of its config file (commented-out ones included) passes its
  * schema, and every DRONELAKE_* variable names an option of the command. Returns the options.
  */
-function validate(inv: Invocation, specs: Specs = SPECS): Record<string, unknown> {
+async function validate(inv: Invocation, specs: Specs = SPECS): Promise<Record<string, unknown>> {
   const [command, ...rest] = inv.argv;
   const spec = command === undefined ? undefined : specs[command];
   if (!spec) throw new UsageError(`${inv.where}: "${command}" is not a dronelake command`);
@@ -80,7 +80,7 @@ function validate(inv: Invocation, specs: Specs = SPECS): Record<string, unknown
       return file;
     });
     try {
-      const parsed = parseOptions(spec, argv, 0, { env: inv.env, envPrefix: `DRONELAKE_${command!.toUpperCase()}_` }).options;
+      const parsed = (await parseOptions(spec, argv, 0, { env: inv.env, envPrefix: `DRONELAKE_${command!.toUpperCase()}_` })).options;
       if (command === 'broker') checkBrokerOptions(parsed as BrokerOptions);
       if (command === 'agent') checkAgentOptions(parsed as Parameters<typeof checkAgentOptions>[0]);
       if (command === 'sink') checkSinkOptions(parsed as Parameters<typeof checkSinkOptions>[0]);
@@ -290,10 +290,10 @@ function k8sInvocationOf(w: K8sObject, c: K8sContainer, ordinal: number): Invoca
 }
 
 /** The Secret and key the broker's --registry file comes from, as `name/key`. */
-function registrySecret(): string {
+async function registrySecret(): Promise<string> {
   const broker = WORKLOADS.find((w) => w.metadata.name === 'broker')!;
   const container = containersOf(broker)[0]!;
-  const registry = String(validate(k8sInvocation(broker, container)).registry);
+  const registry = String((await validate(k8sInvocation(broker, container))).registry);
   const mount = container.volumeMounts?.find((m) => m.mountPath === path.posix.dirname(registry));
   if (!mount || 'subPath' in mount) throw new Error(`--registry ${registry} is not in a volume mounted whole`);
   const volume = (broker.spec.template.spec.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.name === mount.name);
@@ -335,32 +335,32 @@ describe('deploy files: commands, flags, config keys and environment variables e
     }
   });
 
-  it('the validator rejects what the commands reject', () => {
+  it('the validator rejects what the commands reject', async () => {
     const base = { where: 'test', env: {}, configs: {} };
-    expect(() => validate({ ...base, argv: ['broker', '--port', '1883', '--data-dir', '/var/lib/dronelake/broker'] })).not.toThrow();
-    expect(() => validate({ ...base, argv: ['broker', '--port', '1883'] })).toThrow(/--data-dir is required with --persistence level/);
-    expect(() => validate({ ...base, argv: ['broker', '--mqtt-port', '1883'] })).toThrow(/Unknown option '--mqtt-port'/);
-    expect(() => validate({ ...base, argv: ['brokr'] })).toThrow(/not a dronelake command/);
-    expect(() => validate({ ...base, argv: ['broker', '--host', '0.0.0.0'] })).toThrow(/not a loopback address/);
-    expect(() => validate({ ...base, argv: ['sink', '--http', '0.0.0.0:9100'] })).toThrow(/give --http-public/);
-    expect(() => validate({ ...base, argv: ['agent', '--gateway', 'g', '--spool', 's', '--http', '0.0.0.0:8080'] })).toThrow(/without --http-tokens/);
-    expect(() => validate({ ...base, argv: ['sink', '--lake', 's3://b/p', '--s3-endpoint', 'ftp://x'] })).toThrow(/--s3-endpoint/);
-    expect(() => validate({ ...base, argv: ['sink'], env: { DRONELAKE_SINK_LAKES: 's3://b/p' } })).toThrow(/DRONELAKE_SINK_LAKES is not an option of sink/);
-    expect(() => validate({ ...base, argv: ['sink'], env: { DRONELAKE_SINK_FLUSH_INTERVAL: '-1' } })).toThrow(/--flush-interval \(from DRONELAKE_SINK_FLUSH_INTERVAL\)/);
-    expect(() => validate({ ...base, argv: ['agent', '--config', '/c.yaml'], configs: { '/c.yaml': 'gateway: g\nspool: s\n#spoolMaxBytez: 1\n' } })).toThrow(
+    await expect(validate({ ...base, argv: ['broker', '--port', '1883', '--data-dir', '/var/lib/dronelake/broker'] })).resolves.toMatchObject({ port: 1883 });
+    await expect(validate({ ...base, argv: ['broker', '--port', '1883'] })).rejects.toThrow(/--data-dir is required with --persistence level/);
+    await expect(validate({ ...base, argv: ['broker', '--mqtt-port', '1883'] })).rejects.toThrow(/Unknown option '--mqtt-port'/);
+    await expect(validate({ ...base, argv: ['brokr'] })).rejects.toThrow(/not a dronelake command/);
+    await expect(validate({ ...base, argv: ['broker', '--host', '0.0.0.0'] })).rejects.toThrow(/not a loopback address/);
+    await expect(validate({ ...base, argv: ['sink', '--http', '0.0.0.0:9100'] })).rejects.toThrow(/give --http-public/);
+    await expect(validate({ ...base, argv: ['agent', '--gateway', 'g', '--spool', 's', '--http', '0.0.0.0:8080'] })).rejects.toThrow(/without --http-tokens/);
+    await expect(validate({ ...base, argv: ['sink', '--lake', 's3://b/p', '--s3-endpoint', 'ftp://x'] })).rejects.toThrow(/--s3-endpoint/);
+    await expect(validate({ ...base, argv: ['sink'], env: { DRONELAKE_SINK_LAKES: 's3://b/p' } })).rejects.toThrow(/DRONELAKE_SINK_LAKES is not an option of sink/);
+    await expect(validate({ ...base, argv: ['sink'], env: { DRONELAKE_SINK_FLUSH_INTERVAL: '-1' } })).rejects.toThrow(/--flush-interval \(from DRONELAKE_SINK_FLUSH_INTERVAL\)/);
+    await expect(validate({ ...base, argv: ['agent', '--config', '/c.yaml'], configs: { '/c.yaml': 'gateway: g\nspool: s\n#spoolMaxBytez: 1\n' } })).rejects.toThrow(
       /"spoolMaxBytez" is not an option/,
     );
-    expect(() => validate({ ...base, argv: ['agent', '--config', '/elsewhere.yaml'] })).toThrow(/no file this deployment provides/);
+    await expect(validate({ ...base, argv: ['agent', '--config', '/elsewhere.yaml'] })).rejects.toThrow(/no file this deployment provides/);
   });
 
-  it.each(invocations().map((inv) => [inv.where, inv] as const))('%s', (_, inv) => {
-    const options = validate(inv);
+  it.each(invocations().map((inv) => [inv.where, inv] as const))('%s', async (_, inv) => {
+    const options = await validate(inv);
     expect(Object.keys(options).length).toBeGreaterThan(0);
   });
 
-  it('every dronelake component in compose and k8s serves /health on a reachable --http', () => {
+  it('every dronelake component in compose and k8s serves /health on a reachable --http', async () => {
     for (const inv of invocations().filter((i) => !i.where.startsWith('dronelake-agent.service'))) {
-      const o = validate(inv);
+      const o = await validate(inv);
       expect(httpPort(o), `${inv.where}: --http`).toBeGreaterThan(0);
       expect(httpHost(o), `${inv.where}: --http must listen beyond loopback in a container`).toBe('0.0.0.0');
     }
@@ -484,7 +484,7 @@ describe('docker: Dockerfile and compose.yaml', () => {
     }
   });
 
-  it('compose: ports, health checks and dependencies match what each component listens on', () => {
+  it('compose: ports, health checks and dependencies match what each component listens on', async () => {
     const services = COMPOSE.services;
     for (const [name, s] of Object.entries(services)) {
       for (const dep of Object.keys(s.depends_on ?? {})) {
@@ -498,7 +498,7 @@ describe('docker: Dockerfile and compose.yaml', () => {
       }
       if (!isDronelake(s.image)) continue;
       const inv = composeInvocation(name, s);
-      const o = validate(inv);
+      const o = await validate(inv);
       const command = inv.argv[0]!;
       const listening = listeningPorts(command, o);
       for (const p of s.ports ?? []) expect(listening, `${name}: published ${p}`).toContain(Number(p.split(':').at(-1)));
@@ -524,23 +524,23 @@ describe('docker: Dockerfile and compose.yaml', () => {
     }
   });
 
-  it('compose: the sink writes to the MinIO bucket the init container creates, and the cluster profile clusters', () => {
+  it('compose: the sink writes to the MinIO bucket the init container creates, and the cluster profile clusters', async () => {
     const s = COMPOSE.services;
-    const sink = validate(composeInvocation('sink', s.sink!));
+    const sink = await validate(composeInvocation('sink', s.sink!));
     expect(sink).toMatchObject({ lake: 's3://dronelake/lake', s3Endpoint: 'http://minio:9000', s3PathStyle: true, broker: 'mqtt://broker:1883' });
     const init = [s['minio-init']!.command].flat().join(' ');
     expect(init).toContain(`mc mb --ignore-existing local/${String(sink.lake).split('/')[2]}`);
     expect(composeEnv(s.sink!).AWS_ACCESS_KEY_ID).toBe(composeEnv(s.minio!).MINIO_ROOT_USER);
     expect(composeEnv(s.sink!).AWS_SECRET_ACCESS_KEY).toBe(composeEnv(s.minio!).MINIO_ROOT_PASSWORD);
     // `compose run --rm sink query` reads the same lake.
-    const query = validate({ where: 'compose run sink query', argv: ['query'], env: composeEnv(s.sink!), configs: {} });
+    const query = await validate({ where: 'compose run sink query', argv: ['query'], env: composeEnv(s.sink!), configs: {} });
     expect(query).toMatchObject({ lake: sink.lake, s3Endpoint: sink.s3Endpoint, s3PathStyle: true });
-    expect(validate(composeInvocation('agent', s.agent!))).toMatchObject({ simulate: 50, broker: 'mqtt://broker:1883' });
+    expect(await validate(composeInvocation('agent', s.agent!))).toMatchObject({ simulate: 50, broker: 'mqtt://broker:1883' });
     const cluster = Object.entries(s).filter(([, v]) => v.profiles?.includes('cluster'));
     expect(cluster.map(([n]) => n).sort()).toEqual(['agent-cluster', 'broker-a', 'broker-b', 'redis', 'sink-cluster']);
-    for (const b of ['broker-a', 'broker-b']) expect(validate(composeInvocation(b, s[b]!)).cluster).toBe('redis://redis:6379');
-    expect(validate(composeInvocation('agent-cluster', s['agent-cluster']!)).broker).toBe('mqtt://broker-a:1883');
-    expect(validate(composeInvocation('sink-cluster', s['sink-cluster']!)).broker).toBe('mqtt://broker-b:1883');
+    for (const b of ['broker-a', 'broker-b']) expect((await validate(composeInvocation(b, s[b]!))).cluster).toBe('redis://redis:6379');
+    expect((await validate(composeInvocation('agent-cluster', s['agent-cluster']!))).broker).toBe('mqtt://broker-a:1883');
+    expect((await validate(composeInvocation('sink-cluster', s['sink-cluster']!))).broker).toBe('mqtt://broker-b:1883');
   });
 });
 
@@ -566,7 +566,7 @@ describe('kubernetes manifests', () => {
     expect(IMAGE_UID).toBe(10001);
   });
 
-  it('ports, probes, services and scrape annotations match what each component listens on', () => {
+  it('ports, probes, services and scrape annotations match what each component listens on', async () => {
     for (const w of WORKLOADS) {
       const labels = w.spec.template.metadata.labels as Record<string, string>;
       for (const [k, v] of Object.entries(w.spec.selector.matchLabels as Record<string, string>)) expect(labels[k], `${w.metadata.name}: selector`).toBe(v);
@@ -578,7 +578,7 @@ describe('kubernetes manifests', () => {
           continue;
         }
         const inv = k8sInvocation(w, c);
-        const o = validate(inv);
+        const o = await validate(inv);
         const listening = listeningPorts(inv.argv[0]!, o);
         for (const p of c.ports ?? []) expect(listening, `${inv.where}: containerPort ${p.containerPort}`).toContain(p.containerPort);
         for (const [kind, probe] of [['readiness', c.readinessProbe], ['liveness', c.livenessProbe]] as const) {
@@ -607,20 +607,20 @@ describe('kubernetes manifests', () => {
     }
   });
 
-  it('the brokers are clustered over the Redis the manifests run, with the registry from a Secret', () => {
+  it('the brokers are clustered over the Redis the manifests run, with the registry from a Secret', async () => {
     const broker = WORKLOADS.find((w) => w.metadata.name === 'broker')!;
     expect(broker.kind).toBe('Deployment');
     expect(broker.spec.replicas).toBeGreaterThanOrEqual(2);
     const inv = k8sInvocation(broker, containersOf(broker)[0]!);
-    const o = validate(inv);
+    const o = await validate(inv);
     const redis = K8S.find((x) => x.kind === 'Service' && x.metadata.name === 'redis')!;
     expect(o.cluster).toBe(`redis://redis:${redis.spec.ports[0].port}`);
     expect(o.host).toBe('0.0.0.0');
     // The registry file is a key of a Secret mounted at its directory (no subPath: it must update).
-    expect(registrySecret()).toBe('broker-registry/registry.json');
+    expect(await registrySecret()).toBe('broker-registry/registry.json');
   });
 
-  it('the sinks: one StatefulSet replica per shard, each its own client id, staging on its volume, S3 credentials from a Secret', () => {
+  it('the sinks: one StatefulSet replica per shard, each its own client id, staging on its volume, S3 credentials from a Secret', async () => {
     const sts = WORKLOADS.find((w) => w.metadata.name === 'sink')!;
     expect(sts.kind).toBe('StatefulSet');
     const container = containersOf(sts)[0]!;
@@ -630,7 +630,7 @@ describe('kubernetes manifests', () => {
     expect(headless.spec.clusterIP).toBe('None');
     for (let ordinal = 0; ordinal < sts.spec.replicas; ordinal++) {
       const inv = k8sInvocationOf(sts, container, ordinal);
-      const o = validate(inv);
+      const o = await validate(inv);
       expect(o.shard).toEqual({ index: ordinal, count: Number(shards) });
       // Each shard connects as `{--client-id}-IofN` (sinkOptions.shard), which the broker lets the
       // sink identity hold: its id, a dash, any suffix.
@@ -648,9 +648,9 @@ describe('kubernetes manifests', () => {
     expect(fromSecret('AWS_SECRET_ACCESS_KEY')).toBeDefined();
   });
 
-  it("deploy/README.md tells how to create every Secret the manifests use", () => {
+  it("deploy/README.md tells how to create every Secret the manifests use", async () => {
     for (const w of WORKLOADS) for (const c of containersOf(w)) k8sInvocation(w, c);
-    secretsUsed.add(registrySecret());
+    secretsUsed.add(await registrySecret());
     const guide = read('deploy/README.md');
     const deploy = guide.slice(guide.indexOf('## Kubernetes'));
     expect(guide.indexOf('## Kubernetes')).toBeGreaterThan(0);
@@ -675,18 +675,18 @@ describe('a renamed option breaks these checks', () => {
     return { ...SPECS, [command]: spec };
   };
 
-  it('every flag, config key and variable the deploy files use', () => {
+  it('every flag, config key and variable the deploy files use', async () => {
     let mutations = 0;
     for (const inv of invocations()) {
       const command = inv.argv[0]!;
-      validate({ ...inv });
+      await validate({ ...inv });
       const used = new Set<string>();
       for (const a of inv.argv) if (a.startsWith('--')) used.add(camel(a.slice(2)));
       for (const text of Object.values(inv.configs)) for (const k of Object.keys(parseYaml(uncommentOptions(text)) as object)) used.add(camel(k));
       for (const e of Object.keys(inv.env)) if (e.startsWith(`DRONELAKE_${command.toUpperCase()}_`)) used.add(envKey(e.slice(`DRONELAKE_${command.toUpperCase()}_`.length)));
       for (const key of used) {
         expect(key in SPECS[command]!, `${inv.where}: ${key}`).toBe(true);
-        expect(() => validate({ ...inv }, renamed(command, key)), `${inv.where}: renaming ${command} --${key}`).toThrow(UsageError);
+        await expect(validate({ ...inv }, renamed(command, key)), `${inv.where}: renaming ${command} --${key}`).rejects.toThrow(UsageError);
         mutations++;
       }
     }

@@ -96,14 +96,14 @@ describe('two sinks sharing the fleet by shard', () => {
     }
   });
 
-  it('refuses a shard outside its count with one clear line, the same from the command line and in code', () => {
+  it('refuses a shard outside its count with one clear line, the same from the command line and in code', async () => {
     const refusals = [
       ['2/2', '--shard: expected I/N with 0 <= I < N (got "2/2")'],
       ['one', '--shard: expected I/N, e.g. 0/2 (got "one")'],
       ['0/65', '--shard: at most 64 shards: a shard owns whole telemetry buckets (got "0/65")'],
     ] as const;
     for (const [shard, line] of refusals) {
-      expect(() => parseOptions(sinkOptions, ['--shard', shard])).toThrow(line);
+      await expect(parseOptions(sinkOptions, ['--shard', shard])).rejects.toThrow(line);
       expect(() => sinkConfig({ shard })).toThrow(line);
     }
     expect(sinkConfig({ shard: '1/4' }).shard).toEqual({ index: 1, count: 4 });

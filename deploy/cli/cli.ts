@@ -29,9 +29,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const envPrefix = `DRONELAKE_${path.join('_').toUpperCase()}_`;
   const options = await cmd.options();
-  const parsed = (() => {
+  const parsed = await (async () => {
     try {
-      return parseOptions(options, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
+      return await parseOptions(options, args, cmd.positionals ?? 0, { env: process.env, envPrefix });
     } catch (err) {
       // --help wins over a missing required option.
       if (err instanceof UsageError && (args.includes('--help') || args.includes('-h'))) return null;

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as z from 'zod';
 import { UsageError } from './options';
+import { parseYaml } from './yaml';
 
 /**
  * The text of the file named by `option`, or null when it does not exist and `missingIsEmpty`
@@ -24,13 +24,10 @@ export async function readOptionFile(option: string, file: string, missingIsEmpt
  * A YAML or JSON document checked against `schema`, or `fail` called with one line: the
  * parser's first line, or the path and message of the first schema issue.
  */
-export function parseDocument<T>(text: string, schema: z.ZodType<T>, empty: string, fail: (problem: string) => never): T {
+export async function parseDocument<T>(text: string, schema: z.ZodType<T>, empty: string, fail: (problem: string) => never): Promise<T> {
   let doc: unknown;
   try {
-    // Loaded on the first document: this module is on every command's start path (readPem),
-    // and the YAML parser is megabytes of a gateway agent's memory (invariant 6).
-    const yaml: typeof import('yaml') = createRequire(import.meta.url)('yaml');
-    doc = yaml.parse(text);
+    doc = await parseYaml(text);
   } catch (err) {
     fail(`not valid YAML or JSON: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
   }
