@@ -64,8 +64,9 @@ const REQUIRE_BANNER = "import { createRequire as __createRequire } from 'node:m
 
 /**
  * Keeps REQUIRE_BANNER only in the chunks that call require: each createRequire resolves
- * the chunk's node_modules paths, and 22 of them as an agent loads its chunks made V8
- * optimise node's path code (invariant 6). The line stays, empty, so the maps still match.
+ * the chunk's node_modules paths, and one per chunk an agent loads made V8 optimise node's
+ * path code at start (agent-main.ts says what that costs; invariant 6). The line stays,
+ * empty, so the maps still match.
  */
 const requireWhereUsed: NonNullable<Options['plugins']>[number] = {
   name: 'require-where-used',
@@ -82,44 +83,72 @@ const requireWhereUsed: NonNullable<Options['plugins']>[number] = {
 /** The product page's script: a browser bundle the catalog serves, built beside the CLI. */
 const PAGE_BUNDLE = 'catalog-page';
 
+/** The agent's build: its own directory of dist, which the other build neither writes nor cleans. */
+const AGENT_DIR = 'agent';
+
+/**
+ * cli.ts hands `dronelake agent` to agent-main.ts, which the agent's own build (below)
+ * bundles: the main build leaves that import to it, as a file beside in dist.
+ */
+const agentBuildApart: Plugin = {
+  name: 'agent-build-apart',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/agent-main$/ }, ({ importer }) => (/[\\/]deploy[\\/]cli[\\/]cli\.ts$/.test(importer) ? { path: `./${AGENT_DIR}/agent-main.js`, external: true } : undefined));
+  },
+};
+
+/** What both node builds share. */
+const nodeBuild: Options = {
+  format: ['esm'],
+  platform: 'node',
+  target: 'node20',
+  sourcemap: true,
+  splitting: true,
+  // The agent's own dependencies are bundled, tree-shaken and minified: a gateway's agent
+  // then parses and keeps only the code it runs, 84 -> 61 MB idle (invariant 6). The
+  // others load only in the commands that use them, from node_modules. mqtt-packet is
+  // bundled as MQTT.js's own: from node_modules it loaded readable-stream beside the bundle's
+  // (the broker's Aedes still loads its own copy of it from node_modules). yaml is loaded
+  // with a --config file, in a chunk of its own.
+  noExternal: ['zod', 'mqtt', 'mqtt-packet', 'pino', 'protobufjs', 'crc-32', 'prom-client', 'yaml'],
+  // readable-stream is a copy of node's own streams for other runtimes (MQTT.js and
+  // mqtt-packet use it): node's, already loaded, serve instead, 2 MB less of an agent's
+  // peak RSS idle (invariant 6).
+  esbuildOptions(options) {
+    options.alias = { 'readable-stream': 'node:stream' };
+  },
+  // Optional native speed-ups that ws tries to load (absent, it uses its JavaScript code),
+  // and playwright-core, a development dependency the bench drives Chromium with, loaded only there.
+  external: ['bufferutil', 'utf-8-validate', 'playwright-core'],
+  // Identifiers are kept, so stack traces stay readable without the source maps.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  banner: { js: REQUIRE_BANNER },
+  plugins: [requireWhereUsed],
+};
+
 export default defineConfig([
   {
+    ...nodeBuild,
     entry: {
       cli: 'deploy/cli/cli.ts',
       bench: 'bench/main.ts',
       'bench-worker': 'bench/worker.ts',
       'bench-parquet-writers': 'bench/parquet-writers.ts',
     },
-    format: ['esm'],
-    platform: 'node',
-    target: 'node20',
     outDir: 'dist',
+    esbuildPlugins: [telemetryDescriptor, mqttLazyTransports, agentBuildApart],
+    // The builds run at once: this one must not clean away the page's bundle or the agent's.
+    clean: ['**/*', `!${PAGE_BUNDLE}.*`, `!${AGENT_DIR}/**`],
+  },
+  {
+    // The gateway's agent alone: its code in a few chunks, not split among every command's
+    // (agent-main.ts says why), and its lazy parts (MAVLink, the ingest API, YAML) apart.
+    ...nodeBuild,
+    entry: { 'agent-main': 'deploy/cli/agent-main.ts' },
+    outDir: `dist/${AGENT_DIR}`,
     esbuildPlugins: [telemetryDescriptor, mqttLazyTransports],
-    // Both builds run at once: this one must not clean away the page's bundle.
-    clean: ['**/*', `!${PAGE_BUNDLE}.*`],
-    sourcemap: true,
-    splitting: true,
-    // The agent's own dependencies are bundled, tree-shaken and minified: a gateway's agent
-    // then parses and keeps only the code it runs, 84 -> 61 MB idle (invariant 6). The
-    // others load only in the commands that use them, from node_modules. mqtt-packet is
-    // bundled as MQTT.js's own: from node_modules it loaded readable-stream beside the bundle's
-    // (the broker's Aedes still loads its own copy of it from node_modules). yaml is loaded
-    // with a --config file, in a chunk of its own.
-    noExternal: ['zod', 'mqtt', 'mqtt-packet', 'pino', 'protobufjs', 'crc-32', 'prom-client', 'yaml'],
-    // readable-stream is a copy of node's own streams for other runtimes (MQTT.js and
-    // mqtt-packet use it): node's, already loaded, serve instead, 2 MB less of an agent's
-    // peak RSS idle (invariant 6).
-    esbuildOptions(options) {
-      options.alias = { 'readable-stream': 'node:stream' };
-    },
-    // Optional native speed-ups that ws tries to load (absent, it uses its JavaScript code),
-    // and playwright-core, a development dependency the bench drives Chromium with, loaded only there.
-    external: ['bufferutil', 'utf-8-validate', 'playwright-core'],
-    // Identifiers are kept, so stack traces stay readable without the source maps.
-    minifyWhitespace: true,
-    minifySyntax: true,
-    banner: { js: REQUIRE_BANNER },
-    plugins: [requireWhereUsed],
+    clean: true,
   },
   {
     // uPlot and its stylesheet go inside: the page loads nothing from anywhere else.

@@ -107,7 +107,7 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
   }
   ctx.progress(`agent at 1,000 points/s through a ${outageSeconds} s broker outage`);
   const outage = await processPeak(run('outage', ['--broker', 'mqtt://127.0.0.1:9', '--simulate', '100', '--hz', '10']), outageSeconds);
-  const beside = (label: string) => `${label} (node's empty process: ${(empty / MiB).toFixed(0)} MB)`;
+  const beside = (label: string) => `${label} (node's empty process: ${(empty / MiB).toFixed(1)} MiB)`;
   return [
     figure('agent', 'node_empty_rss_bytes', "node's own empty process, peak resident memory", empty, 'bytes'),
     figure('agent', 'agent_idle_rss_bytes', beside('agent idle (no source, no broker), peak resident memory'), idle, 'bytes'),
@@ -138,7 +138,7 @@ export async function runAgentFootprint(ctx: BenchContext): Promise<Figure[]> {
     figure('agent', 'agent_points_per_sec', `points per second, one agent process${ctx.quick ? ', at 100k points/s' : ''}`, max.pointsPerSec, 'points/s'),
   );
   figures.push(
-    figure('agent', 'agent_rss_bytes_at_saturation', `peak resident memory as fast as it goes${ctx.quick ? ' (quick: at 100k points/s)' : ''}, in a bench worker that also loads the sink (node's empty process: ${(Number(empty) / MiB).toFixed(0)} MB)`, max.rss, 'bytes'),
+    figure('agent', 'agent_rss_bytes_at_saturation', `peak resident memory as fast as it goes${ctx.quick ? ' (quick: at 100k points/s)' : ''}, in a bench worker that also loads the sink (node's empty process: ${(Number(empty) / MiB).toFixed(1)} MiB)`, max.rss, 'bytes'),
   );
   return figures;
 }

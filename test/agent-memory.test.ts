@@ -132,7 +132,7 @@ const CoverageFile = z.object({
 });
 
 describe("the agent's build loads only the parts of its libraries it uses", () => {
-  it('an idle agent runs no WebSocket, SOCKS or readable-stream code, loads nothing from node_modules, and no zod beyond the schemas it builds', async () => {
+  it('an idle agent runs no WebSocket, SOCKS or readable-stream code, loads only its own build and nothing from node_modules, and no zod beyond the schemas it builds', async () => {
     const { dir, remove } = await tempDir('agent-loads');
     const coverage = path.join(dir, 'coverage');
     // Port 9 refuses: the link picks its transport and tries it, as any agent's does.
@@ -155,6 +155,12 @@ describe("the agent's build loads only the parts of its libraries it uses", () =
       // zod's other locales and its JSON Schema reader come along only when something
       // takes zod's namespace as a value (`import { z }`): 2 MB of an idle agent's peak.
       const bundled = [...new Set(scripts.map((s) => s.url).filter((url) => url.startsWith(pathToFileURL(path.dirname(CLI)).href)))];
+      // The agent's own build (dist/agent), and of the other commands' only the entry and what it imports itself.
+      const entryImports = [...(await readFile(CLI, 'utf8')).matchAll(/import"\.\/([^"]+)"/g)].map((m) => pathToFileURL(path.join(path.dirname(CLI), m[1]!)).href);
+      expect(entryImports.length).toBeGreaterThan(0);
+      const agentBuild = pathToFileURL(path.join(path.dirname(CLI), 'agent/')).href;
+      expect(bundled.filter((url) => !url.startsWith(agentBuild) && url !== pathToFileURL(CLI).href && !entryImports.includes(url))).toEqual([]);
+      expect(bundled.filter((url) => url.startsWith(agentBuild)).length).toBeGreaterThan(0);
       const sources = (await Promise.all(bundled.map(async (url) => SourceMap.parse(JSON.parse(await readFile(new URL(`${url}.map`), 'utf8'))).sources))).flat();
       expect(sources.some((s) => s.includes('node_modules/zod/v4/classic/schemas.js'))).toBe(true);
       expect(sources.filter((s) => /node_modules\/zod\/v4\/(locales\/(?!en\.js)|classic\/from-json-schema)/.test(s))).toEqual([]);

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { commands, type Command } from '../deploy/cli/commands';
+import type { Command } from '../deploy/cli/command';
+import { commands } from '../deploy/cli/commands';
 import { kebab, type OptionSpecs } from '../deploy/runtime/options';
 import { cli, ROOT } from './helpers';
 

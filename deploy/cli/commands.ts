@@ -1,7 +1,10 @@
 import type { Logger } from 'pino';
 import { createLogger, type LogFormat } from '../runtime/log';
-import { UsageError, type OptionSpecs, type ParsedOptions } from '../runtime/options';
+import { UsageError } from '../runtime/options';
 import { untilShutdown } from '../runtime/signals';
+import { agentCommandWith } from './agent-command';
+import { agentSubcommands } from './agent-subcommands';
+import { command } from './command';
 
 // Each command loads its option table and its component only when it runs, so the agent on
 // a small gateway never loads DuckDB, the broker, or the sink's and broker's option tables
@@ -23,20 +26,6 @@ const lakeJob =
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return 0;
   };
-
-export interface Command<S extends OptionSpecs> {
-  summary: string;
-  usage: string;
-  /** The command's option table, loaded when the command runs or prints its help. */
-  options: () => Promise<S>;
-  /** Arguments after the options, at most. */
-  positionals?: number;
-  run(options: ParsedOptions<S>, positionals: string[]): Promise<number>;
-  /** Commands named by the next argument, e.g. `broker identity add`. */
-  subcommands?: Record<string, Command<OptionSpecs>>;
-}
-
-const command = <S extends OptionSpecs>(c: Command<S>): Command<S> => c;
 
 /** Every command of `dronelake`, by name; test/cli-help.test.ts walks it, subcommands included. */
 export const commands = {
@@ -236,91 +225,10 @@ export const commands = {
       async (options, log) => (await (await import('../../sink/migrate')).migrateLake(options, log)) ?? { records: 0, files: 0, rows: 0, writers: 0, note: 'nothing to adopt: the lake has no JSON manifest' },
     ),
   }),
-  agent: command({
-    summary: 'Run a gateway agent: batch telemetry, publish it, and hold each batch until the sink commits it.',
-    usage:
-      'dronelake agent --gateway ID --spool DIR [--broker URL] [--http HOST:PORT] [--mavlink udp:HOST:PORT] [--simulate N --hz H] [--config FILE]\n' +
-      '       dronelake agent replay FILE --gateway ID --spool DIR ...   (import a MAVLink log; see its --help)\n' +
-      '       dronelake agent token add|remove|list ...   (manage the ingest API tokens; see its --help)',
-    options: async () => (await import('../../agent/options')).agentOptions,
-    async run(options) {
-      const stop = untilShutdown();
-      const log = createLogger(options.logLevel, 'agent', options.logFormat);
-      const { startAgent } = await import('../../agent/agent');
-      const agent = await startAgent(options, log);
-      await stop;
-      const drained = await agent.drain(10_000);
-      if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
-      await agent.close();
-      return drained ? 0 : 1;
-    },
-    subcommands: {
-      token: command({
-        summary: 'Manage the tokens of the ingest API (agent --http-tokens FILE): each may post the points of the drones it names.',
-        usage:
-          "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE\n" +
-          '       dronelake agent token remove ID --http-tokens FILE\n' +
-          '       dronelake agent token list --http-tokens FILE',
-        // Optional here, so that a missing command is reported as such.
-        options: async () => {
-          const { tokenOptions } = await import('../../agent/options');
-          return { httpTokens: { ...tokenOptions.httpTokens, schema: tokenOptions.httpTokens.schema.optional() } };
-        },
-        positionals: 1,
-        async run(_, [sub]) {
-          const what = sub === undefined ? 'needs a command' : `has no command "${sub}"`;
-          throw new UsageError(`agent token ${what}: add, remove or list; run 'dronelake agent token --help'`);
-        },
-        subcommands: {
-          add: command({
-            summary: 'Add a token with a new random secret for the drones named; the token is printed once, as the last line, and only its hash is kept.',
-            usage: "dronelake agent token add ID --drones 'PATTERN,...' --http-tokens FILE",
-            options: async () => (await import('../../agent/options')).tokenAddOptions,
-            positionals: 1,
-            async run(options, [id]) {
-              const { tokenAdd } = await import('../../agent/token-cli');
-              process.stdout.write(await tokenAdd(options.httpTokens, id, options.drones));
-              return 0;
-            },
-          }),
-          remove: command({
-            summary: 'Remove a token; a running agent stops taking it within a second or two.',
-            usage: 'dronelake agent token remove ID --http-tokens FILE',
-            options: async () => (await import('../../agent/options')).tokenOptions,
-            positionals: 1,
-            async run(options, [id]) {
-              const { tokenRemove } = await import('../../agent/token-cli');
-              process.stdout.write(await tokenRemove(options.httpTokens, id));
-              return 0;
-            },
-          }),
-          list: command({
-            summary: 'List the tokens and the drones each may write.',
-            usage: 'dronelake agent token list --http-tokens FILE',
-            options: async () => (await import('../../agent/options')).tokenOptions,
-            async run(options) {
-              const { tokenList } = await import('../../agent/token-cli');
-              process.stdout.write(await tokenList(options.httpTokens));
-              return 0;
-            },
-          }),
-        },
-      }),
-      replay: command({
-        summary: 'Import a MAVLink .tlog or raw stream through the agent, keeping its event times; exits once the sink has committed every point.',
-        usage: 'dronelake agent replay FILE --gateway ID --spool DIR [--broker URL] [--start TIME] [--realtime] [--mavlink-drones SYSID=ID,...] [--json]',
-        options: async () => (await import('../../agent/options')).replayOptions,
-        positionals: 1,
-        async run(options, [file]) {
-          if (!file) throw new UsageError('agent replay needs the file to import, e.g. dronelake agent replay flight.tlog --gateway gw-1 --spool ./spool');
-          const { formatSummary, replay } = await import('../../agent/replay');
-          const summary = await replay(file, options, untilShutdown());
-          process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
-          return summary.interrupted ? 130 : summary.drained ? 0 : 1;
-        },
-      }),
-    },
-  }),
+  agent: {
+    ...agentCommandWith(async () => ({ ...(await import('../../agent/options')), ...(await import('../../agent/agent')) })),
+    subcommands: agentSubcommands,
+  },
 };
 
 // Two spaces past the longest name, so that every name stands apart from its summary.
