@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { figure, type BenchContext, type Figure } from './report';
 import { sleep } from './pipeline';
-import { startRole, type RoleHandle } from './procs';
+import { peakRssBytes, startRole, type RoleHandle } from './procs';
 import { fleetArgs, windows } from './throughput';
 
 /**
@@ -48,12 +48,6 @@ async function gatewayNodeFlags(): Promise<string[]> {
   return flags.split(/\s+/).filter(Boolean);
 }
 
-/** Peak resident bytes (VmHWM) of a running process, from /proc. */
-async function peakRss(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1]) * 1024;
-}
-
 /**
  * Peak RSS of `node ARGS` after `seconds`, the process on its own as an operator runs it:
  * the built CLI, not a bench worker that carries the sink and DuckDB along.
@@ -63,7 +57,7 @@ async function processPeak(args: string[], seconds: number): Promise<number> {
   try {
     await sleep(seconds * 1000);
     if (child.pid === undefined || child.exitCode !== null) throw new Error(`node ${args.join(' ')} exited early`);
-    return await peakRss(child.pid);
+    return peakRssBytes(child.pid);
   } finally {
     child.kill('SIGKILL');
   }

@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import * as z from 'zod';
@@ -14,6 +15,24 @@ const RoleReportSchema = z.object({
 });
 /** What a role process reports when asked, and once more when it stops. */
 export type RoleReport = z.infer<typeof RoleReportSchema>;
+
+/**
+ * Peak resident bytes (VmHWM) of process `pid`, this one by default. Not
+ * resourceUsage().maxRSS: getrusage keeps it across execve, so every role started from the
+ * bench's process reported that process's peak (the broker's and the agents' figures came
+ * out equal, to the byte). VmHWM belongs to the address space, which exec replaces.
+ */
+export function peakRssBytes(pid: number | 'self' = 'self'): number {
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (hwm !== undefined) return Number(hwm) * 1024;
+  } catch (err) {
+    if (pid !== 'self') throw err;
+  }
+  // Not Linux: this process's rusage figure, with its caveat.
+  if (pid !== 'self') throw new Error(`no VmHWM for process ${pid}: the bench reads it from /proc`);
+  return process.resourceUsage().maxRSS * 1024;
+}
 
 /** A role's options, as the worker's second argument carries them in JSON. */
 export const RoleArgsSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
