@@ -7,7 +7,7 @@ import * as z from 'zod';
 import { startBroker, type Broker } from '../broker/server';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { CLI, duck, freePort, lakeGlob, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
+import { CLI, duck, freePort, lakeGlob, logLines, observedBatch, quietLog, runCli, scrapeSample, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 
 const MiB = 1024 * 1024;
 /** What a crashed run leaves in the spool: many times the memory bound, so an agent that loaded it would show. */
@@ -103,8 +103,7 @@ describe('the agent through a broker outage longer than its memory bound holds',
     });
     await observer.subscribeAsync(TELEMETRY_FILTERS);
     sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.3 }), quietLog);
-    const metric = async (name: string) => Number((await (await fetch(`${http}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
-    await waitFor('the backlog drained', async () => (await metric('dronelake_agent_spool_bytes')) < MEMORY_MIB * MiB || undefined, 60_000);
+    await waitFor('the backlog drained', async () => (await scrapeSample(http, 'dronelake_agent_spool_bytes')) < MEMORY_MIB * MiB || undefined, 60_000);
     // Draining reads the backlog back at the link's pace; that peak is a figure, not the bound.
     console.log(JSON.stringify({ drainPeakRssMiB: (await rssOf(pid)).peak / MiB }));
 

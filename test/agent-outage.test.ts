@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, scrapeSample, tempDir, waitFor, type RunningProcess } from './helpers';
 
 const DRONES = 4;
 
@@ -108,12 +108,6 @@ describe('the agent through outages and a power cut', () => {
     expect(keys.size).toBe(client.confirmed.size - 40);
   }, 120_000);
 
-  const metric = async (http: string, name: string) => {
-    const text = await (await fetch(`${http}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
-  };
-
   it('blocks when the spool is full (503, Retry-After), then takes the retries once the sink drains it', async () => {
     const { dir, remove } = await tempDir('full-block');
     cleanups.push(remove);
@@ -129,8 +123,8 @@ describe('the agent through outages and a power cut', () => {
     const full = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[]' });
     expect(full.status).toBe(503);
     expect(full.headers.get('retry-after')).toBe('1');
-    expect(await metric(http, 'dronelake_agent_spool_bytes')).toBeLessThanOrEqual(1024 * 1024);
-    expect(await metric(http, 'dronelake_agent_dropped_points_total')).toBe(0);
+    expect(await scrapeSample(http, 'dronelake_agent_spool_bytes')).toBeLessThanOrEqual(1024 * 1024);
+    expect(await scrapeSample(http, 'dronelake_agent_dropped_points_total')).toBe(0);
 
     broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
     sink = await sinkOn(broker.url, lake);
@@ -153,7 +147,7 @@ describe('the agent through outages and a power cut', () => {
     const { proc, http } = await startAgent(`mqtt://127.0.0.1:${port}`, path.join(dir, 'spool'), ['--spool-max-bytes', String(1024 * 1024), '--spool-full', 'drop-oldest', '--wire', 'v1']);
     const client = ingestClient('out-d', DRONES);
     for (let i = 0; i < 200; i++) expect(await client.post(http, 200)).toBe(200);
-    const dropped = await metric(http, 'dronelake_agent_dropped_points_total');
+    const dropped = await scrapeSample(http, 'dronelake_agent_dropped_points_total');
     expect(dropped).toBeGreaterThan(0);
     expect(dropped % 200).toBe(0);
 

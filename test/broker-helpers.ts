@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { addIdentity, writeRegistry, type Registry, type Role } from '../broker/registry';
 import type { ScryptCost } from '../broker/secrets';
-import { waitFor } from './helpers';
+import { sampleOf, waitFor } from './helpers';
 
 /** Cheap enough to hash a thousand secrets in a test; recorded per entry, as the format allows. */
 export const TEST_COST: ScryptCost = { N: 1024, r: 8, p: 1 };
@@ -156,9 +156,9 @@ export async function rawClient(
 
 /** The value of one sample of /metrics, e.g. metric(text, 'dronelake_broker_acl_denials_total{action="publish"}'). */
 export function metric(text: string, sample: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
-  if (!line) throw new Error(`no sample ${sample} in /metrics`);
-  return Number(line.slice(sample.length + 1));
+  const value = sampleOf(text, sample);
+  if (value === undefined) throw new Error(`no sample ${sample} in /metrics`);
+  return value;
 }
 
 export async function scrape(httpUrl: string): Promise<string> {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, scrapeSample, tempDir, waitFor, type RunningProcess } from './helpers';
 import { HAS_REDIS, startRedis } from './redis';
 
 const KILLS = 5;
@@ -25,11 +25,6 @@ describe(`the broker under kill -9, ${KILLS} times in a run`, () => {
     procs.push(proc);
     return waitFor(msg, () => logLines(proc.stderr()).find((l) => l['msg'] === msg), 30_000);
   };
-  const metric = async (http: string, name: string) => {
-    const line = (await (await fetch(`${http}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `));
-    return Number(line?.split(' ')[1]);
-  };
-
   async function run(backend: string[]) {
     const { dir, remove } = await tempDir('broker-kill');
     cleanups.push(remove);
@@ -63,11 +58,11 @@ describe(`the broker under kill -9, ${KILLS} times in a run`, () => {
     await feed(500);
     expect(await client.post(http, 0)).toBe(200);
     expect(client.pending).toBe(0);
-    await waitFor('every batch acked', async () => (await metric(http, 'dronelake_agent_spool_batches')) === 0, 60_000);
+    await waitFor('every batch acked', async () => (await scrapeSample(http, 'dronelake_agent_spool_batches')) === 0, 60_000);
     // The counters show the kills: the agent reconnected after each one.
-    const reconnects = await metric(http, 'dronelake_agent_reconnects_total');
+    const reconnects = await scrapeSample(http, 'dronelake_agent_reconnects_total');
     expect(reconnects).toBeGreaterThanOrEqual(KILLS);
-    const resent = await metric(http, 'dronelake_agent_batches_resent_total');
+    const resent = await scrapeSample(http, 'dronelake_agent_batches_resent_total');
     await sink.flush();
     const rows = await duck(`SELECT drone_id, seq::BIGINT AS seq, count(*)::INTEGER AS n FROM read_parquet('${lakeGlob(lake)}', hive_partitioning = true) GROUP BY ALL`);
     const keys = new Set(rows.map((r) => `${r['drone_id']}/${r['seq']}`));

@@ -6,7 +6,7 @@ import { Spool } from '../agent/spool';
 import { startBroker, type Broker } from '../broker/server';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, tempDir, waitFor, type RunningProcess } from './helpers';
+import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, scrapeSample, tempDir, waitFor, type RunningProcess } from './helpers';
 import { mountTmpfs, tmpfsUnavailable } from './tmpfs';
 
 const noTmpfs = await tmpfsUnavailable();
@@ -109,12 +109,6 @@ describe.skipIf(noTmpfs !== null)('the agent with its spool on a disk that fills
     broker = null;
   });
 
-  const metric = async (http: string, name: string) => {
-    const text = await (await fetch(`${http}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
-  };
-
   it(needsTmpfs('block: pauses ingest (503) while the disk is full, keeps running, resumes when room returns, and loses nothing'), async () => {
     const { dir, filler } = await smallDisk(400 * 1024);
     const { dir: work, remove } = await tempDir('full-disk-lake');
@@ -134,11 +128,11 @@ describe.skipIf(noTmpfs !== null)('the agent with its spool on a disk that fills
     const poster = (async () => {
       while (posting && (await client.post(http, 200)) === 200);
     })();
-    await waitFor('the disk to fill', async () => (await metric(http, 'dronelake_agent_spool_disk_full')) === 1, 30_000);
+    await waitFor('the disk to fill', async () => (await scrapeSample(http, 'dronelake_agent_spool_disk_full')) === 1, 30_000);
     const fullLine = (l: Record<string, unknown>) => l['msg'] === 'spool disk is full; sources paused until it has room';
     const full = await waitFor('the disk-full log line', () => logLines(proc.stderr()).find(fullLine));
     expect(full['err']).toMatch(/ENOSPC/);
-    expect(await metric(http, 'dronelake_agent_spool_disk_full_total')).toBe(1);
+    expect(await scrapeSample(http, 'dronelake_agent_spool_disk_full_total')).toBe(1);
     const refused = await fetch(`${http}/v1/points`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[]' });
     expect(refused.status).toBe(503);
     const health = await fetch(`${http}/health`);
@@ -146,7 +140,7 @@ describe.skipIf(noTmpfs !== null)('the agent with its spool on a disk that fills
     expect(await health.json()).toMatchObject({ status: 'unhealthy', spoolDiskFull: true });
 
     await rm(filler);
-    await waitFor('the agent to take points again', async () => (await metric(http, 'dronelake_agent_spool_disk_full')) === 0, 30_000);
+    await waitFor('the agent to take points again', async () => (await scrapeSample(http, 'dronelake_agent_spool_disk_full')) === 0, 30_000);
     posting = false;
     await poster;
     for (let i = 0; i < 5; i++) expect(await client.post(http, 200)).toBe(200);
@@ -156,7 +150,7 @@ describe.skipIf(noTmpfs !== null)('the agent with its spool on a disk that fills
 
     broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
     sink = await startSink(sinkConfig({ broker: broker.url, lake, flushInterval: 0.3 }), quietLog);
-    await waitFor('every batch to be acked', async () => (await metric(http, 'dronelake_agent_spool_batches')) === 0, 60_000);
+    await waitFor('every batch to be acked', async () => (await scrapeSample(http, 'dronelake_agent_spool_batches')) === 0, 60_000);
     proc.child.kill('SIGTERM');
     expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);
     expect(proc.stderr()).not.toContain('the batch is lost');

@@ -206,3 +206,14 @@ export function observedBatch(topic: string, payload: Uint8Array): { stream: num
   const batch = decodeColumnar(payload);
   return { stream: batch.stream, points: Array.from({ length: batch.points.count }, (_, i) => pointAt(batch.points, i)) };
 }
+
+/** The value of one sample in a /metrics text, e.g. `dronelake_agent_spool_bytes` or `name{label="v"}`; undefined when absent. */
+export function sampleOf(text: string, sample: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line === undefined ? undefined : Number(line.slice(sample.length + 1));
+}
+
+/** One sample of a component's /metrics at `http`; NaN while it has none. */
+export async function scrapeSample(http: string, sample: string): Promise<number> {
+  return sampleOf(await (await fetch(`${http}/metrics`)).text(), sample) ?? Number.NaN;
+}
