@@ -10,7 +10,7 @@ import {
   type DuckDBInstance,
   type DuckDBType,
 } from '@duckdb/node-api';
-import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
+import { LAKE_COLUMNS, SORT_COLUMNS, type LakeColumn } from '../proto/columns';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
@@ -93,6 +93,17 @@ function lakeExpression(column: LakeColumn): string {
  * [fromUs, toUs). Strings come back through the buffer's dictionary.
  */
 const LAKE_SELECT = LAKE_COLUMNS.map(lakeExpression).join(', ');
+
+/**
+ * The files' sort order (SORT_COLUMNS) over the staged columns, after lakeRowsSql's query.
+ * A string sorts by its rank in the buffer's dictionary, an integer, not by the string it
+ * stands for: the same order, for less of DuckDB's time. The bench's Parquet stage, three
+ * pairs of runs side by side: 1.22-1.28 -> 1.08-1.16 CPU-us a point.
+ */
+export const LAKE_ORDER_SQL = SORT_COLUMNS.map((name) => {
+  const column = LAKE_COLUMNS.find((c) => c.name === name)!;
+  return column.kind === 'string' ? `(SELECT list(r ORDER BY id) FROM (SELECT id, row_number() OVER (ORDER BY s) AS r FROM dict))[t.${name} + 1]` : `t.${name}`;
+}).join(', ');
 
 export function lakeRowsSql(buffer: StageBuffer, fromUs: number, toUs: number): string {
   return (

@@ -1,7 +1,6 @@
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { SORT_COLUMNS } from '../proto/columns';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { latencyBucketSql, type LatencyHistogram } from './latency';
 import { partitionOfHour } from './layout';
@@ -10,7 +9,7 @@ import type { DataFile } from './table/avro';
 import { dataFileOf, writtenFiles } from './table/data-files';
 import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
-import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
+import { closeStageBuffer, LAKE_ORDER_SQL, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
 
 /**
  * How every lake file is written, commits and compactions alike. Parquet V2 encodings
@@ -36,8 +35,6 @@ export const PARQUET_WRITE_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, PARQUET_
 export const TABLE_FILE_OPTIONS = `${FIELD_IDS_SQL}, RETURN_STATS`;
 import { publishOwn, type LakeStorage } from './storage';
 import { sqlString } from './sql';
-
-const ORDER_BY = SORT_COLUMNS.join(', ');
 
 /**
  * Kafka Connect's rule: a file's name follows from what it holds, here which commit of
@@ -78,7 +75,7 @@ export async function writeFiles(
       const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
       const from = hour * MICROS_PER_HOUR;
       const stats = await conn.runAndReadAll(
-        `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${ORDER_BY}) ` +
+        `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${LAKE_ORDER_SQL}) ` +
           `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`,
       );
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
