@@ -76,25 +76,33 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
   const empty = await processPeak(['-e', 'setInterval(() => {}, 1000)'], settle);
   // Each beside the same agent with the flags the gateway's systemd unit adds.
   const unitFlags = await gatewayNodeFlags();
-  // As the unit runs it: its options from a YAML file (--config), which loads the YAML parser.
-  const config = path.join(ctx.tmp, 'foot-agent.yaml');
-  await writeFile(config, `gateway: gw-foot-config\nspool: ${path.join(ctx.tmp, 'foot-config')}\nbroker: mqtt://127.0.0.1:9\nlogLevel: warn\n`);
+  // As the unit runs it: the unit's flags, and the options from a YAML file (--config), which loads the YAML parser.
+  const asUnit = async (name: string, options: string): Promise<string[]> => {
+    const file = path.join(ctx.tmp, `foot-${name}.yaml`);
+    await writeFile(file, `gateway: gw-foot-${name}\nspool: ${path.join(ctx.tmp, `foot-${name}`)}\nlogLevel: warn\n${options}`);
+    return [...unitFlags, CLI, 'agent', '--config', file];
+  };
   ctx.progress('agent idle, no broker');
   const [idle, idleUnit, idleConfig] = await Promise.all([
     processPeak(run('idle', ['--broker', 'mqtt://127.0.0.1:9']), settle),
     processPeak([...unitFlags, ...run('idle-unit', ['--broker', 'mqtt://127.0.0.1:9'])], settle),
-    processPeak([...unitFlags, CLI, 'agent', '--config', config], settle),
+    processPeak(await asUnit('config', 'broker: mqtt://127.0.0.1:9\n'), settle),
   ]);
   const broker = startRole('broker', {});
   const acker = startRole('acker', { broker: String((await broker.ready)['url']) });
   let atRate: number;
   let atRateUnit: number;
+  let atRateConfig: number;
   try {
     await acker.ready;
     ctx.progress('agent at 1,000 points/s, acked');
     const brokerUrl = String((await broker.ready)['url']);
     const rateArgs = (name: string) => run(name, ['--broker', brokerUrl, '--simulate', '100', '--hz', '10']);
-    [atRate, atRateUnit] = await Promise.all([processPeak(rateArgs('rate'), settle * 2), processPeak([...unitFlags, ...rateArgs('rate-unit')], settle * 2)]);
+    [atRate, atRateUnit, atRateConfig] = await Promise.all([
+      processPeak(rateArgs('rate'), settle * 2),
+      processPeak([...unitFlags, ...rateArgs('rate-unit')], settle * 2),
+      processPeak(await asUnit('rate-config', `broker: ${brokerUrl}\nsimulate: 100\nhz: 10\n`), settle * 2),
+    ]);
   } finally {
     await acker.stop();
     await broker.stop();
@@ -109,6 +117,7 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
     figure('agent', 'agent_idle_rss_bytes_unit_config', beside(`agent idle as the gateway unit runs it (--config FILE, ${unitFlags.join(' ')}), peak resident memory`), idleConfig, 'bytes'),
     figure('agent', 'agent_rss_bytes_at_1k', beside('agent at 1,000 points/s (100 drones at 10 Hz), acked, peak resident memory'), atRate, 'bytes'),
     figure('agent', 'agent_rss_bytes_at_1k_unit', beside(`agent at 1,000 points/s, with the gateway unit's ${unitFlags.join(' ')}, peak resident memory`), atRateUnit, 'bytes'),
+    figure('agent', 'agent_rss_bytes_at_1k_unit_config', beside(`agent at 1,000 points/s as the gateway unit runs it (--config FILE, ${unitFlags.join(' ')}), peak resident memory`), atRateConfig, 'bytes'),
     figure('agent', 'agent_rss_bytes_after_outage', beside(`agent at the end of a ${outageSeconds} s broker outage at 1,000 points/s, default spool, peak resident memory`), outage, 'bytes'),
   ];
 }
