@@ -23,13 +23,15 @@ export type RoleReport = z.infer<typeof RoleReportSchema>;
  * out equal, to the byte). VmHWM belongs to the address space, which exec replaces.
  */
 export function peakRssBytes(pid: number | 'self' = 'self'): number {
+  let status = '';
   try {
-    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    if (hwm !== undefined) return Number(hwm) * 1024;
-  } catch (err) {
-    if (pid !== 'self') throw err;
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    // Not Linux, or the process is gone: handled below.
   }
-  // Not Linux: this process's rusage figure, with its caveat.
+  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
+  if (hwm !== undefined) return Number(hwm) * 1024;
+  // Only this process has another figure: rusage's, with its caveat.
   if (pid !== 'self') throw new Error(`no VmHWM for process ${pid}: the bench reads it from /proc`);
   return process.resourceUsage().maxRSS * 1024;
 }

@@ -9,7 +9,7 @@ import type { DataFile } from './table/avro';
 import { dataFileOf, writtenFiles } from './table/data-files';
 import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
-import { closeStageBuffer, LAKE_ORDER_SQL, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
+import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
 
 /**
  * How every lake file is written, commits and compactions alike. Parquet V2 encodings
@@ -75,7 +75,7 @@ export async function writeFiles(
       const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
       const from = hour * MICROS_PER_HOUR;
       const stats = await conn.runAndReadAll(
-        `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)} ORDER BY ${LAKE_ORDER_SQL}) ` +
+        `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)}) ` +
           `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`,
       );
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addIdentity, readRegistry, writeRegistry } from '../broker/registry';
 import { startBroker, type Broker } from '../broker/server';
 import { ackTopic, bucketOf, TELEMETRY_BUCKETS, telemetryTopic, telemetryTopicV2, TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD } from '../proto/topics';
-import { capturedLog, closed, connect, granted, HAS_MOSQUITTO, makeRegistry, metric, mosquitto, scrape, TEST_COST, tryConnect } from './broker-helpers';
-import { quietLog, tempDir, waitFor } from './helpers';
+import { capturedLog, closed, connect, granted, HAS_MOSQUITTO, makeRegistry, metric, mosquitto, TEST_COST, tryConnect } from './broker-helpers';
+import { quietLog, scrape, tempDir, waitFor } from './helpers';
 
 const IDS = [
   ['gw-a', 'gateway'],

@@ -161,10 +161,6 @@ export function metric(text: string, sample: string): number {
   return value;
 }
 
-export async function scrape(httpUrl: string): Promise<string> {
-  const res = await fetch(`${httpUrl}/metrics`);
-  return res.text();
-}
 
 /**
  * A subscriber that stops reading once its CONNACK and SUBACK are in, as a process that

@@ -4,12 +4,12 @@ import type mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { ackTopic, telemetryTopic, TELEMETRY_WILDCARD } from '../proto/topics';
-import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, scrape, stuckSubscriber, tryConnect, within } from './broker-helpers';
+import { closed, connect, connectPacket, granted, makeRegistry, metric, rawClient, stuckSubscriber, tryConnect, within } from './broker-helpers';
 import { decodeAck, encodeBatch } from '../proto/codec';
 import { nowMicros } from '../proto/time';
 import { sinkConfig } from '../sink/options';
 import { startSink } from '../sink/sink';
-import { quietLog, tempDir, waitFor } from './helpers';
+import { quietLog, scrape, tempDir, waitFor } from './helpers';
 import { testLake } from './lakes';
 
 const GATEWAYS = 1000;

@@ -213,7 +213,12 @@ export function sampleOf(text: string, sample: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(sample.length + 1));
 }
 
+/** A component's /metrics text, served at `http`. */
+export async function scrape(http: string): Promise<string> {
+  return (await fetch(`${http}/metrics`)).text();
+}
+
 /** One sample of a component's /metrics at `http`; NaN while it has none. */
 export async function scrapeSample(http: string, sample: string): Promise<number> {
-  return sampleOf(await (await fetch(`${http}/metrics`)).text(), sample) ?? Number.NaN;
+  return sampleOf(await scrape(http), sample) ?? Number.NaN;
 }

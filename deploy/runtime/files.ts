@@ -29,7 +29,7 @@ export async function parseDocument<T>(text: string, schema: z.ZodType<T>, empty
   try {
     doc = await parseYaml(text);
   } catch (err) {
-    fail(`not valid YAML or JSON: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
+    fail(`not valid YAML or JSON: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) fail(`is empty; ${empty}`);
   const parsed = schema.safeParse(doc);

@@ -55,7 +55,7 @@ async function loadConfigFile(specs: OptionSpecs, file: string): Promise<Record<
   try {
     doc = await parseYaml(text);
   } catch (err) {
-    throw new UsageError(`--config: ${file} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+    throw new UsageError(`--config: ${file} is not valid YAML or JSON: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`--config: ${file} must hold a mapping of option names to values`);
