@@ -4,10 +4,8 @@
  */
 export const BUCKETS_PER_DOUBLING = 4;
 
-/** SQL for the bucket of a row's latency, for points committed at `commitUs`. */
-export function latencyBucketSql(commitUs: number, tsColumn: string): string {
-  return `greatest(0, floor(log2(greatest(1, (${commitUs} - ${tsColumn}) / 1000.0)) * ${BUCKETS_PER_DOUBLING}))::INTEGER`;
-}
+/** The bucket of the latency of a point with event time `tsUs`, committed at `commitUs` (both microseconds). */
+export const latencyBucket = (commitUs: number, tsUs: number): number => Math.max(0, Math.floor(Math.log2(Math.max(1, (commitUs - tsUs) / 1000)) * BUCKETS_PER_DOUBLING));
 
 /** Upper bound, in milliseconds, of a bucket. */
 export const bucketUpperMs = (bucket: number): number => 2 ** ((bucket + 1) / BUCKETS_PER_DOUBLING);

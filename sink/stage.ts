@@ -1,59 +1,30 @@
-import duckdb from '@duckdb/node-bindings';
-import {
-  BOOLEAN,
-  DOUBLE,
-  DuckDBDataChunk,
-  UINTEGER,
-  UTINYINT,
-  type DuckDBAppender,
-  type DuckDBConnection,
-  type DuckDBInstance,
-  type DuckDBType,
-} from '@duckdb/node-api';
-import { LAKE_COLUMNS, SORT_COLUMNS, type LakeColumn } from '../proto/columns';
-import { MICROS_PER_HOUR } from '../proto/time';
+import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { LAKE_COLUMNS, SORT_COLUMNS } from '../proto/columns';
 import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
 import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
-import { sqlString } from './sql';
+import { newValidity, newValues, STAGE_COLUMNS, STAGE_TYPE, type ColumnBuffer } from './stage-columns';
+import { commitOrder, dictionaryRanks, type FileRows } from './stage-order';
+import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan';
 
-// Staging is columnar. Points are written into typed arrays, one chunk of DuckDB's vector
-// size at a time, and each full chunk is copied into DuckDB's vectors with one memcpy per
-// column. Per-value appender calls cost ~250 ns each across the JS/C++ boundary, which
-// capped the sink at ~140k points/s; whole-chunk copies make staging a small part of a
-// point's cost. So every staged column is fixed-width:
+// Staging is columnar. Points are written into typed arrays, one per column, and held there
+// until the commit. DuckDB then reads them through a table function (sink/stage-scan.ts) in
+// the files' order (sink/stage-order.ts), a vector at a time, one memcpy per column: no
+// table to append to, and no sort. Per-value appender calls cost ~250 ns each across the
+// JS/C++ boundary, which capped the sink at ~140k points/s; then appending whole chunks to a
+// staging table cost ~0.4 us a point, and DuckDB's sort of it ~0.45. So every staged column
+// is fixed-width:
 // - strings become ids into a per-buffer dictionary (a table joined at commit);
 // - enums stay as their numbers and are named at commit;
 // - 64-bit values are staged as DOUBLE, exact below 2^53 as every sequence number and
 //   microsecond time is, so no BigInt is made per value.
 
-type StageKind = 'f64' | 'u32' | 'u8' | 'bool' | 'dict';
+/** Rows a new buffer has room for; it doubles as it fills. */
+const FIRST_CAPACITY = 4096;
 
-const STAGE_KIND: Record<LakeColumn['kind'], StageKind> = {
-  string: 'dict',
-  uint64: 'f64',
-  timestamp: 'f64',
-  double: 'f64',
-  uint32: 'u32',
-  bool: 'bool',
-  enum: 'u8',
-};
-
-const STAGE_TYPE: Record<StageKind, { sql: string; duck: DuckDBType; bytes: number }> = {
-  f64: { sql: 'DOUBLE', duck: DOUBLE, bytes: 8 },
-  u32: { sql: 'UINTEGER', duck: UINTEGER, bytes: 4 },
-  u8: { sql: 'UTINYINT', duck: UTINYINT, bytes: 1 },
-  bool: { sql: 'BOOLEAN', duck: BOOLEAN, bytes: 1 },
-  dict: { sql: 'UINTEGER', duck: UINTEGER, bytes: 4 },
-};
-
-const CHUNK_ROWS = duckdb.vector_size();
-const VALIDITY_BYTES = Math.ceil(CHUNK_ROWS / 64) * 8;
-
-const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
-/** What one staged row takes in DuckDB: its fixed-width values plus a validity bit each. */
+/** What one staged row takes: its fixed-width values plus a validity bit each. */
 const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
 /** A dictionary entry: the string as DuckDB stores it, its id, and the JS map entry that finds it. */
 const DICT_ENTRY_OVERHEAD = 64;
@@ -63,84 +34,31 @@ const STREAM_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'stream');
 // stageRows copies point column c of a batch into staged column c.
 if (POINT_FIELDS.some((f, c) => LAKE_COLUMNS[c]!.name !== f.name)) throw new Error('the lake columns do not begin with the point fields in their order');
 const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
+// commitOrder sorts by a dictionary string, then the event time: the files' order.
+const SORT_STRING_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[0]);
+if (STAGE_COLUMNS[SORT_STRING_INDEX]?.kind !== 'dict' || LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[1]) !== TS_COLUMN) throw new Error(`the files' sort order (${SORT_COLUMNS.join(', ')}) is not a string, then ts`);
 
-
-/** The SQL expression that turns a staged column of table alias `t` into its lake type. */
-function lakeExpression(column: LakeColumn): string {
-  const staged = `t.${column.name}`;
-  switch (column.kind) {
-    case 'string':
-      // An uncorrelated subquery, computed once: 25 % faster than a join per string column.
-      return `(SELECT list(s ORDER BY id) FROM dict)[${staged} + 1] AS ${column.name}`;
-    case 'uint64':
-      return `${staged}::BIGINT AS ${column.name}`;
-    case 'uint32':
-      // Staged as UINTEGER, stored as the lake's signed type (proto/columns.ts).
-      return `${staged}::${column.sqlType} AS ${column.name}`;
-    case 'timestamp':
-      // Integer microseconds in, exact, whatever the session time zone; casting a
-      // TIMESTAMP to TIMESTAMPTZ instead would shift it by the zone's offset.
-      return `make_timestamptz(${staged}::BIGINT) AS ${column.name}`;
-    case 'enum':
-      return `[${column.enumNames!.map(sqlString).join(', ')}][${staged} + 1] AS ${column.name}`;
-    default:
-      return `${staged} AS ${column.name}`;
-  }
-}
-
-const LAKE_SELECT = LAKE_COLUMNS.map(lakeExpression).join(', ');
 
 /**
- * The files' sort order (SORT_COLUMNS) over the staged columns. A string sorts by its rank
- * in the buffer's dictionary, an integer, not by the string it stands for: the same order,
- * for less of DuckDB's time. The bench's Parquet stage, three pairs of runs side by side:
- * 1.22-1.28 -> 1.08-1.16 CPU-us a point.
+ * Points staged for one commit: typed arrays of its rows, the table of its dictionary, and
+ * what they hold. Each buffer has a connection of its own, because a DuckDB connection runs
+ * one statement at a time, and the dictionary's appender flushes through it while other
+ * buffers are being committed.
  */
-const LAKE_ORDER = SORT_COLUMNS.map((name) => {
-  const column = LAKE_COLUMNS.find((c) => c.name === name)!;
-  return column.kind === 'string' ? `(SELECT list(r ORDER BY id) FROM (SELECT id, row_number() OVER (ORDER BY s) AS r FROM dict))[t.${name} + 1]` : `t.${name}`;
-}).join(', ');
-
-/**
- * The query that reads a staged buffer as lake rows, in the files' sort order, for rows
- * whose event time lies in [fromUs, toUs). Strings come back through the buffer's dictionary.
- */
-export function lakeRowsSql(buffer: StageBuffer, fromUs: number, toUs: number): string {
-  return (
-    `WITH dict AS (SELECT id, s FROM ${buffer.table}_dict) ` +
-    `SELECT ${LAKE_SELECT} FROM ${buffer.table} t WHERE t.ts >= ${fromUs} AND t.ts < ${toUs} ORDER BY ${LAKE_ORDER}`
-  );
-}
-
-interface ColumnBuffer {
-  kind: StageKind;
-  values: Float64Array | Uint32Array | Uint8Array;
-  /** DuckDB's validity mask: bit i set when row i is not null. */
-  validity: Uint8Array;
-}
-
-/**
- * Points staged for one commit: a DuckDB table, its appender, and what they hold. Each
- * buffer has a connection of its own, because a DuckDB connection runs one statement at
- * a time, and appenders flush through it while other buffers are being committed.
- */
-export interface StageBuffer {
+export interface StageBuffer extends ScannedBuffer {
   readonly connection: DuckDBConnection;
-  readonly table: string;
-  readonly appender: DuckDBAppender;
   readonly dictAppender: DuckDBAppender;
   readonly dict: Map<string, number>;
   dictBytes: number;
   readonly columns: ColumnBuffer[];
-  readonly chunk: DuckDBDataChunk;
-  /** Rows in the typed arrays, not yet handed to DuckDB. */
-  chunkRows: number;
+  /** Rows the typed arrays have room for. */
+  capacity: number;
   sealed: boolean;
+  order: Uint32Array | null;
+  files: FileRows[];
   points: number;
   /** What this commit took, for the quality metrics its record carries. */
   readonly counts: OpenCommitCounts;
-  /** Rows per event-time hour (hours since the epoch): one Parquet file each. */
-  readonly hours: Map<number, number>;
   /** Batch sequence numbers per gateway, to be acknowledged once the commit lands. */
   readonly batches: Map<string, number[]>;
   /** The (drone_id, stream, seq) staged here, for dedupe until the commit lands. */
@@ -151,35 +69,83 @@ export interface StageBuffer {
   readonly live: LivePoint[];
 }
 
-function newColumn(kind: StageKind): ColumnBuffer {
-  const values = kind === 'f64' ? new Float64Array(CHUNK_ROWS) : kind === 'u32' || kind === 'dict' ? new Uint32Array(CHUNK_ROWS) : new Uint8Array(CHUNK_ROWS);
-  return { kind, values, validity: new Uint8Array(VALIDITY_BYTES).fill(0xff) };
+/** Every column's arrays for `capacity` rows, every row valid. */
+interface ArraySet {
+  capacity: number;
+  values: Array<ColumnBuffer['values']>;
+  validity: Uint8Array[];
 }
+
+/**
+ * The arrays of the last buffer closed, for the next one that outgrows its own. A sink's
+ * buffers take turns, so it allocates them about once, not once per commit: each is an
+ * allocation outside the heap, which V8 answers with collections, and new pages to fault
+ * in. Invariant 6: at most one set is kept, of at most MAX_SPARE_ROWS rows, room for a
+ * commit of the default --commit-points (500,000): about 48 MiB. A larger buffer's arrays,
+ * from a burst, are let go.
+ */
+let spareArrays: ArraySet | null = null;
+const MAX_SPARE_ROWS = 2 ** 19;
+
+function takeArrays(capacity: number): ArraySet {
+  const spare = spareArrays;
+  if (spare !== null && spare.capacity >= capacity) {
+    spareArrays = null;
+    return spare;
+  }
+  return { capacity, values: STAGE_COLUMNS.map(({ kind }) => newValues(kind, capacity)), validity: STAGE_COLUMNS.map(() => newValidity(capacity)) };
+}
+
+function keepArrays(buffer: StageBuffer): void {
+  if (buffer.capacity > MAX_SPARE_ROWS || (spareArrays !== null && spareArrays.capacity >= buffer.capacity)) return;
+  for (const col of buffer.columns) col.validity.fill(0xff);
+  spareArrays = { capacity: buffer.capacity, values: buffer.columns.map((c) => c.values), validity: buffer.columns.map((c) => c.validity) };
+}
+
+/** Room for at least `rows` rows, doubling: each value is copied about once more in all. */
+function reserve(buffer: StageBuffer, rows: number): void {
+  if (rows <= buffer.capacity) return;
+  let capacity = buffer.capacity;
+  while (capacity < rows) capacity *= 2;
+  const arrays = takeArrays(capacity);
+  buffer.columns.forEach((col, c) => {
+    const values = arrays.values[c]!;
+    values.set(col.values.subarray(0, buffer.points));
+    col.values = values;
+    // The old bits past the staged rows are set, as are the new array's.
+    const validity = arrays.validity[c]!;
+    validity.set(col.validity);
+    col.validity = validity;
+  });
+  buffer.capacity = arrays.capacity;
+}
+
+let nextBufferId = 1;
 
 export async function createStageBuffer(db: DuckDBInstance, table: string): Promise<StageBuffer> {
   const connection = await db.connect();
-  const columns = STAGE_COLUMNS.map(({ column, kind }) => `${column.name} ${STAGE_TYPE[kind].sql}`).join(', ');
-  await connection.run(`CREATE OR REPLACE TABLE ${table} (${columns})`);
   await connection.run(`CREATE OR REPLACE TABLE ${table}_dict (id UINTEGER, s VARCHAR)`);
-  return {
+  const buffer: StageBuffer = {
+    id: nextBufferId++,
     connection,
     table,
-    appender: await connection.createAppender(table),
     dictAppender: await connection.createAppender(`${table}_dict`),
     dict: new Map(),
     dictBytes: 0,
-    columns: STAGE_COLUMNS.map(({ kind }) => newColumn(kind)),
-    chunk: DuckDBDataChunk.create(STAGE_COLUMNS.map(({ kind }) => STAGE_TYPE[kind].duck)),
-    chunkRows: 0,
+    columns: STAGE_COLUMNS.map(({ kind }) => ({ kind, values: newValues(kind, FIRST_CAPACITY), validity: newValidity(FIRST_CAPACITY), nulls: false })),
+    capacity: FIRST_CAPACITY,
     sealed: false,
+    order: null,
+    files: [],
     points: 0,
     counts: emptyCommitCounts(),
-    hours: new Map(),
     batches: new Map(),
     pointKeys: new Map(),
     quarantine: newQuarantine(),
     live: [],
   };
+  openStageScan(db, connection, buffer);
+  return buffer;
 }
 
 export function recordBatch(buffer: StageBuffer, gatewayId: string, batchSeq: number): void {
@@ -201,26 +167,6 @@ function dictId(buffer: StageBuffer, s: string): number {
   return id;
 }
 
-/** Hands the rows in the typed arrays to DuckDB, one memcpy per column. */
-function flushChunk(buffer: StageBuffer): void {
-  const rows = buffer.chunkRows;
-  if (rows === 0) return;
-  const chunk = buffer.chunk;
-  chunk.reset();
-  for (let i = 0; i < buffer.columns.length; i++) {
-    const col = buffer.columns[i]!;
-    const vector = duckdb.data_chunk_get_vector(chunk.chunk, i);
-    const bytes = STAGE_TYPE[col.kind].bytes;
-    duckdb.copy_data_to_vector(vector, 0, col.values.buffer as ArrayBuffer, 0, rows * bytes);
-    duckdb.vector_ensure_validity_writable(vector);
-    duckdb.copy_data_to_vector_validity(vector, 0, col.validity.buffer as ArrayBuffer, 0, VALIDITY_BYTES);
-    col.validity.fill(0xff);
-  }
-  chunk.rowCount = rows;
-  buffer.appender.appendDataChunk(chunk);
-  buffer.chunkRows = 0;
-}
-
 /** Per string column of a batch: its dictionary's ids in this buffer's dictionary, -1 until first staged. */
 export type StageDictIds = Array<Int32Array | null>;
 
@@ -234,72 +180,53 @@ export const stageDictIds = (points: PointColumns): StageDictIds => points.colum
  */
 export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint32Array, count: number, dictIds: StageDictIds, stream: number, gatewayId: string, ingestedAt: number): void {
   if (count === 0) return;
+  if (buffer.sealed) throw new Error(`stage buffer ${buffer.table} is sealed`);
   const gateway = dictId(buffer, gatewayId);
   // The lake's columns begin with the point's (checked above), so its stream is the point's.
   const streams = points.columns[STREAM_INDEX] ?? null;
-  for (let from = 0; from < count; ) {
-    // As many rows as the open chunk has room for.
-    const start = buffer.chunkRows;
-    const take = Math.min(count - from, CHUNK_ROWS - start);
-    for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
-      // The stream column is written below, each row's own or the batch's.
-      if (c === STREAM_INDEX) continue;
-      const column = points.columns[c] ?? null;
-      const col = buffer.columns[c]!;
-      const out = col.values;
-      const validity = col.validity;
-      if (column === null) {
-        for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
+  const start = buffer.points;
+  reserve(buffer, start + count);
+  for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
+    // The stream column is written below, each row's own or the batch's.
+    if (c === STREAM_INDEX) continue;
+    const column = points.columns[c] ?? null;
+    const col = buffer.columns[c]!;
+    const out = col.values;
+    const validity = col.validity;
+    if (column === null) {
+      for (let j = 0; j < count; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
+      col.nulls = true;
+      continue;
+    }
+    const { values, present } = column;
+    const ids = dictIds[c];
+    for (let j = 0; j < count; j++) {
+      const i = rows[j]!;
+      const row = start + j;
+      if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
+        validity[row >> 3]! &= ~(1 << (row & 7));
+        col.nulls = true;
         continue;
       }
-      const { values, present } = column;
-      const ids = dictIds[c];
-      for (let j = 0; j < take; j++) {
-        const i = rows[from + j]!;
-        const row = start + j;
-        if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
-          validity[row >> 3]! &= ~(1 << (row & 7));
-          continue;
-        }
-        const v = values[i]!;
-        if (ids) {
-          let id = ids[v]!;
-          if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
-          out[row] = id;
-        } else {
-          out[row] = v;
-        }
+      const v = values[i]!;
+      if (ids) {
+        let id = ids[v]!;
+        if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
+        out[row] = id;
+      } else {
+        out[row] = v;
       }
     }
-    // Invariant 3: every stored point names the stream its seq counts in.
-    const streamOut = buffer.columns[STREAM_INDEX]!;
-    for (let j = 0; j < take; j++) {
-      const i = rows[from + j]!;
-      const row = start + j;
-      streamOut.values[row] = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : stream;
-      streamOut.validity[row >> 3]! |= 1 << (row & 7);
-    }
-    buffer.columns[GATEWAY_INDEX]!.values.fill(gateway, start, start + take);
-    buffer.columns[INGESTED_INDEX]!.values.fill(ingestedAt, start, start + take);
-    // Rows per event-time hour, counted per run of one hour.
-    const times = points.columns[TS_COLUMN]!.values;
-    let hour = Math.floor(times[rows[from]!]! / MICROS_PER_HOUR);
-    let run = 0;
-    for (let j = 0; j < take; j++) {
-      const h = Math.floor(times[rows[from + j]!]! / MICROS_PER_HOUR);
-      if (h !== hour) {
-        buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + run);
-        hour = h;
-        run = 0;
-      }
-      run++;
-    }
-    buffer.hours.set(hour, (buffer.hours.get(hour) ?? 0) + run);
-    buffer.chunkRows = start + take;
-    buffer.points += take;
-    from += take;
-    if (buffer.chunkRows === CHUNK_ROWS) flushChunk(buffer);
   }
+  // Invariant 3: every stored point names the stream its seq counts in.
+  const streamOut = buffer.columns[STREAM_INDEX]!.values;
+  for (let j = 0; j < count; j++) {
+    const i = rows[j]!;
+    streamOut[start + j] = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : stream;
+  }
+  buffer.columns[GATEWAY_INDEX]!.values.fill(gateway, start, start + count);
+  buffer.columns[INGESTED_INDEX]!.values.fill(ingestedAt, start, start + count);
+  buffer.points += count;
 }
 
 /** What a live point waiting for its commit holds: an object of some twenty fields, its strings included. */
@@ -307,6 +234,8 @@ const LIVE_ROW_BYTES = 600;
 
 /** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live points waiting for the commit. */
 export function stagedBytes(buffer: StageBuffer): number {
+  // The rows staged. The arrays have room for up to twice as many, and one set of them is
+  // kept for the next buffer (keepArrays).
   return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }
 
@@ -324,17 +253,32 @@ export interface StageBuffers {
 /** What the sink holds in memory before commit (invariant 6: bounded by --max-staged-mib). */
 export const heldBytes = (buffers: StageBuffers): number => stagedBytes(buffers.open) + (buffers.committing ? stagedBytes(buffers.committing) : 0);
 
-/** Makes everything staged readable by other connections; the buffer takes no more points. */
+/**
+ * Puts the staged rows in the files' order and makes the buffer readable by other
+ * connections (its dictionary table, and the scan of its rows); it takes no more points.
+ */
 export function sealStageBuffer(buffer: StageBuffer): void {
   if (buffer.sealed) return;
   buffer.sealed = true;
-  flushChunk(buffer);
-  buffer.appender.closeSync();
   buffer.dictAppender.closeSync();
+  const { order, files } = commitOrder(buffer.columns[SORT_STRING_INDEX]!.values, buffer.columns[TS_COLUMN]!.values, buffer.points, dictionaryRanks([...buffer.dict.keys()]));
+  buffer.order = order;
+  buffer.files = files;
 }
 
-/** Releases a buffer and its connection. */
+/** Releases a buffer: its scan, its arrays and its connection. */
 export function closeStageBuffer(buffer: StageBuffer): void {
-  sealStageBuffer(buffer);
+  if (!buffer.sealed) {
+    buffer.sealed = true;
+    buffer.dictAppender.closeSync();
+  }
+  closeStageScan(buffer);
+  buffer.order = null;
+  keepArrays(buffer);
+  for (const col of buffer.columns) {
+    col.values = newValues(col.kind, 0);
+    col.validity = newValidity(0);
+  }
+  buffer.capacity = 0;
   buffer.connection.closeSync();
 }

@@ -1,15 +1,17 @@
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
-import { latencyBucketSql, type LatencyHistogram } from './latency';
+import { TS_COLUMN } from '../proto/columnar';
+import { nowMicros } from '../proto/time';
+import { latencyBucket, type LatencyHistogram } from './latency';
 import { partitionOfHour } from './layout';
 import type { FileEntry } from './checkpoint';
 import type { DataFile } from './table/avro';
 import { dataFileOf, writtenFiles } from './table/data-files';
 import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
-import { closeStageBuffer, lakeRowsSql, sealStageBuffer, type StageBuffer } from './stage';
+import { closeStageBuffer, sealStageBuffer, type StageBuffer } from './stage';
+import { lakeRowsSql } from './stage-scan';
 
 /**
  * How every lake file is written, commits and compactions alike. Parquet V2 encodings
@@ -67,17 +69,10 @@ export async function writeFiles(
   const files: FileEntry[] = [];
   const dataFiles: DataFile[] = [];
   try {
-    const bounds = await conn.runAndReadAll(
-      `SELECT floor(ts / ${MICROS_PER_HOUR})::BIGINT, min(ts)::BIGINT, max(ts)::BIGINT FROM ${buffer.table} GROUP BY ALL`,
-    );
-    const tsRange = new Map(bounds.getRows().map(([hour, min, max]) => [Number(hour), [Number(min), Number(max)] as const]));
-    for (const [hour, rows] of [...buffer.hours].sort((a, b) => a[0] - b[0])) {
+    for (const [index, { hour, from, to, minTs, maxTs }] of buffer.files.entries()) {
+      const rows = to - from;
       const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
-      const from = hour * MICROS_PER_HOUR;
-      const stats = await conn.runAndReadAll(
-        `COPY (${lakeRowsSql(buffer, from, from + MICROS_PER_HOUR)}) ` +
-          `TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`,
-      );
+      const stats = await conn.runAndReadAll(`COPY (${lakeRowsSql(buffer, index)}) TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`);
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
       let bytes: number;
       try {
@@ -86,7 +81,6 @@ export async function writeFiles(
       } finally {
         await rm(local, { force: true });
       }
-      const [minTs, maxTs] = tsRange.get(hour)!;
       files.push({ key, rows, bytes, min_ts: minTs, max_ts: maxTs });
       const written = writtenFiles(stats.getRowsJson() as unknown[][]);
       if (written.length !== 1 || written[0]!.rows !== rows) throw new Error(`${key}: DuckDB reports ${written.map((w) => w.rows).join('+')} rows written, the commit staged ${rows}`);
@@ -94,16 +88,14 @@ export async function writeFiles(
     }
     if (latency) {
       // Measured once the files are visible: that is when a point is committed.
-      const reader = await conn.runAndReadAll(
-        `SELECT ${latencyBucketSql(nowMicros(), 'ts')} AS bucket, count(*)::INTEGER AS n FROM ${buffer.table} GROUP BY ALL`,
-      );
-      for (const [bucket, n] of reader.getRows()) latency.add(Number(bucket), Number(n));
+      const committedAt = nowMicros();
+      const times = buffer.columns[TS_COLUMN]!.values;
+      for (let i = 0; i < buffer.points; i++) latency.add(latencyBucket(committedAt, times[i]!), 1);
     }
   } catch (err) {
     await Promise.allSettled(files.map((f) => storage.remove(f.key)));
     throw err;
   } finally {
-    await conn.run(`DROP TABLE IF EXISTS ${buffer.table}`);
     await conn.run(`DROP TABLE IF EXISTS ${buffer.table}_dict`);
     closeStageBuffer(buffer);
   }

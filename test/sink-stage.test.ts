@@ -2,11 +2,13 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
-import { closeStageBuffer, createStageBuffer, lakeRowsSql, recordBatch, sealStageBuffer, stagedBytes, type StageBuffer } from '../sink/stage';
+import { closeStageBuffer, createStageBuffer, recordBatch, sealStageBuffer, stagedBytes, type StageBuffer } from '../sink/stage';
+import { commitOrder, dictionaryRanks } from '../sink/stage-order';
+import { lakeRowsSql } from '../sink/stage-scan';
 import { cruisePoint, stageAll, taken } from './helpers';
 
-// The sink's staging step: points of decoded batches into an in-memory DuckDB table, read
-// back as lake rows. Real DuckDB, as the sink runs it.
+// The sink's staging step: points of decoded batches into typed arrays, read back by DuckDB
+// as lake rows through the buffer's scan. Real DuckDB, as the sink runs it.
 
 const HOUR = Math.floor(Date.UTC(2026, 0, 2, 3) * 1000 / MICROS_PER_HOUR);
 const T0 = HOUR * MICROS_PER_HOUR;
@@ -31,14 +33,14 @@ describe('sink step: stage', () => {
       await conn.run("SET TimeZone = 'UTC'");
       const reader = await conn.runAndReadAll(
         `SELECT drone_id, seq, strftime(ts, '%Y-%m-%dT%H:%M:%S.%f') AS ts, lat, battery_pct, gps_fix, flight_state, armed, stream, gateway_id, strftime(ingested_at, '%H:%M:%S') AS ingested
-         FROM (${lakeRowsSql(buffer, T0, T0 + MICROS_PER_HOUR)}) ORDER BY drone_id`,
+         FROM (${lakeRowsSql(buffer, 0)})`,
       );
       expect(reader.getRowObjectsJson()).toEqual([
         { drone_id: 'd-1', seq: '10', ts: '2026-01-02T03:00:01.500000', lat: 47.0001, battery_pct: 70, gps_fix: '3d', flight_state: 'cruise', armed: true, stream: '77', gateway_id: 'gw-st', ingested: '03:00:09' },
         { drone_id: 'd-2', seq: '3', ts: '2026-01-02T03:00:02.000001', lat: null, battery_pct: null, gps_fix: 'rtk_fixed', flight_state: null, armed: null, stream: '77', gateway_id: 'gw-st', ingested: '03:00:09' },
       ]);
       expect(buffer.points).toBe(2);
-      expect([...buffer.hours]).toEqual([[HOUR, 2]]);
+      expect(buffer.files.map((f) => [f.hour, f.to - f.from])).toEqual([[HOUR, 2]]);
       expect([...buffer.batches]).toEqual([['gw-st', [4, 5]], ['gw-other', [1]]]);
     } finally {
       conn.closeSync();
@@ -59,14 +61,64 @@ describe('sink step: stage', () => {
       stageAll(buffer, batch, T0);
       expect(stagedBytes(buffer)).toBeGreaterThan(before + n * 100);
       sealStageBuffer(buffer);
-      expect([...buffer.hours].sort()).toEqual([[HOUR, 3_000], [HOUR + 1, 2_000]]);
-      const count = async (from: number, to: number) =>
-        (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(DISTINCT drone_id)::INTEGER AS drones, sum(seq)::BIGINT AS seqs, count(*) FILTER (stream = 6)::INTEGER AS own FROM (${lakeRowsSql(buffer, from, to)})`)).getRowObjectsJson()[0];
-      expect(await count(T0, T0 + MICROS_PER_HOUR)).toEqual({ n: 3_000, drones: 7, seqs: String((2_999 * 3_000) / 2), own: 1 });
-      expect(await count(T0 + MICROS_PER_HOUR, T0 + 2 * MICROS_PER_HOUR)).toEqual({ n: 2_000, drones: 7, seqs: String((4_999 * 5_000) / 2 - (2_999 * 3_000) / 2), own: 0 });
+      expect(buffer.files.map(({ hour, from, to }) => ({ hour, from, to }))).toEqual([{ hour: HOUR, from: 0, to: 3_000 }, { hour: HOUR + 1, from: 3_000, to: 5_000 }]);
+      const count = async (file: number) =>
+        (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(DISTINCT drone_id)::INTEGER AS drones, sum(seq)::BIGINT AS seqs, count(*) FILTER (stream = 6)::INTEGER AS own FROM (${lakeRowsSql(buffer, file)})`)).getRowObjectsJson()[0];
+      expect(await count(0)).toEqual({ n: 3_000, drones: 7, seqs: String((2_999 * 3_000) / 2), own: 1 });
+      expect(await count(1)).toEqual({ n: 2_000, drones: 7, seqs: String((4_999 * 5_000) / 2 - (2_999 * 3_000) / 2), own: 0 });
     } finally {
       conn.closeSync();
       closeStageBuffer(buffer);
+    }
+  });
+
+  it("refuses a scan of a buffer that is not sealed, or is gone, in one line", async () => {
+    const buffer = await createStageBuffer(db, 'stage_refused');
+    const conn = await db.connect();
+    try {
+      stageAll(buffer, taken('gw-st', 1, 5, [cruisePoint('d-1', 1, T0)], T0), T0);
+      await expect(conn.run(`SELECT count(*) FROM (${lakeRowsSql(buffer, 0)})`)).rejects.toThrow(`dronelake_staged: no sealed stage buffer ${buffer.id} with a file 0`);
+      sealStageBuffer(buffer);
+      await expect(conn.run(`SELECT count(*) FROM (${lakeRowsSql(buffer, 1)})`)).rejects.toThrow(`no sealed stage buffer ${buffer.id} with a file 1`);
+      closeStageBuffer(buffer);
+      await expect(conn.run(`SELECT count(*) FROM (${lakeRowsSql(buffer, 0)})`)).rejects.toThrow(`no sealed stage buffer ${buffer.id} with a file 0`);
+    } finally {
+      conn.closeSync();
+    }
+  });
+});
+
+describe('sink step: the files\' order', () => {
+  it('ranks strings in byte order, as DuckDB orders VARCHAR', () => {
+    const strings = ['d-2', 'd-10', 'D-9', 'a', 'é', 'z', 'd-1'];
+    const ranks = dictionaryRanks(strings);
+    const byRank = strings.slice().sort((a, b) => ranks[strings.indexOf(a)]! - ranks[strings.indexOf(b)]!);
+    expect(byRank).toEqual(['D-9', 'a', 'd-1', 'd-10', 'd-2', 'z', 'é']);
+  });
+
+  it('orders rows by hour, then string, then time, ties in arrival order, against a plain sort', () => {
+    let seed = 11;
+    const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    const strings = ['d-3', 'd-1', 'gw', 'd-2', 'd-10'];
+    const n = 20_000;
+    const keys = new Uint32Array(n);
+    const times = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      keys[i] = [0, 1, 3, 4][Math.floor(random() * 4)]!;
+      // Mostly rising, sometimes back in time, now and then a tie; three hours.
+      times[i] = T0 - MICROS_PER_HOUR / 2 + Math.floor(i * 360_000 + (random() < 0.1 ? -random() * 5e6 : 0)) + (random() < 0.05 ? 0 : i % 3);
+    }
+    const ranks = dictionaryRanks(strings);
+    const { order, files } = commitOrder(keys, times, n, ranks);
+    const hour = (i: number) => Math.floor(times[i]! / MICROS_PER_HOUR);
+    const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => hour(a) - hour(b) || ranks[keys[a]!]! - ranks[keys[b]!]! || times[a]! - times[b]! || a - b);
+    expect(Array.from(order)).toEqual(expected);
+    expect(files.map((f) => f.hour)).toEqual([HOUR - 1, HOUR, HOUR + 1]);
+    expect(files.map((f) => f.to - f.from).reduce((a, b) => a + b, 0)).toBe(n);
+    for (const f of files) {
+      const rows = expected.slice(f.from, f.to);
+      expect(rows.every((i) => hour(i) === f.hour)).toBe(true);
+      expect([f.minTs, f.maxTs]).toEqual([Math.min(...rows.map((i) => times[i]!)), Math.max(...rows.map((i) => times[i]!))]);
     }
   });
 });
