@@ -21,7 +21,7 @@ import { checkSinkOptions, type SinkConfig } from './options';
 import { createRejectMemory } from './rejects';
 import { sinkRoutes } from './routes';
 import { ownsTopic, shardFilters } from './shard';
-import { closeStageBuffer, createStageBuffer, heldBytes, type StageBuffers } from './stage';
+import { closeStageBuffer, createStageBuffer, heldBytes, keepStageBlocks, type StageBuffers } from './stage';
 import { stagingGate } from './staging-space';
 import { emptySinkStats, type SinkSnapshot } from './stats';
 import { createStoreHealth } from './store-health';
@@ -128,6 +128,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   let closing = false;
   const latenessUs = config.lateness * 1e6;
   const maxStagedBytes = config.maxStagedMib * MIB;
+  keepStageBlocks(maxStagedBytes);
 
   const credentials = {
     ...(config.username ? { username: config.username } : {}),
@@ -184,6 +185,10 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
         log.error({ topic: packet.topic, err: (err as Error).message }, 'message handling failed');
       }
       if (heldBytes(buffers) >= maxStagedBytes) void commit().then(() => done());
+      // While a commit is written, DuckDB's scan of its rows asks this thread for each
+      // vector (sink/stage-scan.ts): the next message waits a turn of the event loop, so
+      // that the scan is answered between messages, not after the socket's whole backlog.
+      else if (buffers.committing !== null) setImmediate(done);
       else done();
     });
   };

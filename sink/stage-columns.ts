@@ -28,18 +28,27 @@ export const STAGE_TYPE: Record<StageKind, { duck: DuckDBType; bytes: number }> 
 
 export const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
 
-/** One staged column of a buffer's rows. */
-export interface ColumnBuffer {
-  kind: StageKind;
-  values: Float64Array | Uint32Array | Uint8Array;
-  /** DuckDB's validity mask: bit i set when row i is not null. */
-  validity: Uint8Array;
-  /** Whether any row is null, so a scan of a column without nulls copies no validity bit. */
-  nulls: boolean;
+/** A block's rows: a power of two, so a row's block and place are a shift and a mask. */
+export const BLOCK_SHIFT = 14;
+export const BLOCK_ROWS = 1 << BLOCK_SHIFT;
+export const BLOCK_MASK = BLOCK_ROWS - 1;
+
+type Values = Float64Array | Uint32Array | Uint8Array;
+
+/**
+ * BLOCK_ROWS staged rows: every column's values, and DuckDB's validity mask of each (bit i
+ * set when row i is not null). A buffer holds its rows in blocks, so it grows without
+ * copying, and blocks pass from one buffer to the next (sink/stage.ts).
+ */
+export interface Block {
+  readonly values: readonly Values[];
+  readonly validity: readonly Uint8Array[];
 }
 
-export const newValues = (kind: StageKind, rows: number): ColumnBuffer['values'] =>
-  kind === 'f64' ? new Float64Array(rows) : kind === 'u32' || kind === 'dict' ? new Uint32Array(rows) : new Uint8Array(rows);
+const newValues = (kind: StageKind): Values => (kind === 'f64' ? new Float64Array(BLOCK_ROWS) : kind === 'u32' || kind === 'dict' ? new Uint32Array(BLOCK_ROWS) : new Uint8Array(BLOCK_ROWS));
 
-/** Validity bits for `rows` rows, every one valid until cleared. */
-export const newValidity = (rows: number): Uint8Array => new Uint8Array(Math.ceil(rows / 8)).fill(0xff);
+/** A block whose every row is valid until its bits are cleared. */
+export const newBlock = (): Block => ({
+  values: STAGE_COLUMNS.map(({ kind }) => newValues(kind)),
+  validity: STAGE_COLUMNS.map(() => new Uint8Array(BLOCK_ROWS / 8).fill(0xff)),
+});

@@ -32,35 +32,43 @@ export interface FileRows {
 
 /**
  * The permutation that puts `count` staged rows in the files' order (`order[k]` is the row
- * at position k), and each file's positions. `keys[i]` is row i's dictionary id of the
- * sort string, `ranks` each id's rank, `times[i]` its event time. Rows of equal key keep
- * their arrival order, so the order is the same on every run over the same rows.
+ * at position k), and each file's positions. Rows are held in blocks of `1 << shift` rows:
+ * `keys[b]` holds block b's dictionary ids of the sort string, `times[b]` its event times;
+ * `ranks` gives each id's rank. Rows of equal key keep their arrival order, so the order is
+ * the same on every run over the same rows.
  */
-export function commitOrder(keys: ArrayLike<number>, times: ArrayLike<number>, count: number, ranks: Uint32Array): { order: Uint32Array; files: FileRows[] } {
+export function commitOrder(keys: readonly ArrayLike<number>[], times: readonly ArrayLike<number>[], shift: number, count: number, ranks: Uint32Array): { order: Uint32Array; files: FileRows[] } {
+  const mask = (1 << shift) - 1;
+  const key = (i: number): number => ranks[keys[i >>> shift]![i & mask]!]!;
+  const ts = (i: number): number => times[i >>> shift]![i & mask]!;
   // Counting sort by rank: one pass to count, one to place; stable.
   const starts = new Uint32Array(ranks.length + 1);
-  for (let i = 0; i < count; i++) starts[ranks[keys[i]!]! + 1]!++;
+  for (let i = 0; i < count; i++) starts[key(i) + 1]!++;
   for (let r = 1; r < starts.length; r++) starts[r]! += starts[r - 1]!;
   const next = starts.slice(0, ranks.length);
   const byKey = new Uint32Array(count);
-  for (let i = 0; i < count; i++) byKey[next[ranks[keys[i]!]!]!++] = i;
+  for (let i = 0; i < count; i++) byKey[next[key(i)]!++] = i;
   // Then each key's run by time: usually in order already, checked in one pass.
   for (let r = 0; r < ranks.length; r++) {
     const from = starts[r]!;
     const to = starts[r + 1]!;
     let sorted = true;
-    for (let k = from + 1; k < to && sorted; k++) sorted = times[byKey[k - 1]!]! <= times[byKey[k]!]!;
+    for (let k = from + 1; k < to && sorted; k++) sorted = ts(byKey[k - 1]!) <= ts(byKey[k]!);
     if (sorted) continue;
     // Ties by arrival, so the sort is stable whatever the engine's sort is.
-    const run = Array.from(byKey.subarray(from, to)).sort((a, b) => times[a]! - times[b]! || a - b);
+    const run = Array.from(byKey.subarray(from, to)).sort((a, b) => ts(a) - ts(b) || a - b);
     byKey.set(run, from);
   }
   // Then by hour, stable, so each hour's rows keep the order above: one file each.
-  const hourOf = (i: number): number => Math.floor(times[i]! / MICROS_PER_HOUR);
+  const hourOf = (i: number): number => Math.floor(ts(i) / MICROS_PER_HOUR);
+  // Counted per run of one hour: rows that arrive together mostly share it.
   const counts = new Map<number, number>();
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < count; ) {
     const hour = hourOf(i);
-    counts.set(hour, (counts.get(hour) ?? 0) + 1);
+    let end = i + 1;
+    while (end < count && hourOf(end) === hour) end++;
+    counts.set(hour, (counts.get(hour) ?? 0) + end - i);
+    i = end;
   }
   const files: FileRows[] = [];
   const slot = new Map<number, FileRows>();
@@ -72,12 +80,14 @@ export function commitOrder(keys: ArrayLike<number>, times: ArrayLike<number>, c
     at += counts.get(hour)!;
   }
   const order = files.length === 1 ? byKey : new Uint32Array(count);
+  let file = files[0]!;
   for (let k = 0; k < count; k++) {
     const i = byKey[k]!;
-    const file = files.length === 1 ? files[0]! : slot.get(hourOf(i))!;
-    const ts = times[i]!;
-    if (ts < file.minTs) file.minTs = ts;
-    if (ts > file.maxTs) file.maxTs = ts;
+    const t = ts(i);
+    const hour = Math.floor(t / MICROS_PER_HOUR);
+    if (hour !== file.hour) file = slot.get(hour)!;
+    if (t < file.minTs) file.minTs = t;
+    if (t > file.maxTs) file.maxTs = t;
     order[file.to++] = i;
   }
   return { order, files };

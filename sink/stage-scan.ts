@@ -2,13 +2,13 @@ import duckdb from '@duckdb/node-bindings';
 import { DuckDBTableFunction, INTEGER, type DuckDBConnection, type DuckDBDataChunk, type DuckDBInstance } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { sqlString } from './sql';
-import { STAGE_COLUMNS, STAGE_TYPE, type ColumnBuffer } from './stage-columns';
+import { BLOCK_MASK, BLOCK_SHIFT, STAGE_COLUMNS, STAGE_TYPE, type Block } from './stage-columns';
 import type { FileRows } from './stage-order';
 
 // DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
 // file)`: the rows of one file, in the files' order, a vector at a time, each column's
-// values gathered from the buffer's typed arrays into one scratch array and copied into
-// DuckDB's vector with one memcpy. DuckDB calls the function on the JavaScript thread, while
+// values gathered from the buffer's blocks into one scratch array and copied into DuckDB's
+// vector with one memcpy. DuckDB calls the function on the JavaScript thread, while
 // the statement that scans it runs on DuckDB's own; the sink runs every such statement with
 // the async API, so the thread is free to answer.
 
@@ -20,7 +20,9 @@ export interface ScannedBuffer {
   readonly id: number;
   /** The name its dictionary table begins with. */
   readonly table: string;
-  readonly columns: readonly ColumnBuffer[];
+  readonly blocks: readonly Block[];
+  /** Per column, whether any row is null. */
+  readonly nulls: readonly boolean[];
   /** Once sealed: the rows in the files' order, and each file's share of it. */
   readonly order: Uint32Array | null;
   readonly files: readonly FileRows[];
@@ -33,13 +35,30 @@ const scannable = new Map<number, ScannedBuffer>();
 /** The databases the function is registered in: once each, for every connection. */
 const registered = new WeakSet<DuckDBInstance>();
 
+/** What a scan is bound to: a buffer, and its file's positions in the order. */
+class ScanBinding {
+  constructor(
+    readonly buffer: ScannedBuffer,
+    readonly from: number,
+    readonly to: number,
+  ) {}
+}
+
 /** A scan's place in its buffer's order: the next position, and the end of its file. */
 class ScanState {
+  /** Each column's blocks, made once per scan. */
+  readonly columns: ColumnBlocks[];
+  readonly validity: Array<readonly Uint8Array[] | null>;
+
   constructor(
     readonly buffer: ScannedBuffer,
     public at: number,
     readonly to: number,
-  ) {}
+  ) {
+    this.columns = STAGE_COLUMNS.map((_, c) => columnBlocks(buffer.blocks, c));
+    // A column with no null anywhere keeps the chunk's validity as DuckDB hands it over: all valid.
+    this.validity = STAGE_COLUMNS.map((_, c) => (buffer.nulls[c] ? buffer.blocks.map((b) => b.validity[c]!) : null));
+  }
 }
 
 // One scratch array per kind: a scan call fills and copies them before it returns, and
@@ -51,25 +70,51 @@ const scratchValidity = new Uint8Array(VALIDITY_BYTES);
 
 // A function per kind, so that each loop reads one kind of array and V8 keeps it
 // monomorphic: one loop for all three ran at twice the cost.
-function gatherF64(from: Float64Array, order: Uint32Array, at: number, rows: number): Float64Array {
-  for (let j = 0; j < rows; j++) scratchF64[j] = from[order[at + j]!]!;
+function gatherF64(from: readonly Float64Array[], order: Uint32Array, at: number, rows: number): Float64Array {
+  for (let j = 0; j < rows; j++) {
+    const i = order[at + j]!;
+    scratchF64[j] = from[i >>> BLOCK_SHIFT]![i & BLOCK_MASK]!;
+  }
   return scratchF64;
 }
-function gatherU32(from: Uint32Array, order: Uint32Array, at: number, rows: number): Uint32Array {
-  for (let j = 0; j < rows; j++) scratchU32[j] = from[order[at + j]!]!;
+function gatherU32(from: readonly Uint32Array[], order: Uint32Array, at: number, rows: number): Uint32Array {
+  for (let j = 0; j < rows; j++) {
+    const i = order[at + j]!;
+    scratchU32[j] = from[i >>> BLOCK_SHIFT]![i & BLOCK_MASK]!;
+  }
   return scratchU32;
 }
-function gatherU8(from: Uint8Array, order: Uint32Array, at: number, rows: number): Uint8Array {
-  for (let j = 0; j < rows; j++) scratchU8[j] = from[order[at + j]!]!;
+function gatherU8(from: readonly Uint8Array[], order: Uint32Array, at: number, rows: number): Uint8Array {
+  for (let j = 0; j < rows; j++) {
+    const i = order[at + j]!;
+    scratchU8[j] = from[i >>> BLOCK_SHIFT]![i & BLOCK_MASK]!;
+  }
   return scratchU8;
 }
-function gatherValidity(from: Uint8Array, order: Uint32Array, at: number, rows: number): Uint8Array {
+function gatherValidity(from: readonly Uint8Array[], order: Uint32Array, at: number, rows: number): Uint8Array {
   scratchValidity.fill(0);
   for (let j = 0; j < rows; j++) {
     const i = order[at + j]!;
-    if ((from[i >> 3]! & (1 << (i & 7))) !== 0) scratchValidity[j >> 3]! |= 1 << (j & 7);
+    const row = i & BLOCK_MASK;
+    if ((from[i >>> BLOCK_SHIFT]![row >> 3]! & (1 << (row & 7))) !== 0) scratchValidity[j >> 3]! |= 1 << (j & 7);
   }
   return scratchValidity;
+}
+
+/** One column's arrays across a buffer's blocks, by kind: what the gathers read. */
+type ColumnBlocks = { kind: 'f64'; values: Float64Array[] } | { kind: 'u32'; values: Uint32Array[] } | { kind: 'u8'; values: Uint8Array[] };
+
+function columnBlocks(blocks: readonly Block[], c: number): ColumnBlocks {
+  const f64: Float64Array[] = [];
+  const u32: Uint32Array[] = [];
+  const u8: Uint8Array[] = [];
+  for (const block of blocks) {
+    const values = block.values[c]!;
+    if (values instanceof Float64Array) f64.push(values);
+    else if (values instanceof Uint32Array) u32.push(values);
+    else u8.push(values);
+  }
+  return f64.length > 0 ? { kind: 'f64', values: f64 } : u32.length > 0 ? { kind: 'u32', values: u32 } : { kind: 'u8', values: u8 };
 }
 
 /** Fills DuckDB's chunk with the scan's next rows; none once its file is done. */
@@ -78,15 +123,14 @@ function scanChunk(state: ScanState, chunk: DuckDBDataChunk): void {
   const rows = Math.min(CHUNK_ROWS, state.to - state.at);
   chunk.rowCount = rows;
   if (rows === 0) return;
-  const columns = state.buffer.columns;
-  for (let c = 0; c < columns.length; c++) {
-    const { values, validity, nulls } = columns[c]!;
+  for (let c = 0; c < state.columns.length; c++) {
+    const column = state.columns[c]!;
     const out =
-      values instanceof Float64Array ? gatherF64(values, order, state.at, rows) : values instanceof Uint32Array ? gatherU32(values, order, state.at, rows) : gatherU8(values, order, state.at, rows);
+      column.kind === 'f64' ? gatherF64(column.values, order, state.at, rows) : column.kind === 'u32' ? gatherU32(column.values, order, state.at, rows) : gatherU8(column.values, order, state.at, rows);
     const vector = duckdb.data_chunk_get_vector(chunk.chunk, c);
     duckdb.copy_data_to_vector(vector, 0, out.buffer as ArrayBuffer, 0, rows * out.BYTES_PER_ELEMENT);
-    // A column with no null anywhere keeps the chunk's validity as DuckDB hands it over: all valid.
-    if (nulls) {
+    const validity = state.validity[c];
+    if (validity) {
       duckdb.vector_ensure_validity_writable(vector);
       duckdb.copy_data_to_vector_validity(vector, 0, gatherValidity(validity, order, state.at, rows).buffer as ArrayBuffer, 0, VALIDITY_BYTES);
     }
@@ -109,16 +153,16 @@ function scanFunction(): DuckDBTableFunction {
       }
       for (const { column, kind } of STAGE_COLUMNS) info.addResultColumn(column.name, STAGE_TYPE[kind].duck);
       info.setCardinality(file.to - file.from, true);
-      info.setBindData(new ScanState(buffer, file.from, file.to));
+      info.setBindData(new ScanBinding(buffer, file.from, file.to));
     },
     initFunction: (info) => {
       const bound = info.bindData;
-      if (!(bound instanceof ScanState)) {
+      if (!(bound instanceof ScanBinding)) {
         info.setError(`${SCAN}: no bound scan`);
         return;
       }
       // Each scan its own cursor; one thread, so the rows come out in order.
-      info.setInitData(new ScanState(bound.buffer, bound.at, bound.to));
+      info.setInitData(new ScanState(bound.buffer, bound.from, bound.to));
       info.setMaxThreads(1);
     },
     mainFunction: (info, chunk) => {

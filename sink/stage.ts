@@ -5,12 +5,12 @@ import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
 import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
-import { newValidity, newValues, STAGE_COLUMNS, STAGE_TYPE, type ColumnBuffer } from './stage-columns';
+import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, newBlock, STAGE_COLUMNS, STAGE_TYPE, type Block } from './stage-columns';
 import { commitOrder, dictionaryRanks, type FileRows } from './stage-order';
 import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan';
 
-// Staging is columnar. Points are written into typed arrays, one per column, and held there
-// until the commit. DuckDB then reads them through a table function (sink/stage-scan.ts) in
+// Staging is columnar. Points are written into typed arrays, one per column in blocks of
+// rows (sink/stage-columns.ts), and held there until the commit. DuckDB then reads them through a table function (sink/stage-scan.ts) in
 // the files' order (sink/stage-order.ts), a vector at a time, one memcpy per column: no
 // table to append to, and no sort. Per-value appender calls cost ~250 ns each across the
 // JS/C++ boundary, which capped the sink at ~140k points/s; then appending whole chunks to a
@@ -20,9 +20,6 @@ import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan'
 // - enums stay as their numbers and are named at commit;
 // - 64-bit values are staged as DOUBLE, exact below 2^53 as every sequence number and
 //   microsecond time is, so no BigInt is made per value.
-
-/** Rows a new buffer has room for; it doubles as it fills. */
-const FIRST_CAPACITY = 4096;
 
 /** What one staged row takes: its fixed-width values plus a validity bit each. */
 const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
@@ -50,9 +47,9 @@ export interface StageBuffer extends ScannedBuffer {
   readonly dictAppender: DuckDBAppender;
   readonly dict: Map<string, number>;
   dictBytes: number;
-  readonly columns: ColumnBuffer[];
-  /** Rows the typed arrays have room for. */
-  capacity: number;
+  blocks: Block[];
+  /** Per column, whether any row staged is null. */
+  readonly nulls: boolean[];
   sealed: boolean;
   order: Uint32Array | null;
   files: FileRows[];
@@ -69,55 +66,27 @@ export interface StageBuffer extends ScannedBuffer {
   readonly live: LivePoint[];
 }
 
-/** Every column's arrays for `capacity` rows, every row valid. */
-interface ArraySet {
-  capacity: number;
-  values: Array<ColumnBuffer['values']>;
-  validity: Uint8Array[];
-}
-
 /**
- * The arrays of the last buffer closed, for the next one that outgrows its own. A sink's
- * buffers take turns, so it allocates them about once, not once per commit: each is an
- * allocation outside the heap, which V8 answers with collections, and new pages to fault
- * in. Invariant 6: at most one set is kept, of at most MAX_SPARE_ROWS rows, room for a
- * commit of the default --commit-points (500,000): about 48 MiB. A larger buffer's arrays,
- * from a burst, are let go.
+ * Blocks of closed buffers, for the next buffers to fill. A sink's buffers take turns, so it
+ * allocates its blocks about once, not once per commit: each array is an allocation
+ * outside the heap, which V8 answers with collections, and new pages to fault in.
+ * Invariant 6: at most sparedRows rows are kept (keepStageBlocks: the sink's bound on staged
+ * rows), so the blocks held, spare and in use, stay within the most it staged at once.
  */
-let spareArrays: ArraySet | null = null;
-const MAX_SPARE_ROWS = 2 ** 19;
+const spareBlocks: Block[] = [];
+let sparedRows = 2 ** 19;
 
-function takeArrays(capacity: number): ArraySet {
-  const spare = spareArrays;
-  if (spare !== null && spare.capacity >= capacity) {
-    spareArrays = null;
-    return spare;
+/** Lets closed buffers keep blocks of up to `bytes` of staged rows for reuse: a sink's --max-staged-mib. */
+export function keepStageBlocks(bytes: number): void {
+  sparedRows = Math.max(sparedRows, Math.floor(bytes / STAGED_ROW_BYTES));
+}
+
+function releaseBlocks(blocks: readonly Block[]): void {
+  for (const block of blocks) {
+    if ((spareBlocks.length + 1) * BLOCK_ROWS > sparedRows) return;
+    for (const validity of block.validity) validity.fill(0xff);
+    spareBlocks.push(block);
   }
-  return { capacity, values: STAGE_COLUMNS.map(({ kind }) => newValues(kind, capacity)), validity: STAGE_COLUMNS.map(() => newValidity(capacity)) };
-}
-
-function keepArrays(buffer: StageBuffer): void {
-  if (buffer.capacity > MAX_SPARE_ROWS || (spareArrays !== null && spareArrays.capacity >= buffer.capacity)) return;
-  for (const col of buffer.columns) col.validity.fill(0xff);
-  spareArrays = { capacity: buffer.capacity, values: buffer.columns.map((c) => c.values), validity: buffer.columns.map((c) => c.validity) };
-}
-
-/** Room for at least `rows` rows, doubling: each value is copied about once more in all. */
-function reserve(buffer: StageBuffer, rows: number): void {
-  if (rows <= buffer.capacity) return;
-  let capacity = buffer.capacity;
-  while (capacity < rows) capacity *= 2;
-  const arrays = takeArrays(capacity);
-  buffer.columns.forEach((col, c) => {
-    const values = arrays.values[c]!;
-    values.set(col.values.subarray(0, buffer.points));
-    col.values = values;
-    // The old bits past the staged rows are set, as are the new array's.
-    const validity = arrays.validity[c]!;
-    validity.set(col.validity);
-    col.validity = validity;
-  });
-  buffer.capacity = arrays.capacity;
 }
 
 let nextBufferId = 1;
@@ -132,8 +101,8 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     dictAppender: await connection.createAppender(`${table}_dict`),
     dict: new Map(),
     dictBytes: 0,
-    columns: STAGE_COLUMNS.map(({ kind }) => ({ kind, values: newValues(kind, FIRST_CAPACITY), validity: newValidity(FIRST_CAPACITY), nulls: false })),
-    capacity: FIRST_CAPACITY,
+    blocks: [],
+    nulls: STAGE_COLUMNS.map(() => false),
     sealed: false,
     order: null,
     files: [],
@@ -184,49 +153,55 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
   const gateway = dictId(buffer, gatewayId);
   // The lake's columns begin with the point's (checked above), so its stream is the point's.
   const streams = points.columns[STREAM_INDEX] ?? null;
-  const start = buffer.points;
-  reserve(buffer, start + count);
-  for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
-    // The stream column is written below, each row's own or the batch's.
-    if (c === STREAM_INDEX) continue;
-    const column = points.columns[c] ?? null;
-    const col = buffer.columns[c]!;
-    const out = col.values;
-    const validity = col.validity;
-    if (column === null) {
-      for (let j = 0; j < count; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
-      col.nulls = true;
-      continue;
-    }
-    const { values, present } = column;
-    const ids = dictIds[c];
-    for (let j = 0; j < count; j++) {
-      const i = rows[j]!;
-      const row = start + j;
-      if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
-        validity[row >> 3]! &= ~(1 << (row & 7));
-        col.nulls = true;
+  const nulls = buffer.nulls;
+  for (let from = 0; from < count; ) {
+    // As many rows as the last block has room for.
+    const start = buffer.points & BLOCK_MASK;
+    if (start === 0) buffer.blocks.push(spareBlocks.pop() ?? newBlock());
+    const block = buffer.blocks[buffer.points >>> BLOCK_SHIFT]!;
+    const take = Math.min(count - from, BLOCK_ROWS - start);
+    for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
+      // The stream column is written below, each row's own or the batch's.
+      if (c === STREAM_INDEX) continue;
+      const column = points.columns[c] ?? null;
+      const out = block.values[c]!;
+      const validity = block.validity[c]!;
+      if (column === null) {
+        for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
+        nulls[c] = true;
         continue;
       }
-      const v = values[i]!;
-      if (ids) {
-        let id = ids[v]!;
-        if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
-        out[row] = id;
-      } else {
-        out[row] = v;
+      const { values, present } = column;
+      const ids = dictIds[c];
+      for (let j = 0; j < take; j++) {
+        const i = rows[from + j]!;
+        const row = start + j;
+        if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
+          validity[row >> 3]! &= ~(1 << (row & 7));
+          nulls[c] = true;
+          continue;
+        }
+        const v = values[i]!;
+        if (ids) {
+          let id = ids[v]!;
+          if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
+          out[row] = id;
+        } else {
+          out[row] = v;
+        }
       }
     }
+    // Invariant 3: every stored point names the stream its seq counts in.
+    const streamOut = block.values[STREAM_INDEX]!;
+    for (let j = 0; j < take; j++) {
+      const i = rows[from + j]!;
+      streamOut[start + j] = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : stream;
+    }
+    block.values[GATEWAY_INDEX]!.fill(gateway, start, start + take);
+    block.values[INGESTED_INDEX]!.fill(ingestedAt, start, start + take);
+    buffer.points += take;
+    from += take;
   }
-  // Invariant 3: every stored point names the stream its seq counts in.
-  const streamOut = buffer.columns[STREAM_INDEX]!.values;
-  for (let j = 0; j < count; j++) {
-    const i = rows[j]!;
-    streamOut[start + j] = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : stream;
-  }
-  buffer.columns[GATEWAY_INDEX]!.values.fill(gateway, start, start + count);
-  buffer.columns[INGESTED_INDEX]!.values.fill(ingestedAt, start, start + count);
-  buffer.points += count;
 }
 
 /** What a live point waiting for its commit holds: an object of some twenty fields, its strings included. */
@@ -234,8 +209,7 @@ const LIVE_ROW_BYTES = 600;
 
 /** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live points waiting for the commit. */
 export function stagedBytes(buffer: StageBuffer): number {
-  // The rows staged. The arrays have room for up to twice as many, and one set of them is
-  // kept for the next buffer (keepArrays).
+  // The rows staged; their last block's room, and spare blocks (keepStageBlocks), come on top.
   return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }
 
@@ -261,7 +235,9 @@ export function sealStageBuffer(buffer: StageBuffer): void {
   if (buffer.sealed) return;
   buffer.sealed = true;
   buffer.dictAppender.closeSync();
-  const { order, files } = commitOrder(buffer.columns[SORT_STRING_INDEX]!.values, buffer.columns[TS_COLUMN]!.values, buffer.points, dictionaryRanks([...buffer.dict.keys()]));
+  const keys = buffer.blocks.map((b) => b.values[SORT_STRING_INDEX]!);
+  const times = buffer.blocks.map((b) => b.values[TS_COLUMN]!);
+  const { order, files } = commitOrder(keys, times, BLOCK_SHIFT, buffer.points, dictionaryRanks([...buffer.dict.keys()]));
   buffer.order = order;
   buffer.files = files;
 }
@@ -274,11 +250,7 @@ export function closeStageBuffer(buffer: StageBuffer): void {
   }
   closeStageScan(buffer);
   buffer.order = null;
-  keepArrays(buffer);
-  for (const col of buffer.columns) {
-    col.values = newValues(col.kind, 0);
-    col.validity = newValidity(0);
-  }
-  buffer.capacity = 0;
+  releaseBlocks(buffer.blocks);
+  buffer.blocks = [];
   buffer.connection.closeSync();
 }

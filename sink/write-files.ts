@@ -11,6 +11,7 @@ import { dataFileOf, writtenFiles } from './table/data-files';
 import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
 import { closeStageBuffer, sealStageBuffer, type StageBuffer } from './stage';
+import { BLOCK_ROWS } from './stage-columns';
 import { lakeRowsSql } from './stage-scan';
 
 /**
@@ -89,8 +90,11 @@ export async function writeFiles(
     if (latency) {
       // Measured once the files are visible: that is when a point is committed.
       const committedAt = nowMicros();
-      const times = buffer.columns[TS_COLUMN]!.values;
-      for (let i = 0; i < buffer.points; i++) latency.add(latencyBucket(committedAt, times[i]!), 1);
+      buffer.blocks.forEach((block, b) => {
+        const times = block.values[TS_COLUMN]!;
+        const rows = Math.min(BLOCK_ROWS, buffer.points - b * BLOCK_ROWS);
+        for (let i = 0; i < rows; i++) latency.add(latencyBucket(committedAt, times[i]!), 1);
+      });
     }
   } catch (err) {
     await Promise.allSettled(files.map((f) => storage.remove(f.key)));

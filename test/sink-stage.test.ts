@@ -109,7 +109,9 @@ describe('sink step: the files\' order', () => {
       times[i] = T0 - MICROS_PER_HOUR / 2 + Math.floor(i * 360_000 + (random() < 0.1 ? -random() * 5e6 : 0)) + (random() < 0.05 ? 0 : i % 3);
     }
     const ranks = dictionaryRanks(strings);
-    const { order, files } = commitOrder(keys, times, n, ranks);
+    // Two blocks of 2^14 rows and a part of a third, as a buffer holds them.
+    const blocks = [0, 1, 2].map((b) => b * 2 ** 14);
+    const { order, files } = commitOrder(blocks.map((b) => keys.subarray(b, b + 2 ** 14)), blocks.map((b) => times.subarray(b, b + 2 ** 14)), 14, n, ranks);
     const hour = (i: number) => Math.floor(times[i]! / MICROS_PER_HOUR);
     const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => hour(a) - hour(b) || ranks[keys[a]!]! - ranks[keys[b]!]! || times[a]! - times[b]! || a - b);
     expect(Array.from(order)).toEqual(expected);
