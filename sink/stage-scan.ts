@@ -10,7 +10,9 @@ import type { FileRows } from './stage-order';
 // values gathered from the buffer's blocks into one scratch array and copied into DuckDB's
 // vector with one memcpy. DuckDB calls the function on the JavaScript thread, while
 // the statement that scans it runs on DuckDB's own; the sink runs every such statement with
-// the async API, so the thread is free to answer.
+// the async API, so the thread is free to answer. A call on this thread that blocks until
+// DuckDB finishes that statement would wait for a scan that waits for this thread: none may
+// be made while a commit is written (appending to another buffer's dictionary does not wait).
 
 const SCAN = 'dronelake_staged';
 
