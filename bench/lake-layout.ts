@@ -44,11 +44,10 @@ async function forEachFlightLogPoint(file: string, startUs: number, emit: (p: Te
 async function compactedFile(
   ctx: BenchContext,
   conn: DuckDBConnection,
-  db: Parameters<typeof createStageBuffer>[0],
   name: string,
   fill: (stage: (p: TelemetryPoint) => void) => Promise<void>,
 ): Promise<{ file: string; points: number; writeSeconds: number }> {
-  const buffer = await createStageBuffer(db, `stage_${name}`);
+  const buffer = createStageBuffer(`stage_${name}`);
   let points = 0;
   let batch: TelemetryPoint[] = [];
   // Staged as the sink stages a batch: its columns, with one ingestion time.
@@ -216,7 +215,7 @@ export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
   const figures: Figure[] = [];
   try {
     const wire = wireBytes();
-    const fleet = await compactedFile(ctx, conn, db, 'fleet', (stage) =>
+    const fleet = await compactedFile(ctx, conn, 'fleet', (stage) =>
       forEachSimulatedPoint(count, DRONES, GATEWAY, (p) => {
         stage(p);
         wire.take(p);
@@ -256,7 +255,7 @@ export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
     }
 
     if (existsSync(TLOG)) {
-      const log = await compactedFile(ctx, conn, db, 'vtol', (stage) => forEachFlightLogPoint(TLOG, Date.UTC(2026, 0, 1) * 1000, stage));
+      const log = await compactedFile(ctx, conn, 'vtol', (stage) => forEachFlightLogPoint(TLOG, Date.UTC(2026, 0, 1) * 1000, stage));
       figures.push(...(await sizeFigures(ctx, conn, 'vtol', log, `vtol.tlog, a real flight log (${log.points} points; the file's metadata weighs on so few)`)));
     } else {
       ctx.progress(`lake: skipped the real flight log: ${TLOG} is not there`);

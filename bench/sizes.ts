@@ -55,7 +55,7 @@ export async function runSizes(ctx: BenchContext): Promise<Figure[]> {
   let parquetV1Bytes = 0;
   const { db, conn } = await sinkDatabase();
   try {
-    const buffer = await createStageBuffer(db, 'stage_sizes');
+    const buffer = createStageBuffer('stage_sizes');
     stageBatches(buffer, decodeBatches(batches, BENCH_GATEWAY, 'v1'));
     for (const batch of decoded) {
       const ingestedAt = nowMicros();

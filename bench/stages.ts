@@ -13,6 +13,7 @@ import { writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
+import { registerStageScan } from '../sink/stage-scan';
 import { localStorage } from '../sink/storage';
 import { figure, type BenchContext, type Figure } from './report';
 import { forEachSimulatedPoint, simulatedPoints } from './points';
@@ -96,6 +97,7 @@ export async function sinkDatabase(): Promise<{ db: DuckDBInstance; conn: DuckDB
   });
   const conn = await db.connect();
   await conn.run("SET TimeZone = 'UTC'");
+  await registerStageScan(db);
   return { db, conn };
 }
 
@@ -159,10 +161,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     decodeBatches(encodeBatches(warm, BENCH_GATEWAY), BENCH_GATEWAY, 'v1');
     const warmDecoded = decodeBatches(encodeColumnarBatches(warm, BENCH_GATEWAY), BENCH_GATEWAY, 'v2');
     countInvalid(warmDecoded);
-    const warmBuffer = await createStageBuffer(db, 'stage_warmup');
+    const warmBuffer = createStageBuffer('stage_warmup');
     stageBatches(warmBuffer, warmDecoded);
     closeStageBuffer(warmBuffer);
-    await conn.run('DROP TABLE stage_warmup_dict');
     const storage = await localStorage(path.join(ctx.tmp, 'stages-lake'), STAGING_PREFIX);
     await mkdir(storage.stagingDir, { recursive: true });
 
@@ -205,7 +206,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
           slice.push(decoded[from]!);
           points += decoded[from]!.points.count;
         }
-        const buffer = await createStageBuffer(db, `stage_${round}_${part}`);
+        const buffer = createStageBuffer(`stage_${round}_${part}`);
         const staging = await timed(() => stageBatches(buffer, slice));
         staged += buffer.points;
         const written = await timed(() => writeFiles(conn, buffer, storage, `bench-stages-${round}-${part}`));

@@ -56,7 +56,7 @@ export interface CommitParts {
   /** Streams idle this long leave the point ledger (invariant 6). */
   streamIdleMs: number;
   log: Logger;
-  newBuffer: () => Promise<StageBuffer>;
+  newBuffer: () => StageBuffer;
   /** True once the sink closes: the question whether a commit landed is then left to the next start. */
   closing: () => boolean;
 }
@@ -79,8 +79,7 @@ export function createCommitter(parts: CommitParts, buffers: StageBuffers, posit
     const buffer = buffers.open;
     if (buffer.points === 0 && buffer.batches.size === 0 && buffer.quarantine.bytes === 0) return;
     buffers.committing = buffer;
-    buffers.open = await buffers.spare;
-    buffers.spare = parts.newBuffer();
+    buffers.open = parts.newBuffer();
     const number = commitNumber++;
     const tag = commitTag(writer, number);
     log.debug({ tag, points: buffer.points }, 'commit started');

@@ -22,6 +22,7 @@ import { createRejectMemory } from './rejects';
 import { sinkRoutes } from './routes';
 import { ownsTopic, shardFilters } from './shard';
 import { closeStageBuffer, createStageBuffer, heldBytes, keepStageBlocks, type StageBuffers } from './stage';
+import { registerStageScan } from './stage-scan';
 import { stagingGate } from './staging-space';
 import { emptySinkStats, type SinkSnapshot } from './stats';
 import { createStoreHealth } from './store-health';
@@ -122,9 +123,10 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   const tableCounters = { commits: 0, retries: 0 };
   const lakeTable = tableWriter(storage, writer, { snapshotRetentionMs }, manifestCache, tableCounters);
   log.info({ tableVersion: table.version, objectsRead: startupReads, nextCommit: own.commit + 1, createOnly }, 'dedupe state restored from the table');
+  await registerStageScan(db);
   let bufferNumber = 0;
-  const newBuffer = () => createStageBuffer(db, `stage_${bufferNumber++}`);
-  const buffers: StageBuffers = { open: await newBuffer(), committing: null, spare: newBuffer() };
+  const newBuffer = () => createStageBuffer(`stage_${bufferNumber++}`);
+  const buffers: StageBuffers = { open: newBuffer(), committing: null };
   let closing = false;
   const latenessUs = config.lateness * 1e6;
   const maxStagedBytes = config.maxStagedMib * MIB;
@@ -203,7 +205,6 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     await live?.close();
     staging.close();
     await Promise.all([client.endAsync(true), ackClient.endAsync(true), liveClient?.endAsync(true)]);
-    closeStageBuffer(await buffers.spare);
     closeStageBuffer(buffers.open);
     await closeLake();
     throw err;
@@ -286,7 +287,6 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
       await client.endAsync(true);
       await ackClient.endAsync(!ackClient.connected);
       await liveClient?.endAsync(true);
-      closeStageBuffer(await buffers.spare);
       closeStageBuffer(buffers.open);
       await closeLake();
       log.info({ committed: stats.pointsCommitted, files: stats.files }, 'sink stopped');

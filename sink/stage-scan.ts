@@ -1,41 +1,43 @@
 import duckdb from '@duckdb/node-bindings';
-import { DuckDBTableFunction, INTEGER, type DuckDBConnection, type DuckDBDataChunk, type DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBTableFunction, INTEGER, UINTEGER, VARCHAR, type DuckDBDataChunk, type DuckDBInstance } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { sqlString } from './sql';
 import { BLOCK_MASK, BLOCK_SHIFT, STAGE_COLUMNS, STAGE_TYPE, type Block } from './stage-columns';
 import type { FileRows } from './stage-order';
 
-// DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
-// file)`: the rows of one file, in the files' order, a vector at a time, each column's
+// DuckDB reads a sealed stage buffer through two table functions: `dronelake_staged(buffer,
+// file)`, the rows of one file, in the files' order, a vector at a time, each column's
 // values gathered from the buffer's blocks into one scratch array and copied into DuckDB's
-// vector with one memcpy. DuckDB calls the function on the JavaScript thread, while
+// vector with one memcpy; and `dronelake_staged_dict(buffer)`, the strings the rows' ids
+// stand for. DuckDB calls the functions on the JavaScript thread, while
 // the statement that scans it runs on DuckDB's own; the sink runs every such statement with
 // the async API, so the thread is free to answer. A call on this thread that blocks until
 // DuckDB finishes that statement would wait for a scan that waits for this thread: none may
-// be made while a commit is written (appending to another buffer's dictionary does not wait).
+// be made while a commit is written.
 
 const SCAN = 'dronelake_staged';
+const DICT_SCAN = 'dronelake_staged_dict';
 
 /** What the scan reads of a stage buffer (sink/stage.ts). */
 export interface ScannedBuffer {
   /** Names the buffer to the scan. */
   readonly id: number;
-  /** The name its dictionary table begins with. */
-  readonly table: string;
   readonly blocks: readonly Block[];
   /** Per column, whether any row is null. */
   readonly nulls: readonly boolean[];
   /** Once sealed: the rows in the files' order, and each file's share of it. */
   readonly order: Uint32Array | null;
   readonly files: readonly FileRows[];
+  /** Once sealed: the strings of its string columns, by the id the rows hold. */
+  readonly strings: readonly string[];
 }
 const CHUNK_ROWS = duckdb.vector_size();
 const VALIDITY_BYTES = Math.ceil(CHUNK_ROWS / 64) * 8;
 
 /** The buffers DuckDB may scan, by id: from their creation to their close. */
 const scannable = new Map<number, ScannedBuffer>();
-/** The databases the function is registered in: once each, for every connection. */
-const registered = new WeakSet<DuckDBInstance>();
+/** The databases the functions are registered in, once each, for every connection: when done. */
+const registered = new WeakMap<DuckDBInstance, Promise<void>>();
 
 /** What a scan is bound to: a buffer, and its file's positions in the order. */
 class ScanBinding {
@@ -43,6 +45,14 @@ class ScanBinding {
     readonly buffer: ScannedBuffer,
     readonly from: number,
     readonly to: number,
+  ) {}
+}
+
+/** A dictionary scan's place: the next id, and the end. */
+class DictCursor {
+  constructor(
+    readonly buffer: ScannedBuffer,
+    public at: number,
   ) {}
 }
 
@@ -107,16 +117,11 @@ function gatherValidity(from: readonly Uint8Array[], order: Uint32Array, at: num
 type ColumnBlocks = { kind: 'f64'; values: Float64Array[] } | { kind: 'u32'; values: Uint32Array[] } | { kind: 'u8'; values: Uint8Array[] };
 
 function columnBlocks(blocks: readonly Block[], c: number): ColumnBlocks {
-  const f64: Float64Array[] = [];
-  const u32: Uint32Array[] = [];
-  const u8: Uint8Array[] = [];
-  for (const block of blocks) {
-    const values = block.values[c]!;
-    if (values instanceof Float64Array) f64.push(values);
-    else if (values instanceof Uint32Array) u32.push(values);
-    else u8.push(values);
-  }
-  return f64.length > 0 ? { kind: 'f64', values: f64 } : u32.length > 0 ? { kind: 'u32', values: u32 } : { kind: 'u8', values: u8 };
+  const values = blocks.map((b) => b.values[c]!);
+  if (values.every((v): v is Float64Array => v instanceof Float64Array)) return { kind: 'f64', values };
+  if (values.every((v): v is Uint32Array => v instanceof Uint32Array)) return { kind: 'u32', values };
+  if (values.every((v): v is Uint8Array => v instanceof Uint8Array)) return { kind: 'u8', values };
+  throw new Error(`staged column ${c} holds arrays of more than one kind`);
 }
 
 /** Fills DuckDB's chunk with the scan's next rows; none once its file is done. */
@@ -178,12 +183,74 @@ function scanFunction(): DuckDBTableFunction {
   });
 }
 
-/** Makes `buffer` scannable through `connection`'s database. */
-export function openStageScan(db: DuckDBInstance, connection: DuckDBConnection, buffer: ScannedBuffer): void {
-  if (!registered.has(db)) {
-    connection.registerTableFunction(scanFunction());
-    registered.add(db);
+/** Fills DuckDB's chunk with the next ids and their strings; none once all are out. */
+function scanDictChunk(cursor: DictCursor, chunk: DuckDBDataChunk): void {
+  const strings = cursor.buffer.strings;
+  const rows = Math.min(CHUNK_ROWS, strings.length - cursor.at);
+  chunk.rowCount = rows;
+  if (rows === 0) return;
+  for (let j = 0; j < rows; j++) scratchU32[j] = cursor.at + j;
+  duckdb.copy_data_to_vector(duckdb.data_chunk_get_vector(chunk.chunk, 0), 0, scratchU32.buffer as ArrayBuffer, 0, rows * 4);
+  // One call a string: a dictionary holds a commit's drones, gateways and missions, not its rows.
+  const vector = duckdb.data_chunk_get_vector(chunk.chunk, 1);
+  for (let j = 0; j < rows; j++) duckdb.vector_assign_string_element(vector, j, strings[cursor.at + j]!);
+  cursor.at += rows;
+}
+
+function dictScanFunction(): DuckDBTableFunction {
+  return DuckDBTableFunction.create({
+    name: DICT_SCAN,
+    parameterTypes: [INTEGER],
+    bindFunction: (info) => {
+      const id = Number(info.getParameter(0));
+      const buffer = scannable.get(id);
+      if (!buffer?.order) {
+        info.setError(`${DICT_SCAN}: no sealed stage buffer ${id}`);
+        return;
+      }
+      info.addResultColumn('id', UINTEGER);
+      info.addResultColumn('s', VARCHAR);
+      info.setCardinality(buffer.strings.length, true);
+      info.setBindData(new DictCursor(buffer, 0));
+    },
+    initFunction: (info) => {
+      const bound = info.bindData;
+      if (!(bound instanceof DictCursor)) {
+        info.setError(`${DICT_SCAN}: no bound scan`);
+        return;
+      }
+      info.setInitData(new DictCursor(bound.buffer, 0));
+      info.setMaxThreads(1);
+    },
+    mainFunction: (info, chunk) => {
+      const cursor = info.initData;
+      if (!(cursor instanceof DictCursor) || cursor.buffer.order === null) {
+        info.setError(`${DICT_SCAN}: the stage buffer was closed during its scan`);
+        return;
+      }
+      scanDictChunk(cursor, chunk);
+    },
+  });
+}
+
+/** Registers the scans in `db`, for every connection: before its first commit. */
+export async function registerStageScan(db: DuckDBInstance): Promise<void> {
+  let registering = registered.get(db);
+  if (registering === undefined) {
+    registering = (async () => {
+      // Registered in the database's catalog, for every connection: this one can go.
+      const connection = await db.connect();
+      connection.registerTableFunction(scanFunction());
+      connection.registerTableFunction(dictScanFunction());
+      connection.closeSync();
+    })();
+    registered.set(db, registering);
   }
+  await registering;
+}
+
+/** Makes `buffer` scannable in every database the scans are registered in. */
+export function openStageScan(buffer: ScannedBuffer): void {
   scannable.set(buffer.id, buffer);
 }
 
@@ -221,5 +288,5 @@ const LAKE_SELECT = LAKE_COLUMNS.map(lakeExpression).join(', ');
  * the files' sort order. Strings come back through the buffer's dictionary.
  */
 export function lakeRowsSql(buffer: ScannedBuffer, index: number): string {
-  return `WITH dict AS (SELECT id, s FROM ${buffer.table}_dict) SELECT ${LAKE_SELECT} FROM ${SCAN}(${buffer.id}, ${index}) t`;
+  return `WITH dict AS (SELECT id, s FROM ${DICT_SCAN}(${buffer.id})) SELECT ${LAKE_SELECT} FROM ${SCAN}(${buffer.id}, ${index}) t`;
 }

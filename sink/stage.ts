@@ -1,4 +1,3 @@
-import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { LAKE_COLUMNS, SORT_COLUMNS } from '../proto/columns';
 import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
@@ -10,20 +9,20 @@ import { commitOrder, dictionaryRanks, type FileRows } from './stage-order';
 import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan';
 
 // Staging is columnar. Points are written into typed arrays, one per column in blocks of
-// rows (sink/stage-columns.ts), and held there until the commit. DuckDB then reads them through a table function (sink/stage-scan.ts) in
-// the files' order (sink/stage-order.ts), a vector at a time, one memcpy per column: no
-// table to append to, and no sort. Per-value appender calls cost ~250 ns each across the
+// rows (sink/stage-columns.ts), and held there until the commit. DuckDB then reads them
+// through a table function (sink/stage-scan.ts) in the files' order (sink/stage-order.ts), a
+// vector at a time, one memcpy per column: no table to append to, and no sort. Per-value appender calls cost ~250 ns each across the
 // JS/C++ boundary, which capped the sink at ~140k points/s; then appending whole chunks to a
 // staging table cost ~0.4 us a point, and DuckDB's sort of it ~0.45. So every staged column
 // is fixed-width:
-// - strings become ids into a per-buffer dictionary (a table joined at commit);
+// - strings become ids into a per-buffer dictionary, which DuckDB reads at commit;
 // - enums stay as their numbers and are named at commit;
 // - 64-bit values are staged as DOUBLE, exact below 2^53 as every sequence number and
 //   microsecond time is, so no BigInt is made per value.
 
 /** What one staged row takes: its fixed-width values plus a validity bit each. */
 const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
-/** A dictionary entry: the string as DuckDB stores it, its id, and the JS map entry that finds it. */
+/** A dictionary entry: the JS map entry that finds the string and its id, and the string again in `strings` at commit. */
 const DICT_ENTRY_OVERHEAD = 64;
 const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;
 const GATEWAY_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'gateway_id');
@@ -36,15 +35,10 @@ const SORT_STRING_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[
 if (STAGE_COLUMNS[SORT_STRING_INDEX]?.kind !== 'dict' || LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[1]) !== TS_COLUMN) throw new Error(`the files' sort order (${SORT_COLUMNS.join(', ')}) is not a string, then ts`);
 
 
-/**
- * Points staged for one commit: typed arrays of its rows, the table of its dictionary, and
- * what they hold. Each buffer has a connection of its own, because a DuckDB connection runs
- * one statement at a time, and the dictionary's appender flushes through it while other
- * buffers are being committed.
- */
+/** Points staged for one commit: typed arrays of its rows, its dictionary, and what they hold. */
 export interface StageBuffer extends ScannedBuffer {
-  readonly connection: DuckDBConnection;
-  readonly dictAppender: DuckDBAppender;
+  /** Names the buffer to the counter of rejected messages (sink/rejects.ts). */
+  readonly table: string;
   readonly dict: Map<string, number>;
   dictBytes: number;
   blocks: Block[];
@@ -53,6 +47,7 @@ export interface StageBuffer extends ScannedBuffer {
   sealed: boolean;
   order: Uint32Array | null;
   files: FileRows[];
+  strings: string[];
   points: number;
   /** What this commit took, for the quality metrics its record carries. */
   readonly counts: OpenCommitCounts;
@@ -91,14 +86,11 @@ function releaseBlocks(blocks: readonly Block[]): void {
 
 let nextBufferId = 1;
 
-export async function createStageBuffer(db: DuckDBInstance, table: string): Promise<StageBuffer> {
-  const connection = await db.connect();
-  await connection.run(`CREATE OR REPLACE TABLE ${table}_dict (id UINTEGER, s VARCHAR)`);
+/** A buffer for one commit's points; DuckDB scans it where registerStageScan was called (sink/stage-scan.ts). */
+export function createStageBuffer(table: string): StageBuffer {
   const buffer: StageBuffer = {
     id: nextBufferId++,
-    connection,
     table,
-    dictAppender: await connection.createAppender(`${table}_dict`),
     dict: new Map(),
     dictBytes: 0,
     blocks: [],
@@ -106,6 +98,7 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     sealed: false,
     order: null,
     files: [],
+    strings: [],
     points: 0,
     counts: emptyCommitCounts(),
     batches: new Map(),
@@ -113,7 +106,7 @@ export async function createStageBuffer(db: DuckDBInstance, table: string): Prom
     quarantine: newQuarantine(),
     live: [],
   };
-  openStageScan(db, connection, buffer);
+  openStageScan(buffer);
   return buffer;
 }
 
@@ -129,9 +122,6 @@ function dictId(buffer: StageBuffer, s: string): number {
     id = buffer.dict.size;
     buffer.dict.set(s, id);
     buffer.dictBytes += s.length * 2 + DICT_ENTRY_OVERHEAD;
-    buffer.dictAppender.appendUInteger(id);
-    buffer.dictAppender.appendVarchar(s);
-    buffer.dictAppender.endRow();
   }
   return id;
 }
@@ -214,43 +204,35 @@ export function stagedBytes(buffer: StageBuffer): number {
 }
 
 /**
- * The sink's buffers: `open` takes the points of each message, `committing` is the one a
- * commit is writing (its point keys still count for dedupe), and `spare` is made in advance,
- * so that a commit swaps buffers without waiting for DuckDB.
+ * The sink's buffers: `open` takes the points of each message, and `committing` is the one a
+ * commit is writing (its point keys still count for dedupe).
  */
 export interface StageBuffers {
   open: StageBuffer;
   committing: StageBuffer | null;
-  spare: Promise<StageBuffer>;
 }
 
 /** What the sink holds in memory before commit (invariant 6: bounded by --max-staged-mib). */
 export const heldBytes = (buffers: StageBuffers): number => stagedBytes(buffers.open) + (buffers.committing ? stagedBytes(buffers.committing) : 0);
 
-/**
- * Puts the staged rows in the files' order and makes the buffer readable by other
- * connections (its dictionary table, and the scan of its rows); it takes no more points.
- */
+/** Puts the staged rows in the files' order, for DuckDB's scan of them; the buffer takes no more points. */
 export function sealStageBuffer(buffer: StageBuffer): void {
   if (buffer.sealed) return;
   buffer.sealed = true;
-  buffer.dictAppender.closeSync();
+  // The map's order is the ids' order: an id is the map's size when its string came.
+  buffer.strings = [...buffer.dict.keys()];
   const keys = buffer.blocks.map((b) => b.values[SORT_STRING_INDEX]!);
   const times = buffer.blocks.map((b) => b.values[TS_COLUMN]!);
-  const { order, files } = commitOrder(keys, times, BLOCK_SHIFT, buffer.points, dictionaryRanks([...buffer.dict.keys()]));
+  const { order, files } = commitOrder(keys, times, BLOCK_SHIFT, buffer.points, dictionaryRanks(buffer.strings));
   buffer.order = order;
   buffer.files = files;
 }
 
-/** Releases a buffer: its scan, its arrays and its connection. */
+/** Releases a buffer: its scan and its arrays. */
 export function closeStageBuffer(buffer: StageBuffer): void {
-  if (!buffer.sealed) {
-    buffer.sealed = true;
-    buffer.dictAppender.closeSync();
-  }
+  buffer.sealed = true;
   closeStageScan(buffer);
   buffer.order = null;
   releaseBlocks(buffer.blocks);
   buffer.blocks = [];
-  buffer.connection.closeSync();
 }

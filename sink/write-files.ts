@@ -100,7 +100,6 @@ export async function writeFiles(
     await Promise.allSettled(files.map((f) => storage.remove(f.key)));
     throw err;
   } finally {
-    await conn.run(`DROP TABLE IF EXISTS ${buffer.table}_dict`);
     closeStageBuffer(buffer);
   }
   return { files, dataFiles };

@@ -4,7 +4,7 @@ import { MICROS_PER_HOUR } from '../proto/time';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { closeStageBuffer, createStageBuffer, recordBatch, sealStageBuffer, stagedBytes, type StageBuffer } from '../sink/stage';
 import { commitOrder, dictionaryRanks } from '../sink/stage-order';
-import { lakeRowsSql } from '../sink/stage-scan';
+import { lakeRowsSql, registerStageScan } from '../sink/stage-scan';
 import { cruisePoint, stageAll, taken } from './helpers';
 
 // The sink's staging step: points of decoded batches into typed arrays, read back by DuckDB
@@ -17,11 +17,12 @@ describe('sink step: stage', () => {
   let db: DuckDBInstance;
   beforeAll(async () => {
     db = await DuckDBInstance.create(':memory:');
+    await registerStageScan(db);
   });
   afterAll(() => db.closeSync());
 
   it('stages points as the lake rows they become: strings, enums, times, nulls, stream and gateway', async () => {
-    const buffer = await createStageBuffer(db, 'stage_rows');
+    const buffer = createStageBuffer('stage_rows');
     const conn = await db.connect();
     try {
       const batch = taken('gw-st', 4, 77, [cruisePoint('d-1', 10, T0 + 1_500_000), { drone_id: 'd-2', seq: 3, ts: T0 + 2_000_001, gps_fix: GpsFix.rtkFixed }], T0);
@@ -49,7 +50,7 @@ describe('sink step: stage', () => {
   });
 
   it('stages more points than one DuckDB chunk, over two hours, each counted in its hour, a point in its own stream', async () => {
-    const buffer = await createStageBuffer(db, 'stage_many');
+    const buffer = createStageBuffer('stage_many');
     const conn = await db.connect();
     try {
       const n = 5_000;
@@ -73,7 +74,7 @@ describe('sink step: stage', () => {
   });
 
   it("refuses a scan of a buffer that is not sealed, or is gone, in one line", async () => {
-    const buffer = await createStageBuffer(db, 'stage_refused');
+    const buffer = createStageBuffer('stage_refused');
     const conn = await db.connect();
     try {
       stageAll(buffer, taken('gw-st', 1, 5, [cruisePoint('d-1', 1, T0)], T0), T0);

@@ -8,6 +8,7 @@ import { commitTag, writeFiles } from '../sink/write-files';
 import { LatencyHistogram } from '../sink/latency';
 import { partitionOfHour, STAGING_PREFIX } from '../sink/layout';
 import { createStageBuffer, type StageBuffer } from '../sink/stage';
+import { registerStageScan } from '../sink/stage-scan';
 import { localStorage, type LakeStorage } from '../sink/storage';
 import { cruisePoint, duck, stageAll, taken, tempDir } from './helpers';
 
@@ -30,6 +31,7 @@ describe('sink step: commit (Parquet)', () => {
     storage = await localStorage(lake, STAGING_PREFIX);
     await mkdir(storage.stagingDir, { recursive: true });
     db = await DuckDBInstance.create(':memory:');
+    await registerStageScan(db);
     conn = await db.connect();
     await conn.run("SET TimeZone = 'UTC'");
   });
@@ -40,8 +42,8 @@ describe('sink step: commit (Parquet)', () => {
   });
 
   /** A buffer holding `points`, staged as the sink stages a decoded batch. */
-  async function staged(points: TelemetryPoint[]): Promise<StageBuffer> {
-    const buffer = await createStageBuffer(db, `commit_${table++}`);
+  function staged(points: TelemetryPoint[]): StageBuffer {
+    const buffer = createStageBuffer(`commit_${table++}`);
     stageAll(buffer, taken('gw-c', 1, 9, points, T0), T0);
     return buffer;
   }
@@ -99,7 +101,7 @@ describe('sink step: commit (Parquet)', () => {
         points.push(k % 11 === 0 ? { drone_id: drone, seq: k, ts } : cruisePoint(drone, k, ts));
       }
     }
-    const buffer = await createStageBuffer(db, `commit_${table++}`);
+    const buffer = createStageBuffer(`commit_${table++}`);
     for (let b = 0; b * 1000 < n; b++) stageAll(buffer, taken('gw-c', b, 9, points.slice(b * 1000, (b + 1) * 1000), T0), T0);
     const latency = new LatencyHistogram();
     const { files } = await writeFiles(conn, buffer, storage, commitTag('sink-sort', 1), latency);
