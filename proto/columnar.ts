@@ -111,6 +111,7 @@ export function pointAt(points: PointColumns, i: number): TelemetryPoint {
 const MAX_VALUE_BYTES = 9;
 
 interface BuilderColumn {
+  /** The column's values: a view of the builder's one array of values. */
   values: Float64Array;
   /**
    * Bit i set when point i has no value. add() writes bits only for the few values that
@@ -141,6 +142,11 @@ if (ADD_ORDER.length !== POINT_FIELDS.length || ADD_ORDER.some((name, c) => POIN
 export class ColumnsBuilder {
   private columns: BuilderColumn[];
   private capacity: number;
+  /**
+   * Every column's values in one array, column c at c * capacity: add() stores each value
+   * with one indexed write, not through its column's object and array.
+   */
+  private all: Float64Array;
   count = 0;
   /** Absent values and dictionary bytes so far: byteBound's terms, kept as counts on the hot path. */
   private missing = 0;
@@ -148,7 +154,8 @@ export class ColumnsBuilder {
 
   constructor(capacity = 1024) {
     this.capacity = Math.max(8, capacity);
-    const { values, absent } = this.allocate();
+    const { all, values, absent } = this.allocate();
+    this.all = all;
     this.columns = POINT_FIELDS.map((f, c) => ({
       values: values[c]!,
       absent: absent[c]!,
@@ -167,21 +174,23 @@ export class ColumnsBuilder {
    * absence bits: the sink builds a builder per v1 batch, and a typed array of its own per
    * column was an allocation outside the heap each, which cost more than filling them.
    */
-  private allocate(): { values: Float64Array[]; absent: Uint8Array[] } {
+  private allocate(): { all: Float64Array; values: Float64Array[]; absent: Uint8Array[] } {
     const n = this.capacity;
     // A bit per point, rounded up to whole bytes.
     const bytes = (n + 7) >> 3;
-    const values = new Float64Array(n * POINT_FIELDS.length);
+    const all = new Float64Array(n * POINT_FIELDS.length);
     const absent = new Uint8Array(bytes * POINT_FIELDS.length);
     return {
-      values: POINT_FIELDS.map((_, c) => values.subarray(c * n, (c + 1) * n)),
+      all,
+      values: POINT_FIELDS.map((_, c) => all.subarray(c * n, (c + 1) * n)),
       absent: POINT_FIELDS.map((_, c) => absent.subarray(c * bytes, (c + 1) * bytes)),
     };
   }
 
   private grow(): void {
     this.capacity *= 2;
-    const { values, absent } = this.allocate();
+    const { all, values, absent } = this.allocate();
+    this.all = all;
     this.columns.forEach((c, i) => {
       values[i]!.set(c.values);
       absent[i]!.set(c.absent);
@@ -190,52 +199,70 @@ export class ColumnsBuilder {
     });
   }
 
-  private lack(column: BuilderColumn, i: number): void {
+  /** Point i has no value in column c. Rare: off the hot path. */
+  private lack(c: number, i: number): void {
+    const column = this.columns[c]!;
     column.absent[i >> 3]! |= 1 << (i & 7);
     column.missing++;
     this.missing++;
   }
 
-  private number(c: number, i: number, v: number | null | undefined): void {
-    const column = this.columns[c]!;
-    if (v == null) this.lack(column, i);
-    else column.values[i] = v;
-  }
-
-  private string(c: number, i: number, v: string | null | undefined): void {
-    const column = this.columns[c]!;
-    if (v == null) return this.lack(column, i);
-    const dictionary = column.dictionary!;
+  /** The dictionary index of string `v` in column c. */
+  private indexOf(c: number, v: string): number {
+    const dictionary = this.columns[c]!.dictionary!;
     let id = dictionary.get(v);
     if (id === undefined) {
       dictionary.set(v, (id = dictionary.size));
       this.dictionaryBytes += Buffer.byteLength(v) + MAX_VALUE_BYTES;
     }
-    column.values[i] = id;
+    return id;
   }
 
   add(p: TelemetryPoint): void {
     if (this.count === this.capacity) this.grow();
     const i = this.count++;
-    this.string(0, i, p.drone_id);
-    this.number(1, i, p.seq);
-    this.number(2, i, p.ts);
-    this.number(3, i, p.lat);
-    this.number(4, i, p.lon);
-    this.number(5, i, p.alt_m);
-    this.number(6, i, p.rel_alt_m);
-    this.number(7, i, p.ground_speed_mps);
-    this.number(8, i, p.vertical_speed_mps);
-    this.number(9, i, p.heading_deg);
-    this.number(10, i, p.battery_pct);
-    this.number(11, i, p.battery_voltage_v);
-    this.number(12, i, p.gps_fix);
-    this.number(13, i, p.satellites);
-    this.number(14, i, p.flight_state);
+    const all = this.all;
+    const n = this.capacity;
+    const drone = p.drone_id;
+    if (drone == null) this.lack(0, i);
+    else all[i] = this.indexOf(0, drone);
+    let v: number | null | undefined;
+    if ((v = p.seq) == null) this.lack(1, i);
+    else all[n + i] = v;
+    if ((v = p.ts) == null) this.lack(2, i);
+    else all[2 * n + i] = v;
+    if ((v = p.lat) == null) this.lack(3, i);
+    else all[3 * n + i] = v;
+    if ((v = p.lon) == null) this.lack(4, i);
+    else all[4 * n + i] = v;
+    if ((v = p.alt_m) == null) this.lack(5, i);
+    else all[5 * n + i] = v;
+    if ((v = p.rel_alt_m) == null) this.lack(6, i);
+    else all[6 * n + i] = v;
+    if ((v = p.ground_speed_mps) == null) this.lack(7, i);
+    else all[7 * n + i] = v;
+    if ((v = p.vertical_speed_mps) == null) this.lack(8, i);
+    else all[8 * n + i] = v;
+    if ((v = p.heading_deg) == null) this.lack(9, i);
+    else all[9 * n + i] = v;
+    if ((v = p.battery_pct) == null) this.lack(10, i);
+    else all[10 * n + i] = v;
+    if ((v = p.battery_voltage_v) == null) this.lack(11, i);
+    else all[11 * n + i] = v;
+    if ((v = p.gps_fix) == null) this.lack(12, i);
+    else all[12 * n + i] = v;
+    if ((v = p.satellites) == null) this.lack(13, i);
+    else all[13 * n + i] = v;
+    if ((v = p.flight_state) == null) this.lack(14, i);
+    else all[14 * n + i] = v;
     const armed = p.armed;
-    this.number(15, i, armed == null ? armed : armed ? 1 : 0);
-    this.string(16, i, p.mission_id);
-    this.number(17, i, p.stream);
+    if (armed == null) this.lack(15, i);
+    else all[15 * n + i] = armed ? 1 : 0;
+    const mission = p.mission_id;
+    if (mission == null) this.lack(16, i);
+    else all[16 * n + i] = this.indexOf(16, mission);
+    if ((v = p.stream) == null) this.lack(17, i);
+    else all[17 * n + i] = v;
   }
 
   /** The columns so far, as views of the builder's arrays: valid until the next add() or reset(). */
@@ -326,7 +353,7 @@ function tryDeltas(out: ByteWriter, dense: Float64Array, scale: number): number 
     // ±2^51 make deltas within ±2^52, which zigzag below 2^53.
     if (int / p !== v || Math.abs(int) > MAX_ZIGZAG_INPUT / 2 || (v === 0 && 1 / v < 0)) return k;
     const delta = int - last;
-    at = putVarint(buf, at, delta >= 0 ? delta * 2 : -delta * 2 - 1);
+    at = putVarint(buf, at, zigzag(delta));
     last = int;
   }
   out.length = at;
@@ -383,7 +410,7 @@ function writeDeltaOfDelta(out: ByteWriter, dense: Float64Array, scale: number):
     const delta = (v - last) / unit;
     const coded = k === 0 ? v : k === 1 ? delta : delta - lastDelta;
     if (!Number.isSafeInteger(v) || !Number.isInteger(coded) || Math.abs(coded) > MAX_ZIGZAG_INPUT || Math.abs(delta) > MAX_ZIGZAG_INPUT) return false;
-    at = putVarint(buf, at, coded >= 0 ? coded * 2 : -coded * 2 - 1);
+    at = putVarint(buf, at, zigzag(coded));
     last = v;
     lastDelta = delta;
   }

@@ -194,15 +194,20 @@ describe('wire v2: the columnar batch', () => {
     expect(() => decodeColumnar(WireBatch.encode({ point_count: 1, gateway_id: 'gw', compression: 1, body: bomb }).finish())).toThrow(/Cannot create a Buffer larger than/);
   });
 
-  it('carries varints and zigzag across the 7-bit, 32-bit and 2^53 boundaries', () => {
+  it('carries varints and zigzag across the 7-bit, 14-bit, 30-bit, 32-bit and 2^53 boundaries', () => {
     const edges = [0, 1, 127, 128, 16_383, 16_384, 2 ** 28 - 1, 2 ** 28, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 49, 2 ** 52 - 1, 2 ** 52, 2 ** 53 - 1];
     const w = new ByteWriter();
     for (const v of edges) w.varint(v);
     const r = new ByteReader(w.buf.subarray(0, w.length));
     expect(edges.map(() => r.varint())).toEqual(edges);
     expect(r.done).toBe(true);
-    const signed = [0, -1, 1, -(2 ** 31), 2 ** 31 - 1, -(2 ** 31) - 1, 2 ** 31, -(2 ** 32), 2 ** 32, 2 ** 52, -(2 ** 52)];
+    // Seven bits a byte: no byte more than each value needs.
+    const bytes = (v: number): number => (v < 128 ? 1 : 1 + bytes(Math.floor(v / 128)));
+    expect(w.length).toBe(edges.reduce((n, v) => n + bytes(v), 0));
+    const signed = [0, -1, 1, -(2 ** 30) + 1, -(2 ** 30), -(2 ** 30) - 1, 2 ** 30 - 1, 2 ** 30, -(2 ** 31), 2 ** 31 - 1, -(2 ** 31) - 1, 2 ** 31, -(2 ** 32), 2 ** 32, 2 ** 52, -(2 ** 52)];
     expect(signed.map((v) => unzigzag(zigzag(v)))).toEqual(signed);
+    // Protobuf's sint64 mapping, on both sides of the bitwise range (|v| < 2^30).
+    expect(signed.map(zigzag)).toEqual(signed.map((v) => (v >= 0 ? 2 * v : -2 * v - 1)));
   });
 
   it('takes a v1 batch of any length as columns, the presence of its last points included', () => {
