@@ -1,22 +1,22 @@
 import duckdb from '@duckdb/node-bindings';
-import { DuckDBTableFunction, INTEGER, UINTEGER, VARCHAR, type DuckDBDataChunk, type DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBTableFunction, ENUM, INTEGER, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
-import { sqlString } from './sql';
-import { BLOCK_MASK, BLOCK_SHIFT, STAGE_COLUMNS, STAGE_TYPE, type Block } from './stage-columns';
+import { BLOCK_MASK, BLOCK_SHIFT, STAGE_COLUMNS, STAGE_TYPE, type Block, type StageKind } from './stage-columns';
 import type { FileRows } from './stage-order';
 
-// DuckDB reads a sealed stage buffer through two table functions: `dronelake_staged(buffer,
-// file)`, the rows of one file, in the files' order, a vector at a time, each column's
+// DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
+// file)`: the rows of one file, in the files' order, a vector at a time, each column's
 // values gathered from the buffer's blocks into one scratch array and copied into DuckDB's
-// vector with one memcpy; and `dronelake_staged_dict(buffer)`, the strings the rows' ids
-// stand for. DuckDB calls the functions on the JavaScript thread, while
-// the statement that scans it runs on DuckDB's own; the sink runs every such statement with
-// the async API, so the thread is free to answer. A call on this thread that blocks until
-// DuckDB finishes that statement would wait for a scan that waits for this thread: none may
-// be made while a commit is written.
+// vector with one memcpy. String and enum columns come out as DuckDB ENUMs of the buffer's
+// dictionary and of the enum's names, declared when the scan is bound, so DuckDB names each
+// row's value with a cast of its index (lakeRowsSql): a lookup in a list per row and
+// column cost about 0.05 CPU-us a point each, the cast a fifth of that. DuckDB calls the
+// function on the JavaScript thread, while the statement that scans it runs on DuckDB's
+// own; the sink runs every such statement with the async API, so the thread is free to
+// answer. A call on this thread that blocks until DuckDB finishes that statement would wait
+// for a scan that waits for this thread: none may be made while a commit is written.
 
 const SCAN = 'dronelake_staged';
-const DICT_SCAN = 'dronelake_staged_dict';
 
 /** What the scan reads of a stage buffer (sink/stage.ts). */
 export interface ScannedBuffer {
@@ -39,20 +39,41 @@ const scannable = new Map<number, ScannedBuffer>();
 /** The databases the functions are registered in, once each, for every connection: when done. */
 const registered = new WeakMap<DuckDBInstance, Promise<void>>();
 
-/** What a scan is bound to: a buffer, and its file's positions in the order. */
+/**
+ * Bytes of an ENUM's index in DuckDB's vectors, by its count of values: DuckDB's rule for
+ * the index type of a new ENUM, pinned by a test against DuckDB itself.
+ */
+export const enumIndexBytes = (values: number): 1 | 2 | 4 => (values <= 0xff ? 1 : values <= 0xffff ? 2 : 4);
+
+for (const column of LAKE_COLUMNS) {
+  const names = column.enumNames;
+  // An ENUM's values are dense and distinct, and a staged enum index is one byte.
+  if (names && (names.length > 0xff || names.some((n) => typeof n !== 'string') || new Set(names).size !== names.length)) {
+    throw new Error(`enum column ${column.name}: its names are not distinct, dense and at most 255`);
+  }
+}
+
+/** How a scan hands DuckDB one column: its type, the bytes of a value, and for an ENUM its count of values (else null). */
+interface ColumnOut {
+  type: DuckDBType;
+  bytes: number;
+  values: number | null;
+}
+
+/** A string column goes out as an ENUM of the buffer's dictionary, an enum column as one of its names, the rest as staged. */
+function columnOut(column: LakeColumn, kind: StageKind, strings: readonly string[]): ColumnOut {
+  if (kind === 'dict') return { type: ENUM(strings), bytes: enumIndexBytes(strings.length), values: strings.length };
+  if (column.enumNames) return { type: ENUM(column.enumNames), bytes: 1, values: column.enumNames.length };
+  return { type: STAGE_TYPE[kind].duck, bytes: STAGE_TYPE[kind].bytes, values: null };
+}
+
+/** What a scan is bound to: a buffer, its file's positions in the order, and how each column goes out. */
 class ScanBinding {
   constructor(
     readonly buffer: ScannedBuffer,
     readonly from: number,
     readonly to: number,
-  ) {}
-}
-
-/** A dictionary scan's place: the next id, and the end. */
-class DictCursor {
-  constructor(
-    readonly buffer: ScannedBuffer,
-    public at: number,
+    readonly out: readonly ColumnOut[],
   ) {}
 }
 
@@ -66,6 +87,7 @@ class ScanState {
     readonly buffer: ScannedBuffer,
     public at: number,
     readonly to: number,
+    readonly out: readonly ColumnOut[],
   ) {
     this.columns = STAGE_COLUMNS.map((_, c) => columnBlocks(buffer.blocks, c));
     // A column with no null anywhere keeps the chunk's validity as DuckDB hands it over: all valid.
@@ -78,6 +100,9 @@ class ScanState {
 const scratchF64 = new Float64Array(CHUNK_ROWS);
 const scratchU32 = new Uint32Array(CHUNK_ROWS);
 const scratchU8 = new Uint8Array(CHUNK_ROWS);
+// The dictionary's ids narrowed to a smaller ENUM's index.
+const narrowU16 = new Uint16Array(CHUNK_ROWS);
+const narrowU8 = new Uint8Array(CHUNK_ROWS);
 const scratchValidity = new Uint8Array(VALIDITY_BYTES);
 
 // A function per kind, so that each loop reads one kind of array and V8 keeps it
@@ -113,6 +138,21 @@ function gatherValidity(from: readonly Uint8Array[], order: Uint32Array, at: num
   return scratchValidity;
 }
 
+/** The largest of the first `rows` values. */
+function largest(values: Uint32Array | Uint8Array, rows: number): number {
+  let max = 0;
+  for (let j = 0; j < rows; j++) if (values[j]! > max) max = values[j]!;
+  return max;
+}
+
+/** The dictionary's ids, staged in 32 bits, at the width of the ENUM's index. */
+function narrowed(ids: Uint32Array, rows: number, bytes: number): Uint32Array | Uint16Array | Uint8Array {
+  if (bytes === 4) return ids;
+  const out = bytes === 2 ? narrowU16 : narrowU8;
+  out.set(ids.subarray(0, rows));
+  return out;
+}
+
 /** One column's arrays across a buffer's blocks, by kind: what the gathers read. */
 type ColumnBlocks = { kind: 'f64'; values: Float64Array[] } | { kind: 'u32'; values: Uint32Array[] } | { kind: 'u8'; values: Uint8Array[] };
 
@@ -124,16 +164,24 @@ function columnBlocks(blocks: readonly Block[], c: number): ColumnBlocks {
   throw new Error(`staged column ${c} holds arrays of more than one kind`);
 }
 
-/** Fills DuckDB's chunk with the scan's next rows; none once its file is done. */
-function scanChunk(state: ScanState, chunk: DuckDBDataChunk): void {
+/** Fills DuckDB's chunk with the scan's next rows, none once its file is done; or says why it cannot. */
+function scanChunk(state: ScanState, chunk: DuckDBDataChunk): string | null {
   const order = state.buffer.order!;
   const rows = Math.min(CHUNK_ROWS, state.to - state.at);
   chunk.rowCount = rows;
-  if (rows === 0) return;
+  if (rows === 0) return null;
   for (let c = 0; c < state.columns.length; c++) {
     const column = state.columns[c]!;
-    const out =
-      column.kind === 'f64' ? gatherF64(column.values, order, state.at, rows) : column.kind === 'u32' ? gatherU32(column.values, order, state.at, rows) : gatherU8(column.values, order, state.at, rows);
+    const { bytes, values } = state.out[c]!;
+    let out: Float64Array | Uint32Array | Uint16Array | Uint8Array;
+    if (column.kind === 'f64') out = gatherF64(column.values, order, state.at, rows);
+    else {
+      const gathered = column.kind === 'u32' ? gatherU32(column.values, order, state.at, rows) : gatherU8(column.values, order, state.at, rows);
+      // Staging and validation keep every index within its ENUM; should a bug not, the
+      // commit fails rather than have DuckDB read past the ENUM's values.
+      if (values !== null && largest(gathered, rows) >= values) return `${SCAN}: staged column ${STAGE_COLUMNS[c]!.column.name} holds an index past its ${values} values`;
+      out = column.kind === 'u32' ? narrowed(scratchU32, rows, bytes) : gathered;
+    }
     const vector = duckdb.data_chunk_get_vector(chunk.chunk, c);
     duckdb.copy_data_to_vector(vector, 0, out.buffer as ArrayBuffer, 0, rows * out.BYTES_PER_ELEMENT);
     const validity = state.validity[c];
@@ -143,6 +191,7 @@ function scanChunk(state: ScanState, chunk: DuckDBDataChunk): void {
     }
   }
   state.at += rows;
+  return null;
 }
 
 function scanFunction(): DuckDBTableFunction {
@@ -158,9 +207,10 @@ function scanFunction(): DuckDBTableFunction {
         info.setError(`${SCAN}: no sealed stage buffer ${id} with a file ${index}`);
         return;
       }
-      for (const { column, kind } of STAGE_COLUMNS) info.addResultColumn(column.name, STAGE_TYPE[kind].duck);
+      const out = STAGE_COLUMNS.map(({ column, kind }) => columnOut(column, kind, buffer.strings));
+      STAGE_COLUMNS.forEach(({ column }, c) => info.addResultColumn(column.name, out[c]!.type));
       info.setCardinality(file.to - file.from, true);
-      info.setBindData(new ScanBinding(buffer, file.from, file.to));
+      info.setBindData(new ScanBinding(buffer, file.from, file.to, out));
     },
     initFunction: (info) => {
       const bound = info.bindData;
@@ -169,7 +219,7 @@ function scanFunction(): DuckDBTableFunction {
         return;
       }
       // Each scan its own cursor; one thread, so the rows come out in order.
-      info.setInitData(new ScanState(bound.buffer, bound.from, bound.to));
+      info.setInitData(new ScanState(bound.buffer, bound.from, bound.to, bound.out));
       info.setMaxThreads(1);
     },
     mainFunction: (info, chunk) => {
@@ -178,62 +228,13 @@ function scanFunction(): DuckDBTableFunction {
         info.setError(`${SCAN}: the stage buffer was closed during its scan`);
         return;
       }
-      scanChunk(state, chunk);
+      const error = scanChunk(state, chunk);
+      if (error !== null) info.setError(error);
     },
   });
 }
 
-/** Fills DuckDB's chunk with the next ids and their strings; none once all are out. */
-function scanDictChunk(cursor: DictCursor, chunk: DuckDBDataChunk): void {
-  const strings = cursor.buffer.strings;
-  const rows = Math.min(CHUNK_ROWS, strings.length - cursor.at);
-  chunk.rowCount = rows;
-  if (rows === 0) return;
-  for (let j = 0; j < rows; j++) scratchU32[j] = cursor.at + j;
-  duckdb.copy_data_to_vector(duckdb.data_chunk_get_vector(chunk.chunk, 0), 0, scratchU32.buffer as ArrayBuffer, 0, rows * 4);
-  // One call a string: a dictionary holds a commit's drones, gateways and missions, not its rows.
-  const vector = duckdb.data_chunk_get_vector(chunk.chunk, 1);
-  for (let j = 0; j < rows; j++) duckdb.vector_assign_string_element(vector, j, strings[cursor.at + j]!);
-  cursor.at += rows;
-}
-
-function dictScanFunction(): DuckDBTableFunction {
-  return DuckDBTableFunction.create({
-    name: DICT_SCAN,
-    parameterTypes: [INTEGER],
-    bindFunction: (info) => {
-      const id = Number(info.getParameter(0));
-      const buffer = scannable.get(id);
-      if (!buffer?.order) {
-        info.setError(`${DICT_SCAN}: no sealed stage buffer ${id}`);
-        return;
-      }
-      info.addResultColumn('id', UINTEGER);
-      info.addResultColumn('s', VARCHAR);
-      info.setCardinality(buffer.strings.length, true);
-      info.setBindData(new DictCursor(buffer, 0));
-    },
-    initFunction: (info) => {
-      const bound = info.bindData;
-      if (!(bound instanceof DictCursor)) {
-        info.setError(`${DICT_SCAN}: no bound scan`);
-        return;
-      }
-      info.setInitData(new DictCursor(bound.buffer, 0));
-      info.setMaxThreads(1);
-    },
-    mainFunction: (info, chunk) => {
-      const cursor = info.initData;
-      if (!(cursor instanceof DictCursor) || cursor.buffer.order === null) {
-        info.setError(`${DICT_SCAN}: the stage buffer was closed during its scan`);
-        return;
-      }
-      scanDictChunk(cursor, chunk);
-    },
-  });
-}
-
-/** Registers the scans in `db`, for every connection: before its first commit. */
+/** Registers the scan in `db`, for every connection: before its first commit. */
 export async function registerStageScan(db: DuckDBInstance): Promise<void> {
   let registering = registered.get(db);
   if (registering === undefined) {
@@ -241,7 +242,6 @@ export async function registerStageScan(db: DuckDBInstance): Promise<void> {
       // Registered in the database's catalog, for every connection: this one can go.
       const connection = await db.connect();
       connection.registerTableFunction(scanFunction());
-      connection.registerTableFunction(dictScanFunction());
       connection.closeSync();
     })();
     registered.set(db, registering);
@@ -258,13 +258,14 @@ export function closeStageScan(buffer: ScannedBuffer): void {
   scannable.delete(buffer.id);
 }
 
-/** The SQL expression that turns a staged column of table alias `t` into its lake type. */
+/** The SQL expression that turns a scanned column of table alias `t` into its lake type. */
 function lakeExpression(column: LakeColumn): string {
   const staged = `t.${column.name}`;
   switch (column.kind) {
     case 'string':
-      // An uncorrelated subquery, computed once: 25 % faster than a join per string column.
-      return `(SELECT list(s ORDER BY id) FROM dict)[${staged} + 1] AS ${column.name}`;
+    case 'enum':
+      // Scanned as ENUMs (above); the lake stores their text.
+      return `${staged}::VARCHAR AS ${column.name}`;
     case 'uint64':
       return `${staged}::BIGINT AS ${column.name}`;
     case 'uint32':
@@ -274,8 +275,6 @@ function lakeExpression(column: LakeColumn): string {
       // Integer microseconds in, exact, whatever the session time zone; casting a
       // TIMESTAMP to TIMESTAMPTZ instead would shift it by the zone's offset.
       return `make_timestamptz(${staged}::BIGINT) AS ${column.name}`;
-    case 'enum':
-      return `[${column.enumNames!.map(sqlString).join(', ')}][${staged} + 1] AS ${column.name}`;
     default:
       return `${staged} AS ${column.name}`;
   }
@@ -283,10 +282,7 @@ function lakeExpression(column: LakeColumn): string {
 
 const LAKE_SELECT = LAKE_COLUMNS.map(lakeExpression).join(', ');
 
-/**
- * The query that reads file `index` of a sealed buffer (`buffer.files`) as lake rows, in
- * the files' sort order. Strings come back through the buffer's dictionary.
- */
+/** The query that reads file `index` of a sealed buffer (`buffer.files`) as lake rows, in the files' sort order. */
 export function lakeRowsSql(buffer: ScannedBuffer, index: number): string {
-  return `WITH dict AS (SELECT id, s FROM ${DICT_SCAN}(${buffer.id})) SELECT ${LAKE_SELECT} FROM ${SCAN}(${buffer.id}, ${index}) t`;
+  return `SELECT ${LAKE_SELECT} FROM ${SCAN}(${buffer.id}, ${index}) t`;
 }

@@ -156,7 +156,10 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
       const column = points.columns[c] ?? null;
       const out = block.values[c]!;
       const validity = block.validity[c]!;
+      // A null row's value is 0, not what a spare block last held: every staged index, null
+      // or not, is then one the scan can hold against its ENUM (sink/stage-scan.ts).
       if (column === null) {
+        out.fill(0, start, start + take);
         for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
         nulls[c] = true;
         continue;
@@ -167,6 +170,7 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
         const i = rows[from + j]!;
         const row = start + j;
         if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
+          out[row] = 0;
           validity[row >> 3]! &= ~(1 << (row & 7));
           nulls[c] = true;
           continue;

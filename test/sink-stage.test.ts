@@ -1,10 +1,12 @@
-import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBInstance, DuckDBLogicalType, DuckDBTypeId } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LAKE_COLUMNS } from '../proto/columns';
+import { GPS_FIX_NAMES } from '../proto/schema';
 import { MICROS_PER_HOUR } from '../proto/time';
 import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { closeStageBuffer, createStageBuffer, recordBatch, sealStageBuffer, stagedBytes, type StageBuffer } from '../sink/stage';
 import { commitOrder, dictionaryRanks } from '../sink/stage-order';
-import { lakeRowsSql, registerStageScan } from '../sink/stage-scan';
+import { enumIndexBytes, lakeRowsSql, registerStageScan } from '../sink/stage-scan';
 import { cruisePoint, stageAll, taken } from './helpers';
 
 // The sink's staging step: points of decoded batches into typed arrays, read back by DuckDB
@@ -67,6 +69,71 @@ describe('sink step: stage', () => {
         (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(DISTINCT drone_id)::INTEGER AS drones, sum(seq)::BIGINT AS seqs, count(*) FILTER (stream = 6)::INTEGER AS own FROM (${lakeRowsSql(buffer, file)})`)).getRowObjectsJson()[0];
       expect(await count(0)).toEqual({ n: 3_000, drones: 7, seqs: String((2_999 * 3_000) / 2), own: 1 });
       expect(await count(1)).toEqual({ n: 2_000, drones: 7, seqs: String((4_999 * 5_000) / 2 - (2_999 * 3_000) / 2), own: 0 });
+    } finally {
+      conn.closeSync();
+      closeStageBuffer(buffer);
+    }
+  });
+
+  it('names strings through an ENUM of the buffer\'s dictionary at each index width DuckDB picks: 1, 2 and 4 bytes', async () => {
+    // DuckDB's own rule, which enumIndexBytes follows, at the edges of each width.
+    for (const [values, width] of [[255, 1], [256, 2], [65_535, 2], [65_536, 4]] as const) {
+      const logical = DuckDBLogicalType.createEnum(Array.from({ length: values }, (_, i) => `v${i}`));
+      expect([logical.internalTypeId, enumIndexBytes(values)]).toEqual([{ 1: DuckDBTypeId.UTINYINT, 2: DuckDBTypeId.USMALLINT, 4: DuckDBTypeId.UINTEGER }[width], width]);
+    }
+    const conn = await db.connect();
+    try {
+      // The dictionary holds the gateway and each drone: 255, 256 and 65,536 strings.
+      for (const drones of [254, 255, 65_535]) {
+        const buffer = createStageBuffer(`stage_enum_${drones}`);
+        try {
+          stageAll(buffer, taken('gw-st', 1, 5, Array.from({ length: drones }, (_, i) => ({ drone_id: `d-${i}`, seq: i, ts: T0 + i, gps_fix: i % 4 })), T0), T0);
+          sealStageBuffer(buffer);
+          expect(buffer.strings.length).toBe(drones + 1);
+          const row = (await conn.runAndReadAll(
+            `SELECT count(*)::INTEGER AS n, count(DISTINCT drone_id)::INTEGER AS drones, bool_and(drone_id = 'd-' || seq) AS named, count(DISTINCT gps_fix)::INTEGER AS fixes, bool_and(gateway_id = 'gw-st') AS gateway FROM (${lakeRowsSql(buffer, 0)})`,
+          )).getRowObjectsJson()[0];
+          expect(row).toEqual({ n: drones, drones, named: true, fixes: 4, gateway: true });
+        } finally {
+          closeStageBuffer(buffer);
+        }
+      }
+    } finally {
+      conn.closeSync();
+    }
+  });
+
+  it('reads a null as null in blocks that an earlier buffer filled with other strings', async () => {
+    const conn = await db.connect();
+    try {
+      const first = createStageBuffer('stage_spare_1');
+      stageAll(first, taken('gw-st', 1, 5, Array.from({ length: 300 }, (_, i) => ({ ...cruisePoint(`d-${i}`, i, T0 + i), mission_id: `m-${i}` })), T0), T0);
+      sealStageBuffer(first);
+      // Its blocks go to the spares, and the next buffer takes them with their values.
+      closeStageBuffer(first);
+      const second = createStageBuffer('stage_spare_2');
+      try {
+        stageAll(second, taken('gw-st', 2, 5, Array.from({ length: 300 }, (_, i) => ({ drone_id: 'd-0', seq: 1000 + i, ts: T0 + i, ...(i % 2 ? { mission_id: 'm-odd' } : {}) })), T0), T0);
+        sealStageBuffer(second);
+        const row = (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(mission_id)::INTEGER AS missions, count(DISTINCT mission_id)::INTEGER AS distinct_missions, count(gps_fix)::INTEGER AS fixes FROM (${lakeRowsSql(second, 0)})`)).getRowObjectsJson()[0];
+        expect(row).toEqual({ n: 300, missions: 150, distinct_missions: 1, fixes: 0 });
+      } finally {
+        closeStageBuffer(second);
+      }
+    } finally {
+      conn.closeSync();
+    }
+  });
+
+  it('fails the scan, in one line, on a staged enum index past the enum\'s names, rather than read past them', async () => {
+    const buffer = createStageBuffer('stage_bad_enum');
+    const conn = await db.connect();
+    try {
+      stageAll(buffer, taken('gw-st', 1, 5, [cruisePoint('d-1', 1, T0)], T0), T0);
+      sealStageBuffer(buffer);
+      const fix = LAKE_COLUMNS.findIndex((c) => c.name === 'gps_fix');
+      buffer.blocks[0]!.values[fix]![0] = GPS_FIX_NAMES.length;
+      await expect(conn.run(`SELECT count(*) FROM (${lakeRowsSql(buffer, 0)})`)).rejects.toThrow(`dronelake_staged: staged column gps_fix holds an index past its ${GPS_FIX_NAMES.length} values`);
     } finally {
       conn.closeSync();
       closeStageBuffer(buffer);
