@@ -63,7 +63,9 @@ const CELLS = 6;
 const GS_NOISE_MPS = 0.4;
 // A packet reaches the gateway a little after the autopilot sent it (radio, serial link,
 // router): at least the minimum, plus an exponential tail, capped below the sample period so
-// reception keeps the send order. A point's ts is when the agent received it.
+// reception keeps the send order. A point's ts is when the agent received it. Past 16 Hz the
+// cap (0.4 sample periods) falls under 25 ms, and the whole distribution shrinks with it: cut
+// at the cap alone, every delay at 500 Hz was the cap, and the times had no jitter at all.
 const RECEPTION_DELAY_MIN_US = 2000;
 const RECEPTION_DELAY_MEAN_US = 3000;
 /** The most a point's ts lies after its sample time. */
@@ -193,8 +195,8 @@ class Drone {
     private readonly padX: number,
     private readonly padY: number,
     private readonly home: Home,
-    /** The reception delay's cap: RECEPTION_DELAY_MAX_US, or less at high rates. */
-    private readonly delayCapUs: number,
+    /** The reception delay's scale: 1, or less at high rates, where its cap is under RECEPTION_DELAY_MAX_US. */
+    private readonly delayScale: number,
   ) {
     this.rng = seed;
     this.offset = this.rand();
@@ -228,7 +230,7 @@ class Drone {
     this.advance(dt);
     this.sense(dt);
     const delay = RECEPTION_DELAY_MIN_US - Math.log(1 - this.rand()) * RECEPTION_DELAY_MEAN_US;
-    const ts = Math.max(this.lastTs + 1, sampleUs + Math.floor(Math.min(delay, this.delayCapUs)));
+    const ts = Math.max(this.lastTs + 1, sampleUs + Math.floor(Math.min(delay, RECEPTION_DELAY_MAX_US) * this.delayScale));
     this.lastTs = ts;
 
     // A charging drone sits in the hangar, where GPS sees too few satellites to fix.
@@ -465,7 +467,7 @@ class SimulatedFleet implements Source {
     this.firstSeq = opts.firstSeq;
 
     // At high rates the delay stays under half a sample period.
-    const delayCapUs = Math.min(RECEPTION_DELAY_MAX_US, 0.4e6 / hz);
+    const delayScale = Math.min(1, 0.4e6 / hz / RECEPTION_DELAY_MAX_US);
     const seed = opts.seed ?? fnv1a(gatewayId);
     const cols = Math.ceil(Math.sqrt(drones));
     for (let i = 0; i < drones; i++) {
@@ -474,7 +476,7 @@ class SimulatedFleet implements Source {
       const droneSeed = fnv1a(`${seed}:${i}`);
       const padX = (i % cols) * PAD_SPACING_M;
       const padY = Math.floor(i / cols) * PAD_SPACING_M;
-      this.drones.push(new Drone(id, droneSeed, padX, padY, home, delayCapUs));
+      this.drones.push(new Drone(id, droneSeed, padX, padY, home, delayScale));
     }
   }
 

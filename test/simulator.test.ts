@@ -296,6 +296,23 @@ describe('simulated fleet', () => {
     expect(gaps.size).toBeGreaterThan(1);
   });
 
+  it('jitters reception at high rates too, the delays scaled under the cap of 0.4 sample periods', async () => {
+    const out = new Collector();
+    const { clock, now } = steppingClock(50_000);
+    const fleet = createSimulatedFleet(options({ drones: 3, hz: 500, clock, maxBacklogMs: Number.POSITIVE_INFINITY }));
+    fleet.start(out);
+    await until(() => fleet.generated >= 3_000, 3000);
+    await fleet.stop();
+
+    expect(streamProblems(out.points, now())).toEqual([]);
+    const gaps: number[] = [];
+    for (const ps of byDrone(out.points).values()) for (let i = 1; i < ps.length; i++) gaps.push(ps[i]!.ts - ps[i - 1]!.ts);
+    // Samples 2,000 us apart, each received under 800 us later: gaps within 2,000 ± 800, and
+    // many of them, not one constant delay.
+    expect(Math.max(...gaps.map((gap) => Math.abs(gap - 2000)))).toBeLessThan(800);
+    expect(new Set(gaps).size).toBeGreaterThan(100);
+  });
+
   it('sends values as MAVLink quantizes them: degE7, mm, cm/s, cdeg, whole percent, mV', async () => {
     const out = new Collector();
     const { clock } = steppingClock(30e6);
