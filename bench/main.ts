@@ -10,6 +10,7 @@ import { runCatalogPage } from './catalog-page';
 import { runCatchUp, runLatency } from './latency';
 import { runLive } from './live';
 import { runNaiveBaseline } from './naive';
+import { runQuality } from './quality';
 import { figure, table, type BenchContext, type Figure } from './report';
 import { runSizes } from './sizes';
 import { runStages } from './stages';
@@ -42,6 +43,7 @@ const SECTIONS: Record<string, Section> = {
   sizes: runSizes,
   lake: runLakeLayout,
   table: runTable,
+  quality: runQuality,
   wire: runWire,
   naive: runNaiveBaseline,
   mosquitto: runMosquitto,

@@ -340,29 +340,27 @@ export const warnBadRecord =
 /** Commit records already read, by key: they never change, so a long-running reader reads each once. */
 export type CheckpointCache = Map<string, CommitRecord>;
 
-/**
- * Every commit record the table holds (numbers up to each writer's position), for the
- * quality metrics. A record past a writer's position belongs to a commit that never
- * reached the table, and does not count. One that cannot be read is reported through
- * `onBad` and skipped, so the catalog keeps serving.
- */
-export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, cache: CheckpointCache = new Map()): Promise<CommitRecord[]> {
-  const positions = writerPositions(properties);
-  const keys = (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
+/** The keys of the commit records with numbers in (after, position] of each writer the table names. */
+async function commitKeys(storage: LakeStorage, positions: Map<string, { commit: number }>, after: (writer: string) => number): Promise<string[]> {
+  return (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
     const c = checkpointOf(key);
-    return c !== null && c.kind === 'commit' && c.number <= (positions.get(c.writer)?.commit ?? 0);
+    return c !== null && c.kind === 'commit' && c.number > after(c.writer) && c.number <= (positions.get(c.writer)?.commit ?? 0);
   });
+}
+
+/** The records at `keys`, checked, in commit-time order; one that cannot be read is reported through `onBad` and skipped. */
+async function readRecords(storage: LakeStorage, keys: readonly string[], onBad: (key: string, err: Error) => void, cache?: CheckpointCache): Promise<CommitRecord[]> {
   const reads = new PQueue({ concurrency: 16 });
   const records = await Promise.all(
     keys.map((key) =>
       reads.add(async () => {
-        const cached = cache.get(key);
+        const cached = cache?.get(key);
         if (cached) return cached;
         try {
           const bytes = await storage.read(key);
           if (bytes === null) return null;
           const record = checkRecord(JSON.parse(bytes.toString('utf8')));
-          cache.set(key, record);
+          cache?.set(key, record);
           return record;
         } catch (err) {
           onBad(key, err as Error);
@@ -372,6 +370,31 @@ export async function readCommits(storage: LakeStorage, properties: Record<strin
     ),
   );
   return records.filter((r): r is CommitRecord => r !== null).sort((a, b) => (a.committed_at < b.committed_at ? -1 : a.committed_at > b.committed_at ? 1 : 0));
+}
+
+/**
+ * Every commit record the table holds (numbers up to each writer's position), for the
+ * quality metrics. A record past a writer's position belongs to a commit that never
+ * reached the table, and does not count. One that cannot be read is reported through
+ * `onBad` and skipped, so the catalog keeps serving.
+ */
+export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, cache: CheckpointCache = new Map()): Promise<CommitRecord[]> {
+  return readRecords(storage, await commitKeys(storage, writerPositions(properties), () => 0), onBad, cache);
+}
+
+/**
+ * The commit records the table has taken since the last call with the same `taken` (each
+ * writer's position then): a long-running reader reads each record once and keeps none.
+ * A record is written before the table commit that takes it, so none below a position
+ * can turn up later.
+ */
+export async function readNewCommits(storage: LakeStorage, onBad: (key: string, err: Error) => void, taken: Map<string, number>): Promise<CommitRecord[]> {
+  const table = await loadTable(storage);
+  if (!table) return [];
+  const positions = writerPositions(table.metadata.properties);
+  const records = await readRecords(storage, await commitKeys(storage, positions, (writer) => taken.get(writer) ?? 0), onBad);
+  for (const [writer, { commit }] of positions) taken.set(writer, Math.max(taken.get(writer) ?? 0, commit));
+  return records;
 }
 
 /** The commit records of every commit the table holds now (none before the table exists). */

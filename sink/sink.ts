@@ -258,7 +258,6 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     catalogConn,
     sinkCatalogConfig(config, { writer, lake: storage.root, httpUrl: http?.url, live: live ? { ...liveSettings, broker: config.broker } : undefined }),
     log,
-    new Map(),
   );
   catalogOrNull = catalog;
   log.info({ lake: storage.root, topics: telemetryFilters }, 'sink started');

@@ -1,6 +1,5 @@
 import type { QualityMetrics, SloProperty, SloStatus, SloTarget } from './catalog/types';
-import type { CommitRecord } from './checkpoint';
-import { qualityOf } from './quality';
+import { commitTimesSince, qualityOf, type QualityLedger } from './quality';
 
 /** The objectives as the sink's options set them; the contract publishes them. */
 export interface SloConfig {
@@ -24,7 +23,8 @@ export function sloTargets(config: SloConfig): SloTarget[] {
 }
 
 const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
+/** The longest span an objective reads: a ledger kept for them keeps a day of commits. */
+export const DAY_MS = 24 * HOUR_MS;
 
 /** What the product delivered, per objective, as of `nowMs`. */
 export interface SloInputs {
@@ -32,7 +32,8 @@ export interface SloInputs {
   hour: QualityMetrics;
   /** The whole product up to now, for freshness. */
   now: QualityMetrics;
-  commits: CommitRecord[];
+  /** Every commit on record, for the commit times, the first commit and the oldest events. */
+  ledger: QualityLedger;
   /** End times (ms) of the quality windows recorded, and the window length. */
   windowEndsMs: number[];
   windowMs: number;
@@ -50,8 +51,8 @@ function median(values: number[]): number | null {
  * Rows per second over the last hour, or since the first commit when the product is
  * younger: a product two minutes old is not held to rows spread over an hour it did not run.
  */
-export function throughputOf(hour: QualityMetrics, commits: CommitRecord[], nowMs: number): { rowsPerSecond: number; windowSeconds: number } {
-  const first = commits.reduce((t, c) => Math.min(t, Date.parse(c.committed_at)), nowMs);
+export function throughputOf(hour: QualityMetrics, ledger: QualityLedger, nowMs: number): { rowsPerSecond: number; windowSeconds: number } {
+  const first = Math.min(ledger.firstAt, nowMs);
   const windowSeconds = Math.max(1, Math.min(HOUR_MS, nowMs - first) / 1000);
   return { rowsPerSecond: hour.rows / windowSeconds, windowSeconds };
 }
@@ -68,20 +69,17 @@ function actualOf(property: SloProperty, inputs: SloInputs): number | null {
       return Math.min(100, (100 * recorded.length) / expected);
     }
     case 'throughput':
-      return throughputOf(inputs.hour, inputs.commits, inputs.nowMs).rowsPerSecond;
+      return throughputOf(inputs.hour, inputs.ledger, inputs.nowMs).rowsPerSecond;
     case 'errorRate':
       return inputs.day.error_rate;
     case 'frequency': {
-      const times = inputs.commits
-        .map((c) => Date.parse(c.committed_at))
-        .filter((t) => t > inputs.nowMs - HOUR_MS)
-        .sort((a, b) => a - b);
+      const times = commitTimesSince(inputs.ledger, inputs.nowMs - HOUR_MS);
       return median(times.slice(1).map((t, i) => (t - times[i]!) / 1000));
     }
     case 'latency':
       return inputs.now.freshness_seconds;
     case 'retention': {
-      const oldest = Math.min(...inputs.commits.flatMap((c) => c.files.map((f) => f.min_ts)));
+      const oldest = inputs.ledger.oldestEventUs;
       return Number.isFinite(oldest) ? (inputs.nowMs - oldest / 1000) / DAY_MS : null;
     }
   }
@@ -100,25 +98,26 @@ export function evaluateSlos(targets: SloTarget[], inputs: SloInputs): SloStatus
 
 /**
  * The product's quality as a whole, and its objectives, as of `nowMs`: what the sink
- * publishes and `dronelake catalog` prints, computed the same way from the commit checkpoints.
+ * publishes and `dronelake catalog` prints, computed the same way from the commit checkpoints'
+ * ledger (sink/quality.ts), which keeps spans of up to a day.
  */
 export function productStatus(
-  commits: CommitRecord[],
+  ledger: QualityLedger,
   targets: SloTarget[],
   windows: { endsMs: number[]; windowMs: number },
   settleMs: number,
   nowMs: number,
 ): { quality: QualityMetrics; slos: SloStatus[]; throughput: { rowsPerSecond: number; windowSeconds: number } } {
-  const quality = qualityOf(commits, { toMs: nowMs, settleMs });
-  const hour = qualityOf(commits, { fromMs: nowMs - HOUR_MS, toMs: nowMs, settleMs });
+  const quality = qualityOf(ledger, { toMs: nowMs, settleMs });
+  const hour = qualityOf(ledger, { fromMs: nowMs - HOUR_MS, toMs: nowMs, settleMs });
   const slos = evaluateSlos(targets, {
-    day: qualityOf(commits, { fromMs: nowMs - DAY_MS, toMs: nowMs, settleMs }),
+    day: qualityOf(ledger, { fromMs: nowMs - DAY_MS, toMs: nowMs, settleMs }),
     hour,
     now: quality,
-    commits,
+    ledger,
     windowEndsMs: windows.endsMs,
     windowMs: windows.windowMs,
     nowMs,
   });
-  return { quality, slos, throughput: throughputOf(hour, commits, nowMs) };
+  return { quality, slos, throughput: throughputOf(hour, ledger, nowMs) };
 }

@@ -44,6 +44,6 @@ describe('npm run bench -- --quick', () => {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).toBe(1);
-    expect(stderr).toContain('unknown section(s): warp; known: e2e, ingest, agent, latency, catchup, live, stages, sizes, lake, table, wire, naive, mosquitto, catalog');
+    expect(stderr).toContain('unknown section(s): warp; known: e2e, ingest, agent, latency, catchup, live, stages, sizes, lake, table, quality, wire, naive, mosquitto, catalog');
   });
 });

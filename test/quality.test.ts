@@ -9,7 +9,7 @@ import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SAMPLE_KEY, SLO_STATUS_KEY } from '../sink/layout';
 import { commitRecords } from './table';
 import { sinkConfig } from '../sink/options';
-import { qualityOf } from '../sink/quality';
+import { ledgerOf, qualityOf } from '../sink/quality';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, cli, quietLog, waitFor } from './helpers';
 import { testLake, type TestLake } from './lakes';
@@ -97,7 +97,7 @@ describe('quality metrics, objectives and the catalog, from injected faults', ()
     const storage = await lake.open();
     try {
       const commits = await commitRecords(storage);
-      expect(qualityOf(commits, { toMs: Date.now(), settleMs: 3_600_000 })).toMatchObject({ missing_entries: 0, in_flight: 50 });
+      expect(qualityOf(ledgerOf(commits), { toMs: Date.now(), settleMs: 3_600_000 })).toMatchObject({ missing_entries: 0, in_flight: 50 });
 
       // The sink serves the same status it wrote, and the quality windows are there for any engine.
       const latest = (await (await fetch(`${sink.http}/quality/latest`)).json()) as { quality: { rows: number }; slos: unknown[] };

@@ -15,12 +15,12 @@ import {
   SLO_STATUS_KEY,
   timeOfName,
 } from '../layout';
-import { committedRecords, warnBadRecord, type CheckpointCache } from '../checkpoint';
+import { readNewCommits, warnBadRecord } from '../checkpoint';
 import { currentSnapshot } from '../table/manifests';
 import { loadTable } from '../table/metadata';
 import { liveFiles } from '../table/scan';
-import { qualityOf } from '../quality';
-import { productStatus } from '../slo';
+import { addCommits, committedBytes, newQualityLedger, qualityOf, retainFrom } from '../quality';
+import { DAY_MS, productStatus } from '../slo';
 import { ObjectExistsError, putObject, type LakeStorage } from '../storage';
 import { buildContract, CONTRACT_ID } from './contract';
 import { CONTRACT_SETTINGS } from './read';
@@ -83,7 +83,7 @@ ORDER BY drone_id, date, hour;
  * descriptor when the sink starts, then at the end of every window a quality record, an
  * OpenLineage RunEvent and the objectives' status, all computed from the table's commit checkpoints.
  */
-export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger, cache: CheckpointCache): Promise<Catalog> {
+export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection, config: CatalogConfig, log: Logger): Promise<Catalog> {
   const runId = randomUUID();
   const contract = buildContract({
     location: config.location,
@@ -141,14 +141,24 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
 
   let status: CatalogStatus | null = null;
   let windowStart = Date.now();
+  /** The end of the last window recorded or tried: a window ends after it, or there is nothing left to record. */
+  let lastEndMs = -Infinity;
+  // Each commit record is read once, into two ledgers (sink/quality.ts): this sink's commits,
+  // for its windows, and every sink's, for the product's status. Invariant 6: neither keeps
+  // records, and each keeps the summaries of a window or a day of commits.
+  const taken = new Map<string, number>();
+  const own = newQualityLedger();
+  const all = newQualityLedger();
 
   async function recordWindow(endMs: number): Promise<void> {
-    const commits = await committedRecords(storage, warnBadRecord(log), cache);
-    const own = commits.filter((c) => c.writer === config.writer);
+    // A window closed by hand (closeWindow) may end after the timer's next one.
+    if (endMs <= lastEndMs) return;
+    lastEndMs = endMs;
+    const commits = await readNewCommits(storage, warnBadRecord(log), taken);
+    addCommits(own, commits.filter((c) => c.writer === config.writer));
+    addCommits(all, commits);
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
-    const bytes = own
-      .filter((c) => Date.parse(c.committed_at) >= windowStart && Date.parse(c.committed_at) < endMs)
-      .reduce((n, c) => n + c.files.reduce((m, f) => m + f.bytes, 0), 0);
+    const bytes = committedBytes(own, windowStart);
     const day = compactTime(endMs).slice(0, 8);
     const date = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}`;
     try {
@@ -158,19 +168,21 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
       if (!(err instanceof ObjectExistsError)) throw err;
     }
     const windowEnds = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null);
-    const product = productStatus(commits, config.slos, { endsMs: [...new Set(windowEnds)], windowMs: config.windowMs }, config.settleMs, endMs);
+    const product = productStatus(all, config.slos, { endsMs: [...new Set(windowEnds)], windowMs: config.windowMs }, config.settleMs, endMs);
+    retainFrom(all, endMs - DAY_MS);
     status = { window, ...product };
     await putObject(storage, SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
     await emit('RUNNING', window, product.slos, endMs, bytes);
     await writeSample();
     windowStart = endMs;
+    retainFrom(own, windowStart);
   }
 
   await putObject(storage, CONTRACT_KEY, toYaml(contract), 'replace');
   await putObject(storage, PRODUCT_KEY, toYaml(product), 'replace');
   await putObject(storage, EXAMPLE_QUERY_KEY, EXAMPLE_QUERY, 'replace');
   const startMs = Date.now();
-  await emit('START', qualityOf([], { fromMs: startMs, toMs: startMs, settleMs: config.settleMs }), [], startMs);
+  await emit('START', qualityOf(newQualityLedger(), { fromMs: startMs, toMs: startMs, settleMs: config.settleMs }), [], startMs);
 
   let chain: Promise<void> = Promise.resolve();
   const serial = (endMs: number): Promise<void> => {
@@ -200,7 +212,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
       clearTimeout(timer);
       const endMs = Date.now();
       await serial(endMs);
-      await emit('COMPLETE', status?.window ?? qualityOf([], { fromMs: endMs, toMs: endMs, settleMs: config.settleMs }), status?.slos ?? [], endMs);
+      await emit('COMPLETE', status?.window ?? qualityOf(newQualityLedger(), { fromMs: endMs, toMs: endMs, settleMs: config.settleMs }), status?.slos ?? [], endMs);
     },
   };
 }

@@ -4,6 +4,7 @@ import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout
 import { readCommits, type CheckpointCache } from '../checkpoint';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
+import { ledgerOf } from '../quality';
 import { productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
@@ -91,7 +92,7 @@ export async function catalogReport(
   const windowEnds = [...new Set((windows ?? (await storage.list(`${QUALITY_PREFIX}/`))).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
   const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
-  const { quality, slos, throughput } = productStatus(commits, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
+  const { quality, slos, throughput } = productStatus(ledgerOf(commits), targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
   return {
     product: {
       id: product.id,
