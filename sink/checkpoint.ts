@@ -340,14 +340,6 @@ export const warnBadRecord =
 /** Commit records already read, by key: they never change, so a long-running reader reads each once. */
 export type CheckpointCache = Map<string, CommitRecord>;
 
-/** The keys of the commit records with numbers in (after, position] of each writer the table names. */
-async function commitKeys(storage: LakeStorage, positions: Map<string, { commit: number }>, after: (writer: string) => number): Promise<string[]> {
-  return (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
-    const c = checkpointOf(key);
-    return c !== null && c.kind === 'commit' && c.number > after(c.writer) && c.number <= (positions.get(c.writer)?.commit ?? 0);
-  });
-}
-
 /** The records at `keys`, checked, in commit-time order; one that cannot be read is reported through `onBad` and skipped. */
 async function readRecords(storage: LakeStorage, keys: readonly string[], onBad: (key: string, err: Error) => void, cache?: CheckpointCache): Promise<CommitRecord[]> {
   const reads = new PQueue({ concurrency: 16 });
@@ -379,22 +371,36 @@ async function readRecords(storage: LakeStorage, keys: readonly string[], onBad:
  * `onBad` and skipped, so the catalog keeps serving.
  */
 export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, cache: CheckpointCache = new Map()): Promise<CommitRecord[]> {
-  return readRecords(storage, await commitKeys(storage, writerPositions(properties), () => 0), onBad, cache);
+  const positions = writerPositions(properties);
+  const keys = (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
+    const c = checkpointOf(key);
+    return c !== null && c.kind === 'commit' && c.number <= (positions.get(c.writer)?.commit ?? 0);
+  });
+  return readRecords(storage, keys, onBad, cache);
 }
 
 /**
  * The commit records the table has taken since the last call with the same `taken` (each
- * writer's position then): a long-running reader reads each record once and keeps none.
- * A record is written before the table commit that takes it, so none below a position
- * can turn up later.
+ * writer's position then): a long-running reader reads each record once and keeps none. A
+ * record is written before the table commit that takes it, so none below a position can
+ * turn up later; and each writer's new records are listed alone, by key range, so a
+ * window's reading does not grow with the lake's history.
  */
 export async function readNewCommits(storage: LakeStorage, onBad: (key: string, err: Error) => void, taken: Map<string, number>): Promise<CommitRecord[]> {
   const table = await loadTable(storage);
   if (!table) return [];
-  const positions = writerPositions(table.metadata.properties);
-  const records = await readRecords(storage, await commitKeys(storage, positions, (writer) => taken.get(writer) ?? 0), onBad);
-  for (const [writer, { commit }] of positions) taken.set(writer, Math.max(taken.get(writer) ?? 0, commit));
-  return records;
+  const keys: string[] = [];
+  for (const [writer, { commit }] of writerPositions(table.metadata.properties)) {
+    const from = taken.get(writer) ?? 0;
+    if (commit <= from) continue;
+    const listed = await storage.list(`${CHECKPOINT_PREFIX}/${writer}/`, { after: checkpointKey(writer, from), before: checkpointKey(writer, commit + 1) });
+    for (const { key } of listed) {
+      const c = checkpointOf(key);
+      if (c !== null && c.writer === writer && c.kind === 'commit' && c.number > from && c.number <= commit) keys.push(key);
+    }
+    taken.set(writer, commit);
+  }
+  return readRecords(storage, keys, onBad);
 }
 
 /** The commit records of every commit the table holds now (none before the table exists). */

@@ -21,7 +21,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { fsyncPath } from '../deploy/runtime/files';
-import { ObjectExistsError, type LakeStorage, type StoredObject } from './storage';
+import { inRange, ObjectExistsError, type LakeStorage, type StoredObject } from './storage';
 
 /** How to reach the store. Every optional field left out falls back to the AWS SDK's own chain (environment, profiles, roles). */
 export interface S3Settings {
@@ -245,19 +245,25 @@ export async function s3Storage(url: string, settings: S3Settings, stagingDir: s
         throw failure(where(key), err);
       }
     },
-    async list(listPrefix) {
+    async list(listPrefix, range) {
       const dir = listPrefix === '' || listPrefix.endsWith('/') ? listPrefix : `${listPrefix}/`;
       const out: StoredObject[] = [];
       let ContinuationToken: string | undefined;
+      // S3 lists in key order: it starts after `range.after`, and the pages stop once past `range.before`.
+      const StartAfter = range?.after === undefined ? undefined : base + range.after;
+      let past = false;
       try {
         do {
-          const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base + dir, ContinuationToken }));
+          const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base + dir, ContinuationToken, ...(StartAfter && { StartAfter }) }));
           for (const object of page.Contents ?? []) {
             // Keys ending in '/' are the empty "folders" that consoles create, not files.
             if (object.Key === undefined || object.Key.endsWith('/')) continue;
-            out.push({ key: object.Key.slice(base.length), size: object.Size ?? 0, modifiedMs: object.LastModified?.getTime() ?? 0 });
+            const key = object.Key.slice(base.length);
+            if (range?.before !== undefined && key >= range.before) past = true;
+            if (!inRange(key, range)) continue;
+            out.push({ key, size: object.Size ?? 0, modifiedMs: object.LastModified?.getTime() ?? 0 });
           }
-          ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+          ContinuationToken = page.IsTruncated && !past ? page.NextContinuationToken : undefined;
         } while (ContinuationToken !== undefined);
       } catch (err) {
         throw failure(where(dir), err);

@@ -4,6 +4,15 @@ import path from 'node:path';
 import { fsyncPath } from '../deploy/runtime/files';
 
 /** One stored object, as a listing reports it. */
+/** Keys strictly between two keys, in the stores' order (byte order; keys here are ASCII). */
+export interface KeyRange {
+  after?: string;
+  before?: string;
+}
+
+export const inRange = (key: string, range: KeyRange | undefined): boolean =>
+  range === undefined || ((range.after === undefined || key > range.after) && (range.before === undefined || key < range.before));
+
 export interface StoredObject {
   /** Path relative to the lake root, with `/` separators. */
   key: string;
@@ -45,8 +54,12 @@ export interface LakeStorage {
   replace(localPath: string, key: string): Promise<void>;
   /** The object's bytes, or null if there is no such object. */
   read(key: string): Promise<Buffer | null>;
-  /** Every object under `prefix` (a key prefix ending in `/`), at any depth, sorted by key. */
-  list(prefix: string): Promise<StoredObject[]>;
+  /**
+   * Every object under `prefix` (a key prefix ending in `/`), at any depth, sorted by key;
+   * with a range, only the keys after `after` and before `before`, which the store is asked
+   * for alone where it can (S3's StartAfter), so a reader of what is new lists only that.
+   */
+  list(prefix: string, range?: KeyRange): Promise<StoredObject[]>;
   /** A local file holding the object's bytes, for DuckDB to read. */
   localPath(key: string): Promise<string>;
   /** Removes the object; removing one that is gone is not an error. */
@@ -86,7 +99,7 @@ export async function publishOwn(storage: LakeStorage, local: string, key: strin
 
 const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
-async function listLocal(root: string, dir: string, out: StoredObject[]): Promise<void> {
+async function listLocal(root: string, dir: string, out: StoredObject[], range?: KeyRange): Promise<void> {
   let entries;
   try {
     entries = await readdir(path.join(root, dir), { withFileTypes: true });
@@ -96,8 +109,9 @@ async function listLocal(root: string, dir: string, out: StoredObject[]): Promis
   }
   for (const entry of entries) {
     const key = dir === '' ? entry.name : `${dir}/${entry.name}`;
-    if (entry.isDirectory()) await listLocal(root, key, out);
-    else if (entry.isFile()) {
+    if (entry.isDirectory()) await listLocal(root, key, out, range);
+    // Outside the range: not even a stat.
+    else if (entry.isFile() && inRange(key, range)) {
       try {
         const info = await stat(path.join(root, key));
         out.push({ key, size: info.size, modifiedMs: info.mtimeMs });
@@ -148,10 +162,10 @@ export async function localStorage(root: string, stagingRelative: string): Promi
         throw err;
       }
     },
-    async list(prefix) {
+    async list(prefix, range) {
       const dir = prefix.replace(/\/+$/, '');
       const out: StoredObject[] = [];
-      await listLocal(absoluteRoot, dir, out);
+      await listLocal(absoluteRoot, dir, out, range);
       return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     },
     async localPath(key) {

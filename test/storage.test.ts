@@ -181,6 +181,13 @@ describe.each(backends)('$name storage', (backend) => {
     const listed = await storage.list('many/');
     expect(listed.map((o) => o.key)).toEqual(keys);
     expect(listed.every((o) => o.size === 'many/0000.bin'.length)).toBe(true);
+    // A key range: strictly after and before, on either side of a page's end.
+    const range = async (after?: string, before?: string) => (await storage.list('many/', { after, before })).map((o) => o.key);
+    expect(await range('many/0002.bin', 'many/0005.bin')).toEqual(['many/0003.bin', 'many/0004.bin']);
+    expect(await range('many/0998.bin', 'many/1002.bin')).toEqual(['many/0999.bin', 'many/1000.bin', 'many/1001.bin']);
+    expect(await range('many/1002.bin')).toEqual(['many/1003.bin', 'many/1004.bin']);
+    expect(await range(undefined, 'many/0002.bin')).toEqual(['many/0000.bin', 'many/0001.bin']);
+    expect(await range('many/0004.bin', 'many/0005.bin')).toEqual([]);
   });
 });
 
@@ -272,6 +279,22 @@ describe('s3 storage, watched on the wire', () => {
     expect(big.map(step)).toEqual(['HEAD object', 'POST create', 'PUT part', 'PUT part', 'PUT part', 'POST complete']);
     expect(big.filter((r) => r.method === 'PUT').map((r) => Number(r.headers['content-length']))).toEqual([5 * MIB, 5 * MIB, 2 * MIB]);
     expect(big.at(-1)?.headers['if-none-match']).toBe('*');
+  });
+
+  it('lists a key range with one request from its start, however many keys lie past its end', async () => {
+    const { storage, seen, lakePath } = await openThroughProxy();
+    const keys = Array.from({ length: 1005 }, (_, i) => `r/${String(i).padStart(4, '0')}.bin`);
+    for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => put(storage, key, 'x')));
+    const lists = () => seen.filter((r) => r.method === 'GET' && new URL(r.url, 'http://proxy').searchParams.get('list-type') === '2');
+    const before = lists().length;
+    expect((await storage.list('r/', { after: 'r/0000.bin', before: 'r/0003.bin' })).map((o) => o.key)).toEqual(['r/0001.bin', 'r/0002.bin']);
+    const ranged = lists().slice(before);
+    // One page, asked to start after the range's start: a full page of 1,000 keys, the
+    // range's end within it, so the 4 keys on the next page are not asked for.
+    expect(ranged).toHaveLength(1);
+    expect(new URL(ranged[0]!.url, 'http://proxy').searchParams.get('start-after')).toBe(`${lakePath.split('/').slice(2).join('/')}/r/0000.bin`);
+    expect((await storage.list('r/')).length).toBe(1005);
+    expect(lists().length - before).toBe(1 + 2);
   });
 
   it('shows that s3rver ignores If-None-Match: two publishes racing past the existence check both succeed', async () => {
