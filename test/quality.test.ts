@@ -9,6 +9,8 @@ import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SAMPLE_KEY, SLO_STATUS_KEY } from '../sink/layout';
 import { commitRecords } from './table';
 import { sinkConfig } from '../sink/options';
+import { catalogDocuments } from '../sink/catalog/documents';
+import { catalogReport } from '../sink/catalog/read';
 import { ledgerOf, qualityOf } from '../sink/quality';
 import { startSink, type Sink } from '../sink/sink';
 import { awayFromHourBoundary, cli, quietLog, waitFor } from './helpers';
@@ -124,6 +126,35 @@ describe('quality metrics, objectives and the catalog, from injected faults', ()
       } else {
         console.warn('skipped schema validation of the catalog: ../shared/schemas is not there');
       }
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('serves, from a catalog reader that reads each commit record once, the report a reader of every record computes', async () => {
+    const storage = await lake.open();
+    try {
+      const onBad = (key: string, err: Error) => {
+        throw new Error(`${key}: ${err.message}`);
+      };
+      const docs = catalogDocuments(storage, onBad);
+      const same = async () => {
+        const nowMs = Date.now();
+        const served = await docs.report(nowMs);
+        const fresh = await catalogReport(storage, onBad, nowMs);
+        expect({ quality: served.quality, slos: served.slos, throughput: served.throughput }).toEqual({ quality: fresh.quality, slos: fresh.slos, throughput: fresh.throughput });
+        expect(docs.quarantineKeys()).toEqual((await commitRecords(storage)).flatMap((c) => c.quarantine));
+        return served;
+      };
+      await send([batch(range('d-x', 0, 99))]);
+      await sink.catalog.closeWindow();
+      expect((await same()).quality).toMatchObject({ rows: 100, missing_entries: 0 });
+      // More commits: a gap, invalid points and a resend, read by the same reader.
+      await send([batch(range('d-x', 150, 199)), batch(range('d-z', 0, 4).map((p) => ({ ...p, lat: 91 }))), batch(range('d-x', 0, 9))]);
+      await sink.catalog.closeWindow();
+      expect((await same()).quality).toMatchObject({ rows: 150, missing_entries: 50, rejected_points: 5, duplicates_dropped: 10 });
+      // Nothing new: the reader's numbers move with the time alone.
+      await same();
     } finally {
       await storage.close();
     }

@@ -4,10 +4,9 @@ import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { send, type Route } from '../../deploy/runtime/http';
 import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY } from '../layout';
-import { readCommits, type CheckpointCache, type CommitRecord } from '../checkpoint';
 import type { LakeStorage, StoredObject } from '../storage';
 import { readCurrentTable, type CurrentTable } from './iceberg-table';
-import { catalogReport, type CatalogReport } from './read';
+import { catalogReport, newLakeLedger, type CatalogReport } from './read';
 
 // The product's machine-readable documents as the sink published them in the lake, read
 // back for HTTP: the same files `dronelake catalog` reads, at stable URLs the descriptor's
@@ -58,8 +57,8 @@ export interface CatalogDocuments {
   lineage(fromMs: number, toMs: number): Promise<LineageEvent[]>;
   table(): Promise<CurrentTable | null>;
   report(nowMs: number, windows?: StoredObject[]): Promise<CatalogReport>;
-  /** The commit records the table holds: each is read once. */
-  commits(): Promise<CommitRecord[]>;
+  /** The newest quarantine files the table's commits name, oldest first, as of the last report. */
+  quarantineKeys(): string[];
   /** Every quality window file, as `storage.list(QUALITY_PREFIX)` would list it, without listing the closed days again. */
   listWindows(nowMs: number): Promise<StoredObject[]>;
 }
@@ -74,11 +73,12 @@ const FULL_LISTING_MS = 600_000;
 const DATE_DIR = /\/date=(\d{4}-\d{2}-\d{2})\//;
 
 /**
- * Reads the documents of an open lake. Windows, lineage events and commit records
- * are created once and never rewritten, so each is read once and kept.
+ * Reads the documents of an open lake. Windows and lineage events are created once and never
+ * rewritten, so each is read once and kept; commit records are read once each into the
+ * reader's lake ledger (sink/catalog/read.ts), which keeps none of them.
  */
 export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string, err: Error) => void): CatalogDocuments {
-  const checkpointCache: CheckpointCache = new Map();
+  const lake = newLakeLedger();
   const windows = new Map<string, QualityWindow | null>();
   const events = new Map<string, LineageEvent | null>();
 
@@ -159,10 +159,7 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
   return {
     storage,
     listWindows,
-    async commits() {
-      const table = await readCurrentTable(storage);
-      return table ? readCommits(storage, table.metadata.properties, onBadRecord, checkpointCache) : [];
-    },
+    quarantineKeys: () => lake.quarantine,
     contract: () => yaml(CONTRACT_KEY),
     product: () => yaml(PRODUCT_KEY),
     async sloStatus() {
@@ -172,7 +169,7 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
     qualityWindows: (fromMs, toMs, listed) => timed(QUALITY_PREFIX, fromMs, toMs, windows, qualityWindowSchema, (w) => Date.parse(w.to), listed),
     lineage: (fromMs, toMs) => timed(LINEAGE_PREFIX, fromMs, toMs, events, lineageEventSchema, (e) => Date.parse(e.eventTime)),
     table: () => readCurrentTable(storage),
-    report: (nowMs, listed) => catalogReport(storage, onBadRecord, nowMs, checkpointCache, listed),
+    report: (nowMs, listed) => catalogReport(storage, onBadRecord, nowMs, lake, listed),
   };
 }
 

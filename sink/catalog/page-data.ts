@@ -263,16 +263,16 @@ async function sampleOf(docs: CatalogDocuments, query: Query, cache: PageCache):
 export async function pageData(docs: CatalogDocuments, query: Query, settings: PageSettings, cache: PageCache, nowMs = Date.now()): Promise<PageData> {
   // One listing of the windows for the report and the history: it is most of the work.
   const listed = await docs.listWindows(nowMs);
-  const [report, contract, product, windows, events, table, commits] = await Promise.all([
+  const [report, contract, product, windows, events, table] = await Promise.all([
     docs.report(nowMs, listed),
     docs.contract(),
     docs.product(),
     docs.qualityWindows(nowMs - HISTORY_DAYS * 24 * HOUR_MS, nowMs, listed),
     docs.lineage(nowMs - 24 * HOUR_MS, nowMs),
     docs.table(),
-    docs.commits(),
   ]);
-  const quarantineKeys = commits.flatMap((c) => c.quarantine);
+  // As of the report above, which read the commits.
+  const quarantineKeys = docs.quarantineKeys();
   const live = table ? (await liveFiles(docs.storage, currentSnapshot(table.metadata))).map((f) => f.key) : [];
   const [examples, tracks, sample] = await Promise.all([examplesOf(docs, quarantineKeys, cache), tracksOf(docs, live, query, nowMs, cache), sampleOf(docs, query, cache)]);
   const parsed = productSchema.safeParse(product);

@@ -1,11 +1,11 @@
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
-import { readCommits, type CheckpointCache } from '../checkpoint';
+import { readCommits, readNewCommits } from '../checkpoint';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
-import { ledgerOf } from '../quality';
-import { productStatus } from '../slo';
+import { addCommits, ledgerOf, newQualityLedger, retainFrom, type QualityLedger } from '../quality';
+import { DAY_MS, productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
@@ -71,15 +71,41 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
   }
 }
 
+/** The newest quarantine files a lake ledger keeps the names of: the product page shows examples from a few of them. */
+const QUARANTINE_FILES_KEPT = 64;
+
+/**
+ * A long-running reader's ledger of a lake's commits (sink/quality.ts), as a sink keeps its
+ * own: each commit record read once, none kept. Reports take turns on it, so that two at
+ * once do not read the same new records twice.
+ */
+export interface LakeLedger {
+  readonly ledger: QualityLedger;
+  /** Each writer's last commit read. */
+  readonly taken: Map<string, number>;
+  /** The newest quarantine files the commits named, oldest first. */
+  quarantine: string[];
+  turn: Promise<unknown>;
+}
+
+export const newLakeLedger = (): LakeLedger => ({ ledger: newQualityLedger(), taken: new Map(), quarantine: [], turn: Promise.resolve() });
+
+function inTurn<T>(lake: LakeLedger, work: () => Promise<T>): Promise<T> {
+  const run = lake.turn.then(work, work);
+  lake.turn = run.catch(() => undefined);
+  return run;
+}
+
 /**
  * The report of an open lake: what `dronelake catalog` prints and the product page shows,
- * computed one way. A long-running reader passes its checkpoint cache.
+ * computed one way. A long-running reader passes its lake ledger; without one, every
+ * commit record is read and folded.
  */
 export async function catalogReport(
   storage: LakeStorage,
   onBadRecord: (key: string, err: Error) => void,
   nowMs = Date.now(),
-  cache?: CheckpointCache,
+  lake?: LakeLedger,
   /** The quality windows' listing, when the caller has made it already: on a local lake, listing a week of windows is most of the work. */
   windows?: StoredObject[],
 ): Promise<CatalogReport> {
@@ -88,11 +114,22 @@ export async function catalogReport(
   const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
   const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
   const table = await loadTable(storage);
-  const commits = table ? await readCommits(storage, table.metadata.properties, onBadRecord, cache) : [];
   const windowEnds = [...new Set((windows ?? (await storage.list(`${QUALITY_PREFIX}/`))).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
   const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
-  const { quality, slos, throughput } = productStatus(ledgerOf(commits), targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, nowMs);
+  const statusAt = (ledger: QualityLedger, atMs: number) => productStatus(ledger, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, atMs);
+  const { quality, slos, throughput } = lake
+    ? await inTurn(lake, async () => {
+        const fresh = await readNewCommits(storage, onBadRecord, lake.taken);
+        addCommits(lake.ledger, fresh);
+        lake.quarantine = [...lake.quarantine, ...fresh.flatMap((c) => c.quarantine)].slice(-QUARANTINE_FILES_KEPT);
+        // A report that waited its turn behind a later one is as of that one's time.
+        const atMs = Math.max(nowMs, lake.ledger.toMs);
+        const status = statusAt(lake.ledger, atMs);
+        retainFrom(lake.ledger, atMs - DAY_MS);
+        return status;
+      })
+    : statusAt(ledgerOf(table ? await readCommits(storage, table.metadata.properties, onBadRecord) : []), nowMs);
   return {
     product: {
       id: product.id,
