@@ -337,23 +337,16 @@ export const warnBadRecord =
   (key: string, err: Error): void =>
     log.warn({ key, err: err.message }, 'skipped an unreadable commit checkpoint');
 
-/** Commit records already read, by key: they never change, so a long-running reader reads each once. */
-export type CheckpointCache = Map<string, CommitRecord>;
-
 /** The records at `keys`, checked, in commit-time order; one that cannot be read is reported through `onBad` and skipped. */
-async function readRecords(storage: LakeStorage, keys: readonly string[], onBad: (key: string, err: Error) => void, cache?: CheckpointCache): Promise<CommitRecord[]> {
+async function readRecords(storage: LakeStorage, keys: readonly string[], onBad: (key: string, err: Error) => void): Promise<CommitRecord[]> {
   const reads = new PQueue({ concurrency: 16 });
   const records = await Promise.all(
     keys.map((key) =>
       reads.add(async () => {
-        const cached = cache?.get(key);
-        if (cached) return cached;
         try {
           const bytes = await storage.read(key);
           if (bytes === null) return null;
-          const record = checkRecord(JSON.parse(bytes.toString('utf8')));
-          cache?.set(key, record);
-          return record;
+          return checkRecord(JSON.parse(bytes.toString('utf8')));
         } catch (err) {
           onBad(key, err as Error);
           return null;
@@ -370,13 +363,13 @@ async function readRecords(storage: LakeStorage, keys: readonly string[], onBad:
  * reached the table, and does not count. One that cannot be read is reported through
  * `onBad` and skipped, so the catalog keeps serving.
  */
-export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, cache: CheckpointCache = new Map()): Promise<CommitRecord[]> {
+export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void): Promise<CommitRecord[]> {
   const positions = writerPositions(properties);
   const keys = (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
     const c = checkpointOf(key);
     return c !== null && c.kind === 'commit' && c.number <= (positions.get(c.writer)?.commit ?? 0);
   });
-  return readRecords(storage, keys, onBad, cache);
+  return readRecords(storage, keys, onBad);
 }
 
 /**
@@ -404,7 +397,7 @@ export async function readNewCommits(storage: LakeStorage, onBad: (key: string, 
 }
 
 /** The commit records of every commit the table holds now (none before the table exists). */
-export async function committedRecords(storage: LakeStorage, onBad: (key: string, err: Error) => void, cache?: CheckpointCache): Promise<CommitRecord[]> {
+export async function committedRecords(storage: LakeStorage, onBad: (key: string, err: Error) => void): Promise<CommitRecord[]> {
   const table = await loadTable(storage);
-  return table ? readCommits(storage, table.metadata.properties, onBad, cache) : [];
+  return table ? readCommits(storage, table.metadata.properties, onBad) : [];
 }
