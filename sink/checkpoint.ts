@@ -379,11 +379,9 @@ export async function readCommits(storage: LakeStorage, properties: Record<strin
  * turn up later; and each writer's new records are listed alone, by key range, so a
  * window's reading does not grow with the lake's history.
  */
-export async function readNewCommits(storage: LakeStorage, onBad: (key: string, err: Error) => void, taken: Map<string, number>): Promise<CommitRecord[]> {
-  const table = await loadTable(storage);
-  if (!table) return [];
+export async function readNewCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, taken: Map<string, number>): Promise<CommitRecord[]> {
   const keys: string[] = [];
-  for (const [writer, { commit }] of writerPositions(table.metadata.properties)) {
+  for (const [writer, { commit }] of writerPositions(properties)) {
     const from = taken.get(writer) ?? 0;
     if (commit <= from) continue;
     const listed = await storage.list(`${CHECKPOINT_PREFIX}/${writer}/`, { after: checkpointKey(writer, from), before: checkpointKey(writer, commit + 1) });

@@ -52,8 +52,8 @@ export interface QualityLedger {
   latency: LatencyHistogram;
   rows: number;
   partitions: Map<string, number>;
+  /** The first commit's time; Infinity before any. */
   firstAt: number;
-  commits: number;
   reportedLost: Map<string, number>;
   newestEventUs: number;
   oldestEventUs: number;
@@ -74,7 +74,6 @@ export function newQualityLedger(): QualityLedger {
     rows: 0,
     partitions: new Map(),
     firstAt: Infinity,
-    commits: 0,
     reportedLost: new Map(),
     newestEventUs: -Infinity,
     oldestEventUs: Infinity,
@@ -139,7 +138,6 @@ function fold(ledger: QualityLedger, commit: CommitRecord): void {
     ledger.newestEventUs = Math.max(ledger.newestEventUs, file.max_ts);
   }
   ledger.rows += rows;
-  ledger.commits++;
   ledger.firstAt = Math.min(ledger.firstAt, at);
   for (const [gateway, n] of Object.entries(c.dropped_reported)) ledger.reportedLost.set(gateway, Math.max(ledger.reportedLost.get(gateway) ?? 0, n));
   forEachPointRange(commit, (drone, stream, ranges) => {
@@ -222,7 +220,7 @@ export function qualityOf(ledger: QualityLedger, span: QualitySpan): QualityMetr
   let latency = ledger.latency;
   let rows = ledger.rows;
   let partitions: Record<string, number> = Object.fromEntries(ledger.partitions);
-  let fromMs = ledger.commits > 0 ? ledger.firstAt : span.toMs;
+  let fromMs = Number.isFinite(ledger.firstAt) ? ledger.firstAt : span.toMs;
   if (span.fromMs !== undefined) {
     if (span.fromMs < ledger.horizonMs) throw new Error(`quality ledger: a span from ${new Date(span.fromMs).toISOString()}, before its horizon`);
     fromMs = span.fromMs;

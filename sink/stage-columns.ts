@@ -1,4 +1,3 @@
-import { BOOLEAN, DOUBLE, UINTEGER, UTINYINT, type DuckDBType } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 
 /**
@@ -17,14 +16,8 @@ const STAGE_KIND: Record<LakeColumn['kind'], StageKind> = {
   enum: 'u8',
 };
 
-/** Each kind's DuckDB type, and the bytes a value takes in its typed array and in DuckDB's vector alike. */
-export const STAGE_TYPE: Record<StageKind, { duck: DuckDBType; bytes: number }> = {
-  f64: { duck: DOUBLE, bytes: 8 },
-  u32: { duck: UINTEGER, bytes: 4 },
-  u8: { duck: UTINYINT, bytes: 1 },
-  bool: { duck: BOOLEAN, bytes: 1 },
-  dict: { duck: UINTEGER, bytes: 4 },
-};
+/** The bytes a value of each kind takes in its typed array. */
+export const STAGE_BYTES: Record<StageKind, number> = { f64: 8, u32: 4, u8: 1, bool: 1, dict: 4 };
 
 export const STAGE_COLUMNS = LAKE_COLUMNS.map((column) => ({ column, kind: STAGE_KIND[column.kind] }));
 

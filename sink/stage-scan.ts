@@ -1,7 +1,7 @@
 import duckdb from '@duckdb/node-bindings';
-import { DuckDBTableFunction, ENUM, INTEGER, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
+import { BOOLEAN, DOUBLE, DuckDBTableFunction, ENUM, INTEGER, UINTEGER, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
-import { BLOCK_MASK, BLOCK_SHIFT, STAGE_COLUMNS, STAGE_TYPE, type Block, type StageKind } from './stage-columns';
+import { BLOCK_MASK, BLOCK_SHIFT, STAGE_BYTES, STAGE_COLUMNS, type Block, type StageKind } from './stage-columns';
 import type { FileRows } from './stage-order';
 
 // DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
@@ -47,8 +47,9 @@ export const enumIndexBytes = (values: number): 1 | 2 | 4 => (values <= 0xff ? 1
 
 for (const column of LAKE_COLUMNS) {
   const names = column.enumNames;
-  // An ENUM's values are dense and distinct, and a staged enum index is one byte.
-  if (names && (names.length > 0xff || names.some((n) => typeof n !== 'string') || new Set(names).size !== names.length)) {
+  // An ENUM's values are dense and distinct, and a staged enum index is one byte. (The
+  // spread turns an enum number the proto skips into undefined, which `some` alone skips.)
+  if (names && (names.length > 0xff || [...names].some((n) => typeof n !== 'string') || new Set(names).size !== names.length)) {
     throw new Error(`enum column ${column.name}: its names are not distinct, dense and at most 255`);
   }
 }
@@ -62,9 +63,22 @@ interface ColumnOut {
 
 /** A string column goes out as an ENUM of the buffer's dictionary, an enum column as one of its names, the rest as staged. */
 function columnOut(column: LakeColumn, kind: StageKind, strings: readonly string[]): ColumnOut {
-  if (kind === 'dict') return { type: ENUM(strings), bytes: enumIndexBytes(strings.length), values: strings.length };
-  if (column.enumNames) return { type: ENUM(column.enumNames), bytes: 1, values: column.enumNames.length };
-  return { type: STAGE_TYPE[kind].duck, bytes: STAGE_TYPE[kind].bytes, values: null };
+  switch (kind) {
+    case 'dict':
+      return { type: ENUM(strings), bytes: enumIndexBytes(strings.length), values: strings.length };
+    case 'u8': {
+      // Only enums are staged in one byte (sink/stage-columns.ts).
+      const names = column.enumNames;
+      if (!names) throw new Error(`staged column ${column.name} is one byte, but no enum`);
+      return { type: ENUM(names), bytes: STAGE_BYTES.u8, values: names.length };
+    }
+    case 'f64':
+      return { type: DOUBLE, bytes: STAGE_BYTES.f64, values: null };
+    case 'u32':
+      return { type: UINTEGER, bytes: STAGE_BYTES.u32, values: null };
+    case 'bool':
+      return { type: BOOLEAN, bytes: STAGE_BYTES.bool, values: null };
+  }
 }
 
 /** What a scan is bound to: a buffer, its file's positions in the order, and how each column goes out. */

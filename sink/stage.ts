@@ -4,7 +4,7 @@ import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
 import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
-import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, newBlock, STAGE_COLUMNS, STAGE_TYPE, type Block } from './stage-columns';
+import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, newBlock, STAGE_BYTES, STAGE_COLUMNS, type Block } from './stage-columns';
 import { commitOrder, dictionaryRanks, type FileRows } from './stage-order';
 import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan';
 
@@ -21,7 +21,7 @@ import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan'
 //   microsecond time is, so no BigInt is made per value.
 
 /** What one staged row takes: its fixed-width values plus a validity bit each. */
-const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_TYPE[kind].bytes, 0) + Math.ceil(STAGE_COLUMNS.length / 8);
+const STAGED_ROW_BYTES = STAGE_COLUMNS.reduce((n, { kind }) => n + STAGE_BYTES[kind], 0) + Math.ceil(STAGE_COLUMNS.length / 8);
 /** A dictionary entry: the JS map entry that finds the string and its id, and the string again in `strings` at commit. */
 const DICT_ENTRY_OVERHEAD = 64;
 const POINT_COLUMN_COUNT = LAKE_COLUMNS.filter((c) => c.origin === 'point').length;

@@ -154,7 +154,8 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     // A window closed by hand (closeWindow) may end after the timer's next one.
     if (endMs <= lastEndMs) return;
     lastEndMs = endMs;
-    const commits = await readNewCommits(storage, warnBadRecord(log), taken);
+    const table = await loadTable(storage);
+    const commits = table ? await readNewCommits(storage, table.metadata.properties, warnBadRecord(log), taken) : [];
     addCommits(own, commits.filter((c) => c.writer === config.writer));
     addCommits(all, commits);
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });

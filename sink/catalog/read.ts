@@ -1,3 +1,4 @@
+import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
@@ -76,8 +77,7 @@ const QUARANTINE_FILES_KEPT = 64;
 
 /**
  * A long-running reader's ledger of a lake's commits (sink/quality.ts), as a sink keeps its
- * own: each commit record read once, none kept. Reports take turns on it, so that two at
- * once do not read the same new records twice.
+ * own: each commit record read once, none kept.
  */
 export interface LakeLedger {
   readonly ledger: QualityLedger;
@@ -85,16 +85,11 @@ export interface LakeLedger {
   readonly taken: Map<string, number>;
   /** The newest quarantine files the commits named, oldest first. */
   quarantine: string[];
-  turn: Promise<unknown>;
+  /** Reports take turns, so that two at once do not read the same new records twice. */
+  readonly turns: PQueue;
 }
 
-export const newLakeLedger = (): LakeLedger => ({ ledger: newQualityLedger(), taken: new Map(), quarantine: [], turn: Promise.resolve() });
-
-function inTurn<T>(lake: LakeLedger, work: () => Promise<T>): Promise<T> {
-  const run = lake.turn.then(work, work);
-  lake.turn = run.catch(() => undefined);
-  return run;
-}
+export const newLakeLedger = (): LakeLedger => ({ ledger: newQualityLedger(), taken: new Map(), quarantine: [], turns: new PQueue({ concurrency: 1 }) });
 
 /**
  * The report of an open lake: what `dronelake catalog` prints and the product page shows,
@@ -119,8 +114,8 @@ export async function catalogReport(
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
   const statusAt = (ledger: QualityLedger, atMs: number) => productStatus(ledger, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, atMs);
   const { quality, slos, throughput } = lake
-    ? await inTurn(lake, async () => {
-        const fresh = await readNewCommits(storage, onBadRecord, lake.taken);
+    ? await lake.turns.add(async () => {
+        const fresh = table ? await readNewCommits(storage, table.metadata.properties, onBadRecord, lake.taken) : [];
         addCommits(lake.ledger, fresh);
         lake.quarantine = [...lake.quarantine, ...fresh.flatMap((c) => c.quarantine)].slice(-QUARANTINE_FILES_KEPT);
         // A report that waited its turn behind a later one is as of that one's time.
