@@ -27,8 +27,13 @@ export interface Agent {
   readonly http: HttpServer | null;
   /** The MAVLink UDP listener when --mavlink is set. */
   readonly mavlink: MavlinkUdpSource | null;
-  /** Stops the sources and waits until every batch is acked or the timeout passes; true when all were. */
-  drain(timeoutMs: number): Promise<boolean>;
+  /**
+   * Stops the sources and waits until every batch is acked or the timeout passes; true when
+   * all were. With `whileConnected`, it tries the broker at once if the link is down, and
+   * stops waiting as soon as the link is down: a stop does not wait for a broker that is
+   * away, and the spool keeps the batches for the next start (invariant 2).
+   */
+  drain(timeoutMs: number, whileConnected?: boolean): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -173,10 +178,11 @@ export async function startAgent(config: AgentConfig, log: Logger, extraSources:
     stats,
     http,
     mavlink,
-    async drain(timeoutMs) {
+    async drain(timeoutMs, whileConnected = false) {
       await stopSources();
       const deadline = Date.now() + timeoutMs;
-      while (spool.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (whileConnected && spool.count > 0) await publisher.tryNow(timeoutMs);
+      while (spool.count > 0 && Date.now() < deadline && (!whileConnected || publisher.stats.connected)) await new Promise((r) => setTimeout(r, 20));
       return spool.count === 0;
     },
     async close() {

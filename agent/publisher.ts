@@ -1,6 +1,7 @@
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { brokerConnectOptions } from '../deploy/runtime/broker-url';
+import { watchLink } from '../deploy/runtime/link-log';
 import { wireOfPayload } from '../proto/columnar';
 import { ackTopic, telemetryTopic, telemetryTopicV2 } from '../proto/topics';
 import { ackedSeqs } from './acks';
@@ -94,7 +95,8 @@ export class Publisher {
       this.stats.connected = false;
       this.scheduleReconnect();
     });
-    this.client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
+    // One line per outage, not per attempt (deploy/runtime/link-log.ts).
+    watchLink(this.client, log, 'telemetry');
     this.client.on('message', (t, payload) => {
       if (t === topic) this.onAck(payload);
     });
@@ -202,6 +204,32 @@ export class Publisher {
     if (!this.stats.connected) return;
     for (const [seq, { sentAt }] of this.inFlight) {
       if (sentAt < sentBefore) this.send(seq, true);
+    }
+  }
+
+  /**
+   * Tries the broker now, without waiting out the backoff, and resolves once the link is up
+   * (acks can be heard), the attempt failed, or `timeoutMs` passed: what a stop does before
+   * it waits for acks, so that it neither waits for a broker that is away nor gives up on one
+   * that came back during the backoff.
+   */
+  async tryNow(timeoutMs: number): Promise<void> {
+    if (this.stats.connected || this.closing) return;
+    // A scheduled attempt is taken now; without one, an attempt is under way: its outcome is awaited.
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      this.stats.reconnects++;
+      this.client.reconnect();
+    }
+    const deadline = Date.now() + timeoutMs;
+    let failed = false;
+    const onClose = () => (failed = true);
+    this.client.once('close', onClose);
+    try {
+      while (!this.stats.connected && !failed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      this.client.off('close', onClose);
     }
   }
 

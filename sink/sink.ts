@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { brokerConnectOptions } from '../deploy/runtime/broker-url';
 import { readTlsFiles } from '../deploy/runtime/files';
 import { serveHttp } from '../deploy/runtime/http';
+import { watchLink } from '../deploy/runtime/link-log';
 import { TELEMETRY_WILDCARD } from '../proto/topics';
 import { startCatalog, type Catalog } from './catalog/publisher';
 import { sinkCatalogConfig } from './catalog-config';
@@ -142,17 +143,18 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   // A persistent session: the broker queues telemetry while the sink restarts.
   const client = connect(clientId, { clean: false });
   client.on('connect', () => log.info({ broker: config.broker }, 'sink connected'));
-  client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
+  // One line per outage, not per attempt (deploy/runtime/link-log.ts).
+  watchLink(client, log, 'telemetry');
   // Acks go out on a connection of their own. MQTT.js reads nothing on a connection
   // while a message handler holds its callback, PUBACKs included, so a commit that
   // waited for its acks' PUBACKs on the telemetry connection, while that connection was
   // held for backpressure, would wait forever.
   const ackClient = connect(`${clientId}-acks`, { clean: true });
-  ackClient.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the ack connection'));
+  watchLink(ackClient, log, 'acks');
   // The live port has a connection of its own, so that nothing it carries can delay an ack.
   // Invariant 6: the port queues for it at most --live-queue-mib and never makes a commit wait (sink/live.ts).
   const liveClient = config.live ? connect(`${clientId}-live`, { clean: true, queueQoSZero: false }) : null;
-  liveClient?.on('error', (err) => log.warn({ err: err.message }, 'mqtt error on the live connection'));
+  if (liveClient) watchLink(liveClient, log, 'live');
   const liveSettings = { after: config.liveAfter, format: config.liveFormat, alertBatteryPct: config.alertBatteryPct, alertSilenceSeconds: config.alertSilence };
   const live = liveClient ? createLivePort(liveSettings, mqttLiveLink(liveClient), config.liveQueueMib * MIB) : null;
 

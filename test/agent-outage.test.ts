@@ -61,12 +61,50 @@ describe('the agent through outages and a power cut', () => {
 
     proc.child.kill('SIGTERM');
     expect(await proc.exited, proc.stderr().slice(-1500)).toBe(0);
+    // The broker's outage is logged as one, however many reconnects it took.
+    const lines = logLines(proc.stderr());
+    const said = (msg: string) => lines.filter((l) => l['msg'] === msg);
+    expect(said('the connection to the broker was lost; reconnecting')).toHaveLength(1);
+    expect(said('the broker is unreachable; retrying')).toHaveLength(1);
+    expect(said('the broker is still unreachable; retrying')).toHaveLength(0);
+    expect(said('reconnected to the broker')).toHaveLength(1);
+    expect(said('reconnected to the broker')[0]!['attempts']).toBeGreaterThanOrEqual(1);
     await sink.flush();
     const { twice, keys } = await lakeKeys(lake);
     expect(twice).toEqual([]);
     expect(client.confirmed.size).toBe(800);
     expect([...client.confirmed].filter((k) => !keys.has(k))).toEqual([]);
   }, 120_000);
+
+  it('stops at once on SIGINT while the broker is away, and sends what its spool kept at the next start', async () => {
+    const { dir, remove } = await tempDir('stop-offline');
+    cleanups.push(remove);
+    const lake = path.join(dir, 'lake');
+    const spool = path.join(dir, 'spool');
+    const port = await freePort();
+    const first = await startAgent(`mqtt://127.0.0.1:${port}`, spool);
+    const client = ingestClient('out-d', DRONES);
+    for (let i = 0; i < 5; i++) expect(await client.post(first.http, 20)).toBe(200);
+    const stopAt = Date.now();
+    first.proc.child.kill('SIGINT');
+    // Exit 1: stopped with batches unacked. Before, the stop waited out its 10 s drain for a broker that was not there.
+    expect(await first.proc.exited).toBe(1);
+    expect(Date.now() - stopAt).toBeLessThan(5000);
+    const stopped = logLines(first.proc.stderr()).find((l) => l['msg'] === 'stopped before every batch was committed');
+    expect(Number(stopped?.['pendingBatches'])).toBeGreaterThan(0);
+
+    broker = await startBroker({ host: '127.0.0.1', port }, quietLog);
+    sink = await sinkOn(broker.url, lake);
+    const second = await startAgent(broker.url, spool);
+    await waitFor('the spool to drain', async () => (await scrapeSample(second.http, 'dronelake_agent_spool_batches')) === 0, 30_000);
+    second.proc.child.kill('SIGINT');
+    expect(await second.proc.exited, second.proc.stderr().slice(-1500)).toBe(0);
+    await sink.flush();
+    const { twice, keys } = await lakeKeys(lake);
+    expect(twice).toEqual([]);
+    expect(keys.size).toBe(100);
+    expect([...client.confirmed].filter((k) => !keys.has(k))).toEqual([]);
+  }, 60_000);
 
   it('reopens a spool cut and scrambled by a power loss, and counts what it had to skip', async () => {
     const { dir, remove } = await tempDir('powercut');

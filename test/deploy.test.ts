@@ -385,8 +385,8 @@ describe('gateway: systemd unit and install.sh', () => {
     expect(one('Restart')).toMatch(/^(on-failure|always)$/);
     expect(Number(one('RestartSec'))).toBeGreaterThan(0);
     expect(UNIT.Unit?.StartLimitIntervalSec).toEqual(['0']);
-    // The agent drains for 10 s on SIGTERM (deploy/cli/agent-command.ts), then closes.
-    expect(read('deploy/cli/agent-command.ts')).toContain('agent.drain(10_000)');
+    // The agent drains for up to 10 s on SIGTERM (deploy/cli/agent-command.ts), then closes.
+    expect(read('deploy/cli/agent-command.ts')).toContain('agent.drain(10_000, true)');
     expect(Number(one('TimeoutStopSec'))).toBeGreaterThanOrEqual(20);
     const yes = ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'LockPersonality'];
     for (const key of yes) expect(SERVICE[key], key).toEqual(['yes']);

@@ -28,7 +28,8 @@ export const agentCommandWith = (load: () => Promise<AgentParts>) =>
       const log = createLogger(options.logLevel, 'agent', options.logFormat);
       const agent = await (await load()).startAgent(options, log);
       await stop;
-      const drained = await agent.drain(10_000);
+      // Ctrl-C while the broker is away ends at once: the spool keeps what is unacked.
+      const drained = await agent.drain(10_000, true);
       if (!drained) log.warn({ pendingBatches: agent.stats().pendingBatches }, 'stopped before every batch was committed');
       await agent.close();
       return drained ? 0 : 1;
