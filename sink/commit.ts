@@ -16,7 +16,8 @@ import type { LakeStorage } from './storage';
 import type { createStoreHealth } from './store-health';
 import { loadTable } from './table/metadata';
 import type { TableWriter } from './table/transaction';
-import { commitTag, writeFiles } from './write-files';
+import { writeFiles } from './write-files';
+import { commitTag } from './layout';
 
 /**
  * The sink's commit protocol. One commit at a time, in this order:

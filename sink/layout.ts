@@ -13,6 +13,17 @@ export function partitionOfHour(hour: number): string {
   return `${TELEMETRY_PREFIX}/date=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}`;
 }
 
+/**
+ * Kafka Connect's rule: a file's name follows from what it holds, here which commit of
+ * which sink, so the run after a crash writes the crashed commit's names again.
+ */
+export const commitTag = (writer: string, number: number): string => `${writer}-${String(number).padStart(10, '0')}`;
+/** The commit a file named `part-{tag}.{ext}` belongs to, or null. */
+export function commitOfFile(key: string): { writer: string; number: number } | null {
+  const m = /\/part-(.+)-(\d{10})\.[a-z]+$/.exec(key);
+  return m ? { writer: m[1]!, number: Number(m[2]) } : null;
+}
+
 /** Glob of every data file, for readers that list the lake. */
 export const TELEMETRY_GLOB = `${TELEMETRY_PREFIX}/**/*.parquet`;
 

@@ -168,8 +168,13 @@ export function addCommits(ledger: QualityLedger, commits: readonly CommitRecord
   }
 }
 
-/** Moves the ledger's time on to `toMs`, folding the records committed before it. */
-function advance(ledger: QualityLedger, toMs: number): void {
+/**
+ * Moves the ledger's time on to `toMs`, folding the records committed before it. A reader
+ * moves it to a span's end before it reads the span's records, so that each record folds as
+ * it comes and only those committed later wait in `pending` (invariant 6: a first read after
+ * a restart is a week of records).
+ */
+export function advance(ledger: QualityLedger, toMs: number): void {
   if (toMs < ledger.toMs) throw new Error(`quality ledger: a span ending at ${new Date(toMs).toISOString()}, before the last one (${new Date(ledger.toMs).toISOString()})`);
   ledger.toMs = toMs;
   const due = ledger.pending.filter((c) => atOf(c) < toMs);
@@ -278,7 +283,7 @@ export function qualityOf(ledger: QualityLedger, span: QualitySpan): QualityMetr
   };
 }
 
-/** A ledger of `commits` as of nothing yet: for a reader that reads every record once, as `dronelake catalog` does. */
+/** A ledger of `commits` as of nothing yet, every record waiting: how the bench and the tests fold records held in memory. */
 export function ledgerOf(commits: readonly CommitRecord[]): QualityLedger {
   const ledger = newQualityLedger();
   addCommits(ledger, commits);

@@ -2,7 +2,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import PQueue from 'p-queue';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { QUALITY_PREFIX, QUARANTINE_PREFIX } from './layout';
-import { committedRecords } from './checkpoint';
+import { readQuarantineCommits } from './checkpoint';
 import { loadTable } from './table/metadata';
 import { liveFiles, pickSnapshot } from './table/scan';
 import { QUARANTINE_COLUMNS, type QuarantineKind } from './quarantine';
@@ -49,7 +49,12 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
     const fetches = new PQueue({ concurrency: 8 });
     const fetch = (keys: string[]) => Promise.all(keys.sort().map((key) => fetches.add(() => storage.localPath(key))));
     // The bad input of the commits the snapshot holds.
-    const kept = (await committedRecords(storage, onBadRecord)).filter((c) => Date.parse(c.committed_at) <= upTo).flatMap((c) => c.quarantine);
+    const kept: string[] = [];
+    if (table) {
+      await readQuarantineCommits(storage, table.metadata.properties, onBadRecord, (commits) => {
+        for (const c of commits) if (Date.parse(c.committed_at) <= upTo) kept.push(...c.quarantine);
+      });
+    }
     const windows = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json'));
     [files, quarantine.batches, quarantine.points, qualityFiles] = await Promise.all([
       fetch(live.map((f) => f.key)),

@@ -39,11 +39,6 @@ export const TABLE_FILE_OPTIONS = `${FIELD_IDS_SQL}, RETURN_STATS`;
 import { publishOwn, type LakeStorage } from './storage';
 import { sqlString } from './sql';
 
-/**
- * Kafka Connect's rule: a file's name follows from what it holds, here which commit of
- * which sink, so the run after a crash writes the crashed commit's names again.
- */
-export const commitTag = (writer: string, number: number): string => `${writer}-${String(number).padStart(10, '0')}`;
 const dataFileName = (tag: string): string => `part-${tag}.parquet`;
 
 /** Written Parquet files: as the commit record counts them, and as the table's manifest describes them. */

@@ -5,7 +5,7 @@ import type { QualityMetrics } from '../sink/catalog/types';
 import { emptyCommitCounts, forEachPointRange, type CommitRecord } from '../sink/checkpoint';
 import { LatencyHistogram } from '../sink/latency';
 import { TELEMETRY_PREFIX } from '../sink/layout';
-import { addCommits, committedBytes, newQualityLedger, qualityOf, retainFrom, type QualitySpan } from '../sink/quality';
+import { addCommits, advance, committedBytes, newQualityLedger, qualityOf, retainFrom, type QualitySpan } from '../sink/quality';
 import { DAY_MS, productStatus, sloTargets } from '../sink/slo';
 import { BATCH_REJECT_REASONS } from '../sink/stats';
 
@@ -196,12 +196,21 @@ describe('the quality ledger', () => {
     const seen = new Set<CommitRecord>();
     const windowEnds: number[] = [];
     let windowStart = t0;
+    retainFrom(own, windowStart);
     let compared = 0;
     for (let end = t0 + windowMs; end <= t0 + 3 * DAY_MS + windowMs; end += windowMs) {
       const fresh = made.filter((m) => m.visibleMs < end + 5_000 && !seen.has(m.record)).map((m) => m.record);
       for (const r of fresh) seen.add(r);
-      addCommits(all, fresh);
-      addCommits(own, fresh.filter((r) => r.writer === 'sink-a'));
+      // As the publisher reads them: time moved on and the day's horizon set first, then the
+      // records in chunks, each folded as it comes (those committed after `end` wait).
+      advance(own, end);
+      advance(all, end);
+      retainFrom(all, end - DAY_MS);
+      for (let from = 0; from < fresh.length; from += 7) {
+        const chunk = fresh.slice(from, from + 7);
+        addCommits(all, chunk);
+        addCommits(own, chunk.filter((r) => r.writer === 'sink-a'));
+      }
       const visible = [...seen].sort((a, b) => atOf(a) - atOf(b));
       const ownVisible = visible.filter((r) => r.writer === 'sink-a');
 
@@ -212,7 +221,6 @@ describe('the quality ledger', () => {
       expect(status.quality).toEqual(referenceQuality(visible, { toMs: end, settleMs }));
       const actuals = Object.fromEntries(status.slos.filter((s) => s.property !== 'availability').map((s) => [s.property, s.actual]));
       expect(actuals).toEqual(referenceActuals(visible, settleMs, end));
-      retainFrom(all, end - DAY_MS);
       windowStart = end;
       retainFrom(own, windowStart);
       compared++;

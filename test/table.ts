@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LakeStorage } from '../sink/storage';
-import { committedRecords, type CommitRecord } from '../sink/checkpoint';
+import { readCommits, type CommitRecord } from '../sink/checkpoint';
 import { currentSnapshot } from '../sink/table/manifests';
 import { loadTable, type TableMetadata } from '../sink/table/metadata';
 import { liveFiles, type LiveFile } from '../sink/table/scan';
@@ -24,11 +24,17 @@ export async function snapshotsOf(storage: LakeStorage, operation: string): Prom
   return (await tableMetadata(storage)).snapshots.filter((s) => s.summary.operation === operation).length;
 }
 
-/** Every commit record the table holds; an unreadable one fails the test. */
-export function commitRecords(storage: LakeStorage): Promise<CommitRecord[]> {
-  return committedRecords(storage, (key, err) => {
-    throw new Error(`${key}: ${err.message}`);
-  });
+/** Every commit record the table holds, in commit-time order; an unreadable one fails the test. */
+export async function commitRecords(storage: LakeStorage): Promise<CommitRecord[]> {
+  const table = await loadTable(storage);
+  const records: CommitRecord[] = [];
+  if (table) {
+    const onBad = (key: string, err: Error) => {
+      throw new Error(`${key}: ${err.message}`);
+    };
+    await readCommits(storage, table.metadata.properties, onBad, (chunk) => records.push(...chunk));
+  }
+  return records.sort((a, b) => (a.committed_at < b.committed_at ? -1 : a.committed_at > b.committed_at ? 1 : 0));
 }
 
 /**

@@ -159,7 +159,7 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
   return {
     storage,
     listWindows,
-    quarantineKeys: () => lake.quarantine,
+    quarantineKeys: () => lake.quarantine.map((q) => q.key),
     contract: () => yaml(CONTRACT_KEY),
     product: () => yaml(PRODUCT_KEY),
     async sloStatus() {

@@ -19,7 +19,7 @@ import { readNewCommits, warnBadRecord } from '../checkpoint';
 import { currentSnapshot } from '../table/manifests';
 import { loadTable } from '../table/metadata';
 import { liveFiles } from '../table/scan';
-import { addCommits, committedBytes, newQualityLedger, qualityOf, retainFrom } from '../quality';
+import { addCommits, advance, committedBytes, newQualityLedger, qualityOf, retainFrom } from '../quality';
 import { DAY_MS, productStatus } from '../slo';
 import { ObjectExistsError, putObject, type LakeStorage } from '../storage';
 import { buildContract, CONTRACT_ID } from './contract';
@@ -149,15 +149,25 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   const taken = new Map<string, number>();
   const own = newQualityLedger();
   const all = newQualityLedger();
+  // This sink's windows begin at its start: its commits of earlier runs count in the product's totals only.
+  retainFrom(own, windowStart);
 
   async function recordWindow(endMs: number): Promise<void> {
     // A window closed by hand (closeWindow) may end after the timer's next one.
     if (endMs <= lastEndMs) return;
     lastEndMs = endMs;
     const table = await loadTable(storage);
-    const commits = table ? await readNewCommits(storage, table.metadata.properties, warnBadRecord(log), taken) : [];
-    addCommits(own, commits.filter((c) => c.writer === config.writer));
-    addCommits(all, commits);
+    // Time moves on first, and the product's status needs a day at most: the records of the
+    // window fold as they are read, a chunk at a time, and none older than a day is kept.
+    advance(own, endMs);
+    advance(all, endMs);
+    retainFrom(all, endMs - DAY_MS);
+    if (table) {
+      await readNewCommits(storage, table.metadata.properties, warnBadRecord(log), taken, (commits) => {
+        addCommits(own, commits.filter((c) => c.writer === config.writer));
+        addCommits(all, commits);
+      });
+    }
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
     const bytes = committedBytes(own, windowStart);
     const day = compactTime(endMs).slice(0, 8);
@@ -170,7 +180,6 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     }
     const windowEnds = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null);
     const product = productStatus(all, config.slos, { endsMs: [...new Set(windowEnds)], windowMs: config.windowMs }, config.settleMs, endMs);
-    retainFrom(all, endMs - DAY_MS);
     status = { window, ...product };
     await putObject(storage, SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
     await emit('RUNNING', window, product.slos, endMs, bytes);

@@ -2,10 +2,10 @@ import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
-import { readCommits, readNewCommits } from '../checkpoint';
+import { readCommits, readNewCommits, type CommitRecord } from '../checkpoint';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
-import { addCommits, ledgerOf, newQualityLedger, retainFrom, type QualityLedger } from '../quality';
+import { addCommits, advance, newQualityLedger, retainFrom, type QualityLedger } from '../quality';
 import { DAY_MS, productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
@@ -75,6 +75,18 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
 /** The newest quarantine files a lake ledger keeps the names of: the product page shows examples from a few of them. */
 const QUARANTINE_FILES_KEPT = 64;
 
+interface QuarantineFile {
+  at: number;
+  key: string;
+}
+
+/** The newest QUARANTINE_FILES_KEPT of `kept` and the files `commits` name, oldest first: records come in no time order. */
+function newestQuarantine(kept: readonly QuarantineFile[], commits: readonly CommitRecord[]): QuarantineFile[] {
+  const named = commits.flatMap((c) => c.quarantine.map((key) => ({ at: Date.parse(c.committed_at), key })));
+  if (named.length === 0) return [...kept];
+  return [...kept, ...named].sort((a, b) => a.at - b.at).slice(-QUARANTINE_FILES_KEPT);
+}
+
 /**
  * A long-running reader's ledger of a lake's commits (sink/quality.ts), as a sink keeps its
  * own: each commit record read once, none kept.
@@ -83,8 +95,8 @@ export interface LakeLedger {
   readonly ledger: QualityLedger;
   /** Each writer's last commit read. */
   readonly taken: Map<string, number>;
-  /** The newest quarantine files the commits named, oldest first. */
-  quarantine: string[];
+  /** The newest quarantine files the commits named, with their commits' times, oldest first. */
+  quarantine: QuarantineFile[];
   /** Reports take turns, so that two at once do not read the same new records twice. */
   readonly turns: PQueue;
 }
@@ -113,18 +125,31 @@ export async function catalogReport(
   const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
   const statusAt = (ledger: QualityLedger, atMs: number) => productStatus(ledger, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, atMs);
+  // The ledger's time moves on first, and a report needs a day of commits at most: each
+  // record folds as it is read, a chunk at a time (checkpoint.ts), and none is kept.
+  const readInto = (ledger: QualityLedger, atMs: number) => {
+    advance(ledger, atMs);
+    retainFrom(ledger, atMs - DAY_MS);
+  };
   const { quality, slos, throughput } = lake
     ? await lake.turns.add(async () => {
-        const fresh = table ? await readNewCommits(storage, table.metadata.properties, onBadRecord, lake.taken) : [];
-        addCommits(lake.ledger, fresh);
-        lake.quarantine = [...lake.quarantine, ...fresh.flatMap((c) => c.quarantine)].slice(-QUARANTINE_FILES_KEPT);
         // A report that waited its turn behind a later one is as of that one's time.
         const atMs = Math.max(nowMs, lake.ledger.toMs);
-        const status = statusAt(lake.ledger, atMs);
-        retainFrom(lake.ledger, atMs - DAY_MS);
-        return status;
+        readInto(lake.ledger, atMs);
+        if (table) {
+          await readNewCommits(storage, table.metadata.properties, onBadRecord, lake.taken, (commits) => {
+            addCommits(lake.ledger, commits);
+            lake.quarantine = newestQuarantine(lake.quarantine, commits);
+          });
+        }
+        return statusAt(lake.ledger, atMs);
       })
-    : statusAt(ledgerOf(table ? await readCommits(storage, table.metadata.properties, onBadRecord) : []), nowMs);
+    : await (async () => {
+        const ledger = newQualityLedger();
+        readInto(ledger, nowMs);
+        if (table) await readCommits(storage, table.metadata.properties, onBadRecord, (commits) => addCommits(ledger, commits));
+        return statusAt(ledger, nowMs);
+      })();
   return {
     product: {
       id: product.id,
