@@ -32,8 +32,39 @@ type Ranges = Array<[number, number]>;
 // state (invariant 3), so a damaged one must be refused, not half believed.
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const rangesSchema = z.array(z.tuple([count, count]).refine(([from, to]) => from <= to, 'a range must not run backwards'));
-const countsByKey = z.record(z.string(), count);
+
 const STREAM_KEY = /^[0-9]{1,16}$/;
+
+/** Pairs [from, to] of whole numbers, 0 <= from <= to <= 2^53: what rangesSchema takes. */
+function isRanges(value: unknown): value is Ranges {
+  if (!Array.isArray(value)) return false;
+  for (const range of value) {
+    if (!Array.isArray(range) || range.length !== 2) return false;
+    const from: unknown = range[0];
+    const to: unknown = range[1];
+    if (typeof from !== 'number' || typeof to !== 'number' || !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 0 || from > to) return false;
+  }
+  return true;
+}
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Seq ranges by drone, then by stream id (decimal, below 2^53). */
+function isStreamRanges(value: unknown): value is Record<string, Record<string, Ranges>> {
+  if (!isPlainObject(value)) return false;
+  for (const drone of Object.keys(value)) {
+    const byStream = value[drone];
+    if (!isPlainObject(byStream)) return false;
+    for (const stream of Object.keys(byStream)) {
+      if (!STREAM_KEY.test(stream) || !Number.isSafeInteger(Number(stream)) || !isRanges(byStream[stream])) return false;
+    }
+  }
+  return true;
+}
+// A commit record's seq ranges, a drone each (hundreds a record), checked in one loop: as
+// zod records of records of refined tuples they were 40 % of reading a record (10.2 against
+// 6.0 CPU-s for 8,000 records of 200 drones), which a sink pays for every record of the
+// lake at its first quality window after a restart, and `dronelake catalog` at every run.
+const streamRangesSchema = z.custom<Record<string, Record<string, Ranges>>>(isStreamRanges, 'not seq ranges by drone and stream: [from, to] pairs of whole numbers, from <= to, under decimal stream ids');
+const countsByKey = z.record(z.string(), count);
 
 const fileEntrySchema = z.object({
   key: z.string().min(1),
@@ -141,7 +172,7 @@ const commitRecordSchema = z.object({
   quarantine: z.array(z.string()),
   batches: z.record(z.string(), rangesSchema),
   points: z.record(z.string(), rangesSchema),
-  streams: z.record(z.string(), z.record(z.string().regex(STREAM_KEY).refine((k) => Number.isSafeInteger(Number(k)), 'not a stream id'), rangesSchema)).optional(),
+  streams: streamRangesSchema.optional(),
   counts: commitCountsSchema,
 }) satisfies z.ZodType<CommitRecord>;
 

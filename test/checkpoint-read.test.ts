@@ -67,6 +67,22 @@ describe('reading a lake’s commit records', () => {
     expect(numbers.sort((a, b) => a - b)).toEqual(Array.from({ length: COMMITS }, (_, i) => i + 1));
   });
 
+  it('refuses a record whose seq ranges run backwards, hold no whole numbers or sit under no stream id, naming the field', () => {
+    const valid = record(1);
+    const withStreams = (streams: unknown) => () => checkRecord({ ...valid, streams });
+    const refusal = 'not a valid commit record: streams: not seq ranges by drone and stream';
+    expect(withStreams({ 'd-1': { '7': [[5, 3]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': { '7': [[1.5, 3]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': { '7': [[-1, 3]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': { '7': [[1, 2, 3]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': { '7': [[1, 2 ** 53]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': { x7: [[1, 3]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': { '99999999999999999': [[1, 3]] } })).toThrow(refusal);
+    expect(withStreams({ 'd-1': [[1, 3]] })).toThrow(refusal);
+    expect(withStreams([])).toThrow(refusal);
+    expect(checkRecord({ ...valid, streams: { 'd-1': { '7': [[1, 3]], '0': [] } } }).streams).toEqual({ 'd-1': { '7': [[1, 3]], '0': [] } });
+  });
+
   it('reads, for the quarantine, only the records of commits that wrote quarantine files', async () => {
     const { storage, properties, reads } = await lake();
     const named: string[] = [];
