@@ -3,7 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogDocuments, type QualityWindow } from '../sink/catalog/documents';
 import { historyOf } from '../sink/catalog/page-data';
-import { compactTime, QUALITY_PREFIX } from '../sink/layout';
+import { windowEndsBetween } from '../sink/catalog/read';
+import { compactTime, QUALITY_PREFIX, qualityDayPrefix } from '../sink/layout';
 import { openLake } from '../sink/open-storage';
 import { storageConfig } from '../sink/storage-options';
 import type { LakeStorage } from '../sink/storage';
@@ -64,6 +65,34 @@ describe('the listing of quality windows', () => {
   afterAll(async () => {
     await storage.close();
     await tmp.remove();
+  });
+
+  it('gives a sink the windows of the last day from the days they lie under, not from the whole history', async () => {
+    const own = await tempDir('windows-day');
+    const storage = await openLake(storageConfig({ lake: own.dir }));
+    const from = NOW - 86_400_000;
+    const putWindow = async (endMs: number, writer: string) => {
+      const key = `${qualityDayPrefix(endMs)}window-${writer}-${compactTime(endMs)}.json`;
+      await mkdir(path.dirname(path.join(storage.root, key)), { recursive: true });
+      await writeFile(path.join(storage.root, key), `${JSON.stringify(window(endMs, { writer }))}\n`);
+    };
+    // Two sinks record the same window ends; one window is older than the day, one is past its end.
+    for (const end of [from - MIN, from, from + 30 * MIN, NOW - MIN, NOW, NOW + MIN]) {
+      await putWindow(end, 'sink-x');
+      await putWindow(end, 'sink-y');
+    }
+    const listed: string[] = [];
+    const counted: LakeStorage = Object.assign(Object.create(storage) as LakeStorage, {
+      list: (prefix: string) => {
+        listed.push(prefix);
+        return storage.list(prefix);
+      },
+    });
+    const ends = await windowEndsBetween(counted, from, NOW);
+    expect(ends.sort((a, b) => a - b)).toEqual([from, from + 30 * MIN, NOW - MIN, NOW]);
+    expect(listed).toEqual([qualityDayPrefix(from), qualityDayPrefix(NOW)]);
+    await storage.close();
+    await own.remove();
   });
 
   it('is what a full listing gives, listing again only the days still open, and all of it every 10 minutes', async () => {

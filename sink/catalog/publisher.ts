@@ -10,10 +10,9 @@ import {
   EXAMPLE_QUERY_KEY,
   LINEAGE_PREFIX,
   PRODUCT_KEY,
-  QUALITY_PREFIX,
+  qualityDayPrefix,
   SAMPLE_KEY,
   SLO_STATUS_KEY,
-  timeOfName,
 } from '../layout';
 import { readNewCommits, warnBadRecord } from '../checkpoint';
 import { currentSnapshot } from '../table/manifests';
@@ -23,7 +22,7 @@ import { addCommits, advance, committedBytes, newQualityLedger, qualityOf, retai
 import { DAY_MS, productStatus } from '../slo';
 import { ObjectExistsError, putObject, type LakeStorage } from '../storage';
 import { buildContract, CONTRACT_ID } from './contract';
-import { CONTRACT_SETTINGS } from './read';
+import { CONTRACT_SETTINGS, windowEndsBetween } from './read';
 import { buildRunEvent } from './lineage';
 import { buildProduct, type LivePortInput } from './product';
 import type { ProductLocation, ProductOwnership, QualityMetrics, SloStatus, SloTarget } from './types';
@@ -170,16 +169,14 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     }
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
     const bytes = committedBytes(own, windowStart);
-    const day = compactTime(endMs).slice(0, 8);
-    const date = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}`;
     try {
-      await putObject(storage, `${QUALITY_PREFIX}/date=${date}/window-${config.writer}-${compactTime(endMs)}.json`, `${JSON.stringify({ writer: config.writer, run_id: runId, ...window })}\n`, 'publish');
+      await putObject(storage, `${qualityDayPrefix(endMs)}window-${config.writer}-${compactTime(endMs)}.json`, `${JSON.stringify({ writer: config.writer, run_id: runId, ...window })}\n`, 'publish');
     } catch (err) {
       // A window a crashed run of this sink recorded already.
       if (!(err instanceof ObjectExistsError)) throw err;
     }
-    const windowEnds = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null);
-    const product = productStatus(all, config.slos, { endsMs: [...new Set(windowEnds)], windowMs: config.windowMs }, config.settleMs, endMs);
+    const windowEnds = await windowEndsBetween(storage, endMs - DAY_MS, endMs);
+    const product = productStatus(all, config.slos, { endsMs: windowEnds, windowMs: config.windowMs }, config.settleMs, endMs);
     status = { window, ...product };
     await putObject(storage, SLO_STATUS_KEY, `${JSON.stringify({ at: new Date(endMs).toISOString(), slos: product.slos, quality: product.quality })}\n`, 'replace');
     await emit('RUNNING', window, product.slos, endMs, bytes);

@@ -1,7 +1,7 @@
 import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
-import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName } from '../layout';
+import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, qualityDayPrefixes, timeOfName } from '../layout';
 import { readCommits, readNewCommits, type CommitRecord } from '../checkpoint';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
@@ -70,6 +70,17 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
   } finally {
     await storage.close();
   }
+}
+
+/**
+ * The end times of every sink's quality windows that ended from `fromMs` to `toMs`, each
+ * once: the day's directories listed, not the whole history, which a sink listed every
+ * window, a minute at a time, for as long as the lake lived (525,600 files a year a sink).
+ */
+export async function windowEndsBetween(storage: LakeStorage, fromMs: number, toMs: number): Promise<number[]> {
+  const listed = await Promise.all(qualityDayPrefixes(fromMs, toMs).map((prefix) => storage.list(prefix)));
+  const ends = listed.flat().map((o) => timeOfName(o.key)).filter((t): t is number => t !== null && t >= fromMs && t <= toMs);
+  return [...new Set(ends)];
 }
 
 /** The newest quarantine files a lake ledger keeps the names of: the product page shows examples from a few of them. */
