@@ -1,4 +1,4 @@
-import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import PQueue from 'p-queue';
 import { LAKE_COLUMNS } from '../proto/columns';
 import { QUALITY_PREFIX, QUARANTINE_PREFIX } from './layout';
@@ -27,62 +27,104 @@ export interface TimeTravel {
   snapshotId?: number;
 }
 
+/** The views a query may name. */
+const VIEWS = ['telemetry', 'quarantined_batches', 'quarantined_points', 'quality'] as const;
+type View = (typeof VIEWS)[number];
+const isView = (name: string): name is View => (VIEWS as readonly string[]).includes(name);
+
+/** Every `table_name` in DuckDB's parse of a statement (json_serialize_sql), lower-cased. */
+function tableNames(node: unknown, into: Set<string>): Set<string> {
+  if (Array.isArray(node)) for (const item of node) tableNames(item, into);
+  else if (typeof node === 'object' && node !== null) {
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'table_name' && typeof value === 'string') into.add(value.toLowerCase());
+      else tableNames(value, into);
+    }
+  }
+  return into;
+}
+
+/**
+ * The lake's views `sql` names, by DuckDB's own parser. All of them for a statement that
+ * names none (SHOW TABLES, a query of duckdb_views()) or that the parser cannot serialise
+ * (anything but SELECT), which then runs as it would with every view there.
+ */
+async function viewsNamed(conn: DuckDBConnection, sql: string): Promise<Set<View>> {
+  const parsed = (await conn.runAndReadAll(`SELECT json_serialize_sql(${sqlString(sql)})`)).getRows()[0]?.[0];
+  let tree: unknown = null;
+  try {
+    tree = JSON.parse(String(parsed));
+  } catch {
+    // Not JSON: treated as a statement it cannot serialise.
+  }
+  const failed = typeof tree !== 'object' || tree === null || !('error' in tree) || tree.error !== false;
+  const views = failed ? [] : [...tableNames(tree, new Set())].filter(isView);
+  return new Set(views.length > 0 ? views : VIEWS);
+}
+
 /**
  * Runs `sql` on DuckDB with views over one snapshot of the table: `telemetry` over its
  * data files, `quarantined_points` and `quarantined_batches` over the bad input the
  * table's commits kept, and `quality` over the sinks' quality windows. The reader sees
  * whole commits only, and never both the inputs and the output of a compaction
  * (invariant 4). On S3 the files are fetched into the local cache first, since DuckDB
- * here reads local files only.
+ * here reads local files only. Only the views the statement names are made: a query of
+ * the telemetry listed and read every quality window the lake ever recorded (a minute a
+ * sink, kept for good), and every commit record, before it ran.
  */
 export async function queryLake(config: StorageConfig, sql: string, onBadRecord: (key: string, err: Error) => void, travel: TimeTravel = {}): Promise<{ columns: string[]; rows: unknown[][] }> {
-  const storage = await openLake(config);
-  let files: string[];
-  const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
-  let qualityFiles: string[];
-  try {
-    const table = await loadTable(storage);
-    const snapshot = table ? pickSnapshot(table.metadata, travel) : null;
-    if (!table && (travel.asOfMs !== undefined || travel.snapshotId !== undefined)) throw new Error(`${storage.root} has no table yet: there is nothing to travel back in`);
-    const live = await liveFiles(storage, snapshot);
-    const upTo = snapshot?.['timestamp-ms'] ?? Infinity;
-    const fetches = new PQueue({ concurrency: 8 });
-    const fetch = (keys: string[]) => Promise.all(keys.sort().map((key) => fetches.add(() => storage.localPath(key))));
-    // The bad input of the commits the snapshot holds.
-    const kept: string[] = [];
-    if (table) {
-      await readQuarantineCommits(storage, table.metadata.properties, onBadRecord, (commits) => {
-        for (const c of commits) if (Date.parse(c.committed_at) <= upTo) kept.push(...c.quarantine);
-      });
-    }
-    const windows = (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json'));
-    [files, quarantine.batches, quarantine.points, qualityFiles] = await Promise.all([
-      fetch(live.map((f) => f.key)),
-      fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/batches/`))),
-      fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/points/`))),
-      fetch(windows),
-    ]);
-  } finally {
-    await storage.close();
-  }
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   try {
+    const named = await viewsNamed(conn, sql);
+    const storage = await openLake(config);
+    let files: string[] = [];
+    const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
+    let qualityFiles: string[] = [];
+    try {
+      const table = await loadTable(storage);
+      const snapshot = table ? pickSnapshot(table.metadata, travel) : null;
+      if (!table && (travel.asOfMs !== undefined || travel.snapshotId !== undefined)) throw new Error(`${storage.root} has no table yet: there is nothing to travel back in`);
+      const upTo = snapshot?.['timestamp-ms'] ?? Infinity;
+      const fetches = new PQueue({ concurrency: 8 });
+      const fetch = (keys: string[]) => Promise.all(keys.sort().map((key) => fetches.add(() => storage.localPath(key))));
+      // The bad input of the commits the snapshot holds.
+      const kept: string[] = [];
+      if (table && (named.has('quarantined_batches') || named.has('quarantined_points'))) {
+        await readQuarantineCommits(storage, table.metadata.properties, onBadRecord, (commits) => {
+          for (const c of commits) if (Date.parse(c.committed_at) <= upTo) kept.push(...c.quarantine);
+        });
+      }
+      const live = named.has('telemetry') ? await liveFiles(storage, snapshot) : [];
+      const windows = named.has('quality') ? (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json')) : [];
+      [files, quarantine.batches, quarantine.points, qualityFiles] = await Promise.all([
+        fetch(live.map((f) => f.key)),
+        fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/batches/`))),
+        fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/points/`))),
+        fetch(windows),
+      ]);
+    } finally {
+      await storage.close();
+    }
     await conn.run("SET TimeZone = 'UTC'");
-    await conn.run(quarantineView('batches', quarantine.batches));
-    await conn.run(quarantineView('points', quarantine.points));
-    await conn.run(
-      qualityFiles.length > 0
-        ? `CREATE VIEW quality AS SELECT * FROM read_json([${qualityFiles.map(sqlString).join(', ')}], format = 'newline_delimited')`
-        : `CREATE VIEW quality AS SELECT NULL::VARCHAR AS writer, NULL::VARCHAR AS "from", NULL::VARCHAR AS "to", NULL::BIGINT AS rows WHERE false`,
-    );
-    await conn.run(
-      files.length > 0
-        ? // By name: files written before a column was added (stream) read it as null.
-          `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = true, union_by_name = true)`
-        : // An empty lake still has the lake's columns.
-          `CREATE VIEW telemetry AS SELECT ${LAKE_COLUMNS.map((c) => `NULL::${c.sqlType} AS ${c.name}`).join(', ')}, NULL::DATE AS date, NULL::BIGINT AS hour WHERE false`,
-    );
+    if (named.has('quarantined_batches')) await conn.run(quarantineView('batches', quarantine.batches));
+    if (named.has('quarantined_points')) await conn.run(quarantineView('points', quarantine.points));
+    if (named.has('quality')) {
+      await conn.run(
+        qualityFiles.length > 0
+          ? `CREATE VIEW quality AS SELECT * FROM read_json([${qualityFiles.map(sqlString).join(', ')}], format = 'newline_delimited')`
+          : `CREATE VIEW quality AS SELECT NULL::VARCHAR AS writer, NULL::VARCHAR AS "from", NULL::VARCHAR AS "to", NULL::BIGINT AS rows WHERE false`,
+      );
+    }
+    if (named.has('telemetry')) {
+      await conn.run(
+        files.length > 0
+          ? // By name: files written before a column was added (stream) read it as null.
+            `CREATE VIEW telemetry AS SELECT * FROM read_parquet([${files.map(sqlString).join(', ')}], hive_partitioning = true, union_by_name = true)`
+          : // An empty lake still has the lake's columns.
+            `CREATE VIEW telemetry AS SELECT ${LAKE_COLUMNS.map((c) => `NULL::${c.sqlType} AS ${c.name}`).join(', ')}, NULL::DATE AS date, NULL::BIGINT AS hour WHERE false`,
+      );
+    }
     const reader = await conn.runAndReadAll(sql);
     return { columns: reader.columnNames(), rows: reader.getRowsJson() as unknown[][] };
   } finally {

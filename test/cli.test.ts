@@ -120,6 +120,15 @@ describe('dronelake CLI', () => {
         'dronelake: skipped commit checkpoint drones/_catalog/commits/dronelake-sink/commit-0000000002.json: not a valid commit record: writer: expected string, received undefined',
       ]);
 
+      // A quality window cut short on disk: a query of the telemetry neither lists nor reads
+      // the windows, so it is untouched; one of the quality view fails, naming the file.
+      const windowDir = path.join(dir, 'drones/_catalog/quality', (await readdir(path.join(dir, 'drones/_catalog/quality')))[0]!);
+      await writeFile(path.join(windowDir, 'window-torn-20261206T000000000Z.json'), '{"writer": "torn", "from": ');
+      expect((await cli(countAll)).stdout).toBe(`n\n${summary['committed']}\n`);
+      const quality = await cli(['query', '--lake', dir, 'SELECT count(*) AS n FROM quality']);
+      expect(quality.code).toBe(1);
+      expect(quality.stderr).toMatch(/^dronelake: query failed: .*Malformed JSON in file ".*window-torn-20261206T000000000Z\.json"/m);
+
       // A data file the table names, cut short on disk: a clear error, not a crash.
       const [victim] = (await readdir(path.join(dir, 'drones/telemetry/v1'), { recursive: true })).filter((f) => f.endsWith('.parquet'));
       await truncate(path.join(dir, 'drones/telemetry/v1', victim!), 100);
