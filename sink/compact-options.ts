@@ -9,6 +9,7 @@ export const compactOptions = {
   compactTargetMib: sinkOptions.compactTargetMib,
   compactGrace: sinkOptions.compactGrace,
   snapshotRetention: sinkOptions.snapshotRetention,
+  historyRetention: sinkOptions.historyRetention,
   duckdbMemory: sinkOptions.duckdbMemory,
   logLevel: logLevelOption,
   logFormat: logFormatOption,

@@ -26,6 +26,8 @@ export interface CompactionSettings {
   graceMs: number;
   /** Snapshots older than this are expired, and the files only they named removed. */
   snapshotRetentionMs: number;
+  /** Quality windows and lineage events older than this are removed. */
+  historyRetentionMs: number;
   rowGroupRows: number;
 }
 
@@ -125,7 +127,7 @@ async function compactGroup(table: TableWriter, conn: DuckDBConnection, partitio
 /** One compaction pass over the whole table: plan from the current snapshot, merge, commit, then maintenance. */
 export async function compactLake(table: TableWriter, conn: DuckDBConnection, settings: CompactionSettings, log: Logger, cache?: ManifestCache): Promise<CompactionResult> {
   const storage: LakeStorage = table.storage;
-  const result: CompactionResult = { compactions: 0, stale: 0, inputFiles: 0, outputFiles: 0, rows: 0, bytesIn: 0, bytesOut: 0, deleted: 0, maintenance: { dataFiles: 0, metadataFiles: 0, checkpoints: 0 } };
+  const result: CompactionResult = { compactions: 0, stale: 0, inputFiles: 0, outputFiles: 0, rows: 0, bytesIn: 0, bytesOut: 0, deleted: 0, maintenance: { dataFiles: 0, metadataFiles: 0, checkpoints: 0, historyFiles: 0 } };
   const current = await loadTable(storage);
   const files = current ? await liveFiles(storage, currentSnapshot(current.metadata), cache) : [];
   for (const { partition, inputs } of planCompactions(files, settings, Date.now() * 1000)) {
@@ -144,7 +146,7 @@ export async function compactLake(table: TableWriter, conn: DuckDBConnection, se
     result.bytesOut += done.bytes;
     log.info({ partition, inputs: inputs.length, rows: done.rows, bytes: done.bytes }, 'compacted');
   }
-  result.maintenance = await maintainTable(storage, { graceMs: settings.graceMs, snapshotRetentionMs: settings.snapshotRetentionMs }, Date.now(), cache);
+  result.maintenance = await maintainTable(storage, { graceMs: settings.graceMs, snapshotRetentionMs: settings.snapshotRetentionMs, historyRetentionMs: settings.historyRetentionMs }, Date.now(), cache);
   result.deleted = result.maintenance.dataFiles;
   return result;
 }

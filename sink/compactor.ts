@@ -35,6 +35,7 @@ export async function compactOnce(config: ParsedOptions<typeof compactOptions>, 
         latenessUs: config.lateness * 1e6,
         graceMs: config.compactGrace * 1000,
         snapshotRetentionMs: retentionMs,
+        historyRetentionMs: config.historyRetention * 86_400_000,
         rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
       },
       log,
@@ -60,7 +61,7 @@ export async function maintainOnce(config: ParsedOptions<typeof compactOptions>,
     await refuseSecondWriter(storage, writer, false, log);
     const snapshotRetentionMs = config.snapshotRetention * 3_600_000;
     const expiredSnapshots = await expireSnapshots(storage, { snapshotRetentionMs });
-    const result = await maintainTable(storage, { graceMs: config.compactGrace * 1000, snapshotRetentionMs }, Date.now(), newManifestCache());
+    const result = await maintainTable(storage, { graceMs: config.compactGrace * 1000, snapshotRetentionMs, historyRetentionMs: config.historyRetention * 86_400_000 }, Date.now(), newManifestCache());
     log.info({ expiredSnapshots, ...result }, 'maintenance done');
     return { expiredSnapshots, ...result };
   } finally {

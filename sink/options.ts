@@ -56,6 +56,11 @@ export const sinkOptions = {
     describe: 'seconds a file no snapshot names stays readable before it is deleted (at least 900 for files of no commit)',
     schema: z.coerce.number().min(0).max(1e9).default(600),
   },
+  historyRetention: {
+    type: 'string',
+    describe: "days of the catalog's quality windows and lineage events kept: older ones are removed by maintenance (a window a minute a sink, which a lake would otherwise keep for good)",
+    schema: optionSchemas.positive().default(90),
+  },
   snapshotRetention: {
     type: 'string',
     describe: 'hours of table snapshots kept: how far time travel reaches, and how long replaced files stay (every snapshot of the last 15 minutes, then one per hour)',

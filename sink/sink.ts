@@ -218,6 +218,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     latenessUs,
     graceMs: config.compactGrace * 1000,
     snapshotRetentionMs,
+    historyRetentionMs: config.historyRetention * 86_400_000,
     rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
   };
   const compactConn = await db.connect();

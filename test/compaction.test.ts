@@ -9,6 +9,8 @@ import { compactLake } from '../sink/compact';
 import { newManifestCache } from '../sink/table/manifests';
 import { expireSnapshots, tableWriter } from '../sink/table/transaction';
 import { maintainTable } from '../sink/table/maintain';
+import { compactTime, LINEAGE_PREFIX, QUALITY_PREFIX, qualityDayPrefix } from '../sink/layout';
+import { putObject, type KeyRange, type LakeStorage } from '../sink/storage';
 import { currentFiles, snapshotsOf } from './table';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
@@ -18,6 +20,7 @@ import { BACKENDS, testLake, type TestLake } from './lakes';
 
 const GW = 'gw-compact';
 const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 const point = cruisePoint;
 
@@ -142,6 +145,45 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
     }
   });
 
+  it('removes the quality windows and lineage events past the history retention, and only those, listing only the days it removes from', async () => {
+    await commitBatch(1, [point('d-history', 1, Date.now() * 1000)]);
+    const storage = await lake.open('maintainer');
+    try {
+      const now = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+      const put = async (key: string) => putObject(storage, key, '{}\n', 'publish');
+      // Windows and events every 6 hours over 10 days; the retention is 3 days.
+      const expected: string[] = [];
+      const kept: string[] = [];
+      for (let t = now - 10 * DAY_MS; t <= now; t += 6 * HOUR_MS) {
+        const window = `${qualityDayPrefix(t)}window-sink-h-${compactTime(t)}.json`;
+        const event = `${LINEAGE_PREFIX}/date=${new Date(t).toISOString().slice(0, 10)}/event-sink-h-running-${compactTime(t)}.json`;
+        for (const key of [window, event]) {
+          await put(key);
+          (t < now - 3 * DAY_MS ? expected : kept).push(key);
+        }
+      }
+      const listed: string[] = [];
+      const counted: LakeStorage = Object.assign(Object.create(storage) as LakeStorage, {
+        list: (prefix: string, range?: KeyRange) => {
+          const objects = storage.list(prefix, range);
+          void objects.then((o) => listed.push(...o.map((x) => x.key)));
+          return objects;
+        },
+      });
+      const swept = await maintainTable(counted, { graceMs: 600_000, snapshotRetentionMs: 7 * DAY_MS, historyRetentionMs: 3 * DAY_MS }, now);
+      expect(swept.historyFiles).toBe(expected.length);
+      const left = [...(await storage.list(`${QUALITY_PREFIX}/`)), ...(await storage.list(`${LINEAGE_PREFIX}/`))].map((o) => o.key);
+      expect(left.filter((k) => expected.includes(k))).toEqual([]);
+      expect(kept.every((k) => left.includes(k))).toBe(true);
+      // Of the history, only the days that held something to remove were listed: the cut-off day, and none after it.
+      const cutDay = new Date(now - 3 * DAY_MS).toISOString().slice(0, 10);
+      const historyListed = listed.filter((k) => k.startsWith(`${QUALITY_PREFIX}/`) || k.startsWith(`${LINEAGE_PREFIX}/`));
+      expect(historyListed.every((k) => (/date=(\d{4}-\d{2}-\d{2})\//.exec(k)?.[1] ?? '') <= cutDay)).toBe(true);
+    } finally {
+      await storage.close();
+    }
+  });
+
   it('lets two compactors race over the same lake without losing or doubling a row, and deletes inputs after the grace period', async () => {
     const nowHourStart = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
     for (let b = 0; b < 8; b++) {
@@ -151,7 +193,7 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
     const other = await lake.open('compactor-b');
     const conns = await Promise.all([1, 2].map(async () => (await DuckDBInstance.create(':memory:')).connect()));
     try {
-      const settings = { targetBytes: 1 << 30, latenessUs: 0, graceMs: 600_000, snapshotRetentionMs: 3_600_000, rowGroupRows: 262_144 };
+      const settings = { targetBytes: 1 << 30, latenessUs: 0, graceMs: 600_000, snapshotRetentionMs: 3_600_000, historyRetentionMs: 90 * DAY_MS, rowGroupRows: 262_144 };
       const writers = [storage, other].map((s, i) => tableWriter(s, `compactor-${i}`, settings, newManifestCache()));
       const fileBytes = (await currentFiles(other))[0]!.bytes;
       // Different target sizes make the two plan different groups over the same files.
@@ -170,7 +212,7 @@ describe.each(BACKENDS)('late data and compaction on the %s backend', (backend) 
       // expires, and the inputs and the race's losing outputs leave the store.
       const later = Date.now() + 16 * 60_000;
       expect(await expireSnapshots(storage, { snapshotRetentionMs: 0 }, later)).toBeGreaterThan(0);
-      const swept = await maintainTable(storage, { graceMs: 0, snapshotRetentionMs: 0 }, later);
+      const swept = await maintainTable(storage, { graceMs: 0, snapshotRetentionMs: 0, historyRetentionMs: 90 * DAY_MS }, later);
       expect(swept.dataFiles).toBeGreaterThanOrEqual(8);
       const live = await currentFiles(storage);
       const listed = (await storage.list('drones/telemetry/v1/')).map((o) => o.key).filter((k) => k.endsWith('.parquet')).sort();

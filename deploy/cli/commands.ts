@@ -211,8 +211,8 @@ export const commands = {
     run: lakeJob('compact', async (options, log) => (await import('../../sink/compactor')).compactOnce(options, log)),
   }),
   maintain: command({
-    summary: 'Expire table snapshots past the retention, then delete the files, metadata and checkpoints no retained snapshot needs.',
-    usage: 'dronelake maintain [--lake DIR|s3://BUCKET/PREFIX] [--snapshot-retention H] [--compact-grace S]',
+    summary: 'Expire table snapshots past the retention, then delete the files, metadata and checkpoints no retained snapshot needs, and the quality and lineage history past its retention.',
+    usage: 'dronelake maintain [--lake DIR|s3://BUCKET/PREFIX] [--snapshot-retention H] [--compact-grace S] [--history-retention D]',
     options: async () => (await import('../../sink/compact-options')).compactOptions,
     run: lakeJob('maintain', async (options, log) => (await import('../../sink/compactor')).maintainOnce(options, log)),
   }),

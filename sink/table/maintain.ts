@@ -1,5 +1,5 @@
 import { CHECKPOINT_PREFIX, checkpointOf, writerPositions } from '../checkpoint';
-import { TELEMETRY_PREFIX } from '../layout';
+import { LINEAGE_PREFIX, QUALITY_PREFIX, TELEMETRY_PREFIX, timeOfName } from '../layout';
 import type { LakeStorage } from '../storage';
 import { DELETED } from './avro';
 import { manifestsOf, readManifest, type ManifestCache } from './manifests';
@@ -17,6 +17,8 @@ export interface MaintenanceSettings {
   graceMs: number;
   /** Commit checkpoints older than this, and covered by a newer state, are removed. */
   snapshotRetentionMs: number;
+  /** The catalog's quality windows and lineage events older than this are removed. */
+  historyRetentionMs: number;
 }
 
 export interface MaintenanceResult {
@@ -26,6 +28,8 @@ export interface MaintenanceResult {
   metadataFiles: number;
   /** Commit checkpoints past the retention whose state a later full checkpoint holds. */
   checkpoints: number;
+  /** Quality windows and lineage events past the history retention. */
+  historyFiles: number;
 }
 
 /**
@@ -34,12 +38,14 @@ export interface MaintenanceResult {
  * - data files no retained snapshot names, once the grace period (and at least
  *   UNREFERENCED_MIN_AGE_MS) has passed since they were written;
  * - manifests and lists no retained snapshot names, and metadata versions past the log;
- * - commit checkpoints older than the retention that a writer's state file covers.
+ * - commit checkpoints older than the retention that a writer's state file covers;
+ * - quality windows and lineage events older than the history retention.
  * A reader that planned from a snapshot expired meanwhile may find a file gone: that is
  * what the retention bounds, as in every Iceberg implementation.
  */
 export async function maintainTable(storage: LakeStorage, settings: MaintenanceSettings, nowMs: number, cache?: ManifestCache): Promise<MaintenanceResult> {
-  const result: MaintenanceResult = { dataFiles: 0, metadataFiles: 0, checkpoints: 0 };
+  const result: MaintenanceResult = { dataFiles: 0, metadataFiles: 0, checkpoints: 0, historyFiles: 0 };
+  result.historyFiles = await removeHistory(storage, nowMs - settings.historyRetentionMs);
   const table = await loadTable(storage);
   if (table === null) return result;
   const m = table.metadata;
@@ -84,3 +90,22 @@ export async function maintainTable(storage: LakeStorage, settings: MaintenanceS
   return result;
 }
 
+/**
+ * Removes the quality windows and lineage events that lie before `beforeMs`, and returns
+ * how many: both are kept a UTC day a directory (`date=YYYY-MM-DD`), and keys sort by
+ * day, so the listing stops at the first day kept and costs what is removed, not the
+ * history kept. A file of the cut-off day is removed by the time its name carries.
+ */
+async function removeHistory(storage: LakeStorage, beforeMs: number): Promise<number> {
+  let removed = 0;
+  const day = new Date(beforeMs).toISOString().slice(0, 10);
+  for (const prefix of [QUALITY_PREFIX, LINEAGE_PREFIX]) {
+    for (const { key } of await storage.list(`${prefix}/`, { before: `${prefix}/date=${day}/~` })) {
+      const at = timeOfName(key);
+      if (at === null || at >= beforeMs) continue;
+      await storage.remove(key);
+      removed++;
+    }
+  }
+  return removed;
+}
