@@ -178,9 +178,13 @@ const commitRecordSchema = z.object({
 
 /** Calls `each` with every (drone, stream, seq ranges) a commit record holds. */
 export function forEachPointRange(record: CommitRecord, each: (droneId: string, stream: number, ranges: Ranges) => void): void {
-  for (const [droneId, ranges] of Object.entries(record.points)) each(droneId, LEGACY_STREAM, ranges);
-  for (const [droneId, byStream] of Object.entries(record.streams ?? {})) {
-    for (const [stream, ranges] of Object.entries(byStream)) each(droneId, Number(stream), ranges);
+  // Keys, not entries: no [key, value] pair made per drone and stream of every record read.
+  for (const droneId of Object.keys(record.points)) each(droneId, LEGACY_STREAM, record.points[droneId]!);
+  const streams = record.streams;
+  if (streams === undefined) return;
+  for (const droneId of Object.keys(streams)) {
+    const byStream = streams[droneId]!;
+    for (const stream of Object.keys(byStream)) each(droneId, Number(stream), byStream[stream]!);
   }
 }
 

@@ -57,10 +57,19 @@ export interface QualityLedger {
   reportedLost: Map<string, number>;
   newestEventUs: number;
   oldestEventUs: number;
-  /** Per drone, per stream, the last commit time it had points in. */
-  streams: Map<string, Map<number, number>>;
-  /** Per `drone/stream`, its committed seqs as sorted intervals, apart by at least one seq. */
-  coverage: Map<string, Interval[]>;
+  /**
+   * Per drone, per stream: the last commit time it had points in, and its committed seqs as
+   * sorted intervals, apart by at least one seq. Nested maps, not a `drone/stream` key: a
+   * key made per drone and record was a string built and hashed for each (fold's largest
+   * cost after parsing).
+   */
+  streams: Map<string, Map<number, StreamCoverage>>;
+}
+
+/** One (drone, stream) in a ledger. */
+interface StreamCoverage {
+  lastAt: number;
+  intervals: Interval[];
 }
 
 export function newQualityLedger(): QualityLedger {
@@ -78,7 +87,6 @@ export function newQualityLedger(): QualityLedger {
     newestEventUs: -Infinity,
     oldestEventUs: Infinity,
     streams: new Map(),
-    coverage: new Map(),
   };
 }
 
@@ -143,11 +151,10 @@ function fold(ledger: QualityLedger, commit: CommitRecord): void {
   forEachPointRange(commit, (drone, stream, ranges) => {
     let byStream = ledger.streams.get(drone);
     if (!byStream) ledger.streams.set(drone, (byStream = new Map()));
-    byStream.set(stream, Math.max(byStream.get(stream) ?? -Infinity, at));
-    const key = `${drone}/${stream}`;
-    let intervals = ledger.coverage.get(key);
-    if (!intervals) ledger.coverage.set(key, (intervals = []));
-    for (const [from, to] of ranges) cover(intervals, from, to, at);
+    let coverage = byStream.get(stream);
+    if (!coverage) byStream.set(stream, (coverage = { lastAt: at, intervals: [] }));
+    else coverage.lastAt = Math.max(coverage.lastAt, at);
+    for (const [from, to] of ranges) cover(coverage.intervals, from, to, at);
   });
   if (at >= ledger.horizonMs) {
     // Kept in commit-time order: records of several sinks come in any order.
@@ -208,11 +215,13 @@ export function committedBytes(ledger: QualityLedger, fromMs: number): number {
 function seqGaps(ledger: QualityLedger, toMs: number, settleMs: number): { settled: number; young: number } {
   let settled = 0;
   let young = 0;
-  for (const intervals of ledger.coverage.values()) {
-    for (let i = 1; i < intervals.length; i++) {
-      const gap = intervals[i]![0] - intervals[i - 1]![1] - 1;
-      if (toMs - intervals[i]![2] >= settleMs) settled += gap;
-      else young += gap;
+  for (const byStream of ledger.streams.values()) {
+    for (const { intervals } of byStream.values()) {
+      for (let i = 1; i < intervals.length; i++) {
+        const gap = intervals[i]![0] - intervals[i - 1]![1] - 1;
+        if (toMs - intervals[i]![2] >= settleMs) settled += gap;
+        else young += gap;
+      }
     }
   }
   return { settled, young };
@@ -246,7 +255,7 @@ export function qualityOf(ledger: QualityLedger, span: QualitySpan): QualityMetr
   const perDrone = new Map<string, number>();
   for (const [drone, byStream] of ledger.streams) {
     let n = 0;
-    for (const lastAt of byStream.values()) if (span.fromMs === undefined || lastAt >= span.fromMs) n++;
+    for (const { lastAt } of byStream.values()) if (span.fromMs === undefined || lastAt >= span.fromMs) n++;
     if (n > 0) perDrone.set(drone, n);
   }
   const several = [...perDrone].filter(([, n]) => n > 1).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -233,7 +233,9 @@ describe('the quality ledger', () => {
     expect(Object.keys(last.streams_by_drone).length).toBeGreaterThan(0);
     // Each stream's seqs stay merged into intervals with a gap between each two, so the
     // ledger grows with the gaps, not with the commits.
-    for (const intervals of all.coverage.values()) for (let i = 1; i < intervals.length; i++) expect(intervals[i]![0]).toBeGreaterThan(intervals[i - 1]![1] + 1);
+    for (const byStream of all.streams.values()) {
+      for (const { intervals } of byStream.values()) for (let i = 1; i < intervals.length; i++) expect(intervals[i]![0]).toBeGreaterThan(intervals[i - 1]![1] + 1);
+    }
     // A day of summaries, not three.
     expect(all.recent.length).toBeLessThan(made.length / 2);
   });
