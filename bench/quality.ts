@@ -1,5 +1,6 @@
 import { emptyCommitCounts, type CommitRecord } from '../sink/checkpoint';
 import { addCommits, ledgerOf, newQualityLedger, qualityOf, retainFrom, type QualityLedger } from '../sink/quality';
+import { parseState, stateJson } from '../sink/quality-state';
 import { DAY_MS, productStatus } from '../sink/slo';
 import { figure, type BenchContext, type Figure } from './report';
 
@@ -73,8 +74,17 @@ export async function runQuality(ctx: BenchContext): Promise<Figure[]> {
   }
   const end = T0 + hours * 3_600_000;
   const recomputedCpu = cpuSeconds(() => window(ledgerOf(records), ledgerOf(records), end - WINDOW_MS, end));
+  // What a restart or a reader resumes from instead of every record: the ledger's saved form.
+  let saved = '';
+  const saveCpu = cpuSeconds(() => {
+    saved = JSON.stringify(stateJson('bench', end, new Map([['bench', records.length]]), all));
+  });
+  const resumeCpu = cpuSeconds(() => parseState(JSON.parse(saved)));
   const section = 'quality windows';
   return [
+    figure(section, 'quality_state_bytes', `the product's ledger saved after ${hours} h (sink/quality-state.ts)`, Buffer.byteLength(saved), 'bytes'),
+    figure(section, 'quality_state_save_cpu_seconds', 'saving it (JSON)', saveCpu, 's'),
+    figure(section, 'quality_state_resume_cpu_seconds', 'resuming from it (parsed and checked), instead of every record', resumeCpu, 's'),
     figure(section, 'quality_window_recomputed_cpu_seconds', `one window after ${hours} h, every commit record folded again`, recomputedCpu, 's'),
     figure(section, 'quality_window_ledger_cpu_seconds', `one window after ${hours} h, the sink's ledger`, ledgerCpu, 's'),
     figure(section, 'quality_ledger_summaries', 'commit summaries the ledger keeps (a day of them at most)', all.recent.length, ''),

@@ -106,7 +106,7 @@ export interface CommitCounts {
   latency_buckets: Record<string, number>;
 }
 
-const commitCountsSchema = z.object({
+export const commitCountsSchema = z.object({
   received_points: count,
   duplicate_points: count,
   duplicate_batches: count,
@@ -409,24 +409,11 @@ async function readRecords(storage: LakeStorage, keys: readonly string[], onBad:
 }
 
 /**
- * Every commit record the table holds (numbers up to each writer's position), a chunk at a
- * time (readRecords). A record past a writer's position belongs to a commit that never
- * reached the table, and does not count. One that cannot be read is reported through
- * `onBad` and skipped, so the catalog keeps serving.
- */
-export async function readCommits(storage: LakeStorage, properties: Record<string, string>, onBad: (key: string, err: Error) => void, each: (records: CommitRecord[]) => void): Promise<void> {
-  const positions = writerPositions(properties);
-  const keys = (await storage.list(`${CHECKPOINT_PREFIX}/`)).map((o) => o.key).filter((key) => {
-    const c = checkpointOf(key);
-    return c !== null && c.kind === 'commit' && c.number <= (positions.get(c.writer)?.commit ?? 0);
-  });
-  await readRecords(storage, keys, onBad, each);
-}
-
-/**
  * The commit records the table has taken since the last call with the same `taken` (each
- * writer's position then), a chunk at a time (readRecords): a long-running reader reads each
- * record once and keeps none. A record is written before the table commit that takes it, so
+ * writer's position then; every record the table holds for an empty one), a chunk at a time
+ * (readRecords): a long-running reader reads each record once and keeps none. A record past
+ * a writer's position belongs to a commit that never reached the table, and does not count;
+ * one that cannot be read is reported through `onBad` and skipped. A record is written before the table commit that takes it, so
  * none below a position can turn up later; and each writer's new records are listed alone,
  * by key range, so a window's reading does not grow with the lake's history.
  */

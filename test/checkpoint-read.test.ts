@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkpointKey, checkRecord, emptyCommitCounts, positionValue, readCommits, readQuarantineCommits, RECORDS_PER_CHUNK, writerProperty, type CommitRecord } from '../sink/checkpoint';
+import { checkpointKey, checkRecord, emptyCommitCounts, positionValue, readNewCommits, readQuarantineCommits, RECORDS_PER_CHUNK, writerProperty, type CommitRecord } from '../sink/checkpoint';
 import { commitTag, QUARANTINE_PREFIX } from '../sink/layout';
 import { localStorage, putObject, type LakeStorage } from '../sink/storage';
 import { tempDir } from './helpers';
@@ -58,7 +58,7 @@ describe('reading a lake’s commit records', () => {
     const { storage, properties } = await lake();
     const chunks: number[] = [];
     const numbers: number[] = [];
-    await readCommits(storage, properties, (key, err) => expect.fail(`${key}: ${err.message}`), (records) => {
+    await readNewCommits(storage, properties, (key, err) => expect.fail(`${key}: ${err.message}`), new Map(), (records) => {
       chunks.push(records.length);
       numbers.push(...records.map((r) => r.number));
     });

@@ -106,18 +106,28 @@ describe('dronelake CLI', () => {
 
       // Damaged commit checkpoints: the table still reads whole, and a query reads no record
       // but those of commits with bad input (none here), so it has nothing to skip. The
-      // catalog reads them all: each damaged one is skipped with a line saying so.
+      // catalog starts from the quality state the sink saved at its last window and reads no
+      // record before it; with that state damaged too, it reads every record, and skips each
+      // damaged file with a line saying so.
       const checkpoints = path.join(dir, 'drones/_catalog/commits/dronelake-sink');
       await writeFile(path.join(checkpoints, 'commit-0000000001.json'), '{"version": 1, "kind": "comm');
       await writeFile(path.join(checkpoints, 'commit-0000000002.json'), '{"version": 1, "kind": "commit"}');
       const damaged = await cli(countAll);
       expect(damaged.stdout).toBe(`n\n${summary['committed']}\n`);
       expect(damaged.stderr).toBe('');
+      const resumed = await cli(['catalog', '--lake', dir, '--json']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toBe('');
+      expect((JSON.parse(resumed.stdout) as { quality: { rows: number } }).quality.rows).toBe(summary['committed']);
+      const states = path.join(dir, 'drones/_catalog/quality-state');
+      const [state] = await readdir(states);
+      await writeFile(path.join(states, state!), '{"version": 1, "writer": ');
       const catalog = await cli(['catalog', '--lake', dir]);
       expect(catalog.code, catalog.stderr).toBe(0);
       expect(catalog.stderr.split('\n').filter(Boolean).sort()).toEqual([
-        expect.stringMatching(/^dronelake: skipped commit checkpoint drones\/_catalog\/commits\/dronelake-sink\/commit-0000000001\.json: .*JSON/),
-        'dronelake: skipped commit checkpoint drones/_catalog/commits/dronelake-sink/commit-0000000002.json: not a valid commit record: writer: expected string, received undefined',
+        expect.stringMatching(/^dronelake: skipped drones\/_catalog\/commits\/dronelake-sink\/commit-0000000001\.json: .*JSON/),
+        'dronelake: skipped drones/_catalog/commits/dronelake-sink/commit-0000000002.json: not a valid commit record: writer: expected string, received undefined',
+        expect.stringMatching(/^dronelake: skipped drones\/_catalog\/quality-state\/state-dronelake-sink-\d{8}T\d{9}Z\.json: .*JSON/),
       ]);
 
       // A quality window cut short on disk: a query of the telemetry neither lists nor reads

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LakeStorage } from '../sink/storage';
-import { readCommits, type CommitRecord } from '../sink/checkpoint';
+import { readNewCommits, type CommitRecord } from '../sink/checkpoint';
 import { currentSnapshot } from '../sink/table/manifests';
 import { loadTable, type TableMetadata } from '../sink/table/metadata';
 import { liveFiles, type LiveFile } from '../sink/table/scan';
@@ -32,7 +32,7 @@ export async function commitRecords(storage: LakeStorage): Promise<CommitRecord[
     const onBad = (key: string, err: Error) => {
       throw new Error(`${key}: ${err.message}`);
     };
-    await readCommits(storage, table.metadata.properties, onBad, (chunk) => records.push(...chunk));
+    await readNewCommits(storage, table.metadata.properties, onBad, new Map(), (chunk) => records.push(...chunk));
   }
   return records.sort((a, b) => (a.committed_at < b.committed_at ? -1 : a.committed_at > b.committed_at ? 1 : 0));
 }

@@ -145,7 +145,7 @@ export const commands = {
       const { formatRows, queryLake } = await import('../../sink/query');
       let result: Awaited<ReturnType<typeof queryLake>>;
       try {
-        result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`), {
+        result = await queryLake(options, sql, (key, err) => process.stderr.write(`dronelake: skipped ${key}: ${err.message}\n`), {
           ...(options.asOf !== undefined && { asOfMs: Date.parse(options.asOf) }),
           ...(options.snapshot !== undefined && { snapshotId: options.snapshot }),
         });
@@ -169,7 +169,7 @@ export const commands = {
       const { formatCatalog, readCatalog } = await import('../../sink/catalog/read');
       let report: Awaited<ReturnType<typeof readCatalog>>;
       try {
-        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped commit checkpoint ${key}: ${err.message}\n`));
+        report = await readCatalog(options, (key, err) => process.stderr.write(`dronelake: skipped ${key}: ${err.message}\n`));
       } catch (err) {
         process.stderr.write(`dronelake: catalog: ${(err as Error).message.split('\n')[0]}\n`);
         return 1;

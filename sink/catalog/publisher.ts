@@ -15,6 +15,7 @@ import {
   SLO_STATUS_KEY,
 } from '../layout';
 import { readNewCommits, warnBadRecord } from '../checkpoint';
+import { loadState, saveState, warnBadState } from '../quality-state';
 import { currentSnapshot } from '../table/manifests';
 import { loadTable } from '../table/metadata';
 import { liveFiles } from '../table/scan';
@@ -68,6 +69,8 @@ export interface Catalog {
 const PRODUCER = 'https://github.com/dronelake/dronelake';
 const SAMPLE_ROWS = 500;
 const RECORD_LAG_MS = 1000;
+/** How often a sink saves the product's ledger (and at its last window): what a reader or a restart reads records after. */
+const STATE_EVERY_MS = 3_600_000;
 
 const EXAMPLE_QUERY = `-- The drones telemetry product: points per drone and hour, with the lowest battery seen.
 -- dronelake query --lake LAKE "$(cat example-query.sql)"
@@ -145,17 +148,33 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   // Each commit record is read once, into two ledgers (sink/quality.ts): this sink's commits,
   // for its windows, and every sink's, for the product's status. Invariant 6: neither keeps
   // records, and each keeps the summaries of a window or a day of commits.
-  const taken = new Map<string, number>();
+  let taken = new Map<string, number>();
   const own = newQualityLedger();
-  const all = newQualityLedger();
+  let all = newQualityLedger();
   // This sink's windows begin at its start: its commits of earlier runs count in the product's totals only.
   retainFrom(own, windowStart);
+  /** Whether the first window has looked for a saved state; when this sink last saved one. */
+  let resumed = false;
+  let savedAtMs = -Infinity;
 
-  async function recordWindow(endMs: number): Promise<void> {
+  async function recordWindow(endMs: number, final = false): Promise<void> {
     // A window closed by hand (closeWindow) may end after the timer's next one.
     if (endMs <= lastEndMs) return;
     lastEndMs = endMs;
     const table = await loadTable(storage);
+    if (!resumed && table) {
+      // The product's ledger resumes from the newest saved state, of any sink, and reads only
+      // the records after it (sink/quality-state.ts). This sink's own windows read the same
+      // records from there: a seq gap its earlier runs left and never filled counts in the
+      // product's status, not in this run's windows.
+      resumed = true;
+      const state = await loadState(storage, table.metadata.properties, warnBadState(log));
+      if (state && state.ledger.toMs <= endMs) {
+        all = state.ledger;
+        taken = state.taken;
+        log.info({ savedBy: state.writer, savedAt: new Date(state.savedAtMs).toISOString(), commits: Object.fromEntries(taken) }, 'quality ledger resumed from a saved state');
+      }
+    }
     // Time moves on first, and the product's status needs a day at most: the records of the
     // window fold as they are read, a chunk at a time, and none older than a day is kept.
     advance(own, endMs);
@@ -183,6 +202,10 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     await writeSample();
     windowStart = endMs;
     retainFrom(own, windowStart);
+    if (final || endMs - savedAtMs >= STATE_EVERY_MS) {
+      await saveState(storage, config.writer, endMs, taken, all);
+      savedAtMs = endMs;
+    }
   }
 
   await putObject(storage, CONTRACT_KEY, toYaml(contract), 'replace');
@@ -192,9 +215,9 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   await emit('START', qualityOf(newQualityLedger(), { fromMs: startMs, toMs: startMs, settleMs: config.settleMs }), [], startMs);
 
   let chain: Promise<void> = Promise.resolve();
-  const serial = (endMs: number): Promise<void> => {
+  const serial = (endMs: number, final = false): Promise<void> => {
     chain = chain
-      .then(() => recordWindow(endMs))
+      .then(() => recordWindow(endMs, final))
       .catch((err: Error) => log.error({ err: err.message }, 'recording a quality window failed; the next window covers it'));
     return chain;
   };
@@ -218,7 +241,8 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     async close() {
       clearTimeout(timer);
       const endMs = Date.now();
-      await serial(endMs);
+      // The last window saves the ledger, so that the next start reads only what came after.
+      await serial(endMs, true);
       await emit('COMPLETE', status?.window ?? qualityOf(newQualityLedger(), { fromMs: endMs, toMs: endMs, settleMs: config.settleMs }), status?.slos ?? [], endMs);
     },
   };

@@ -2,7 +2,8 @@ import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
 import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, qualityDayPrefixes, timeOfName } from '../layout';
-import { readCommits, readNewCommits, type CommitRecord } from '../checkpoint';
+import { readNewCommits, readQuarantineCommits, type CommitRecord } from '../checkpoint';
+import { loadState } from '../quality-state';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
 import { addCommits, advance, newQualityLedger, retainFrom, type QualityLedger } from '../quality';
@@ -99,25 +100,29 @@ function newestQuarantine(kept: readonly QuarantineFile[], commits: readonly Com
 }
 
 /**
- * A long-running reader's ledger of a lake's commits (sink/quality.ts), as a sink keeps its
- * own: each commit record read once, none kept.
+ * A reader's ledger of a lake's commits (sink/quality.ts), as a sink keeps its own: each
+ * commit record read once, none kept. It starts from the newest state a sink saved
+ * (sink/quality-state.ts), and reads only the records after it.
  */
 export interface LakeLedger {
-  readonly ledger: QualityLedger;
+  ledger: QualityLedger;
   /** Each writer's last commit read. */
-  readonly taken: Map<string, number>;
+  taken: Map<string, number>;
+  /** Whether the first report has looked for a saved state. */
+  resumed: boolean;
   /** The newest quarantine files the commits named, with their commits' times, oldest first. */
   quarantine: QuarantineFile[];
   /** Reports take turns, so that two at once do not read the same new records twice. */
   readonly turns: PQueue;
 }
 
-export const newLakeLedger = (): LakeLedger => ({ ledger: newQualityLedger(), taken: new Map(), quarantine: [], turns: new PQueue({ concurrency: 1 }) });
+export const newLakeLedger = (): LakeLedger => ({ ledger: newQualityLedger(), taken: new Map(), resumed: false, quarantine: [], turns: new PQueue({ concurrency: 1 }) });
 
 /**
  * The report of an open lake: what `dronelake catalog` prints and the product page shows,
- * computed one way. A long-running reader passes its lake ledger; without one, every
- * commit record is read and folded.
+ * computed one way. A long-running reader passes its lake ledger, which reads only the
+ * records added since its last report; without one, the report reads those after the
+ * newest saved state (all of them when there is none).
  */
 export async function catalogReport(
   storage: LakeStorage,
@@ -136,31 +141,38 @@ export async function catalogReport(
   const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
   const statusAt = (ledger: QualityLedger, atMs: number) => productStatus(ledger, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, atMs);
-  // The ledger's time moves on first, and a report needs a day of commits at most: each
-  // record folds as it is read, a chunk at a time (checkpoint.ts), and none is kept.
-  const readInto = (ledger: QualityLedger, atMs: number) => {
-    advance(ledger, atMs);
-    retainFrom(ledger, atMs - DAY_MS);
-  };
-  const { quality, slos, throughput } = lake
-    ? await lake.turns.add(async () => {
-        // A report that waited its turn behind a later one is as of that one's time.
-        const atMs = Math.max(nowMs, lake.ledger.toMs);
-        readInto(lake.ledger, atMs);
-        if (table) {
-          await readNewCommits(storage, table.metadata.properties, onBadRecord, lake.taken, (commits) => {
-            addCommits(lake.ledger, commits);
-            lake.quarantine = newestQuarantine(lake.quarantine, commits);
+  // A one-time report (dronelake catalog) is a lake ledger's first, and shows no quarantine examples.
+  const reader = lake ?? newLakeLedger();
+  const { quality, slos, throughput } = await reader.turns.add(async () => {
+    if (!reader.resumed && table) {
+      reader.resumed = true;
+      const state = await loadState(storage, table.metadata.properties, onBadRecord);
+      if (state && state.ledger.toMs <= nowMs) {
+        reader.ledger = state.ledger;
+        reader.taken = state.taken;
+        // A state names no quarantine files: the newest come from the records of the commits
+        // that wrote some, up to the state; the reading below adds the later ones.
+        if (lake) {
+          await readQuarantineCommits(storage, table.metadata.properties, onBadRecord, (commits) => {
+            reader.quarantine = newestQuarantine(reader.quarantine, commits.filter((c) => c.number <= (state.taken.get(c.writer) ?? 0)));
           });
         }
-        return statusAt(lake.ledger, atMs);
-      })
-    : await (async () => {
-        const ledger = newQualityLedger();
-        readInto(ledger, nowMs);
-        if (table) await readCommits(storage, table.metadata.properties, onBadRecord, (commits) => addCommits(ledger, commits));
-        return statusAt(ledger, nowMs);
-      })();
+      }
+    }
+    // A report that waited its turn behind a later one is as of that one's time.
+    const atMs = Math.max(nowMs, reader.ledger.toMs);
+    // The ledger's time moves on first, and a report needs a day of commits at most: each
+    // record folds as it is read, a chunk at a time (checkpoint.ts), and none is kept.
+    advance(reader.ledger, atMs);
+    retainFrom(reader.ledger, atMs - DAY_MS);
+    if (table) {
+      await readNewCommits(storage, table.metadata.properties, onBadRecord, reader.taken, (commits) => {
+        addCommits(reader.ledger, commits);
+        if (lake) reader.quarantine = newestQuarantine(reader.quarantine, commits);
+      });
+    }
+    return statusAt(reader.ledger, atMs);
+  });
   return {
     product: {
       id: product.id,
