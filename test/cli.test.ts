@@ -118,7 +118,11 @@ describe('dronelake CLI', () => {
       const resumed = await cli(['catalog', '--lake', dir, '--json']);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.stderr).toBe('');
-      expect((JSON.parse(resumed.stdout) as { quality: { rows: number } }).quality.rows).toBe(summary['committed']);
+      const report = JSON.parse(resumed.stdout) as { quality: { rows: number }; quality_windows_24h: number };
+      expect(report.quality.rows).toBe(summary['committed']);
+      // The run's last window, recorded as it stopped (and one more if it crossed a minute).
+      expect(report.quality_windows_24h).toBeGreaterThanOrEqual(1);
+      expect(report.quality_windows_24h).toBeLessThanOrEqual(2);
       const states = path.join(dir, 'drones/_catalog/quality-state');
       const [state] = await readdir(states);
       await writeFile(path.join(states, state!), '{"version": 1, "writer": ');

@@ -1,7 +1,7 @@
 import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
-import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, qualityDayPrefixes, timeOfName } from '../layout';
+import { CONTRACT_KEY, PRODUCT_KEY, qualityDayPrefixes, timeOfName } from '../layout';
 import { readNewCommits, readQuarantineCommits, type CommitRecord } from '../checkpoint';
 import { loadState } from '../quality-state';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
@@ -19,7 +19,8 @@ export interface CatalogReport {
   key: string;
   slos: SloStatus[];
   quality: QualityMetrics;
-  quality_windows: number;
+  /** Quality windows that ended in the last 24 h (an end every sink recorded counts once): what the availability objective counts. */
+  quality_windows_24h: number;
   /** Rows per second over the last hour, or since the first commit when that is later: the one throughput figure people are shown. */
   throughput: { rows_per_second: number; window_seconds: number };
   /** The Iceberg table: where it is, its current metadata, and its most recent snapshots (newest first). */
@@ -137,7 +138,11 @@ export async function catalogReport(
   const contract = parseYaml(contractBytes.toString('utf8')) as ContractDoc;
   const product = parseYaml(productBytes.toString('utf8')) as { id: string; name?: string; domain?: string; outputPorts?: Array<{ name: string }> };
   const table = await loadTable(storage);
-  const windowEnds = [...new Set((windows ?? (await storage.list(`${QUALITY_PREFIX}/`))).map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))];
+  // Of the windows, the objectives and the report need the last day's: a one-time report lists
+  // those two days' directories, not the whole history (90 days of a window a minute a sink).
+  const windowEnds = windows
+    ? [...new Set(windows.map((o) => timeOfName(o.key)).filter((t): t is number => t !== null))]
+    : await windowEndsBetween(storage, nowMs - DAY_MS, nowMs);
   const windowMs = setting(contract, CONTRACT_SETTINGS.windowSeconds, 60) * 1000;
   const settleMs = setting(contract, CONTRACT_SETTINGS.missingAfterSeconds, 600) * 1000;
   const statusAt = (ledger: QualityLedger, atMs: number) => productStatus(ledger, targetsOf(contract), { endsMs: windowEnds, windowMs }, settleMs, atMs);
@@ -186,7 +191,7 @@ export async function catalogReport(
     key: ROW_KEY_SENTENCE,
     slos,
     quality,
-    quality_windows: windowEnds.length,
+    quality_windows_24h: windowEnds.filter((t) => t > nowMs - DAY_MS && t <= nowMs).length,
     throughput: { rows_per_second: throughput.rowsPerSecond, window_seconds: throughput.windowSeconds },
     table: table && {
       location: table.metadata.location,
@@ -224,7 +229,7 @@ export function formatCatalog(report: CatalogReport): string {
     'objectives:',
     ...objectives.map((cells) => cells.join(' ').trimEnd()),
     '',
-    `quality (${q.from} .. ${q.to}, ${plural(report.quality_windows, 'window')} recorded):`,
+    `quality (${q.from} .. ${q.to}; ${plural(report.quality_windows_24h, 'window')} recorded in the last 24 h):`,
     `  rows ${q.rows}, received points ${q.received_points}, throughput ${num(report.throughput.rows_per_second, 1)} rows/s over the last ${duration(report.throughput.window_seconds)}`,
     `  missing entries ${q.missing_entries}, reported lost ${q.reported_lost}, in flight ${q.in_flight}`,
     `  drones ${q.drones} in ${q.streams} streams${Object.keys(q.streams_by_drone).length > 0 ? ` (several: ${Object.entries(q.streams_by_drone).slice(0, 5).map(([d, n]) => `${d} ${n}`).join(', ')}${Object.keys(q.streams_by_drone).length > 5 ? ', …' : ''})` : ''}`,
