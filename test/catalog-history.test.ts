@@ -95,6 +95,37 @@ describe('the listing of quality windows', () => {
     await own.remove();
   });
 
+  it('lists the days of the page’s history and one more, never the older history', async () => {
+    const own = await tempDir('windows-kept');
+    const lake = await openLake(storageConfig({ lake: own.dir }));
+    const listed: string[] = [];
+    const counted: LakeStorage = Object.assign(Object.create(lake) as LakeStorage, {
+      list: (prefix: string) => {
+        listed.push(prefix);
+        return lake.list(prefix);
+      },
+    });
+    const putIn = async (endMs: number) => {
+      const key = `${qualityDayPrefix(endMs)}window-sink-k-${compactTime(endMs)}.json`;
+      await mkdir(path.dirname(path.join(lake.root, key)), { recursive: true });
+      await writeFile(path.join(lake.root, key), `${JSON.stringify(window(endMs))}\n`);
+      return key;
+    };
+    const old = await putIn(NOW - 30 * 86_400_000);
+    const kept = [await putIn(NOW - 8 * 86_400_000), await putIn(NOW - 86_400_000), await putIn(NOW)];
+    const docs = catalogDocuments(counted, (key, err) => {
+      throw new Error(`${key}: ${err.message}`);
+    });
+    const keys = (await docs.listWindows(NOW)).map((o) => o.key);
+    expect(keys).toEqual(kept);
+    expect(keys).not.toContain(old);
+    // Nine day directories, from eight days back to today, and no listing of the whole history.
+    expect(listed).toHaveLength(9);
+    expect(listed.every((prefix) => prefix >= qualityDayPrefix(NOW - 8 * 86_400_000) && prefix <= qualityDayPrefix(NOW))).toBe(true);
+    await lake.close();
+    await own.remove();
+  });
+
   it('is what a full listing gives, listing again only the days still open, and all of it every 10 minutes', async () => {
     const docs = catalogDocuments(storage, (key, err) => {
       throw new Error(`${key}: ${err.message}`);

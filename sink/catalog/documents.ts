@@ -59,7 +59,11 @@ export interface CatalogDocuments {
   report(nowMs: number, windows?: StoredObject[]): Promise<CatalogReport>;
   /** The newest quarantine files the table's commits name, oldest first, as of the last report. */
   quarantineKeys(): string[];
-  /** Every quality window file, as `storage.list(QUALITY_PREFIX)` would list it, without listing the closed days again. */
+  /**
+   * The quality window files of the days the page's history spans (HISTORY_DAYS and one more),
+   * as `storage.list` of those days would list them, without listing the closed days again:
+   * not the whole history, which is 90 days of a window a minute a sink.
+   */
   listWindows(nowMs: number): Promise<StoredObject[]>;
 }
 
@@ -70,6 +74,8 @@ export interface CatalogDocuments {
  */
 const CLOSED_AFTER_MS = 3_600_000;
 const FULL_LISTING_MS = 600_000;
+/** The days of windows a reader lists and keeps: the history's, and one more for the day it starts in. */
+const KEPT_DAYS = HISTORY_DAYS + 1;
 const DATE_DIR = /\/date=(\d{4}-\d{2}-\d{2})\//;
 
 /**
@@ -109,6 +115,10 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
           }),
         ),
     );
+    // Documents of days before any span a reader asks for are let go (invariant 6): a
+    // server that ran for months kept every window and event it had read.
+    const keepFrom = new Date(toMs - KEPT_DAYS * DAY_MS).toISOString().slice(0, 10);
+    for (const key of cache.keys()) if ((DATE_DIR.exec(key)?.[1] ?? '') < keepFrom) cache.delete(key);
     const out: T[] = [];
     for (const { key } of listed) {
       const doc = cache.get(key);
@@ -120,40 +130,22 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
     return out.sort((a, b) => timeOf(a) - timeOf(b));
   }
 
-  // The listings of closed days, by date, and the open days listed last time; null until the first full listing.
-  let closedDays: Map<string, StoredObject[]> | null = null;
-  let openDays = new Set<string>();
-  let listedAllAt = 0;
+  // The listings of closed days, by date: a day's windows are all written once it has ended.
+  const closedDays = new Map<string, StoredObject[]>();
+  let listedAllAt = -Infinity;
   async function listWindows(nowMs: number): Promise<StoredObject[]> {
+    const days = datesOf(nowMs - KEPT_DAYS * DAY_MS, nowMs);
     const openFrom = new Date(nowMs - CLOSED_AFTER_MS).toISOString().slice(0, 10);
-    const open = new Set([openFrom, new Date(nowMs).toISOString().slice(0, 10), ...[...openDays].filter((d) => d >= openFrom)]);
-    // Now and then the whole listing again: it finds what no rule above foresaw (a day
-    // written by a sink whose clock is far off), within FULL_LISTING_MS.
-    if (closedDays === null || nowMs - listedAllAt > FULL_LISTING_MS) {
-      listedAllAt = nowMs;
-      const all = await storage.list(`${QUALITY_PREFIX}/`);
-      closedDays = new Map();
-      for (const o of all) {
-        const date = DATE_DIR.exec(o.key)?.[1];
-        if (date === undefined) continue;
-        if (date >= openFrom) open.add(date);
-        else {
-          const day = closedDays.get(date);
-          if (day) day.push(o);
-          else closedDays.set(date, [o]);
-        }
-      }
-      openDays = open;
-      return all;
-    }
-    // A day open last time and closed now is listed once more, then kept.
-    const closing = [...openDays].filter((d) => d < openFrom);
-    const days = [...closing, ...open];
-    const listed = await Promise.all(days.map((d) => storage.list(`${QUALITY_PREFIX}/date=${d}/`)));
-    for (const [i, d] of days.entries()) if (d < openFrom) closedDays.set(d, listed[i]!);
-    openDays = open;
-    const kept = [...closedDays.entries()].filter(([d]) => !open.has(d) && !closing.includes(d)).flatMap(([, objects]) => objects);
-    return [...kept, ...listed.flat()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    // Now and then every day again: it finds what no rule above foresaw (a window put into a
+    // closed day by a sink whose clock is far off), within FULL_LISTING_MS.
+    const again = nowMs - listedAllAt > FULL_LISTING_MS;
+    if (again) listedAllAt = nowMs;
+    for (const day of closedDays.keys()) if (day < days[0]!) closedDays.delete(day);
+    const toList = days.filter((d) => again || d >= openFrom || !closedDays.has(d));
+    const listed = await Promise.all(toList.map((d) => storage.list(`${QUALITY_PREFIX}/date=${d}/`)));
+    const fresh = new Map(toList.map((d, i) => [d, listed[i]!]));
+    for (const [d, objects] of fresh) if (d < openFrom) closedDays.set(d, objects);
+    return days.flatMap((d) => fresh.get(d) ?? closedDays.get(d) ?? []).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   return {
