@@ -13,6 +13,9 @@ import { catalogDocuments } from '../sink/catalog/documents';
 import { catalogReport } from '../sink/catalog/read';
 import { ledgerOf, qualityOf } from '../sink/quality';
 import { startSink, type Sink } from '../sink/sink';
+import { QUALITY_STATE_PREFIX } from '../sink/quality-state';
+import type { KeyRange, LakeStorage } from '../sink/storage';
+import pino from 'pino';
 import { awayFromHourBoundary, cli, quietLog, waitFor } from './helpers';
 import { testLake, type TestLake } from './lakes';
 import { loadValidators } from './schemas';
@@ -126,6 +129,36 @@ describe('quality metrics, objectives and the catalog, from injected faults', ()
       } else {
         console.warn('skipped schema validation of the catalog: ../shared/schemas is not there');
       }
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('resumes the product’s ledger after a restart from the state its last window saved, and gives the numbers every record gives', async () => {
+    await send([batch(range('d-r', 0, 99))]);
+    await sink.catalog.closeWindow();
+    await send([batch(range('d-r', 150, 199)), batch(range('d-q', 0, 4).map((p) => ({ ...p, lat: 91 })))]);
+    // The last window saves the ledger as the sink stops.
+    await sink.close();
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    sink = await startSink(sinkConfig({ broker: broker.url, ...lake.config, flushInterval: 600, lateness: 0, missingAfter: 0, qualityWindow: 3600 }), log);
+    await send([batch(range('d-r', 200, 209))]);
+    await sink.catalog.closeWindow();
+    const resumed = lines.find((l) => l['msg'] === 'quality ledger resumed from a saved state');
+    // Two commits before the stop, both in the state: the new run read none of their records.
+    expect(Object.values(resumed?.['commits'] as Record<string, number>)).toEqual([2]);
+    const status = sink.catalog.status()!.quality;
+    expect(status).toMatchObject({ rows: 160, received_points: 165, missing_entries: 50, rejected_points: 5 });
+    // A reader of every record, the saved states hidden from it, gives the same numbers.
+    const storage = await lake.open();
+    try {
+      const noStates: LakeStorage = Object.assign(Object.create(storage) as LakeStorage, {
+        list: (prefix: string, range?: KeyRange) => (prefix.startsWith(QUALITY_STATE_PREFIX) ? Promise.resolve([]) : storage.list(prefix, range)),
+      });
+      const every = await catalogReport(noStates, (key, err) => expect.fail(`${key}: ${err.message}`), Date.parse(status.to));
+      const exact = (q: typeof status) => ({ rows: q.rows, received_points: q.received_points, missing_entries: q.missing_entries, in_flight: q.in_flight, rejected_points: q.rejected_points, duplicates_dropped: q.duplicates_dropped, drones: q.drones, partitions: q.partitions, latency_p99_ms: q.latency_p99_ms });
+      expect(exact(every.quality)).toEqual(exact(status));
     } finally {
       await storage.close();
     }
