@@ -49,6 +49,7 @@ export class Publisher {
   private reconnectAttempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  private announced = false;
   /** Sent and not yet acked, each with its send; a new send (a reconnect, a late ack) replaces it. */
   private readonly inFlight = new Map<number, Send>();
   private readonly resendTimer: NodeJS.Timeout;
@@ -86,7 +87,9 @@ export class Publisher {
         }
         this.stats.connected = true;
         this.reconnectAttempt = 0;
-        log.info({ broker: config.broker }, 'agent connected');
+        // Once: a reconnect is logged as the end of its outage (deploy/runtime/link-log.ts).
+        if (!this.announced) log.info({ broker: config.broker }, 'agent connected');
+        this.announced = true;
         this.requeueInFlight();
         this.pump();
       });

@@ -142,7 +142,8 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
   const connect = (id: string, options: mqtt.IClientOptions) => mqtt.connect({ ...brokerConnectOptions(config.broker), ...credentials, clientId: id, reconnectPeriod: 1000, connectTimeout: 10_000, ...options });
   // A persistent session: the broker queues telemetry while the sink restarts.
   const client = connect(clientId, { clean: false });
-  client.on('connect', () => log.info({ broker: config.broker }, 'sink connected'));
+  // Once: a reconnect is logged as the end of its outage (deploy/runtime/link-log.ts).
+  client.once('connect', () => log.info({ broker: config.broker }, 'sink connected'));
   // One line per outage, not per attempt (deploy/runtime/link-log.ts).
   watchLink(client, log, 'telemetry');
   // Acks go out on a connection of their own. MQTT.js reads nothing on a connection

@@ -69,6 +69,8 @@ describe('the agent through outages and a power cut', () => {
     expect(said('the broker is still unreachable; retrying')).toHaveLength(0);
     expect(said('reconnected to the broker')).toHaveLength(1);
     expect(said('reconnected to the broker')[0]!['attempts']).toBeGreaterThanOrEqual(1);
+    // The first connect is announced; the reconnect is the outage's end, not a second start.
+    expect(said('agent connected')).toHaveLength(1);
     await sink.flush();
     const { twice, keys } = await lakeKeys(lake);
     expect(twice).toEqual([]);
