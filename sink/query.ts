@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import PQueue from 'p-queue';
 import { LAKE_COLUMNS } from '../proto/columns';
@@ -78,6 +79,7 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
   try {
     const named = await viewsNamed(conn, sql);
     const storage = await openLake(config);
+    const localRoot = storage.root.startsWith('s3://') ? null : storage.root;
     let files: string[] = [];
     const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
     let qualityFiles: string[] = [];
@@ -96,7 +98,9 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
         });
       }
       const live = named.has('telemetry') ? await liveFiles(storage, snapshot) : [];
-      const windows = named.has('quality') ? (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json')) : [];
+      // A local lake's windows are read where they lie, through a glob DuckDB expands itself
+      // (below); an S3 lake's are fetched first, since this DuckDB reads local files only.
+      const windows = named.has('quality') && !localRoot ? (await storage.list(`${QUALITY_PREFIX}/`)).map((o) => o.key).filter((k) => k.endsWith('.json')) : [];
       [files, quarantine.batches, quarantine.points, qualityFiles] = await Promise.all([
         fetch(live.map((f) => f.key)),
         fetch(kept.filter((k) => k.startsWith(`${QUARANTINE_PREFIX}/batches/`))),
@@ -110,10 +114,15 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
     if (named.has('quarantined_batches')) await conn.run(quarantineView('batches', quarantine.batches));
     if (named.has('quarantined_points')) await conn.run(quarantineView('points', quarantine.points));
     if (named.has('quality')) {
+      // On a local lake, a glob: no list of a file name per window in the statement (90 days
+      // of a window a minute a sink), and a filter on the `date` directory reads only its days.
+      const glob = localRoot ? path.join(localRoot, QUALITY_PREFIX, 'date=*', 'window-*.json') : null;
+      const globbed = glob !== null && Number((await conn.runAndReadAll(`SELECT count(*) FROM glob(${sqlString(glob)})`)).getRows()[0]?.[0] ?? 0) > 0;
+      const source = globbed && glob !== null ? sqlString(glob) : qualityFiles.length > 0 ? `[${qualityFiles.map(sqlString).join(', ')}]` : null;
       await conn.run(
-        qualityFiles.length > 0
-          ? `CREATE VIEW quality AS SELECT * FROM read_json([${qualityFiles.map(sqlString).join(', ')}], format = 'newline_delimited')`
-          : `CREATE VIEW quality AS SELECT NULL::VARCHAR AS writer, NULL::VARCHAR AS "from", NULL::VARCHAR AS "to", NULL::BIGINT AS rows WHERE false`,
+        source !== null
+          ? `CREATE VIEW quality AS SELECT * FROM read_json(${source}, format = 'newline_delimited', hive_partitioning = true)`
+          : `CREATE VIEW quality AS SELECT NULL::VARCHAR AS writer, NULL::VARCHAR AS "from", NULL::VARCHAR AS "to", NULL::BIGINT AS rows, NULL::DATE AS date WHERE false`,
       );
     }
     if (named.has('telemetry')) {

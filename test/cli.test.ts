@@ -103,6 +103,13 @@ describe('dronelake CLI', () => {
       expect(Object.keys(JSON.parse(compacted.stdout) as object)).toEqual(['compactions', 'stale', 'inputFiles', 'outputFiles', 'rows', 'bytesIn', 'bytesOut', 'deleted', 'maintenance']);
       const countAll = ['query', '--lake', dir, '--format', 'csv', 'SELECT count(*) AS n FROM telemetry'];
       expect((await cli(countAll)).stdout).toBe(`n\n${summary['committed']}\n`);
+      // The quality view has the windows' day as a column, `date`, and a filter on it reads only those days.
+      const days = (await readdir(path.join(dir, 'drones/_catalog/quality'))).map((d) => d.replace('date=', ''));
+      const windowsOf = async (where: string) => (await cli(['query', '--lake', dir, '--format', 'csv', `SELECT count(*) AS n, sum(rows)::BIGINT AS rows FROM quality ${where}`])).stdout;
+      const all = await windowsOf('');
+      expect(all).toMatch(/^n,rows\n[1-9]\d*,\d+\n$/);
+      expect(await windowsOf(`WHERE date IN (${days.map((d) => `DATE '${d}'`).join(', ')})`)).toBe(all);
+      expect(await windowsOf("WHERE date < DATE '2000-01-01'")).toBe('n,rows\n0,\n');
 
       // Damaged commit checkpoints: the table still reads whole, and a query reads no record
       // but those of commits with bad input (none here), so it has nothing to skip. The
