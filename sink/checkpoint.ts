@@ -30,7 +30,7 @@ type Ranges = Array<[number, number]>;
 
 // What is read back is checked, one schema per record type: records rebuild the dedupe
 // state (invariant 3), so a damaged one must be refused, not half believed.
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const rangesSchema = z.array(z.tuple([count, count]).refine(([from, to]) => from <= to, 'a range must not run backwards'));
 
 const STREAM_KEY = /^[0-9]{1,16}$/;
@@ -276,7 +276,8 @@ export async function putCheckpoint(storage: LakeStorage, key: string, record: C
   await putObject(storage, key, `${JSON.stringify(record)}\n`, 'replace');
 }
 
-function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+/** `value` as `schema` says, or an error naming `what` and the first field at fault. */
+export function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
@@ -366,11 +367,12 @@ export async function restoreCheckpoints(storage: LakeStorage, properties: Recor
   return objects;
 }
 
-/** The usual `onBad` of a long-running component: a warning in its log, and on it goes. */
-export const warnBadRecord =
-  (log: Logger) =>
+/** The usual `onBad` of a long-running component for a file of kind `what`: a warning in its log, and on it goes. */
+export const warnUnreadable =
+  (log: Logger, what: string) =>
   (key: string, err: Error): void =>
-    log.warn({ key, err: err.message }, 'skipped an unreadable commit checkpoint');
+    log.warn({ key, err: err.message }, `skipped an unreadable ${what}`);
+export const warnBadRecord = (log: Logger) => warnUnreadable(log, 'commit checkpoint');
 
 /**
  * Records a reader holds at once. A week of commits at the default 5 s is 121,000 records

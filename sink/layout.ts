@@ -37,14 +37,17 @@ export const EXAMPLE_QUERY_KEY = `${CATALOG_PREFIX}/example-query.sql`;
 export const QUALITY_PREFIX = `${CATALOG_PREFIX}/quality`;
 export const LINEAGE_PREFIX = `${CATALOG_PREFIX}/lineage`;
 
-/** The directory of the quality windows that end on the UTC day of `ms`: a window lies under the day of its end. */
-export const qualityDayPrefix = (ms: number): string => `${QUALITY_PREFIX}/date=${new Date(ms).toISOString().slice(0, 10)}/`;
-/** The directories of the quality windows that end from `fromMs` to `toMs`, a UTC day each. */
-export function qualityDayPrefixes(fromMs: number, toMs: number): string[] {
-  const prefixes: string[] = [];
-  for (let day = Math.floor(fromMs / 86_400_000) * 86_400_000; day <= toMs; day += 86_400_000) prefixes.push(qualityDayPrefix(day));
-  return prefixes;
+const DAY_MS = 86_400_000;
+/** The UTC date of `ms`, `YYYY-MM-DD`: the `date=` directory the catalog's files of that day lie under. */
+export const utcDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+/** The UTC dates a span of time touches, oldest first. */
+export function utcDates(fromMs: number, toMs: number): string[] {
+  const dates: string[] = [];
+  for (let t = Math.floor(fromMs / DAY_MS) * DAY_MS; t <= toMs; t += DAY_MS) dates.push(utcDate(t));
+  return dates;
 }
+/** The directory of the quality windows that end on the UTC day of `ms`: a window lies under the day of its end. */
+export const qualityDayPrefix = (ms: number): string => `${QUALITY_PREFIX}/date=${utcDate(ms)}/`;
 
 /** `20261125T130000123Z`: a time in a file name, to the millisecond, sortable, with no characters a store or shell minds. */
 export const compactTime = (ms: number): string => new Date(ms).toISOString().replace(/[-:.]/g, '');

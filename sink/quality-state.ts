@@ -1,9 +1,9 @@
-import type { Logger } from 'pino';
 import * as z from 'zod';
-import { checkRecord, commitCountsSchema, emptyCommitCounts, writerPositions, type CommitRecord } from './checkpoint';
+import { checked, checkRecord, commitCountsSchema, count, emptyCommitCounts, readNewCommits, writerPositions, type CommitRecord } from './checkpoint';
 import { CATALOG_PREFIX, compactTime, timeOfName } from './layout';
 import { LatencyHistogram } from './latency';
-import type { QualityLedger } from './quality';
+import { addCommits, advance, newQualityLedger, retainFrom, type QualityLedger } from './quality';
+import { DAY_MS } from './slo';
 import { putObject, type LakeStorage } from './storage';
 
 // A sink saves the product's quality ledger (sink/quality.ts) now and then, with each
@@ -24,7 +24,6 @@ export interface QualityState {
   ledger: QualityLedger;
 }
 
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 // JSON has no infinities: a ledger's "none yet" bounds are saved as null.
 const bound = z.number().nullable();
 const toJsonBound = (v: number): number | null => (Number.isFinite(v) ? v : null);
@@ -82,12 +81,8 @@ export function stateJson(writer: string, savedAtMs: number, taken: ReadonlyMap<
 
 /** A state file's content as a state, or an error naming the first field at fault. */
 export function parseState(value: unknown): QualityState {
-  const parsed = stateSchema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new Error(`not a valid quality state${issue.path.length > 0 ? `: ${issue.path.join('.')}` : ''}: ${issue.message.replace(/^Invalid input: /, '')}`);
-  }
-  const s = parsed.data.ledger;
+  const parsed = checked(stateSchema, value, 'quality state');
+  const s = parsed.ledger;
   const latency = new LatencyHistogram();
   for (const [bucket, n] of s.latency) latency.add(bucket, n);
   const empty = emptyCommitCounts();
@@ -112,7 +107,7 @@ export function parseState(value: unknown): QualityState {
     oldestEventUs: fromBound(s.oldest_event_us, Infinity),
     streams: new Map(s.streams.map(([drone, byStream]) => [drone, new Map(byStream.map(([stream, lastAt, intervals]) => [stream, { lastAt, intervals }]))])),
   };
-  return { writer: parsed.data.writer, savedAtMs: Date.parse(parsed.data.saved_at), taken: new Map(Object.entries(parsed.data.taken)), ledger };
+  return { writer: parsed.writer, savedAtMs: Date.parse(parsed.saved_at), taken: new Map(Object.entries(parsed.taken)), ledger };
 }
 
 const stateKey = (writer: string, savedAtMs: number): string => `${QUALITY_STATE_PREFIX}/state-${writer}-${compactTime(savedAtMs)}.json`;
@@ -150,8 +145,49 @@ export async function loadState(storage: LakeStorage, properties: Record<string,
   return null;
 }
 
-/** The usual `onBad` of a long-running component: a warning, and the next newest state, or every record, is read instead. */
-export const warnBadState =
-  (log: Logger) =>
-  (key: string, err: Error): void =>
-    log.warn({ key, err: err.message }, 'skipped an unreadable quality state');
+/** A reader's ledger of the product: the ledger, each writer's last commit read, and whether it has looked for a saved state. */
+export interface LedgerReader {
+  ledger: QualityLedger;
+  taken: Map<string, number>;
+  resumed: boolean;
+}
+
+export const newLedgerReader = (): LedgerReader => ({ ledger: newQualityLedger(), taken: new Map(), resumed: false });
+
+/**
+ * Brings a reader to `atMs`, as a sink's window and a catalog report both do. On its first
+ * call with a table it starts from the newest saved state not ahead of `atMs`, which it
+ * returns (null when it took none). Then the ledger's time moves on first, and its horizon to
+ * a day before (the longest span an objective reads): the records added since are read a
+ * chunk at a time (checkpoint.ts), each chunk folded as it comes and then handed to `each`,
+ * and none is kept (invariant 6).
+ */
+export async function catchUp(
+  storage: LakeStorage,
+  properties: Record<string, string> | null,
+  reader: LedgerReader,
+  atMs: number,
+  onBad: { record: (key: string, err: Error) => void; state: (key: string, err: Error) => void },
+  each: (commits: CommitRecord[]) => void = () => {},
+): Promise<QualityState | null> {
+  let resumed: QualityState | null = null;
+  if (!reader.resumed && properties) {
+    reader.resumed = true;
+    const state = await loadState(storage, properties, onBad.state);
+    if (state && state.ledger.toMs <= atMs) {
+      reader.ledger = state.ledger;
+      // A copy: the returned state keeps saying which commits it held.
+      reader.taken = new Map(state.taken);
+      resumed = state;
+    }
+  }
+  advance(reader.ledger, atMs);
+  retainFrom(reader.ledger, atMs - DAY_MS);
+  if (properties) {
+    await readNewCommits(storage, properties, onBad.record, reader.taken, (commits) => {
+      addCommits(reader.ledger, commits);
+      each(commits);
+    });
+  }
+  return resumed;
+}

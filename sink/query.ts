@@ -9,6 +9,7 @@ import { liveFiles, pickSnapshot } from './table/scan';
 import { QUARANTINE_COLUMNS, type QuarantineKind } from './quarantine';
 import { openLake, type StorageConfig } from './open-storage';
 import { sqlString } from './sql';
+import { isS3Lake } from './catalog/lake-url';
 
 export type QueryFormat = 'table' | 'csv' | 'ndjson';
 
@@ -79,7 +80,7 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
   try {
     const named = await viewsNamed(conn, sql);
     const storage = await openLake(config);
-    const localRoot = storage.root.startsWith('s3://') ? null : storage.root;
+    const localRoot = isS3Lake(storage.root) ? null : storage.root;
     let files: string[] = [];
     const quarantine: Record<QuarantineKind, string[]> = { batches: [], points: [] };
     let qualityFiles: string[] = [];
@@ -117,7 +118,8 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
       // On a local lake, a glob: no list of a file name per window in the statement (90 days
       // of a window a minute a sink), and a filter on the `date` directory reads only its days.
       const glob = localRoot ? path.join(localRoot, QUALITY_PREFIX, 'date=*', 'window-*.json') : null;
-      const globbed = glob !== null && Number((await conn.runAndReadAll(`SELECT count(*) FROM glob(${sqlString(glob)})`)).getRows()[0]?.[0] ?? 0) > 0;
+      // DuckDB refuses a glob that matches nothing: one match is enough to know.
+      const globbed = glob !== null && (await conn.runAndReadAll(`SELECT 1 FROM glob(${sqlString(glob)}) LIMIT 1`)).getRows().length > 0;
       const source = globbed && glob !== null ? sqlString(glob) : qualityFiles.length > 0 ? `[${qualityFiles.map(sqlString).join(', ')}]` : null;
       await conn.run(
         source !== null

@@ -3,7 +3,7 @@ import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { send, type Route } from '../../deploy/runtime/http';
-import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY } from '../layout';
+import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY, utcDate, utcDates } from '../layout';
 import type { LakeStorage, StoredObject } from '../storage';
 import { readCurrentTable, type CurrentTable } from './iceberg-table';
 import { catalogReport, newLakeLedger, type CatalogReport } from './read';
@@ -38,12 +38,6 @@ const DAY_MS = 86_400_000;
 /** How far back the history and lineage documents reach by default, and at most. */
 export const HISTORY_DAYS = 7;
 
-/** The `date=YYYY-MM-DD/` folders a span of time touches. */
-const datesOf = (fromMs: number, toMs: number): string[] => {
-  const dates: string[] = [];
-  for (let t = Math.floor(fromMs / DAY_MS) * DAY_MS; t <= toMs; t += DAY_MS) dates.push(new Date(t).toISOString().slice(0, 10));
-  return dates;
-};
 
 export interface CatalogDocuments {
   readonly storage: LakeStorage;
@@ -95,7 +89,7 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
 
   /** The JSON files under `prefix` of [fromMs, toMs], parsed and checked; a damaged one is reported and left out. */
   async function timed<T>(prefix: string, fromMs: number, toMs: number, cache: Map<string, T | null>, schema: z.ZodType<T>, timeOf: (doc: T) => number, all?: StoredObject[]): Promise<T[]> {
-    const dates = datesOf(fromMs, toMs).map((d) => `${prefix}/date=${d}/`);
+    const dates = utcDates(fromMs, toMs).map((d) => `${prefix}/date=${d}/`);
     const listed = all ? all.filter((o) => dates.some((d) => o.key.startsWith(d))) : (await Promise.all(dates.map((d) => storage.list(d)))).flat();
     // Files are small: reading many at once hides the store's per-request latency.
     const reads = new PQueue({ concurrency: 16 });
@@ -117,7 +111,7 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
     );
     // Documents of days before any span a reader asks for are let go (invariant 6): a
     // server that ran for months kept every window and event it had read.
-    const keepFrom = new Date(toMs - KEPT_DAYS * DAY_MS).toISOString().slice(0, 10);
+    const keepFrom = utcDate(toMs - KEPT_DAYS * DAY_MS);
     for (const key of cache.keys()) if ((DATE_DIR.exec(key)?.[1] ?? '') < keepFrom) cache.delete(key);
     const out: T[] = [];
     for (const { key } of listed) {
@@ -134,8 +128,8 @@ export function catalogDocuments(storage: LakeStorage, onBadRecord: (key: string
   const closedDays = new Map<string, StoredObject[]>();
   let listedAllAt = -Infinity;
   async function listWindows(nowMs: number): Promise<StoredObject[]> {
-    const days = datesOf(nowMs - KEPT_DAYS * DAY_MS, nowMs);
-    const openFrom = new Date(nowMs - CLOSED_AFTER_MS).toISOString().slice(0, 10);
+    const days = utcDates(nowMs - KEPT_DAYS * DAY_MS, nowMs);
+    const openFrom = utcDate(nowMs - CLOSED_AFTER_MS);
     // Now and then every day again: it finds what no rule above foresaw (a window put into a
     // closed day by a sink whose clock is far off), within FULL_LISTING_MS.
     const again = nowMs - listedAllAt > FULL_LISTING_MS;

@@ -14,8 +14,8 @@ import {
   SAMPLE_KEY,
   SLO_STATUS_KEY,
 } from '../layout';
-import { readNewCommits, warnBadRecord } from '../checkpoint';
-import { loadState, saveState, warnBadState } from '../quality-state';
+import { warnBadRecord, warnUnreadable } from '../checkpoint';
+import { catchUp, newLedgerReader, saveState } from '../quality-state';
 import { currentSnapshot } from '../table/manifests';
 import { loadTable } from '../table/metadata';
 import { liveFiles } from '../table/scan';
@@ -148,13 +148,11 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
   // Each commit record is read once, into two ledgers (sink/quality.ts): this sink's commits,
   // for its windows, and every sink's, for the product's status. Invariant 6: neither keeps
   // records, and each keeps the summaries of a window or a day of commits.
-  let taken = new Map<string, number>();
+  const reader = newLedgerReader();
   const own = newQualityLedger();
-  let all = newQualityLedger();
   // This sink's windows begin at its start: its commits of earlier runs count in the product's totals only.
   retainFrom(own, windowStart);
-  /** Whether the first window has looked for a saved state; when this sink last saved one. */
-  let resumed = false;
+  /** When this sink last saved the product's ledger. */
   let savedAtMs = -Infinity;
 
   async function recordWindow(endMs: number, final = false): Promise<void> {
@@ -162,30 +160,15 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     if (endMs <= lastEndMs) return;
     lastEndMs = endMs;
     const table = await loadTable(storage);
-    if (!resumed && table) {
-      // The product's ledger resumes from the newest saved state, of any sink, and reads only
-      // the records after it (sink/quality-state.ts). This sink's own windows read the same
-      // records from there: a seq gap its earlier runs left and never filled counts in the
-      // product's status, not in this run's windows.
-      resumed = true;
-      const state = await loadState(storage, table.metadata.properties, warnBadState(log));
-      if (state && state.ledger.toMs <= endMs) {
-        all = state.ledger;
-        taken = state.taken;
-        log.info({ savedBy: state.writer, savedAt: new Date(state.savedAtMs).toISOString(), commits: Object.fromEntries(taken) }, 'quality ledger resumed from a saved state');
-      }
-    }
-    // Time moves on first, and the product's status needs a day at most: the records of the
-    // window fold as they are read, a chunk at a time, and none older than a day is kept.
+    // The product's ledger resumes from the newest saved state, of any sink, and reads only
+    // the records after it (sink/quality-state.ts). This sink's own windows read the same
+    // records from there: a seq gap its earlier runs left and never filled counts in the
+    // product's status, not in this run's windows.
     advance(own, endMs);
-    advance(all, endMs);
-    retainFrom(all, endMs - DAY_MS);
-    if (table) {
-      await readNewCommits(storage, table.metadata.properties, warnBadRecord(log), taken, (commits) => {
-        addCommits(own, commits.filter((c) => c.writer === config.writer));
-        addCommits(all, commits);
-      });
-    }
+    const onBad = { record: warnBadRecord(log), state: warnUnreadable(log, 'quality state') };
+    const state = await catchUp(storage, table?.metadata.properties ?? null, reader, endMs, onBad, (commits) => addCommits(own, commits.filter((c) => c.writer === config.writer)));
+    if (state) log.info({ savedBy: state.writer, savedAt: new Date(state.savedAtMs).toISOString(), commits: Object.fromEntries(state.taken) }, 'quality ledger resumed from a saved state');
+    const all = reader.ledger;
     const window = qualityOf(own, { fromMs: windowStart, toMs: endMs, settleMs: config.settleMs });
     const bytes = committedBytes(own, windowStart);
     try {
@@ -203,7 +186,7 @@ export async function startCatalog(storage: LakeStorage, conn: DuckDBConnection,
     windowStart = endMs;
     retainFrom(own, windowStart);
     if (final || endMs - savedAtMs >= STATE_EVERY_MS) {
-      await saveState(storage, config.writer, endMs, taken, all);
+      await saveState(storage, config.writer, endMs, reader.taken, all);
       savedAtMs = endMs;
     }
   }

@@ -1,12 +1,12 @@
 import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
-import { CONTRACT_KEY, PRODUCT_KEY, qualityDayPrefixes, timeOfName } from '../layout';
-import { readNewCommits, readQuarantineCommits, type CommitRecord } from '../checkpoint';
-import { loadState } from '../quality-state';
+import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName, utcDates } from '../layout';
+import { readQuarantineCommits, type CommitRecord } from '../checkpoint';
+import { catchUp, newLedgerReader, type LedgerReader } from '../quality-state';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
-import { addCommits, advance, newQualityLedger, retainFrom, type QualityLedger } from '../quality';
+import type { QualityLedger } from '../quality';
 import { DAY_MS, productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
@@ -80,7 +80,7 @@ export async function readCatalog(config: StorageConfig, onBadRecord: (key: stri
  * window, a minute at a time, for as long as the lake lived (525,600 files a year a sink).
  */
 export async function windowEndsBetween(storage: LakeStorage, fromMs: number, toMs: number): Promise<number[]> {
-  const listed = await Promise.all(qualityDayPrefixes(fromMs, toMs).map((prefix) => storage.list(prefix)));
+  const listed = await Promise.all(utcDates(fromMs, toMs).map((date) => storage.list(`${QUALITY_PREFIX}/date=${date}/`)));
   const ends = listed.flat().map((o) => timeOfName(o.key)).filter((t): t is number => t !== null && t >= fromMs && t <= toMs);
   return [...new Set(ends)];
 }
@@ -105,19 +105,14 @@ function newestQuarantine(kept: readonly QuarantineFile[], commits: readonly Com
  * commit record read once, none kept. It starts from the newest state a sink saved
  * (sink/quality-state.ts), and reads only the records after it.
  */
-export interface LakeLedger {
-  ledger: QualityLedger;
-  /** Each writer's last commit read. */
-  taken: Map<string, number>;
-  /** Whether the first report has looked for a saved state. */
-  resumed: boolean;
+export interface LakeLedger extends LedgerReader {
   /** The newest quarantine files the commits named, with their commits' times, oldest first. */
   quarantine: QuarantineFile[];
   /** Reports take turns, so that two at once do not read the same new records twice. */
   readonly turns: PQueue;
 }
 
-export const newLakeLedger = (): LakeLedger => ({ ledger: newQualityLedger(), taken: new Map(), resumed: false, quarantine: [], turns: new PQueue({ concurrency: 1 }) });
+export const newLakeLedger = (): LakeLedger => ({ ...newLedgerReader(), quarantine: [], turns: new PQueue({ concurrency: 1 }) });
 
 /**
  * The report of an open lake: what `dronelake catalog` prints and the product page shows,
@@ -149,31 +144,17 @@ export async function catalogReport(
   // A one-time report (dronelake catalog) is a lake ledger's first, and shows no quarantine examples.
   const reader = lake ?? newLakeLedger();
   const { quality, slos, throughput } = await reader.turns.add(async () => {
-    if (!reader.resumed && table) {
-      reader.resumed = true;
-      const state = await loadState(storage, table.metadata.properties, onBadRecord);
-      if (state && state.ledger.toMs <= nowMs) {
-        reader.ledger = state.ledger;
-        reader.taken = state.taken;
-        // A state names no quarantine files: the newest come from the records of the commits
-        // that wrote some, up to the state; the reading below adds the later ones.
-        if (lake) {
-          await readQuarantineCommits(storage, table.metadata.properties, onBadRecord, (commits) => {
-            reader.quarantine = newestQuarantine(reader.quarantine, commits.filter((c) => c.number <= (state.taken.get(c.writer) ?? 0)));
-          });
-        }
-      }
-    }
     // A report that waited its turn behind a later one is as of that one's time.
     const atMs = Math.max(nowMs, reader.ledger.toMs);
-    // The ledger's time moves on first, and a report needs a day of commits at most: each
-    // record folds as it is read, a chunk at a time (checkpoint.ts), and none is kept.
-    advance(reader.ledger, atMs);
-    retainFrom(reader.ledger, atMs - DAY_MS);
-    if (table) {
-      await readNewCommits(storage, table.metadata.properties, onBadRecord, reader.taken, (commits) => {
-        addCommits(reader.ledger, commits);
-        if (lake) reader.quarantine = newestQuarantine(reader.quarantine, commits);
+    const properties = table?.metadata.properties ?? null;
+    const state = await catchUp(storage, properties, reader, atMs, { record: onBadRecord, state: onBadRecord }, (commits) => {
+      if (lake) reader.quarantine = newestQuarantine(reader.quarantine, commits);
+    });
+    // A state names no quarantine files: the newest up to it come from the records of the
+    // commits that wrote some.
+    if (lake && state && properties) {
+      await readQuarantineCommits(storage, properties, onBadRecord, (commits) => {
+        reader.quarantine = newestQuarantine(reader.quarantine, commits.filter((c) => c.number <= (state.taken.get(c.writer) ?? 0)));
       });
     }
     return statusAt(reader.ledger, atMs);

@@ -1,5 +1,5 @@
 import { CHECKPOINT_PREFIX, checkpointOf, writerPositions } from '../checkpoint';
-import { LINEAGE_PREFIX, QUALITY_PREFIX, TELEMETRY_PREFIX, timeOfName } from '../layout';
+import { LINEAGE_PREFIX, QUALITY_PREFIX, TELEMETRY_PREFIX, timeOfName, utcDate } from '../layout';
 import type { LakeStorage } from '../storage';
 import { DELETED } from './avro';
 import { manifestsOf, readManifest, type ManifestCache } from './manifests';
@@ -98,7 +98,7 @@ export async function maintainTable(storage: LakeStorage, settings: MaintenanceS
  */
 async function removeHistory(storage: LakeStorage, beforeMs: number): Promise<number> {
   let removed = 0;
-  const day = new Date(beforeMs).toISOString().slice(0, 10);
+  const day = utcDate(beforeMs);
   for (const prefix of [QUALITY_PREFIX, LINEAGE_PREFIX]) {
     for (const { key } of await storage.list(`${prefix}/`, { before: `${prefix}/date=${day}/~` })) {
       const at = timeOfName(key);
