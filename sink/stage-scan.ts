@@ -1,16 +1,18 @@
 import duckdb from '@duckdb/node-bindings';
-import { BOOLEAN, DOUBLE, DuckDBTableFunction, ENUM, INTEGER, UINTEGER, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
+import { BOOLEAN, DOUBLE, DuckDBTableFunction, ENUM, INTEGER, UINTEGER, VARCHAR, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
-import { BLOCK_MASK, BLOCK_SHIFT, STAGE_BYTES, STAGE_COLUMNS, type Block, type StageKind } from './stage-columns';
+import { BLOCK_MASK, BLOCK_SHIFT, STAGE_BYTES, STAGE_COLUMNS, type Block } from './stage-columns';
 import type { FileRows } from './stage-order';
 
 // DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
 // file)`: the rows of one file, in the files' order, a vector at a time, each column's
 // values gathered from the buffer's blocks into one scratch array and copied into DuckDB's
-// vector with one memcpy. String and enum columns come out as DuckDB ENUMs of the buffer's
-// dictionary and of the enum's names, declared when the scan is bound, so DuckDB names each
-// row's value with a cast of its index (lakeRowsSql): a lookup in a list per row and
-// column cost about 0.05 CPU-us a point each, the cast a fifth of that. DuckDB calls the
+// vector with one memcpy. String and enum columns come out as DuckDB ENUMs of the values
+// the file's rows hold, found when the scan is bound, and go into the Parquet file as they
+// are: DuckDB's Parquet writer takes an ENUM's values as the column's dictionary and its
+// indexes as the dictionary's codes, so no string is made, hashed or compared per row. The
+// file's column is the same UTF8 string column either way; casting the ENUMs to VARCHAR
+// first cost 0.2 CPU-us a point of the 0.75 a commit's write took. DuckDB calls the
 // function on the JavaScript thread, while the statement that scans it runs on DuckDB's
 // own; the sink runs every such statement with the async API, so the thread is free to
 // answer. A call on this thread that blocks until DuckDB finishes that statement would wait
@@ -54,30 +56,71 @@ for (const column of LAKE_COLUMNS) {
   }
 }
 
-/** How a scan hands DuckDB one column: its type, the bytes of a value, and for an ENUM its count of values (else null). */
+/**
+ * How a scan hands DuckDB one column: its type and the bytes of a value. A string or enum
+ * column goes out as an ENUM of the values its file holds: `codes` gives each staged id
+ * its index among them. A file whose rows hold none of its values (a column of nulls) has
+ * `codes` null and `allNull` set.
+ */
 interface ColumnOut {
   type: DuckDBType;
   bytes: number;
-  values: number | null;
+  codes: Uint32Array | null;
+  allNull: boolean;
 }
 
-/** A string column goes out as an ENUM of the buffer's dictionary, an enum column as one of its names, the rest as staged. */
-function columnOut(column: LakeColumn, kind: StageKind, strings: readonly string[]): ColumnOut {
+const ALL_VALID: Omit<ColumnOut, 'type' | 'bytes'> = { codes: null, allNull: false };
+
+/**
+ * The values of `names` (a string column's dictionary, an enum's names) that the
+ * non-null rows of a file hold, in id order, with each id's index among them; or why not.
+ * Only these go into the file: its dictionary and statistics are its own rows'.
+ */
+function valuesHeld(buffer: ScannedBuffer, from: number, to: number, c: number, names: readonly string[]): ColumnOut | string {
+  const order = buffer.order!;
+  const nullable = buffer.nulls[c]!;
+  const held = new Uint8Array(names.length);
+  for (let k = from; k < to; k++) {
+    const i = order[k]!;
+    const block = buffer.blocks[i >>> BLOCK_SHIFT]!;
+    const row = i & BLOCK_MASK;
+    if (nullable && (block.validity[c]![row >> 3]! & (1 << (row & 7))) === 0) continue;
+    const id = block.values[c]![row]!;
+    // Staging and validation keep every id within its values; should a bug not, the
+    // commit fails rather than have DuckDB read past them.
+    if (id >= names.length) return `${SCAN}: staged column ${STAGE_COLUMNS[c]!.column.name} holds an index past its ${names.length} values`;
+    held[id] = 1;
+  }
+  const values: string[] = [];
+  // A null row's id is 0 (sink/stage.ts), and its code then 0 too: a value of the ENUM.
+  const codes = new Uint32Array(names.length);
+  for (let id = 0; id < names.length; id++) {
+    if (held[id] === 0) continue;
+    codes[id] = values.length;
+    values.push(names[id]!);
+  }
+  if (values.length === 0) return { type: VARCHAR, bytes: 0, codes: null, allNull: true };
+  return { type: ENUM(values), bytes: enumIndexBytes(values.length), codes, allNull: false };
+}
+
+/** How column `c` of a file goes out: strings and enums as ENUMs of the file's values, the rest as staged; or why it cannot. */
+function columnOut(buffer: ScannedBuffer, from: number, to: number, c: number): ColumnOut | string {
+  const { column, kind } = STAGE_COLUMNS[c]!;
   switch (kind) {
     case 'dict':
-      return { type: ENUM(strings), bytes: enumIndexBytes(strings.length), values: strings.length };
+      return valuesHeld(buffer, from, to, c, buffer.strings);
     case 'u8': {
       // Only enums are staged in one byte (sink/stage-columns.ts).
       const names = column.enumNames;
-      if (!names) throw new Error(`staged column ${column.name} is one byte, but no enum`);
-      return { type: ENUM(names), bytes: STAGE_BYTES.u8, values: names.length };
+      if (!names) return `${SCAN}: staged column ${column.name} is one byte, but no enum`;
+      return valuesHeld(buffer, from, to, c, names);
     }
     case 'f64':
-      return { type: DOUBLE, bytes: STAGE_BYTES.f64, values: null };
+      return { type: DOUBLE, bytes: STAGE_BYTES.f64, ...ALL_VALID };
     case 'u32':
-      return { type: UINTEGER, bytes: STAGE_BYTES.u32, values: null };
+      return { type: UINTEGER, bytes: STAGE_BYTES.u32, ...ALL_VALID };
     case 'bool':
-      return { type: BOOLEAN, bytes: STAGE_BYTES.bool, values: null };
+      return { type: BOOLEAN, bytes: STAGE_BYTES.bool, ...ALL_VALID };
   }
 }
 
@@ -114,10 +157,12 @@ class ScanState {
 const scratchF64 = new Float64Array(CHUNK_ROWS);
 const scratchU32 = new Uint32Array(CHUNK_ROWS);
 const scratchU8 = new Uint8Array(CHUNK_ROWS);
-// The dictionary's ids narrowed to a smaller ENUM's index.
-const narrowU16 = new Uint16Array(CHUNK_ROWS);
-const narrowU8 = new Uint8Array(CHUNK_ROWS);
+// Staged ids as codes of a file's ENUM, at the width of its index.
+const codesU32 = new Uint32Array(CHUNK_ROWS);
+const codesU16 = new Uint16Array(CHUNK_ROWS);
+const codesU8 = new Uint8Array(CHUNK_ROWS);
 const scratchValidity = new Uint8Array(VALIDITY_BYTES);
+const NONE_VALID = new Uint8Array(VALIDITY_BYTES);
 
 // A function per kind, so that each loop reads one kind of array and V8 keeps it
 // monomorphic: one loop for all three ran at twice the cost.
@@ -152,18 +197,10 @@ function gatherValidity(from: readonly Uint8Array[], order: Uint32Array, at: num
   return scratchValidity;
 }
 
-/** The largest of the first `rows` values. */
-function largest(values: Uint32Array | Uint8Array, rows: number): number {
-  let max = 0;
-  for (let j = 0; j < rows; j++) if (values[j]! > max) max = values[j]!;
-  return max;
-}
-
-/** The dictionary's ids, staged in 32 bits, at the width of the ENUM's index. */
-function narrowed(ids: Uint32Array, rows: number, bytes: number): Uint32Array | Uint16Array | Uint8Array {
-  if (bytes === 4) return ids;
-  const out = bytes === 2 ? narrowU16 : narrowU8;
-  out.set(ids.subarray(0, rows));
+/** The first `rows` staged ids as their codes in a file's ENUM (ColumnOut), at its index's width. */
+function encodeCodes(ids: Uint32Array | Uint8Array, rows: number, codes: Uint32Array, bytes: number): Uint32Array | Uint16Array | Uint8Array {
+  const out = bytes === 1 ? codesU8 : bytes === 2 ? codesU16 : codesU32;
+  for (let j = 0; j < rows; j++) out[j] = codes[ids[j]!]!;
   return out;
 }
 
@@ -186,17 +223,19 @@ function scanChunk(state: ScanState, chunk: DuckDBDataChunk): string | null {
   if (rows === 0) return null;
   for (let c = 0; c < state.columns.length; c++) {
     const column = state.columns[c]!;
-    const { bytes, values } = state.out[c]!;
+    const { bytes, codes, allNull } = state.out[c]!;
+    const vector = duckdb.data_chunk_get_vector(chunk.chunk, c);
+    if (allNull) {
+      duckdb.vector_ensure_validity_writable(vector);
+      duckdb.copy_data_to_vector_validity(vector, 0, NONE_VALID.buffer as ArrayBuffer, 0, VALIDITY_BYTES);
+      continue;
+    }
     let out: Float64Array | Uint32Array | Uint16Array | Uint8Array;
     if (column.kind === 'f64') out = gatherF64(column.values, order, state.at, rows);
     else {
       const gathered = column.kind === 'u32' ? gatherU32(column.values, order, state.at, rows) : gatherU8(column.values, order, state.at, rows);
-      // Staging and validation keep every index within its ENUM; should a bug not, the
-      // commit fails rather than have DuckDB read past the ENUM's values.
-      if (values !== null && largest(gathered, rows) >= values) return `${SCAN}: staged column ${STAGE_COLUMNS[c]!.column.name} holds an index past its ${values} values`;
-      out = column.kind === 'u32' ? narrowed(scratchU32, rows, bytes) : gathered;
+      out = codes === null ? gathered : encodeCodes(gathered, rows, codes, bytes);
     }
-    const vector = duckdb.data_chunk_get_vector(chunk.chunk, c);
     duckdb.copy_data_to_vector(vector, 0, out.buffer as ArrayBuffer, 0, rows * out.BYTES_PER_ELEMENT);
     const validity = state.validity[c];
     if (validity) {
@@ -221,8 +260,16 @@ function scanFunction(): DuckDBTableFunction {
         info.setError(`${SCAN}: no sealed stage buffer ${id} with a file ${index}`);
         return;
       }
-      const out = STAGE_COLUMNS.map(({ column, kind }) => columnOut(column, kind, buffer.strings));
-      STAGE_COLUMNS.forEach(({ column }, c) => info.addResultColumn(column.name, out[c]!.type));
+      const out: ColumnOut[] = [];
+      for (let c = 0; c < STAGE_COLUMNS.length; c++) {
+        const column = columnOut(buffer, file.from, file.to, c);
+        if (typeof column === 'string') {
+          info.setError(column);
+          return;
+        }
+        out.push(column);
+        info.addResultColumn(STAGE_COLUMNS[c]!.column.name, column.type);
+      }
       info.setCardinality(file.to - file.from, true);
       info.setBindData(new ScanBinding(buffer, file.from, file.to, out));
     },
@@ -278,8 +325,8 @@ function lakeExpression(column: LakeColumn): string {
   switch (column.kind) {
     case 'string':
     case 'enum':
-      // Scanned as ENUMs (above); the lake stores their text.
-      return `${staged}::VARCHAR AS ${column.name}`;
+      // Scanned as ENUMs of the file's values (above): written as the UTF8 strings they name.
+      return `${staged} AS ${column.name}`;
     case 'uint64':
       return `${staged}::BIGINT AS ${column.name}`;
     case 'uint32':

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { DuckDBInstance, DuckDBLogicalType, DuckDBTypeId } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAKE_COLUMNS } from '../proto/columns';
@@ -75,7 +78,7 @@ describe('sink step: stage', () => {
     }
   });
 
-  it('names strings through an ENUM of the buffer\'s dictionary at each index width DuckDB picks: 1, 2 and 4 bytes', async () => {
+  it('names strings through an ENUM of the values a file holds, at each index width DuckDB picks: 1, 2 and 4 bytes', async () => {
     // DuckDB's own rule, which enumIndexBytes follows, at the edges of each width.
     for (const [values, width] of [[255, 1], [256, 2], [65_535, 2], [65_536, 4]] as const) {
       const logical = DuckDBLogicalType.createEnum(Array.from({ length: values }, (_, i) => `v${i}`));
@@ -83,8 +86,8 @@ describe('sink step: stage', () => {
     }
     const conn = await db.connect();
     try {
-      // The dictionary holds the gateway and each drone: 255, 256 and 65,536 strings.
-      for (const drones of [254, 255, 65_535]) {
+      // drone_id's ENUM holds each drone: 255, 256 and 65,536 values.
+      for (const drones of [255, 256, 65_536]) {
         const buffer = createStageBuffer(`stage_enum_${drones}`);
         try {
           stageAll(buffer, taken('gw-st', 1, 5, Array.from({ length: drones }, (_, i) => ({ drone_id: `d-${i}`, seq: i, ts: T0 + i, gps_fix: i % 4 })), T0), T0);
@@ -100,6 +103,54 @@ describe('sink step: stage', () => {
       }
     } finally {
       conn.closeSync();
+    }
+  });
+
+  it('writes a file\'s string and enum columns with a dictionary and statistics of its own rows\' values, and a column of nulls as nulls', async () => {
+    const buffer = createStageBuffer('stage_file_values');
+    const conn = await db.connect();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'stage-values-'));
+    try {
+      // Hour one: drones a-1 and a-2 with 3d fixes and no mission; hour two: z-9 on rtk_fixed
+      // with a mission. The buffer's dictionary holds every string of both hours.
+      stageAll(buffer, taken('gw-st', 1, 5, [
+        { drone_id: 'a-2', seq: 1, ts: T0 + 1, gps_fix: GpsFix.fix3d },
+        { drone_id: 'a-1', seq: 1, ts: T0 + 2, gps_fix: GpsFix.fix3d },
+        { drone_id: 'z-9', seq: 1, ts: T0 + MICROS_PER_HOUR, gps_fix: GpsFix.rtkFixed, mission_id: 'm-7' },
+      ], T0), T0);
+      sealStageBuffer(buffer);
+      expect(buffer.files.length).toBe(2);
+      const stats = async (file: number) => {
+        const out = path.join(dir, `f${file}.parquet`);
+        await conn.run(`COPY (${lakeRowsSql(buffer, file)}) TO '${out}' (FORMAT parquet)`);
+        const reader = await conn.runAndReadAll(
+          `SELECT path_in_schema AS col, type, stats_min_value AS min, stats_max_value AS max, stats_null_count::INTEGER AS nulls FROM parquet_metadata('${out}') WHERE path_in_schema IN ('drone_id', 'gps_fix', 'mission_id', 'gateway_id') ORDER BY col`,
+        );
+        const rows = (await conn.runAndReadAll(`SELECT DISTINCT drone_id FROM '${out}' ORDER BY 1`)).getRows().map((r) => r[0]);
+        return { columns: reader.getRowObjectsJson(), rows };
+      };
+      expect(await stats(0)).toEqual({
+        columns: [
+          { col: 'drone_id', type: 'BYTE_ARRAY', min: 'a-1', max: 'a-2', nulls: 0 },
+          { col: 'gateway_id', type: 'BYTE_ARRAY', min: 'gw-st', max: 'gw-st', nulls: 0 },
+          { col: 'gps_fix', type: 'BYTE_ARRAY', min: '3d', max: '3d', nulls: 0 },
+          { col: 'mission_id', type: 'BYTE_ARRAY', min: null, max: null, nulls: 2 },
+        ],
+        rows: ['a-1', 'a-2'],
+      });
+      expect(await stats(1)).toEqual({
+        columns: [
+          { col: 'drone_id', type: 'BYTE_ARRAY', min: 'z-9', max: 'z-9', nulls: 0 },
+          { col: 'gateway_id', type: 'BYTE_ARRAY', min: 'gw-st', max: 'gw-st', nulls: 0 },
+          { col: 'gps_fix', type: 'BYTE_ARRAY', min: 'rtk_fixed', max: 'rtk_fixed', nulls: 0 },
+          { col: 'mission_id', type: 'BYTE_ARRAY', min: 'm-7', max: 'm-7', nulls: 0 },
+        ],
+        rows: ['z-9'],
+      });
+    } finally {
+      conn.closeSync();
+      closeStageBuffer(buffer);
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
