@@ -35,40 +35,69 @@ export interface FileRows {
  * at position k), and each file's positions. Rows are held in blocks of `1 << shift` rows:
  * `keys[b]` holds block b's dictionary ids of the sort string, `times[b]` its event times;
  * `ranks` gives each id's rank. Rows of equal key keep their arrival order, so the order is
- * the same on every run over the same rows.
+ * the same on every run over the same rows. Each pass walks the blocks as they lie, and the
+ * times travel with the rows they sort, so the checks and the files read them in order
+ * (reading each through its block cost 0.17 CPU-us a point, a tenth of the sink's).
  */
 export function commitOrder(keys: readonly ArrayLike<number>[], times: readonly ArrayLike<number>[], shift: number, count: number, ranks: Uint32Array): { order: Uint32Array; files: FileRows[] } {
-  const mask = (1 << shift) - 1;
-  const key = (i: number): number => ranks[keys[i >>> shift]![i & mask]!]!;
-  const ts = (i: number): number => times[i >>> shift]![i & mask]!;
+  if (count === 0) return { order: new Uint32Array(0), files: [] };
+  const blockRows = 1 << shift;
   // Counting sort by rank: one pass to count, one to place; stable.
   const starts = new Uint32Array(ranks.length + 1);
-  for (let i = 0; i < count; i++) starts[key(i) + 1]!++;
+  let minTs = Infinity;
+  let maxTs = -Infinity;
+  for (let b = 0, i = 0; i < count; b++) {
+    const key = keys[b]!;
+    const time = times[b]!;
+    const rows = Math.min(blockRows, count - i);
+    for (let r = 0; r < rows; r++) {
+      starts[ranks[key[r]!]! + 1]!++;
+      const t = time[r]!;
+      if (t < minTs) minTs = t;
+      if (t > maxTs) maxTs = t;
+    }
+    i += rows;
+  }
   for (let r = 1; r < starts.length; r++) starts[r]! += starts[r - 1]!;
   const next = starts.slice(0, ranks.length);
   const byKey = new Uint32Array(count);
-  for (let i = 0; i < count; i++) byKey[next[key(i)]!++] = i;
+  const byKeyTs = new Float64Array(count);
+  for (let b = 0, i = 0; i < count; b++) {
+    const key = keys[b]!;
+    const time = times[b]!;
+    const rows = Math.min(blockRows, count - i);
+    for (let r = 0; r < rows; r++, i++) {
+      const at = next[ranks[key[r]!]!]!++;
+      byKey[at] = i;
+      byKeyTs[at] = time[r]!;
+    }
+  }
   // Then each key's run by time: usually in order already, checked in one pass.
   for (let r = 0; r < ranks.length; r++) {
     const from = starts[r]!;
     const to = starts[r + 1]!;
     let sorted = true;
-    for (let k = from + 1; k < to && sorted; k++) sorted = ts(byKey[k - 1]!) <= ts(byKey[k]!);
+    for (let k = from + 1; k < to && sorted; k++) sorted = byKeyTs[k - 1]! <= byKeyTs[k]!;
     if (sorted) continue;
     // Ties by arrival, so the sort is stable whatever the engine's sort is.
-    const run = Array.from(byKey.subarray(from, to)).sort((a, b) => ts(a) - ts(b) || a - b);
-    byKey.set(run, from);
+    const run = Array.from({ length: to - from }, (_, k) => from + k).sort((a, b) => byKeyTs[a]! - byKeyTs[b]! || byKey[a]! - byKey[b]!);
+    const rows = run.map((k) => byKey[k]!);
+    const ts = run.map((k) => byKeyTs[k]!);
+    byKey.set(rows, from);
+    byKeyTs.set(ts, from);
   }
-  // Then by hour, stable, so each hour's rows keep the order above: one file each.
-  const hourOf = (i: number): number => Math.floor(ts(i) / MICROS_PER_HOUR);
+  const hourOf = (t: number): number => Math.floor(t / MICROS_PER_HOUR);
+  // Most commits hold one hour: one file, in the order above.
+  if (hourOf(minTs) === hourOf(maxTs)) return { order: byKey, files: [{ hour: hourOf(minTs), from: 0, to: count, minTs, maxTs }] };
+  // Else by hour too, stable, so each hour's rows keep the order above: one file each.
   // Counted per run of one hour: rows that arrive together mostly share it.
   const counts = new Map<number, number>();
-  for (let i = 0; i < count; ) {
-    const hour = hourOf(i);
-    let end = i + 1;
-    while (end < count && hourOf(end) === hour) end++;
-    counts.set(hour, (counts.get(hour) ?? 0) + end - i);
-    i = end;
+  for (let k = 0; k < count; ) {
+    const hour = hourOf(byKeyTs[k]!);
+    let end = k + 1;
+    while (end < count && hourOf(byKeyTs[end]!) === hour) end++;
+    counts.set(hour, (counts.get(hour) ?? 0) + end - k);
+    k = end;
   }
   const files: FileRows[] = [];
   const slot = new Map<number, FileRows>();
@@ -79,16 +108,15 @@ export function commitOrder(keys: readonly ArrayLike<number>[], times: readonly 
     slot.set(hour, file);
     at += counts.get(hour)!;
   }
-  const order = files.length === 1 ? byKey : new Uint32Array(count);
+  const order = new Uint32Array(count);
   let file = files[0]!;
   for (let k = 0; k < count; k++) {
-    const i = byKey[k]!;
-    const t = ts(i);
-    const hour = Math.floor(t / MICROS_PER_HOUR);
+    const t = byKeyTs[k]!;
+    const hour = hourOf(t);
     if (hour !== file.hour) file = slot.get(hour)!;
     if (t < file.minTs) file.minTs = t;
     if (t > file.maxTs) file.maxTs = t;
-    order[file.to++] = i;
+    order[file.to++] = byKey[k]!;
   }
   return { order, files };
 }

@@ -215,7 +215,10 @@ describe('sink step: the files\' order', () => {
     expect(byRank).toEqual(['D-9', 'a', 'd-1', 'd-10', 'd-2', 'z', 'é']);
   });
 
-  it('orders rows by hour, then string, then time, ties in arrival order, against a plain sort', () => {
+  it.each([
+    ['three hours', T0 - MICROS_PER_HOUR / 2, 360_000, [HOUR - 1, HOUR, HOUR + 1]],
+    ['one hour', T0 + 10_000_000, 150_000, [HOUR]],
+  ] as const)('orders rows by hour, then string, then time, ties in arrival order, against a plain sort: %s', (_, start, step, hours) => {
     let seed = 11;
     const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
     const strings = ['d-3', 'd-1', 'gw', 'd-2', 'd-10'];
@@ -224,8 +227,8 @@ describe('sink step: the files\' order', () => {
     const times = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       keys[i] = [0, 1, 3, 4][Math.floor(random() * 4)]!;
-      // Mostly rising, sometimes back in time, now and then a tie; three hours.
-      times[i] = T0 - MICROS_PER_HOUR / 2 + Math.floor(i * 360_000 + (random() < 0.1 ? -random() * 5e6 : 0)) + (random() < 0.05 ? 0 : i % 3);
+      // Mostly rising, sometimes back in time, now and then a tie.
+      times[i] = start + Math.floor(i * step + (random() < 0.1 ? -random() * 5e6 : 0)) + (random() < 0.05 ? 0 : i % 3);
     }
     const ranks = dictionaryRanks(strings);
     // Two blocks of 2^14 rows and a part of a third, as a buffer holds them.
@@ -234,7 +237,7 @@ describe('sink step: the files\' order', () => {
     const hour = (i: number) => Math.floor(times[i]! / MICROS_PER_HOUR);
     const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => hour(a) - hour(b) || ranks[keys[a]!]! - ranks[keys[b]!]! || times[a]! - times[b]! || a - b);
     expect(Array.from(order)).toEqual(expected);
-    expect(files.map((f) => f.hour)).toEqual([HOUR - 1, HOUR, HOUR + 1]);
+    expect(files.map((f) => f.hour)).toEqual(hours);
     expect(files.map((f) => f.to - f.from).reduce((a, b) => a + b, 0)).toBe(n);
     for (const f of files) {
       const rows = expected.slice(f.from, f.to);
