@@ -132,8 +132,8 @@ export type StageDictIds = Array<Int32Array | null>;
 export const stageDictIds = (points: PointColumns): StageDictIds => points.columns.map((c) => (c?.dictionary ? new Int32Array(c.dictionary.length).fill(-1) : null));
 
 /**
- * Stages the points `rows[0..count)` of a batch's columns, valid and new; `stream` is the
- * batch's, for the points that name none. The hot path: column by column over the rows,
+ * Stages the points `rows[0..count)` of a batch's columns, valid and new, their indexes
+ * ascending (as take.ts collects them); `stream` is the batch's, for the points that name none. The hot path: column by column over the rows,
  * typed-array reads and writes in tight loops, no allocation, a string looked up once per
  * batch and dictionary entry.
  */
@@ -144,6 +144,8 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
   // The lake's columns begin with the point's (checked above), so its stream is the point's.
   const streams = points.columns[STREAM_INDEX] ?? null;
   const nulls = buffer.nulls;
+  // Rows are ascending indexes of the batch's points: as many as it has means all of them.
+  const all = count === points.count;
   for (let from = 0; from < count; ) {
     // As many rows as the last block has room for.
     const start = buffer.points & BLOCK_MASK;
@@ -166,6 +168,22 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
       }
       const { values, present } = column;
       const ids = dictIds[c];
+      if (ids === null && all) {
+        // Every row of the batch, in its order: the values in one copy (an absent one is 0
+        // in both), and a validity bit cleared for each absent row.
+        out.set(values.subarray(from, from + take), start);
+        if (present !== null) {
+          for (let j = 0; j < take; j++) {
+            const i = from + j;
+            if ((present[i >> 3]! & (1 << (i & 7))) === 0) {
+              const row = start + j;
+              validity[row >> 3]! &= ~(1 << (row & 7));
+              nulls[c] = true;
+            }
+          }
+        }
+        continue;
+      }
       for (let j = 0; j < take; j++) {
         const i = rows[from + j]!;
         const row = start + j;
@@ -187,9 +205,12 @@ export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint3
     }
     // Invariant 3: every stored point names the stream its seq counts in.
     const streamOut = block.values[STREAM_INDEX]!;
-    for (let j = 0; j < take; j++) {
-      const i = rows[from + j]!;
-      streamOut[start + j] = streams !== null && isPresent(streams.present, i) ? streams.values[i]! : stream;
+    if (streams === null) streamOut.fill(stream, start, start + take);
+    else {
+      for (let j = 0; j < take; j++) {
+        const i = rows[from + j]!;
+        streamOut[start + j] = isPresent(streams.present, i) ? streams.values[i]! : stream;
+      }
     }
     block.values[GATEWAY_INDEX]!.fill(gateway, start, start + take);
     block.values[INGESTED_INDEX]!.fill(ingestedAt, start, start + take);

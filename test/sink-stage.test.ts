@@ -54,11 +54,12 @@ describe('sink step: stage', () => {
     }
   });
 
-  it('stages more points than one DuckDB chunk, over two hours, each counted in its hour, a point in its own stream', async () => {
+  it('stages more points than one DuckDB chunk and one block, over two hours, each counted in its hour, a point in its own stream', async () => {
     const buffer = createStageBuffer('stage_many');
     const conn = await db.connect();
     try {
-      const n = 5_000;
+      // Past the first block of 2^14 rows, within one batch.
+      const n = 20_000;
       // The first 3,000 points in HOUR, the rest in the next hour.
       const points = Array.from({ length: n }, (_, i) => cruisePoint(`d-${i % 7}`, i, T0 + (i < 3_000 ? i : MICROS_PER_HOUR + i)));
       points[0] = { ...points[0]!, stream: 6 };
@@ -67,11 +68,11 @@ describe('sink step: stage', () => {
       stageAll(buffer, batch, T0);
       expect(stagedBytes(buffer)).toBeGreaterThan(before + n * 100);
       sealStageBuffer(buffer);
-      expect(buffer.files.map(({ hour, from, to }) => ({ hour, from, to }))).toEqual([{ hour: HOUR, from: 0, to: 3_000 }, { hour: HOUR + 1, from: 3_000, to: 5_000 }]);
+      expect(buffer.files.map(({ hour, from, to }) => ({ hour, from, to }))).toEqual([{ hour: HOUR, from: 0, to: 3_000 }, { hour: HOUR + 1, from: 3_000, to: n }]);
       const count = async (file: number) =>
         (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(DISTINCT drone_id)::INTEGER AS drones, sum(seq)::BIGINT AS seqs, count(*) FILTER (stream = 6)::INTEGER AS own FROM (${lakeRowsSql(buffer, file)})`)).getRowObjectsJson()[0];
       expect(await count(0)).toEqual({ n: 3_000, drones: 7, seqs: String((2_999 * 3_000) / 2), own: 1 });
-      expect(await count(1)).toEqual({ n: 2_000, drones: 7, seqs: String((4_999 * 5_000) / 2 - (2_999 * 3_000) / 2), own: 0 });
+      expect(await count(1)).toEqual({ n: n - 3_000, drones: 7, seqs: String(((n - 1) * n) / 2 - (2_999 * 3_000) / 2), own: 0 });
     } finally {
       conn.closeSync();
       closeStageBuffer(buffer);
@@ -164,10 +165,11 @@ describe('sink step: stage', () => {
       closeStageBuffer(first);
       const second = createStageBuffer('stage_spare_2');
       try {
-        stageAll(second, taken('gw-st', 2, 5, Array.from({ length: 300 }, (_, i) => ({ drone_id: 'd-0', seq: 1000 + i, ts: T0 + i, ...(i % 2 ? { mission_id: 'm-odd' } : {}) })), T0), T0);
+        // Odd points carry a mission (a string), even ones an altitude (a double).
+        stageAll(second, taken('gw-st', 2, 5, Array.from({ length: 300 }, (_, i) => ({ drone_id: 'd-0', seq: 1000 + i, ts: T0 + i, ...(i % 2 ? { mission_id: 'm-odd' } : { alt_m: i }) })), T0), T0);
         sealStageBuffer(second);
-        const row = (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(mission_id)::INTEGER AS missions, count(DISTINCT mission_id)::INTEGER AS distinct_missions, count(gps_fix)::INTEGER AS fixes FROM (${lakeRowsSql(second, 0)})`)).getRowObjectsJson()[0];
-        expect(row).toEqual({ n: 300, missions: 150, distinct_missions: 1, fixes: 0 });
+        const row = (await conn.runAndReadAll(`SELECT count(*)::INTEGER AS n, count(mission_id)::INTEGER AS missions, count(DISTINCT mission_id)::INTEGER AS distinct_missions, count(gps_fix)::INTEGER AS fixes, count(alt_m)::INTEGER AS alts, bool_and(alt_m = seq - 1000) AS alt_exact, count(*) FILTER (alt_m IS NULL AND seq % 2 = 0)::INTEGER AS even_without FROM (${lakeRowsSql(second, 0)})`)).getRowObjectsJson()[0];
+        expect(row).toEqual({ n: 300, missions: 150, distinct_missions: 1, fixes: 0, alts: 150, alt_exact: true, even_without: 0 });
       } finally {
         closeStageBuffer(second);
       }
