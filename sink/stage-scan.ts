@@ -1,7 +1,7 @@
 import duckdb from '@duckdb/node-bindings';
 import { BOOLEAN, DOUBLE, DuckDBTableFunction, ENUM, INTEGER, UINTEGER, VARCHAR, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
-import { BLOCK_MASK, BLOCK_SHIFT, STAGE_BYTES, STAGE_COLUMNS, type Block } from './stage-columns';
+import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, STAGE_BYTES, STAGE_COLUMNS, type Block } from './stage-columns';
 import type { FileRows } from './stage-order';
 
 // DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
@@ -77,20 +77,11 @@ const ALL_VALID: Omit<ColumnOut, 'type' | 'bytes'> = { codes: null, allNull: fal
  * Only these go into the file: its dictionary and statistics are its own rows'.
  */
 function valuesHeld(buffer: ScannedBuffer, from: number, to: number, c: number, names: readonly string[]): ColumnOut | string {
-  const order = buffer.order!;
-  const nullable = buffer.nulls[c]!;
   const held = new Uint8Array(names.length);
-  for (let k = from; k < to; k++) {
-    const i = order[k]!;
-    const block = buffer.blocks[i >>> BLOCK_SHIFT]!;
-    const row = i & BLOCK_MASK;
-    if (nullable && (block.validity[c]![row >> 3]! & (1 << (row & 7))) === 0) continue;
-    const id = block.values[c]![row]!;
-    // Staging and validation keep every id within its values; should a bug not, the
-    // commit fails rather than have DuckDB read past them.
-    if (id >= names.length) return `${SCAN}: staged column ${STAGE_COLUMNS[c]!.column.name} holds an index past its ${names.length} values`;
-    held[id] = 1;
-  }
+  // A buffer of one file holds its rows in the blocks' order: walked as they lie, not
+  // through the order, which reads them out of place.
+  const error = buffer.files.length === 1 ? holdBlocks(buffer, to, c, held) : holdOrdered(buffer, from, to, c, held);
+  if (error !== null) return `${SCAN}: staged column ${STAGE_COLUMNS[c]!.column.name} holds an index past its ${names.length} values`;
   const values: string[] = [];
   // A null row's id is 0 (sink/stage.ts), and its code then 0 too: a value of the ENUM.
   const codes = new Uint32Array(names.length);
@@ -101,6 +92,42 @@ function valuesHeld(buffer: ScannedBuffer, from: number, to: number, c: number, 
   }
   if (values.length === 0) return { type: VARCHAR, bytes: 0, codes: null, allNull: true };
   return { type: ENUM(values), bytes: enumIndexBytes(values.length), codes, allNull: false };
+}
+
+// Staging and validation keep every id within its values; should a bug not, the commit
+// fails rather than have DuckDB read past them. Each returns the first id past them, or null.
+
+/** Marks in `held` the ids the non-null rows [0, count) of column `c` hold, block by block. */
+function holdBlocks(buffer: ScannedBuffer, count: number, c: number, held: Uint8Array): number | null {
+  const nullable = buffer.nulls[c]!;
+  for (let b = 0; b * BLOCK_ROWS < count; b++) {
+    const values = buffer.blocks[b]!.values[c]!;
+    const validity = buffer.blocks[b]!.validity[c]!;
+    const rows = Math.min(BLOCK_ROWS, count - b * BLOCK_ROWS);
+    for (let row = 0; row < rows; row++) {
+      if (nullable && (validity[row >> 3]! & (1 << (row & 7))) === 0) continue;
+      const id = values[row]!;
+      if (id >= held.length) return id;
+      held[id] = 1;
+    }
+  }
+  return null;
+}
+
+/** Marks in `held` the ids the non-null rows of column `c` at positions [from, to) of the order hold. */
+function holdOrdered(buffer: ScannedBuffer, from: number, to: number, c: number, held: Uint8Array): number | null {
+  const order = buffer.order!;
+  const nullable = buffer.nulls[c]!;
+  for (let k = from; k < to; k++) {
+    const i = order[k]!;
+    const block = buffer.blocks[i >>> BLOCK_SHIFT]!;
+    const row = i & BLOCK_MASK;
+    if (nullable && (block.validity[c]![row >> 3]! & (1 << (row & 7))) === 0) continue;
+    const id = block.values[c]![row]!;
+    if (id >= held.length) return id;
+    held[id] = 1;
+  }
+  return null;
 }
 
 /** How column `c` of a file goes out: strings and enums as ENUMs of the file's values, the rest as staged; or why it cannot. */
