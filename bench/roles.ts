@@ -62,8 +62,10 @@ export const roles: Record<string, RoleStarter> = {
   /**
    * A light load generator, as mqtt-benchmark is: each gateway replays one batch of
    * simulated points under fresh batch numbers, keeping `window` batches unacknowledged.
-   * The sink stores each (drone_id, stream, seq) once, so every replay moves the points' seq on
-   * and encodes the batch again: about 1.5 us per point of the generator's own CPU (v1).
+   * The sink stores each (drone_id, stream, seq) once, so every replay moves the points' seq on,
+   * and their times past the last replay's, as a flight goes on (each drone's points then
+   * reach the sink in time order, as an agent sends them), and encodes the batch again: about
+   * 1.5 us per point of the generator's own CPU (v1).
    * `wire` v2 sends columnar batches, compressed as `compression` says, on v2 topics.
    */
   async replay(args) {
@@ -77,9 +79,10 @@ export const roles: Record<string, RoleStarter> = {
     const writer = new BatchWriter();
     let wireBytes = 0;
     /** The next batch body of a gateway's own drones, each point's seq moved past the last send. */
-    const encodeNext = (points: TelemetryPoint[], perDrone: number) => {
+    const encodeNext = (points: TelemetryPoint[], perDrone: number, span: number) => {
       for (const p of points) {
         p.seq += perDrone;
+        p.ts += span;
         writer.add(p);
       }
       const body = writer.finishPoints();
@@ -96,6 +99,9 @@ export const roles: Record<string, RoleStarter> = {
         const counts = new Map<string, number>();
         for (const p of points) counts.set(p.drone_id, (counts.get(p.drone_id) ?? 0) + 1);
         const perDrone = Math.max(...counts.values());
+        // The next replay's first point comes after this one's last.
+        const times = points.map((p) => p.ts);
+        const span = Math.max(...times) - Math.min(...times) + 1;
         const client = await mqtt.connectAsync(String(args['broker']), { clientId: `${gatewayId}-bench` });
         let seq = nowMicros();
         const stream = newStreamId();
@@ -108,6 +114,7 @@ export const roles: Record<string, RoleStarter> = {
             if (v2) {
               for (const p of points) {
                 p.seq += perDrone;
+                p.ts += span;
                 columns.add(p);
               }
               const payload = encodeColumnar(head, columns.view(), compression);
@@ -115,7 +122,7 @@ export const roles: Record<string, RoleStarter> = {
               wireBytes = payload.length;
               client.publish(telemetryTopicV2(gatewayId), Buffer.from(payload), { qos: 1 });
             } else {
-              client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(head), encodeNext(points, perDrone))), { qos: 1 });
+              client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(head), encodeNext(points, perDrone, span))), { qos: 1 });
             }
           }
         };
