@@ -188,6 +188,12 @@ class Drone {
   private stepGps: FixProfile | null = null;
   private stepDecay = 0;
   private stepKick = 0;
+  /**
+   * The point next() fills and returns, the same object every time: a source's point is
+   * the consumer's only during emit (agent/source.ts). A fresh object per point made the
+   * simulator 0.35 CPU-us a point where this takes 0.27-0.31 (3,000 drones at 500 Hz).
+   */
+  private readonly point: TelemetryPoint;
 
   constructor(
     readonly id: string,
@@ -199,6 +205,25 @@ class Drone {
     private readonly delayScale: number,
   ) {
     this.rng = seed;
+    this.point = {
+      drone_id: id,
+      seq: 0,
+      ts: 0,
+      lat: null,
+      lon: null,
+      alt_m: 0,
+      rel_alt_m: 0,
+      ground_speed_mps: null,
+      vertical_speed_mps: 0,
+      heading_deg: 0,
+      battery_pct: 0,
+      battery_voltage_v: 0,
+      gps_fix: GpsFix.none,
+      satellites: 0,
+      flight_state: FlightState.idle,
+      armed: false,
+      mission_id: null,
+    };
     this.offset = this.rand();
     this.x = padX;
     this.y = padY;
@@ -222,7 +247,7 @@ class Drone {
     return this.gps.satMin + Math.floor(this.rand() * (this.gps.satMax - this.gps.satMin + 1));
   }
 
-  /** The drone's point sampled at `sampleUs`, after flying the time since its last one. */
+  /** The drone's point sampled at `sampleUs`, after flying the time since its last one: its one point object, filled anew. */
   next(sampleUs: number): TelemetryPoint {
     if (sampleUs <= this.lastUs) sampleUs = this.lastUs + 1;
     const dt = (sampleUs - this.lastUs) / 1e6;
@@ -254,26 +279,25 @@ class Drone {
     const vEast = Math.round((this.vx + (this.rand() - 0.5) * noise) * 100);
     const latE7 = Math.round((this.home.lat + (this.y + this.errY) / M_PER_DEG_LAT) * 1e7);
     const lonE7 = Math.round((this.home.lon + (this.x + this.errX) / this.home.mPerDegLon) * 1e7);
-    return {
-      drone_id: this.id,
-      seq: this.seq++,
-      ts,
-      lat: indoors ? null : latE7 / 1e7,
-      lon: indoors ? null : lonE7 / 1e7,
-      alt_m: (this.home.altMm + relMm) / 1000,
-      rel_alt_m: relMm / 1000,
-      ground_speed_mps: indoors ? null : Math.round(Math.sqrt(vNorth * vNorth + vEast * vEast)) / 100,
-      // `|| 0`: a climb rate that rounds to -0 cm/s is stored as 0, as the MAVLink source does.
-      vertical_speed_mps: Math.round((this.vs + (this.rand() - 0.5) * 0.2) * 100) / 100 || 0,
-      heading_deg: headingCdeg(heading) / 100,
-      battery_pct: Math.round(this.pct),
-      battery_voltage_v: Math.round(CELLS * cell * 1000) / 1000,
-      gps_fix: indoors ? GpsFix.none : this.gps.fix,
-      satellites: indoors ? Math.floor(this.rand() * 4) : this.sats,
-      flight_state: this.state,
-      armed: this.missionId !== null,
-      mission_id: this.missionId,
-    };
+    const point = this.point;
+    point.seq = this.seq++;
+    point.ts = ts;
+    point.lat = indoors ? null : latE7 / 1e7;
+    point.lon = indoors ? null : lonE7 / 1e7;
+    point.alt_m = (this.home.altMm + relMm) / 1000;
+    point.rel_alt_m = relMm / 1000;
+    point.ground_speed_mps = indoors ? null : Math.round(Math.sqrt(vNorth * vNorth + vEast * vEast)) / 100;
+    // `|| 0`: a climb rate that rounds to -0 cm/s is stored as 0, as the MAVLink source does.
+    point.vertical_speed_mps = Math.round((this.vs + (this.rand() - 0.5) * 0.2) * 100) / 100 || 0;
+    point.heading_deg = headingCdeg(heading) / 100;
+    point.battery_pct = Math.round(this.pct);
+    point.battery_voltage_v = Math.round(CELLS * cell * 1000) / 1000;
+    point.gps_fix = indoors ? GpsFix.none : this.gps.fix;
+    point.satellites = indoors ? Math.floor(this.rand() * 4) : this.sats;
+    point.flight_state = this.state;
+    point.armed = this.missionId !== null;
+    point.mission_id = this.missionId;
+    return point;
   }
 
   /** Moves the GPS along: fix changes now and then, and an error that drifts with a correlation time. */

@@ -217,7 +217,8 @@ export async function runLakeLayout(ctx: BenchContext): Promise<Figure[]> {
     const wire = wireBytes();
     const fleet = await compactedFile(ctx, conn, 'fleet', (stage) =>
       forEachSimulatedPoint(count, DRONES, GATEWAY, (p) => {
-        stage(p);
+        // Kept until its batch is staged: a copy (agent/source.ts).
+        stage({ ...p });
         wire.take(p);
       }),
     );

@@ -2,7 +2,7 @@ import { createSimulatedFleet } from '../agent/simulator';
 import type { TelemetryPoint } from '../proto/types';
 
 /**
- * Hands `emit` the first `count` points of a realistic fleet, made by the simulator on a
+ * Hands `emit` the first `count` points of a realistic fleet, each only for the call, made by the simulator on a
  * clock that jumps 10 s per 50 ms tick: 200x real time, with the same 0.1 s between a
  * drone's points. For more points than fit in memory as objects.
  */
@@ -26,6 +26,7 @@ export async function forEachSimulatedPoint(count: number, drones: number, gatew
 /** The first `count` points of a realistic fleet (forEachSimulatedPoint), as an array. */
 export async function simulatedPoints(count: number, drones: number, gatewayId = 'gw-bench'): Promise<TelemetryPoint[]> {
   const points: TelemetryPoint[] = [];
-  await forEachSimulatedPoint(count, drones, gatewayId, (p) => points.push(p));
+  // A source's point is the consumer's only during emit (agent/source.ts): kept, it is copied.
+  await forEachSimulatedPoint(count, drones, gatewayId, (p) => points.push({ ...p }));
   return points;
 }

@@ -22,7 +22,8 @@ class Collector implements SourceOutput {
     this.open = open;
   }
   emit(point: TelemetryPoint): void {
-    this.points.push(point);
+    // A source's point is ours only during the call (agent/source.ts): kept, it is copied.
+    this.points.push({ ...point });
   }
   async flush(): Promise<void> {}
 }
@@ -382,7 +383,7 @@ describe('a saturated process', () => {
     const points: TelemetryPoint[] = [];
     // Every tick sees 10 s pass: far later than the default backlog of 200 ms allows.
     const fleet = createSimulatedFleet(options({ drones: 4, hz: 100, clock: steppingClock(10e6).clock }));
-    fleet.start({ accepting: true, emit: (p) => points.push(p), flush: async () => undefined });
+    fleet.start({ accepting: true, emit: (p) => points.push({ ...p }), flush: async () => undefined });
     await until(() => points.length >= 400, 5000);
     await fleet.stop();
     expect(points.length).toBeGreaterThanOrEqual(400);
