@@ -66,10 +66,13 @@ interface ColumnOut {
   type: DuckDBType;
   bytes: number;
   codes: Uint32Array | null;
+  /** The ENUM's values; null for a column that is not one. */
+  values: readonly string[] | null;
   allNull: boolean;
 }
 
-const ALL_VALID: Omit<ColumnOut, 'type' | 'bytes'> = { codes: null, allNull: false };
+/** A column that goes out as it is staged: no ENUM, and not all null. */
+const AS_STAGED: Omit<ColumnOut, 'type' | 'bytes'> = { codes: null, values: null, allNull: false };
 
 /**
  * The values of `names` (a string column's dictionary, an enum's names) that the
@@ -90,8 +93,8 @@ function valuesHeld(buffer: ScannedBuffer, from: number, to: number, c: number, 
     codes[id] = values.length;
     values.push(names[id]!);
   }
-  if (values.length === 0) return { type: VARCHAR, bytes: 0, codes: null, allNull: true };
-  return { type: ENUM(values), bytes: enumIndexBytes(values.length), codes, allNull: false };
+  if (values.length === 0) return { type: VARCHAR, bytes: 0, codes: null, values: null, allNull: true };
+  return { type: ENUM(values), bytes: enumIndexBytes(values.length), codes, values, allNull: false };
 }
 
 // Staging and validation keep every id within its values; should a bug not, the commit
@@ -143,12 +146,56 @@ function columnOut(buffer: ScannedBuffer, from: number, to: number, c: number): 
       return valuesHeld(buffer, from, to, c, names);
     }
     case 'f64':
-      return { type: DOUBLE, bytes: STAGE_BYTES.f64, ...ALL_VALID };
+      return { type: DOUBLE, bytes: STAGE_BYTES.f64, ...AS_STAGED };
     case 'u32':
-      return { type: UINTEGER, bytes: STAGE_BYTES.u32, ...ALL_VALID };
+      return { type: UINTEGER, bytes: STAGE_BYTES.u32, ...AS_STAGED };
     case 'bool':
-      return { type: BOOLEAN, bytes: STAGE_BYTES.bool, ...ALL_VALID };
+      return { type: BOOLEAN, bytes: STAGE_BYTES.bool, ...AS_STAGED };
   }
+}
+
+/** Each sealed buffer's files' columns as the scan hands them out, found once a file. */
+const filesOut = new WeakMap<ScannedBuffer, Map<number, readonly ColumnOut[]>>();
+
+/** How every column of file `index` of a sealed buffer goes out, or why one cannot. */
+function fileColumnsOut(buffer: ScannedBuffer, index: number): readonly ColumnOut[] | string {
+  const file = buffer.order ? buffer.files[index] : undefined;
+  if (!file) return `${SCAN}: no sealed stage buffer ${buffer.id} with a file ${index}`;
+  let files = filesOut.get(buffer);
+  const known = files?.get(index);
+  if (known) return known;
+  const out: ColumnOut[] = [];
+  for (let c = 0; c < STAGE_COLUMNS.length; c++) {
+    const column = columnOut(buffer, file.from, file.to, c);
+    if (typeof column === 'string') return column;
+    out.push(column);
+  }
+  if (!files) filesOut.set(buffer, (files = new Map()));
+  files.set(index, out);
+  return out;
+}
+
+/**
+ * The least and greatest value, in byte order, of each string and enum column of file
+ * `index`, for the manifest's bounds: DuckDB reports none for a column written from an
+ * ENUM, though the file's own statistics have them. A column of nulls has none.
+ */
+export function stringBounds(buffer: ScannedBuffer, index: number): Map<string, readonly [string, string]> {
+  const out = fileColumnsOut(buffer, index);
+  if (typeof out === 'string') throw new Error(out);
+  const bounds = new Map<string, readonly [string, string]>();
+  out.forEach(({ values }, c) => {
+    if (values === null || values.length === 0) return;
+    const bytes = values.map((v) => Buffer.from(v, 'utf8'));
+    let min = 0;
+    let max = 0;
+    for (let k = 1; k < bytes.length; k++) {
+      if (Buffer.compare(bytes[k]!, bytes[min]!) < 0) min = k;
+      if (Buffer.compare(bytes[k]!, bytes[max]!) > 0) max = k;
+    }
+    bounds.set(STAGE_COLUMNS[c]!.column.name, [values[min]!, values[max]!]);
+  });
+  return bounds;
 }
 
 /** What a scan is bound to: a buffer, its file's positions in the order, and how each column goes out. */
@@ -287,16 +334,12 @@ function scanFunction(): DuckDBTableFunction {
         info.setError(`${SCAN}: no sealed stage buffer ${id} with a file ${index}`);
         return;
       }
-      const out: ColumnOut[] = [];
-      for (let c = 0; c < STAGE_COLUMNS.length; c++) {
-        const column = columnOut(buffer, file.from, file.to, c);
-        if (typeof column === 'string') {
-          info.setError(column);
-          return;
-        }
-        out.push(column);
-        info.addResultColumn(STAGE_COLUMNS[c]!.column.name, column.type);
+      const out = fileColumnsOut(buffer, index);
+      if (typeof out === 'string') {
+        info.setError(out);
+        return;
       }
+      out.forEach((column, c) => info.addResultColumn(STAGE_COLUMNS[c]!.column.name, column.type));
       info.setCardinality(file.to - file.from, true);
       info.setBindData(new ScanBinding(buffer, file.from, file.to, out));
     },

@@ -12,7 +12,7 @@ import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
 import { closeStageBuffer, sealStageBuffer, type StageBuffer } from './stage';
 import { BLOCK_ROWS } from './stage-columns';
-import { lakeRowsSql } from './stage-scan';
+import { lakeRowsSql, stringBounds } from './stage-scan';
 
 /**
  * How every lake file is written, commits and compactions alike. Parquet V2 encodings
@@ -80,6 +80,11 @@ export async function writeFiles(
       files.push({ key, rows, bytes, min_ts: minTs, max_ts: maxTs });
       const written = writtenFiles(stats.getRowsJson() as unknown[][]);
       if (written.length !== 1 || written[0]!.rows !== rows) throw new Error(`${key}: DuckDB reports ${written.map((w) => w.rows).join('+')} rows written, the commit staged ${rows}`);
+      // DuckDB reports no bounds for the columns it wrote from ENUMs: the scan's own.
+      for (const [column, [min, max]] of stringBounds(buffer, index)) {
+        const reported = written[0]!.columns.get(column);
+        if (reported && !reported.has('min') && !reported.has('max')) reported.set('min', min).set('max', max);
+      }
       dataFiles.push(dataFileOf(keyUri(storage, key), { ...written[0]!, bytes }, hour));
     }
     if (latency) {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, DuckDBLogicalType, DuckDBTypeId } from '@duckdb/node-api';
@@ -10,6 +10,10 @@ import { GpsFix, type TelemetryPoint } from '../proto/types';
 import { closeStageBuffer, createStageBuffer, recordBatch, sealStageBuffer, stagedBytes, type StageBuffer } from '../sink/stage';
 import { commitOrder, dictionaryRanks } from '../sink/stage-order';
 import { enumIndexBytes, lakeRowsSql, registerStageScan } from '../sink/stage-scan';
+import { fieldIdByName } from '../sink/table/schema';
+import { localStorage } from '../sink/storage';
+import { STAGING_PREFIX } from '../sink/layout';
+import { writeFiles } from '../sink/write-files';
 import { cruisePoint, stageAll, taken } from './helpers';
 
 // The sink's staging step: points of decoded batches into typed arrays, read back by DuckDB
@@ -148,6 +152,16 @@ describe('sink step: stage', () => {
         ],
         rows: ['z-9'],
       });
+      // As the sink writes the files: the manifest's bounds of each, which DuckDB does not
+      // report for a column it writes from an ENUM.
+      const storage = await localStorage(path.join(dir, 'lake'), STAGING_PREFIX);
+      await mkdir(storage.stagingDir, { recursive: true });
+      const { dataFiles } = await writeFiles(conn, buffer, storage, 'bounds');
+      const bound = (bounds: Array<{ key: number; value: Buffer }> | null | undefined, name: string) => bounds?.find((b) => b.key === fieldIdByName.get(name))?.value.toString('utf8') ?? null;
+      expect(dataFiles.map((f) => Object.fromEntries(['drone_id', 'gps_fix', 'mission_id', 'gateway_id'].map((c) => [c, [bound(f.lower_bounds, c), bound(f.upper_bounds, c)]])))).toEqual([
+        { drone_id: ['a-1', 'a-2'], gps_fix: ['3d', '3d'], mission_id: [null, null], gateway_id: ['gw-st', 'gw-st'] },
+        { drone_id: ['z-9', 'z-9'], gps_fix: ['rtk_fixed', 'rtk_fixed'], mission_id: ['m-7', 'm-7'], gateway_id: ['gw-st', 'gw-st'] },
+      ]);
     } finally {
       conn.closeSync();
       closeStageBuffer(buffer);
