@@ -261,4 +261,20 @@ describe('sink step: the files\' order', () => {
       expect([f.minTs, f.maxTs]).toEqual([Math.min(...rows.map((i) => times[i]!)), Math.max(...rows.map((i) => times[i]!))]);
     }
   });
+
+  it.each([
+    // Packed into one number a time, these would pass 2^53: sorted by comparison instead.
+    ['times decades apart', (i: number) => T0 + (i % 3 === 0 ? 2 ** 50 : 0) - (i % 5) * 1_000],
+    // Not whole microseconds, which validation never stages: still in order, not garbled.
+    ['a time that is not whole', (i: number) => T0 + (i % 4) * 1_000 + (i === 7 ? 0.5 : 0)],
+  ] as const)('orders an out-of-order run against a plain sort when its times cannot be packed: %s', (_, timeOf) => {
+    const n = 64;
+    const keys = Uint32Array.from({ length: n }, (_, i) => i % 2);
+    const times = Float64Array.from({ length: n }, (_, i) => timeOf(n - i));
+    const ranks = dictionaryRanks(['d-b', 'd-a']);
+    const { order } = commitOrder([keys], [times], 14, n, ranks);
+    const hour = (i: number) => Math.floor(times[i]! / MICROS_PER_HOUR);
+    const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => hour(a) - hour(b) || ranks[keys[a]!]! - ranks[keys[b]!]! || times[a]! - times[b]! || a - b);
+    expect(Array.from(order)).toEqual(expected);
+  });
 });
