@@ -1,7 +1,8 @@
 import { emptyCommitCounts, type CommitRecord } from '../sink/checkpoint';
 import { addCommits, ledgerOf, newQualityLedger, qualityOf, retainFrom, type QualityLedger } from '../sink/quality';
 import { parseState, stateJson } from '../sink/quality-state';
-import { DAY_MS, productStatus } from '../sink/slo';
+import { DAY_MS } from '../sink/layout';
+import { productStatus } from '../sink/slo';
 import { figure, type BenchContext, type Figure } from './report';
 
 // What a sink's quality window costs after hours of commits: the product's status folded

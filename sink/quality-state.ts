@@ -1,9 +1,8 @@
 import * as z from 'zod';
 import { checked, checkRecord, commitCountsSchema, count, emptyCommitCounts, readNewCommits, writerPositions, type CommitRecord } from './checkpoint';
-import { CATALOG_PREFIX, compactTime, timeOfName } from './layout';
+import { CATALOG_PREFIX, compactTime, DAY_MS, timeOfName } from './layout';
 import { LatencyHistogram } from './latency';
 import { addCommits, advance, newQualityLedger, retainFrom, type QualityLedger } from './quality';
-import { DAY_MS } from './slo';
 import { putObject, type LakeStorage } from './storage';
 
 // A sink saves the product's quality ledger (sink/quality.ts) now and then, with each

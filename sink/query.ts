@@ -117,10 +117,10 @@ export async function queryLake(config: StorageConfig, sql: string, onBadRecord:
     if (named.has('quality')) {
       // On a local lake, a glob: no list of a file name per window in the statement (90 days
       // of a window a minute a sink), and a filter on the `date` directory reads only its days.
-      const glob = localRoot ? path.join(localRoot, QUALITY_PREFIX, 'date=*', 'window-*.json') : null;
+      const glob = localRoot ? sqlString(path.join(localRoot, QUALITY_PREFIX, 'date=*', 'window-*.json')) : null;
       // DuckDB refuses a glob that matches nothing: one match is enough to know.
-      const globbed = glob !== null && (await conn.runAndReadAll(`SELECT 1 FROM glob(${sqlString(glob)}) LIMIT 1`)).getRows().length > 0;
-      const source = globbed && glob !== null ? sqlString(glob) : qualityFiles.length > 0 ? `[${qualityFiles.map(sqlString).join(', ')}]` : null;
+      const globbed = glob !== null && (await conn.runAndReadAll(`SELECT 1 FROM glob(${glob}) LIMIT 1`)).getRows().length > 0 ? glob : null;
+      const source = globbed ?? (qualityFiles.length > 0 ? `[${qualityFiles.map(sqlString).join(', ')}]` : null);
       await conn.run(
         source !== null
           ? `CREATE VIEW quality AS SELECT * FROM read_json(${source}, format = 'newline_delimited', hive_partitioning = true)`

@@ -1,4 +1,5 @@
 import type { QualityMetrics, SloProperty, SloStatus, SloTarget } from './catalog/types';
+import { DAY_MS } from './layout';
 import { commitTimesSince, qualityOf, type QualityLedger } from './quality';
 
 /** The objectives as the sink's options set them; the contract publishes them. */
@@ -23,8 +24,7 @@ export function sloTargets(config: SloConfig): SloTarget[] {
 }
 
 const HOUR_MS = 3_600_000;
-/** The longest span an objective reads: a ledger kept for them keeps a day of commits. */
-export const DAY_MS = 24 * HOUR_MS;
+// A day (DAY_MS) is the longest span an objective reads: a ledger kept for them keeps a day of commits.
 
 /** What the product delivered, per objective, as of `nowMs`. */
 export interface SloInputs {

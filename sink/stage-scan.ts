@@ -2,7 +2,7 @@ import duckdb from '@duckdb/node-bindings';
 import { BOOLEAN, DOUBLE, DuckDBTableFunction, ENUM, INTEGER, UINTEGER, VARCHAR, type DuckDBDataChunk, type DuckDBInstance, type DuckDBType } from '@duckdb/node-api';
 import { LAKE_COLUMNS, type LakeColumn } from '../proto/columns';
 import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, STAGE_BYTES, STAGE_COLUMNS, type Block } from './stage-columns';
-import type { FileRows } from './stage-order';
+import { dictionaryRanks, type FileRows } from './stage-order';
 
 // DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
 // file)`: the rows of one file, in the files' order, a vector at a time, each column's
@@ -154,13 +154,15 @@ function columnOut(buffer: ScannedBuffer, from: number, to: number, c: number): 
   }
 }
 
+const noFile = (id: number, index: number): string => `${SCAN}: no sealed stage buffer ${id} with a file ${index}`;
+
 /** Each sealed buffer's files' columns as the scan hands them out, found once a file. */
 const filesOut = new WeakMap<ScannedBuffer, Map<number, readonly ColumnOut[]>>();
 
 /** How every column of file `index` of a sealed buffer goes out, or why one cannot. */
 function fileColumnsOut(buffer: ScannedBuffer, index: number): readonly ColumnOut[] | string {
   const file = buffer.order ? buffer.files[index] : undefined;
-  if (!file) return `${SCAN}: no sealed stage buffer ${buffer.id} with a file ${index}`;
+  if (!file) return noFile(buffer.id, index);
   let files = filesOut.get(buffer);
   const known = files?.get(index);
   if (known) return known;
@@ -186,14 +188,8 @@ export function stringBounds(buffer: ScannedBuffer, index: number): Map<string, 
   const bounds = new Map<string, readonly [string, string]>();
   out.forEach(({ values }, c) => {
     if (values === null || values.length === 0) return;
-    const bytes = values.map((v) => Buffer.from(v, 'utf8'));
-    let min = 0;
-    let max = 0;
-    for (let k = 1; k < bytes.length; k++) {
-      if (Buffer.compare(bytes[k]!, bytes[min]!) < 0) min = k;
-      if (Buffer.compare(bytes[k]!, bytes[max]!) > 0) max = k;
-    }
-    bounds.set(STAGE_COLUMNS[c]!.column.name, [values[min]!, values[max]!]);
+    const ranks = dictionaryRanks(values);
+    bounds.set(STAGE_COLUMNS[c]!.column.name, [values[ranks.indexOf(0)]!, values[ranks.indexOf(values.length - 1)]!]);
   });
   return bounds;
 }
@@ -329,9 +325,8 @@ function scanFunction(): DuckDBTableFunction {
       const id = Number(info.getParameter(0));
       const index = Number(info.getParameter(1));
       const buffer = scannable.get(id);
-      const file = buffer?.order ? buffer.files[index] : undefined;
-      if (!buffer || !file) {
-        info.setError(`${SCAN}: no sealed stage buffer ${id} with a file ${index}`);
+      if (!buffer) {
+        info.setError(noFile(id, index));
         return;
       }
       const out = fileColumnsOut(buffer, index);
@@ -339,6 +334,8 @@ function scanFunction(): DuckDBTableFunction {
         info.setError(out);
         return;
       }
+      // fileColumnsOut found the file.
+      const file = buffer.files[index]!;
       out.forEach((column, c) => info.addResultColumn(STAGE_COLUMNS[c]!.column.name, column.type));
       info.setCardinality(file.to - file.from, true);
       info.setBindData(new ScanBinding(buffer, file.from, file.to, out));

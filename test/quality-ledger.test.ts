@@ -6,7 +6,8 @@ import { emptyCommitCounts, forEachPointRange, type CommitRecord } from '../sink
 import { LatencyHistogram } from '../sink/latency';
 import { TELEMETRY_PREFIX } from '../sink/layout';
 import { addCommits, advance, committedBytes, newQualityLedger, qualityOf, retainFrom, type QualitySpan } from '../sink/quality';
-import { DAY_MS, productStatus, sloTargets } from '../sink/slo';
+import { DAY_MS } from '../sink/layout';
+import { productStatus, sloTargets } from '../sink/slo';
 import { parseState, stateJson } from '../sink/quality-state';
 import { BATCH_REJECT_REASONS } from '../sink/stats';
 

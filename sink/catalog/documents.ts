@@ -3,7 +3,7 @@ import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { send, type Route } from '../../deploy/runtime/http';
-import { CONTRACT_KEY, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY, utcDate, utcDates } from '../layout';
+import { CONTRACT_KEY, DAY_MS, LINEAGE_PREFIX, PRODUCT_KEY, QUALITY_PREFIX, SLO_STATUS_KEY, utcDate, utcDates } from '../layout';
 import type { LakeStorage, StoredObject } from '../storage';
 import { readCurrentTable, type CurrentTable } from './iceberg-table';
 import { catalogReport, newLakeLedger, type CatalogReport } from './read';
@@ -34,10 +34,8 @@ export type QualityWindow = z.infer<typeof qualityWindowSchema>;
 const lineageEventSchema = z.looseObject({ eventType: z.string(), eventTime: z.string() });
 export type LineageEvent = z.infer<typeof lineageEventSchema>;
 
-const DAY_MS = 86_400_000;
 /** How far back the history and lineage documents reach by default, and at most. */
 export const HISTORY_DAYS = 7;
-
 
 export interface CatalogDocuments {
   readonly storage: LakeStorage;

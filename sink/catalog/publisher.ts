@@ -7,6 +7,7 @@ import { stringify as toYaml } from 'yaml';
 import {
   compactTime,
   CONTRACT_KEY,
+  DAY_MS,
   EXAMPLE_QUERY_KEY,
   LINEAGE_PREFIX,
   PRODUCT_KEY,
@@ -20,7 +21,7 @@ import { currentSnapshot } from '../table/manifests';
 import { loadTable } from '../table/metadata';
 import { liveFiles } from '../table/scan';
 import { addCommits, advance, committedBytes, newQualityLedger, qualityOf, retainFrom } from '../quality';
-import { DAY_MS, productStatus } from '../slo';
+import { productStatus } from '../slo';
 import { ObjectExistsError, putObject, type LakeStorage } from '../storage';
 import { buildContract, CONTRACT_ID } from './contract';
 import { CONTRACT_SETTINGS, windowEndsBetween } from './read';

@@ -1,13 +1,13 @@
 import PQueue from 'p-queue';
 import { parse as parseYaml } from 'yaml';
 import { openLake, type StorageConfig } from '../open-storage';
-import { CONTRACT_KEY, PRODUCT_KEY, QUALITY_PREFIX, timeOfName, utcDates } from '../layout';
+import { CONTRACT_KEY, DAY_MS, PRODUCT_KEY, QUALITY_PREFIX, timeOfName, utcDates } from '../layout';
 import { readQuarantineCommits, type CommitRecord } from '../checkpoint';
 import { catchUp, newLedgerReader, type LedgerReader } from '../quality-state';
 import { keyUri, loadTable, metadataKey } from '../table/metadata';
 import type { LakeStorage, StoredObject } from '../storage';
 import type { QualityLedger } from '../quality';
-import { DAY_MS, productStatus } from '../slo';
+import { productStatus } from '../slo';
 import { ROW_KEY_SENTENCE } from './columns-doc';
 import { DIRECTION, duration, isSet, num, objectiveStatus, OBJECTIVES } from './objectives-text';
 import { SLO_PROPERTIES, type QualityMetrics, type SloProperty, type SloStatus, type SloTarget } from './types';
