@@ -5,7 +5,7 @@ import type { BatchHead } from './codec';
 import { LAKE_COLUMNS, type ColumnKind } from './columns';
 import { PointType, PROTO_PACKAGE, root } from './schema';
 import type { TelemetryPoint } from './types';
-import { ByteReader, ByteWriter, MAX_VARINT_BYTES, MAX_ZIGZAG_INPUT, putVarint, unzigzag, zigzag } from './varint';
+import { ByteReader, ByteWriter, MAX_VARINT_BYTES, MAX_ZIGZAG_INPUT, putVarint, putZigzag, unzigzag, zigzag } from './varint';
 
 // Wire v2 (ColumnarBatch in telemetry.proto): a batch of points as typed columns. The
 // agent appends points to a ColumnsBuilder and encodes the columns once per batch; the
@@ -353,7 +353,7 @@ function tryDeltas(out: ByteWriter, dense: Float64Array, scale: number): number 
     // ±2^51 make deltas within ±2^52, which zigzag below 2^53.
     if (int / p !== v || Math.abs(int) > MAX_ZIGZAG_INPUT / 2 || (v === 0 && 1 / v < 0)) return k;
     const delta = int - last;
-    at = putVarint(buf, at, zigzag(delta));
+    at = putZigzag(buf, at, delta);
     last = int;
   }
   out.length = at;
@@ -410,7 +410,7 @@ function writeDeltaOfDelta(out: ByteWriter, dense: Float64Array, scale: number):
     const delta = (v - last) / unit;
     const coded = k === 0 ? v : k === 1 ? delta : delta - lastDelta;
     if (!Number.isSafeInteger(v) || !Number.isInteger(coded) || Math.abs(coded) > MAX_ZIGZAG_INPUT || Math.abs(delta) > MAX_ZIGZAG_INPUT) return false;
-    at = putVarint(buf, at, zigzag(coded));
+    at = putZigzag(buf, at, coded);
     last = v;
     lastDelta = delta;
   }

@@ -52,6 +52,22 @@ export function putVarint(buf: Uint8Array, at: number, v: number): number {
   return at + 1;
 }
 
+/**
+ * putVarint(buf, at, zigzag(v)) in one step: a value within ±2^13 zigzags below 2^14, into
+ * one byte or two, with one range check in place of zigzag's and putVarint's each. Column
+ * deltas nearly always are.
+ */
+export function putZigzag(buf: Uint8Array, at: number, v: number): number {
+  if (v >= -0x2000 && v < 0x2000) {
+    const z = (v << 1) ^ (v >> 31);
+    const two = (0x7f - z) >>> 31;
+    buf[at] = (z & 0x7f) | (two << 7);
+    buf[at + 1] = z >>> 7;
+    return at + 1 + two;
+  }
+  return putVarint(buf, at, zigzag(v));
+}
+
 /** A growable byte buffer that varints and doubles are appended to. */
 export class ByteWriter {
   buf = new Uint8Array(1024);

@@ -6,7 +6,7 @@ import { MavlinkTelemetry } from '../agent/mavlink/telemetry';
 import { encodeBatch } from '../proto/codec';
 import { COMPRESSIONS, ColumnsBuilder, columnsOfPoints, decodeColumnar, encodeColumnar, HAS_ZSTD, isPresent, MAX_SCALE, pointAt, POINT_FIELDS, STREAM_COLUMN, wireOfPayload, type Compression } from '../proto/columnar';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
-import { ByteReader, ByteWriter, unzigzag, zigzag } from '../proto/varint';
+import { ByteReader, ByteWriter, putVarint, putZigzag, unzigzag, zigzag } from '../proto/varint';
 import { PROTO_PACKAGE, root } from '../proto/schema';
 import type { TelemetryPoint } from '../proto/types';
 import { prng, ROOT } from './helpers';
@@ -208,6 +208,15 @@ describe('wire v2: the columnar batch', () => {
     expect(signed.map((v) => unzigzag(zigzag(v)))).toEqual(signed);
     // Protobuf's sint64 mapping, on both sides of the bitwise range (|v| < 2^30).
     expect(signed.map(zigzag)).toEqual(signed.map((v) => (v >= 0 ? 2 * v : -2 * v - 1)));
+    // putZigzag's one-step path ends at ±2^13: the same bytes as the two steps, either side.
+    const near = [0, -1, 1, 63, -64, 64, -65, 8191, -8192, 8192, -8193, 2 ** 20, -(2 ** 31), 2 ** 52, -(2 ** 52), ...signed];
+    const written = (put: (buf: Uint8Array, at: number, v: number) => number) => {
+      const buf = new Uint8Array(near.length * 8 + 1);
+      let at = 0;
+      for (const v of near) at = put(buf, at, v);
+      return buf.subarray(0, at);
+    };
+    expect(written(putZigzag)).toEqual(written((buf, at, v) => putVarint(buf, at, zigzag(v))));
   });
 
   it('takes a v1 batch of any length as columns, the presence of its last points included', () => {
