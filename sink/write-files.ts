@@ -13,6 +13,8 @@ import { FIELD_IDS_SQL } from './table/schema';
 import { closeStageBuffer, sealStageBuffer, type StageBuffer } from './stage';
 import { BLOCK_ROWS } from './stage-columns';
 import { lakeRowsSql, stringBounds } from './stage-scan';
+import { sqlString } from './sql';
+import { publishOwn, type LakeStorage } from './storage';
 
 /**
  * How every lake file is written, commits and compactions alike. Parquet V2 encodings
@@ -36,8 +38,6 @@ export const PARQUET_WRITE_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, PARQUET_
  * and the statistics the table's manifest needs, reported by DuckDB as it writes.
  */
 export const TABLE_FILE_OPTIONS = `${FIELD_IDS_SQL}, RETURN_STATS`;
-import { publishOwn, type LakeStorage } from './storage';
-import { sqlString } from './sql';
 
 const dataFileName = (tag: string): string => `part-${tag}.parquet`;
 
