@@ -37,7 +37,7 @@ export function createOutput(
       ...batching,
       firstSeq: spool.nextBatchSeq(),
       stream: spool.stream,
-      droppedPoints: () => spool.stats().dropped.points,
+      droppedPoints: () => spool.droppedPoints,
     },
     (batch: ClosedBatch) => {
       batchesClosed++;

@@ -361,6 +361,11 @@ export class Spool {
     return this.entries.values().next().value?.appendedAt ?? null;
   }
 
+  /** Points of the batches dropped so far: what each batch's head reports, read per batch without building stats(). */
+  get droppedPoints(): number {
+    return this.dropped.points;
+  }
+
   stats(): SpoolStats {
     return {
       ...this.counters,
