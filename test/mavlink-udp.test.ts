@@ -332,25 +332,26 @@ describe('the agent with --mavlink', () => {
     await observer.subscribeAsync(TELEMETRY_FILTERS);
 
     const httpPort = await freePort();
-    const run = async (boots: number[]) => {
+    // Two vehicles on one link, their reports interleaved: each one's last seq must reach the spool.
+    const run = async (boots: Array<[sysid: number, bootMs: number]>) => {
       const config = agentConfig({ broker: broker.url, gateway: 'gw-m', spool: path.join(dir, 'spool'), mavlink: 'udp:127.0.0.1:0', mavlinkHz: 0, linger: 0.05, http: `127.0.0.1:${httpPort}` });
       const agent = await startAgent(config, quietLog);
       const link = await sender(agent.mavlink!.addresses[0]!);
-      await link.send(Buffer.from([0xfd, 0x01, 0x00]), ...boots.map((b) => v2(3, position(b))));
+      await link.send(Buffer.from([0xfd, 0x01, 0x00]), ...boots.map(([sysid, b]) => v2(sysid, position(b))));
       await waitFor('the points on the wire', () => agent.stats().pointsIn === boots.length && wire.size >= boots.length || undefined, 10_000);
       const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
       await link.close();
       await agent.close();
       return metrics;
     };
-    const first = await run([10, 20, 30]);
-    expect(first).toMatch(/^dronelake_agent_mavlink_points_total 3$/m);
-    expect(first).toMatch(/^dronelake_agent_mavlink_packets_total 3$/m);
+    const first = await run([[3, 10], [4, 10], [3, 20], [4, 20], [3, 30]]);
+    expect(first).toMatch(/^dronelake_agent_mavlink_points_total 5$/m);
+    expect(first).toMatch(/^dronelake_agent_mavlink_packets_total 5$/m);
     expect(first).toMatch(/^dronelake_agent_mavlink_truncated_total 1$/m);
-    await run([40, 50]);
-    await waitFor('five points on the wire', () => wire.size === 5 || undefined, 10_000);
-    const points = [...wire.values()].sort((a, b) => a.seq - b.seq);
-    expect(points.map((p) => `${p.drone_id}/${p.seq}`)).toEqual(['gw-m-sys3/0', 'gw-m-sys3/1', 'gw-m-sys3/2', 'gw-m-sys3/3', 'gw-m-sys3/4']);
+    await run([[4, 30], [3, 40], [3, 50]]);
+    await waitFor('eight points on the wire', () => wire.size === 8 || undefined, 10_000);
+    const points = [...wire.values()].sort((a, b) => a.drone_id.localeCompare(b.drone_id) || a.seq - b.seq);
+    expect(points.map((p) => `${p.drone_id}/${p.seq}`)).toEqual(['gw-m-sys3/0', 'gw-m-sys3/1', 'gw-m-sys3/2', 'gw-m-sys3/3', 'gw-m-sys3/4', 'gw-m-sys4/0', 'gw-m-sys4/1', 'gw-m-sys4/2']);
     expect(points[3]!.ts).toBeGreaterThan(points[2]!.ts);
   });
 
