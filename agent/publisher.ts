@@ -112,7 +112,8 @@ export class Publisher {
   }
 
   private pump(): void {
-    while (this.stats.connected && this.inFlight.size < this.config.window) {
+    // A closing publisher sends nothing more: its batches stay in the spool for the next start.
+    while (this.stats.connected && !this.closing && this.inFlight.size < this.config.window) {
       const seq = this.next();
       if (seq === undefined) break;
       this.send(seq, false);
@@ -169,8 +170,8 @@ export class Publisher {
           this.pump();
           return;
         }
-        // Disconnected meanwhile: the next connect sends whatever is in flight again.
-        if (!this.stats.connected) return;
+        // Disconnected or closing meanwhile: the next connect sends whatever is in flight again.
+        if (!this.stats.connected || this.closing) return;
         // Each batch goes on the topic of its own wire: a spool written before a --wire
         // change still holds batches of the other one.
         const topic = wireOfPayload(batch.payload) === 'v2' ? telemetryTopicV2(this.config.gatewayId) : telemetryTopic(this.config.gatewayId);

@@ -63,4 +63,22 @@ describe('the log of a connection to the broker', () => {
     client = null;
     expect(lines.length).toBe(before);
   }, 30_000);
+
+  it('logs nothing of our own end(): a publish that comes while the client disconnects is no error of the link', async () => {
+    broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);
+    const { log, lines } = capturedLog();
+    client = mqtt.connect(broker.url, { reconnectPeriod: 0 });
+    const link = watchLink(client, log, 'test');
+    await waitFor('connected', () => link.up || undefined);
+    // As an agent's publisher does when a commit ack or a read from its spool comes in
+    // during its stop: MQTT.js emits 'error' for each publish once end() has begun.
+    const ending = client.endAsync();
+    const errors: string[] = [];
+    client.on('error', (err) => errors.push(err.message));
+    for (let i = 0; i < 3; i++) client.publish('dronelake/test', 'x', { qos: 1 });
+    await ending;
+    client = null;
+    expect(errors).toEqual(['client disconnecting', 'client disconnecting', 'client disconnecting']);
+    expect(lines).toEqual([]);
+  });
 });

@@ -60,6 +60,9 @@ export function watchLink(client: MqttClient, log: Logger, connection: string, r
   // not every one ends the connection.
   let pendingError: string | null = null;
   client.on('error', (err) => {
+    // Our own end(): MQTT.js fails each publish made while it disconnects with an error
+    // event, and a stopping agent that hears acks meanwhile logged one per batch.
+    if (client.disconnecting) return;
     if (state.up) log.warn({ connection, err: err.message }, 'mqtt error');
     else pendingError = err.message;
   });
