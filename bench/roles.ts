@@ -15,6 +15,7 @@ import type { TelemetryPoint } from '../proto/types';
 import { naiveRoles } from './naive';
 import { simulatedPoints } from './points';
 import type { RoleArgs, RoleStarter } from './procs';
+import { measureEncoding } from './wire';
 
 /** Role args -> the component's config: the args that are its options, each checked by its option's schema. */
 const configFrom = <S extends OptionSpecs>(specs: S, args: RoleArgs) => configOf(specs, Object.fromEntries(Object.entries(args).filter(([k]) => k in specs)));
@@ -145,6 +146,11 @@ export const roles: Record<string, RoleStarter> = {
         await Promise.all(clients.map((c) => c.endAsync()));
       },
     };
+  },
+
+  /** Measures the agent's batching and the wire's compressions (wire.ts), and reports the figures as it starts. */
+  async encoding(args) {
+    return { info: await measureEncoding(args['quick'] === true), stats: () => ({}), stop: async () => undefined };
   },
 
   /** Acks every batch at once: a stand-in sink, so the agent alone is what is measured. */
