@@ -255,7 +255,10 @@ class Drone {
     return this.gps.satMin + Math.floor(this.rand() * (this.gps.satMax - this.gps.satMin + 1));
   }
 
-  /** The drone's point for its latest slot, after flying the time since its last one: its one point object, filled anew. */
+  /**
+   * The drone's point for its latest slot, after flying the time since its last one: its
+   * one point object, filled anew.
+   */
   next(): TelemetryPoint {
     // Each point carries the time its slot fell due, so points stay evenly spaced however
     // late the tick runs. Computed here, not passed in: a double argument to a call is a

@@ -2,9 +2,9 @@ import { createSimulatedFleet } from '../agent/simulator';
 import type { TelemetryPoint } from '../proto/types';
 
 /**
- * Hands `emit` the first `count` points of a realistic fleet, each only for the call, made by the simulator on a
- * clock that jumps 10 s per 50 ms tick: 200x real time, with the same 0.1 s between a
- * drone's points. For more points than fit in memory as objects.
+ * Hands `emit` the first `count` points of a realistic fleet, each only for the call, made
+ * by the simulator on a clock that jumps 10 s per 50 ms tick: 200x real time, with the same
+ * 0.1 s between a drone's points. For more points than fit in memory as objects.
  */
 export async function forEachSimulatedPoint(count: number, drones: number, gatewayId: string, emit: (p: TelemetryPoint) => void): Promise<void> {
   let clock = Date.UTC(2026, 0, 1) * 1000;

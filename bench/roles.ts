@@ -79,16 +79,14 @@ export const roles: Record<string, RoleStarter> = {
     const drones = Math.min(200, batchPoints);
     const writer = new BatchWriter();
     let wireBytes = 0;
-    /** The next batch body of a gateway's own drones, each point's seq moved past the last send. */
-    const encodeNext = (points: TelemetryPoint[], perDrone: number, span: number) => {
+    /** Adds a gateway's own drones' points to the wire's writer, each one's seq and time moved past the last send's. */
+    const addNext = (points: TelemetryPoint[], perDrone: number, span: number) => {
       for (const p of points) {
         p.seq += perDrone;
         p.ts += span;
-        writer.add(p);
+        if (v2) columns.add(p);
+        else writer.add(p);
       }
-      const body = writer.finishPoints();
-      wireBytes = body.length;
-      return body;
     };
     let sent = 0;
     let acked = 0;
@@ -112,18 +110,16 @@ export const roles: Record<string, RoleStarter> = {
             inFlight++;
             sent += batchPoints;
             const head = { gatewayId, batchSeq: seq++, sentAt: nowMicros(), stream };
+            addNext(points, perDrone, span);
             if (v2) {
-              for (const p of points) {
-                p.seq += perDrone;
-                p.ts += span;
-                columns.add(p);
-              }
               const payload = encodeColumnar(head, columns.view(), compression);
               columns.reset();
               wireBytes = payload.length;
               client.publish(telemetryTopicV2(gatewayId), Buffer.from(payload), { qos: 1 });
             } else {
-              client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(head), encodeNext(points, perDrone, span))), { qos: 1 });
+              const body = writer.finishPoints();
+              wireBytes = body.length;
+              client.publish(telemetryTopic(gatewayId), Buffer.from(joinBatch(batchHead(head), body)), { qos: 1 });
             }
           }
         };

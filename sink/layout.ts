@@ -37,8 +37,10 @@ export const EXAMPLE_QUERY_KEY = `${CATALOG_PREFIX}/example-query.sql`;
 export const QUALITY_PREFIX = `${CATALOG_PREFIX}/quality`;
 export const LINEAGE_PREFIX = `${CATALOG_PREFIX}/lineage`;
 
+/** An hour: the span of an `hour=` partition. */
+export const HOUR_MS = 3_600_000;
 /** A UTC day: the span of a `date=` directory. */
-export const DAY_MS = 86_400_000;
+export const DAY_MS = 24 * HOUR_MS;
 /** The UTC date of `ms`, `YYYY-MM-DD`: the `date=` directory the catalog's files of that day lie under. */
 export const utcDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 /** The UTC dates a span of time touches, oldest first. */

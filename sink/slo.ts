@@ -1,5 +1,5 @@
 import type { QualityMetrics, SloProperty, SloStatus, SloTarget } from './catalog/types';
-import { DAY_MS } from './layout';
+import { DAY_MS, HOUR_MS } from './layout';
 import { commitTimesSince, qualityOf, type QualityLedger } from './quality';
 
 /** The objectives as the sink's options set them; the contract publishes them. */
@@ -22,9 +22,6 @@ export function sloTargets(config: SloConfig): SloTarget[] {
     { property: 'retention', target: config.retentionDays, unit: 'd', direction: 'min', description: 'data is kept at least this long; dronelake deletes no live data, so this is met while the lake is kept' },
   ];
 }
-
-const HOUR_MS = 3_600_000;
-// A day (DAY_MS) is the longest span an objective reads: a ledger kept for them keeps a day of commits.
 
 /** What the product delivered, per objective, as of `nowMs`. */
 export interface SloInputs {

@@ -133,9 +133,9 @@ export const stageDictIds = (points: PointColumns): StageDictIds => points.colum
 
 /**
  * Stages the points `rows[0..count)` of a batch's columns, valid and new, their indexes
- * ascending (as take.ts collects them); `stream` is the batch's, for the points that name none. The hot path: column by column over the rows,
- * typed-array reads and writes in tight loops, no allocation, a string looked up once per
- * batch and dictionary entry.
+ * ascending (as take.ts collects them); `stream` is the batch's, for the points that name
+ * none. The hot path: column by column over the rows, typed-array reads and writes in tight
+ * loops, no allocation, a string looked up once per batch and dictionary entry.
  */
 export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint32Array, count: number, dictIds: StageDictIds, stream: number, gatewayId: string, ingestedAt: number): void {
   if (count === 0) return;

@@ -1,7 +1,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import * as z from 'zod';
 import { MICROS_PER_HOUR } from '../../proto/time';
-import { partitionOfHour, QUARANTINE_PREFIX, SAMPLE_KEY, TELEMETRY_GLOB } from '../layout';
+import { DAY_MS, HOUR_MS, partitionOfHour, QUARANTINE_PREFIX, SAMPLE_KEY, TELEMETRY_GLOB } from '../layout';
 import { sqlString } from '../sql';
 import { currentSnapshot } from '../table/manifests';
 import { liveFiles } from '../table/scan';
@@ -13,7 +13,6 @@ import type { CatalogReport } from './read';
 // report `dronelake catalog --json` prints, and what only a page can show (charts,
 // tracks, examples, sample rows, snapshots).
 
-const HOUR_MS = 3_600_000;
 const TRACK_POINTS = 400;
 const SAMPLE_ROWS = 20;
 const EXAMPLES_PER_REASON = 3;
@@ -267,8 +266,8 @@ export async function pageData(docs: CatalogDocuments, query: Query, settings: P
     docs.report(nowMs, listed),
     docs.contract(),
     docs.product(),
-    docs.qualityWindows(nowMs - HISTORY_DAYS * 24 * HOUR_MS, nowMs, listed),
-    docs.lineage(nowMs - 24 * HOUR_MS, nowMs),
+    docs.qualityWindows(nowMs - HISTORY_DAYS * DAY_MS, nowMs, listed),
+    docs.lineage(nowMs - DAY_MS, nowMs),
     docs.table(),
   ]);
   // As of the report above, which read the commits.
