@@ -165,6 +165,22 @@ describe('wire v2: the columnar batch', () => {
     expect(batch.points.columns.filter((c) => c !== null)).toHaveLength(3);
   });
 
+  it('gives each drone and mission its own index when they come in runs, and starts afresh after a reset', () => {
+    const builder = new ColumnsBuilder(2);
+    const runs = ['d-a', 'd-a', 'd-b', 'd-b', 'd-a', 'd-c', 'd-b'];
+    runs.forEach((drone, i) => builder.add({ drone_id: drone, seq: i, ts: 1, mission_id: i % 3 === 0 ? 'm-1' : 'm-2' }));
+    let batch = decodeColumnar(encodeColumnar(HEAD, builder.view()));
+    // The batch goes out in drone order: each point is found again by its seq.
+    const bySeq = Array.from({ length: runs.length }, (_, i) => pointAt(batch.points, i)).sort((a, b) => a.seq - b.seq);
+    expect(bySeq.map((p) => p.drone_id)).toEqual(runs);
+    expect(bySeq.map((p) => p.mission_id)).toEqual(runs.map((_, i) => (i % 3 === 0 ? 'm-1' : 'm-2')));
+    // The last drone before the reset had index 2; the new batch's dictionary holds it at 0.
+    builder.reset();
+    builder.add({ drone_id: 'd-b', seq: 9, ts: 2 });
+    batch = decodeColumnar(encodeColumnar(HEAD, builder.view()));
+    expect(pointAt(batch.points, 0)).toEqual({ drone_id: 'd-b', seq: 9, ts: 2 });
+  });
+
   const bad: Array<[string, Uint8Array, RegExp]> = [
     ['inconsistent column lengths: more values than points', handMade([goodDrone, { field: FIELD['lat'], encoding: 2, data: Uint8Array.of(2, 2, 2) }]), /column lat: more values than points/],
     ['inconsistent column lengths: fewer values than points', handMade([goodDrone, { field: FIELD['seq'], encoding: 2, data: Uint8Array.of(2) }]), /column seq: column data ends inside a value/],
