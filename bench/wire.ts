@@ -174,7 +174,8 @@ export async function runWire(ctx: BenchContext): Promise<Figure[]> {
   figures.push(
     figure(SECTION, 'agent_encode_v1_points_per_cpu_sec', 'agent batching, v1 (BatchWriter), points per CPU second', 1e6 / cpu.batchingV1, 'points/s'),
     figure(SECTION, 'agent_encode_v2_points_per_cpu_sec', 'agent batching, v2 + brotli, points per CPU second', 1e6 / cpu.batchingV2, 'points/s'),
-    figure(SECTION, 'agent_encode_v2_vs_v1', 'agent batching, v2 / v1 points per CPU second (target >= 3)', cpu.batchingV1 / cpu.batchingV2, 'x'),
+    // A part of the agent's CPU: the target (3x) is on the whole agent's, agent_v2_vs_v1_cpu below.
+    figure(SECTION, 'agent_encode_v2_vs_v1', "agent batching alone, v2 / v1 points per CPU second (a part of the agent's CPU)", cpu.batchingV1 / cpu.batchingV2, 'x'),
   );
   for (const c of ['deflate', 'brotli'] as const) {
     figures.push(
