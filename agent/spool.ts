@@ -819,7 +819,7 @@ export class Spool {
     // 'w', so a retry after a failed creation starts the file over from its checkpoint.
     const handle = await open(segment.path, 'w');
     try {
-      await writeAll(handle, segment.header);
+      writeAt(handle, segment.header, 0);
       await handle.sync();
       await fsyncPath(this.dir);
     } catch (err) {
@@ -956,7 +956,7 @@ export class Spool {
     const out = await open(tmp, 'w');
     const acks = ackFrames(this.segments.flatMap((s) => s.acked));
     try {
-      await writeAll(out, acks);
+      writeAt(out, acks, 0);
       await out.sync();
     } catch (err) {
       // On a full disk the old log stays: acks of deleted segments in it are ignored.
@@ -1239,23 +1239,16 @@ async function listSegments(dir: string): Promise<{ ids: number[]; highestName: 
   return { ids: ids.sort((a, b) => a - b), highestName };
 }
 
-async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done);
-    done += bytesWritten;
-  }
-}
-
 /**
  * Writes `data` at offset `at`; if that fails, cuts the file back to `at` so no torn frame
  * stays. The write is a plain pwrite on this thread: it lands in the page cache and takes a
  * few microseconds, where the same write through the thread pool cost 40-47 CPU-us on a
  * 2-core VM, mostly the wake-ups between the threads (a batch of 10 KB: 4.5 against 40-47).
- * Frames and ack records go this way, one or two a batch; the fsyncs, which wait for the
- * disk, stay on the thread pool. The cost: when the kernel throttles a writer whose disk
- * falls behind, this thread waits with it, where a pool write would have kept it free for
- * the link meanwhile; appends would wait either way. Used on the io chain only, so writes
- * keep their order.
+ * Every spool write goes this way: frames and ack records, one or two a batch, and the
+ * headers and ack logs of new files; the fsyncs, which wait for the disk, stay on the
+ * thread pool. The cost: when the kernel throttles a writer whose disk falls behind, this
+ * thread waits with it, where a pool write would have kept it free for the link meanwhile;
+ * appends would wait either way. Used on the io chain only, so writes keep their order.
  */
 function writeAt(handle: FileHandle, data: Uint8Array, at: number): void {
   try {
