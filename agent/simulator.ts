@@ -143,6 +143,14 @@ function headingCdeg(heading: number): number {
 /** bits() / 2^30: uniform in [0, 1). */
 const UNIT = 2 ** -30;
 
+/** When a fleet's sample slots fall due: slot n of a drone at (n - its offset) periods after the start. */
+interface Schedule {
+  /** When the fleet (re)started, clock microseconds. */
+  startUs: number;
+  /** Sample periods per microsecond. */
+  readonly hzPerUs: number;
+}
+
 /** One drone: a mission state machine moved by elapsed time, and the sensors that report it. */
 class Drone {
   // Every number field starts as a number. A field declared without one is defined as
@@ -156,8 +164,6 @@ class Drone {
   seq = 0;
   /** Sample time of the last point; the physics has advanced up to here. */
   lastUs = 0;
-  /** When the fleet started (clock microseconds): slot n falls due (n - offset) periods after it. */
-  startUs = 0;
   /** Reception time (ts) of the last point. */
   private lastTs = 0;
 
@@ -212,8 +218,8 @@ class Drone {
     private readonly home: Home,
     /** The reception delay's scale: 1, or less at high rates, where its cap is under RECEPTION_DELAY_MAX_US. */
     private readonly delayScale: number,
-    /** Sample periods per microsecond. */
-    private readonly hzPerUs: number,
+    /** The fleet's slots, which every drone shares. */
+    private readonly schedule: Schedule,
   ) {
     this.rng = seed;
     this.point = {
@@ -277,7 +283,7 @@ class Drone {
     // Each point carries the time its slot fell due, so points stay evenly spaced however
     // late the tick runs. Computed here, not passed in: a double argument to a call is a
     // heap number allocated per point.
-    let sampleUs = this.startUs + Math.floor((this.slots - this.offset) / this.hzPerUs);
+    let sampleUs = this.schedule.startUs + Math.floor((this.slots - this.offset) / this.schedule.hzPerUs);
     if (sampleUs <= this.lastUs) sampleUs = this.lastUs + 1;
     const dt = (sampleUs - this.lastUs) / 1e6;
     this.lastUs = sampleUs;
@@ -494,13 +500,12 @@ class Drone {
 class SimulatedFleet implements Source {
   readonly name = 'simulator';
   private readonly drones: Drone[] = [];
-  private readonly hzPerUs: number;
+  private readonly schedule: Schedule;
   private readonly maxBacklogUs: number;
   private readonly clock: () => number;
   private readonly firstSeq: (droneId: string) => number;
   private out: SourceOutput | null = null;
   private timer: NodeJS.Timeout | undefined;
-  private startUs = 0;
   private count = 0;
 
   constructor(opts: SimulatorOptions) {
@@ -514,7 +519,7 @@ class SimulatedFleet implements Source {
       throw new RangeError(`home must lie within ±${MAX_HOME_ABS_LAT}° lat and ±${MAX_HOME_ABS_LON}° lon`);
     }
     const home: Home = { lat: h.lat, lon: h.lon, altMm: Math.round(h.altM * 1000), mPerDegLon: M_PER_DEG_LAT * Math.cos((h.lat * Math.PI) / 180) };
-    this.hzPerUs = hz / 1e6;
+    this.schedule = { startUs: 0, hzPerUs: hz / 1e6 };
     this.maxBacklogUs = (opts.maxBacklogMs ?? DEFAULT_MAX_BACKLOG_MS) * 1000;
     this.clock = opts.clock ?? nowMicros;
     this.firstSeq = opts.firstSeq;
@@ -529,7 +534,7 @@ class SimulatedFleet implements Source {
       const droneSeed = fnv1a(`${seed}:${i}`);
       const padX = (i % cols) * PAD_SPACING_M;
       const padY = Math.floor(i / cols) * PAD_SPACING_M;
-      this.drones.push(new Drone(id, droneSeed, padX, padY, home, delayScale, this.hzPerUs));
+      this.drones.push(new Drone(id, droneSeed, padX, padY, home, delayScale, this.schedule));
     }
   }
 
@@ -545,12 +550,11 @@ class SimulatedFleet implements Source {
       if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`firstSeq(${d.id}) gave ${seq}`);
       d.seq = seq;
     }
-    this.startUs = this.clock();
+    const startUs = (this.schedule.startUs = this.clock());
     for (const d of this.drones) {
       d.slots = 0;
-      d.startUs = this.startUs;
       // A restart resumes the flight where it stopped rather than flying through the pause.
-      d.lastUs = Math.max(d.lastUs, this.startUs);
+      d.lastUs = Math.max(d.lastUs, startUs);
     }
     this.out = out;
     this.timer = setInterval(() => this.tick(), TICK_MS);
@@ -566,11 +570,11 @@ class SimulatedFleet implements Source {
     const out = this.out;
     if (out === null) return;
     const now = this.clock();
-    const periods = (now - this.startUs) * this.hzPerUs;
+    const periods = (now - this.schedule.startUs) * this.schedule.hzPerUs;
     // A drone owes at most maxBacklogMs of points. A tick that runs late because
     // the process is saturated then costs bounded work instead of a burst that grows
     // with the delay; like a paused source, the skipped slots are dropped, not deferred.
-    const maxOwed = Math.ceil(this.maxBacklogUs * this.hzPerUs);
+    const maxOwed = Math.ceil(this.maxBacklogUs * this.schedule.hzPerUs);
     for (const d of this.drones) {
       const due = Math.floor(periods + d.offset);
       if (!out.accepting) {
