@@ -6,16 +6,13 @@ import { Spool } from '../agent/spool';
 import { startBroker, type Broker } from '../broker/server';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, scrapeSample, tempDir, waitFor, type RunningProcess } from './helpers';
+import { cleanupsAfterEach, duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, scrapeSample, tempDir, waitFor, type RunningProcess } from './helpers';
 import { mountTmpfs, tmpfsUnavailable } from './tmpfs';
 
 const noTmpfs = await tmpfsUnavailable();
 const needsTmpfs = (name: string) => (noTmpfs ? `${name} (skipped: cannot mount a tmpfs: ${noTmpfs})` : name);
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 
 /** A 4 MiB tmpfs with a filler file that leaves about `free` bytes; removing the filler gives the room back. */
 async function smallDisk(free: number): Promise<{ dir: string; filler: string }> {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pino from 'pino';
+import { afterEach } from 'vitest';
 import { decodeBatch, encodeBatch } from '../proto/codec';
 import { columnsOfPoints, decodeColumnar, encodeColumnar, pointAt } from '../proto/columnar';
 import { TELEMETRY_V2_WILDCARD, TELEMETRY_WILDCARD, telemetryTopic, telemetryTopicV2, wireOfTopic, type Wire } from '../proto/topics';
@@ -221,4 +222,16 @@ export async function scrape(http: string): Promise<string> {
 /** One sample of a component's /metrics at `http`; NaN while it has none. */
 export async function scrapeSample(http: string, sample: string): Promise<number> {
   return sampleOf(await scrape(http), sample) ?? Number.NaN;
+}
+
+/**
+ * A list of cleanups that run after each test of the calling describe block (or file), the
+ * newest first, and empty for the next test: `cleanups.push(() => broker.close())`.
+ */
+export function cleanupsAfterEach(): Array<() => Promise<unknown> | unknown> {
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  return cleanups;
 }

@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as z from 'zod';
 import { startAgent, type Agent } from '../agent/agent';
 import { agentConfig } from '../agent/options';
@@ -15,7 +15,7 @@ import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { HAS_MOSQUITTO, makeRegistry, mosquitto, within } from './broker-helpers';
-import { duck, lakeGlob, quietLog, ROOT, tempDir, waitFor } from './helpers';
+import { cleanupsAfterEach, duck, lakeGlob, quietLog, ROOT, tempDir, waitFor } from './helpers';
 
 type Row = Record<string, unknown>;
 
@@ -215,10 +215,7 @@ async function liveRelay(brokerUrl: string, liveClientId: string): Promise<{ url
 }
 
 describe('the live output port', () => {
-  const cleanups: Array<() => Promise<unknown>> = [];
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
+  const cleanups = cleanupsAfterEach();
 
   /** `via` puts something between the sink and the broker: it gets the broker's URL and gives the sink's. */
   async function setUp(name: string, sinkGiven: Parameters<typeof sinkConfig>[0], brokerConfig: Partial<BrokerConfig> = {}, via: (brokerUrl: string) => Promise<string> = async (url) => url) {

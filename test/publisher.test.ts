@@ -1,17 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Publisher } from '../agent/publisher';
 import { Spool } from '../agent/spool';
 import { startBroker, type Broker } from '../broker/server';
 import { columnsOfPoints, encodeColumnar } from '../proto/columnar';
 import { nowMicros } from '../proto/time';
-import { quietLog, tempDir, waitFor } from './helpers';
+import { cleanupsAfterEach, quietLog, tempDir, waitFor } from './helpers';
 
 describe("the agent's publisher", () => {
-  const cleanups: Array<() => Promise<unknown>> = [];
-  afterEach(async () => {
-    for (const c of cleanups.reverse()) await c();
-    cleanups.length = 0;
-  });
+  const cleanups = cleanupsAfterEach();
 
   it('sends nothing once its stop has begun: a batch read back after close() stays in the spool for the next start', async () => {
     const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0 }, quietLog);

@@ -1,23 +1,19 @@
 import net from 'node:net';
 import mqtt from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../broker/server';
 import { nowMicros } from '../proto/time';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { capturedLog, makeRegistry, within } from './broker-helpers';
-import { cli, cruisePoint, freePort, logLines, runCli, tempDir, waitFor, wireMessage } from './helpers';
+import { cleanupsAfterEach, cli, cruisePoint, freePort, logLines, runCli, tempDir, waitFor, wireMessage } from './helpers';
 import { testLake, type TestLake } from './lakes';
 
 /** An MQTT SUBSCRIBE packet's fixed-header byte. */
 const SUBSCRIBE = 0x82;
 
 describe('the sink subscribing at start', () => {
-  const cleanups: Array<() => Promise<unknown>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
-    cleanups.length = 0;
-  });
+  const cleanups = cleanupsAfterEach();
 
   it('asks again when the connection drops before the SUBACK, then takes telemetry', async () => {
     const broker: Broker = await startBroker({ host: '127.0.0.1', port: 0 }, capturedLog().log);
