@@ -703,9 +703,10 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
     case DELTA: {
       if (wire.scale > MAX_SCALE || (wire.scale > 0 && !isDouble)) fail(`scale ${wire.scale} out of range`);
       const p = POW10[wire.scale]!;
+      r.zigzags(dense, m);
       let int = 0;
       for (let k = 0; k < m; k++) {
-        int += unzigzag(r.varint());
+        int += dense[k]!;
         if (Math.abs(int) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
         dense[k] = int / p;
       }
@@ -716,8 +717,9 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
       const unit = POW10[wire.scale]!;
       let v = 0;
       let delta = 0;
+      r.zigzags(dense, m);
       for (let k = 0; k < m; k++) {
-        const coded = unzigzag(r.varint());
+        const coded = dense[k]!;
         if (k === 0) v = coded;
         else {
           delta = k === 1 ? coded : delta + coded;

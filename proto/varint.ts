@@ -142,6 +142,38 @@ export class ByteReader {
     return v;
   }
 
+  /**
+   * The next `m` varints, unzigzagged, into `out`. Column data is nearly all deltas of
+   * one byte or two (putZigzag), read here inline; a longer one goes through varint().
+   * Decoding a batch a value at a time through varint() cost a third more.
+   */
+  zigzags(out: Float64Array, m: number): void {
+    const buf = this.buf;
+    const end = buf.length;
+    let at = this.at;
+    for (let k = 0; k < m; k++) {
+      const b0 = at < end ? buf[at]! : 0x100;
+      let u: number;
+      if (b0 < 0x80) {
+        u = b0;
+        at++;
+      } else {
+        const b1 = at + 1 < end ? buf[at + 1]! : 0x100;
+        if (b0 < 0x100 && b1 < 0x80) {
+          u = (b0 & 0x7f) | (b1 << 7);
+          at += 2;
+        } else {
+          this.at = at;
+          out[k] = unzigzag(this.varint());
+          at = this.at;
+          continue;
+        }
+      }
+      out[k] = (u >>> 1) ^ -(u & 1);
+    }
+    this.at = at;
+  }
+
   float64(): number {
     if (this.at + 8 > this.buf.length) throw new Error('column data ends inside a value');
     const v = this.view.getFloat64(this.at, true);

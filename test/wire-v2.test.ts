@@ -233,6 +233,20 @@ describe('wire v2: the columnar batch', () => {
       return buf.subarray(0, at);
     };
     expect(written(putZigzag)).toEqual(written((buf, at, v) => putVarint(buf, at, zigzag(v))));
+    // zigzags() reads one- and two-byte values inline and the rest through varint(): the
+    // same values, up to 2^52 - 1, whose zigzag is the largest varint a reader takes.
+    const readable = near.filter((v) => Math.abs(v) < 2 ** 52);
+    const zigzagged = new Uint8Array(readable.length * 8);
+    const length = readable.reduce((at, v) => putZigzag(zigzagged, at, v), 0);
+    const many = new Float64Array(readable.length);
+    const reader = new ByteReader(zigzagged.subarray(0, length));
+    reader.zigzags(many, readable.length);
+    expect([...many]).toEqual(readable);
+    expect(reader.done).toBe(true);
+    // Data that ends inside a value, in its first byte or a later one, is refused.
+    for (const cut of [Uint8Array.of(), Uint8Array.of(0x80), Uint8Array.of(0x80, 0x80)]) {
+      expect(() => new ByteReader(cut).zigzags(new Float64Array(1), 1)).toThrow('column data ends inside a value');
+    }
   });
 
   it('takes a v1 batch of any length as columns, the presence of its last points included', () => {
