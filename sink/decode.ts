@@ -1,5 +1,5 @@
 import { decodeBatch } from '../proto/codec';
-import { columnsOfPoints, decodeColumnar, type PointColumns } from '../proto/columnar';
+import { columnsOfPoints, decodeColumnar, type ColumnArena, type PointColumns } from '../proto/columnar';
 import { parseTelemetryTopic, wireOfTopic } from '../proto/topics';
 import type { BatchRejectReason } from './stats';
 
@@ -18,8 +18,8 @@ export type Decoded =
   | { ok: false; reason: BatchRejectReason; detail: string; gatewayId: string | null };
 
 /** The payload as a batch of the topic's wire: v2 columns as they come, v1 rows turned into columns. */
-function decodeWire(topic: string, payload: Uint8Array): TakenBatch {
-  if (wireOfTopic(topic) === 'v2') return decodeColumnar(payload);
+function decodeWire(topic: string, payload: Uint8Array, arena: ColumnArena | null): TakenBatch {
+  if (wireOfTopic(topic) === 'v2') return decodeColumnar(payload, arena);
   const batch = decodeBatch(payload);
   return { gateway_id: batch.gateway_id, batch_seq: batch.batch_seq, dropped_points: batch.dropped_points ?? 0, stream: batch.stream ?? 0, points: columnsOfPoints(batch.points) };
 }
@@ -27,13 +27,14 @@ function decodeWire(topic: string, payload: Uint8Array): TakenBatch {
 /**
  * Turns an MQTT message into a batch, or says why it is not one. The gateway id in the
  * payload must equal the topic's: a gateway writes only under its own id, and random
- * bytes that happen to parse as protobuf fail here.
+ * bytes that happen to parse as protobuf fail here. A v2 batch's values go into `arena`
+ * when one is given: valid until the next call with it.
  */
-export function decodeTelemetry(topic: string, payload: Uint8Array): Decoded {
+export function decodeTelemetry(topic: string, payload: Uint8Array, arena: ColumnArena | null = null): Decoded {
   const gatewayId = parseTelemetryTopic(topic)?.gatewayId ?? null;
   let batch: TakenBatch;
   try {
-    batch = decodeWire(topic, payload);
+    batch = decodeWire(topic, payload, arena);
   } catch (err) {
     return { ok: false, reason: 'undecodable', detail: (err as Error).message, gatewayId };
   }

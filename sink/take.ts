@@ -1,6 +1,6 @@
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN } from '../proto/columnar';
+import { DRONE_COLUMN, isPresent, pointAt, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN, type ColumnArena } from '../proto/columnar';
 import { MICROS_PER_HOUR, nowMicros } from '../proto/time';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { publishAcks } from './acks';
@@ -46,12 +46,14 @@ export function createTake(parts: TakeParts, buffers: StageBuffers): (topic: str
   const liveAfterCommit = live?.settings.after === 'commit';
   /** The indexes of a batch's points to stage, reused from batch to batch (invariant 6: as long as the largest batch, which the packet size bounds). */
   let rows = new Uint32Array(1024);
+  /** Each batch's decoded values, in one array reused from batch to batch: take() is done with a batch before it returns. */
+  const arena: ColumnArena = { values: new Float64Array(0) };
 
   return function take(topic: string, payload: Buffer): void {
     // The buffers rotate only in a commit, which never runs while a message is taken.
     const open = buffers.open;
     stats.batchesReceived++;
-    const decoded = decodeTelemetry(topic, payload);
+    const decoded = decodeTelemetry(topic, payload, arena);
     if (!decoded.ok) {
       // Invariant 5: a copy of a message already quarantined is counted as a repeat only.
       if (!rejected.first(topic, payload, Date.now(), open.table)) {

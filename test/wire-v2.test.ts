@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { detectFormat, MavlinkScanner } from '../agent/mavlink/scanner';
 import { MavlinkTelemetry } from '../agent/mavlink/telemetry';
 import { encodeBatch } from '../proto/codec';
-import { COMPRESSIONS, ColumnsBuilder, columnsOfPoints, decodeColumnar, encodeColumnar, HAS_ZSTD, isPresent, MAX_SCALE, pointAt, POINT_FIELDS, STREAM_COLUMN, wireOfPayload, type Compression } from '../proto/columnar';
+import { COMPRESSIONS, ColumnsBuilder, columnsOfPoints, type ColumnArena, decodeColumnar, encodeColumnar, HAS_ZSTD, isPresent, MAX_SCALE, pointAt, POINT_FIELDS, STREAM_COLUMN, wireOfPayload, type Compression } from '../proto/columnar';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { ByteReader, ByteWriter, putVarint, putZigzag, unzigzag, zigzag } from '../proto/varint';
 import { PROTO_PACKAGE, root } from '../proto/schema';
@@ -82,11 +82,15 @@ function expectSamePoints(decoded: TelemetryPoint[], sent: TelemetryPoint[]): vo
   }
 }
 
-function roundTrip(points: TelemetryPoint[], compression: Compression = 'none'): { decoded: TelemetryPoint[]; bytes: number } {
+function roundTrip(points: TelemetryPoint[], compression: Compression = 'none', arena: ColumnArena | null = null): { decoded: TelemetryPoint[]; bytes: number } {
   const builder = new ColumnsBuilder(16);
   for (const p of points) builder.add(p);
   const payload = encodeColumnar(HEAD, builder.view(), compression);
-  const batch = decodeColumnar(payload);
+  const batch = decodeColumnar(payload, arena);
+  // A point without a value reads as 0 in its column (proto/validate.ts relies on it), in an arena too.
+  for (const column of batch.points.columns) {
+    if (column?.present) for (let i = 0; i < batch.points.count; i++) if (!isPresent(column.present, i)) expect(column.values[i]).toBe(0);
+  }
   expect({ ...batch, points: undefined }).toEqual({ gateway_id: HEAD.gatewayId, batch_seq: HEAD.batchSeq, sent_at: HEAD.sentAt, dropped_points: HEAD.droppedPoints, stream: HEAD.stream, points: undefined });
   expect(batch.points.count).toBe(points.length);
   return { decoded: Array.from({ length: batch.points.count }, (_, i) => pointAt(batch.points, i)), bytes: payload.length };
@@ -119,6 +123,20 @@ describe('wire v2: the columnar batch', () => {
       expectSamePoints(roundTrip(sent, COMPRESSIONS[round % (HAS_ZSTD ? 4 : 3)]!).decoded, sentOrder(sent));
     }
     expect(points).toBeGreaterThan(20_000);
+  });
+
+  it('decodes batch after batch into one arena, each bit for bit, none showing the last one\'s values', () => {
+    const random = prng(17);
+    const arena: ColumnArena = { values: new Float64Array(0) };
+    const sizes = new Set<number>();
+    for (let round = 0; round < 100; round++) {
+      const sent = randomPoints(random, 1 + Math.floor(random() * 200));
+      expectSamePoints(roundTrip(sent, 'none', arena).decoded, sentOrder(sent));
+      sizes.add(arena.values.length);
+    }
+    // It grew to the largest batch, and stayed.
+    expect(sizes.size).toBeGreaterThan(1);
+    expect(arena.values.length).toBe(Math.max(...sizes));
   });
 
   it('round-trips every edge value in every double column, alone and next to each other', () => {
