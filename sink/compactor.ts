@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ParsedOptions } from '../deploy/runtime/options';
 import { compactLake, type CompactionResult } from './compact';
 import type { compactOptions } from './compact-options';
+import { DAY_MS, HOUR_MS } from './layout';
 import { openLake } from './open-storage';
 import { newManifestCache } from './table/manifests';
 import { maintainTable, type MaintenanceResult } from './table/maintain';
@@ -25,7 +26,7 @@ export async function compactOnce(config: ParsedOptions<typeof compactOptions>, 
   const conn = await db.connect();
   try {
     await refuseSecondWriter(storage, writer, false, log);
-    const retentionMs = config.snapshotRetention * 3_600_000;
+    const retentionMs = config.snapshotRetention * HOUR_MS;
     const cache = newManifestCache();
     return await compactLake(
       tableWriter(storage, writer, { snapshotRetentionMs: retentionMs }, cache),
@@ -35,7 +36,7 @@ export async function compactOnce(config: ParsedOptions<typeof compactOptions>, 
         latenessUs: config.lateness * 1e6,
         graceMs: config.compactGrace * 1000,
         snapshotRetentionMs: retentionMs,
-        historyRetentionMs: config.historyRetention * 86_400_000,
+        historyRetentionMs: config.historyRetention * DAY_MS,
         rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
       },
       log,
@@ -59,9 +60,9 @@ export async function maintainOnce(config: ParsedOptions<typeof compactOptions>,
   const storage = await openLake(config, writer);
   try {
     await refuseSecondWriter(storage, writer, false, log);
-    const snapshotRetentionMs = config.snapshotRetention * 3_600_000;
+    const snapshotRetentionMs = config.snapshotRetention * HOUR_MS;
     const expiredSnapshots = await expireSnapshots(storage, { snapshotRetentionMs });
-    const result = await maintainTable(storage, { graceMs: config.compactGrace * 1000, snapshotRetentionMs, historyRetentionMs: config.historyRetention * 86_400_000 }, Date.now(), newManifestCache());
+    const result = await maintainTable(storage, { graceMs: config.compactGrace * 1000, snapshotRetentionMs, historyRetentionMs: config.historyRetention * DAY_MS }, Date.now(), newManifestCache());
     log.info({ expiredSnapshots, ...result }, 'maintenance done');
     return { expiredSnapshots, ...result };
   } finally {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { DAY_MS } from './layout';
 
 /** A rejected message seen again within this long of its first rejection is a repeat. */
-export const REPEAT_WINDOW_MS = 24 * 3_600_000;
+export const REPEAT_WINDOW_MS = DAY_MS;
 /** Distinct rejected messages remembered at most (invariant 6); the oldest is forgotten first. */
 export const REPEAT_MEMORY = 10_000;
 

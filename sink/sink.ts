@@ -16,6 +16,7 @@ import { BatchLedger, PointLedger } from './dedupe';
 import { checkLakeRoot } from './lake-root';
 import { LatencyHistogram } from './latency';
 import { createLivePort, mqttLiveLink } from './live';
+import { DAY_MS, HOUR_MS } from './layout';
 import { adoptLegacyManifest } from './migrate';
 import { openLake } from './open-storage';
 import { checkSinkOptions, type SinkConfig } from './options';
@@ -115,12 +116,12 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     throw err;
   }
   // Invariant 6: streams idle past the horizon stay out of memory after a restart too.
-  const streamIdleMs = config.streamIdle * 3_600_000;
+  const streamIdleMs = config.streamIdle * HOUR_MS;
   pointLedger.evictIdle(Date.now() - streamIdleMs);
   // This writer's last commit and full state, as the table's properties name them: commits go on from there.
   const own = writerPositions(table.metadata.properties).get(writer) ?? { commit: 0, state: 0 };
   const manifestCache = newManifestCache();
-  const snapshotRetentionMs = config.snapshotRetention * 3_600_000;
+  const snapshotRetentionMs = config.snapshotRetention * HOUR_MS;
   const tableCounters = { commits: 0, retries: 0 };
   const lakeTable = tableWriter(storage, writer, { snapshotRetentionMs }, manifestCache, tableCounters);
   log.info({ tableVersion: table.version, objectsRead: startupReads, nextCommit: own.commit + 1, createOnly }, 'dedupe state restored from the table');
@@ -219,7 +220,7 @@ export async function startSink(config: SinkConfig, log: Logger, signal?: AbortS
     latenessUs,
     graceMs: config.compactGrace * 1000,
     snapshotRetentionMs,
-    historyRetentionMs: config.historyRetention * 86_400_000,
+    historyRetentionMs: config.historyRetention * DAY_MS,
     rowGroupRows: COMPACTED_ROW_GROUP_ROWS,
   };
   const compactConn = await db.connect();

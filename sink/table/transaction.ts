@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
+import { HOUR_MS } from '../layout';
 import type { LakeStorage } from '../storage';
 import { ObjectExistsError } from '../storage';
 import { ADDED, DELETED, EXISTING, type DataFile, type ManifestEntry, type ManifestFile } from './avro';
@@ -45,7 +46,7 @@ export function newSnapshotId(): number {
 export function retainedSnapshots(snapshots: Snapshot[], currentId: number, nowMs: number, settings: TableSettings): Snapshot[] {
   const lastOfHour = new Map<number, Snapshot>();
   for (const s of snapshots) {
-    const hour = Math.floor(s['timestamp-ms'] / 3_600_000);
+    const hour = Math.floor(s['timestamp-ms'] / HOUR_MS);
     const kept = lastOfHour.get(hour);
     if (!kept || s['timestamp-ms'] >= kept['timestamp-ms']) lastOfHour.set(hour, s);
   }
