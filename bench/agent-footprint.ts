@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { figure, type BenchContext, type Figure } from './report';
 import { sleep } from './pipeline';
@@ -109,6 +109,10 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
   }
   ctx.progress(`agent at 1,000 points/s through a ${outageSeconds} s broker outage`);
   const outage = await processPeak(run('outage', ['--broker', 'mqtt://127.0.0.1:9', '--simulate', '100', '--hz', '10']), outageSeconds);
+  // What the outage left on disk, for the gateway guide's disk row: the spool's files, over
+  // the points made (100 drones at 10 Hz for the outage's length).
+  const spoolDir = path.join(ctx.tmp, 'foot-outage');
+  const spoolBytes = (await Promise.all((await readdir(spoolDir)).map(async (f) => (await stat(path.join(spoolDir, f))).size))).reduce((a, b) => a + b, 0);
   const beside = (label: string) => `${label} (node's empty process: ${(empty / MiB).toFixed(1)} MiB)`;
   return [
     figure('agent', 'node_empty_rss_bytes', "node's own empty process, peak resident memory", empty, 'bytes'),
@@ -119,6 +123,8 @@ async function gatewayFootprint(ctx: BenchContext): Promise<Figure[]> {
     figure('agent', 'agent_rss_bytes_at_1k_unit', beside(`agent at 1,000 points/s, with the gateway unit's ${unitFlags.join(' ')}, peak resident memory`), atRateUnit, 'bytes'),
     figure('agent', 'agent_rss_bytes_at_1k_unit_config', beside(`agent at 1,000 points/s as the gateway unit runs it (--config FILE, ${unitFlags.join(' ')}), peak resident memory`), atRateConfig, 'bytes'),
     figure('agent', 'agent_rss_bytes_after_outage', beside(`agent at the end of a ${outageSeconds} s broker outage at 1,000 points/s, default spool, peak resident memory`), outage, 'bytes'),
+    figure('agent', 'agent_spool_bytes_after_outage', `the spool on disk at the end of that outage`, spoolBytes, 'bytes'),
+    figure('agent', 'agent_spool_bytes_per_point', `the spool on disk per point of that outage (${(outageSeconds * 1000).toLocaleString('en-US')} points)`, spoolBytes / (outageSeconds * 1000), 'bytes'),
   ];
 }
 
