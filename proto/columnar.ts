@@ -683,7 +683,8 @@ function presentCount(present: Uint8Array, n: number): number {
 let decodeScratch = new Float64Array(1024);
 
 /**
- * Reads a column's values into `values` at the points `present` marks (all when null).
+ * Reads a column's values into `values` at the points `present` marks (all when null), and
+ * 0 at the others.
  * Each encoding is one tight loop over the values in order: no call per value beyond the
  * varint read, no object made.
  */
@@ -761,7 +762,9 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
     for (let k = 0; k < m; k++) if (!(dense[k]! >= min && dense[k]! <= max)) fail(`value ${dense[k]} is no ${field.kind}`);
   }
   if (present !== null) {
-    for (let i = 0, k = 0; i < n; i++) if ((present[i >> 3]! & (1 << (i & 7))) !== 0) values[i] = dense[k++]!;
+    // Every point is written, a point without a value as 0, which validation relies on
+    // (proto/validate.ts): `values` may be an arena's, holding another batch's values.
+    for (let i = 0, k = 0; i < n; i++) values[i] = (present[i >> 3]! & (1 << (i & 7))) !== 0 ? dense[k++]! : 0;
   }
 }
 
@@ -802,8 +805,6 @@ function decodeColumns(count: number, wires: readonly WireColumn[], arena: Colum
     // One buffer for the batch's columns (see ColumnsBuilder.allocate), or the arena's.
     all ??= arenaValues(arena, count * wires.length);
     const values = all.subarray(used * count, ++used * count);
-    // A point without a value reads as 0 (validate.ts), also where the arena held another's.
-    if (present && arena) values.fill(0);
     try {
       readColumn(field, wire, count, values, present);
     } catch (err) {
@@ -849,7 +850,6 @@ const WireBatchSchema = z.object({
 const WireBodySchema = z.object({ columns: z.array(WireColumnSchema) });
 const asObject = { defaults: true, arrays: true } as const;
 
-/** Throws on bytes that are not a consistent ColumnarBatch: the sink quarantines those as undecodable. */
 /** The arena's values, grown to at least `length`, or a new array without one. */
 function arenaValues(arena: ColumnArena | null, length: number): Float64Array {
   if (arena === null) return new Float64Array(length);
@@ -857,7 +857,11 @@ function arenaValues(arena: ColumnArena | null, length: number): Float64Array {
   return arena.values;
 }
 
-/** A batch from its bytes; its columns' values go into `arena` when one is given (ColumnArena). */
+/**
+ * A batch from its bytes, its columns' values in `arena` when one is given (ColumnArena).
+ * Throws on bytes that are not a consistent ColumnarBatch: the sink quarantines those as
+ * undecodable.
+ */
 export function decodeColumnar(bytes: Uint8Array, arena: ColumnArena | null = null): ColumnarBatch {
   const head = WireBatchSchema.parse(ColumnarBatchType.toObject(ColumnarBatchType.decode(bytes), asObject));
   const body = WireBodySchema.parse(ColumnarBodyType.toObject(ColumnarBodyType.decode(decompress(head.body, head.compression, head.point_count)), asObject));
