@@ -10,7 +10,7 @@ import { BatchWriter } from '../proto/codec';
 import { BROTLI_QUALITY, ColumnarWriter, type Compression } from '../proto/columnar';
 import { nowMicros } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { telemetryTopic, telemetryTopicV2 } from '../proto/topics';
+import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { simulatedPoints } from './points';
@@ -118,7 +118,7 @@ export async function measureEncoding(quick: boolean): Promise<EncodingCpu> {
 }
 
 /** Broker deliveries per telemetry message with SHARDS sinks sharing the fleet, on each wire. */
-async function deliveriesPerMessage(ctx: BenchContext, wire: 'v1' | 'v2'): Promise<number> {
+async function deliveriesPerMessage(ctx: BenchContext, wire: Wire): Promise<number> {
   const log = pino({ level: 'silent' });
   const broker = await startBroker({ host: '127.0.0.1', port: 0 }, log);
   const sinks: Sink[] = [];
@@ -155,8 +155,7 @@ async function deliveriesPerMessage(ctx: BenchContext, wire: 'v1' | 'v2'): Promi
   }
 }
 
-const WIRES = ['v1', 'v2'] as const;
-type Wire = (typeof WIRES)[number];
+const WIRES: readonly Wire[] = ['v1', 'v2'];
 /** Runs of each wire in a full run's side-by-side comparisons. */
 const ROUNDS = 3;
 
