@@ -1,6 +1,8 @@
+import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { AedesOptions } from 'aedes';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { UsageError } from '../deploy/runtime/options';
 
@@ -36,6 +38,26 @@ const countSessions = (p: Pick<AedesCallbackPersistence, 'countOffline'>): Promi
   new Promise((resolve, reject) => p.countOffline((err, _subscriptions, clients) => (err ? reject(err) : resolve(clients))));
 
 /**
+ * Logs a Redis connection's outages, not its attempts: ioredis reports an error per
+ * reconnect attempt, up to one every 2 s for as long as Redis is away. One warning when it
+ * is lost, one line when it is ready again.
+ */
+function watchRedis(conn: Redis, log: Logger, connection: string): Redis {
+  let downSince: number | null = null;
+  conn.on('error', (err: Error) => {
+    if (downSince !== null) return;
+    downSince = Date.now();
+    log.warn({ connection, err: err.message }, 'the Redis connection failed; reconnecting');
+  });
+  conn.on('ready', () => {
+    if (downSince === null) return;
+    log.info({ connection, downSeconds: Math.round((Date.now() - downSince) / 1000) }, 'the Redis connection is back');
+    downSince = null;
+  });
+  return conn;
+}
+
+/**
  * Opens the broker's session store and message bus. Alone, a broker routes in memory and
  * keeps sessions (the sink's subscription and the QoS 1 messages queued for it while it is
  * away) in LevelDB, so they outlive a broker restart. In a cluster, brokers route through
@@ -50,8 +72,21 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       import('aedes-persistence-redis'),
       import('ioredis'),
     ]);
-    const mq = redisEmitter({ connectionString: config.cluster });
-    const persistence = redisPersistence({ conn: new Redis(config.cluster) });
+    // Without CLIENT SETINFO at connect: ioredis 5.8.2 and later send it before their ready
+    // check (INFO), and a SUBSCRIBE the message bus sends in that gap puts the connection in
+    // subscriber mode, where the INFO fails ("Connection in subscriber mode"; ioredis issue
+    // 2037, fixed in 6, which mqemitter-redis does not take). Then the ready check follows
+    // the connect at once.
+    const url = config.cluster;
+    const connect = (name: string) => watchRedis(new Redis(url, { disableClientInfo: true }), log, name);
+    const mq = redisEmitter({ subConn: connect('bus-subscribe'), pubConn: connect('bus-publish') });
+    // mqemitter-redis passes its connections' errors on to an emitter of its own, which
+    // throws them when nothing listens: a Redis restart would end the broker. watchRedis
+    // logs them.
+    const { state } = mq as unknown as { state?: unknown };
+    if (!(state instanceof EventEmitter)) throw new Error('mqemitter-redis has no state emitter to take its errors');
+    state.on('error', () => {});
+    const persistence = redisPersistence({ conn: connect('sessions') });
     log.info({ cluster: redactUrl(config.cluster) }, 'broker clustered over Redis');
     return {
       mq: mq as unknown as AedesOptions['mq'],

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +12,7 @@ import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { freePort, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
+import { capturedLog } from './broker-helpers';
 import { HAS_REDIS, startRedis } from './redis';
 
 const points = (drone: string, from: number, n: number) =>
@@ -106,5 +109,51 @@ describe('broker sessions and clustering', () => {
 
     const rows = await lake.query('SELECT count(*)::INTEGER AS n, count(DISTINCT (drone_id, seq))::INTEGER AS k FROM telemetry');
     expect(rows[0]).toEqual({ n: sent.size, k: sent.size });
+  });
+
+  it.skipIf(!HAS_REDIS)(`outlives a Redis restart: two clustered brokers log the outage once each connection, keep running, and route again once Redis is back${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async () => {
+    let redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const logs = [capturedLog('info'), capturedLog('info')];
+    const [a, b] = await Promise.all(logs.map(({ log }) => startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, log)));
+    brokers.push(a!, b!);
+    const heard: string[] = [];
+    const listener = await mqtt.connectAsync(b!.url, { clientId: 'redis-restart-listener' });
+    cleanups.push(() => listener.endAsync());
+    listener.on('message', (_topic, payload) => heard.push(payload.toString()));
+    await listener.subscribeAsync('redis-restart/+', { qos: 1 });
+    const talker = await mqtt.connectAsync(a!.url, { clientId: 'redis-restart-talker' });
+    cleanups.push(() => talker.endAsync());
+    // Published until heard: a subscription reaches the other broker through Redis a moment after its SUBACK.
+    const routed = (message: string) => waitFor(`"${message}" from one broker to the other`, async () => {
+      if (!heard.includes(message)) await talker.publishAsync('redis-restart/x', message, { qos: 1 });
+      return heard.includes(message);
+    });
+    await routed('before');
+
+    await redis.stop();
+    const lost = (i: number) => logs[i]!.lines.filter((l) => l['msg'] === 'the Redis connection failed; reconnecting');
+    await waitFor('both brokers to log the outage', () => lost(0).length === 3 && lost(1).length === 3);
+    // Every connection tries again while Redis is away: a listener on its port takes the
+    // attempts and closes them, until each of the six has come back at least twice more.
+    let attempts = 0;
+    const refuser = net.createServer((socket) => {
+      attempts++;
+      socket.destroy();
+    });
+    refuser.listen(redis.port, '127.0.0.1');
+    await once(refuser, 'listening');
+    await waitFor('12 more attempts to reach Redis', () => attempts >= 12);
+    await new Promise((r) => refuser.close(r));
+    redis = await startRedis(redis.port);
+    const back = (i: number) => logs[i]!.lines.filter((l) => l['msg'] === 'the Redis connection is back');
+    await waitFor('both brokers to log that Redis is back', () => back(0).length === 3 && back(1).length === 3);
+    await routed('after');
+    for (const i of [0, 1]) {
+      // One line per connection (sessions, and the bus's two), not one per failed attempt.
+      expect(lost(i).map((l) => l['connection']).sort()).toEqual(['bus-publish', 'bus-subscribe', 'sessions']);
+      expect(back(i).map((l) => l['connection']).sort()).toEqual(['bus-publish', 'bus-subscribe', 'sessions']);
+    }
+    expect(heard.filter((m) => m === 'after')).toHaveLength(1);
   });
 });
