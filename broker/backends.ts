@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { AedesOptions } from 'aedes';
-import type { Redis } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { UsageError } from '../deploy/runtime/options';
 
@@ -36,6 +36,16 @@ const destroyed = async (p: { destroy(cb?: () => void): Promise<void> | void }):
 
 const countSessions = (p: Pick<AedesCallbackPersistence, 'countOffline'>): Promise<number> =>
   new Promise((resolve, reject) => p.countOffline((err, _subscriptions, clients) => (err ? reject(err) : resolve(clients))));
+
+/**
+ * Every Redis connection's options. Without CLIENT SETINFO at connect: ioredis 5.8.2 and
+ * later send it before their ready check (INFO), and a SUBSCRIBE the message bus sends in
+ * that gap (a client subscribing on a broker whose Redis connection is coming up) puts the
+ * connection in subscriber mode, where the INFO fails ("Connection in subscriber mode";
+ * ioredis issue 2037, fixed in 6, which mqemitter-redis does not take). Then the ready
+ * check follows the connect within the same turn of the event loop.
+ */
+export const REDIS_OPTIONS = { disableClientInfo: true } as const satisfies RedisOptions;
 
 /**
  * Logs a Redis connection's outages, not its attempts: ioredis reports an error per
@@ -72,13 +82,8 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       import('aedes-persistence-redis'),
       import('ioredis'),
     ]);
-    // Without CLIENT SETINFO at connect: ioredis 5.8.2 and later send it before their ready
-    // check (INFO), and a SUBSCRIBE the message bus sends in that gap puts the connection in
-    // subscriber mode, where the INFO fails ("Connection in subscriber mode"; ioredis issue
-    // 2037, fixed in 6, which mqemitter-redis does not take). Then the ready check follows
-    // the connect at once.
     const url = config.cluster;
-    const connect = (name: string) => watchRedis(new Redis(url, { disableClientInfo: true }), log, name);
+    const connect = (name: string) => watchRedis(new Redis(url, REDIS_OPTIONS), log, name);
     const mq = redisEmitter({ subConn: connect('bus-subscribe'), pubConn: connect('bus-publish') });
     // mqemitter-redis passes its connections' errors on to an emitter of its own, which
     // throws them when nothing listens: a Redis restart would end the broker. watchRedis
