@@ -21,6 +21,8 @@ export interface Backends {
   mq?: AedesOptions['mq'];
   /** Where sessions live, for the start-up log and /health: a directory, a Redis URL (no password), or 'memory'. */
   store: string;
+  /** The store's connections that are down now, by name: a cluster's Redis connections; none for a store on disk or in memory. */
+  storeLinksDown(): string[];
   /** Sessions the store holds (clients with subscriptions); call once Aedes has set the persistence up. */
   sessions(): Promise<number>;
   /** Call after the broker closed. */
@@ -50,19 +52,22 @@ export const REDIS_OPTIONS = { disableClientInfo: true } as const satisfies Redi
 /**
  * Logs a Redis connection's outages, not its attempts: ioredis reports an error per
  * reconnect attempt, up to one every 2 s for as long as Redis is away. One warning when it
- * is lost, one line when it is ready again.
+ * is lost, one line when it is ready again. Adds the connection's name to `down` for the
+ * outage, for /health and /metrics.
  */
-function watchRedis(conn: Redis, log: Logger, connection: string): Redis {
+function watchRedis(conn: Redis, log: Logger, connection: string, down: Set<string>): Redis {
   let downSince: number | null = null;
   conn.on('error', (err: Error) => {
     if (downSince !== null) return;
     downSince = Date.now();
+    down.add(connection);
     log.warn({ connection, err: err.message }, 'the Redis connection failed; reconnecting');
   });
   conn.on('ready', () => {
     if (downSince === null) return;
     log.info({ connection, downSeconds: Math.round((Date.now() - downSince) / 1000) }, 'the Redis connection is back');
     downSince = null;
+    down.delete(connection);
   });
   return conn;
 }
@@ -83,7 +88,8 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       import('ioredis'),
     ]);
     const url = config.cluster;
-    const connect = (name: string) => watchRedis(new Redis(url, REDIS_OPTIONS), log, name);
+    const down = new Set<string>();
+    const connect = (name: string) => watchRedis(new Redis(url, REDIS_OPTIONS), log, name, down);
     const mq = redisEmitter({ subConn: connect('bus-subscribe'), pubConn: connect('bus-publish') });
     // mqemitter-redis passes its connections' errors on to an emitter of its own, which
     // throws them when nothing listens: a Redis restart would end the broker. watchRedis
@@ -97,6 +103,7 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       mq: mq as unknown as AedesOptions['mq'],
       persistence,
       store: redactUrl(config.cluster),
+      storeLinksDown: () => [...down].sort(),
       sessions: () => countSessions(persistence),
       async close() {
         await destroyed(persistence);
@@ -104,7 +111,7 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       },
     };
   }
-  if (config.persistence === 'memory') return { store: 'memory', sessions: async () => 0, close: async () => {} };
+  if (config.persistence === 'memory') return { store: 'memory', storeLinksDown: () => [], sessions: async () => 0, close: async () => {} };
   if (!config.dataDir) throw new Error('--persistence level needs --data-dir');
   const [{ Level }, { default: levelPersistence }] = await Promise.all([import('level'), import('aedes-persistence-level')]);
   const dir = path.resolve(config.dataDir, 'sessions');
@@ -125,6 +132,7 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
   return {
     persistence,
     store: dir,
+    storeLinksDown: () => [],
     sessions: () => countSessions(persistence),
     async close() {
       // The persistence closes the database it was given.

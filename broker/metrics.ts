@@ -25,6 +25,7 @@ export function brokerMetrics(stats: () => BrokerStats): Registry {
   counter('dronelake_broker_consumer_behind_disconnects_total', 'Consumers closed for staying behind for --consumer-max-behind.', (s) => s.consumerDrops.closed);
   counter('dronelake_broker_consumer_behind_unsent_bytes_total', 'Bytes the broker still held for those consumers when it closed them.', (s) => s.consumerDrops.closedUnsentBytes);
   gauge('dronelake_broker_registry_identities', 'Identities in the registry (0 without one).', (s) => s.identities);
+  gauge('dronelake_broker_store_links_down', "A clustered broker's Redis connections that are down now (0 for a broker alone).", (s) => s.storeLinksDown);
   counter('dronelake_broker_registry_reload_failures_total', 'Registry file changes that could not be read (the previous registry stays).', (s) => s.registryReloadFailures);
   return registry;
 }

@@ -201,15 +201,19 @@ export async function startBroker(given: Partial<BrokerConfig>, log: Logger): Pr
       aclDenials: { ...stats.aclDenials },
       consumerDrops: consumers.drops(),
       clients: broker.connectedClients,
+      storeLinksDown: backends.storeLinksDown().length,
     });
     const up = listeners;
     // Named with their count, so a broker started on the wrong store shows it at once.
     const sessionStore = { store: backends.store, sessionsRestored: await backends.sessions() };
     if (config.http) {
       http = await serveHttp(config.http, [
+        // A Redis outage is named but leaves the broker healthy: it hits every broker of the
+        // cluster alike, and probes that failed on it would only restart them or move their
+        // clients to a broker no better off.
         healthRoute(() => ({
           healthy: !closing && up.listening(),
-          body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities, ...sessionStore },
+          body: { listening: !closing && up.listening(), clients: broker.connectedClients, identities: stats.identities, ...sessionStore, storeLinksDown: backends.storeLinksDown() },
         })),
         metricsRoute(brokerMetrics(current)),
       ]);

@@ -25,6 +25,8 @@ export interface BrokerStats {
   consumerDrops: ConsumerDrops;
   identities: number;
   registryReloadFailures: number;
+  /** A clustered broker's Redis connections that are down now (broker/backends.ts); 0 alone. */
+  storeLinksDown: number;
 }
 
 export function emptyBrokerStats(): BrokerStats {
@@ -44,5 +46,6 @@ export function emptyBrokerStats(): BrokerStats {
     consumerDrops: { messages: {}, points: {}, closed: 0, closedUnsentBytes: 0 },
     identities: 0,
     registryReloadFailures: 0,
+    storeLinksDown: 0,
   };
 }

@@ -239,7 +239,7 @@ describe('broker metrics', () => {
     ]);
     const broker = await startBroker({ host: '127.0.0.1', port: 0, registry: file, http: '127.0.0.1:0' }, quietLog);
     try {
-      expect(await (await fetch(`${broker.httpUrl}/health`)).json()).toEqual({ listening: true, clients: 0, identities: 2, store: 'memory', sessionsRestored: 0 });
+      expect(await (await fetch(`${broker.httpUrl}/health`)).json()).toEqual({ listening: true, clients: 0, identities: 2, store: 'memory', sessionsRestored: 0, storeLinksDown: [] });
       expect(await tryConnect(broker.url, { clientId: 'gw-a-1', username: 'gw-a', password: 'wrong' })).toBe(4);
       expect(await tryConnect(broker.url, { clientId: 'gw-x-1', username: 'gw-x', password: 'wrong' })).toBe(4);
       expect(await tryConnect(broker.url, { clientId: 'gw-a-1' })).toBe(5);

@@ -12,7 +12,7 @@ import { TELEMETRY_WILDCARD, telemetryTopic } from '../proto/topics';
 import { GpsFix } from '../proto/types';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
-import { freePort, logLines, observedBatch, quietLog, runCli, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
+import { freePort, logLines, observedBatch, quietLog, runCli, scrapeSample, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
 import { capturedLog } from './broker-helpers';
 import { HAS_REDIS, startRedis } from './redis';
@@ -113,11 +113,17 @@ describe('broker sessions and clustering', () => {
     expect(rows[0]).toEqual({ n: sent.size, k: sent.size });
   });
 
-  it.skipIf(!HAS_REDIS)(`outlives a Redis restart: two clustered brokers log the outage once each connection, keep running, and route again once Redis is back${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async () => {
+  it.skipIf(!HAS_REDIS)(`outlives a Redis restart: two clustered brokers log the outage once each connection, name it in /health and /metrics, keep running, and route again once Redis is back${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async () => {
     let redis = await startRedis();
     cleanups.push(() => redis.stop());
     const logs = [capturedLog('info'), capturedLog('info')];
-    const [a, b] = await Promise.all(logs.map(({ log }) => startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, log)));
+    const [a, b] = await Promise.all(logs.map(({ log }) => startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url, http: '127.0.0.1:0' }, log)));
+    // What an operator sees of the outage, besides the log: /health names the connections down, /metrics counts them.
+    const seen = async (broker: Broker) => {
+      const health: unknown = await (await fetch(`${broker.httpUrl}/health`)).json();
+      return { status: health, gauge: await scrapeSample(broker.httpUrl!, 'dronelake_broker_store_links_down') };
+    };
+    expect(await seen(a!)).toMatchObject({ status: { listening: true, storeLinksDown: [] }, gauge: 0 });
     brokers.push(a!, b!);
     const heard: string[] = [];
     const listener = await mqtt.connectAsync(b!.url, { clientId: 'redis-restart-listener' });
@@ -136,6 +142,7 @@ describe('broker sessions and clustering', () => {
     await redis.stop();
     const lost = (i: number) => logs[i]!.lines.filter((l) => l['msg'] === 'the Redis connection failed; reconnecting');
     await waitFor('both brokers to log the outage', () => lost(0).length === 3 && lost(1).length === 3);
+    for (const broker of [a!, b!]) expect(await seen(broker)).toEqual({ status: expect.objectContaining({ listening: true, storeLinksDown: ['bus-publish', 'bus-subscribe', 'sessions'] }), gauge: 3 });
     // Every connection tries again while Redis is away: a listener on its port takes the
     // attempts and closes them, until each of the six has come back at least twice more.
     let attempts = 0;
@@ -151,6 +158,7 @@ describe('broker sessions and clustering', () => {
     const back = (i: number) => logs[i]!.lines.filter((l) => l['msg'] === 'the Redis connection is back');
     await waitFor('both brokers to log that Redis is back', () => back(0).length === 3 && back(1).length === 3);
     await routed('after');
+    for (const broker of [a!, b!]) expect(await seen(broker)).toMatchObject({ status: { listening: true, storeLinksDown: [] }, gauge: 0 });
     for (const i of [0, 1]) {
       // One line per connection (sessions, and the bus's two), not one per failed attempt.
       expect(lost(i).map((l) => l['connection']).sort()).toEqual(['bus-publish', 'bus-subscribe', 'sessions']);
