@@ -80,16 +80,20 @@ describe('broker sessions and clustering', () => {
     expect(await count(lake)).toBe(persistence === 'level' ? 501 : 1);
   });
 
-  it.skipIf(!HAS_REDIS)(`runs two brokers over Redis: a gateway on one reaches the sink on the other, exactly once, and gets its acks back${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async () => {
-    const redis = await startRedis();
-    cleanups.push(redis.stop);
+  it.skipIf(!HAS_REDIS).each([
+    ['', false],
+    [', through a Redis restart in mid-stream', true],
+  ] as const)(`runs two brokers over Redis: a gateway on one reaches the sink on the other, exactly once, and gets its acks back%s${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async (_name, restart) => {
+    let redis = await startRedis();
+    cleanups.push(() => redis.stop());
     const { dir, remove } = await tempDir('cluster');
     cleanups.push(remove);
     const lake = await testLake('local');
     cleanups.push(lake.remove);
-    const a = await startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, quietLog);
+    const logs = [capturedLog('info'), capturedLog('info')];
+    const a = await startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, logs[0]!.log);
     brokers.push(a);
-    const b = await startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, quietLog);
+    const b = await startBroker({ host: '127.0.0.1', port: 0, cluster: redis.url }, logs[1]!.log);
     brokers.push(b);
 
     // What the gateway sends, seen on its own broker.
@@ -104,6 +108,17 @@ describe('broker sessions and clustering', () => {
     procs.push(agent);
     await waitFor('the agent to start', () => logLines(agent.stderr()).some((l) => l['msg'] === 'agent started'));
     await waitFor('200 points over the wire', () => sent.size >= 200);
+    if (restart) {
+      // Redis goes away while the gateway sends, and returns empty, as one without
+      // persistence does. The brokers' Redis clients hold what is published meanwhile.
+      await redis.stop();
+      const said = (msg: string) => logs.every(({ lines }) => lines.filter((l) => l['msg'] === msg).length === 3);
+      await waitFor('both brokers to log the outage', () => said('the Redis connection failed; reconnecting'));
+      const before = sent.size;
+      redis = await startRedis(redis.port);
+      await waitFor('both brokers to log that Redis is back', () => said('the Redis connection is back'));
+      await waitFor('200 more points over the wire', () => sent.size >= before + 200);
+    }
     // The agent exits 0 only once the sink, on the other broker, acked every batch.
     agent.child.kill('SIGTERM');
     expect(await agent.exited, agent.stderr().slice(-2000)).toBe(0);
