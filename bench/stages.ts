@@ -12,8 +12,8 @@ import { decodeTelemetry, type TakenBatch } from '../sink/decode';
 import { writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
-import { closeStageBuffer, createStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
-import { registerStageScan } from '../sink/stage-scan';
+import { closeStageBuffer, createStageBuffer, sealStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
+import { lakeRowsSql, registerStageScan } from '../sink/stage-scan';
 import { localStorage } from '../sink/storage';
 import { figure, type BenchContext, type Figure } from './report';
 import { forEachSimulatedPoint, simulatedPoints } from './points';
@@ -200,6 +200,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       // other as the sink takes them, each buffer's arrays taken over by the next.
       const stage = { seconds: 0, cpuSeconds: 0 };
       const commit = { seconds: 0, cpuSeconds: 0 };
+      const scan = { seconds: 0, cpuSeconds: 0 };
       let staged = 0;
       let rows = 0;
       let files = 0;
@@ -209,19 +210,29 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
           slice.push(decoded[from]!);
           points += decoded[from]!.points.count;
         }
+        // The scan alone, on a copy of the commit: the files' order and DuckDB reading the
+        // staged rows through it, without writing them. A part of parquet's figure.
+        const copy = createStageBuffer(`scan_${round}_${part}`);
+        stageBatches(copy, slice);
+        const scanning = await timed(async () => {
+          sealStageBuffer(copy);
+          for (let i = 0; i < copy.files.length; i++) await conn.runAndReadAll(`SELECT count(*) FROM (${lakeRowsSql(copy, i)})`);
+        });
+        closeStageBuffer(copy);
         const buffer = createStageBuffer(`stage_${round}_${part}`);
         const staging = await timed(() => stageBatches(buffer, slice));
         staged += buffer.points;
         const written = await timed(() => writeFiles(conn, buffer, storage, `bench-stages-${round}-${part}`));
         rows += written.result.files.reduce((n, f) => n + f.rows, 0);
         files += written.result.files.length;
-        for (const [sum, t] of [[stage, staging], [commit, written]] as const) {
+        for (const [sum, t] of [[stage, staging], [commit, written], [scan, scanning]] as const) {
           sum.seconds += t.seconds;
           sum.cpuSeconds += t.cpuSeconds;
         }
       }
       report('stage', stage, `${staged.toLocaleString('en-US')} rows`);
       report('parquet', commit, `${rows.toLocaleString('en-US')} rows in ${files} file(s)`);
+      report('scan', scan, 'a part of parquet');
     }
   } finally {
     conn.closeSync();
@@ -229,9 +240,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
   }
 
   // The slowest of the stages a v2 point goes through; the v1 ones are there for the ratio,
-  // and the simulator is the bench's source, not a stage of the pipeline.
+  // the simulator is the bench's source, not a stage of the pipeline, and the scan is a part of parquet.
   const [slowest, slowestRate] = Object.entries(best)
-    .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate')
+    .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate' && stage !== 'scan')
     .reduce((a, b) => (b[1] < a[1] ? b : a));
   const rate = (stage: string) => best[stage] ?? null;
   const cpuUs = (stage: string) => bestCpu[stage] ?? null;
@@ -252,6 +263,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     figure(SECTION, 'stage_validate_cpu_us_per_point', 'validate: CPU per point', cpuUs('validate'), 'us'),
     figure(SECTION, 'stage_stage_cpu_us_per_point', 'stage: CPU per point', cpuUs('stage'), 'us'),
     figure(SECTION, 'stage_parquet_cpu_us_per_point', "parquet: CPU per point, DuckDB's threads included", cpuUs('parquet'), 'us'),
+    figure(SECTION, 'stage_scan_cpu_us_per_point', "scan, a part of parquet: the files' order and DuckDB reading the staged rows, without writing them: CPU per point", cpuUs('scan'), 'us'),
     figure(SECTION, 'stage_sink_cpu_us_per_point', 'the sink\'s stages on v2 (decode + validate + stage + parquet): CPU per point', sinkStages.reduce((n, st) => n + (bestCpu[st] ?? 0), 0), 'us'),
     figure(SECTION, 'slowest_stage', 'slowest stage', slowest),
     figure(SECTION, 'slowest_stage_points_per_sec', 'slowest stage ceiling', slowestRate, 'points/s'),
