@@ -234,26 +234,53 @@ const codesU8 = new Uint8Array(CHUNK_ROWS);
 const scratchValidity = new Uint8Array(VALIDITY_BYTES);
 const NONE_VALID = new Uint8Array(VALIDITY_BYTES);
 
+// The chunk's rows as runs of consecutive rows of one block, found once a chunk and read by
+// every column: a drone's points of one v2 batch are staged next to each other, so a file's
+// order holds runs of them (50 a run for 1,000-point batches of 20 drones). Each column then
+// reads its values a run at a time, where it read the order and split each row into block
+// and row: the bench's scan went from 0.17-0.22 to 0.14-0.16 CPU-us a point (`stages`, three
+// runs each, taking turns; runs of 5 there, 200 drones to a gateway).
+const runBlock = new Uint32Array(CHUNK_ROWS);
+const runStart = new Uint32Array(CHUNK_ROWS);
+const runLength = new Uint32Array(CHUNK_ROWS);
+
+/** Splits positions [at, at + rows) of the order into runs; returns how many. */
+function findRuns(order: Uint32Array, at: number, rows: number): number {
+  let runs = 0;
+  for (let j = 0; j < rows; ) {
+    const first = order[at + j]!;
+    const block = first >>> BLOCK_SHIFT;
+    let length = 1;
+    while (j + length < rows && order[at + j + length] === first + length && (first + length) >>> BLOCK_SHIFT === block) length++;
+    runBlock[runs] = block;
+    runStart[runs] = first & BLOCK_MASK;
+    runLength[runs] = length;
+    runs++;
+    j += length;
+  }
+  return runs;
+}
+
 // A function per kind, so that each loop reads one kind of array and V8 keeps it
 // monomorphic: one loop for all three ran at twice the cost.
-function gatherF64(from: readonly Float64Array[], order: Uint32Array, at: number, rows: number): Float64Array {
-  for (let j = 0; j < rows; j++) {
-    const i = order[at + j]!;
-    scratchF64[j] = from[i >>> BLOCK_SHIFT]![i & BLOCK_MASK]!;
+function gatherF64(from: readonly Float64Array[], runs: number): Float64Array {
+  for (let r = 0, j = 0; r < runs; r++) {
+    const values = from[runBlock[r]!]!;
+    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) scratchF64[j++] = values[i]!;
   }
   return scratchF64;
 }
-function gatherU32(from: readonly Uint32Array[], order: Uint32Array, at: number, rows: number): Uint32Array {
-  for (let j = 0; j < rows; j++) {
-    const i = order[at + j]!;
-    scratchU32[j] = from[i >>> BLOCK_SHIFT]![i & BLOCK_MASK]!;
+function gatherU32(from: readonly Uint32Array[], runs: number): Uint32Array {
+  for (let r = 0, j = 0; r < runs; r++) {
+    const values = from[runBlock[r]!]!;
+    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) scratchU32[j++] = values[i]!;
   }
   return scratchU32;
 }
-function gatherU8(from: readonly Uint8Array[], order: Uint32Array, at: number, rows: number): Uint8Array {
-  for (let j = 0; j < rows; j++) {
-    const i = order[at + j]!;
-    scratchU8[j] = from[i >>> BLOCK_SHIFT]![i & BLOCK_MASK]!;
+function gatherU8(from: readonly Uint8Array[], runs: number): Uint8Array {
+  for (let r = 0, j = 0; r < runs; r++) {
+    const values = from[runBlock[r]!]!;
+    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) scratchU8[j++] = values[i]!;
   }
   return scratchU8;
 }
@@ -291,6 +318,7 @@ function scanChunk(state: ScanState, chunk: DuckDBDataChunk): string | null {
   const rows = Math.min(CHUNK_ROWS, state.to - state.at);
   chunk.rowCount = rows;
   if (rows === 0) return null;
+  const runs = findRuns(order, state.at, rows);
   for (let c = 0; c < state.columns.length; c++) {
     const column = state.columns[c]!;
     const { bytes, codes, allNull } = state.out[c]!;
@@ -301,9 +329,9 @@ function scanChunk(state: ScanState, chunk: DuckDBDataChunk): string | null {
       continue;
     }
     let out: Float64Array | Uint32Array | Uint16Array | Uint8Array;
-    if (column.kind === 'f64') out = gatherF64(column.values, order, state.at, rows);
+    if (column.kind === 'f64') out = gatherF64(column.values, runs);
     else {
-      const gathered = column.kind === 'u32' ? gatherU32(column.values, order, state.at, rows) : gatherU8(column.values, order, state.at, rows);
+      const gathered = column.kind === 'u32' ? gatherU32(column.values, runs) : gatherU8(column.values, runs);
       out = codes === null ? gathered : encodeCodes(gathered, rows, codes, bytes);
     }
     duckdb.copy_data_to_vector(vector, 0, out.buffer as ArrayBuffer, 0, rows * out.BYTES_PER_ELEMENT);
