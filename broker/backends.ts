@@ -52,22 +52,19 @@ export const REDIS_OPTIONS = { disableClientInfo: true } as const satisfies Redi
 /**
  * Logs a Redis connection's outages, not its attempts: ioredis reports an error per
  * reconnect attempt, up to one every 2 s for as long as Redis is away. One warning when it
- * is lost, one line when it is ready again. Adds the connection's name to `down` for the
- * outage, for /health and /metrics.
+ * is lost, one line when it is ready again.
  */
-function watchRedis(conn: Redis, log: Logger, connection: string, down: Set<string>): Redis {
+function watchRedis(conn: Redis, log: Logger, connection: string): Redis {
   let downSince: number | null = null;
   conn.on('error', (err: Error) => {
     if (downSince !== null) return;
     downSince = Date.now();
-    down.add(connection);
     log.warn({ connection, err: err.message }, 'the Redis connection failed; reconnecting');
   });
   conn.on('ready', () => {
     if (downSince === null) return;
     log.info({ connection, downSeconds: Math.round((Date.now() - downSince) / 1000) }, 'the Redis connection is back');
     downSince = null;
-    down.delete(connection);
   });
   return conn;
 }
@@ -88,8 +85,12 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       import('ioredis'),
     ]);
     const url = config.cluster;
-    const down = new Set<string>();
-    const connect = (name: string) => watchRedis(new Redis(url, REDIS_OPTIONS), log, name, down);
+    const links = new Map<string, Redis>();
+    const connect = (name: string) => {
+      const conn = watchRedis(new Redis(url, REDIS_OPTIONS), log, name);
+      links.set(name, conn);
+      return conn;
+    };
     const mq = redisEmitter({ subConn: connect('bus-subscribe'), pubConn: connect('bus-publish') });
     // mqemitter-redis passes its connections' errors on to an emitter of its own, which
     // throws them when nothing listens: a Redis restart would end the broker. watchRedis
@@ -103,7 +104,8 @@ export async function openBackends(config: BackendConfig, log: Logger): Promise<
       mq: mq as unknown as AedesOptions['mq'],
       persistence,
       store: redactUrl(config.cluster),
-      storeLinksDown: () => [...down].sort(),
+      // ioredis's own status: 'ready' once connected and checked, anything else while not.
+      storeLinksDown: () => [...links].filter(([, conn]) => conn.status !== 'ready').map(([name]) => name).sort(),
       sessions: () => countSessions(persistence),
       async close() {
         await destroyed(persistence);
