@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sinkConfig } from '../sink/options';
 import { startSink, type Sink } from '../sink/sink';
 import { duck, freePort, ingestClient, lakeGlob, logLines, quietLog, runCli, scrapeSample, tempDir, waitFor, type RunningProcess } from './helpers';
-import { HAS_REDIS, startRedis } from './redis';
+import { HAS_REDIS, REDIS_SKIP, startRedis } from './redis';
 
 const KILLS = 5;
 
@@ -84,7 +84,7 @@ describe(`the broker under kill -9, ${KILLS} times in a run`, () => {
     exactlyOnce('level', await run(['--data-dir', dir]));
   }, 120_000);
 
-  it.skipIf(!HAS_REDIS)(`with the Redis cluster backend: 0 lost, 0 duplicated${HAS_REDIS ? '' : ' (skipped: redis-server is not installed)'}`, async () => {
+  it.skipIf(!HAS_REDIS)(`with the Redis cluster backend: 0 lost, 0 duplicated${REDIS_SKIP}`, async () => {
     const redis = await startRedis();
     cleanups.push(redis.stop);
     exactlyOnce('redis', await run(['--cluster', redis.url]));

@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import { freePort, waitFor } from './helpers';
 
 export const HAS_REDIS = spawnSync('redis-server', ['--version']).status === 0;
+/** What a Redis test's name adds when redis-server is missing, so that its skip says why. */
+export const REDIS_SKIP = HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)';
 
 /** A throwaway redis-server on loopback, without persistence: on `port` (a restart), or a free one. */
 export async function startRedis(port?: number): Promise<{ url: string; port: number; stop(): Promise<void> }> {

@@ -15,10 +15,15 @@ import { startSink, type Sink } from '../sink/sink';
 import { freePort, logLines, observedBatch, quietLog, runCli, scrapeSample, tempDir, TELEMETRY_FILTERS, waitFor, type RunningProcess } from './helpers';
 import { testLake, type TestLake } from './lakes';
 import { capturedLog } from './broker-helpers';
-import { HAS_REDIS, startRedis } from './redis';
+import { HAS_REDIS, REDIS_SKIP, startRedis } from './redis';
 
 const points = (drone: string, from: number, n: number) =>
   Array.from({ length: n }, (_, i) => ({ drone_id: drone, seq: from + i, ts: nowMicros() - 1_000_000, lat: 47, lon: 8, battery_pct: 60, gps_fix: GpsFix.fix3d }));
+
+/** The lines of a captured broker log with message `msg`. */
+const logged = ({ lines }: { lines: Array<Record<string, unknown>> }, msg: string) => lines.filter((l) => l['msg'] === msg);
+const REDIS_LOST = 'the Redis connection failed; reconnecting';
+const REDIS_BACK = 'the Redis connection is back';
 
 describe('broker sessions and clustering', () => {
   const brokers: Broker[] = [];
@@ -83,7 +88,7 @@ describe('broker sessions and clustering', () => {
   it.skipIf(!HAS_REDIS).each([
     ['', false],
     [', through a Redis restart in mid-stream', true],
-  ] as const)(`runs two brokers over Redis: a gateway on one reaches the sink on the other, exactly once, and gets its acks back%s${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async (_name, restart) => {
+  ] as const)(`runs two brokers over Redis: a gateway on one reaches the sink on the other, exactly once, and gets its acks back%s${REDIS_SKIP}`, async (_name, restart) => {
     let redis = await startRedis();
     cleanups.push(() => redis.stop());
     const { dir, remove } = await tempDir('cluster');
@@ -112,11 +117,11 @@ describe('broker sessions and clustering', () => {
       // Redis goes away while the gateway sends, and returns empty, as one without
       // persistence does. The brokers' Redis clients hold what is published meanwhile.
       await redis.stop();
-      const said = (msg: string) => logs.every(({ lines }) => lines.filter((l) => l['msg'] === msg).length === 3);
-      await waitFor('both brokers to log the outage', () => said('the Redis connection failed; reconnecting'));
+      const said = (msg: string) => logs.every((log) => logged(log, msg).length === 3);
+      await waitFor('both brokers to log the outage', () => said(REDIS_LOST));
       const before = sent.size;
       redis = await startRedis(redis.port);
-      await waitFor('both brokers to log that Redis is back', () => said('the Redis connection is back'));
+      await waitFor('both brokers to log that Redis is back', () => said(REDIS_BACK));
       await waitFor('200 more points over the wire', () => sent.size >= before + 200);
     }
     // The agent exits 0 only once the sink, on the other broker, acked every batch.
@@ -128,7 +133,7 @@ describe('broker sessions and clustering', () => {
     expect(rows[0]).toEqual({ n: sent.size, k: sent.size });
   });
 
-  it.skipIf(!HAS_REDIS)(`outlives a Redis restart: two clustered brokers log the outage once each connection, name it in /health and /metrics, keep running, and route again once Redis is back${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async () => {
+  it.skipIf(!HAS_REDIS)(`outlives a Redis restart: two clustered brokers log the outage once each connection, name it in /health and /metrics, keep running, and route again once Redis is back${REDIS_SKIP}`, async () => {
     let redis = await startRedis();
     cleanups.push(() => redis.stop());
     const logs = [capturedLog('info'), capturedLog('info')];
@@ -138,8 +143,8 @@ describe('broker sessions and clustering', () => {
       const health: unknown = await (await fetch(`${broker.httpUrl}/health`)).json();
       return { status: health, gauge: await scrapeSample(broker.httpUrl!, 'dronelake_broker_store_links_down') };
     };
-    expect(await seen(a!)).toMatchObject({ status: { listening: true, storeLinksDown: [] }, gauge: 0 });
     brokers.push(a!, b!);
+    expect(await seen(a!)).toMatchObject({ status: { listening: true, storeLinksDown: [] }, gauge: 0 });
     const heard: string[] = [];
     const listener = await mqtt.connectAsync(b!.url, { clientId: 'redis-restart-listener' });
     cleanups.push(() => listener.endAsync());
@@ -155,7 +160,7 @@ describe('broker sessions and clustering', () => {
     await routed('before');
 
     await redis.stop();
-    const lost = (i: number) => logs[i]!.lines.filter((l) => l['msg'] === 'the Redis connection failed; reconnecting');
+    const lost = (i: number) => logged(logs[i]!, REDIS_LOST);
     await waitFor('both brokers to log the outage', () => lost(0).length === 3 && lost(1).length === 3);
     for (const broker of [a!, b!]) expect(await seen(broker)).toEqual({ status: expect.objectContaining({ listening: true, storeLinksDown: ['bus-publish', 'bus-subscribe', 'sessions'] }), gauge: 3 });
     // Every connection tries again while Redis is away: a listener on its port takes the
@@ -170,7 +175,7 @@ describe('broker sessions and clustering', () => {
     await waitFor('12 more attempts to reach Redis', () => attempts >= 12);
     await new Promise((r) => refuser.close(r));
     redis = await startRedis(redis.port);
-    const back = (i: number) => logs[i]!.lines.filter((l) => l['msg'] === 'the Redis connection is back');
+    const back = (i: number) => logged(logs[i]!, REDIS_BACK);
     await waitFor('both brokers to log that Redis is back', () => back(0).length === 3 && back(1).length === 3);
     await routed('after');
     for (const broker of [a!, b!]) expect(await seen(broker)).toMatchObject({ status: { listening: true, storeLinksDown: [] }, gauge: 0 });
@@ -182,7 +187,7 @@ describe('broker sessions and clustering', () => {
     expect(heard.filter((m) => m === 'after')).toHaveLength(1);
   });
 
-  it.skipIf(!HAS_REDIS)(`the bus's Redis connections take a SUBSCRIBE sent just after they connect, where ioredis's defaults fail their ready check${HAS_REDIS ? '' : ' (skipped: redis-server is not installed; apt-get install redis-server)'}`, async () => {
+  it.skipIf(!HAS_REDIS)(`the bus's Redis connections take a SUBSCRIBE sent just after they connect, where ioredis's defaults fail their ready check${REDIS_SKIP}`, async () => {
     const redis = await startRedis();
     cleanups.push(redis.stop);
     // A connection that subscribes on the turn after its 'connect', as a broker's bus does
