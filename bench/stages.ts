@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { BatchWriter } from '../proto/codec';
@@ -9,12 +9,13 @@ import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { writeFiles } from '../sink/write-files';
+import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS, writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, sealStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
 import { lakeRowsSql, registerStageScan } from '../sink/stage-scan';
 import { localStorage } from '../sink/storage';
+import { sqlString } from '../sink/sql';
 import { figure, type BenchContext, type Figure } from './report';
 import { forEachSimulatedPoint, simulatedPoints } from './points';
 
@@ -131,6 +132,20 @@ function countInvalid(batches: readonly TakenBatch[]): number {
  * too) of `work`. A stage that runs on DuckDB's threads costs more CPU than wall time, and
  * CPU is what the sink's process pays per point.
  */
+/** Times `work` on each file of a sealed copy of the commit `slice`, the sealing included. */
+async function onCopy(name: string, slice: readonly TakenBatch[], work: (copy: StageBuffer, file: number) => Promise<void>): Promise<{ seconds: number; cpuSeconds: number }> {
+  const copy = createStageBuffer(name);
+  try {
+    stageBatches(copy, slice);
+    return await timed(async () => {
+      sealStageBuffer(copy);
+      for (let i = 0; i < copy.files.length; i++) await work(copy, i);
+    });
+  } finally {
+    closeStageBuffer(copy);
+  }
+}
+
 async function timed<T>(work: () => T | Promise<T>): Promise<{ result: T; seconds: number; cpuSeconds: number }> {
   const start = performance.now();
   const cpu = process.cpuUsage();
@@ -158,6 +173,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     ctx.progress(`stages: round ${round + 1}/${ctx.quick ? QUICK_ROUNDS : ROUNDS} ${stage} ${Math.round(rate).toLocaleString('en-US')} points/s, ${cpuUs.toFixed(3)} CPU-us/point (${check})`);
   };
 
+  // Parquet bytes a point of the last round's commits: as the sink writes them, and with DuckDB's default dictionaries.
+  let commitBytes = 0;
+  let defaultBytes = 0;
   const { db, conn } = await sinkDatabase();
   try {
     const warm = points.slice(0, WARMUP_POINTS);
@@ -201,6 +219,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       const stage = { seconds: 0, cpuSeconds: 0 };
       const commit = { seconds: 0, cpuSeconds: 0 };
       const scan = { seconds: 0, cpuSeconds: 0 };
+      const defaultDictionaries = { seconds: 0, cpuSeconds: 0 };
+      defaultBytes = 0;
+      commitBytes = 0;
       let staged = 0;
       let rows = 0;
       let files = 0;
@@ -210,22 +231,26 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
           slice.push(decoded[from]!);
           points += decoded[from]!.points.count;
         }
-        // The scan alone, on a copy of the commit: the files' order and DuckDB reading the
-        // staged rows through it, without writing them. A part of parquet's figure.
-        const copy = createStageBuffer(`scan_${round}_${part}`);
-        stageBatches(copy, slice);
-        const scanning = await timed(async () => {
-          sealStageBuffer(copy);
-          for (let i = 0; i < copy.files.length; i++) await conn.runAndReadAll(`SELECT count(*) FROM (${lakeRowsSql(copy, i)})`);
+        // On copies of the commit: the scan alone, the files' order and DuckDB reading the
+        // staged rows through it without writing them (a part of parquet's figure); and the
+        // commit's files written with DuckDB's default dictionaries, for the ratio.
+        const scanning = await onCopy(`scan_${round}_${part}`, slice, async (copy, i) => {
+          await conn.runAndReadAll(`SELECT count(*) FROM (${lakeRowsSql(copy, i)})`);
         });
-        closeStageBuffer(copy);
+        const defaults = await onCopy(`defaults_${round}_${part}`, slice, async (copy, i) => {
+          const file = path.join(storage.stagingDir, `defaults-${round}-${part}-${i}.parquet`);
+          await conn.runAndReadAll(`COPY (${lakeRowsSql(copy, i)}) TO ${sqlString(file)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`);
+          defaultBytes += (await stat(file)).size;
+          await rm(file);
+        });
         const buffer = createStageBuffer(`stage_${round}_${part}`);
         const staging = await timed(() => stageBatches(buffer, slice));
         staged += buffer.points;
         const written = await timed(() => writeFiles(conn, buffer, storage, `bench-stages-${round}-${part}`));
         rows += written.result.files.reduce((n, f) => n + f.rows, 0);
         files += written.result.files.length;
-        for (const [sum, t] of [[stage, staging], [commit, written], [scan, scanning]] as const) {
+        commitBytes += written.result.files.reduce((n, f) => n + f.bytes, 0);
+        for (const [sum, t] of [[stage, staging], [commit, written], [scan, scanning], [defaultDictionaries, defaults]] as const) {
           sum.seconds += t.seconds;
           sum.cpuSeconds += t.cpuSeconds;
         }
@@ -233,6 +258,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       report('stage', stage, `${staged.toLocaleString('en-US')} rows`);
       report('parquet', commit, `${rows.toLocaleString('en-US')} rows in ${files} file(s)`);
       report('scan', scan, 'a part of parquet');
+      report('parquet_default_dictionaries', defaultDictionaries, `${(defaultBytes / count).toFixed(2)} bytes a point, the commit's ${(commitBytes / count).toFixed(2)}`);
     }
   } finally {
     conn.closeSync();
@@ -240,9 +266,10 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
   }
 
   // The slowest of the stages a v2 point goes through; the v1 ones are there for the ratio,
-  // the simulator is the bench's source, not a stage of the pipeline, and the scan is a part of parquet.
+  // the simulator is the bench's source, not a stage of the pipeline, the scan is a part of
+  // parquet, and parquet with DuckDB's default dictionaries is there for the ratio too.
   const [slowest, slowestRate] = Object.entries(best)
-    .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate' && stage !== 'scan')
+    .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate' && stage !== 'scan' && stage !== 'parquet_default_dictionaries')
     .reduce((a, b) => (b[1] < a[1] ? b : a));
   const rate = (stage: string) => best[stage] ?? null;
   const cpuUs = (stage: string) => bestCpu[stage] ?? null;
@@ -264,6 +291,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     figure(SECTION, 'stage_stage_cpu_us_per_point', 'stage: CPU per point', cpuUs('stage'), 'us'),
     figure(SECTION, 'stage_parquet_cpu_us_per_point', "parquet: CPU per point, DuckDB's threads included", cpuUs('parquet'), 'us'),
     figure(SECTION, 'stage_scan_cpu_us_per_point', "scan, a part of parquet: the files' order and DuckDB reading the staged rows, without writing them: CPU per point", cpuUs('scan'), 'us'),
+    figure(SECTION, 'stage_parquet_default_dictionaries_cpu_us_per_point', "parquet with DuckDB's default dictionaries (up to about 24,600 values), not the commit's 4,096: CPU per point", cpuUs('parquet_default_dictionaries'), 'us'),
+    figure(SECTION, 'stage_parquet_bytes_per_point', "parquet: a commit's files, bytes per point", commitBytes / count, 'bytes'),
+    figure(SECTION, 'stage_parquet_default_dictionaries_bytes_per_point', "parquet with DuckDB's default dictionaries: bytes per point", defaultBytes / count, 'bytes'),
     figure(SECTION, 'stage_sink_cpu_us_per_point', 'the sink\'s stages on v2 (decode + validate + stage + parquet): CPU per point', sinkStages.reduce((n, st) => n + (bestCpu[st] ?? 0), 0), 'us'),
     figure(SECTION, 'slowest_stage', 'slowest stage', slowest),
     figure(SECTION, 'slowest_stage_points_per_sec', 'slowest stage ceiling', slowestRate, 'points/s'),

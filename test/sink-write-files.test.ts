@@ -4,7 +4,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { writeFiles } from '../sink/write-files';
+import { commitFileOptions, writeFiles } from '../sink/write-files';
 import { LatencyHistogram } from '../sink/latency';
 import { commitTag, partitionOfHour, STAGING_PREFIX } from '../sink/layout';
 import { createStageBuffer, type StageBuffer } from '../sink/stage';
@@ -144,5 +144,29 @@ describe('sink step: commit (Parquet)', () => {
     await expect(writeFiles(conn, await staged(POINTS), storage, tag)).rejects.toThrow(/part-sink-c-0000000003\.parquet/);
     await expect(readdir(path.dirname(path.join(lake, firstKey)))).resolves.not.toContain(path.basename(firstKey));
     expect(await readdir(storage.stagingDir)).toEqual([]);
+  });
+
+  // commitFileOptions keeps DuckDB's own limit for a small file, which rests on DuckDB's
+  // default being a fifth of a row group's rows: pinned here against DuckDB itself.
+  it("limits a large file's dictionaries to 4,096 values and leaves a small file DuckDB's default, a fifth of its rows", async () => {
+    expect(commitFileOptions(300)).toBe('DICTIONARY_SIZE_LIMIT 60');
+    expect(commitFileOptions(20_480)).toBe('DICTIONARY_SIZE_LIMIT 4096');
+    expect(commitFileOptions(5_000_000)).toBe('DICTIONARY_SIZE_LIMIT 4096');
+    const file = path.join(lake, 'dictionaries.parquet');
+    /** The encodings of column x of `rows` rows holding `distinct` values, written with `options`. */
+    const encodings = async (rows: number, distinct: number, options: string) => {
+      await conn.run(`COPY (SELECT (i % ${distinct})::DOUBLE AS x FROM range(${rows}) r(i)) TO '${file}' (FORMAT parquet, PARQUET_VERSION V2${options})`);
+      const [row] = await duck(`SELECT encodings FROM parquet_metadata('${file}') LIMIT 1`);
+      return String(row!.encodings);
+    };
+    for (const rows of [300, 10_000, 122_880]) {
+      const fifth = rows / 5;
+      expect(await encodings(rows, fifth, '')).toBe('RLE_DICTIONARY');
+      expect(await encodings(rows, fifth + 1, '')).toBe('BYTE_STREAM_SPLIT');
+      expect(await encodings(rows, fifth, `, ${commitFileOptions(rows)}`)).toBe(fifth <= 4096 ? 'RLE_DICTIONARY' : 'BYTE_STREAM_SPLIT');
+      expect(await encodings(rows, fifth + 1, `, ${commitFileOptions(rows)}`)).toBe('BYTE_STREAM_SPLIT');
+    }
+    expect(await encodings(122_880, 4096, `, ${commitFileOptions(122_880)}`)).toBe('RLE_DICTIONARY');
+    expect(await encodings(122_880, 4097, `, ${commitFileOptions(122_880)}`)).toBe('BYTE_STREAM_SPLIT');
   });
 });
