@@ -84,6 +84,12 @@ function releaseBlocks(blocks: readonly Block[]): void {
   }
 }
 
+/**
+ * A closed buffer's order (sealStageBuffer), for the next to fill, as its blocks are: one
+ * array, the longest yet, so within the most rows the sink staged at once (invariant 6).
+ */
+let spareOrder: Uint32Array | null = null;
+
 let nextBufferId = 1;
 
 /** A buffer for one commit's points; DuckDB scans it where registerStageScan was called (sink/stage-scan.ts). */
@@ -248,7 +254,10 @@ export function sealStageBuffer(buffer: StageBuffer): void {
   buffer.strings = [...buffer.dict.keys()];
   const keys = buffer.blocks.map((b) => b.values[SORT_STRING_INDEX]!);
   const times = buffer.blocks.map((b) => b.values[TS_COLUMN]!);
-  const { order, files } = commitOrder(keys, times, BLOCK_SHIFT, buffer.points, dictionaryRanks(buffer.strings));
+  // The spare order when it is long enough, else one with room for a block more of rows.
+  const into = spareOrder !== null && spareOrder.length >= buffer.points ? spareOrder : new Uint32Array(Math.ceil(buffer.points / BLOCK_ROWS + 1) * BLOCK_ROWS);
+  if (into === spareOrder) spareOrder = null;
+  const { order, files } = commitOrder(keys, times, BLOCK_SHIFT, buffer.points, dictionaryRanks(buffer.strings), into);
   buffer.order = order;
   buffer.files = files;
 }
@@ -257,6 +266,7 @@ export function sealStageBuffer(buffer: StageBuffer): void {
 export function closeStageBuffer(buffer: StageBuffer): void {
   buffer.sealed = true;
   closeStageScan(buffer);
+  if (buffer.order !== null && buffer.order.length > (spareOrder?.length ?? 0)) spareOrder = buffer.order;
   buffer.order = null;
   releaseBlocks(buffer.blocks);
   buffer.blocks = [];
