@@ -169,6 +169,34 @@ describe('sink step: stage', () => {
     }
   });
 
+  it("orders a buffer's rows right in the order array a larger, closed buffer left behind", async () => {
+    const conn = await db.connect();
+    const rowsOf = async (buffer: StageBuffer, file: number) =>
+      (await conn.runAndReadAll(`SELECT drone_id, seq::INTEGER AS seq FROM (${lakeRowsSql(buffer, file)})`)).getRowObjectsJson();
+    try {
+      // Over two hours, so its order goes through the sort's scratch too; then closed.
+      const big = createStageBuffer('stage_order_big');
+      stageAll(big, taken('gw-st', 1, 5, Array.from({ length: 5_000 }, (_, i) => cruisePoint(`d-${i % 3}`, i, T0 + (i % 2 ? MICROS_PER_HOUR : 0) + i)), T0), T0);
+      sealStageBuffer(big);
+      expect(big.files.map((f) => f.to - f.from)).toEqual([2_500, 2_500]);
+      closeStageBuffer(big);
+      // Fewer rows, arriving in reverse: each must come from this buffer, in the files' order.
+      const small = createStageBuffer('stage_order_small');
+      try {
+        stageAll(small, taken('gw-st', 2, 5, Array.from({ length: 6 }, (_, i) => cruisePoint(`e-${i % 2}`, 100 - i, T0 + 1_000 - i)), T0), T0);
+        sealStageBuffer(small);
+        expect(await rowsOf(small, 0)).toEqual([
+          { drone_id: 'e-0', seq: 96 }, { drone_id: 'e-0', seq: 98 }, { drone_id: 'e-0', seq: 100 },
+          { drone_id: 'e-1', seq: 95 }, { drone_id: 'e-1', seq: 97 }, { drone_id: 'e-1', seq: 99 },
+        ]);
+      } finally {
+        closeStageBuffer(small);
+      }
+    } finally {
+      conn.closeSync();
+    }
+  });
+
   it('reads a null as null in blocks that an earlier buffer filled with other strings', async () => {
     const conn = await db.connect();
     try {
