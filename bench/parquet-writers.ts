@@ -11,6 +11,7 @@ import parquet, { type ParquetCompression, type ParquetFieldOptions } from 'parq
 import { LAKE_COLUMNS, SORT_COLUMNS, type ColumnKind, type LakeColumn } from '../proto/columns';
 import { FlightState, GpsFix, type TelemetryPoint } from '../proto/types';
 import { sqlString } from '../sink/sql';
+import { DUCKDB_ROW_GROUP_ROWS } from '../sink/write-files';
 
 export interface ParquetWriterResult {
   writer: string;
@@ -31,7 +32,7 @@ type LakeValue = string | number | boolean;
 // Both writers use the same row-group size so their file sizes compare like for like;
 // 122880 is DuckDB's default, while parquetjs-lite's own default (4096) would cost it
 // compression and footer size for reasons unrelated to the library's encoder.
-const ROW_GROUP_ROWS = 122_880;
+const ROW_GROUP_ROWS = DUCKDB_ROW_GROUP_ROWS;
 
 // parquetjs-lite has no ZSTD (lib/compression.js knows UNCOMPRESSED, GZIP, SNAPPY, and LZO and
 // BROTLI only as stubs that throw), so it runs with both codecs it really has: GZIP for size,

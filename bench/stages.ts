@@ -9,13 +9,12 @@ import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { PARQUET_WRITE_OPTIONS, TABLE_FILE_OPTIONS, writeFiles } from '../sink/write-files';
+import { fileCopySql, PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, sealStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
 import { lakeRowsSql, registerStageScan } from '../sink/stage-scan';
 import { localStorage } from '../sink/storage';
-import { sqlString } from '../sink/sql';
 import { figure, type BenchContext, type Figure } from './report';
 import { forEachSimulatedPoint, simulatedPoints } from './points';
 
@@ -132,6 +131,14 @@ function countInvalid(batches: readonly TakenBatch[]): number {
  * too) of `work`. A stage that runs on DuckDB's threads costs more CPU than wall time, and
  * CPU is what the sink's process pays per point.
  */
+async function timed<T>(work: () => T | Promise<T>): Promise<{ result: T; seconds: number; cpuSeconds: number }> {
+  const start = performance.now();
+  const cpu = process.cpuUsage();
+  const result = await work();
+  const used = process.cpuUsage(cpu);
+  return { result, seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
+}
+
 /** Times `work` on each file of a sealed copy of the commit `slice`, the sealing included. */
 async function onCopy(name: string, slice: readonly TakenBatch[], work: (copy: StageBuffer, file: number) => Promise<void>): Promise<{ seconds: number; cpuSeconds: number }> {
   const copy = createStageBuffer(name);
@@ -144,14 +151,6 @@ async function onCopy(name: string, slice: readonly TakenBatch[], work: (copy: S
   } finally {
     closeStageBuffer(copy);
   }
-}
-
-async function timed<T>(work: () => T | Promise<T>): Promise<{ result: T; seconds: number; cpuSeconds: number }> {
-  const start = performance.now();
-  const cpu = process.cpuUsage();
-  const result = await work();
-  const used = process.cpuUsage(cpu);
-  return { result, seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6 };
 }
 
 /**
@@ -239,7 +238,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
         });
         const defaults = await onCopy(`defaults_${round}_${part}`, slice, async (copy, i) => {
           const file = path.join(storage.stagingDir, `defaults-${round}-${part}-${i}.parquet`);
-          await conn.runAndReadAll(`COPY (${lakeRowsSql(copy, i)}) TO ${sqlString(file)} (${PARQUET_WRITE_OPTIONS}, ${TABLE_FILE_OPTIONS})`);
+          await conn.runAndReadAll(fileCopySql(copy, i, file, PARQUET_WRITE_OPTIONS));
           defaultBytes += (await stat(file)).size;
           await rm(file);
         });

@@ -39,7 +39,7 @@ export const PARQUET_WRITE_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, PARQUET_
  */
 export const TABLE_FILE_OPTIONS = `${FIELD_IDS_SQL}, RETURN_STATS`;
 /** Rows in a row group of DuckDB's Parquet writer, by default: a commit's files have them. */
-const DUCKDB_ROW_GROUP_ROWS = 122_880;
+export const DUCKDB_ROW_GROUP_ROWS = 122_880;
 /**
  * What a commit's COPY of a file of `rows` rows adds: dictionaries of at most 4,096 values.
  * DuckDB's default limit, a fifth of a row group's rows (24,576 for a full one), gives
@@ -53,6 +53,10 @@ const DUCKDB_ROW_GROUP_ROWS = 122_880;
  * longer a fifth of the rows, and a small file would put every column in a dictionary.
  */
 export const commitFileOptions = (rows: number): string => `DICTIONARY_SIZE_LIMIT ${Math.min(4096, Math.floor(Math.min(rows, DUCKDB_ROW_GROUP_ROWS) / 5))}`;
+
+/** The COPY that writes file `index` of a sealed buffer to `file` as a table file, with `options` (the Parquet writer's). */
+export const fileCopySql = (buffer: StageBuffer, index: number, file: string, options: string): string =>
+  `COPY (${lakeRowsSql(buffer, index)}) TO ${sqlString(file)} (${options}, ${TABLE_FILE_OPTIONS})`;
 
 const dataFileName = (tag: string): string => `part-${tag}.parquet`;
 
@@ -83,7 +87,7 @@ export async function writeFiles(
     for (const [index, { hour, from, to, minTs, maxTs }] of buffer.files.entries()) {
       const rows = to - from;
       const local = path.join(storage.stagingDir, `${tag}-${hour}.parquet`);
-      const stats = await conn.runAndReadAll(`COPY (${lakeRowsSql(buffer, index)}) TO ${sqlString(local)} (${PARQUET_WRITE_OPTIONS}, ${commitFileOptions(rows)}, ${TABLE_FILE_OPTIONS})`);
+      const stats = await conn.runAndReadAll(fileCopySql(buffer, index, local, `${PARQUET_WRITE_OPTIONS}, ${commitFileOptions(rows)}`));
       const key = `${partitionOfHour(hour)}/${dataFileName(tag)}`;
       let bytes: number;
       try {

@@ -24,6 +24,10 @@ const points = (drone: string, from: number, n: number) =>
 const logged = ({ lines }: { lines: Array<Record<string, unknown>> }, msg: string) => lines.filter((l) => l['msg'] === msg);
 const REDIS_LOST = 'the Redis connection failed; reconnecting';
 const REDIS_BACK = 'the Redis connection is back';
+/** A clustered broker's Redis connections, by the names its log gives them. */
+const REDIS_LINKS = ['bus-publish', 'bus-subscribe', 'sessions'];
+/** Whether every one of `logs` has line `msg` once for each Redis connection. */
+const everyLogged = (logs: ReadonlyArray<{ lines: Array<Record<string, unknown>> }>, msg: string) => logs.every((log) => logged(log, msg).length === REDIS_LINKS.length);
 
 describe('broker sessions and clustering', () => {
   const brokers: Broker[] = [];
@@ -117,11 +121,10 @@ describe('broker sessions and clustering', () => {
       // Redis goes away while the gateway sends, and returns empty, as one without
       // persistence does. The brokers' Redis clients hold what is published meanwhile.
       await redis.stop();
-      const said = (msg: string) => logs.every((log) => logged(log, msg).length === 3);
-      await waitFor('both brokers to log the outage', () => said(REDIS_LOST));
+      await waitFor('both brokers to log the outage', () => everyLogged(logs, REDIS_LOST));
       const before = sent.size;
       redis = await startRedis(redis.port);
-      await waitFor('both brokers to log that Redis is back', () => said(REDIS_BACK));
+      await waitFor('both brokers to log that Redis is back', () => everyLogged(logs, REDIS_BACK));
       await waitFor('200 more points over the wire', () => sent.size >= before + 200);
     }
     // The agent exits 0 only once the sink, on the other broker, acked every batch.
@@ -161,7 +164,7 @@ describe('broker sessions and clustering', () => {
 
     await redis.stop();
     const lost = (i: number) => logged(logs[i]!, REDIS_LOST);
-    await waitFor('both brokers to log the outage', () => lost(0).length === 3 && lost(1).length === 3);
+    await waitFor('both brokers to log the outage', () => everyLogged(logs, REDIS_LOST));
     for (const broker of [a!, b!]) expect(await seen(broker)).toEqual({ status: expect.objectContaining({ listening: true, storeLinksDown: ['bus-publish', 'bus-subscribe', 'sessions'] }), gauge: 3 });
     // Every connection tries again while Redis is away: a listener on its port takes the
     // attempts and closes them, until each of the six has come back at least twice more.
@@ -176,7 +179,7 @@ describe('broker sessions and clustering', () => {
     await new Promise((r) => refuser.close(r));
     redis = await startRedis(redis.port);
     const back = (i: number) => logged(logs[i]!, REDIS_BACK);
-    await waitFor('both brokers to log that Redis is back', () => back(0).length === 3 && back(1).length === 3);
+    await waitFor('both brokers to log that Redis is back', () => everyLogged(logs, REDIS_BACK));
     await routed('after');
     for (const broker of [a!, b!]) expect(await seen(broker)).toMatchObject({ status: { listening: true, storeLinksDown: [] }, gauge: 0 });
     for (const i of [0, 1]) {
