@@ -315,16 +315,20 @@ export function columnsOfPoints(points: readonly TelemetryPoint[]): PointColumns
 // once per column into one scratch array, so the per-value loops below index a plain
 // typed array and write varints straight into the writer's buffer. encodeColumnar is
 // synchronous, so one module-wide scratch serves every batch; it grows to the largest.
+// A column every point has, already in the sent order, is read where it lies.
 let denseScratch = new Float64Array(1024);
 
-/** The values of the points that have one, in the sent order. */
-function gather(column: ColumnValues, order: Uint32Array): Float64Array {
-  const n = order.length;
+/** The values of the points that have one, in the sent order (`order`, or as they are when null). */
+function gather(column: ColumnValues, order: Uint32Array | null): Float64Array {
+  const { values, present } = column;
+  const n = values.length;
+  if (order === null && present === null) return values;
   if (denseScratch.length < n) denseScratch = new Float64Array(n);
   const dense = denseScratch;
-  const { values, present } = column;
   let m = 0;
-  if (present === null) {
+  if (order === null) {
+    for (let i = 0; i < n; i++) if ((present![i >> 3]! & (1 << (i & 7))) !== 0) dense[m++] = values[i]!;
+  } else if (present === null) {
     for (let k = 0; k < n; k++) dense[k] = values[order[k]!]!;
     m = n;
   } else {
@@ -441,8 +445,9 @@ function writeFloats(out: ByteWriter, dense: Float64Array): void {
   for (let k = 0; k < dense.length; k++) out.float64(dense[k]!);
 }
 
-/** The presence bitmap in the sent order. */
-function orderedPresence(present: Uint8Array, order: Uint32Array): Uint8Array {
+/** The presence bitmap in the sent order (`order`, or as it is when null). */
+function orderedPresence(present: Uint8Array, order: Uint32Array | null): Uint8Array {
+  if (order === null) return present;
   const out = new Uint8Array((order.length + 7) >> 3);
   for (let k = 0; k < order.length; k++) if (isPresent(present, order[k]!)) out[k >> 3]! |= 1 << (k & 7);
   return out;
@@ -450,16 +455,25 @@ function orderedPresence(present: Uint8Array, order: Uint32Array): Uint8Array {
 
 /**
  * The order points are sent in: grouped by drone, in arrival order within each drone, so
- * that every delta is one drone's step from its previous point. A counting sort.
+ * that every delta is one drone's step from its previous point. A counting sort. Null when
+ * the points arrived so: a source sends each drone's points in runs (the simulator a tick's
+ * worth, a gateway's link one drone), so a batch mostly holds each drone's points together,
+ * and then no column is copied into the order (0.05 of the agent's 0.5 CPU-us a point of
+ * simulating, batching and encoding, 200 drones a gateway at 500 Hz).
  */
-function droneOrder(drones: ColumnValues, count: number): Uint32Array {
+function droneOrder(drones: ColumnValues, count: number): Uint32Array | null {
   const groups = drones.dictionary!.length;
   const starts = new Uint32Array(groups + 1);
   for (let i = 0; i < count; i++) starts[drones.values[i]! + 1]!++;
   for (let g = 0; g < groups; g++) starts[g + 1]! += starts[g]!;
   const order = new Uint32Array(count);
-  for (let i = 0; i < count; i++) order[starts[drones.values[i]!]!++] = i;
-  return order;
+  let sorted = true;
+  for (let i = 0; i < count; i++) {
+    const k = starts[drones.values[i]!]!++;
+    order[k] = i;
+    sorted &&= k === i;
+  }
+  return sorted ? null : order;
 }
 
 const ColumnType = root.lookupType(`${PROTO_PACKAGE}.Column`);
@@ -534,7 +548,7 @@ function appendColumn(body: ByteWriter, field: number, encoding: number, scale: 
 }
 
 /** Encodes one column and appends it to the body. */
-function encodeColumn(field: PointField, column: ColumnValues, order: Uint32Array, body: ByteWriter): void {
+function encodeColumn(field: PointField, column: ColumnValues, order: Uint32Array | null, body: ByteWriter): void {
   const out = columnData;
   const present = column.present ? orderedPresence(column.present, order) : null;
   const dense = gather(column, order);
