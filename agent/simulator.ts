@@ -142,15 +142,19 @@ function headingCdeg(rounded: number): number {
   return cdeg < 0 ? cdeg + 36000 : cdeg;
 }
 
-/** A drone's point while it has no GPS fix (Drone.next says why it is a class of its own). */
-class IndoorPoint implements TelemetryPoint {
+/**
+ * A drone's point while it has a GPS fix, and (NoFixPoint) while it has none. Classes of
+ * their own, so that V8 gives each its own shape: the fields of one stay numbers, those of
+ * the other null (Drone.next says why).
+ */
+class FixPoint implements TelemetryPoint {
   seq = 0;
   ts = 0;
-  lat = null;
-  lon = null;
+  lat: number | null = 0;
+  lon: number | null = 0;
   alt_m = 0;
   rel_alt_m = 0;
-  ground_speed_mps = null;
+  ground_speed_mps: number | null = 0;
   vertical_speed_mps = 0;
   heading_deg = 0;
   battery_pct = 0;
@@ -161,6 +165,12 @@ class IndoorPoint implements TelemetryPoint {
   armed = false;
   mission_id: string | null = null;
   constructor(readonly drone_id: string) {}
+}
+
+class NoFixPoint extends FixPoint {
+  override lat = null;
+  override lon = null;
+  override ground_speed_mps = null;
 }
 
 /** bits() / 2^30: uniform in [0, 1). */
@@ -260,26 +270,8 @@ class Drone {
     private readonly schedule: Schedule,
   ) {
     this.rng = seed;
-    this.outdoor = {
-      drone_id: id,
-      seq: 0,
-      ts: 0,
-      lat: 0,
-      lon: 0,
-      alt_m: 0,
-      rel_alt_m: 0,
-      ground_speed_mps: 0,
-      vertical_speed_mps: 0,
-      heading_deg: 0,
-      battery_pct: 0,
-      battery_voltage_v: 0,
-      gps_fix: GpsFix.none,
-      satellites: 0,
-      flight_state: FlightState.idle,
-      armed: false,
-      mission_id: null,
-    };
-    this.indoor = new IndoorPoint(id);
+    this.outdoor = new FixPoint(id);
+    this.indoor = new NoFixPoint(id);
     this.offset = this.rand();
     this.x = padX;
     this.y = padY;

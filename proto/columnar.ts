@@ -462,18 +462,19 @@ function orderedPresence(present: Uint8Array, order: Uint32Array | null): Uint8A
  * simulating, batching and encoding, 200 drones a gateway at 500 Hz).
  */
 function droneOrder(drones: ColumnValues, count: number): Uint32Array | null {
+  const ids = drones.values;
+  // Ids count up from 0 as drones first appear, so the points are grouped exactly when
+  // their ids never fall: the stable sort below would leave them where they are.
+  let grouped = true;
+  for (let i = 1; i < count && grouped; i++) grouped = ids[i]! >= ids[i - 1]!;
+  if (grouped) return null;
   const groups = drones.dictionary!.length;
   const starts = new Uint32Array(groups + 1);
-  for (let i = 0; i < count; i++) starts[drones.values[i]! + 1]!++;
+  for (let i = 0; i < count; i++) starts[ids[i]! + 1]!++;
   for (let g = 0; g < groups; g++) starts[g + 1]! += starts[g]!;
   const order = new Uint32Array(count);
-  let sorted = true;
-  for (let i = 0; i < count; i++) {
-    const k = starts[drones.values[i]!]!++;
-    order[k] = i;
-    sorted &&= k === i;
-  }
-  return sorted ? null : order;
+  for (let i = 0; i < count; i++) order[starts[ids[i]!]!++] = i;
+  return order;
 }
 
 const ColumnType = root.lookupType(`${PROTO_PACKAGE}.Column`);

@@ -236,10 +236,10 @@ const NONE_VALID = new Uint8Array(VALIDITY_BYTES);
 
 // The chunk's rows as runs of consecutive rows of one block, found once a chunk and read by
 // every column, values and validity alike: a drone's points of one v2 batch are staged next
-// to each other, so a file's order holds runs of them (50 a run for 1,000-point batches of 20
-// drones). Each column then reads a run at a time, where it read the order and split each
-// row into block and row: the bench's scan went from 0.17-0.22 to 0.14-0.16 CPU-us a point (`stages`, three
-// runs each, taking turns; runs of 5 there, 200 drones to a gateway).
+// to each other, so a file's order holds runs of them (50 a run for 1,000-point batches of
+// 20 drones). Each column then reads a run at a time, where it read the order and split
+// each row into block and row: the bench's scan went from 0.17-0.22 to 0.14-0.16 CPU-us a
+// point (`stages`, three runs each, taking turns; runs of 5 there, 200 drones to a gateway).
 const runBlock = new Uint32Array(CHUNK_ROWS);
 const runStart = new Uint32Array(CHUNK_ROWS);
 const runLength = new Uint32Array(CHUNK_ROWS);
