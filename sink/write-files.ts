@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { TS_COLUMN } from '../proto/columnar';
 import { nowMicros } from '../proto/time';
-import { latencyBucket, type LatencyHistogram } from './latency';
+import { latencyCounter, type LatencyHistogram } from './latency';
 import { partitionOfHour } from './layout';
 import type { FileEntry } from './checkpoint';
 import type { DataFile } from './table/avro';
@@ -11,7 +11,7 @@ import { dataFileOf, writtenFiles } from './table/data-files';
 import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
 import { closeStageBuffer, sealStageBuffer, type StageBuffer } from './stage';
-import { BLOCK_ROWS } from './stage-columns';
+import { BLOCK_MASK, BLOCK_SHIFT } from './stage-columns';
 import { lakeRowsSql, stringBounds } from './stage-scan';
 import { sqlString } from './sql';
 import { publishOwn, type LakeStorage } from './storage';
@@ -109,11 +109,16 @@ export async function writeFiles(
     if (latency) {
       // Measured once the files are visible: that is when a point is committed.
       const committedAt = nowMicros();
-      buffer.blocks.forEach((block, b) => {
-        const times = block.values[TS_COLUMN]!;
-        const rows = Math.min(BLOCK_ROWS, buffer.points - b * BLOCK_ROWS);
-        for (let i = 0; i < rows; i++) latency.add(latencyBucket(committedAt, times[i]!), 1);
-      });
+      // Each lane's extents as they lie: the blocks hold room of them that no row took.
+      const count = latencyCounter(latency, committedAt);
+      for (const extents of buffer.lanes.extents) {
+        if (extents === undefined) continue;
+        for (let e = 0; e < extents.length; e += 2) {
+          const start = extents[e]!;
+          const row = start & BLOCK_MASK;
+          count(buffer.blocks[start >>> BLOCK_SHIFT]!.values[TS_COLUMN]!, row, row + extents[e + 1]! - start);
+        }
+      }
     }
   } catch (err) {
     await Promise.allSettled(files.map((f) => storage.remove(f.key)));

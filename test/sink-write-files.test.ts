@@ -5,12 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
 import { commitFileOptions, writeFiles } from '../sink/write-files';
-import { LatencyHistogram } from '../sink/latency';
+import { latencyBucket, latencyCounter, LatencyHistogram } from '../sink/latency';
 import { commitTag, partitionOfHour, STAGING_PREFIX } from '../sink/layout';
 import { createStageBuffer, type StageBuffer } from '../sink/stage';
 import { registerStageScan } from '../sink/stage-scan';
 import { localStorage, type LakeStorage } from '../sink/storage';
-import { cruisePoint, duck, stageAll, taken, tempDir } from './helpers';
+import { cruisePoint, duck, prng, stageAll, taken, tempDir } from './helpers';
 
 // The sink's Parquet step: one sorted ZSTD file per event-time hour of a commit, published
 // create-only under the commit's name (invariant 4: a file is whole before its name shows).
@@ -170,3 +170,31 @@ describe('sink step: commit (Parquet)', () => {
     expect(await encodings(122_880, 4097, `, ${commitFileOptions(122_880)}`)).toBe('BYTE_STREAM_SPLIT');
   });
 });
+
+describe('sink step: commit latency', () => {
+  it('counts each point in the bucket latencyBucket gives it, at and either side of every bound, in runs of any order', () => {
+    const committedAt = 1_780_000_000_123_456;
+    // Every bound of buckets 0-80 (1 ms to 17 minutes), a microsecond either side, and noise.
+    const times: number[] = [committedAt + 5_000_000, committedAt];
+    for (let b = 1; b <= 80; b++) {
+      const bound = committedAt - Math.round(1000 * 2 ** (b / 4));
+      times.push(bound - 1, bound, bound + 1);
+    }
+    const random = prng(5);
+    for (let i = 0; i < 5_000; i++) times.push(committedAt - Math.floor(random() ** 3 * 3_600_000_000));
+    const expected = new LatencyHistogram();
+    for (const t of times) expected.add(latencyBucket(committedAt, t), 1);
+    // In order, backwards, and shuffled, in runs of three arrays.
+    for (const order of [times, [...times].reverse(), [...times].sort(() => random() - 0.5)]) {
+      const latency = new LatencyHistogram();
+      const count = latencyCounter(latency, committedAt);
+      const third = Math.floor(order.length / 3);
+      count(Float64Array.from(order), 0, third);
+      count(order, third, 2 * third);
+      count(Float64Array.from(order.slice(2 * third)), 0, order.length - 2 * third);
+      expect(latency.total).toBe(times.length);
+      expect(latency.counts).toEqual(expected.counts);
+    }
+  });
+});
+
