@@ -79,6 +79,13 @@ export interface ColumnValues {
   present: Uint8Array | null;
   /** For strings: the distinct values. */
   dictionary: readonly string[] | null;
+  /**
+   * The least and greatest value the points have, as decoding found them, or NaN when
+   * not known (raw float64 values, a v1 batch's): validation skips a column's check when
+   * they show that every value meets it.
+   */
+  min: number;
+  max: number;
 }
 
 /** The points of a batch as columns, indexed like POINT_FIELDS; null: no point has the field. */
@@ -284,7 +291,7 @@ export class ColumnsBuilder {
           // Bits past the last point stay clear.
           if (n & 7) present[bytes - 1]! &= (1 << (n & 7)) - 1;
         }
-        return { values: c.values.subarray(0, n), present, dictionary };
+        return { values: c.values.subarray(0, n), present, dictionary, min: NaN, max: NaN };
       }),
     };
   }
@@ -696,6 +703,10 @@ function presentCount(present: Uint8Array, n: number): number {
 // readColumn decodes a sparse column densely, then spreads it over the points that have a
 // value; like the encoder's, one module-wide scratch serves every (synchronous) decode.
 let decodeScratch = new Float64Array(1024);
+// The least and greatest value readColumn read last (ColumnValues.min, max): found in its
+// loops, where the values are at hand, so no pass of their own.
+let readMin = NaN;
+let readMax = NaN;
 
 /**
  * Reads a column's values into `values` at the points `present` marks (all when null), and
@@ -715,17 +726,25 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
   switch (wire.encoding) {
     case FLOAT64:
       for (let k = 0; k < m; k++) dense[k] = r.float64();
+      readMin = readMax = NaN;
       break;
     case DELTA: {
       if (wire.scale > MAX_SCALE || (wire.scale > 0 && !isDouble)) fail(`scale ${wire.scale} out of range`);
       const p = POW10[wire.scale]!;
       r.zigzags(dense, m);
       let int = 0;
+      let lo = Infinity;
+      let hi = -Infinity;
       for (let k = 0; k < m; k++) {
         int += dense[k]!;
         if (Math.abs(int) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
+        if (int < lo) lo = int;
+        if (int > hi) hi = int;
         dense[k] = int / p;
       }
+      // Division by p > 0 keeps the order, and rounds the bounds as it rounds the values.
+      readMin = lo / p;
+      readMax = hi / p;
       break;
     }
     case DELTA_OF_DELTA: {
@@ -733,6 +752,8 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
       const unit = POW10[wire.scale]!;
       let v = 0;
       let delta = 0;
+      let lo = Infinity;
+      let hi = -Infinity;
       r.zigzags(dense, m);
       for (let k = 0; k < m; k++) {
         const coded = dense[k]!;
@@ -742,8 +763,12 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
           v += delta * unit;
         }
         if (Math.abs(v) > Number.MAX_SAFE_INTEGER || Math.abs(delta) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
         dense[k] = v;
       }
+      readMin = lo;
+      readMax = hi;
       break;
     }
     case RLE:
@@ -751,6 +776,8 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
       const dictionary = wire.encoding === DICTIONARY;
       if (dictionary !== (field.kind === 'string')) fail(`encoding ${wire.encoding} does not suit a ${field.kind}`);
       let k = 0;
+      let lo = Infinity;
+      let hi = -Infinity;
       while (k < m) {
         const raw = r.varint();
         const v = dictionary ? raw : unzigzag(raw);
@@ -759,8 +786,12 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
         if (run === 0) fail('run of length 0');
         if (run > m - k) fail('more values than points');
         dense.fill(v, k, k + run);
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
         k += run;
       }
+      readMin = lo;
+      readMax = hi;
       break;
     }
     default:
@@ -770,8 +801,12 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
   if (wire.encoding === FLOAT64 && !isDouble && field.kind !== 'uint64' && field.kind !== 'timestamp') fail('FLOAT64 carries doubles and 64-bit integers only');
   // The protobuf types' ranges, which v1 decoding gives by construction; one loop per
   // kind, over the values sent (a point without one reads as 0, in every range).
+  // Skipped where the bounds found show every value in range (an integer encoding's values
+  // are whole, so a bool's are then 0 or 1); the loops name the value that is not.
   const [min, max] = RANGE_OF_KIND[field.kind];
-  if (field.kind === 'bool') {
+  if (readMin >= min && readMax <= max) {
+    // Every value in range.
+  } else if (field.kind === 'bool') {
     for (let k = 0; k < m; k++) if (dense[k] !== 0 && dense[k] !== 1) fail(`value ${dense[k]} is no bool`);
   } else if (min !== -Infinity) {
     for (let k = 0; k < m; k++) if (!(dense[k]! >= min && dense[k]! <= max)) fail(`value ${dense[k]} is no ${field.kind}`);
@@ -825,17 +860,18 @@ function decodeColumns(count: number, wires: readonly WireColumn[], arena: Colum
     } catch (err) {
       throw new Error(`column ${field.name}: ${(err as Error).message}`);
     }
-    columns[c] = { values, present, dictionary: field.kind === 'string' ? wire.dictionary : null };
+    columns[c] = { values, present, dictionary: field.kind === 'string' ? wire.dictionary : null, min: readMin, max: readMax };
   }
   // proto3: a required field no point carries is its default in every point.
   for (const c of [DRONE_COLUMN, SEQ_COLUMN, TS_COLUMN]) {
     const column = columns[c];
-    if (column === null) columns[c] = { values: new Float64Array(count), present: null, dictionary: c === DRONE_COLUMN ? [''] : null };
+    if (column === null) columns[c] = { values: new Float64Array(count), present: null, dictionary: c === DRONE_COLUMN ? [''] : null, min: 0, max: 0 };
     else if (column?.present) {
       // Absent required values read as the default: 0, or a "" entry added to the dictionary.
       const dictionary = column.dictionary ? [...column.dictionary, ''] : null;
-      for (let i = 0; i < count; i++) if (!isPresent(column.present, i)) column.values[i] = dictionary ? dictionary.length - 1 : 0;
-      columns[c] = { values: column.values, present: null, dictionary };
+      const absent = dictionary ? dictionary.length - 1 : 0;
+      for (let i = 0; i < count; i++) if (!isPresent(column.present, i)) column.values[i] = absent;
+      columns[c] = { values: column.values, present: null, dictionary, min: Math.min(column.min, absent), max: Math.max(column.max, absent) };
     }
   }
   return { count, columns };

@@ -1,4 +1,4 @@
-import { DRONE_COLUMN, isPresent, POINT_FIELDS, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN, type PointColumns } from './columnar';
+import { DRONE_COLUMN, isPresent, POINT_FIELDS, SEQ_COLUMN, STREAM_COLUMN, TS_COLUMN, type ColumnValues, type PointColumns } from './columnar';
 import { FLIGHT_STATE_NAMES, GPS_FIX_NAMES } from './schema';
 import { isStreamId } from './stream';
 import { ID_PATTERN } from './topics';
@@ -85,7 +85,8 @@ export function invalidReason(p: TelemetryPoint, nowUs: number, maxFutureSkewUs:
 const columnOf = (field: string): number => POINT_FIELDS.findIndex((f) => f.name === field);
 const FINITE_COLUMNS = FINITE_FIELDS.map(columnOf);
 const RANGE_COLUMNS = RANGES.map((r) => ({ ...r, column: columnOf(r.field) }));
-const ENUM_COLUMNS = ENUMS.map((e) => ({ ...e, column: columnOf(e.field) }));
+// dense: every number from 0 to the last names a value, so bounds within them say every value does.
+const ENUM_COLUMNS = ENUMS.map((e) => ({ ...e, column: columnOf(e.field), dense: Array.from(e.names, (name) => name !== undefined).every(Boolean) }));
 
 /** For each entry of a batch's drone dictionary, whether it is a valid drone id: checked once per batch, not per point. */
 export const validDroneIds = (points: PointColumns): Uint8Array => Uint8Array.from(points.columns[DRONE_COLUMN]!.dictionary!, (id) => (isDroneId(id) ? 1 : 0));
@@ -133,28 +134,35 @@ export function suspectPoints(points: PointColumns, batchStream: number, droneId
     const drones = columns[DRONE_COLUMN]!.values;
     for (let i = 0; i < n; i++) if (droneIdsOk[drones[i]!] !== 1) mark(i);
   }
-  const seqs = columns[SEQ_COLUMN]!.values;
-  for (let i = 0; i < n; i++) if (!Number.isSafeInteger(seqs[i]!) || seqs[i]! < 0) mark(i);
+  // A column whose bounds, as decoding found them, meet a rule is not walked for it: the
+  // bounds are NaN where not known, and an integer column's known bounds mean whole values.
+  const seq = columns[SEQ_COLUMN]!;
+  if (!within(seq, 0, Number.MAX_SAFE_INTEGER)) for (let i = 0; i < n; i++) if (!Number.isSafeInteger(seq.values[i]!) || seq.values[i]! < 0) mark(i);
   if (!isStreamId(batchStream)) for (let i = 0; i < n; i++) mark(i);
-  const streams = columns[STREAM_COLUMN]?.values;
-  if (streams) for (let i = 0; i < n; i++) if (!isStreamId(streams[i]!)) mark(i);
-  const times = columns[TS_COLUMN]!.values;
+  const streams = columns[STREAM_COLUMN];
+  if (streams && !within(streams, 0, Number.MAX_SAFE_INTEGER)) for (let i = 0; i < n; i++) if (!isStreamId(streams.values[i]!)) mark(i);
+  const ts = columns[TS_COLUMN]!;
   const latest = nowUs + maxFutureSkewUs;
-  for (let i = 0; i < n; i++) {
-    const ts = times[i]!;
-    if (!Number.isSafeInteger(ts) || ts < MIN_TS_MICROS || ts > latest) mark(i);
+  if (!within(ts, MIN_TS_MICROS, latest)) {
+    for (let i = 0; i < n; i++) {
+      const t = ts.values[i]!;
+      if (!Number.isSafeInteger(t) || t < MIN_TS_MICROS || t > latest) mark(i);
+    }
   }
   for (const c of FINITE_COLUMNS) {
-    const values = columns[c]?.values;
-    if (values) for (let i = 0; i < n; i++) if (!Number.isFinite(values[i]!)) mark(i);
+    const column = columns[c];
+    if (column && !within(column, -Number.MAX_VALUE, Number.MAX_VALUE)) for (let i = 0; i < n; i++) if (!Number.isFinite(column.values[i]!)) mark(i);
   }
   for (const { column: c, min, max } of RANGE_COLUMNS) {
-    const values = columns[c]?.values;
-    if (values) for (let i = 0; i < n; i++) if (values[i]! < min || values[i]! > max) mark(i);
+    const column = columns[c];
+    if (column && !within(column, min, max)) for (let i = 0; i < n; i++) if (column.values[i]! < min || column.values[i]! > max) mark(i);
   }
-  for (const { column: c, names } of ENUM_COLUMNS) {
-    const values = columns[c]?.values;
-    if (values) for (let i = 0; i < n; i++) if (names[values[i]!] === undefined) mark(i);
+  for (const { column: c, names, dense } of ENUM_COLUMNS) {
+    const column = columns[c];
+    if (column && !(dense && within(column, 0, names.length - 1))) for (let i = 0; i < n; i++) if (names[column.values[i]!] === undefined) mark(i);
   }
   return marks;
 }
+
+/** Whether every value of `column` lies in [min, max] by its bounds (never when they are not known). */
+const within = (column: ColumnValues, min: number, max: number): boolean => column.min >= min && column.max <= max;

@@ -333,6 +333,18 @@ describe('wire v2: the columnar batch', () => {
     expect(invalid).toBeGreaterThan(1000);
     const clean = Array.from({ length: 100 }, (_, i): TelemetryPoint => ({ drone_id: `d-${i % 3}`, seq: i, ts: now - 1e6 + i, lat: 47.1, lon: 8.5, battery_pct: 50, gps_fix: 3, flight_state: 3, armed: true }));
     const points = decodeColumnar(encodeColumnar(HEAD, columnsOfPoints(clean))).points;
+    // Each column's bounds as decoding found them, which let every rule pass without a walk.
+    expect(points.columns.flatMap((c, i) => (c ? [[POINT_FIELDS[i]!.name, c.min, c.max]] : []))).toEqual([
+      ['drone_id', 0, 2],
+      ['seq', 0, 99],
+      ['ts', now - 1e6, now - 1e6 + 99],
+      ['lat', 47.1, 47.1],
+      ['lon', 8.5, 8.5],
+      ['battery_pct', 50, 50],
+      ['gps_fix', 3, 3],
+      ['flight_state', 3, 3],
+      ['armed', 1, 1],
+    ]);
     expect(suspectPoints(points, HEAD.stream, validDroneIds(points), now, skew)).toBeNull();
   });
 });
