@@ -2,9 +2,9 @@
  * The order of a commit's rows in the lake's files: one file per event-time hour, its rows
  * by drone_id, then ts (SORT_COLUMNS). Computed over the staged typed arrays, so that DuckDB
  * writes the rows in the order it is handed them and sorts nothing: its ORDER BY was the
- * largest part of writing a commit (bench `stages`). Each drone's rows are staged in a lane
- * of their own (sink/stage-lanes.ts), mostly in time order, so a walk of the lanes and a
- * check of each drone's run cost a few passes over two columns.
+ * largest part of writing a commit (bench `stages`). A commit's rows arrive as batches
+ * interleave them, but each drone's rows mostly arrive in time order, so counting sorts and
+ * a check of each drone's run cost a few passes over two columns.
  */
 import { MICROS_PER_HOUR } from '../proto/time';
 
@@ -81,51 +81,54 @@ let scratchRows = new Uint32Array(0);
 /**
  * The permutation that puts `count` staged rows in the files' order (`order[k]` is the row
  * at position k, for k below `count`), and each file's positions. The order goes into
- * `into` when it holds `count` rows, else into a new array. Rows are held in blocks of
- * `1 << shift` rows, `times[b]` block b's event times. `lanes` are the rows of each sort
- * key, in the keys' order: [start, end) pairs of positions, in arrival order
- * (sink/stage-lanes.ts). Rows of equal key keep that order, so the order is the same on
- * every run over the same rows. The times travel with the rows they sort, so the checks
- * and the files read them in order (reading each through its block cost 0.17 CPU-us a
- * point, a tenth of the sink's).
+ * `into` when it holds `count` rows, else into a new array. Rows are held in blocks of `1 << shift` rows:
+ * `keys[b]` holds block b's dictionary ids of the sort string, `times[b]` its event times;
+ * `ranks` gives each id's rank. Rows of equal key keep their arrival order, so the order is
+ * the same on every run over the same rows. Each pass walks the blocks as they lie, and the
+ * times travel with the rows they sort, so the checks and the files read them in order
+ * (reading each through its block cost 0.17 CPU-us a point, a tenth of the sink's).
  */
-export function commitOrder(lanes: readonly (readonly number[])[], times: readonly ArrayLike<number>[], shift: number, count: number, into: Uint32Array | null = null): { order: Uint32Array; files: FileRows[] } {
+export function commitOrder(keys: readonly ArrayLike<number>[], times: readonly ArrayLike<number>[], shift: number, count: number, ranks: Uint32Array, into: Uint32Array | null = null): { order: Uint32Array; files: FileRows[] } {
   if (count === 0) return { order: new Uint32Array(0), files: [] };
   const order = into !== null && into.length >= count ? into : new Uint32Array(count);
-  const mask = (1 << shift) - 1;
-  if (scratchTs.length < count) scratchTs = new Float64Array(count);
-  const byKeyTs = scratchTs;
-  // Each lane's rows as they lie, lane after lane: the order by key.
-  const starts = new Uint32Array(lanes.length + 1);
+  const blockRows = 1 << shift;
+  // Counting sort by rank: one pass to count, one to place; stable.
+  const starts = new Uint32Array(ranks.length + 1);
   let minTs = Infinity;
   let maxTs = -Infinity;
-  let at = 0;
-  for (let l = 0; l < lanes.length; l++) {
-    const extents = lanes[l]!;
-    for (let e = 0; e < extents.length; e += 2) {
-      const end = extents[e + 1]!;
-      for (let p = extents[e]!; p < end; p++, at++) {
-        const t = times[p >>> shift]![p & mask]!;
-        if (t < minTs) minTs = t;
-        if (t > maxTs) maxTs = t;
-        order[at] = p;
-        byKeyTs[at] = t;
-      }
+  for (let b = 0, i = 0; i < count; b++) {
+    const key = keys[b]!;
+    const time = times[b]!;
+    const rows = Math.min(blockRows, count - i);
+    for (let r = 0; r < rows; r++) {
+      starts[ranks[key[r]!]! + 1]!++;
+      const t = time[r]!;
+      if (t < minTs) minTs = t;
+      if (t > maxTs) maxTs = t;
     }
-    starts[l + 1] = at;
+    i += rows;
   }
-  if (at !== count) throw new Error(`the lanes hold ${at} rows, the buffer ${count}`);
+  for (let r = 1; r < starts.length; r++) starts[r]! += starts[r - 1]!;
+  const next = starts.slice(0, ranks.length);
   const hourOf = (t: number): number => Math.floor(t / MICROS_PER_HOUR);
   // Most commits hold one hour: one file, in the order this sorts them into.
   const oneHour = hourOf(minTs) === hourOf(maxTs);
-  let byKey = order;
-  if (!oneHour) {
-    if (scratchRows.length < count) scratchRows = new Uint32Array(count);
-    byKey = scratchRows;
-    byKey.set(order.subarray(0, count));
+  if (!oneHour && scratchRows.length < count) scratchRows = new Uint32Array(count);
+  if (scratchTs.length < count) scratchTs = new Float64Array(count);
+  const byKey = oneHour ? order : scratchRows;
+  const byKeyTs = scratchTs;
+  for (let b = 0, i = 0; i < count; b++) {
+    const key = keys[b]!;
+    const time = times[b]!;
+    const rows = Math.min(blockRows, count - i);
+    for (let r = 0; r < rows; r++, i++) {
+      const at = next[ranks[key[r]!]!]!++;
+      byKey[at] = i;
+      byKeyTs[at] = time[r]!;
+    }
   }
   // Then each key's run by time: usually in order already, checked in one pass.
-  for (let r = 0; r < lanes.length; r++) {
+  for (let r = 0; r < ranks.length; r++) {
     const from = starts[r]!;
     const to = starts[r + 1]!;
     let sorted = true;
@@ -145,12 +148,12 @@ export function commitOrder(lanes: readonly (readonly number[])[], times: readon
   }
   const files: FileRows[] = [];
   const slot = new Map<number, FileRows>();
-  let place = 0;
+  let at = 0;
   for (const hour of [...counts.keys()].sort((a, b) => a - b)) {
-    const file = { hour, from: place, to: place, minTs: Infinity, maxTs: -Infinity };
+    const file = { hour, from: at, to: at, minTs: Infinity, maxTs: -Infinity };
     files.push(file);
     slot.set(hour, file);
-    place += counts.get(hour)!;
+    at += counts.get(hour)!;
   }
   let file = files[0]!;
   for (let k = 0; k < count; k++) {

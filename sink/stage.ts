@@ -1,17 +1,15 @@
 import { LAKE_COLUMNS, SORT_COLUMNS } from '../proto/columns';
-import { DRONE_COLUMN, isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
+import { isPresent, POINT_FIELDS, TS_COLUMN, type PointColumns } from '../proto/columnar';
 import type { PointKeys } from './dedupe';
 import { emptyCommitCounts, type OpenCommitCounts } from './checkpoint';
 import type { LivePoint } from './live';
 import { newQuarantine, type QuarantineBuffer } from './quarantine';
 import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, newBlock, STAGE_BYTES, STAGE_COLUMNS, type Block } from './stage-columns';
 import { commitOrder, dictionaryRanks, type FileRows } from './stage-order';
-import { extentWanted, haveLane, lanesInOrder, newLanes, openExtent, type Lanes } from './stage-lanes';
 import { closeStageScan, openStageScan, type ScannedBuffer } from './stage-scan';
 
 // Staging is columnar. Points are written into typed arrays, one per column in blocks of
-// rows (sink/stage-columns.ts), each drone's in extents of its own (sink/stage-lanes.ts), and
-// held there until the commit. DuckDB then reads them
+// rows (sink/stage-columns.ts), and held there until the commit. DuckDB then reads them
 // through a table function (sink/stage-scan.ts) in the files' order (sink/stage-order.ts), a
 // vector at a time, one memcpy per column: no table to append to, and no sort. Per-value appender calls cost ~250 ns each across the
 // JS/C++ boundary, which capped the sink at ~140k points/s; then appending whole chunks to a
@@ -32,8 +30,9 @@ const STREAM_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'stream');
 // stageRows copies point column c of a batch into staged column c.
 if (POINT_FIELDS.some((f, c) => LAKE_COLUMNS[c]!.name !== f.name)) throw new Error('the lake columns do not begin with the point fields in their order');
 const INGESTED_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === 'ingested_at');
-// commitOrder sorts by the lanes' key, then the event time: the files' order.
-if (SORT_COLUMNS[0] !== LAKE_COLUMNS[DRONE_COLUMN]!.name || LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[1]) !== TS_COLUMN) throw new Error(`the files' sort order (${SORT_COLUMNS.join(', ')}) is not the lanes' drone_id, then ts`);
+// commitOrder sorts by a dictionary string, then the event time: the files' order.
+const SORT_STRING_INDEX = LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[0]);
+if (STAGE_COLUMNS[SORT_STRING_INDEX]?.kind !== 'dict' || LAKE_COLUMNS.findIndex((c) => c.name === SORT_COLUMNS[1]) !== TS_COLUMN) throw new Error(`the files' sort order (${SORT_COLUMNS.join(', ')}) is not a string, then ts`);
 
 
 /** Points staged for one commit: typed arrays of its rows, its dictionary, and what they hold. */
@@ -43,8 +42,6 @@ export interface StageBuffer extends ScannedBuffer {
   readonly dict: Map<string, number>;
   dictBytes: number;
   blocks: Block[];
-  /** Where each drone's rows lie in the blocks. */
-  readonly lanes: Lanes;
   /** Per column, whether any row staged is null. */
   readonly nulls: boolean[];
   sealed: boolean;
@@ -103,7 +100,6 @@ export function createStageBuffer(table: string): StageBuffer {
     dict: new Map(),
     dictBytes: 0,
     blocks: [],
-    lanes: newLanes(),
     nulls: STAGE_COLUMNS.map(() => false),
     sealed: false,
     order: null,
@@ -144,131 +140,89 @@ export const stageDictIds = (points: PointColumns): StageDictIds => points.colum
 /**
  * Stages the points `rows[0..count)` of a batch's columns, valid and new, their indexes
  * ascending (as take.ts collects them); `stream` is the batch's, for the points that name
- * none. Each run of one drone's points goes into that drone's lane (sink/stage-lanes.ts).
- * The hot path: column by column over a run's rows, typed-array reads and writes in tight
+ * none. The hot path: column by column over the rows, typed-array reads and writes in tight
  * loops, no allocation, a string looked up once per batch and dictionary entry.
  */
 export function stageRows(buffer: StageBuffer, points: PointColumns, rows: Uint32Array, count: number, dictIds: StageDictIds, stream: number, gatewayId: string, ingestedAt: number): void {
   if (count === 0) return;
   if (buffer.sealed) throw new Error(`stage buffer ${buffer.table} is sealed`);
   const gateway = dictId(buffer, gatewayId);
-  const drones = points.columns[DRONE_COLUMN]!;
-  const droneIds = dictIds[DRONE_COLUMN]!;
-  const lanes = buffer.lanes;
+  // The lake's columns begin with the point's (checked above), so its stream is the point's.
+  const streams = points.columns[STREAM_INDEX] ?? null;
+  const nulls = buffer.nulls;
   // Rows are ascending indexes of the batch's points: as many as it has means all of them.
   const all = count === points.count;
   for (let from = 0; from < count; ) {
-    // A run of one drone's rows: a v2 batch comes grouped by drone.
-    const drone = drones.values[rows[from]!]!;
-    let end = from + 1;
-    while (end < count && drones.values[rows[end]!] === drone) end++;
-    let lane = droneIds[drone]!;
-    if (lane < 0) lane = droneIds[drone] = dictId(buffer, drones.dictionary![drone]!);
-    haveLane(lanes, lane);
-    while (from < end) {
-      if (lanes.next[lane] === lanes.end[lane]) {
-        // The lane's extent is full: a new one, within the last block's room.
-        const start = lanes.reserved & BLOCK_MASK;
-        if (start === 0) buffer.blocks.push(spareBlocks.pop() ?? newBlock());
-        openExtent(lanes, lane, Math.min(extentWanted(lanes, lane), BLOCK_ROWS - start));
-      }
-      const at = lanes.next[lane]!;
-      const take = Math.min(end - from, lanes.end[lane]! - at);
-      copyRows(buffer, buffer.blocks[at >>> BLOCK_SHIFT]!, at & BLOCK_MASK, points, rows, from, take, all, dictIds, stream, gateway, ingestedAt);
-      lanes.next[lane] = at + take;
-      lanes.rows[lane]! += take;
-      buffer.points += take;
-      from += take;
-    }
-  }
-}
-
-/** Runs at least this long are copied with one native call, whose fixed cost a loop over a shorter one undercuts. */
-const COPY_RUN = 32;
-
-// A function per kind of staged array, so that each loop writes one kind and V8 keeps it
-// monomorphic.
-function copyF64(out: Float64Array, start: number, values: Float64Array, from: number, take: number): void {
-  if (take >= COPY_RUN) out.set(values.subarray(from, from + take), start);
-  else for (let j = 0; j < take; j++) out[start + j] = values[from + j]!;
-}
-function copyU32(out: Uint32Array, start: number, values: Float64Array, from: number, take: number): void {
-  if (take >= COPY_RUN) out.set(values.subarray(from, from + take), start);
-  else for (let j = 0; j < take; j++) out[start + j] = values[from + j]!;
-}
-function copyU8(out: Uint8Array, start: number, values: Float64Array, from: number, take: number): void {
-  if (take >= COPY_RUN) out.set(values.subarray(from, from + take), start);
-  else for (let j = 0; j < take; j++) out[start + j] = values[from + j]!;
-}
-
-/** Copies the points `rows[from..from + take)` of a batch into rows [start, start + take) of `block`. */
-function copyRows(buffer: StageBuffer, block: Block, start: number, points: PointColumns, rows: Uint32Array, from: number, take: number, all: boolean, dictIds: StageDictIds, stream: number, gateway: number, ingestedAt: number): void {
-  const nulls = buffer.nulls;
-  for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
-    // The stream column is written below, each row's own or the batch's.
-    if (c === STREAM_INDEX) continue;
-    const column = points.columns[c] ?? null;
-    const out = block.values[c]!;
-    const validity = block.validity[c]!;
-    // A null row's value is 0, not what a spare block last held: every staged index, null
-    // or not, is then one the scan can hold against its ENUM (sink/stage-scan.ts).
-    if (column === null) {
-      out.fill(0, start, start + take);
-      for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
-      nulls[c] = true;
-      continue;
-    }
-    const { values, present } = column;
-    const ids = dictIds[c];
-    if (ids === null && all) {
-      // Every row of the batch, in its order: the values in one copy (an absent one is 0
-      // in both), and a validity bit cleared for each absent row.
-      if (out instanceof Float64Array) copyF64(out, start, values, from, take);
-      else if (out instanceof Uint32Array) copyU32(out, start, values, from, take);
-      else copyU8(out, start, values, from, take);
-      if (present !== null) {
-        for (let j = 0; j < take; j++) {
-          const i = from + j;
-          if ((present[i >> 3]! & (1 << (i & 7))) === 0) {
-            const row = start + j;
-            validity[row >> 3]! &= ~(1 << (row & 7));
-            nulls[c] = true;
-          }
-        }
-      }
-      continue;
-    }
-    for (let j = 0; j < take; j++) {
-      const i = rows[from + j]!;
-      const row = start + j;
-      if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
-        out[row] = 0;
-        validity[row >> 3]! &= ~(1 << (row & 7));
+    // As many rows as the last block has room for.
+    const start = buffer.points & BLOCK_MASK;
+    if (start === 0) buffer.blocks.push(spareBlocks.pop() ?? newBlock());
+    const block = buffer.blocks[buffer.points >>> BLOCK_SHIFT]!;
+    const take = Math.min(count - from, BLOCK_ROWS - start);
+    for (let c = 0; c < POINT_COLUMN_COUNT; c++) {
+      // The stream column is written below, each row's own or the batch's.
+      if (c === STREAM_INDEX) continue;
+      const column = points.columns[c] ?? null;
+      const out = block.values[c]!;
+      const validity = block.validity[c]!;
+      // A null row's value is 0, not what a spare block last held: every staged index, null
+      // or not, is then one the scan can hold against its ENUM (sink/stage-scan.ts).
+      if (column === null) {
+        out.fill(0, start, start + take);
+        for (let j = 0; j < take; j++) validity[(start + j) >> 3]! &= ~(1 << ((start + j) & 7));
         nulls[c] = true;
         continue;
       }
-      const v = values[i]!;
-      if (ids) {
-        let id = ids[v]!;
-        if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
-        out[row] = id;
-      } else {
-        out[row] = v;
+      const { values, present } = column;
+      const ids = dictIds[c];
+      if (ids === null && all) {
+        // Every row of the batch, in its order: the values in one copy (an absent one is 0
+        // in both), and a validity bit cleared for each absent row.
+        out.set(values.subarray(from, from + take), start);
+        if (present !== null) {
+          for (let j = 0; j < take; j++) {
+            const i = from + j;
+            if ((present[i >> 3]! & (1 << (i & 7))) === 0) {
+              const row = start + j;
+              validity[row >> 3]! &= ~(1 << (row & 7));
+              nulls[c] = true;
+            }
+          }
+        }
+        continue;
+      }
+      for (let j = 0; j < take; j++) {
+        const i = rows[from + j]!;
+        const row = start + j;
+        if (present !== null && (present[i >> 3]! & (1 << (i & 7))) === 0) {
+          out[row] = 0;
+          validity[row >> 3]! &= ~(1 << (row & 7));
+          nulls[c] = true;
+          continue;
+        }
+        const v = values[i]!;
+        if (ids) {
+          let id = ids[v]!;
+          if (id < 0) id = ids[v] = dictId(buffer, column.dictionary![v]!);
+          out[row] = id;
+        } else {
+          out[row] = v;
+        }
       }
     }
-  }
-  // Invariant 3: every stored point names the stream its seq counts in.
-  const streams = points.columns[STREAM_INDEX] ?? null;
-  const streamOut = block.values[STREAM_INDEX]!;
-  if (streams === null) streamOut.fill(stream, start, start + take);
-  else {
-    for (let j = 0; j < take; j++) {
-      const i = rows[from + j]!;
-      streamOut[start + j] = isPresent(streams.present, i) ? streams.values[i]! : stream;
+    // Invariant 3: every stored point names the stream its seq counts in.
+    const streamOut = block.values[STREAM_INDEX]!;
+    if (streams === null) streamOut.fill(stream, start, start + take);
+    else {
+      for (let j = 0; j < take; j++) {
+        const i = rows[from + j]!;
+        streamOut[start + j] = isPresent(streams.present, i) ? streams.values[i]! : stream;
+      }
     }
+    block.values[GATEWAY_INDEX]!.fill(gateway, start, start + take);
+    block.values[INGESTED_INDEX]!.fill(ingestedAt, start, start + take);
+    buffer.points += take;
+    from += take;
   }
-  block.values[GATEWAY_INDEX]!.fill(gateway, start, start + take);
-  block.values[INGESTED_INDEX]!.fill(ingestedAt, start, start + take);
 }
 
 /** What a live point waiting for its commit holds: an object of some twenty fields, its strings included. */
@@ -276,9 +230,8 @@ const LIVE_ROW_BYTES = 600;
 
 /** An estimate of the memory the buffer holds: staged rows, their strings, bad input and live points waiting for the commit. */
 export function stagedBytes(buffer: StageBuffer): number {
-  // The rows the lanes took, room included; the last block's room, and spare blocks
-  // (keepStageBlocks), come on top.
-  return buffer.lanes.reserved * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
+  // The rows staged; their last block's room, and spare blocks (keepStageBlocks), come on top.
+  return buffer.points * STAGED_ROW_BYTES + buffer.dictBytes + buffer.quarantine.bytes + buffer.live.length * LIVE_ROW_BYTES;
 }
 
 /**
@@ -299,11 +252,12 @@ export function sealStageBuffer(buffer: StageBuffer): void {
   buffer.sealed = true;
   // The map's order is the ids' order: an id is the map's size when its string came.
   buffer.strings = [...buffer.dict.keys()];
+  const keys = buffer.blocks.map((b) => b.values[SORT_STRING_INDEX]!);
   const times = buffer.blocks.map((b) => b.values[TS_COLUMN]!);
   // The spare order when it is long enough, else one with room for a block more of rows.
   const into = spareOrder !== null && spareOrder.length >= buffer.points ? spareOrder : new Uint32Array(Math.ceil(buffer.points / BLOCK_ROWS + 1) * BLOCK_ROWS);
   if (into === spareOrder) spareOrder = null;
-  const { order, files } = commitOrder(lanesInOrder(buffer.lanes, dictionaryRanks(buffer.strings)), times, BLOCK_SHIFT, buffer.points, into);
+  const { order, files } = commitOrder(keys, times, BLOCK_SHIFT, buffer.points, dictionaryRanks(buffer.strings), into);
   buffer.order = order;
   buffer.files = files;
 }

@@ -11,7 +11,7 @@ import { dataFileOf, writtenFiles } from './table/data-files';
 import { keyUri } from './table/metadata';
 import { FIELD_IDS_SQL } from './table/schema';
 import { closeStageBuffer, sealStageBuffer, type StageBuffer } from './stage';
-import { BLOCK_MASK, BLOCK_SHIFT } from './stage-columns';
+import { BLOCK_ROWS } from './stage-columns';
 import { lakeRowsSql, stringBounds } from './stage-scan';
 import { sqlString } from './sql';
 import { publishOwn, type LakeStorage } from './storage';
@@ -109,16 +109,8 @@ export async function writeFiles(
     if (latency) {
       // Measured once the files are visible: that is when a point is committed.
       const committedAt = nowMicros();
-      // Each lane's extents as they lie: the blocks hold room of them that no row took.
       const count = latencyCounter(latency, committedAt);
-      for (const extents of buffer.lanes.extents) {
-        if (extents === undefined) continue;
-        for (let e = 0; e < extents.length; e += 2) {
-          const start = extents[e]!;
-          const row = start & BLOCK_MASK;
-          count(buffer.blocks[start >>> BLOCK_SHIFT]!.values[TS_COLUMN]!, row, row + extents[e + 1]! - start);
-        }
-      }
+      buffer.blocks.forEach((block, b) => count(block.values[TS_COLUMN]!, 0, Math.min(BLOCK_ROWS, buffer.points - b * BLOCK_ROWS)));
     }
   } catch (err) {
     await Promise.allSettled(files.map((f) => storage.remove(f.key)));

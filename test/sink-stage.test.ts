@@ -251,18 +251,6 @@ describe('sink step: stage', () => {
   });
 });
 
-/** Each key's rows as a lane's extents, [start, end) pairs of positions, lanes in the keys' ranks (sink/stage-lanes.ts). */
-function lanesOf(keys: Uint32Array, ranks: Uint32Array): number[][] {
-  const lanes = new Map<number, number[]>();
-  keys.forEach((key, i) => {
-    const extents = lanes.get(key) ?? lanes.set(key, []).get(key)!;
-    // Rows next to each other in one extent, as a lane's extents hold them.
-    if (extents.at(-1) === i) extents[extents.length - 1] = i + 1;
-    else extents.push(i, i + 1);
-  });
-  return [...lanes.keys()].sort((a, b) => ranks[a]! - ranks[b]!).map((key) => lanes.get(key)!);
-}
-
 describe('sink step: the files\' order', () => {
   it('ranks strings in byte order, as DuckDB orders VARCHAR', () => {
     const strings = ['d-2', 'd-10', 'D-9', 'a', 'é', 'z', 'd-1'];
@@ -289,7 +277,7 @@ describe('sink step: the files\' order', () => {
     const ranks = dictionaryRanks(strings);
     // Two blocks of 2^14 rows and a part of a third, as a buffer holds them.
     const blocks = [0, 1, 2].map((b) => b * 2 ** 14);
-    const { order, files } = commitOrder(lanesOf(keys, ranks), blocks.map((b) => times.subarray(b, b + 2 ** 14)), 14, n);
+    const { order, files } = commitOrder(blocks.map((b) => keys.subarray(b, b + 2 ** 14)), blocks.map((b) => times.subarray(b, b + 2 ** 14)), 14, n, ranks);
     const hour = (i: number) => Math.floor(times[i]! / MICROS_PER_HOUR);
     const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => hour(a) - hour(b) || ranks[keys[a]!]! - ranks[keys[b]!]! || times[a]! - times[b]! || a - b);
     expect(Array.from(order)).toEqual(expected);
@@ -312,7 +300,7 @@ describe('sink step: the files\' order', () => {
     const keys = Uint32Array.from({ length: n }, (_, i) => i % 2);
     const times = Float64Array.from({ length: n }, (_, i) => timeOf(n - i));
     const ranks = dictionaryRanks(['d-b', 'd-a']);
-    const { order } = commitOrder(lanesOf(keys, ranks), [times], 14, n);
+    const { order } = commitOrder([keys], [times], 14, n, ranks);
     const hour = (i: number) => Math.floor(times[i]! / MICROS_PER_HOUR);
     const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => hour(a) - hour(b) || ranks[keys[a]!]! - ranks[keys[b]!]! || times[a]! - times[b]! || a - b);
     expect(Array.from(order)).toEqual(expected);
