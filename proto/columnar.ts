@@ -703,18 +703,16 @@ function presentCount(present: Uint8Array, n: number): number {
 // readColumn decodes a sparse column densely, then spreads it over the points that have a
 // value; like the encoder's, one module-wide scratch serves every (synchronous) decode.
 let decodeScratch = new Float64Array(1024);
-// The least and greatest value readColumn read last (ColumnValues.min, max): found in its
-// loops, where the values are at hand, so no pass of their own.
-let readMin = NaN;
-let readMax = NaN;
 
 /**
- * Reads a column's values into `values` at the points `present` marks (all when null), and
- * 0 at the others.
+ * Reads a column's values into `column.values` at the points `column.present` marks (all
+ * when null), and 0 at the others; sets `column.min` and `max`, found in the decoding loops,
+ * where the values are at hand, so no pass of their own.
  * Each encoding is one tight loop over the values in order: no call per value beyond the
  * varint read, no object made.
  */
-function readColumn(field: PointField, wire: WireColumn, n: number, values: Float64Array, present: Uint8Array | null): void {
+function readColumn(field: PointField, wire: WireColumn, n: number, column: ColumnValues): void {
+  const { values, present } = column;
   const m = present === null ? n : presentCount(present, n);
   if (present !== null && decodeScratch.length < m) decodeScratch = new Float64Array(m);
   const dense = present === null ? values : decodeScratch;
@@ -723,18 +721,19 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
     throw new Error(what);
   };
   const isDouble = field.kind === 'double';
+  // The least and greatest value read; NaN for raw float64 values, which are not tracked.
+  let lo = Infinity;
+  let hi = -Infinity;
   switch (wire.encoding) {
     case FLOAT64:
       for (let k = 0; k < m; k++) dense[k] = r.float64();
-      readMin = readMax = NaN;
+      lo = hi = NaN;
       break;
     case DELTA: {
       if (wire.scale > MAX_SCALE || (wire.scale > 0 && !isDouble)) fail(`scale ${wire.scale} out of range`);
       const p = POW10[wire.scale]!;
       r.zigzags(dense, m);
       let int = 0;
-      let lo = Infinity;
-      let hi = -Infinity;
       for (let k = 0; k < m; k++) {
         int += dense[k]!;
         if (Math.abs(int) > Number.MAX_SAFE_INTEGER) fail('value overflows 2^53');
@@ -743,8 +742,8 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
         dense[k] = int / p;
       }
       // Division by p > 0 keeps the order, and rounds the bounds as it rounds the values.
-      readMin = lo / p;
-      readMax = hi / p;
+      lo /= p;
+      hi /= p;
       break;
     }
     case DELTA_OF_DELTA: {
@@ -752,8 +751,6 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
       const unit = POW10[wire.scale]!;
       let v = 0;
       let delta = 0;
-      let lo = Infinity;
-      let hi = -Infinity;
       r.zigzags(dense, m);
       for (let k = 0; k < m; k++) {
         const coded = dense[k]!;
@@ -767,8 +764,6 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
         if (v > hi) hi = v;
         dense[k] = v;
       }
-      readMin = lo;
-      readMax = hi;
       break;
     }
     case RLE:
@@ -776,8 +771,6 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
       const dictionary = wire.encoding === DICTIONARY;
       if (dictionary !== (field.kind === 'string')) fail(`encoding ${wire.encoding} does not suit a ${field.kind}`);
       let k = 0;
-      let lo = Infinity;
-      let hi = -Infinity;
       while (k < m) {
         const raw = r.varint();
         const v = dictionary ? raw : unzigzag(raw);
@@ -790,8 +783,6 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
         if (v > hi) hi = v;
         k += run;
       }
-      readMin = lo;
-      readMax = hi;
       break;
     }
     default:
@@ -804,7 +795,7 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
   // Skipped where the bounds found show every value in range (an integer encoding's values
   // are whole, so a bool's are then 0 or 1); the loops name the value that is not.
   const [min, max] = RANGE_OF_KIND[field.kind];
-  if (readMin >= min && readMax <= max) {
+  if (lo >= min && hi <= max) {
     // Every value in range.
   } else if (field.kind === 'bool') {
     for (let k = 0; k < m; k++) if (dense[k] !== 0 && dense[k] !== 1) fail(`value ${dense[k]} is no bool`);
@@ -816,6 +807,8 @@ function readColumn(field: PointField, wire: WireColumn, n: number, values: Floa
     // (proto/validate.ts): `values` may be an arena's, holding another batch's values.
     for (let i = 0, k = 0; i < n; i++) values[i] = (present[i >> 3]! & (1 << (i & 7))) !== 0 ? dense[k++]! : 0;
   }
+  column.min = lo;
+  column.max = hi;
 }
 
 /** The values a column of each kind may hold, beyond those its encoding gives (bools: 0 and 1, checked apart). */
@@ -854,13 +847,13 @@ function decodeColumns(count: number, wires: readonly WireColumn[], arena: Colum
     if (present && present.length !== bitmapBytes) throw new Error(`column ${field.name}: presence of ${present.length * 8} points for ${count}`);
     // One buffer for the batch's columns (see ColumnsBuilder.allocate), or the arena's.
     all ??= arenaValues(arena, count * wires.length);
-    const values = all.subarray(used * count, ++used * count);
+    const column: ColumnValues = { values: all.subarray(used * count, ++used * count), present, dictionary: field.kind === 'string' ? wire.dictionary : null, min: NaN, max: NaN };
     try {
-      readColumn(field, wire, count, values, present);
+      readColumn(field, wire, count, column);
     } catch (err) {
       throw new Error(`column ${field.name}: ${(err as Error).message}`);
     }
-    columns[c] = { values, present, dictionary: field.kind === 'string' ? wire.dictionary : null, min: readMin, max: readMax };
+    columns[c] = column;
   }
   // proto3: a required field no point carries is its default in every point.
   for (const c of [DRONE_COLUMN, SEQ_COLUMN, TS_COLUMN]) {
