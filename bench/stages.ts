@@ -9,7 +9,7 @@ import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { fileCopySql, PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
+import { COMMIT_ZSTD_LEVEL, commitFileOptions, fileCopySql, PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, sealStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
@@ -30,6 +30,15 @@ const ROUNDS = 3;
 const QUICK_ROUNDS = 1;
 /** The sink's defaults, so the bench measures what `dronelake sink` runs with. */
 export const SINK_DEFAULTS = sinkConfig({});
+
+/**
+ * A commit's files written with one of the sink's knobs (sink/write-files.ts) at DuckDB's
+ * default instead, the other as the sink sets it: what each knob saves, and costs in bytes.
+ */
+const WRITE_VARIANTS: ReadonlyArray<{ stage: string; label: string; options: (rows: number) => string }> = [
+  { stage: 'parquet_default_dictionaries', label: "parquet with DuckDB's default dictionaries (up to about 24,600 values), not the commit's 4,096", options: () => COMMIT_ZSTD_LEVEL },
+  { stage: 'parquet_zstd_level_3', label: "parquet with ZSTD at DuckDB's level 3, not the commit's 1", options: (rows) => commitFileOptions(rows).replace(COMMIT_ZSTD_LEVEL, 'COMPRESSION_LEVEL 3') },
+];
 
 /** Points into batches exactly as the agent's batcher closes them on a point count. */
 export function encodeBatches(points: readonly TelemetryPoint[], gatewayId: string): Uint8Array[] {
@@ -172,9 +181,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     ctx.progress(`stages: round ${round + 1}/${ctx.quick ? QUICK_ROUNDS : ROUNDS} ${stage} ${Math.round(rate).toLocaleString('en-US')} points/s, ${cpuUs.toFixed(3)} CPU-us/point (${check})`);
   };
 
-  // Parquet bytes a point of the last round's commits: as the sink writes them, and with DuckDB's default dictionaries.
+  // Parquet bytes a point of the last round's commits: as the sink writes them, and with each of its knobs at DuckDB's default.
   let commitBytes = 0;
-  let defaultBytes = 0;
+  const variantBytes = new Map<string, number>();
   const { db, conn } = await sinkDatabase();
   try {
     const warm = points.slice(0, WARMUP_POINTS);
@@ -218,8 +227,8 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       const stage = { seconds: 0, cpuSeconds: 0 };
       const commit = { seconds: 0, cpuSeconds: 0 };
       const scan = { seconds: 0, cpuSeconds: 0 };
-      const defaultDictionaries = { seconds: 0, cpuSeconds: 0 };
-      defaultBytes = 0;
+      const variantTimes = new Map(WRITE_VARIANTS.map((v) => [v.stage, { seconds: 0, cpuSeconds: 0 }]));
+      for (const v of WRITE_VARIANTS) variantBytes.set(v.stage, 0);
       commitBytes = 0;
       let staged = 0;
       let rows = 0;
@@ -232,16 +241,21 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
         }
         // On copies of the commit: the scan alone, the files' order and DuckDB reading the
         // staged rows through it without writing them (a part of parquet's figure); and the
-        // commit's files written with DuckDB's default dictionaries, for the ratio.
+        // commit's files written with one of its knobs at DuckDB's default, for the ratios.
         const scanning = await onCopy(`scan_${round}_${part}`, slice, async (copy, i) => {
           await conn.runAndReadAll(`SELECT count(*) FROM (${lakeRowsSql(copy, i)})`);
         });
-        const defaults = await onCopy(`defaults_${round}_${part}`, slice, async (copy, i) => {
-          const file = path.join(storage.stagingDir, `defaults-${round}-${part}-${i}.parquet`);
-          await conn.runAndReadAll(fileCopySql(copy, i, file, PARQUET_WRITE_OPTIONS));
-          defaultBytes += (await stat(file)).size;
-          await rm(file);
-        });
+        for (const variant of WRITE_VARIANTS) {
+          const t = await onCopy(`${variant.stage}_${round}_${part}`, slice, async (copy, i) => {
+            const file = path.join(storage.stagingDir, `${variant.stage}-${round}-${part}-${i}.parquet`);
+            await conn.runAndReadAll(fileCopySql(copy, i, file, `${PARQUET_WRITE_OPTIONS}, ${variant.options(copy.files[i]!.to - copy.files[i]!.from)}`));
+            variantBytes.set(variant.stage, variantBytes.get(variant.stage)! + (await stat(file)).size);
+            await rm(file);
+          });
+          const sum = variantTimes.get(variant.stage)!;
+          sum.seconds += t.seconds;
+          sum.cpuSeconds += t.cpuSeconds;
+        }
         const buffer = createStageBuffer(`stage_${round}_${part}`);
         const staging = await timed(() => stageBatches(buffer, slice));
         staged += buffer.points;
@@ -249,7 +263,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
         rows += written.result.files.reduce((n, f) => n + f.rows, 0);
         files += written.result.files.length;
         commitBytes += written.result.files.reduce((n, f) => n + f.bytes, 0);
-        for (const [sum, t] of [[stage, staging], [commit, written], [scan, scanning], [defaultDictionaries, defaults]] as const) {
+        for (const [sum, t] of [[stage, staging], [commit, written], [scan, scanning]] as const) {
           sum.seconds += t.seconds;
           sum.cpuSeconds += t.cpuSeconds;
         }
@@ -257,7 +271,7 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
       report('stage', stage, `${staged.toLocaleString('en-US')} rows`);
       report('parquet', commit, `${rows.toLocaleString('en-US')} rows in ${files} file(s)`);
       report('scan', scan, 'a part of parquet');
-      report('parquet_default_dictionaries', defaultDictionaries, `${(defaultBytes / count).toFixed(2)} bytes a point, the commit's ${(commitBytes / count).toFixed(2)}`);
+      for (const v of WRITE_VARIANTS) report(v.stage, variantTimes.get(v.stage)!, `${(variantBytes.get(v.stage)! / count).toFixed(2)} bytes a point, the commit's ${(commitBytes / count).toFixed(2)}`);
     }
   } finally {
     conn.closeSync();
@@ -266,9 +280,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
 
   // The slowest of the stages a v2 point goes through; the v1 ones are there for the ratio,
   // the simulator is the bench's source, not a stage of the pipeline, the scan is a part of
-  // parquet, and parquet with DuckDB's default dictionaries is there for the ratio too.
+  // parquet, and the parquet variants are there for the ratios too.
   const [slowest, slowestRate] = Object.entries(best)
-    .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate' && stage !== 'scan' && stage !== 'parquet_default_dictionaries')
+    .filter(([stage]) => !stage.endsWith('_v1') && stage !== 'simulate' && stage !== 'scan' && !WRITE_VARIANTS.some((v) => v.stage === stage))
     .reduce((a, b) => (b[1] < a[1] ? b : a));
   const rate = (stage: string) => best[stage] ?? null;
   const cpuUs = (stage: string) => bestCpu[stage] ?? null;
@@ -290,9 +304,9 @@ export async function runStages(ctx: BenchContext): Promise<Figure[]> {
     figure(SECTION, 'stage_stage_cpu_us_per_point', 'stage: CPU per point', cpuUs('stage'), 'us'),
     figure(SECTION, 'stage_parquet_cpu_us_per_point', "parquet: CPU per point, DuckDB's threads included", cpuUs('parquet'), 'us'),
     figure(SECTION, 'stage_scan_cpu_us_per_point', "scan, a part of parquet: the files' order and DuckDB reading the staged rows, without writing them: CPU per point", cpuUs('scan'), 'us'),
-    figure(SECTION, 'stage_parquet_default_dictionaries_cpu_us_per_point', "parquet with DuckDB's default dictionaries (up to about 24,600 values), not the commit's 4,096: CPU per point", cpuUs('parquet_default_dictionaries'), 'us'),
+    ...WRITE_VARIANTS.map((v) => figure(SECTION, `stage_${v.stage}_cpu_us_per_point`, `${v.label}: CPU per point`, cpuUs(v.stage), 'us')),
     figure(SECTION, 'stage_parquet_bytes_per_point', "parquet: a commit's files, bytes per point", commitBytes / count, 'bytes'),
-    figure(SECTION, 'stage_parquet_default_dictionaries_bytes_per_point', "parquet with DuckDB's default dictionaries: bytes per point", defaultBytes / count, 'bytes'),
+    ...WRITE_VARIANTS.map((v) => figure(SECTION, `stage_${v.stage}_bytes_per_point`, `${v.label}: bytes per point`, variantBytes.get(v.stage)! / count, 'bytes')),
     figure(SECTION, 'stage_sink_cpu_us_per_point', 'the sink\'s stages on v2 (decode + validate + stage + parquet): CPU per point', sinkStages.reduce((n, st) => n + (bestCpu[st] ?? 0), 0), 'us'),
     figure(SECTION, 'slowest_stage', 'slowest stage', slowest),
     figure(SECTION, 'slowest_stage_points_per_sec', 'slowest stage ceiling', slowestRate, 'points/s'),

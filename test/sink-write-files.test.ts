@@ -4,7 +4,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MICROS_PER_HOUR } from '../proto/time';
 import type { TelemetryPoint } from '../proto/types';
-import { commitFileOptions, writeFiles } from '../sink/write-files';
+import { commitFileOptions, PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
 import { latencyBucket, latencyCounter, LatencyHistogram } from '../sink/latency';
 import { commitTag, partitionOfHour, STAGING_PREFIX } from '../sink/layout';
 import { createStageBuffer, type StageBuffer } from '../sink/stage';
@@ -149,13 +149,13 @@ describe('sink step: commit (Parquet)', () => {
   // commitFileOptions keeps DuckDB's own limit for a small file, which rests on DuckDB's
   // default being a fifth of a row group's rows: pinned here against DuckDB itself.
   it("limits a large file's dictionaries to 4,096 values and leaves a small file DuckDB's default, a fifth of its rows", async () => {
-    expect(commitFileOptions(300)).toBe('DICTIONARY_SIZE_LIMIT 60');
-    expect(commitFileOptions(20_480)).toBe('DICTIONARY_SIZE_LIMIT 4096');
-    expect(commitFileOptions(5_000_000)).toBe('DICTIONARY_SIZE_LIMIT 4096');
+    expect(commitFileOptions(300)).toBe('DICTIONARY_SIZE_LIMIT 60, COMPRESSION_LEVEL 1');
+    expect(commitFileOptions(20_480)).toBe('DICTIONARY_SIZE_LIMIT 4096, COMPRESSION_LEVEL 1');
+    expect(commitFileOptions(5_000_000)).toBe('DICTIONARY_SIZE_LIMIT 4096, COMPRESSION_LEVEL 1');
     const file = path.join(lake, 'dictionaries.parquet');
     /** The encodings of column x of `rows` rows holding `distinct` values, written with `options`. */
     const encodings = async (rows: number, distinct: number, options: string) => {
-      await conn.run(`COPY (SELECT (i % ${distinct})::DOUBLE AS x FROM range(${rows}) r(i)) TO '${file}' (FORMAT parquet, PARQUET_VERSION V2${options})`);
+      await conn.run(`COPY (SELECT (i % ${distinct})::DOUBLE AS x FROM range(${rows}) r(i)) TO '${file}' (${PARQUET_WRITE_OPTIONS}${options})`);
       const [row] = await duck(`SELECT encodings FROM parquet_metadata('${file}') LIMIT 1`);
       return String(row!.encodings);
     };
