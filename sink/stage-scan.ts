@@ -6,11 +6,12 @@ import { dictionaryRanks, type FileRows } from './stage-order';
 
 // DuckDB reads a sealed stage buffer through a table function, `dronelake_staged(buffer,
 // file)`: the rows of one file, in the files' order, a vector at a time, each column's
-// values gathered from the buffer's blocks into one scratch array and copied into DuckDB's
-// vector with one memcpy. String and enum columns come out as DuckDB ENUMs of the values
-// the file's rows hold, found when the scan is bound, and go into the Parquet file as they
-// are: DuckDB's Parquet writer takes an ENUM's values as the column's dictionary and its
-// indexes as the dictionary's codes, so no string is made, hashed or compared per row. The
+// values gathered from the buffer's blocks into a window of vectors ahead (ScanWindow) and
+// copied into DuckDB's vector with one memcpy. String and enum columns come out as DuckDB
+// ENUMs of the values the file's rows hold, found when the scan is bound, and go into the
+// Parquet file as they are: DuckDB's Parquet writer takes an ENUM's values as the column's
+// dictionary and its indexes as the dictionary's codes, so no string is made, hashed or
+// compared per row. The
 // file's column is the same UTF8 string column either way; casting the ENUMs to VARCHAR
 // first cost 0.2 CPU-us a point of the 0.75 a commit's write took. DuckDB calls the
 // function on the JavaScript thread, while the statement that scans it runs on DuckDB's
@@ -209,6 +210,10 @@ class ScanState {
   /** Each column's blocks, made once per scan. */
   readonly columns: ColumnBlocks[];
   readonly validity: Array<readonly Uint8Array[] | null>;
+  /** The rows gathered ahead, positions [windowFrom, windowTo) of the order; taken at the first chunk. */
+  window: ScanWindow | null = null;
+  windowFrom = 0;
+  windowTo = 0;
 
   constructor(
     readonly buffer: ScannedBuffer,
@@ -222,27 +227,56 @@ class ScanState {
   }
 }
 
-// One scratch array per kind: a scan call fills and copies them before it returns, and
-// calls come one at a time on the JavaScript thread.
-const scratchF64 = new Float64Array(CHUNK_ROWS);
-const scratchU32 = new Uint32Array(CHUNK_ROWS);
-const scratchU8 = new Uint8Array(CHUNK_ROWS);
-// Staged ids as codes of a file's ENUM, at the width of its index.
-const codesU32 = new Uint32Array(CHUNK_ROWS);
-const codesU16 = new Uint16Array(CHUNK_ROWS);
-const codesU8 = new Uint8Array(CHUNK_ROWS);
-const scratchValidity = new Uint8Array(VALIDITY_BYTES);
+/**
+ * Rows a scan gathers at once, column after column, before DuckDB takes them a vector at a
+ * time. The order reads a drone's rows from every batch of the commit, a few rows each
+ * (runs of 5 for 1,000-point batches of 200 drones): gathered a vector at a time, every
+ * column of a vector read a page of memory per run, thousands of pages, and the
+ * processor's page table cache missed on nearly every run. A column at a time over 32
+ * vectors, the same few hundred pages serve each run: scanning a 500,000-point commit went
+ * from 0.14-0.15 to 0.10-0.11 CPU-us a point (twenty scans each, three runs; windows of 8,
+ * 16 and 64 vectors: 0.12, 0.11, 0.11). A window holds WINDOW_ROWS rows of every column, 8 MB, one for
+ * the sink, reused from scan to scan (invariant 6).
+ */
+const WINDOW_ROWS = CHUNK_ROWS * 32;
+
+/** One column's rows of a window: one array, seen as each width a staged or coded value has. */
+interface WindowColumn {
+  f64: Float64Array;
+  u32: Uint32Array;
+  u16: Uint16Array;
+  u8: Uint8Array;
+  /** DuckDB's validity bits of the window's rows, a vector's at a multiple of VALIDITY_BYTES. */
+  validity: Uint8Array;
+}
+type ScanWindow = readonly WindowColumn[];
+
+function newWindow(): ScanWindow {
+  // A column's values, or its codes, are at most as wide as it is staged (an ENUM's codes
+  // for a string column up to 4 bytes, an enum's 1: enumIndexBytes).
+  return STAGE_COLUMNS.map(({ kind }) => {
+    const buffer = new ArrayBuffer(WINDOW_ROWS * STAGE_BYTES[kind]);
+    return { f64: new Float64Array(buffer), u32: new Uint32Array(buffer), u16: new Uint16Array(buffer), u8: new Uint8Array(buffer), validity: new Uint8Array((WINDOW_ROWS / CHUNK_ROWS) * VALIDITY_BYTES) };
+  });
+}
+
+/** A finished scan's window, for the next scan to take: scans of a sink's commits come one after another. */
+let spareWindow: ScanWindow | null = null;
+
+// Staged ids of a window's string and enum column, before they become its ENUM's codes.
+const idsU32 = new Uint32Array(WINDOW_ROWS);
+const idsU8 = new Uint8Array(WINDOW_ROWS);
 const NONE_VALID = new Uint8Array(VALIDITY_BYTES);
 
-// The chunk's rows as runs of consecutive rows of one block, found once a chunk and read by
+// The window's rows as runs of consecutive rows of one block, found once a window and read by
 // every column, values and validity alike: a drone's points of one v2 batch are staged next
 // to each other, so a file's order holds runs of them (50 a run for 1,000-point batches of
 // 20 drones). Each column then reads a run at a time, where it read the order and split
 // each row into block and row: the bench's scan went from 0.17-0.22 to 0.14-0.16 CPU-us a
 // point (`stages`, three runs each, taking turns; runs of 5 there, 200 drones to a gateway).
-const runBlock = new Uint32Array(CHUNK_ROWS);
-const runStart = new Uint32Array(CHUNK_ROWS);
-const runLength = new Uint32Array(CHUNK_ROWS);
+const runBlock = new Uint32Array(WINDOW_ROWS);
+const runStart = new Uint32Array(WINDOW_ROWS);
+const runLength = new Uint32Array(WINDOW_ROWS);
 
 /** Splits positions [at, at + rows) of the order into runs; returns how many. */
 function findRuns(order: Uint32Array, at: number, rows: number): number {
@@ -263,43 +297,38 @@ function findRuns(order: Uint32Array, at: number, rows: number): number {
 
 // A function per kind, so that each loop reads one kind of array and V8 keeps it
 // monomorphic: one loop for all three ran at twice the cost.
-function gatherF64(from: readonly Float64Array[], runs: number): Float64Array {
+function gatherF64(from: readonly Float64Array[], runs: number, out: Float64Array): void {
   for (let r = 0, j = 0; r < runs; r++) {
     const values = from[runBlock[r]!]!;
-    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) scratchF64[j++] = values[i]!;
+    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) out[j++] = values[i]!;
   }
-  return scratchF64;
 }
-function gatherU32(from: readonly Uint32Array[], runs: number): Uint32Array {
+function gatherU32(from: readonly Uint32Array[], runs: number, out: Uint32Array): void {
   for (let r = 0, j = 0; r < runs; r++) {
     const values = from[runBlock[r]!]!;
-    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) scratchU32[j++] = values[i]!;
+    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) out[j++] = values[i]!;
   }
-  return scratchU32;
 }
-function gatherU8(from: readonly Uint8Array[], runs: number): Uint8Array {
+function gatherU8(from: readonly Uint8Array[], runs: number, out: Uint8Array): void {
   for (let r = 0, j = 0; r < runs; r++) {
     const values = from[runBlock[r]!]!;
-    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) scratchU8[j++] = values[i]!;
+    for (let i = runStart[r]!, end = i + runLength[r]!; i < end; i++) out[j++] = values[i]!;
   }
-  return scratchU8;
 }
-function gatherValidity(from: readonly Uint8Array[], runs: number): Uint8Array {
-  scratchValidity.fill(0);
+function gatherValidity(from: readonly Uint8Array[], runs: number, out: Uint8Array): void {
+  out.fill(0);
   for (let r = 0, j = 0; r < runs; r++) {
     const bits = from[runBlock[r]!]!;
     for (let row = runStart[r]!, end = row + runLength[r]!; row < end; row++, j++) {
-      if ((bits[row >> 3]! & (1 << (row & 7))) !== 0) scratchValidity[j >> 3]! |= 1 << (j & 7);
+      if ((bits[row >> 3]! & (1 << (row & 7))) !== 0) out[j >> 3]! |= 1 << (j & 7);
     }
   }
-  return scratchValidity;
 }
 
-/** The first `rows` staged ids as their codes in a file's ENUM (ColumnOut), at its index's width. */
-function encodeCodes(ids: Uint32Array | Uint8Array, rows: number, codes: Uint32Array, bytes: number): Uint32Array | Uint16Array | Uint8Array {
-  const out = bytes === 1 ? codesU8 : bytes === 2 ? codesU16 : codesU32;
+/** The first `rows` staged ids as their codes in a file's ENUM (ColumnOut), into the window's column at its index's width. */
+function encodeCodes(ids: Uint32Array | Uint8Array, rows: number, codes: Uint32Array, column: WindowColumn, bytes: number): void {
+  const out = bytes === 1 ? column.u8 : bytes === 2 ? column.u16 : column.u32;
   for (let j = 0; j < rows; j++) out[j] = codes[ids[j]!]!;
-  return out;
 }
 
 /** One column's arrays across a buffer's blocks, by kind: what the gathers read. */
@@ -313,33 +342,63 @@ function columnBlocks(blocks: readonly Block[], c: number): ColumnBlocks {
   throw new Error(`staged column ${c} holds arrays of more than one kind`);
 }
 
+/** Gathers the scan's next WINDOW_ROWS rows (fewer at its file's end), every column in turn, into its window. */
+function fillWindow(state: ScanState, window: ScanWindow): void {
+  const rows = Math.min(WINDOW_ROWS, state.to - state.at);
+  const runs = findRuns(state.buffer.order!, state.at, rows);
+  for (let c = 0; c < state.columns.length; c++) {
+    const { codes, bytes, allNull } = state.out[c]!;
+    if (allNull) continue;
+    const column = state.columns[c]!;
+    const into = window[c]!;
+    if (column.kind === 'f64') gatherF64(column.values, runs, into.f64);
+    else if (codes === null) {
+      if (column.kind === 'u32') gatherU32(column.values, runs, into.u32);
+      else gatherU8(column.values, runs, into.u8);
+    } else if (column.kind === 'u32') {
+      gatherU32(column.values, runs, idsU32);
+      encodeCodes(idsU32, rows, codes, into, bytes);
+    } else {
+      gatherU8(column.values, runs, idsU8);
+      encodeCodes(idsU8, rows, codes, into, bytes);
+    }
+    const validity = state.validity[c];
+    if (validity) gatherValidity(validity, runs, into.validity);
+  }
+  state.windowFrom = state.at;
+  state.windowTo = state.at + rows;
+}
+
 /** Fills DuckDB's chunk with the scan's next rows, none once its file is done; or says why it cannot. */
 function scanChunk(state: ScanState, chunk: DuckDBDataChunk): string | null {
-  const order = state.buffer.order!;
   const rows = Math.min(CHUNK_ROWS, state.to - state.at);
   chunk.rowCount = rows;
-  if (rows === 0) return null;
-  const runs = findRuns(order, state.at, rows);
+  if (rows === 0) {
+    // Done: the window goes to the next scan.
+    if (state.window !== null) spareWindow = state.window;
+    state.window = null;
+    return null;
+  }
+  if (state.window === null) {
+    state.window = spareWindow ?? newWindow();
+    spareWindow = null;
+  }
+  if (state.at >= state.windowTo) fillWindow(state, state.window);
+  // Windows start at a multiple of CHUNK_ROWS from the file's start, so a vector's validity is whole bytes.
+  const offset = state.at - state.windowFrom;
   for (let c = 0; c < state.columns.length; c++) {
-    const column = state.columns[c]!;
-    const { bytes, codes, allNull } = state.out[c]!;
+    const { bytes, allNull } = state.out[c]!;
     const vector = duckdb.data_chunk_get_vector(chunk.chunk, c);
     if (allNull) {
       duckdb.vector_ensure_validity_writable(vector);
       duckdb.copy_data_to_vector_validity(vector, 0, NONE_VALID.buffer as ArrayBuffer, 0, VALIDITY_BYTES);
       continue;
     }
-    let out: Float64Array | Uint32Array | Uint16Array | Uint8Array;
-    if (column.kind === 'f64') out = gatherF64(column.values, runs);
-    else {
-      const gathered = column.kind === 'u32' ? gatherU32(column.values, runs) : gatherU8(column.values, runs);
-      out = codes === null ? gathered : encodeCodes(gathered, rows, codes, bytes);
-    }
-    duckdb.copy_data_to_vector(vector, 0, out.buffer as ArrayBuffer, 0, rows * out.BYTES_PER_ELEMENT);
-    const validity = state.validity[c];
-    if (validity) {
+    const column = state.window[c]!;
+    duckdb.copy_data_to_vector(vector, 0, column.f64.buffer as ArrayBuffer, offset * bytes, rows * bytes);
+    if (state.validity[c]) {
       duckdb.vector_ensure_validity_writable(vector);
-      duckdb.copy_data_to_vector_validity(vector, 0, gatherValidity(validity, runs).buffer as ArrayBuffer, 0, VALIDITY_BYTES);
+      duckdb.copy_data_to_vector_validity(vector, 0, column.validity.buffer as ArrayBuffer, (offset / CHUNK_ROWS) * VALIDITY_BYTES, VALIDITY_BYTES);
     }
   }
   state.at += rows;

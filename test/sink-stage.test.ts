@@ -83,6 +83,60 @@ describe('sink step: stage', () => {
     }
   });
 
+  it('reads back every row whole past several of the scan\'s windows: values, nulls and strings where the order puts them', async () => {
+    const buffer = createStageBuffer('stage_windows');
+    const conn = await db.connect();
+    try {
+      // 60 batches of 50 drones' 50 points each, a drone's points side by side: the order
+      // reads runs of 50 from every batch. The last 12 batches fall in the next hour, so the
+      // second file starts at position 120,000 of the order, past one window of 65,536 rows.
+      for (let b = 0; b < 60; b++) {
+        const points: TelemetryPoint[] = [];
+        for (let d = 0; d < 50; d++) {
+          for (let k = 0; k < 50; k++) {
+            const seq = b * 50 + k;
+            points.push({
+              drone_id: `d-${d}`,
+              seq,
+              ts: T0 + seq * 1000 + (b >= 48 ? MICROS_PER_HOUR : 0),
+              satellites: d,
+              ...((seq + d) % 7 === 0 ? {} : { lat: d + seq / 1e5 }),
+              ...(seq % 3 === 0 ? { mission_id: `m-${d % 4}` } : {}),
+              gps_fix: seq % 2 === 0 ? GpsFix.fix3d : GpsFix.rtkFixed,
+            });
+          }
+        }
+        stageAll(buffer, taken('gw-st', b, 5, points, T0), T0);
+      }
+      sealStageBuffer(buffer);
+      expect(buffer.files.map(({ from, to }) => [from, to])).toEqual([[0, 120_000], [120_000, 150_000]]);
+      const check = async (file: number) =>
+        (await conn.runAndReadAll(
+          `SELECT count(*)::INTEGER AS n,
+             bool_and(drone_id = 'd-' || satellites) AS drones,
+             bool_and((lat IS NULL) = ((seq + satellites) % 7 = 0) AND (lat IS NULL OR lat = satellites::DOUBLE + seq::DOUBLE / 1e5)) AS lats,
+             count(*) FILTER (lat IS NULL)::INTEGER AS no_lat,
+             bool_and((mission_id IS NULL) = (seq % 3 <> 0) AND (mission_id IS NULL OR mission_id = 'm-' || (satellites % 4))) AS missions,
+             bool_and(gps_fix = CASE WHEN seq % 2 = 0 THEN '3d' ELSE 'rtk_fixed' END) AS fixes,
+             bool_and(gateway_id = 'gw-st' AND stream = 5) AS batch
+           FROM (${lakeRowsSql(buffer, file)})`,
+        )).getRowObjectsJson()[0];
+      const nullLats = [0, 0];
+      for (let b = 0; b < 60; b++) for (let d = 0; d < 50; d++) for (let k = 0; k < 50; k++) if ((b * 50 + k + d) % 7 === 0) nullLats[b >= 48 ? 1 : 0]!++;
+      expect(await check(0)).toEqual({ n: 120_000, drones: true, lats: true, no_lat: nullLats[0], missions: true, fixes: true, batch: true });
+      expect(await check(1)).toEqual({ n: 30_000, drones: true, lats: true, no_lat: nullLats[1], missions: true, fixes: true, batch: true });
+      // And in the files' order: by drone, then time.
+      const [ordered] = (await conn.runAndReadAll(
+        `SELECT bool_and(prev_drone IS NULL OR prev_drone < drone_id OR (prev_drone = drone_id AND prev_ts < ts)) AS ordered
+         FROM (SELECT drone_id::VARCHAR AS drone_id, ts, lag(drone_id::VARCHAR) OVER () AS prev_drone, lag(ts) OVER () AS prev_ts FROM (${lakeRowsSql(buffer, 0)}))`,
+      )).getRowObjectsJson();
+      expect(ordered).toEqual({ ordered: true });
+    } finally {
+      conn.closeSync();
+      closeStageBuffer(buffer);
+    }
+  });
+
   it('names strings through an ENUM of the values a file holds, at each index width DuckDB picks: 1, 2 and 4 bytes', async () => {
     // DuckDB's own rule, which enumIndexBytes follows, at the edges of each width.
     for (const [values, width] of [[255, 1], [256, 2], [65_535, 2], [65_536, 4]] as const) {
