@@ -9,7 +9,7 @@ import { telemetryTopic, telemetryTopicV2, type Wire } from '../proto/topics';
 import type { TelemetryPoint } from '../proto/types';
 import { invalidReasonAt, suspectPoints, validDroneIds } from '../proto/validate';
 import { decodeTelemetry, type TakenBatch } from '../sink/decode';
-import { COMMIT_ZSTD_LEVEL, commitFileOptions, fileCopySql, PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
+import { COMMIT_ZSTD_LEVEL, commitDictionaryLimit, fileCopySql, PARQUET_WRITE_OPTIONS, writeFiles } from '../sink/write-files';
 import { STAGING_PREFIX } from '../sink/layout';
 import { sinkConfig } from '../sink/options';
 import { closeStageBuffer, createStageBuffer, sealStageBuffer, stageDictIds, stageRows, type StageBuffer } from '../sink/stage';
@@ -37,7 +37,7 @@ export const SINK_DEFAULTS = sinkConfig({});
  */
 const WRITE_VARIANTS: ReadonlyArray<{ stage: string; label: string; options: (rows: number) => string }> = [
   { stage: 'parquet_default_dictionaries', label: "parquet with DuckDB's default dictionaries (up to about 24,600 values), not the commit's 4,096", options: () => COMMIT_ZSTD_LEVEL },
-  { stage: 'parquet_zstd_level_3', label: "parquet with ZSTD at DuckDB's level 3, not the commit's 1", options: (rows) => commitFileOptions(rows).replace(COMMIT_ZSTD_LEVEL, 'COMPRESSION_LEVEL 3') },
+  { stage: 'parquet_zstd_level_3', label: "parquet with ZSTD at DuckDB's level 3, not the commit's 1", options: (rows) => `${commitDictionaryLimit(rows)}, COMPRESSION_LEVEL 3` },
 ];
 
 /** Points into batches exactly as the agent's batcher closes them on a point count. */

@@ -62,7 +62,9 @@ export const COMMIT_ZSTD_LEVEL = 'COMPRESSION_LEVEL 1';
  * takes 33.75 bytes, and no compression 48.5 (`npm run bench -- --only stages` prints level
  * 3 beside the commit's). Compaction writes at the default level, for the files it keeps.
  */
-export const commitFileOptions = (rows: number): string => `DICTIONARY_SIZE_LIMIT ${Math.min(4096, Math.floor(Math.min(rows, DUCKDB_ROW_GROUP_ROWS) / 5))}, ${COMMIT_ZSTD_LEVEL}`;
+export const commitFileOptions = (rows: number): string => `${commitDictionaryLimit(rows)}, ${COMMIT_ZSTD_LEVEL}`;
+/** The dictionary limit of commitFileOptions alone. */
+export const commitDictionaryLimit = (rows: number): string => `DICTIONARY_SIZE_LIMIT ${Math.min(4096, Math.floor(Math.min(rows, DUCKDB_ROW_GROUP_ROWS) / 5))}`;
 
 /** The COPY that writes file `index` of a sealed buffer to `file` as a table file, with `options` (the Parquet writer's). */
 export const fileCopySql = (buffer: StageBuffer, index: number, file: string, options: string): string =>
